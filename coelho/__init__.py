@@ -1,0 +1,1 @@
+"""Embedded runtime: settings, the table of services, the `coelho` command."""

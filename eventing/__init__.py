@@ -1,0 +1,1 @@
+"""The event contract (domains, CloudEvent types, validation) and the local router that executes knative/."""

@@ -1,0 +1,82 @@
+"""What a domain is: its event schema, entity key, CloudEvent types, features, models and metrics, in one place.
+
+Producers, functions, the router's manifests, the dashboard forms and the tests read a `Domain` instead of
+repeating field lists. The three domains live in `eventing.domains`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from eventing.cloudevent_types import EVENT_KINDS, event_source, event_type
+from eventing.schema import Field, Purpose, iter_leaf_fields, validate_fields
+
+Task = Literal["classification", "regression", "clustering"]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A live use case: the contract every part of the platform shares."""
+
+    name: str  # short name used in CloudEvent types, Redis keys, URLs: "tfd", "eta", "ecci"
+    title: str
+    task: Task
+    topic: str  # Kafka topic the producer writes (names kept from the original COELHO RealTime)
+    key_field: str  # entity key: Kafka record key and CloudEvent partitionkey
+    id_field: str  # identifies one event; duplicates of it are learned once
+    target: str | None
+    fields: tuple[Field, ...]
+    features: Callable[[Mapping[str, Any]], dict[str, Any]]  # clean event -> River feature dict
+    model_factories: Mapping[str, Callable[[], Any]]  # model name -> fresh River model
+    default_model: str
+    metric_factories: Callable[[], dict[str, Any]]  # fresh River metrics, keyed by display name
+    main_metrics: tuple[str, ...]  # shown on cards and charted over events
+    description: str = ""
+    metric_help: Mapping[str, str] = field(default_factory=dict)  # what it measures, range, what good looks like
+
+    # --- the contract ------------------------------------------------------------------------------
+    def validate(self, payload: Any, purpose: Purpose = "record") -> dict[str, Any]:
+        """The clean event, or ValidationError naming every bad field (missing, type, range, value)."""
+        return validate_fields(self.fields, payload, purpose=purpose, domain=self.name)
+
+    def type(self, kind: str) -> str:
+        """CloudEvent type of `kind` ("record", "prediction.requested", "prediction", ...) in this domain."""
+        return event_type(self.name, kind)
+
+    def source(self, component: str) -> str:
+        return event_source(component, self.name)
+
+    @property
+    def event_types(self) -> dict[str, str]:
+        return {kind: self.type(kind) for kind in EVENT_KINDS}
+
+    def leaf_fields(self) -> list[tuple[str, Field]]:
+        return iter_leaf_fields(self.fields)
+
+    def field_names(self, role: str) -> list[str]:
+        return [path for path, f in self.leaf_fields() if f.role == role]
+
+    def make_model(self, name: str | None = None) -> Any:
+        model_name = name or self.default_model
+        try:
+            return self.model_factories[model_name]()
+        except KeyError:
+            raise ValueError(f"unknown model {model_name!r} for {self.name}: choose one of {', '.join(self.model_factories)}") from None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "task": self.task,
+            "topic": self.topic,
+            "key_field": self.key_field,
+            "id_field": self.id_field,
+            "target": self.target,
+            "fields": [f.describe() for f in self.fields],
+            "event_types": self.event_types,
+            "models": list(self.model_factories),
+            "default_model": self.default_model,
+            "main_metrics": list(self.main_metrics),
+        }

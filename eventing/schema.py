@@ -1,0 +1,183 @@
+"""Field declarations and the one validation entry point for domain events.
+
+A domain's event schema is a tuple of `Field`s. `validate` turns a raw payload into a clean event or raises a
+`ValidationError` naming every bad field and why (missing, wrong type, out of range, unknown value).
+
+>>> amount = Field("amount", "number", "feature", "Transaction amount", unit="currency units", minimum=0)
+>>> validate_fields((amount,), {"amount": "12.5"}, purpose="record")
+{'amount': 12.5}
+>>> try:
+...     validate_fields((amount,), {"amount": -1}, purpose="record")
+... except ValidationError as err:
+...     print(err.errors)
+{'amount': 'out of range: -1 is below the minimum 0'}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+FieldType = Literal["string", "integer", "number", "boolean", "timestamp", "object"]
+FieldRole = Literal["feature", "target", "identifier", "context"]
+Purpose = Literal["record", "prediction"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a domain event: its type, unit, allowed values or range, and its role."""
+
+    name: str
+    type: FieldType
+    role: FieldRole
+    description: str
+    unit: str | None = None
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    required: bool = True
+    fields: tuple[Field, ...] = ()  # members of an "object" field
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly description (docs, the dashboard, the assistant)."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "role": self.role, "description": self.description}
+        for key in ("unit", "minimum", "maximum"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        if not self.required:
+            out["required"] = False
+        if self.fields:
+            out["fields"] = [f.describe() for f in self.fields]
+        return out
+
+
+class ValidationError(ValueError):
+    """A payload that does not fit its domain's schema. `errors` maps a field path to the reason."""
+
+    def __init__(self, errors: Mapping[str, str], domain: str | None = None) -> None:
+        self.errors = dict(errors)
+        self.domain = domain
+        where = f"invalid {domain} event: " if domain else "invalid event: "
+        super().__init__(where + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "validation failed", "domain": self.domain, "fields": self.errors, "message": str(self)}
+
+
+def _is_required(field: Field, purpose: Purpose) -> bool:
+    # A prediction request carries features only: no target, identifiers and context are optional.
+    if purpose == "prediction" and field.role in ("target", "identifier", "context"):
+        return False
+    return field.required
+
+
+def _check_range(field: Field, value: float, path: str, errors: dict[str, str]) -> None:
+    if field.minimum is not None and value < field.minimum:
+        errors[path] = f"out of range: {value:g} is below the minimum {field.minimum:g}"
+    elif field.maximum is not None and value > field.maximum:
+        errors[path] = f"out of range: {value:g} is above the maximum {field.maximum:g}"
+
+
+def _clean_value(field: Field, value: Any, path: str, purpose: Purpose, errors: dict[str, str]) -> Any:
+    kind = field.type
+    if kind == "object":
+        if not isinstance(value, Mapping):
+            errors[path] = f"wrong type: expected an object with {', '.join(f.name for f in field.fields)}"
+            return None
+        return _clean_mapping(field.fields, value, purpose, errors, prefix=path + ".")
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        errors[path] = f"wrong type: expected a boolean, got {value!r}"
+        return None
+    if kind in ("integer", "number"):
+        if isinstance(value, bool):
+            errors[path] = f"wrong type: expected a {kind}, got a boolean"
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            errors[path] = f"wrong type: expected a {kind}, got {value!r}"
+            return None
+        if not math.isfinite(number):
+            errors[path] = f"wrong type: expected a finite {kind}, got {value!r}"
+            return None
+        if kind == "integer":
+            if number != int(number):
+                errors[path] = f"wrong type: expected an integer, got {value!r}"
+                return None
+            _check_range(field, number, path, errors)
+            return int(number)
+        _check_range(field, number, path, errors)
+        return number
+    if kind == "timestamp":
+        if not isinstance(value, str):
+            errors[path] = f"wrong type: expected an ISO 8601 timestamp string, got {value!r}"
+            return None
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            errors[path] = f"wrong type: {value!r} is not an ISO 8601 timestamp"
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC).isoformat()
+    # string
+    if not isinstance(value, str):
+        errors[path] = f"wrong type: expected a string, got {value!r}"
+        return None
+    if field.choices is not None and value not in field.choices:
+        errors[path] = f"unknown value {value!r}: allowed are {', '.join(field.choices)}"
+        return None
+    return value
+
+
+def _clean_mapping(
+    fields: tuple[Field, ...], payload: Mapping[str, Any], purpose: Purpose, errors: dict[str, str], prefix: str = ""
+) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for field in fields:
+        path = prefix + field.name
+        value = payload.get(field.name)
+        if value is None or (isinstance(value, str) and value == "" and field.type != "string"):
+            if _is_required(field, purpose):
+                errors[path] = "missing"
+            continue
+        cleaned = _clean_value(field, value, path, purpose, errors)
+        if cleaned is not None:
+            clean[field.name] = cleaned
+    return clean
+
+
+def validate_fields(fields: tuple[Field, ...], payload: Any, purpose: Purpose = "record", domain: str | None = None) -> dict[str, Any]:
+    """Return the clean payload (typed, normalised) or raise ValidationError naming every bad field.
+
+    Unknown extra keys are dropped: the schema is the contract, not what a sender happens to add.
+    """
+    if not isinstance(payload, Mapping):
+        raise ValidationError({"data": f"wrong type: expected a JSON object, got {type(payload).__name__}"}, domain)
+    errors: dict[str, str] = {}
+    clean = _clean_mapping(fields, payload, purpose, errors)
+    if errors:
+        raise ValidationError(errors, domain)
+    return clean
+
+
+def iter_leaf_fields(fields: tuple[Field, ...], prefix: str = "") -> list[tuple[str, Field]]:
+    """Flatten nested object fields to ("location.lat", Field) pairs, in declaration order."""
+    out: list[tuple[str, Field]] = []
+    for field in fields:
+        if field.type == "object":
+            out.extend(iter_leaf_fields(field.fields, prefix + field.name + "."))
+        else:
+            out.append((prefix + field.name, field))
+    return out

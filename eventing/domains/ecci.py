@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from river import cluster, compose, metrics, preprocessing, utils
+from river import cluster, metrics, preprocessing, utils
 
 from eventing.domain import Domain
 from eventing.schema import Field

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from river import compose, forest, imblearn, linear_model, metrics, optim, preprocessing, tree, utils
+from river import compose, forest, imblearn, linear_model, metrics, optim, preprocessing, tree
 
 from eventing.domain import Domain
 from eventing.schema import Field
@@ -119,7 +119,6 @@ def metric_factories() -> dict[str, Any]:
     }
 
 
-_ = utils  # River's utils are used by the other domains; imported here for a uniform module shape
 
 METRIC_HELP = {
     "ROCAUC": "Probability that a random fraud scores above a random legitimate transaction. 0.5 is chance, 1 is perfect; above 0.85 is good here.",

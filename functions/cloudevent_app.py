@@ -1,0 +1,287 @@
+"""The function middleware: a Flask app around a CloudEvent handler, its failure contract, probes and metrics.
+
+A function is a handler `(event: CloudEvent) -> CloudEvent | None` plus the event types it accepts. Everything
+else lives here, out of sight, like Knative's func-python middleware:
+
+- POST / decodes binary and structured CloudEvents (cloudevents 2.x) and answers with a binary-mode CloudEvent
+  (200) or nothing (204).
+- GET /health/liveness, GET /health/readiness (runs the function's `ready` check), GET /metrics (Prometheus).
+- Failure contract (what the Knative dispatcher retries: only 5xx, 404, 408, 409, 429):
+  not a CloudEvent -> 400 with the reason; a type the function does not take -> 400 listing the accepted types;
+  `ValidationError` -> 400 naming each bad field; `DependencyUnavailable` or a Redis/HTTP connection error
+  -> 503 (retried); anything else -> 500. Never a 2xx for work not done.
+
+    >>> def handler(event):
+    ...     return reply(event, "com.coelho.realtime.tfd.learned", "/coelho/functions/learn/tfd", {"ok": True})
+    >>> app = create_app("learn", handler, accepts=["com.coelho.realtime.tfd.record"])
+    >>> app.test_client().post("/", json={"message": "Hello World"}, headers={"ce-type": "boson.fn",
+    ...     "ce-id": "1", "ce-source": "/x", "ce-specversion": "1.0"}).status_code
+    400
+
+`serve(app)` runs it on HOST (default 127.0.0.1) and PORT with a threaded production server (see
+docs/adr/0030-function-server.md for the measurement behind the choice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings.http import HTTPMessage, from_http_event, to_binary_event
+from cloudevents.core.v1.event import CloudEvent
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from eventing.schema import ValidationError
+
+log = logging.getLogger("coelho.functions")
+
+Handler = Callable[[BaseCloudEvent], "BaseCloudEvent | None"]
+
+REQUESTS = Counter(
+    "coelho_function_requests_total", "CloudEvents received by a function, by event type and HTTP status code",
+    ["function", "type", "code"],
+)
+LATENCY = Histogram(
+    "coelho_function_request_seconds", "Time to handle one request (decode, handle, encode the reply)",
+    ["function", "type"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class DependencyUnavailable(RuntimeError):
+    """A dependency (Redis, MLflow, S3) is down or not ready: the caller should retry (HTTP 503)."""
+
+
+class UnsupportedEvent(ValueError):
+    """The event is well formed but this function cannot act on it (HTTP 400 with the reason)."""
+
+
+def _is_dependency_error(exc: BaseException) -> bool:
+    if isinstance(exc, DependencyUnavailable):
+        return True
+    try:
+        import redis.exceptions as redis_errors
+
+        if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import requests
+
+        if isinstance(exc, requests.ConnectionError | requests.Timeout):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(exc, ConnectionError)
+
+
+def event_data(event: BaseCloudEvent) -> Any:
+    """The event's data as JSON (dict, list, ...): bytes and strings are parsed, None stays None."""
+    data = event.get_data()
+    if isinstance(data, bytes | bytearray):
+        data = data.decode("utf-8")
+    if isinstance(data, str):
+        text = data.strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise UnsupportedEvent("data is not JSON: the platform's events carry a JSON object") from None
+    return data
+
+
+def make_event(ce_type: str, source: str, data: Any, **extensions: Any) -> CloudEvent:
+    """A new JSON CloudEvent; extensions with a None value are left out."""
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": source,
+        "type": ce_type,
+        "time": datetime.now(UTC),
+        "datacontenttype": "application/json",
+    }
+    attributes.update({k: v for k, v in extensions.items() if v is not None})
+    return CloudEvent(attributes, data)
+
+
+def reply(request_event: BaseCloudEvent, ce_type: str, source: str, data: Any, **extensions: Any) -> CloudEvent:
+    """A reply to `request_event`: carries over its `domain` and `partitionkey` extensions unless given."""
+    for name in ("domain", "partitionkey"):
+        if name not in extensions:
+            value = request_event.get_extension(name)
+            if value is not None:
+                extensions[name] = value
+    return make_event(ce_type, source, data, **extensions)
+
+
+def _json_response(status: int, body: Mapping[str, Any]) -> Response:
+    return Response(json.dumps(body, default=str), status=status, mimetype="application/json")
+
+
+def _event_response(event: BaseCloudEvent | None) -> Response:
+    if event is None:
+        return Response(status=204)
+    message = to_binary_event(event)
+    return Response(message.body, status=200, headers=dict(message.headers))
+
+
+def decode(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
+    """A CloudEvent from an HTTP request (binary or structured mode), or UnsupportedEvent saying why not."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    is_structured = lower.get("content-type", "").startswith("application/cloudevents")
+    if not is_structured and "ce-type" not in lower:
+        raise UnsupportedEvent(
+            "not a CloudEvent: send binary mode (ce-specversion, ce-id, ce-source, ce-type headers) "
+            "or structured mode (Content-Type: application/cloudevents+json)"
+        )
+    try:
+        return from_http_event(HTTPMessage(headers=lower, body=body))
+    except Exception as exc:  # the SDK raises several kinds (validation, JSON, ...): all mean a bad request
+        raise UnsupportedEvent(f"not a valid CloudEvent: {exc}") from None
+
+
+def error_response(function: str, exc: BaseException, accepts: Collection[str] = ()) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of the failure contract for an exception raised while handling an event."""
+    if isinstance(exc, ValidationError):
+        return 400, exc.to_dict()
+    if isinstance(exc, UnsupportedEvent):
+        body: dict[str, Any] = {"error": str(exc)}
+        if accepts:
+            body["accepted_types"] = sorted(accepts)
+        return 400, body
+    if _is_dependency_error(exc):
+        return 503, {"error": f"dependency unavailable, retry later: {exc}"}
+    log.exception("%s failed", function, exc_info=exc)
+    return 500, {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def create_app(
+    name: str,
+    handler: Handler,
+    accepts: Collection[str] | Callable[[str], bool],
+    ready: Callable[[], None] | None = None,
+    accepted_types: Collection[str] = (),
+) -> Flask:
+    """A Flask app serving `handler` on POST / with the failure contract, probes and metrics.
+
+    accepts: the CloudEvent types the handler takes, or a predicate on the type (then pass `accepted_types`,
+    the human-readable list returned with a 400). ready: raises (DependencyUnavailable, ...) when the function
+    cannot serve yet; GET /health/readiness answers 503 with the reason then.
+    """
+    app = Flask(name)
+    if callable(accepts):
+        is_accepted = accepts
+        listed = list(accepted_types)
+    else:
+        accepted_set = frozenset(accepts)
+        listed = sorted(accepted_set)
+
+        def is_accepted(ce_type: str) -> bool:
+            return ce_type in accepted_set
+
+    @app.post("/")
+    def receive() -> Response:
+        started = time.perf_counter()
+        ce_type = request.headers.get("ce-type", "structured")
+        try:
+            event = decode(dict(request.headers), request.get_data())
+            ce_type = event.get_type()
+            if not is_accepted(ce_type):
+                label = "unhandled"
+                REQUESTS.labels(name, label, "400").inc()
+                return _json_response(400, {
+                    "error": f"{name} does not handle CloudEvents of type {ce_type!r}",
+                    "accepted_types": listed,
+                })
+            response = _event_response(handler(event))
+        except Exception as exc:
+            status, body = error_response(name, exc, listed)
+            response = _json_response(status, body)
+        label = ce_type if is_accepted(ce_type) else "unhandled"
+        REQUESTS.labels(name, label, str(response.status_code)).inc()
+        LATENCY.labels(name, label).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/health/liveness")
+    def liveness() -> Response:
+        return _json_response(200, {"status": "alive", "function": name})
+
+    @app.get("/health/readiness")
+    def readiness() -> Response:
+        if ready is not None:
+            try:
+                ready()
+            except Exception as exc:
+                return _json_response(503, {"status": "not ready", "function": name, "reason": str(exc)})
+        return _json_response(200, {"status": "ready", "function": name})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def json_endpoint(name: str, func: Callable[[], Mapping[str, Any]], accepts: Collection[str] = ()) -> Response:
+    """Run a plain-JSON endpoint body with the same failure contract and metrics as POST /."""
+    started = time.perf_counter()
+    try:
+        response = _json_response(200, func())
+    except Exception as exc:
+        status, body = error_response(name, exc, accepts)
+        response = _json_response(status, body)
+    REQUESTS.labels(name, "json", str(response.status_code)).inc()
+    LATENCY.labels(name, "json").observe(time.perf_counter() - started)
+    return response
+
+
+def serve(app_factory: Callable[[], Flask], default_port: int = 8080) -> None:
+    """Serve the app on HOST:PORT until stopped. COELHO_SERVER picks the server (default: waitress if installed).
+
+    The app is built by `app_factory` inside the serving process (after any fork), so background threads
+    (e.g. predict's log follower) start where they are used.
+    """
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", str(default_port)))
+    threads = int(os.environ.get("COELHO_THREADS", "16"))
+    server = os.environ.get("COELHO_SERVER", "gunicorn")
+    log.info("serving on %s:%s with %s (%d threads)", host, port, server, threads)
+    if server == "werkzeug":
+        app_factory().run(host=host, port=port, threaded=True)
+    elif server == "waitress":
+        import waitress
+
+        waitress.serve(app_factory(), host=host, port=port, threads=threads, ident=None)
+    else:
+        _serve_gunicorn(app_factory, host, port, threads)
+
+
+def _serve_gunicorn(app_factory: Callable[[], Flask], host: str, port: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class FunctionServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("keepalive", 30)
+            self.cfg.set("accesslog", None)
+
+        def load(self) -> Flask:
+            return app_factory()
+
+    FunctionServer().run()

@@ -1,0 +1,76 @@
+"""Prometheus configuration generated from the service table.
+
+Every row of coelho.services.SERVICES with a `metrics_path` (and whose module exists) becomes a scrape job.
+Alert/recording rules come from knative/monitoring/alert-rules.yaml when that file exists; it may be a plain
+Prometheus rule file (`groups:`) or a PrometheusRule resource (`spec.groups`), possibly multi-document.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from coelho.settings import PROJECT_ROOT, Settings
+
+ALERT_RULES = PROJECT_ROOT / "knative" / "monitoring" / "alert-rules.yaml"
+
+
+def scrape_jobs(settings: Settings) -> list[dict[str, Any]]:
+    from coelho.services import SERVICES
+
+    jobs: list[dict[str, Any]] = []
+    for svc in SERVICES:
+        if not svc.metrics_path or not svc.available():
+            continue
+        port = settings.ports[svc.metrics_port or svc.port]
+        jobs.append(
+            {
+                "job_name": f"coelho-{svc.name}",
+                "metrics_path": svc.metrics_path,
+                "static_configs": [
+                    {"targets": [f"{settings.host}:{port}"], "labels": {"service": svc.name, "kind": svc.kind}}
+                ],
+            }
+        )
+    return jobs
+
+
+def rule_groups(path: Path = ALERT_RULES) -> list[dict[str, Any]]:
+    """The rule groups in the observability engineer's file ([] when it does not exist)."""
+    if not path.exists():
+        return []
+    groups: list[dict[str, Any]] = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not isinstance(doc, dict):
+            continue
+        if isinstance(doc.get("groups"), list):
+            groups.extend(doc["groups"])
+        spec = doc.get("spec")
+        if isinstance(spec, dict) and isinstance(spec.get("groups"), list):
+            groups.extend(spec["groups"])
+    return groups
+
+
+def config(settings: Settings, rules_file: Path | None = None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "scrape_configs": scrape_jobs(settings),
+    }
+    if rules_file is not None:
+        cfg["rule_files"] = [str(rules_file)]
+    return cfg
+
+
+def write_config(settings: Settings, rules_path: Path = ALERT_RULES) -> Path:
+    """Write <run_dir>/prometheus.yml (and prometheus-rules.yml when there are rules); returns the config path."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    rules_file: Path | None = None
+    groups = rule_groups(rules_path)
+    if groups:
+        rules_file = settings.run_dir / "prometheus-rules.yml"
+        rules_file.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    path = settings.run_dir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config(settings, rules_file), sort_keys=False))
+    return path

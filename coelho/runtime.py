@@ -1,0 +1,527 @@
+"""The embedded runtime: starts, watches and stops the platform's processes (see coelho/services.py for the table).
+
+Every child runs in its own process group (its own session), writes stdout/stderr to <data_dir>/logs/<name>.log and
+binds 127.0.0.1. What is running is recorded in <data_dir>/run/state.json (PID + process start time, so a reused
+PID is never mistaken for ours); `coelho down` in another shell stops exactly those processes by PID: SIGTERM to
+the group, SIGKILL after the row's stop timeout, then it checks that the ports are free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from coelho.services import SERVICES, BinaryMissing, Service
+from coelho.settings import Settings
+
+Echo = Callable[[str], None]
+
+
+class StartError(Exception):
+    """A service could not be started; str() is one line naming the service and what to do."""
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(f"{service}: {message}")
+        self.service = service
+        self.message = message
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    pid: int | None
+    running: bool
+    healthy: bool
+    address: str
+    url: str
+    ready_in: float | None = None
+    rss_bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- ports ---------------------------------------------------------------------------------------------------------
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something listens on host:port (a bind with SO_REUSEADDR fails only for a live listener)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def port_holder(port: int) -> str:
+    """" by pid N (name)" for the process listening on port, when it can be found."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                try:
+                    return f" by pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                except psutil.Error:
+                    return f" by pid {conn.pid}"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+# --- the platform --------------------------------------------------------------------------------------------------
+
+
+class Platform:
+    """One platform instance (one Settings: ports + data dir). Safe to create in several processes at once:
+    the state file is the shared truth, the Popen handles only help reap children this process started."""
+
+    def __init__(self, settings: Settings, services: list[Service] | None = None, echo: Echo | None = None) -> None:
+        self.settings = settings
+        self.services = list(services if services is not None else SERVICES)
+        self.by_name = {svc.name: svc for svc in self.services}
+        self.echo: Echo = echo or (lambda line: None)
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.RLock()
+        self._said: set[str] = set()
+
+    # --- paths / state ----------------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.settings.run_dir / "state.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.settings.log_dir / f"{name}.log"
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {"services": {}}
+        if not isinstance(state.get("services"), dict):
+            state["services"] = {}
+        return state
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_path)
+
+    def _update_entry(self, name: str, entry: dict[str, Any] | None) -> None:
+        with self._lock:
+            state = self._load_state()
+            if entry is None:
+                state["services"].pop(name, None)
+            else:
+                state["services"][name] = entry
+            state["data_dir"] = str(self.settings.data_dir)
+            self._save_state(state)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """The services the state file lists (started and not stopped), by name."""
+        return dict(self._load_state()["services"])
+
+    # --- process identity -------------------------------------------------------------------------------------
+    def _alive(self, entry: dict[str, Any] | None) -> bool:
+        """The recorded process is still ours and not a zombie."""
+        if not entry:
+            return False
+        pid = int(entry["pid"])
+        proc = self._procs.get(entry.get("name", ""))
+        if proc is not None and proc.pid == pid and proc.poll() is not None:
+            return False
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - float(entry["create_time"])) > 1.0:
+                return False
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def _group_members(self, entry: dict[str, Any]) -> list[psutil.Process]:
+        """Processes of the recorded service: its process group (leader may be gone), never younger strangers."""
+        pgid = int(entry["pid"])
+        started = float(entry["create_time"]) - 1.0
+        members: list[psutil.Process] = []
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if os.getpgid(p.pid) == pgid and p.create_time() >= started:
+                    members.append(p)
+            except (psutil.Error, OSError):
+                continue
+        return members
+
+    def _signal(self, entry: dict[str, Any], sig: int) -> None:
+        for p in self._group_members(entry):
+            with contextlib.suppress(psutil.Error, OSError):
+                p.send_signal(sig)
+
+    def running(self, name: str) -> bool:
+        entry = self.entries().get(name)
+        if entry is not None:
+            entry.setdefault("name", name)
+        return self._alive(entry)
+
+    def pid(self, name: str) -> int | None:
+        entry = self.entries().get(name)
+        return int(entry["pid"]) if entry else None
+
+    def healthy(self, name: str) -> bool:
+        svc = self.by_name[name]
+        return self.running(name) and svc.health.check(self.settings, svc.port)
+
+    # --- planning ---------------------------------------------------------------------------------------------
+    def plan(self, names: Iterable[str] | None = None, *, producers: bool = True, strict: bool = True) -> list[Service]:
+        """The services to run for `names` (None: the whole platform) plus their dependencies, in start order.
+
+        Rows whose Python module does not exist are left out (named services raise StartError when strict).
+        """
+        if names is None:
+            wanted = [s.name for s in self.services if producers or s.kind != "producer"]
+            strict = False
+        else:
+            wanted = list(names)
+        for name in wanted:
+            if name not in self.by_name:
+                raise StartError(name, f"no such service (known: {', '.join(self.by_name)})")
+        chosen: dict[str, Service] = {}
+
+        def visit(name: str, explicit: bool) -> None:
+            if name in chosen:
+                return
+            svc = self.by_name.get(name)
+            if svc is None:
+                return
+            if not svc.available():
+                if explicit and strict:
+                    raise StartError(name, f"python module {svc.module} does not exist (yet); nothing to start")
+                self._say_once(f"skip:{name}", f"{name:<14} skipped: module {svc.module} not present yet")
+                return
+            for dep in svc.dependencies(self.settings):
+                visit(dep, False)
+            chosen[name] = svc
+
+        for name in wanted:
+            visit(name, True)
+        return list(chosen.values())
+
+    def _deps(self, svc: Service, planned: set[str]) -> list[str]:
+        return [d for d in svc.dependencies(self.settings) if d in planned]
+
+    def _say_once(self, key: str, line: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self.echo(line)
+
+    # --- start ------------------------------------------------------------------------------------------------
+    def start(
+        self, names: Iterable[str] | None = None, *, producers: bool = True, strict: bool = True
+    ) -> dict[str, float]:
+        """Start `names` (None: everything) plus dependencies and wait until all are healthy. Idempotent.
+
+        Returns {service: seconds until healthy} for the services started by this call. On any failure everything
+        this call started is stopped again and StartError (one clear line) is raised.
+        """
+        with self._lock:
+            planned = self.plan(names, producers=producers, strict=strict)
+            return self._start(planned)
+
+    def _preflight(self, planned: list[Service]) -> tuple[list[Service], dict[str, list[str]]]:
+        todo: list[Service] = []
+        argvs: dict[str, list[str]] = {}
+        skipped: set[str] = set()
+        for svc in planned:
+            if self.running(svc.name):
+                continue
+            if any(d in skipped for d in svc.dependencies(self.settings)):
+                skipped.add(svc.name)
+                continue
+            try:
+                argvs[svc.name] = svc.argv(self.settings)
+            except BinaryMissing as exc:
+                if svc.optional:
+                    self._say_once(f"missing:{svc.name}", f"{svc.name:<14} not started: {exc}")
+                    skipped.add(svc.name)
+                    continue
+                raise StartError(svc.name, str(exc)) from None
+            for port in svc.ports(self.settings):
+                if port_in_use(self.settings.host, port):
+                    raise StartError(
+                        svc.name,
+                        f"port {port} on {self.settings.host} is already in use{port_holder(port)}; "
+                        f"stop that process (`coelho down` if it is an old platform) or move {svc.name} to another "
+                        f"port: COELHO_PORT_{svc.port.upper()}=... or [ports] in coelho.toml",
+                    )
+            todo.append(svc)
+        return todo, argvs
+
+    def _launch(self, svc: Service, argv: list[str]) -> None:
+        s = self.settings
+        s.log_dir.mkdir(parents=True, exist_ok=True)
+        s.run_dir.mkdir(parents=True, exist_ok=True)
+        if svc.prepare is not None:
+            svc.prepare(s)
+        env = dict(os.environ)
+        env.update(svc.env(s))
+        log = self.log_path(svc.name).open("ab")
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(Path(__file__).resolve().parent.parent),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise StartError(svc.name, f"cannot execute {argv[0]}: {exc}") from None
+        finally:
+            log.close()
+        self._procs[svc.name] = proc
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            create_time = time.time()
+        self._update_entry(
+            svc.name,
+            {
+                "name": svc.name,
+                "pid": proc.pid,
+                "create_time": create_time,
+                "argv": argv,
+                "port": s.ports[svc.port],
+                "ports": svc.ports(s),
+                "started_at": time.time(),
+                "ready_in": None,
+            },
+        )
+
+    def _last_log_line(self, name: str) -> str:
+        try:
+            lines = [ln.strip() for ln in self.log_path(name).read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1][:200] if lines else ""
+
+    def _start(self, planned: list[Service]) -> dict[str, float]:
+        todo, argvs = self._preflight(planned)
+        planned_names = {svc.name for svc in planned}
+        todo_names = {svc.name for svc in todo}
+        ready: set[str] = {n for n in planned_names if n not in todo_names}  # running already (or skipped)
+        waiting_for = [svc for svc in planned if svc.name not in todo_names and svc.name in planned_names]
+        launched: dict[str, float] = {}
+        ready_in: dict[str, float] = {}
+        after_error: dict[str, str] = {}
+        started_here: list[str] = []
+        try:
+            # services that were already running: make sure they are healthy before dependents start
+            for svc in waiting_for:
+                if self.running(svc.name) and not svc.health.check(self.settings, svc.port):
+                    self._wait_healthy(svc, svc.startup_timeout)
+            while True:
+                for svc in todo:
+                    if svc.name in launched:
+                        continue
+                    if all(d in ready for d in self._deps(svc, planned_names)):
+                        self._launch(svc, argvs[svc.name])
+                        launched[svc.name] = time.monotonic()
+                        started_here.append(svc.name)
+                pending = [n for n in launched if n not in ready]
+                if not pending and len(launched) == len(todo):
+                    break
+                for name in pending:
+                    svc = self.by_name[name]
+                    proc = self._procs[name]
+                    elapsed = time.monotonic() - launched[name]
+                    code = proc.poll()
+                    if code is not None:
+                        raise StartError(
+                            name,
+                            f"exited with code {code} while starting; see {self.log_path(name)} "
+                            f"(last line: {self._last_log_line(name) or '-'})",
+                        )
+                    if svc.health.check(self.settings, svc.port, timeout=0.5):
+                        if svc.after_start is not None:
+                            try:
+                                svc.after_start(self.settings)
+                            except Exception as exc:  # noqa: BLE001 — retried until the start timeout
+                                after_error[name] = f"{type(exc).__name__}: {exc}"
+                                if elapsed > svc.startup_timeout:
+                                    raise StartError(
+                                        name, f"healthy but setup failed: {after_error[name]}"
+                                    ) from None
+                                continue
+                        ready.add(name)
+                        ready_in[name] = round(elapsed, 2)
+                        entry = self.entries().get(name)
+                        if entry is not None:
+                            entry["ready_in"] = ready_in[name]
+                            self._update_entry(name, entry)
+                        self.echo(f"{name:<14} ready in {elapsed:5.1f} s   {svc.url(self.settings)}")
+                    elif elapsed > svc.startup_timeout:
+                        raise StartError(
+                            name,
+                            f"not healthy after {svc.startup_timeout:.0f} s "
+                            f"({svc.health.describe(self.settings, svc.port)}); see {self.log_path(name)} "
+                            f"(last line: {self._last_log_line(name) or '-'})",
+                        )
+                time.sleep(0.1)
+        except BaseException:
+            if started_here:
+                self.stop(started_here)
+            raise
+        return ready_in
+
+    def _wait_healthy(self, svc: Service, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if svc.health.check(self.settings, svc.port, timeout=0.5):
+                return
+            if not self.running(svc.name):
+                raise StartError(svc.name, f"is not running any more; see {self.log_path(svc.name)}")
+            time.sleep(0.1)
+        raise StartError(svc.name, f"running but not healthy after {timeout:.0f} s; see {self.log_path(svc.name)}")
+
+    # --- stop -------------------------------------------------------------------------------------------------
+    def _levels(self, names: list[str]) -> list[list[str]]:
+        """Group names so that dependents come before what they depend on (stop order)."""
+        depth: dict[str, int] = {}
+
+        def d(name: str, seen: frozenset[str] = frozenset()) -> int:
+            if name in depth:
+                return depth[name]
+            svc = self.by_name.get(name)
+            deps = [x for x in svc.dependencies(self.settings) if x not in seen] if svc else []
+            depth[name] = 1 + max((d(x, seen | {name}) for x in deps), default=-1)
+            return depth[name]
+
+        for n in names:
+            d(n)
+        levels: dict[int, list[str]] = {}
+        for n in names:
+            levels.setdefault(depth[n], []).append(n)
+        return [levels[k] for k in sorted(levels, reverse=True)]
+
+    def stop(self, names: Iterable[str] | None = None) -> list[str]:
+        """Stop the named services (None: all the state file lists) by PID; returns problems (ports still used)."""
+        with self._lock:
+            entries = self.entries()
+            targets = [n for n in (entries if names is None else names) if n in entries]
+            problems: list[str] = []
+            for level in self._levels(targets):
+                for name in level:
+                    entry = entries[name]
+                    self.echo(f"{name:<14} stopping (pid {entry['pid']})")
+                    self._signal(entry, signal.SIGTERM)
+                deadline = {n: time.monotonic() + self._stop_timeout(n) for n in level}
+                remaining = list(level)
+                while remaining:
+                    for name in list(remaining):
+                        proc = self._procs.get(name)
+                        if proc is not None:
+                            proc.poll()
+                        if not self._group_members(entries[name]):
+                            remaining.remove(name)
+                        elif time.monotonic() > deadline[name]:
+                            self.echo(f"{name:<14} did not stop in {self._stop_timeout(name):.0f} s: SIGKILL")
+                            self._signal(entries[name], signal.SIGKILL)
+                            deadline[name] = time.monotonic() + 5
+                    if remaining:
+                        time.sleep(0.1)
+                for name in level:
+                    proc = self._procs.pop(name, None)
+                    if proc is not None:
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            proc.wait(timeout=1)
+                    self._update_entry(name, None)
+            for name in targets:
+                for port in entries[name].get("ports", []):
+                    if not self._wait_port_free(int(port), 5.0):
+                        problems.append(f"{name}: port {port} still in use{port_holder(int(port))}")
+            return problems
+
+    def _stop_timeout(self, name: str) -> float:
+        svc = self.by_name.get(name)
+        return svc.stop_timeout if svc else 10.0
+
+    def _wait_port_free(self, port: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while port_in_use(self.settings.host, port):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def purge(self) -> None:
+        """Delete the data directory (call after stop)."""
+        if self.settings.data_dir.exists():
+            shutil.rmtree(self.settings.data_dir)
+
+    # --- fault injection / restart ----------------------------------------------------------------------------
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send `sig` to the service's process group (the process dies as in a crash); returns its PID.
+        The state file keeps the entry, so `status` shows the service as not running / unhealthy."""
+        entry = self.entries().get(name)
+        if entry is None:
+            raise StartError(name, "is not running")
+        self._signal(entry, sig)
+        proc = self._procs.get(name)
+        if proc is not None and sig == signal.SIGKILL:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        return int(entry["pid"])
+
+    def restart(self, name: str) -> float:
+        """Stop (if needed) and start one service again; returns seconds until healthy."""
+        with self._lock:
+            self.stop([name])
+            return self._start(self.plan([name])).get(name, 0.0)
+
+    # --- status -----------------------------------------------------------------------------------------------
+    def status(self, with_rss: bool = False) -> dict[str, ServiceStatus]:
+        out: dict[str, ServiceStatus] = {}
+        for name, entry in self.entries().items():
+            entry.setdefault("name", name)
+            svc = self.by_name.get(name)
+            running = self._alive(entry)
+            healthy = bool(running and svc and svc.health.check(self.settings, svc.port))
+            port = self.settings.ports.get(svc.port) if svc else entry.get("port")
+            out[name] = ServiceStatus(
+                name=name,
+                pid=int(entry["pid"]),
+                running=running,
+                healthy=healthy,
+                address=f"{self.settings.host}:{port}",
+                url=svc.url(self.settings) if svc else "",
+                ready_in=entry.get("ready_in"),
+                rss_bytes=self.rss(name) if with_rss and running else None,
+            )
+        return out
+
+    def rss(self, name: str) -> int:
+        """Resident memory of the service's whole process tree, in bytes."""
+        entry = self.entries().get(name)
+        if entry is None:
+            return 0
+        total = 0
+        for p in self._group_members(entry):
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total

@@ -1,0 +1,267 @@
+"""Generates the cluster's monitoring resources from one source each, so they cannot drift apart.
+
+- prometheusrule.yaml: a PrometheusRule (kube-prometheus-stack) with exactly the groups of alert-rules.yaml, the
+  file the embedded Prometheus loads.
+- dashboards/*.json: the Grafana dashboards, declared below as panels of PromQL queries; kustomization.yaml turns
+  each into a ConfigMap labelled grafana_dashboard=1, which Grafana's sidecar provisions.
+
+Run `.venv/bin/python knative/monitoring/generate.py` after editing alert-rules.yaml or a dashboard below;
+`--check` exits 1 when a generated file is stale (tests/observability runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+RULES = HERE / "alert-rules.yaml"
+PROMETHEUS_RULE = HERE / "prometheusrule.yaml"
+DASHBOARDS = HERE / "dashboards"
+# kube-prometheus-stack's Prometheus selects rules and monitors by its Helm release label by default.
+RELEASE_LABEL = {"release": "kube-prometheus-stack"}
+NAMESPACE = "coelho"
+
+
+def prometheus_rule() -> dict[str, Any]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "coelho-alerts",
+            "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "coelho-realtime", **RELEASE_LABEL},
+        },
+        "spec": {"groups": groups},
+    }
+
+
+# --- Grafana dashboards ------------------------------------------------------------------------------------
+@dataclass
+class Panel:
+    title: str
+    targets: list[tuple[str, str]]  # (PromQL, legend format)
+    unit: str = "short"
+    kind: str = "timeseries"  # timeseries | stat
+    width: int = 12
+    description: str = ""
+    stacked: bool = False
+
+
+@dataclass
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    rows: list[tuple[str, list[Panel]]]
+    tags: list[str] = field(default_factory=lambda: ["coelho"])
+    drift_annotations: bool = False
+
+
+DOMAIN_FILTER = 'domain=~"$domain"'
+
+
+def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    height = 4 if panel.kind == "stat" else 8
+    custom: dict[str, Any] = {"lineWidth": 2, "fillOpacity": 10, "showPoints": "never"}
+    if panel.stacked:
+        custom["stacking"] = {"mode": "normal", "group": "A"}
+    return {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"x": x, "y": y, "w": panel.width, "h": height},
+        "fieldConfig": {"defaults": {"unit": panel.unit, **({"custom": custom} if panel.kind == "timeseries" else {})}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}
+        if panel.kind == "timeseries"
+        else {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"},
+        "targets": [
+            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend, "datasource": {"type": "prometheus", "uid": "${datasource}"}}
+            for i, (expr, legend) in enumerate(panel.targets)
+        ],
+    }
+
+
+def dashboard_json(dash: Dashboard) -> dict[str, Any]:
+    panels: list[dict[str, Any]] = []
+    y = 0
+    next_id = 1
+    for row_title, row_panels in dash.rows:
+        panels.append({"id": next_id, "type": "row", "title": row_title, "collapsed": False, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []})
+        next_id += 1
+        y += 1
+        x = 0
+        row_height = 0
+        for panel in row_panels:
+            if x + panel.width > 24:
+                x, y = 0, y + row_height
+                row_height = 0
+            panels.append(_panel_json(panel, next_id, x, y))
+            next_id += 1
+            x += panel.width
+            row_height = max(row_height, 4 if panel.kind == "stat" else 8)
+        y += row_height
+    annotations: list[dict[str, Any]] = [
+        {
+            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
+            "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard",
+        }
+    ]
+    if dash.drift_annotations:
+        annotations.append({
+            "name": "Drift detected",
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "enable": True,
+            "iconColor": "red",
+            "expr": "sum by (domain) (increase(coelho_drift_detected_total[1m])) > 0",
+            "step": "30s",
+            "titleFormat": "Drift in {{domain}}",
+            "textFormat": "the {{domain}} model's drift detector fired",
+        })
+    templating = [
+        {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0},
+        {
+            "name": "domain", "label": "Domain", "type": "custom", "query": "tfd,eta,ecci", "multi": True, "includeAll": True,
+            "current": {"text": "All", "value": "$__all"}, "allValue": ".*",
+            "options": [], "hide": 0,
+        },
+    ]
+    return {
+        "uid": dash.uid,
+        "title": dash.title,
+        "description": dash.description,
+        "tags": dash.tags,
+        "timezone": "browser",
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "10s",
+        "time": {"from": "now-1h", "to": "now"},
+        "annotations": {"list": annotations},
+        "templating": {"list": templating},
+        "panels": panels,
+    }
+
+
+F = DOMAIN_FILTER
+KUBERNETES = Dashboard(
+    uid="coelho-kubernetes",
+    title="COELHO / Kubernetes resources",
+    description="CPU, memory, restarts and replicas of the platform's pods (cAdvisor, kube-state-metrics, Knative).",
+    rows=[
+        ("Pods", [
+            Panel("CPU by pod", [(f'sum by (pod) (rate(container_cpu_usage_seconds_total{{namespace="{NAMESPACE}",container!=""}}[5m]))', "{{pod}}")], unit="cores"),
+            Panel("Memory working set by pod", [(f'sum by (pod) (container_memory_working_set_bytes{{namespace="{NAMESPACE}",container!=""}})', "{{pod}}")], unit="bytes"),
+            Panel("Container restarts (1h)", [(f'sum by (pod) (increase(kube_pod_container_status_restarts_total{{namespace="{NAMESPACE}"}}[1h]))', "{{pod}}")]),
+            Panel("Available replicas per deployment", [(f'sum by (deployment) (kube_deployment_status_replicas_available{{namespace="{NAMESPACE}"}})', "{{deployment}}")]),
+        ]),
+        ("Scrape targets", [
+            Panel("Targets up", [('sum by (job) (up{job=~"learn|predict|checkpoint|lake|chat|router|producer_.+"})', "{{job}}")], width=24),
+        ]),
+    ],
+)
+
+EVENTING = Dashboard(
+    uid="coelho-eventing",
+    title="COELHO / Kafka and eventing",
+    description="Events produced into Kafka, routed by the broker and triggers, retried, dead-lettered; consumer lag.",
+    rows=[
+        ("Producers", [
+            Panel("Events produced per second", [(f"sum by (domain) (rate(coelho_producer_events_total{{{F}}}[1m]))", "{{domain}}")], unit="ops", stacked=True),
+            Panel("Producer errors per second", [(f"sum by (domain) (rate(coelho_producer_errors_total{{{F}}}[5m]))", "{{domain}}")], unit="ops"),
+        ]),
+        ("Broker and triggers", [
+            Panel("Events in per source", [("sum by (source) (rate(coelho_router_events_received_total[1m]))", "{{source}}")], unit="ops"),
+            Panel("Events delivered per trigger", [("sum by (trigger) (rate(coelho_router_events_delivered_total[1m]))", "{{trigger}}")], unit="ops"),
+            Panel("Retries per trigger", [("sum by (trigger) (rate(coelho_router_delivery_retries_total[5m]))", "{{trigger}}")], unit="ops"),
+            Panel("Dead-lettered events (5m)", [("sum by (trigger) (increase(coelho_router_events_dead_lettered_total[5m]))", "{{trigger}}")]),
+            Panel("Delivery latency p95 per trigger", [("histogram_quantile(0.95, sum by (le, trigger) (rate(coelho_router_delivery_duration_seconds_bucket[5m])))", "{{trigger}}")], unit="s"),
+            Panel("Events rejected by functions (4xx, dead-lettered)", [('sum by (function, type) (rate(coelho_function_requests_total{code=~"4.."}[5m]))', "{{function}} {{type}}")], unit="ops"),
+        ]),
+        ("Lag", [
+            Panel("Consumer lag per trigger (local router)", [("max by (trigger) (coelho_router_consumer_lag_events)", "{{trigger}}")], description="Computed by the router from what it read and committed (the embedded broker's end offsets are unreliable)."),
+            Panel("Consumer group lag (Kafka exporter, cluster)", [("sum by (consumergroup, topic) (kafka_consumergroup_lag)", "{{consumergroup}} {{topic}}")], description="Strimzi's Kafka exporter, in a cluster."),
+        ]),
+    ],
+)
+
+FUNCTIONS = Dashboard(
+    uid="coelho-functions",
+    title="COELHO / Functions",
+    description="learn-one, predict-one, checkpoint, lake and chat: requests, errors, latency, predictions.",
+    rows=[
+        ("Traffic", [
+            Panel("Requests per second by function", [("sum by (function) (rate(coelho_function_requests_total[1m]))", "{{function}}")], unit="reqps"),
+            Panel("Predictions per second by domain", [(f"sum by (domain) (rate(coelho_predictions_total{{{F}}}[1m]))", "{{domain}}")], unit="ops"),
+        ]),
+        ("Errors", [
+            Panel("Error ratio (5xx) by function", [('sum by (function) (rate(coelho_function_requests_total{code=~"5.."}[5m])) / sum by (function) (rate(coelho_function_requests_total[5m]))', "{{function}}")], unit="percentunit"),
+            Panel("Responses by status code", [("sum by (function, code) (rate(coelho_function_requests_total[5m]))", "{{function}} {{code}}")], unit="reqps"),
+        ]),
+        ("Latency", [
+            Panel("p50 / p95 / p99 latency by function", [
+                (f"histogram_quantile({q}, sum by (le, function) (rate(coelho_function_request_seconds_bucket[5m])))", f"{{{{function}}}} p{int(q * 100)}")
+                for q in (0.5, 0.95, 0.99)
+            ], unit="s", width=24),
+        ]),
+    ],
+)
+
+ML = Dashboard(
+    uid="coelho-ml",
+    title="COELHO / Models",
+    description="Online learning: events learned, the models' progressive-validation metrics, drift, state size, checkpoints.",
+    drift_annotations=True,
+    rows=[
+        ("Learning", [
+            Panel("Events learned per second", [(f"sum by (domain) (rate(coelho_events_learned_total{{{F}}}[1m]))", "{{domain}}")], unit="ops"),
+            Panel("Model metrics (progressive validation)", [(f"coelho_model_metric{{{F}}}", "{{domain}} {{model_version}} {{metric}}")], description="Test-then-train: every event is scored before it is learned."),
+        ]),
+        ("Drift", [
+            Panel("Drift detections (1h)", [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[1h]))", "{{domain}}")], kind="stat", width=24),
+        ]),
+        ("State and checkpoints", [
+            Panel("Model state size", [(f"sum by (domain) (coelho_model_state_bytes{{{F}}})", "{{domain}}")], unit="bytes", width=8),
+            Panel("Time since last checkpoint", [(f"time() - max by (domain) (coelho_checkpoint_last_success_timestamp_seconds{{{F}}})", "{{domain}}")], unit="s", width=8),
+            Panel("Checkpoint duration p95", [(f"histogram_quantile(0.95, sum by (le, domain) (rate(coelho_checkpoint_duration_seconds_bucket{{{F}}}[1h])))", "{{domain}}")], unit="s", width=8),
+        ]),
+    ],
+)
+
+ALL_DASHBOARDS = (KUBERNETES, EVENTING, FUNCTIONS, ML)
+
+
+def rendered() -> dict[Path, str]:
+    """Every generated file and its content."""
+    files = {
+        PROMETHEUS_RULE: "# Generated by knative/monitoring/generate.py from alert-rules.yaml: edit that file, not this one.\n"
+        + yaml.safe_dump(prometheus_rule(), sort_keys=False, width=200),
+    }
+    for dash in ALL_DASHBOARDS:
+        files[DASHBOARDS / f"{dash.uid}.json"] = json.dumps(dashboard_json(dash), indent=2) + "\n"
+    return files
+
+
+def main(argv: list[str]) -> int:
+    stale = [path for path, text in rendered().items() if not path.exists() or path.read_text() != text]
+    if "--check" in argv:
+        for path in stale:
+            print(f"stale: {path.relative_to(HERE.parent.parent)} (run knative/monitoring/generate.py)")
+        return 1 if stale else 0
+    DASHBOARDS.mkdir(exist_ok=True)
+    for path, text in rendered().items():
+        path.write_text(text)
+    print(f"wrote {len(rendered())} files ({len(stale)} changed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,432 @@
+"""The Observability page: live events/s, latency percentiles, errors, lag and drift markers.
+
+Each chart is declared once as a `ChartQuery` (which metric, how to aggregate it). The same declaration runs
+against Prometheus's HTTP API when Prometheus is up (`PrometheusSource`, PromQL rendered from the query), and
+otherwise straight against the services' /metrics endpoints (`ScrapeSource`, which keeps its own short history
+and computes rates and histogram quantiles the way PromQL does). The dashboard mounts `page(settings)`.
+
+>>> ChartQuery("Learned", "coelho_events_learned_total", "rate", by="domain").promql()
+'sum by (domain) (rate(coelho_events_learned_total[1m]))'
+>>> ChartQuery("p95", "coelho_function_request_duration_seconds", "quantile", quantile=0.95).promql()
+'histogram_quantile(0.95, sum by (le) (rate(coelho_function_request_duration_seconds_bucket[1m])))'
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+Kind = Literal["rate", "quantile", "value"]
+Point = tuple[float, float]  # (unix seconds, value)
+LabelSet = frozenset[tuple[str, str]]
+
+RATE_WINDOW = "1m"
+
+
+@dataclass(frozen=True)
+class ChartQuery:
+    """One line (or one line per value of `by`) on a chart, declared independently of where the data comes from.
+
+    kind: "rate" = per-second rate of a counter, summed; "quantile" = histogram_quantile over all series;
+    "value" = a gauge (or counter) summed as it is. `match` holds exact label matchers, `exclude` negative regex
+    matchers (e.g. {"code": "2.."} keeps only non-2xx responses).
+    """
+
+    label: str
+    metric: str
+    kind: Kind
+    by: str | None = None
+    quantile: float = 0.5
+    match: Mapping[str, str] = field(default_factory=dict)
+    exclude: Mapping[str, str] = field(default_factory=dict)
+
+    def _selector(self, name: str) -> str:
+        parts = [f'{k}="{v}"' for k, v in sorted(self.match.items())]
+        parts += [f'{k}!~"{v}"' for k, v in sorted(self.exclude.items())]
+        return name + ("{" + ",".join(parts) + "}" if parts else "")
+
+    def promql(self) -> str:
+        grouping = f"sum by ({self.by}) " if self.by else "sum "
+        if self.kind == "rate":
+            return f"{grouping}(rate({self._selector(self.metric)}[{RATE_WINDOW}]))"
+        if self.kind == "quantile":
+            le = f"le, {self.by}" if self.by else "le"
+            inner = f"sum by ({le}) (rate({self._selector(self.metric + '_bucket')}[{RATE_WINDOW}]))"
+            return f"histogram_quantile({self.quantile}, {inner})"
+        return f"{grouping}({self._selector(self.metric)})"
+
+    def accepts(self, labels: Mapping[str, str]) -> bool:
+        import re
+
+        if any(labels.get(k) != v for k, v in self.match.items()):
+            return False
+        return not any(re.fullmatch(v, labels.get(k, "")) for k, v in self.exclude.items())
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    unit: str
+    queries: tuple[ChartQuery, ...]
+
+
+# Metric names exported by the platform (functions/, eventing/router/, producers/); the alert rules and the
+# Grafana dashboards in knative/monitoring/ query the same names, and tests/observability checks they exist.
+LEARNED = "coelho_events_learned_total"
+PRODUCED = "coelho_producer_events_total"
+REQUESTS = "coelho_function_requests_total"
+LATENCY = "coelho_function_request_duration_seconds"
+ROUTER_LAG = "coelho_router_consumer_lag_events"
+DEAD_LETTERED = "coelho_router_events_dead_lettered_total"
+DRIFT = "coelho_drift_detected_total"
+
+CHARTS: tuple[Chart, ...] = (
+    Chart(
+        "Events per second",
+        "events/s",
+        (
+            ChartQuery("learned", LEARNED, "rate", by="domain"),
+            ChartQuery("produced", PRODUCED, "rate", by="domain"),
+        ),
+    ),
+    Chart(
+        "Function latency percentiles",
+        "seconds",
+        tuple(ChartQuery(f"p{int(q * 100)}", LATENCY, "quantile", quantile=q) for q in (0.5, 0.95, 0.99)),
+    ),
+    Chart(
+        "Errors per second",
+        "errors/s",
+        (
+            ChartQuery("function errors", REQUESTS, "rate", by="function", exclude={"code": "2.."}),
+            ChartQuery("dead-lettered", DEAD_LETTERED, "rate", by="trigger"),
+        ),
+    ),
+    Chart("Consumer lag", "events", (ChartQuery("lag", ROUTER_LAG, "value", by="trigger"),)),
+    Chart("Drift detections", "detections", (ChartQuery("drift", DRIFT, "value", by="domain"),)),
+)
+
+
+# --- where the numbers come from ---------------------------------------------------------------------------
+class MetricsSource(Protocol):
+    name: str
+
+    def series(self, query: ChartQuery, window_s: float) -> dict[str, list[Point]]: ...
+
+    def targets(self) -> dict[str, bool]: ...
+
+
+def _series_name(query: ChartQuery, labels: Mapping[str, str]) -> str:
+    if query.by and labels.get(query.by):
+        return f"{query.label} {labels[query.by]}"
+    return query.label
+
+
+class PrometheusSource:
+    """Reads charts from Prometheus's HTTP API (query_range) and targets from /api/v1/targets."""
+
+    def __init__(self, url: str, timeout: float = 2.0) -> None:
+        self.url = url.rstrip("/")
+        self.name = f"Prometheus at {self.url}"
+        self.timeout = timeout
+
+    def is_up(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=0.5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def series(self, query: ChartQuery, window_s: float) -> dict[str, list[Point]]:
+        end = time.time()
+        step = max(2.0, window_s / 150)
+        reply = requests.get(
+            f"{self.url}/api/v1/query_range",
+            params={"query": query.promql(), "start": str(end - window_s), "end": str(end), "step": str(step)},
+            timeout=self.timeout,
+        )
+        reply.raise_for_status()
+        out: dict[str, list[Point]] = {}
+        for result in reply.json()["data"]["result"]:
+            points = [(float(t), float(v)) for t, v in result["values"] if math.isfinite(float(v))]
+            out[_series_name(query, result["metric"])] = points
+        return out
+
+    def targets(self) -> dict[str, bool]:
+        reply = requests.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=self.timeout)
+        reply.raise_for_status()
+        return {
+            t["labels"].get("job", t["scrapeUrl"]): t["health"] == "up" for t in reply.json()["data"]["activeTargets"]
+        }
+
+
+@dataclass
+class Scrape:
+    at: float
+    samples: dict[tuple[str, LabelSet], float]
+
+
+def parse_metrics(text: str, extra_labels: Mapping[str, str] | None = None) -> dict[tuple[str, LabelSet], float]:
+    """Samples of a Prometheus text exposition, keyed by (sample name, labels)."""
+    extra = dict(extra_labels or {})
+    samples: dict[tuple[str, LabelSet], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = frozenset({**sample.labels, **extra}.items())
+            samples[(sample.name, labels)] = float(sample.value)
+    return samples
+
+
+def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:
+    """PromQL's histogram_quantile over cumulative (upper bound, count) pairs.
+
+    >>> histogram_quantile(0.5, [(0.1, 10), (0.2, 30), (float("inf"), 40)])
+    0.15
+    """
+    ordered = sorted(buckets)
+    if not ordered or ordered[-1][1] <= 0:
+        return math.nan
+    rank = q * ordered[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for upper, count in ordered:
+        if count >= rank:
+            if math.isinf(upper):
+                return lower_bound
+            if count == lower_count:
+                return upper
+            return lower_bound + (upper - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = upper, count
+    return lower_bound
+
+
+class ScrapeSource:
+    """Scrapes the services' /metrics endpoints itself and keeps a short history, for when Prometheus is absent."""
+
+    name = "the services' /metrics endpoints (Prometheus is not running)"
+
+    def __init__(self, endpoints: Mapping[str, str], history: int = 360, timeout: float = 1.0) -> None:
+        self.endpoints = dict(endpoints)  # job name -> metrics URL
+        self.timeout = timeout
+        self.scrapes: deque[Scrape] = deque(maxlen=history)
+        self.up: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def scrape(self) -> Scrape:
+        samples: dict[tuple[str, LabelSet], float] = {}
+        for job, url in self.endpoints.items():
+            try:
+                reply = requests.get(url, timeout=self.timeout)
+                reply.raise_for_status()
+                samples.update(parse_metrics(reply.text, {"job": job}))
+                self.up[job] = True
+            except (requests.RequestException, ValueError):
+                self.up[job] = False
+        current = Scrape(time.time(), samples)
+        with self._lock:
+            self.scrapes.append(current)
+        return current
+
+    def targets(self) -> dict[str, bool]:
+        return dict(self.up)
+
+    def _sum(self, scrape: Scrape, name: str, query: ChartQuery) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        for (sample_name, labels), value in scrape.samples.items():
+            if sample_name != name:
+                continue
+            label_map = dict(labels)
+            if query.accepts(label_map):
+                key = _series_name(query, label_map)
+                sums[key] = sums.get(key, 0.0) + value
+        return sums
+
+    def _bucket_rates(self, before: Scrape, after: Scrape, query: ChartQuery) -> list[tuple[float, float]]:
+        per_le: dict[float, float] = {}
+        name = query.metric + "_bucket"
+        for (sample_name, labels), value in after.samples.items():
+            if sample_name != name:
+                continue
+            label_map = dict(labels)
+            if not query.accepts(label_map):
+                continue
+            delta = value - before.samples.get((sample_name, labels), 0.0)
+            le = float(label_map.get("le", "inf"))
+            per_le[le] = per_le.get(le, 0.0) + max(delta, 0.0)
+        return list(per_le.items())
+
+    def series(self, query: ChartQuery, window_s: float) -> dict[str, list[Point]]:
+        with self._lock:
+            scrapes = [s for s in self.scrapes if s.at >= time.time() - window_s]
+        out: dict[str, list[Point]] = {}
+        if query.kind == "value":
+            for scrape in scrapes:
+                for key, value in self._sum(scrape, query.metric, query).items():
+                    out.setdefault(key, []).append((scrape.at, value))
+            return out
+        for before, after in zip(scrapes, scrapes[1:], strict=False):
+            dt = after.at - before.at
+            if dt <= 0:
+                continue
+            if query.kind == "rate":
+                old = self._sum(before, query.metric, query)
+                for key, value in self._sum(after, query.metric, query).items():
+                    delta = value - old.get(key, 0.0)
+                    out.setdefault(key, []).append((after.at, max(delta, 0.0) / dt))  # a reset counts as 0
+            else:
+                value = histogram_quantile(query.quantile, self._bucket_rates(before, after, query))
+                if math.isfinite(value):
+                    out.setdefault(query.label, []).append((after.at, value))
+        return out
+
+
+def metrics_endpoints(settings: Any) -> dict[str, str]:
+    """Job name -> /metrics URL of every component that exports metrics, from the settings' port table."""
+    ports: Mapping[str, int] = settings.ports
+    jobs = [name for name in ("learn", "predict", "checkpoint", "lake", "chat") if name in ports]
+    endpoints = {job: f"http://{settings.host}:{ports[job]}/metrics" for job in jobs}
+    if "router_metrics" in ports:
+        endpoints["router"] = f"http://{settings.host}:{ports['router_metrics']}/metrics"
+    for name, port in ports.items():
+        if name.startswith("producer_"):
+            endpoints[name] = f"http://{settings.host}:{port}/metrics"
+    return endpoints
+
+
+def drift_markers(source: MetricsSource, window_s: float) -> list[tuple[float, str]]:
+    """(time, domain) of every drift detection in the window: where coelho_drift_detected_total went up."""
+    markers: list[tuple[float, str]] = []
+    for name, points in source.series(ChartQuery("drift", DRIFT, "value", by="domain"), window_s).items():
+        domain = name.removeprefix("drift ").strip() or "?"
+        for (_, before), (at, after) in zip(points, points[1:], strict=False):
+            if after > before:
+                markers.append((at, domain))
+    return sorted(markers)
+
+
+@dataclass
+class Snapshot:
+    """Everything the page draws at one refresh."""
+
+    source: str
+    charts: dict[str, dict[str, list[Point]]]
+    targets: dict[str, bool]
+    drift: list[tuple[float, str]]
+    errors: list[str]
+
+
+class ObservabilityData:
+    """Chooses Prometheus when it answers, else scrapes the services, and collects one `Snapshot` per refresh."""
+
+    def __init__(self, settings: Any, window_s: float = 900.0) -> None:
+        self.settings = settings
+        self.window_s = window_s
+        self.prometheus = PrometheusSource(settings.url("prometheus")) if "prometheus" in settings.ports else None
+        self.scraper = ScrapeSource(metrics_endpoints(settings))
+
+    def source(self) -> MetricsSource:
+        if self.prometheus is not None and self.prometheus.is_up():
+            return self.prometheus
+        self.scraper.scrape()
+        return self.scraper
+
+    def snapshot(self, charts: Sequence[Chart] = CHARTS) -> Snapshot:
+        source = self.source()
+        errors: list[str] = []
+        drawn: dict[str, dict[str, list[Point]]] = {}
+        for chart in charts:
+            lines: dict[str, list[Point]] = {}
+            for query in chart.queries:
+                try:
+                    lines.update(source.series(query, self.window_s))
+                except (requests.RequestException, KeyError, ValueError) as exc:
+                    errors.append(f"{chart.title}: {exc}")
+            drawn[chart.title] = lines
+        try:
+            targets = source.targets()
+            markers = drift_markers(source, self.window_s)
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            targets, markers = {}, []
+            errors.append(f"targets: {exc}")
+        return Snapshot(source.name, drawn, targets, markers, errors)
+
+
+# --- the Panel page ----------------------------------------------------------------------------------------
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+
+
+def _figure(chart: Chart, lines: Mapping[str, list[Point]], drift: Sequence[tuple[float, str]]) -> Any:
+    from bokeh.models import Span  # type: ignore[attr-defined]
+    from bokeh.plotting import figure
+
+    fig = figure(
+        title=chart.title,
+        x_axis_type="datetime",
+        height=260,
+        sizing_mode="stretch_width",
+        y_axis_label=chart.unit,
+        toolbar_location=None,
+    )
+    for colour, (name, points) in zip(PALETTE * 4, sorted(lines.items()), strict=False):
+        if not points:
+            continue
+        xs = [t * 1000 for t, _ in points]
+        ys = [v for _, v in points]
+        fig.line(xs, ys, legend_label=name, line_width=2, color=colour)
+    for at, _domain in drift:
+        fig.add_layout(Span(location=at * 1000, dimension="height", line_color="#d62728", line_dash="dashed"))
+    if fig.legend:
+        fig.legend.location = "top_left"
+        fig.legend.label_text_font_size = "9pt"
+    return fig
+
+
+def page(settings: Any, refresh_ms: int = 5000) -> Any:
+    """The Observability page as a Panel viewable; refreshes itself every `refresh_ms` while it is open."""
+    import panel as pn
+
+    data = ObservabilityData(settings)
+    header = pn.pane.Markdown("## Observability", margin=(0, 10))
+    status = pn.pane.Markdown("Collecting metrics...", margin=(0, 10))
+    targets = pn.pane.Markdown("", margin=(0, 10))
+    drift_list = pn.pane.Markdown("", margin=(0, 10))
+    plots = {chart.title: pn.pane.Bokeh(_figure(chart, {}, []), sizing_mode="stretch_width") for chart in CHARTS}
+
+    def refresh() -> None:
+        snap = data.snapshot()
+        status.object = f"Source: **{snap.source}**, refreshed {time.strftime('%H:%M:%S')}" + (
+            "  \n" + "  \n".join(f"⚠ {e}" for e in snap.errors[:3]) if snap.errors else ""
+        )
+        targets.object = "Targets: " + (
+            ", ".join(f"{job} {'up' if ok else '**down**'}" for job, ok in sorted(snap.targets.items())) or "none"
+        )
+        drift_list.object = "Drift markers: " + (
+            ", ".join(f"{d} at {time.strftime('%H:%M:%S', time.localtime(t))}" for t, d in snap.drift[-10:])
+            or "no drift detected in the last 15 minutes"
+        )
+        for chart in CHARTS:
+            drift = snap.drift if chart.title in ("Events per second", "Drift detections") else []
+            plots[chart.title].object = _figure(chart, snap.charts.get(chart.title, {}), drift)
+
+    layout = pn.Column(
+        header,
+        status,
+        targets,
+        drift_list,
+        pn.GridBox(*plots.values(), ncols=2, sizing_mode="stretch_width"),
+        sizing_mode="stretch_width",
+        name="Observability",
+    )
+
+    def start() -> None:
+        refresh()
+        pn.state.add_periodic_callback(refresh, period=refresh_ms)  # stopped by Panel with the session
+
+    pn.state.onload(start)
+    return layout

@@ -199,6 +199,7 @@ class Platform:
             if name not in self.by_name:
                 raise StartError(name, f"no such service (known: {', '.join(self.by_name)})")
         chosen: dict[str, Service] = {}
+        skipped: list[str] = []
 
         def visit(name: str, explicit: bool) -> None:
             if name in chosen:
@@ -209,7 +210,7 @@ class Platform:
             if not svc.available():
                 if explicit and strict:
                     raise StartError(name, f"python module {svc.module} does not exist (yet); nothing to start")
-                self._say_once(f"skip:{name}", f"{name:<14} skipped: module {svc.module} not present yet")
+                skipped.append(name)
                 return
             for dep in svc.dependencies(self.settings):
                 visit(dep, False)
@@ -217,6 +218,10 @@ class Platform:
 
         for name in wanted:
             visit(name, True)
+        if skipped:
+            self._say_once(
+                "skipped:" + ",".join(skipped), f"{'(skipped)':<14} not written yet: {', '.join(sorted(set(skipped)))}"
+            )
         return list(chosen.values())
 
     def _deps(self, svc: Service, planned: set[str]) -> list[str]:

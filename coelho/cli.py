@@ -1,0 +1,250 @@
+"""`coelho`: start, watch and stop the platform (up / down / status / logs), plus sub-commands other packages add.
+
+Sub-commands from other packages are registered lazily ("module:attribute"); a module or attribute that does not
+exist (yet) is skipped silently, so the runtime never depends on them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import click
+
+from coelho.runtime import Platform, StartError
+from coelho.services import DOMAINS
+from coelho.settings import Settings
+
+LAZY_COMMANDS: dict[str, str] = {
+    "produce": "producers.cli:produce",
+    "invoke": "functions.cli:invoke",
+    "models": "functions.cli:models",
+    "training": "functions.cli:training",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that also offers the LAZY_COMMANDS whose module and attribute exist."""
+
+    def _load(self, name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                return None  # not written yet
+            raise
+        cmd = getattr(module, attr, None)
+        return cmd if isinstance(cmd, click.Command) else None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(super().list_commands(ctx))
+        for name in LAZY_COMMANDS:
+            try:
+                if self._load(name) is not None:
+                    names.append(name)
+            except Exception:  # noqa: BLE001 — a broken plug-in must not break `coelho --help`
+                continue
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:
+            return cmd
+        try:
+            return self._load(cmd_name)
+        except Exception as exc:  # noqa: BLE001
+            raise click.ClickException(f"{cmd_name}: cannot load {LAZY_COMMANDS[cmd_name]}: {exc}") from exc
+
+
+@click.group(cls=LazyGroup)
+def main() -> None:
+    """COELHO RealTime: real-time machine learning platform, embedded on one machine."""
+
+
+def _platform(echo: bool = True) -> Platform:
+    return Platform(Settings.load(), echo=click.echo if echo else None)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_all(plat: Platform) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave half the platform running
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    problems = plat.stop()
+    for line in problems:
+        click.echo(f"warning: {line}", err=True)
+    click.echo("stopped" if not problems else "stopped, with the warnings above")
+
+
+# --- live summary --------------------------------------------------------------------------------------------------
+
+
+def learned_per_domain(plat: Platform) -> dict[str, int] | None:
+    """coelho_events_learned_total summed by domain, read from the learn function's /metrics (None: unavailable)."""
+    if "learn" not in plat.entries():
+        return None
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(plat.settings.url("learn") + "/metrics", timeout=1) as resp:  # noqa: S310
+            text = resp.read().decode()
+        counts: dict[str, int] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name not in ("coelho_events_learned", "coelho_events_learned_total"):
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    dom = sample.labels.get("domain", "?")
+                    counts[dom] = counts.get(dom, 0) + int(sample.value)
+        return counts
+    except Exception:  # noqa: BLE001 — the summary must never crash `up`
+        return None
+
+
+def summary_line(plat: Platform) -> str:
+    status = plat.status()
+    healthy = [n for n, st in status.items() if st.healthy]
+    bad = [n for n, st in status.items() if not st.healthy]
+    line = f"{time.strftime('%H:%M:%S')}  healthy {len(healthy)}/{len(status)}"
+    if bad:
+        line += f"  UNHEALTHY: {', '.join(bad)}"
+    learned = learned_per_domain(plat)
+    if learned is not None:
+        line += "  learned: " + " ".join(f"{d}={learned.get(d, 0)}" for d in DOMAINS)
+    return line
+
+
+# --- commands ------------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--detach", "-d", is_flag=True, help="Return once every service is healthy (leave it running).")
+@click.option("--no-producers", is_flag=True, help="Do not start the synthetic event producers.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between live summary lines.")
+def up(detach: bool, no_producers: bool, interval: float) -> None:
+    """Start the whole platform, wait until healthy, then show a live summary (Ctrl-C stops everything)."""
+    plat = _platform()
+    s = plat.settings
+    click.echo(f"COELHO RealTime: starting (data in {s.data_dir}, logs in {s.log_dir})")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    t0 = time.monotonic()
+    try:
+        plat.start(None, producers=not no_producers)
+    except StartError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo("nothing was left running from this attempt.", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted while starting: stopping what was started")
+        _stop_all(plat)
+        sys.exit(130)
+    names = list(plat.entries())
+    click.echo(f"all {len(names)} services healthy in {time.monotonic() - t0:.1f} s")
+    if "dashboard" in names:
+        click.echo(f"dashboard:  {s.url('dashboard')}")
+    click.echo(f"MLflow:     {s.mlflow_uri}")
+    if "prometheus" in names:
+        click.echo(f"Prometheus: {s.url('prometheus')}")
+    if detach:
+        click.echo("running in the background: `coelho status`, `coelho logs SERVICE`, `coelho down`")
+        return
+    click.echo("Ctrl-C stops everything")
+    try:
+        while True:
+            time.sleep(interval)
+            click.echo(summary_line(plat))
+    except KeyboardInterrupt:
+        click.echo("\nstopping")
+        _stop_all(plat)
+
+
+@main.command()
+@click.option("--purge", is_flag=True, help="Also delete the data directory (topics, models, Redis, S3 data).")
+def down(purge: bool) -> None:
+    """Stop every process the platform started (by PID) and check that the ports are free."""
+    plat = _platform()
+    if not plat.entries():
+        click.echo("nothing running")
+    else:
+        problems = plat.stop()
+        for line in problems:
+            click.echo(f"warning: {line}", err=True)
+        click.echo("stopped" if not problems else "stopped, with the warnings above")
+        if problems:
+            sys.exit(1)
+    if purge:
+        plat.purge()
+        click.echo(f"deleted {plat.settings.data_dir}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool) -> None:
+    """Show each service: PID, address, healthy, URL (exit code 1 when something is unhealthy or nothing runs)."""
+    plat = _platform(echo=False)
+    st = plat.status(with_rss=as_json)
+    all_ok = bool(st) and all(x.healthy for x in st.values())
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "data_dir": str(plat.settings.data_dir),
+                    "healthy": all_ok,
+                    "services": {name: x.to_json() for name, x in st.items()},
+                }
+            )
+        )
+    elif not st:
+        click.echo(f"not running (no services recorded in {plat.state_path})")
+    else:
+        rows = [("SERVICE", "PID", "ADDRESS", "HEALTHY", "URL")]
+        for name, x in st.items():
+            health = "yes" if x.healthy else ("NO (not running)" if not x.running else "NO")
+            rows.append((name, str(x.pid or "-"), x.address, health, x.url))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    sys.exit(0 if all_ok else 1)
+
+
+@main.command()
+@click.argument("service")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.option("--lines", "-n", default=200, show_default=True, help="How many last lines to print (0: all).")
+def logs(service: str, follow: bool, lines: int) -> None:
+    """Print a service's log (<data_dir>/logs/SERVICE.log)."""
+    plat = _platform(echo=False)
+    path = plat.log_path(service)
+    if not path.exists():
+        known = sorted(p.stem for p in plat.settings.log_dir.glob("*.log")) if plat.settings.log_dir.exists() else []
+        raise click.ClickException(f"no log for {service!r} at {path} (logs exist for: {', '.join(known) or 'none'})")
+    with path.open("r", errors="replace") as fh:
+        content = fh.readlines()
+        for line in content[-lines:] if lines > 0 else content:
+            click.echo(line, nl=False)
+        if not follow:
+            return
+        try:
+            while True:
+                line = fh.readline()
+                if line:
+                    click.echo(line, nl=False)
+                else:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            return
+
+
+if __name__ == "__main__":
+    main()

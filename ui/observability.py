@@ -7,8 +7,8 @@ and computes rates and histogram quantiles the way PromQL does). The dashboard m
 
 >>> ChartQuery("Learned", "coelho_events_learned_total", "rate", by="domain").promql()
 'sum by (domain) (rate(coelho_events_learned_total[1m]))'
->>> ChartQuery("p95", "coelho_function_request_duration_seconds", "quantile", quantile=0.95).promql()
-'histogram_quantile(0.95, sum by (le) (rate(coelho_function_request_duration_seconds_bucket[1m])))'
+>>> ChartQuery("p95", "coelho_function_request_seconds", "quantile", quantile=0.95).promql()
+'histogram_quantile(0.95, sum by (le) (rate(coelho_function_request_seconds_bucket[1m])))'
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ class Chart:
 LEARNED = "coelho_events_learned_total"
 PRODUCED = "coelho_producer_events_total"
 REQUESTS = "coelho_function_requests_total"
-LATENCY = "coelho_function_request_duration_seconds"
-ROUTER_LAG = "coelho_router_consumer_lag_events"
-DEAD_LETTERED = "coelho_router_events_dead_lettered_total"
+LATENCY = "coelho_function_request_seconds"
+ROUTER_LAG = "coelho_router_consumer_lag"
+DEAD_LETTERED = "coelho_router_dead_lettered_total"
 DRIFT = "coelho_drift_detected_total"
 
 CHARTS: tuple[Chart, ...] = (
@@ -110,7 +110,7 @@ CHARTS: tuple[Chart, ...] = (
             ChartQuery("dead-lettered", DEAD_LETTERED, "rate", by="trigger"),
         ),
     ),
-    Chart("Consumer lag", "events", (ChartQuery("lag", ROUTER_LAG, "value", by="trigger"),)),
+    Chart("Consumer lag", "events", (ChartQuery("lag", ROUTER_LAG, "value", by="consumer"),)),
     Chart("Drift detections", "detections", (ChartQuery("drift", DRIFT, "value", by="domain"),)),
 )
 

@@ -164,7 +164,7 @@ KUBERNETES = Dashboard(
             Panel("Available replicas per deployment", [(f'sum by (deployment) (kube_deployment_status_replicas_available{{namespace="{NAMESPACE}"}})', "{{deployment}}")]),
         ]),
         ("Scrape targets", [
-            Panel("Targets up", [('sum by (job) (up{job=~"learn|predict|checkpoint|lake|chat|router|producer_.+"})', "{{job}}")], width=24),
+            Panel("Targets up", [('sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|lake|chat|router|producer_.+)"})', "{{job}}")], width=24),
         ]),
     ],
 )
@@ -179,15 +179,15 @@ EVENTING = Dashboard(
             Panel("Producer errors per second", [(f"sum by (domain) (rate(coelho_producer_errors_total{{{F}}}[5m]))", "{{domain}}")], unit="ops"),
         ]),
         ("Broker and triggers", [
-            Panel("Events in per source", [("sum by (source) (rate(coelho_router_events_received_total[1m]))", "{{source}}")], unit="ops"),
-            Panel("Events delivered per trigger", [("sum by (trigger) (rate(coelho_router_events_delivered_total[1m]))", "{{trigger}}")], unit="ops"),
-            Panel("Retries per trigger", [("sum by (trigger) (rate(coelho_router_delivery_retries_total[5m]))", "{{trigger}}")], unit="ops"),
-            Panel("Dead-lettered events (5m)", [("sum by (trigger) (increase(coelho_router_events_dead_lettered_total[5m]))", "{{trigger}}")]),
-            Panel("Delivery latency p95 per trigger", [("histogram_quantile(0.95, sum by (le, trigger) (rate(coelho_router_delivery_duration_seconds_bucket[5m])))", "{{trigger}}")], unit="s"),
+            Panel("Events in per source", [("sum by (source) (rate(coelho_router_events_in_total[1m]))", "{{source}}")], unit="ops"),
+            Panel("Events delivered per trigger", [("sum by (trigger) (rate(coelho_router_events_out_total[1m]))", "{{trigger}}")], unit="ops"),
+            Panel("Retries per trigger", [("sum by (trigger) (rate(coelho_router_retries_total[5m]))", "{{trigger}}")], unit="ops"),
+            Panel("Dead-lettered events (5m)", [("sum by (trigger) (increase(coelho_router_dead_lettered_total[5m]))", "{{trigger}}")]),
+            Panel("Delivery latency p95 per trigger", [("histogram_quantile(0.95, sum by (le, trigger) (rate(coelho_router_delivery_latency_seconds_bucket[5m])))", "{{trigger}}")], unit="s"),
             Panel("Events rejected by functions (4xx, dead-lettered)", [('sum by (function, type) (rate(coelho_function_requests_total{code=~"4.."}[5m]))', "{{function}} {{type}}")], unit="ops"),
         ]),
         ("Lag", [
-            Panel("Consumer lag per trigger (local router)", [("max by (trigger) (coelho_router_consumer_lag_events)", "{{trigger}}")], description="Computed by the router from what it read and committed (the embedded broker's end offsets are unreliable)."),
+            Panel("Consumer lag per consumer group (local router)", [("max by (consumer) (coelho_router_consumer_lag)", "{{consumer}}")], description="Computed by the router from what it read and committed (the embedded broker's end offsets are unreliable)."),
             Panel("Consumer group lag (Kafka exporter, cluster)", [("sum by (consumergroup, topic) (kafka_consumergroup_lag)", "{{consumergroup}} {{topic}}")], description="Strimzi's Kafka exporter, in a cluster."),
         ]),
     ],

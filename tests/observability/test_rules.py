@@ -110,6 +110,8 @@ def test_promtool_checks_the_generated_prometheus_config(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     config = yaml.safe_load(config_path.read_text())
     # The embedded Prometheus loads the alert rules, and scrapes every component that exports metrics.
-    assert any(Path(f).name == RULES.name for f in config.get("rule_files", [])), config.get("rule_files")
+    [rules_file] = config["rule_files"]
+    assert yaml.safe_load(Path(rules_file).read_text())["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    assert "rules found" in result.stdout, result.stdout  # promtool also checked the rule file the config loads
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert {"learn", "predict", "checkpoint", "router", "producer_tfd", "producer_eta", "producer_ecci"} <= jobs
+    assert {f"coelho-{name}" for name in ("learn", "predict", "checkpoint", "router", "producer_tfd", "producer_eta", "producer_ecci")} <= jobs

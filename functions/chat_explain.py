@@ -10,12 +10,17 @@
 
 Nothing here learns: transformers are applied with `transform_one`, which does not update them.
 
->>> from river import linear_model, preprocessing
+>>> from river import linear_model
 >>> model = linear_model.LinearRegression()
->>> model.weights.update({"a": 2.0, "b": -1.0}); model.intercept = 0.5
->>> e = explain(model, {"a": 3.0, "b": 1.0})
->>> e["kind"], e["raw_output"], [(c["feature"], c["contribution"]) for c in e["contributions"]]
-('linear', 5.5, [('a', 6.0), ('b', -1.0)])
+>>> for a, b in [(1.0, 2.0), (2.0, 0.5), (3.0, 1.0)]:
+...     model.learn_one({"a": a, "b": b}, 2 * a - b)
+>>> x = {"a": 3.0, "b": 1.0}
+>>> e = explain(model, x)
+>>> w = model.weights
+>>> [c["contribution"] for c in e["contributions"]] == [round(w["a"] * 3.0, 6), round(w["b"] * 1.0, 6)]
+True
+>>> e["kind"], e["raw_output"] == round(model.predict_one(x), 6)
+('linear', True)
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ def _target_scaler(model: Any) -> Any:
 def explain_linear(model: Any, estimator: Any, xt: Mapping[str, Any], features: Mapping[str, Any]) -> dict[str, Any]:
     weights: Mapping[str, float] = estimator.weights
     intercept = float(getattr(estimator, "intercept", 0.0))
-    contributions = []
+    contributions: list[dict[str, float | str]] = []
     raw = intercept
     for name, value in xt.items():
         try:
@@ -95,7 +100,7 @@ def explain_linear(model: Any, estimator: Any, xt: Mapping[str, Any], features: 
             "weight": _round(weight),
             "contribution": _round(weight * numeric),
         })
-    contributions.sort(key=lambda c: abs(c["contribution"]), reverse=True)
+    contributions.sort(key=lambda c: abs(float(c["contribution"])), reverse=True)
     shown = contributions[:MAX_CONTRIBUTIONS]
     rest = contributions[MAX_CONTRIBUTIONS:]
     result: dict[str, Any] = {
@@ -104,7 +109,7 @@ def explain_linear(model: Any, estimator: Any, xt: Mapping[str, Any], features: 
         "intercept": _round(intercept),
         "raw_output": _round(raw),
         "contributions": shown,
-        "other_features": {"count": len(rest), "contribution": _round(sum(c["contribution"] for c in rest))},
+        "other_features": {"count": len(rest), "contribution": _round(sum(float(c["contribution"]) for c in rest))},
         "how": "contribution = weight x the feature's value after the model's own scaling / one-hot encoding; "
         "intercept + the sum of contributions = raw_output",
     }
@@ -120,7 +125,7 @@ def explain_linear(model: Any, estimator: Any, xt: Mapping[str, Any], features: 
         result["target_std"] = _round(std)
         result["prediction"] = _round(mean + std * raw)
         for c in shown:
-            c["contribution_in_target_units"] = _round(std * c["contribution"])
+            c["contribution_in_target_units"] = _round(std * float(c["contribution"]))
     elif not hasattr(estimator, "predict_proba_one"):
         result["prediction"] = _round(raw)
     return result
@@ -151,7 +156,7 @@ def explain_clusters(estimator: Any, xt: Mapping[str, Any]) -> dict[str, Any]:
     distances.sort(key=lambda item: item[0])
     nearest = []
     for d, cluster_id, centre in distances[:NEAREST_CENTRES]:
-        gaps = sorted(
+        gaps: list[dict[str, Any]] = sorted(
             ({"feature": k, "event": _round(point.get(k, 0.0), 4), "centre": _round(float(centre.get(k, 0.0)), 4)} for k in point),
             key=lambda g: abs(g["event"] - g["centre"]),
             reverse=True,

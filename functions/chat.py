@@ -1,0 +1,388 @@
+"""The chat function: the dashboard's assistant, Claude with read-only tools over the platform's live data.
+
+    POST /chat          {"session_id", "message", "page": {page context}} -> a stream of NDJSON events
+                        (or server-sent events with Accept: text/event-stream):
+                          {"type": "start", ...}, {"type": "text", "text": "..."} deltas,
+                          {"type": "tool", "name", "input"}, {"type": "tool_result", "name", "ok", "chars"},
+                          {"type": "done", "answer", "tools"} or {"type": "error", "status", "error", "retryable"}
+    GET  /chat/history?session_id=...  -> {"messages": [...]} (what the panel shows after a page change)
+    POST /              a CloudEvent com.coelho.realtime.chat.requested (same data) -> a
+                        com.coelho.realtime.chat.answer CloudEvent with the whole answer (no streaming)
+    GET  /health/liveness, /health/readiness (Redis), /metrics
+
+Configuration from the environment: ANTHROPIC_API_KEY (a Secret in the cluster), ANTHROPIC_MODEL (default
+claude-sonnet-4-5), ANTHROPIC_BASE_URL (tests point it at a stand-in; unset = the real API), REDIS_URL, and
+the CHAT_* limits of `ChatConfig`. Without a key, or when the API is rate limited, overloaded or unreachable,
+the answer is a clear message with HTTP 503 (Retry-After when retrying helps); nothing else in the platform
+depends on this function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import redis
+from cloudevents.core.base import BaseCloudEvent
+from flask import Flask, Response, request, stream_with_context
+from prometheus_client import Counter, Histogram
+
+from coelho.settings import Settings
+from functions.chat_data import PlatformReader
+from functions.chat_memory import ConversationMemory, valid_session_id
+from functions.chat_prompt import system_blocks
+from functions.chat_redaction import RedactingFilter, SecretRedactor, StreamRedactor
+from functions.chat_tools import TOOLS, ToolBox
+from functions.cloudevent_app import DependencyUnavailable, UnsupportedEvent, create_app, event_data, reply, serve
+
+log = logging.getLogger("coelho.functions.chat")
+
+CHAT_REQUESTED = "com.coelho.realtime.chat.requested"
+CHAT_ANSWER = "com.coelho.realtime.chat.answer"
+SOURCE = "/coelho/functions/chat"
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+CHAT_REQUESTS = Counter("coelho_chat_requests_total", "Chat questions by outcome", ["outcome"])
+TOOL_CALLS = Counter("coelho_chat_tool_calls_total", "Tool calls made by the assistant", ["tool", "outcome"])
+API_ERRORS = Counter("coelho_chat_api_errors_total", "Failed calls to the Messages API by kind", ["kind"])
+ANSWER_SECONDS = Histogram(
+    "coelho_chat_answer_seconds", "Time from question to the end of the answer",
+    buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
+)
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    api_key: str | None = None
+    base_url: str | None = None
+    model: str = DEFAULT_MODEL
+    max_tokens: int = 1024
+    max_tool_rounds: int = 5  # model calls that may use tools before the answer must be text
+    max_message_chars: int = 4_000
+    max_page_chars: int = 8_000
+    max_history_messages: int = 20
+    max_history_chars: int = 24_000
+    session_ttl_seconds: int = 24 * 3600
+    api_timeout_seconds: float = 60.0
+    api_max_retries: int = 2
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str] | None = None) -> ChatConfig:
+        env = os.environ if env is None else env
+
+        def number(name: str, default: float) -> float:
+            return float(env.get(name, default))
+
+        return cls(
+            api_key=env.get("ANTHROPIC_API_KEY") or None,
+            base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            model=env.get("ANTHROPIC_MODEL") or DEFAULT_MODEL,
+            max_tokens=int(number("CHAT_MAX_TOKENS", cls.max_tokens)),
+            max_tool_rounds=int(number("CHAT_MAX_TOOL_ROUNDS", cls.max_tool_rounds)),
+            max_message_chars=int(number("CHAT_MAX_MESSAGE_CHARS", cls.max_message_chars)),
+            max_page_chars=int(number("CHAT_MAX_PAGE_CHARS", cls.max_page_chars)),
+            max_history_messages=int(number("CHAT_MAX_HISTORY_MESSAGES", cls.max_history_messages)),
+            max_history_chars=int(number("CHAT_MAX_HISTORY_CHARS", cls.max_history_chars)),
+            session_ttl_seconds=int(number("CHAT_SESSION_TTL_SECONDS", cls.session_ttl_seconds)),
+            api_timeout_seconds=number("CHAT_API_TIMEOUT_SECONDS", cls.api_timeout_seconds),
+            api_max_retries=int(number("CHAT_API_MAX_RETRIES", cls.api_max_retries)),
+        )
+
+
+class ChatRefused(Exception):
+    """A question the function will not send on: HTTP `status` with a message for the user."""
+
+    def __init__(self, status: int, message: str, retryable: bool = False, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "error", "status": self.status, "error": self.message, "retryable": self.retryable}
+
+
+def api_failure(exc: Exception) -> ChatRefused:
+    """What the user is told when the Messages API fails, and whether retrying helps."""
+    if isinstance(exc, anthropic.RateLimitError):
+        API_ERRORS.labels("rate_limit").inc()
+        retry = _retry_after(exc) or 20
+        return ChatRefused(503, f"The assistant is rate limited by the Claude API right now. Try again in about {retry} s.", True, retry)
+    if isinstance(exc, anthropic.APIStatusError) and exc.status_code == 529:
+        API_ERRORS.labels("overloaded").inc()
+        return ChatRefused(503, "The Claude API is overloaded at the moment. Try again in a minute.", True, 30)
+    if isinstance(exc, anthropic.APITimeoutError):
+        API_ERRORS.labels("timeout").inc()
+        return ChatRefused(503, "The Claude API did not answer in time. Try again.", True, 5)
+    if isinstance(exc, anthropic.APIConnectionError):
+        API_ERRORS.labels("network").inc()
+        return ChatRefused(503, "The assistant cannot reach the Claude API (network). Try again later.", True, 10)
+    if isinstance(exc, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
+        API_ERRORS.labels("auth").inc()
+        return ChatRefused(502, "The Claude API rejected the assistant's API key: an operator must fix ANTHROPIC_API_KEY.")
+    if isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 500:
+        API_ERRORS.labels("server").inc()
+        return ChatRefused(503, "The Claude API failed on its side. Try again in a moment.", True, 10)
+    if isinstance(exc, anthropic.APIStatusError):
+        API_ERRORS.labels("request").inc()
+        return ChatRefused(502, f"The Claude API refused the request ({exc.status_code}).")
+    API_ERRORS.labels("other").inc()
+    return ChatRefused(502, "The assistant failed to talk to the Claude API.")
+
+
+def _retry_after(exc: anthropic.APIStatusError) -> int | None:
+    try:
+        value = exc.response.headers.get("retry-after")
+        return max(1, int(float(value))) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _content_for_api(block: Any) -> dict[str, Any] | None:
+    if block.type == "text":
+        return {"type": "text", "text": block.text} if block.text else None
+    if block.type == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return None
+
+
+@dataclass
+class Assistant:
+    """Answers one question: memory in, tool loop against the Messages API with streaming, memory out."""
+
+    config: ChatConfig
+    memory: ConversationMemory
+    reader: PlatformReader
+    redactor: SecretRedactor
+    client: Any = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.client is None and self.config.api_key:
+            self.client = anthropic.Anthropic(
+                api_key=self.config.api_key,
+                base_url=self.config.base_url,
+                max_retries=self.config.api_max_retries,
+                timeout=self.config.api_timeout_seconds,
+            )
+
+    def check(self, session_id: Any, question: Any, page: Any) -> tuple[str, str, dict[str, Any]]:
+        """The validated (session_id, question, page context), or ChatRefused (400/413/503)."""
+        if not isinstance(session_id, str) or not valid_session_id(session_id):
+            raise ChatRefused(400, "session_id must be 8-64 characters of letters, digits, '-' or '_'.")
+        if not isinstance(question, str) or not question.strip():
+            raise ChatRefused(400, "message must be a non-empty string.")
+        if len(question) > self.config.max_message_chars:
+            raise ChatRefused(413, f"The message is too long ({len(question)} characters; the limit is {self.config.max_message_chars}).")
+        page = page if page is not None else {}
+        if not isinstance(page, dict):
+            raise ChatRefused(400, "page must be a JSON object (the page context).")
+        page_chars = len(json.dumps(page, default=str))
+        if page_chars > self.config.max_page_chars:
+            raise ChatRefused(413, f"The page context is too large ({page_chars} characters; the limit is {self.config.max_page_chars}).")
+        if self.client is None:
+            raise ChatRefused(
+                503,
+                "The assistant is not configured: no Claude API key (set ANTHROPIC_API_KEY for the chat function). "
+                "The rest of the platform works without it.",
+            )
+        return session_id, question.strip(), self.redactor.redact_data(page)
+
+    def answer(self, session_id: str, question: str, page: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Events of one answer. The first `next()` opens the first API stream, so an API that is down raises
+        ChatRefused before anything is sent; later failures come as an "error" event."""
+        started = time.perf_counter()
+        try:
+            history = self.memory.messages(session_id)
+        except redis.RedisError as exc:
+            raise ChatRefused(503, "The assistant's memory (Redis) is unavailable. Try again shortly.", True, 5) from exc
+        messages: list[dict[str, Any]] = [*history, {"role": "user", "content": question}]
+        toolbox = ToolBox(self.reader, page, self.redactor)
+        system = system_blocks(page)
+        tools = [tool.to_api() for tool in TOOLS.values()]
+        text_out = StreamRedactor(self.redactor)
+        answer_parts: list[str] = []
+        tools_used: list[str] = []
+        first = True
+        for round_no in range(self.config.max_tool_rounds + 1):
+            last_round = round_no == self.config.max_tool_rounds
+            kwargs: dict[str, Any] = {
+                "model": self.config.model,
+                "max_tokens": self.config.max_tokens,
+                "system": system,
+                "messages": messages,
+                "tools": tools,
+            }
+            if last_round:
+                kwargs["tool_choice"] = {"type": "none"}
+            try:
+                with self.client.messages.stream(**kwargs) as stream:
+                    if first:
+                        first = False
+                        yield {"type": "start", "session_id": session_id, "model": self.config.model}
+                    for event in stream:
+                        if event.type == "text":
+                            safe = text_out.feed(event.text)
+                            if safe:
+                                answer_parts.append(safe)
+                                yield {"type": "text", "text": safe}
+                    final = stream.get_final_message()
+            except anthropic.AnthropicError as exc:
+                refused = api_failure(exc)
+                log.warning("Messages API call failed: %s (%s)", type(exc).__name__, refused.message)
+                if first:
+                    CHAT_REQUESTS.labels("api_error").inc()
+                    raise refused from None
+                CHAT_REQUESTS.labels("api_error_midway").inc()
+                yield refused.to_json()
+                return
+            tail = text_out.flush()
+            if tail:
+                answer_parts.append(tail)
+                yield {"type": "text", "text": tail}
+            content = [c for c in (_content_for_api(block) for block in final.content) if c is not None]
+            tool_calls = [block for block in final.content if block.type == "tool_use"]
+            if final.stop_reason != "tool_use" or not tool_calls:
+                break
+            messages.append({"role": "assistant", "content": content})
+            results = []
+            for call in tool_calls:
+                tools_used.append(call.name if call.name in TOOLS else "(refused)")
+                yield {"type": "tool", "name": call.name[:60], "input": self.redactor.redact_data(call.input)}
+                result, is_error = toolbox.run(call.name, call.input)
+                TOOL_CALLS.labels(call.name if call.name in TOOLS else "unknown", "error" if is_error else "ok").inc()
+                log.info("session %s tool %s -> %s (%d chars)", session_id, call.name[:60], "error" if is_error else "ok", len(result))
+                yield {"type": "tool_result", "name": call.name[:60], "ok": not is_error, "chars": len(result)}
+                block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call.id, "content": result}
+                if is_error:
+                    block["is_error"] = True
+                results.append(block)
+            messages.append({"role": "user", "content": results})
+            if answer_parts and not answer_parts[-1].endswith(("\n", " ")):
+                answer_parts.append("\n")
+                yield {"type": "text", "text": "\n"}
+        answer = "".join(answer_parts).strip() or "(no answer)"
+        try:
+            self.memory.append_turn(session_id, question, answer, tools_used)
+        except redis.RedisError:
+            log.warning("session %s: could not store the turn in Redis", session_id)
+        CHAT_REQUESTS.labels("answered").inc()
+        ANSWER_SECONDS.observe(time.perf_counter() - started)
+        yield {"type": "done", "answer": answer, "tools": tools_used, "model": self.config.model}
+
+
+def _format(event: Mapping[str, Any], sse: bool) -> str:
+    data = json.dumps(event, default=str)
+    return f"event: {event['type']}\ndata: {data}\n\n" if sse else data + "\n"
+
+
+def create_chat_app(config: ChatConfig | None = None, settings: Settings | None = None) -> Flask:
+    config = config or ChatConfig.from_environ()
+    settings = settings or Settings.load()
+    redactor = SecretRedactor.from_environ()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(redactor))
+    log.addFilter(RedactingFilter(redactor))
+    redis_url = os.environ.get("REDIS_URL", settings.redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2)
+    memory = ConversationMemory(
+        client, ttl_seconds=config.session_ttl_seconds, max_messages=config.max_history_messages,
+        max_chars=config.max_history_chars,
+    )
+    assistant = Assistant(config, memory, PlatformReader(settings, redis_url), redactor)
+
+    def handle_event(event: BaseCloudEvent) -> BaseCloudEvent | None:
+        data = event_data(event)
+        if not isinstance(data, dict):
+            raise UnsupportedEvent("chat.requested data must be a JSON object: {session_id, message, page}")
+        session_id = str(data.get("session_id") or uuid.uuid4().hex)
+        try:
+            checked = assistant.check(session_id, data.get("message"), data.get("page"))
+            events = list(assistant.answer(*checked))
+        except ChatRefused as exc:
+            if exc.status == 503:
+                raise DependencyUnavailable(exc.message) from None
+            raise UnsupportedEvent(exc.message) from None
+        done = next((e for e in events if e["type"] == "done"), None)
+        error = next((e for e in events if e["type"] == "error"), None)
+        if done is None and error is not None:
+            raise DependencyUnavailable(error["error"])
+        body = {"session_id": session_id, "answer": done["answer"] if done else "", "tools": done["tools"] if done else []}
+        return reply(event, CHAT_ANSWER, SOURCE, body)
+
+    def ready() -> None:
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise DependencyUnavailable(f"redis: {exc}") from None
+
+    app = create_app("chat", handle_event, accepts=[CHAT_REQUESTED], ready=ready)
+
+    @app.post("/chat")
+    def chat() -> Response:
+        body = request.get_json(silent=True)
+        sse = "text/event-stream" in request.headers.get("accept", "")
+        if not isinstance(body, dict):
+            return _refusal(ChatRefused(400, "send a JSON object: {session_id, message, page}"))
+        if request.content_length and request.content_length > 4 * (config.max_message_chars + config.max_page_chars):
+            return _refusal(ChatRefused(413, "The request is too large."))
+        try:
+            checked = assistant.check(body.get("session_id"), body.get("message"), body.get("page"))
+            events = assistant.answer(*checked)
+            first = next(events)
+        except ChatRefused as exc:
+            if exc.status in (400, 413):
+                CHAT_REQUESTS.labels("rejected").inc()
+            elif exc.status == 503 and not exc.retryable:
+                CHAT_REQUESTS.labels("not_configured").inc()
+            return _refusal(exc)
+
+        def stream() -> Iterator[str]:
+            yield _format(first, sse)
+            for event in events:
+                yield _format(event, sse)
+
+        mimetype = "text/event-stream" if sse else "application/x-ndjson"
+        return Response(stream_with_context(stream()), mimetype=mimetype, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/chat/history")
+    def history() -> Response:
+        session_id = request.args.get("session_id", "")
+        if not valid_session_id(session_id):
+            return _refusal(ChatRefused(400, "session_id must be 8-64 characters of letters, digits, '-' or '_'."))
+        try:
+            entries = memory.history(session_id)
+        except redis.RedisError:
+            return _refusal(ChatRefused(503, "The assistant's memory (Redis) is unavailable.", True, 5))
+        messages = [{k: e.get(k) for k in ("role", "content", "tools") if k in e} for e in entries]
+        return Response(json.dumps({"session_id": session_id, "messages": messages}), mimetype="application/json")
+
+    @app.get("/chat/config")
+    def chat_config() -> Response:
+        """What the panel shows in its header: the model and whether a key is set (never the key)."""
+        return Response(
+            json.dumps({"model": config.model, "configured": bool(config.api_key), "tools": list(TOOLS)}),
+            mimetype="application/json",
+        )
+
+    return app
+
+
+def _refusal(exc: ChatRefused) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retryable and exc.retry_after else {}
+    return Response(json.dumps(exc.to_json()), status=exc.status, mimetype="application/json", headers=headers)
+
+
+def main() -> None:
+    serve(create_chat_app)
+
+
+if __name__ == "__main__":
+    main()

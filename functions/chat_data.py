@@ -1,0 +1,444 @@
+"""What the assistant's tools read: live model state in Redis, versions in MLflow, service health. Read only.
+
+The model state belongs to the functions (functions/model_store.py: a per-domain event log plus snapshots);
+this module only reads it, through `ReadOnlyRedis`, which refuses every command that is not a read. The live
+model the explain tool uses is a follower `ModelReplica` kept in this process: it loads the latest snapshot and
+replays the log after it, so it equals the learner's model (the state is a deterministic function of the log),
+and replaying gives back the learner's own test-then-train predictions: the "recent predictions" with their
+true outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+import requests
+
+from coelho.settings import Settings
+from eventing.domains import DOMAINS, get_domain
+from eventing.schema import ValidationError
+from functions.chat_explain import explain
+from functions.model_store import key, model_key, models_for
+
+RECENT_KEPT = 50
+HTTP_TIMEOUT = 1.5
+
+
+class ReadOnlyViolation(PermissionError):
+    """A tool tried a Redis command that writes: tools only read."""
+
+
+READ_COMMANDS = frozenset({
+    "get", "mget", "hget", "hmget", "hgetall", "hkeys", "hlen", "exists", "ttl", "type", "lrange", "llen",
+    "smembers", "scard", "sismember", "zrange", "zrevrange", "zrangebyscore", "zrevrangebyscore", "zcard",
+    "zcount", "xrange", "xrevrange", "xlen", "xinfo_stream", "ping", "scan_iter", "info", "dbsize",
+})
+
+
+class _NoScript:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise ReadOnlyViolation("scripts may write: the assistant's Redis access is read-only")
+
+
+class ReadOnlyRedis:
+    """A Redis client that only passes read commands through (`READ_COMMANDS`)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name in READ_COMMANDS:
+            return getattr(self._client, name)
+        raise ReadOnlyViolation(f"Redis command {name!r} is not allowed: the assistant only reads")
+
+    def register_script(self, script: str) -> _NoScript:  # ModelReplica registers scripts it only runs as a learner
+        return _NoScript("script")
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        raise ReadOnlyViolation("pipelines are not allowed: the assistant only reads")
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _finite(value: Any, digits: int = 4) -> Any:
+    if isinstance(value, float):
+        return round(value, digits) if math.isfinite(value) else None
+    return value
+
+
+class PlatformReader:
+    """Every read the tools make. One per chat process; thread-safe."""
+
+    def __init__(self, settings: Settings, redis_url: str | None = None, mlflow_uri: str | None = None) -> None:
+        self.settings = settings
+        raw = redis.Redis.from_url(redis_url or settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.redis = ReadOnlyRedis(raw)
+        self.mlflow_uri = (mlflow_uri or settings.mlflow_uri).rstrip("/")
+        self._replicas: dict[tuple[str, str], Any] = {}
+        self._recent: dict[tuple[str, str], deque[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    # --- which model ----------------------------------------------------------------------------
+    def model_names(self, domain: str) -> list[str]:
+        names = sorted(_text(n) or "" for n in self.redis.smembers(key(domain, "models")))
+        configured = models_for(get_domain(domain))
+        return [n for n in configured if n in names] + [n for n in names if n not in configured] or configured
+
+    def live_model(self, domain: str) -> str:
+        """The model the dashboard shows: the first configured model that has state in Redis."""
+        for name in self.model_names(domain):
+            if self.redis.exists(model_key(domain, name, "summary")) or self.redis.exists(model_key(domain, name, "snapshot")):
+                return name
+        return self.model_names(domain)[0]
+
+    def summary(self, domain: str, model: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(model_key(domain, model, "summary"), "json")
+        return json.loads(raw) if raw else None
+
+    # --- tools ------------------------------------------------------------------------------------
+    def model_info(self, domain: str) -> dict[str, Any]:
+        d = get_domain(domain)
+        model = self.live_model(domain)
+        summary = self.summary(domain, model)
+        paused = _text(self.redis.get(key(domain, "paused_at")))
+        head = int(_text(self.redis.get(key(domain, "seq"))) or 0)
+        out: dict[str, Any] = {
+            "domain": domain,
+            "title": d.title,
+            "task": d.task,
+            "model": model,
+            "models_running": self.model_names(domain),
+            "training": "paused" if paused is not None else "live",
+            "events_in_log": head,
+        }
+        if summary is None:
+            out["state"] = "no live state in Redis yet: the model has learned nothing (or learn-one has not run)"
+        else:
+            metrics = summary.get("metrics", {})
+            main = {m: _finite(metrics.get(m)) for m in d.main_metrics}
+            others = {m: _finite(v) for m, v in metrics.items() if m not in main and m != "ClassificationReport"}
+            out.update(
+                events_learned=summary.get("events_learned"),
+                log_position=summary.get("seq"),
+                main_metrics=main,
+                other_metrics=others,
+                metric_meaning={m: d.metric_help[m] for m in main if m in d.metric_help},
+                drifts_detected=summary.get("drifts"),
+            )
+            if d.task == "clustering":
+                out.update(n_clusters=summary.get("n_clusters"), n_micro_clusters=summary.get("n_micro_clusters"))
+        history = self.redis.zrevrange(model_key(domain, model, "history"), 0, 4)
+        if history:
+            out["recent_history_newest_first"] = [json.loads(h) for h in history]
+        checkpoint = self.redis.get(model_key(domain, model, "checkpoint"))
+        if checkpoint:
+            out["last_checkpoint"] = json.loads(checkpoint)
+        out["mlflow"] = self.registered_versions(domain)
+        return out
+
+    def registered_versions(self, domain: str, limit: int = 5) -> dict[str, Any]:
+        name = f"coelho-{domain}"
+        try:
+            response = requests.get(
+                f"{self.mlflow_uri}/api/2.0/mlflow/model-versions/search",
+                params={"filter": f"name='{name}'", "max_results": "200"}, timeout=HTTP_TIMEOUT,
+            )
+            if response.status_code != 200:
+                return {"registered_model": name, "error": f"MLflow answered {response.status_code}"}
+            versions = response.json().get("model_versions", [])
+            aliases: dict[str, list[str]] = {}
+            model = requests.get(f"{self.mlflow_uri}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=HTTP_TIMEOUT)
+            if model.status_code == 200:
+                for alias in model.json().get("registered_model", {}).get("aliases", []):
+                    aliases.setdefault(str(alias.get("version")), []).append(alias.get("alias"))
+        except requests.RequestException as exc:
+            return {"registered_model": name, "error": f"MLflow unreachable: {type(exc).__name__}"}
+        versions.sort(key=lambda v: int(v.get("version", 0)), reverse=True)
+        shown: list[dict[str, Any]] = []
+        for v in versions[:limit]:
+            tags = {t["key"]: t["value"] for t in v.get("tags", [])}
+            shown.append({
+                "version": int(v["version"]),
+                "aliases": aliases.get(str(v["version"]), []),
+                "model": tags.get("model"),
+                "events_learned": int(tags["events_learned"]) if "events_learned" in tags else None,
+                "created_ms": v.get("creation_timestamp"),
+                "run_id": v.get("run_id"),
+                "metrics_at_checkpoint": self._run_metrics(v.get("run_id")) if len(shown) < 2 else "(ask for fewer versions)",
+            })
+        return {"registered_model": name, "versions_total": len(versions), "latest_versions": shown}
+
+    def _run_metrics(self, run_id: str | None) -> dict[str, Any]:
+        if not run_id:
+            return {}
+        try:
+            response = requests.get(f"{self.mlflow_uri}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=HTTP_TIMEOUT)
+            metrics = response.json().get("run", {}).get("data", {}).get("metrics", []) if response.status_code == 200 else []
+        except (requests.RequestException, ValueError):
+            return {}
+        return {m["key"]: _finite(m["value"]) for m in metrics[:20]}
+
+    def cluster_analytics(self, cluster: int | None = None, feature: str | None = None) -> dict[str, Any]:
+        model = self.live_model("ecci")
+        summary = self.summary("ecci", model)
+        if summary is None:
+            return {"error": "no ECCI model state in Redis yet: no interaction has been learned"}
+        clusters: dict[str, Any] = summary.get("clusters", {})
+        total = sum(int(c.get("samples", 0)) for c in clusters.values()) or 1
+        out: dict[str, Any] = {
+            "model": model,
+            "events_learned": summary.get("events_learned"),
+            "n_clusters": summary.get("n_clusters"),
+            "n_micro_clusters": summary.get("n_micro_clusters"),
+            "samples_per_cluster": {cid: c.get("samples", 0) for cid, c in clusters.items()},
+            "share_per_cluster": {cid: round(int(c.get("samples", 0)) / total, 3) for cid, c in clusters.items()},
+        }
+        chosen = {cid: c for cid, c in clusters.items() if cluster is None or cid == str(cluster)}
+        if cluster is not None and not chosen:
+            out["note"] = f"cluster {cluster} has no profile (known: {', '.join(clusters) or 'none'})"
+        profiles = {}
+        for cid, profile in chosen.items():
+            profiles[cid] = {k: v for k, v in profile.items() if feature is None or k in (feature, "samples")}
+        out["profiles"] = profiles
+        out["separating_features"] = self._separating_features(model, cluster)
+        return out
+
+    def _separating_features(self, model: str, only: int | None) -> Any:
+        """Per macro-cluster centre: the standardised features furthest from 0 (the scaler's mean = average event)."""
+        replica = self._replica("ecci", model)
+        from functions.chat_explain import _unwrap
+
+        with replica.lock:
+            _, estimator, _ = _unwrap(replica.state.model)
+            centres = getattr(estimator, "centers", None) if replica.state.events_learned else None
+            if not centres:
+                return "no macro-clusters yet"
+            out = {}
+            for cid, centre in centres.items():
+                if only is not None and cid != only:
+                    continue
+                top = sorted(centre.items(), key=lambda kv: abs(kv[1]), reverse=True)[:4]
+                out[str(cid)] = {name: round(float(v), 3) for name, v in top}
+        return {"unit": "standard deviations from the average interaction", "centres": out}
+
+    def recent_predictions(self, domain: str, limit: int = 5) -> dict[str, Any]:
+        model = self.live_model(domain)
+        replica = self._replica(domain, model)
+        recent = list(self._recent[(domain, model)])[-limit:][::-1]
+        d = get_domain(domain)
+        return {
+            "domain": domain,
+            "model": model,
+            "what": "the model's test-then-train predictions: made on each event before learning it, with the true outcome",
+            "log_position": replica.state.seq,
+            "predictions_newest_first": recent,
+            "note": None if recent else f"no {d.name} events learned since this assistant started following the log",
+        }
+
+    def explain_prediction(self, domain: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        d = get_domain(domain)
+        payload = {k: v for k, v in event.items() if k != d.target}
+        try:
+            clean = d.validate(payload, purpose="prediction")
+        except ValidationError as exc:
+            return {"error": f"the event is not valid for {domain}: {json.dumps(exc.errors)[:500]}"}
+        model = self.live_model(domain)
+        replica = self._replica(domain, model)
+        x = d.features(clean)
+        with replica.lock:
+            state = replica.state
+            if state.events_learned == 0:
+                return {"error": f"the {domain} model has learned nothing yet: there is nothing to explain"}
+            prediction = state.predict(x)
+            explanation = explain(state.model, x)
+            seq, learned = state.seq, state.events_learned
+        result: dict[str, Any] = {"domain": domain, "model": model, "log_position": seq, "events_learned": learned}
+        if d.task == "classification":
+            result["fraud_probability"] = round(float(prediction), 6)
+        elif d.task == "regression":
+            result["eta_seconds"] = round(float(prediction), 3)
+        else:
+            result["cluster"] = prediction
+        result["explanation"] = explanation
+        return result
+
+    def describe_domain(self, domain: str) -> dict[str, Any]:
+        d = get_domain(domain)
+        fields = []
+        for path, f in d.leaf_fields():
+            item: dict[str, Any] = {"field": path, "type": f.type, "role": f.role}
+            for name in ("unit", "minimum", "maximum"):
+                if getattr(f, name, None) is not None:
+                    item[name] = getattr(f, name)
+            if f.choices:
+                item["choices"] = list(f.choices)
+            fields.append(item)
+        return {
+            "domain": d.name, "title": d.title, "task": d.task, "description": d.description, "target": d.target,
+            "entity_key": d.key_field, "models": list(d.model_factories), "default_model": d.default_model,
+            "fields": fields, "metric_meaning": dict(d.metric_help),
+        }
+
+    def platform_health(self) -> dict[str, Any]:
+        services = self._services()
+        domains = {}
+        for name in DOMAINS:
+            domains[name] = self._domain_health(name)
+        return {
+            "services": services,
+            "down": sorted(s for s, v in services.items() if v != "up"),
+            "domains": domains,
+            "request_errors": self._errors(),
+        }
+
+    # --- health pieces --------------------------------------------------------------------------
+    def _services(self) -> dict[str, str]:
+        s = self.settings
+        out: dict[str, str] = {}
+        try:
+            self.redis.ping()
+            out["redis"] = "up"
+        except redis.RedisError:
+            out["redis"] = "down"
+        for name in ("learn", "predict", "checkpoint", "lake"):
+            out[name] = _http_status(f"{s.url(name)}/health/readiness")
+        out["mlflow"] = _http_status(f"{s.mlflow_uri}/health")
+        out["prometheus"] = _http_status(f"{s.url('prometheus')}/-/ready")
+        for name in ("broker", "kafka", "s3", "dashboard"):
+            out[name] = "up" if _tcp_open(s.host, s.ports[name]) else "down"
+        return out
+
+    def _domain_health(self, domain: str) -> dict[str, Any]:
+        model = self.live_model(domain)
+        summary = self.summary(domain, model) or {}
+        entries = self.redis.xrevrange(key(domain, "log"), count=200)
+        rate = None
+        if len(entries) >= 2:
+            newest, oldest = int(entries[0][1][b"t"]), int(entries[-1][1][b"t"])
+            if newest > oldest:
+                rate = round((len(entries) - 1) / ((newest - oldest) / 1000), 2)
+        last_ms = int(entries[0][1][b"t"]) if entries else None
+        enabled, producer_rate = self.redis.mget(f"coelho:producer:{domain}:enabled", f"coelho:producer:{domain}:rate")
+        drift_last = self.redis.zrevrange(model_key(domain, model, "drift"), 0, 0)
+        head = int(_text(self.redis.get(key(domain, "seq"))) or 0)
+        return {
+            "model": model,
+            "events_in_log": head,
+            "events_learned": summary.get("events_learned"),
+            "learning_lag_events": head - int(summary.get("seq", 0)) if summary else None,
+            "events_per_s_recent": rate,
+            "seconds_since_last_event": round(time.time() - last_ms / 1000, 1) if last_ms else None,
+            "training": "paused" if self.redis.get(key(domain, "paused_at")) is not None else "live",
+            "drifts_detected": self.redis.zcard(model_key(domain, model, "drift")),
+            "last_drift": json.loads(drift_last[0]) if drift_last else None,
+            "producer": {"enabled": None if enabled is None else _text(enabled) == "1", "rate": _text(producer_rate)},
+        }
+
+    def _errors(self) -> dict[str, Any]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        out: dict[str, Any] = {}
+        for name in ("learn", "predict", "checkpoint", "lake"):
+            try:
+                response = requests.get(f"{self.settings.url(name)}/metrics", timeout=HTTP_TIMEOUT)
+            except requests.RequestException:
+                continue
+            counts = {"requests": 0, "4xx": 0, "5xx": 0}
+            for family in text_string_to_metric_families(response.text):
+                if family.name != "coelho_function_requests":
+                    continue
+                for sample in family.samples:
+                    if not sample.name.endswith("_total"):
+                        continue
+                    code = sample.labels.get("code", "")
+                    counts["requests"] += int(sample.value)
+                    if code.startswith("4"):
+                        counts["4xx"] += int(sample.value)
+                    elif code.startswith("5"):
+                        counts["5xx"] += int(sample.value)
+            out[name] = counts
+        return out
+
+    # --- the live model, followed read-only -------------------------------------------------------
+    def _replica(self, domain: str, model: str) -> Any:
+        from functions.model_store import ModelReplica
+
+        with self._lock:
+            replica = self._replicas.get((domain, model))
+            if replica is None:
+                replica = ModelReplica(self.redis, get_domain(domain), model, role="follower")  # type: ignore[arg-type]
+                self._replicas[(domain, model)] = replica
+                self._recent[(domain, model)] = deque(maxlen=RECENT_KEPT)
+        self._follow(replica, self._recent[(domain, model)])
+        return replica
+
+    def _follow(self, replica: Any, recent: deque[dict[str, Any]]) -> None:
+        """Bring the replica to the end of the log (up to a pause), recording each test-then-train prediction."""
+        d = replica.domain
+        with replica.lock:
+            if replica.state.seq == 0:  # cold: start from the latest snapshot, then replay the log after it
+                replica.load_snapshot()
+            paused = _text(self.redis.get(key(d.name, "paused_at")))
+            stop_at = int(paused) if paused is not None else None
+            for _ in range(100):  # at most 200k entries per call
+                entries = replica.log.read_after(replica.state.seq)
+                if not entries:
+                    break
+                if entries[0].seq != replica.state.seq + 1:  # the log was trimmed under us: take the snapshot
+                    replica._reset_to_snapshot(needed=entries[0].seq)
+                    continue
+                done = False
+                for entry in entries:
+                    if stop_at is not None and entry.seq > stop_at:
+                        done = True
+                        break
+                    applied = replica.state.apply(entry.seq, entry.kind, entry.event, entry.t_ms)
+                    if entry.kind != "label":
+                        recent.append(_prediction_row(d, entry.event, applied.prediction))
+                if done:
+                    break
+
+
+def _prediction_row(d: Any, event: Mapping[str, Any], prediction: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": event.get(d.id_field), "timestamp": event.get("timestamp")}
+    if d.task == "classification":
+        p = float(prediction or 0.0)
+        row.update(fraud_probability=round(p, 4), flagged=p >= 0.5, actual_is_fraud=event.get(d.target))
+        row["amount"] = event.get("amount")
+    elif d.task == "regression":
+        row.update(predicted_seconds=round(float(prediction or 0.0), 1), actual_seconds=event.get(d.target))
+        row["distance_km"] = event.get("estimated_distance_km")
+    else:
+        row.update(cluster=prediction, event_type=event.get("event_type"), category=event.get("product_category"))
+    return row
+
+
+def _http_status(url: str) -> str:
+    try:
+        response = requests.get(url, timeout=HTTP_TIMEOUT)
+    except requests.RequestException:
+        return "down"
+    return "up" if response.status_code == 200 else f"not ready ({response.status_code})"
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.3):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,124 @@
+"""checkpoint: snapshots each domain model to MLflow, on a PingSource schedule or on demand.
+
+Takes `com.coelho.realtime.checkpoint.requested` (and `dev.knative.sources.ping`, what a PingSource sends by
+default) with optional data {"domain": "tfd"} or {"domains": ["tfd", "eta"]} (default: all). For each model
+of each domain it brings its own in-memory replica up to the end of the log (learning never waits: this
+process only reads the log), pickles that copy, and logs one MLflow run with the metrics and the state as an
+artifact on S3, plus a new version of the registered model `coelho-<domain>` tagged with the events learned.
+Replies with a `com.coelho.realtime.<domain>.checkpoint` CloudEvent (several domains:
+`com.coelho.realtime.checkpoint.completed` listing each). Run: `python -m functions.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import requests
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings.http import to_binary_event
+from flask import Flask
+
+from eventing.cloudevent_types import CHECKPOINT_REQUESTED, TYPE_PREFIX
+from eventing.domains import DOMAINS, get_domain
+from eventing.schema import ValidationError
+from functions.cloudevent_app import create_app, event_data, make_event, reply, serve
+from functions.model_store import ModelReplica, connect, key, models_for
+
+log = logging.getLogger("coelho.functions.checkpoint")
+
+PING = "dev.knative.sources.ping"
+ACCEPTED = [CHECKPOINT_REQUESTED, PING]
+COMPLETED = f"{TYPE_PREFIX}.checkpoint.completed"
+
+
+class Checkpointer:
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+        self.replicas: dict[tuple[str, str], ModelReplica] = {}
+        self.lock = threading.Lock()  # one checkpoint at a time per process
+
+    def models(self, domain: str) -> list[str]:
+        known = {m.decode() for m in self.redis.smembers(key(domain, "models"))}
+        return sorted(known | set(models_for(get_domain(domain))))
+
+    def replica(self, domain: str, model: str) -> ModelReplica:
+        found = self.replicas.get((domain, model))
+        if found is None:
+            found = self.replicas[(domain, model)] = ModelReplica(self.redis, get_domain(domain), model, role="checkpoint")
+            found.load_snapshot()
+        return found
+
+    def checkpoint(self, domain: str, model: str) -> dict[str, Any]:
+        from functions.registry import log_checkpoint
+
+        replica = self.replica(domain, model)
+        replica.catch_up()
+        with replica.lock:  # the copy: learning elsewhere never waits for MLflow
+            state = replica.state
+            blob = state.to_bytes()
+            summary = state.summary()
+        record = log_checkpoint(state, blob, summary)
+        record["bytes"] = len(blob)
+        self.redis.set(replica.mkey("checkpoint"), json.dumps(record))
+        return record
+
+    def run(self, domains: list[str]) -> list[dict[str, Any]]:
+        with self.lock:
+            return [self.checkpoint(d, m) for d in domains for m in self.models(d)]
+
+    def handle(self, event: BaseCloudEvent) -> BaseCloudEvent:
+        domains = requested_domains(event_data(event) if event.get_type() != PING else None)
+        records = self.run(domains)
+        source = "/coelho/functions/checkpoint"
+        if len(domains) == 1:
+            d = get_domain(domains[0])
+            return reply(event, d.type("checkpoint"), d.source("functions/checkpoint"),
+                         {"domain": d.name, "checkpoints": records}, domain=d.name)
+        for name in domains:  # one event per domain for whoever subscribes (dashboard), best effort
+            dom = get_domain(name)
+            _post(make_event(dom.type("checkpoint"), dom.source("functions/checkpoint"),
+                             {"domain": name, "checkpoints": [r for r in records if r["domain"] == name]}, domain=name))
+        return reply(event, COMPLETED, source, {"domains": domains, "checkpoints": records})
+
+
+def requested_domains(data: Any) -> list[str]:
+    if not data or not isinstance(data, dict):
+        return list(DOMAINS)
+    names = data.get("domains") or ([data["domain"]] if data.get("domain") else list(DOMAINS))
+    if isinstance(names, str):
+        names = [names]
+    try:
+        return [get_domain(str(n)).name for n in names]
+    except ValueError as exc:
+        raise ValidationError({"domain": str(exc)}) from None
+
+
+def _post(event: BaseCloudEvent) -> None:
+    import os
+
+    url = os.environ.get("BROKER_URL")
+    if not url:
+        return
+    message = to_binary_event(event)
+    try:
+        requests.post(url, data=message.body, headers=dict(message.headers), timeout=2)
+    except requests.RequestException as exc:
+        log.warning("checkpoint event not delivered: %s", exc)
+
+
+def create() -> Flask:
+    client = connect()
+    checkpointer = Checkpointer(client)
+    def ready() -> None:
+        client.ping()
+
+    app = create_app("checkpoint", checkpointer.handle, accepts=ACCEPTED, ready=ready)
+    app.config["checkpointer"] = checkpointer
+    return app
+
+
+if __name__ == "__main__":
+    serve(create)

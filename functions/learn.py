@@ -1,0 +1,257 @@
+"""learn-one: applies every domain event to its models exactly once and in order, test-then-train.
+
+Takes `com.coelho.realtime.<domain>.record` (features + target; without the target it waits for its label),
+`com.coelho.realtime.<domain>.label` ({id field, target}: the delayed label of an earlier record),
+`dev.knative.kafka.event` (a KafkaSource record; the domain comes from the topic after `#` in the source) and
+`com.coelho.realtime.training.control` ({"domain": ..., "action": "pause"|"resume"}).
+
+The event is committed when it is appended to the domain's log in Redis (functions/model_store.py); the reply
+is a `learned` CloudEvent with its sequence number and what each model did. Run: `python -m functions.learn`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+from typing import Any
+
+import requests
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings.http import to_binary_event
+from flask import Flask
+
+from eventing.cloudevent_types import KAFKA_EVENT, TRAINING_CONTROL, parse_event_type
+from eventing.domain import Domain
+from eventing.domains import DOMAINS, get_domain
+from eventing.schema import ValidationError, validate_fields
+from functions.cloudevent_app import (
+    DependencyUnavailable,
+    UnsupportedEvent,
+    create_app,
+    event_data,
+    make_event,
+    reply,
+    serve,
+)
+from functions.model_state import Applied
+from functions.model_store import DUPLICATES, EventLog, LogEntry, ModelReplica, connect, key, replicas_for
+
+log = logging.getLogger("coelho.functions.learn")
+
+ACCEPTED = sorted(
+    [d.type("record") for d in DOMAINS.values()] + [d.type("label") for d in DOMAINS.values()]
+    + [KAFKA_EVENT, TRAINING_CONTROL]
+)
+_KAFKA_ID = re.compile(r"partition:(\d+)/offset:(\d+)")
+
+
+def classify(domain: Domain, kind: str, data: Any) -> tuple[str, dict[str, Any]]:
+    """(log kind, clean event): record (learn now), unlabeled (record awaiting its label) or label."""
+    if kind == "label" or kind == "auto" and _looks_like_label(domain, data):
+        return "label", validate_label(domain, data)
+    try:
+        return "record", domain.validate(data, purpose="record")
+    except ValidationError as err:
+        if domain.target and err.errors == {domain.target: "missing"}:
+            clean = domain.validate(data, purpose="prediction")
+            if domain.id_field not in clean:
+                raise ValidationError({domain.id_field: "missing: a record without its target needs it to be labelled later"}, domain.name) from None
+            return "unlabeled", clean
+        raise
+
+
+def _looks_like_label(domain: Domain, data: Any) -> bool:
+    if not isinstance(data, dict) or domain.target is None:
+        return False
+    return domain.target in data and set(data) <= {domain.id_field, domain.target, domain.key_field, "timestamp", "kind"}
+
+
+def validate_label(domain: Domain, data: Any) -> dict[str, Any]:
+    if domain.target is None:
+        raise UnsupportedEvent(f"{domain.name} has no target: it takes no labels")
+    fields = tuple(f for f in domain.fields if f.name in (domain.id_field, domain.target))
+    return validate_fields(fields, data, purpose="record", domain=domain.name)
+
+
+class Learner:
+    """The models this process learns, one `ModelReplica` per (domain, model), and the drift notifier."""
+
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+        self.broker_url = os.environ.get("BROKER_URL")
+        self._drifts: queue.Queue[BaseCloudEvent] = queue.Queue(maxsize=100)
+        self.replicas = replicas_for(client, "learner", on_drift=self._notify_drift)
+        self.logs = {name: EventLog(client, get_domain(name)) for name in self.replicas}
+        self.loaded = False
+        self.load_error: str | None = None
+        self._load_lock = threading.Lock()
+        threading.Thread(target=self._post_drifts, name="coelho-drift-poster", daemon=True).start()
+
+    # --- start-up: snapshot or MLflow, then replay ----------------------------------------------
+    def load(self) -> None:
+        with self._load_lock:
+            if self.loaded:
+                return
+            for replicas in self.replicas.values():
+                for replica in replicas:
+                    restore_if_empty(self.redis, replica)
+                    replica.load_snapshot()
+                    replica.catch_up()
+            self.loaded = True
+            self.load_error = None
+
+    def ready(self) -> None:
+        """Readiness probe: Redis answers and the models are loaded."""
+        self.redis.ping()
+        self.ensure_loaded()
+
+    def ensure_loaded(self) -> None:
+        if not self.loaded:
+            try:
+                self.load()
+            except Exception as exc:
+                self.load_error = str(exc)
+                raise DependencyUnavailable(f"loading model state: {exc}") from exc
+
+    # --- one event ------------------------------------------------------------------------------
+    def handle(self, event: BaseCloudEvent) -> BaseCloudEvent:
+        ce_type = event.get_type()
+        if ce_type == TRAINING_CONTROL:
+            return self.control(event)
+        self.ensure_loaded()
+        kafka: tuple[Any, Any] | None = None
+        if ce_type == KAFKA_EVENT:
+            topic = (event.get_source() or "").rpartition("#")[2]
+            try:
+                domain = get_domain(topic)
+            except ValueError:
+                raise UnsupportedEvent(f"Kafka record from topic {topic!r}: no domain reads it (source {event.get_source()})") from None
+            kind = "auto"
+            match = _KAFKA_ID.search(event.get_id() or "")
+            partition = event.get_extension("knativekafkapartition") or (match.group(1) if match else None)
+            offset = event.get_extension("knativekafkaoffset") or (match.group(2) if match else None)
+            kafka = (partition, offset)
+        else:
+            parsed = parse_event_type(ce_type)
+            assert parsed is not None  # only accepted types reach the handler
+            domain, kind = get_domain(parsed[0]), parsed[1]
+        log_kind, clean = classify(domain, kind, event_data(event))
+        event_log = self.logs[domain.name]
+        keys = event_log.dedup_keys(event.get_source(), event.get_id(), clean, log_kind, kafka)
+        appended = event_log.append(log_kind, clean, keys)
+        source = domain.source("functions/learn")
+        partitionkey = clean.get(domain.key_field)
+        if not appended.new:
+            DUPLICATES.labels(domain.name).inc()
+            return reply(event, domain.type("learned"), source, {
+                "domain": domain.name, "seq": appended.seq, "duplicate": True, "kind": log_kind,
+            }, domain=domain.name, partitionkey=partitionkey)
+        entry = LogEntry(appended.seq, log_kind, clean, appended.t_ms)
+        models = []
+        for replica in self.replicas[domain.name]:
+            applied = replica.apply_direct(entry, appended.paused_at)
+            mine = next((a for a in applied if a.seq == entry.seq), None)
+            models.append({
+                "model": replica.model_name,
+                "applied": mine is not None,
+                "learned": bool(mine and mine.learned),
+                "prediction": mine.prediction if mine else None,
+                "drift": bool(mine and mine.drift),
+                "events_learned": replica.state.events_learned,
+                "position": replica.state.seq,
+            })
+        return reply(event, domain.type("learned"), source, {
+            "domain": domain.name, "seq": appended.seq, "duplicate": False, "kind": log_kind,
+            "paused": appended.paused_at is not None, "models": models,
+        }, domain=domain.name, partitionkey=partitionkey)
+
+    def control(self, event: BaseCloudEvent) -> BaseCloudEvent:
+        data = event_data(event) or {}
+        if not isinstance(data, dict) or data.get("action") not in ("pause", "resume"):
+            raise ValidationError({"action": "expected 'pause' or 'resume'"})
+        try:
+            domain = get_domain(str(data.get("domain")))
+        except ValueError as exc:
+            raise ValidationError({"domain": str(exc)}) from None
+        status = set_training(self.redis, domain.name, data["action"])
+        if data["action"] == "resume":
+            for replica in self.replicas.get(domain.name, []):
+                replica.catch_up()
+        return reply(event, domain.type("learned"), domain.source("functions/learn"), status, domain=domain.name)
+
+    # --- drift notifications: best effort, never blocking learning -----------------------------
+    def _notify_drift(self, replica: ModelReplica, applied: Applied) -> None:
+        domain = replica.domain
+        event = make_event(domain.type("drift"), domain.source("functions/learn"), {
+            "domain": domain.name, "model": replica.model_name, "seq": applied.seq,
+            "events_learned": replica.state.events_learned, "drifts": replica.state.drifts,
+        }, domain=domain.name)
+        try:
+            self._drifts.put_nowait(event)
+        except queue.Full:
+            log.warning("drift notification dropped: queue full")
+
+    def _post_drifts(self) -> None:
+        session = requests.Session()
+        while True:
+            event = self._drifts.get()
+            if not self.broker_url:
+                continue
+            message = to_binary_event(event)
+            try:
+                session.post(self.broker_url, data=message.body, headers=dict(message.headers), timeout=2)
+            except requests.RequestException as exc:
+                log.warning("drift notification not delivered: %s", exc)
+
+
+def set_training(client: Any, domain: str, action: str) -> dict[str, Any]:
+    """Pause (appliers stop at the current end of the log) or resume (everyone catches up) a domain."""
+    event_log = EventLog(client, get_domain(domain))
+    if action == "pause":
+        at = event_log.pause()
+        return {"domain": domain, "training": "paused", "paused_at": at}
+    event_log.resume()
+    return {"domain": domain, "training": "live", "head": event_log.head()}
+
+
+def restore_if_empty(client: Any, replica: ModelReplica) -> bool:
+    """Redis knows nothing of this model (no log, no snapshot): restore its latest MLflow version."""
+    domain = replica.domain.name
+    if client.exists(key(domain, "seq")) or client.exists(replica.mkey("snapshot")):
+        return False
+    if not os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("COELHO_RESTORE", "1") == "0":
+        return False
+    from functions.registry import restore_latest
+
+    try:
+        restored = restore_latest(domain, replica.model_name)
+    except DependencyUnavailable:
+        raise
+    except Exception as exc:  # no registry yet, or an unreadable artifact: start fresh, loudly
+        log.warning("%s/%s: no restore from MLflow: %s", domain, replica.model_name, exc)
+        return False
+    if restored is None:
+        return False
+    state, version = restored
+    replica.install(state)
+    client.set(replica.mkey("restored_from"), str(version))
+    return True
+
+
+def create() -> Flask:
+    client = connect()
+    learner = Learner(client)
+    try:
+        learner.load()
+    except Exception as exc:  # Redis or MLflow not up yet: readiness retries
+        log.warning("model state not loaded yet: %s", exc)
+    app = create_app("learn", learner.handle, accepts=ACCEPTED, ready=learner.ready)
+    app.config["learner"] = learner
+    return app
+
+
+if __name__ == "__main__":
+    serve(create)

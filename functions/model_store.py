@@ -1,0 +1,403 @@
+"""Exactly-once, in-order learning under at-least-once delivery: a per-domain event log in Redis plus snapshots.
+
+Why and the measurements: docs/adr/0031-model-state-event-log.md. In short:
+
+- `EventLog.append` runs ONE Lua script per event that atomically drops duplicates (CloudEvent source+id, Kafka
+  partition+offset, the domain's id field, each a SET NX key with a TTL) and appends the clean event to the
+  domain's Redis stream under the next sequence number. The stream is the commit point: once appended, the
+  event will be learned exactly once by every model of the domain, whatever crashes afterwards.
+- Every process holds each model in memory (`ModelReplica`) and applies log entries after its own position
+  (`ModelState.apply`: predict, score, learn). When the append returns seq == local seq + 1 it applies the
+  event it already has, without reading it back.
+- Learners write snapshots (pickle + lz4) with compare-and-set on the sequence number every SNAPSHOT_EVERY
+  entries; the log is trimmed only below the oldest snapshot (minus a margin). A cold replica loads the latest
+  snapshot and replays the rest. Pause: `coelho:<domain>:paused_at` = a seq appliers stop at; events are still
+  logged, and resume lets everyone catch up.
+
+Redis keys (prefix coelho:<domain>:):
+    seq, log (stream, entry id "<seq>-0", fields k=kind d=json t=ms), dedup:<key>, paused_at, models (set),
+    model:<name>:snapshot (hash seq, blob, events_learned, written_ms), model:<name>:summary (hash seq, json),
+    model:<name>:history (zset score=seq, member=json), model:<name>:drift (zset), model:<name>:checkpoint (json)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from prometheus_client import Counter, Gauge
+
+from eventing.domain import Domain
+from eventing.domains import DOMAINS, get_domain
+from functions.model_state import Applied, ModelState
+
+log = logging.getLogger("coelho.functions.model_store")
+
+SNAPSHOT_EVERY = int(os.environ.get("COELHO_SNAPSHOT_EVERY", "1000"))  # log entries between snapshots
+HISTORY_EVERY = int(os.environ.get("COELHO_HISTORY_EVERY", "100"))  # entries between history points
+HISTORY_MAX = 2000  # history points kept per model
+DRIFT_MAX = 500  # drift markers kept per model
+DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a delivery is remembered
+TRIM_MARGIN = 10_000  # entries kept below the oldest snapshot so lagging replicas rarely reload one
+SUMMARY_EVERY_S = 0.5
+
+EVENTS_LEARNED = Gauge("coelho_model_events_learned", "Events the model has learned", ["domain", "model"])
+LOG_POSITION = Gauge("coelho_model_log_position", "Last event-log sequence number applied by this process", ["domain", "model"])
+DRIFTS = Counter("coelho_drift_detected_total", "Drifts detected by the models' ADWIN detectors", ["domain", "model"])
+SNAPSHOTS = Counter("coelho_model_snapshots_total", "Model snapshots written to Redis", ["domain", "model"])
+DUPLICATES = Counter("coelho_events_duplicate_total", "Deliveries dropped as duplicates", ["domain"])
+
+
+def key(domain: str, *parts: str) -> str:
+    return ":".join(("coelho", domain, *parts))
+
+
+def model_key(domain: str, model: str, part: str) -> str:
+    return key(domain, "model", model, part)
+
+
+def models_for(domain: Domain, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Model names a deployment runs for a domain: COELHO_MODEL_<DOMAIN>=name[,name...] or the default."""
+    env = os.environ if environ is None else environ
+    raw = env.get(f"COELHO_MODEL_{domain.name.upper()}", "")
+    names = [n.strip() for n in raw.split(",") if n.strip()] or [domain.default_model]
+    for name in names:
+        if name not in domain.model_factories:
+            raise ValueError(f"COELHO_MODEL_{domain.name.upper()}: unknown model {name!r}, choose from {', '.join(domain.model_factories)}")
+    return names
+
+
+def connect(url: str | None = None) -> redis.Redis:
+    return redis.Redis.from_url(
+        url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
+    )
+
+
+_APPEND = """
+for i = 4, #KEYS do
+  local prior = redis.call('GET', KEYS[i])
+  if prior then return {0, tonumber(prior), 0, redis.call('GET', KEYS[3]) or false} end
+end
+local seq = redis.call('INCR', KEYS[1])
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+for i = 4, #KEYS do redis.call('SET', KEYS[i], seq, 'EX', ARGV[1]) end
+redis.call('XADD', KEYS[2], seq .. '-0', 'k', ARGV[2], 'd', ARGV[3], 't', ms)
+return {1, seq, ms, redis.call('GET', KEYS[3]) or false}
+"""
+
+_SET_IF_NEWER = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], unpack(ARGV, 2))
+return 1
+"""
+
+_ADD_POINT = """
+if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) == 0 then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[3]) + 1))
+  return 1
+end
+return 0
+"""
+
+
+@dataclass
+class Appended:
+    seq: int
+    new: bool  # False: a duplicate delivery, seq is the entry the first delivery got
+    t_ms: int
+    paused_at: int | None
+
+
+@dataclass
+class LogEntry:
+    seq: int
+    kind: str
+    event: dict[str, Any]
+    t_ms: int
+
+
+class EventLog:
+    """A domain's write-ahead log of clean events in a Redis stream, with duplicate suppression and pause."""
+
+    def __init__(self, client: redis.Redis, domain: Domain) -> None:
+        self.redis: Any = client
+        self.domain = domain
+        self._append = client.register_script(_APPEND)
+        self.seq_key = key(domain.name, "seq")
+        self.log_key = key(domain.name, "log")
+        self.paused_key = key(domain.name, "paused_at")
+
+    def dedup_keys(self, source: str | None, event_id: str | None, event: Mapping[str, Any], kind: str,
+                   kafka: tuple[Any, Any] | None = None) -> list[str]:
+        """The identities of one delivery: any one already seen makes it a duplicate."""
+        keys = []
+        if source and event_id:
+            keys.append(key(self.domain.name, "dedup", f"ce:{source}|{event_id}"))
+        if kafka and kafka[0] is not None and kafka[1] is not None:
+            keys.append(key(self.domain.name, "dedup", f"kafka:{self.domain.topic}:{kafka[0]}:{kafka[1]}"))
+        ident = event.get(self.domain.id_field)
+        if ident is not None:
+            keys.append(key(self.domain.name, "dedup", f"{'label' if kind == 'label' else 'id'}:{ident}"))
+        return keys
+
+    def append(self, kind: str, event: Mapping[str, Any], dedup_keys: Iterable[str]) -> Appended:
+        payload = json.dumps(event, separators=(",", ":"), sort_keys=True)
+        new, seq, t_ms, paused = self._append(
+            keys=[self.seq_key, self.log_key, self.paused_key, *dedup_keys], args=[DEDUP_TTL, kind, payload]
+        )
+        return Appended(int(seq), bool(new), int(t_ms), int(paused) if paused else None)
+
+    def read_after(self, seq: int, count: int = 2000) -> list[LogEntry]:
+        return [_entry(i, f) for i, f in self.redis.xrange(self.log_key, min=f"{seq + 1}-0", count=count)]
+
+    def head(self) -> int:
+        return int(self.redis.get(self.seq_key) or 0)
+
+    def paused_at(self) -> int | None:
+        value = self.redis.get(self.paused_key)
+        return int(value) if value is not None else None
+
+    def pause(self) -> int:
+        """Stop appliers at the current end of the log (idempotent); returns the pause position."""
+        self.redis.set(self.paused_key, self.head(), nx=True)
+        return int(self.redis.get(self.paused_key) or 0)
+
+    def resume(self) -> None:
+        self.redis.delete(self.paused_key)
+
+
+def _entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> LogEntry:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return LogEntry(int(text.split("-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]), int(fields[b"t"]))
+
+
+class ModelReplica:
+    """One process's in-memory copy of a domain model, kept equal to the log. Thread-safe (one lock).
+
+    role "learner" also writes snapshots, history points, drift markers and the live summary to Redis.
+    """
+
+    def __init__(self, client: redis.Redis, domain: Domain, model_name: str | None = None, role: str = "follower",
+                 on_drift: Callable[[ModelReplica, Applied], None] | None = None) -> None:
+        self.redis: Any = client
+        self.domain = domain
+        self.model_name = model_name or domain.default_model
+        self.role = role
+        self.log = EventLog(client, domain)
+        self.lock = threading.RLock()
+        self.on_drift = on_drift
+        self.state = ModelState.fresh(domain, self.model_name)
+        self._summary_at = 0.0
+        self._set_if_newer = client.register_script(_SET_IF_NEWER)
+        self._add_point = client.register_script(_ADD_POINT)
+        self.synced_at = 0.0  # monotonic time of the last successful read of the log
+        self.version: str | None = None  # registered MLflow version of the last checkpoint, if known
+
+    def mkey(self, part: str) -> str:
+        return model_key(self.domain.name, self.model_name, part)
+
+    # --- loading ------------------------------------------------------------------------------
+    def load_snapshot(self) -> bool:
+        """Replace the in-memory state by Redis's snapshot if it is ahead. True if loaded."""
+        blob, seq = self.redis.hmget(self.mkey("snapshot"), ["blob", "seq"])
+        if blob is None or int(seq or 0) <= self.state.seq:
+            return False
+        state = ModelState.from_bytes(blob)
+        with self.lock:
+            self.state = state
+        log.info("%s/%s: loaded snapshot at seq %d", self.domain.name, self.model_name, state.seq)
+        return True
+
+    def install(self, state: ModelState) -> None:
+        """Write `state` as this model's snapshot (compare-and-set) and adopt it if it is ahead (restore)."""
+        self.write_snapshot(state)
+        self.redis.set(self.log.seq_key, state.seq, nx=True)
+        self.load_snapshot()
+
+    # --- applying the log ---------------------------------------------------------------------
+    def catch_up(self, prefetched: list[LogEntry] | None = None, paused_at: int | None = None,
+                 check_pause: bool = True) -> list[Applied]:
+        """Apply every log entry after the local position (up to a pause). Returns what was applied."""
+        done: list[Applied] = []
+        with self.lock:
+            if check_pause:
+                paused_at = self.log.paused_at()
+            entries = prefetched
+            while True:
+                if entries is None:
+                    entries = self.log.read_after(self.state.seq)
+                    self.synced_at = time.monotonic()
+                entries = [e for e in entries if e.seq > self.state.seq]
+                if not entries:
+                    if self.state.seq > self.log.head():  # Redis was reset to an older state: take its snapshot
+                        self._reset_to_snapshot()
+                    break
+                if entries[0].seq != self.state.seq + 1:
+                    self._reset_to_snapshot(needed=entries[0].seq)
+                    entries = None
+                    continue
+                stop = False
+                for entry in entries:
+                    if paused_at is not None and entry.seq > paused_at:
+                        stop = True
+                        break
+                    done.append(self._apply(entry))
+                if stop or prefetched is not None and len(done) == len(prefetched):
+                    break
+                entries = None
+            self._after_apply(done)
+        return done
+
+    def apply_direct(self, entry: LogEntry, paused_at: int | None) -> list[Applied]:
+        """Apply an event just appended: directly when it is next in line, else by catching up."""
+        if paused_at is not None and entry.seq > paused_at:
+            return []
+        with self.lock:
+            if entry.seq == self.state.seq + 1:
+                applied = [self._apply(entry)]
+                self._after_apply(applied)
+                return applied
+            if entry.seq <= self.state.seq:
+                return []
+            return self.catch_up(paused_at=paused_at, check_pause=False)
+
+    def _reset_to_snapshot(self, needed: int | None = None) -> None:
+        blob, seq = self.redis.hmget(self.mkey("snapshot"), ["blob", "seq"])
+        if blob is None:
+            if needed is not None:
+                raise RuntimeError(f"{self.domain.name}/{self.model_name}: log starts at {needed}, no snapshot covers it")
+            self.state = ModelState.fresh(self.domain, self.model_name)
+            return
+        self.state = ModelState.from_bytes(blob)
+        if needed is not None and self.state.seq + 1 < needed:
+            raise RuntimeError(f"{self.domain.name}/{self.model_name}: snapshot at {self.state.seq}, log starts at {needed}")
+        log.warning("%s/%s: reloaded snapshot at seq %d", self.domain.name, self.model_name, self.state.seq)
+
+    def _apply(self, entry: LogEntry) -> Applied:
+        applied = self.state.apply(entry.seq, entry.kind, entry.event, entry.t_ms)
+        if self.role == "learner":
+            if entry.seq % HISTORY_EVERY == 0:
+                self._history_point(entry)
+            if applied.drift:
+                self._drift_marker(entry)
+                if self.on_drift is not None:
+                    self.on_drift(self, applied)
+            if entry.seq % SNAPSHOT_EVERY == 0:
+                self.write_snapshot(self.state)
+        return applied
+
+    def _after_apply(self, applied: list[Applied]) -> None:
+        if not applied:
+            return
+        labels = (self.domain.name, self.model_name)
+        EVENTS_LEARNED.labels(*labels).set(self.state.events_learned)
+        LOG_POSITION.labels(*labels).set(self.state.seq)
+        if self.role == "learner" and time.monotonic() - self._summary_at > SUMMARY_EVERY_S:
+            self.write_summary()
+
+    # --- what learners publish ----------------------------------------------------------------
+    def write_snapshot(self, state: ModelState) -> bool:
+        blob = state.to_bytes()
+        written = self._set_if_newer(
+            keys=[self.mkey("snapshot")],
+            args=[state.seq, "blob", blob, "events_learned", state.events_learned, "written_ms", int(time.time() * 1000)],
+        )
+        self.redis.sadd(key(self.domain.name, "models"), self.model_name)
+        if written:
+            SNAPSHOTS.labels(self.domain.name, self.model_name).inc()
+            self._trim()
+        return bool(written)
+
+    def _trim(self) -> None:
+        names = [n.decode() for n in self.redis.smembers(key(self.domain.name, "models"))]
+        seqs = [int(s or 0) for s in (self.redis.hget(model_key(self.domain.name, n, "snapshot"), "seq") for n in names)]
+        oldest = min(seqs, default=0) - TRIM_MARGIN
+        if oldest > 1:
+            self.redis.xtrim(self.log.log_key, minid=f"{oldest}-0", approximate=False)
+
+    def write_summary(self) -> None:
+        self._summary_at = time.monotonic()
+        summary = self.state.summary()
+        self._set_if_newer(keys=[self.mkey("summary")], args=[self.state.seq, "json", json.dumps(summary)])
+
+    def _history_point(self, entry: LogEntry) -> None:
+        values = self.state.metric_values()
+        point: dict[str, Any] = {"seq": entry.seq, "t_ms": entry.t_ms, "events_learned": self.state.events_learned}
+        point.update({m: values.get(m) for m in self.domain.main_metrics})
+        if self.domain.task == "clustering":
+            summary = self.state.cluster_summary()
+            point.update(n_clusters=summary["n_clusters"], n_micro_clusters=summary["n_micro_clusters"])
+        self._add_point(keys=[self.mkey("history")], args=[entry.seq, json.dumps(point), HISTORY_MAX])
+
+    def _drift_marker(self, entry: LogEntry) -> None:
+        marker = {"seq": entry.seq, "t_ms": entry.t_ms, "events_learned": self.state.events_learned}
+        if self._add_point(keys=[self.mkey("drift")], args=[entry.seq, json.dumps(marker), DRIFT_MAX]):
+            DRIFTS.labels(self.domain.name, self.model_name).inc()
+
+    # --- predictions --------------------------------------------------------------------------
+    def predict(self, x: dict[str, Any]) -> tuple[Any, ModelState]:
+        with self.lock:
+            return self.state.predict(x), self.state
+
+
+class LogFollower(threading.Thread):
+    """Keeps replicas fresh: blocks on the domains' logs (XREAD, ~100 ms) and applies what arrives."""
+
+    def __init__(self, client: redis.Redis, replicas: list[ModelReplica], block_ms: int = 100) -> None:
+        super().__init__(name="coelho-log-follower", daemon=True)
+        self.redis: Any = client
+        self.replicas = replicas
+        self.block_ms = block_ms
+        self.stopping = threading.Event()
+        self.error: str | None = None
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.step()
+                self.error = None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self.error = f"redis: {exc}"
+                self.stopping.wait(0.5)
+            except Exception as exc:  # keep following; readiness reports it
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("log follower")
+                self.stopping.wait(0.5)
+
+    def step(self) -> None:
+        by_domain: dict[str, list[ModelReplica]] = {}
+        for replica in self.replicas:
+            by_domain.setdefault(replica.domain.name, []).append(replica)
+        paused = self.redis.mget([key(d, "paused_at") for d in by_domain])
+        streams = {}
+        for (domain, replicas), pause in zip(by_domain.items(), paused, strict=True):
+            pause_at = int(pause) if pause is not None else None
+            for replica in replicas:
+                replica.catch_up(paused_at=pause_at, check_pause=False)
+            streams[key(domain, "log")] = f"{min(r.state.seq for r in replicas)}-0"
+        # Wait for anything new (the entries are read again by catch_up, which handles pauses and gaps).
+        self.redis.xread(streams, count=1, block=self.block_ms)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def replicas_for(client: redis.Redis, role: str, domains: Iterable[str] | None = None,
+                 on_drift: Callable[[ModelReplica, Applied], None] | None = None) -> dict[str, list[ModelReplica]]:
+    """The replicas a process keeps: each domain's configured models (COELHO_MODEL_<DOMAIN>)."""
+    out: dict[str, list[ModelReplica]] = {}
+    for name in domains or DOMAINS:
+        domain = get_domain(name)
+        out[domain.name] = [ModelReplica(client, domain, m, role=role, on_drift=on_drift) for m in models_for(domain)]
+    return out

@@ -1,0 +1,175 @@
+"""predict-one: fresh predictions from the live models, without reloading a model blob per request.
+
+Takes `com.coelho.realtime.<domain>.prediction.requested` CloudEvents (POST /) or the same JSON in a plain
+POST /predict/<domain>, and answers with a `com.coelho.realtime.<domain>.prediction` CloudEvent (or its data
+as JSON): tfd fraud_probability, is_fraud, risk_level; eta eta_seconds, eta_minutes; ecci cluster and
+cluster_description; always domain, model, version (last registered MLflow version, None before the first
+checkpoint), events_learned and seq (the log position the model reflects).
+
+Freshness: each process keeps every model in memory and a `LogFollower` thread tails the domains' event logs
+in Redis (XREAD, blocking ~100 ms), applying new entries as they are appended (functions/model_store.py).
+A process that has lost Redis for more than STALE_AFTER_S answers 503: its predictions would be stale.
+Run: `python -m functions.predict`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from cloudevents.core.base import BaseCloudEvent
+from flask import Flask, Response, request
+
+from eventing.domain import Domain
+from eventing.domains import DOMAINS, get_domain
+from functions.cloudevent_app import (
+    DependencyUnavailable,
+    UnsupportedEvent,
+    create_app,
+    event_data,
+    json_endpoint,
+    reply,
+    serve,
+)
+from functions.model_store import LogFollower, ModelReplica, connect, replicas_for
+
+log = logging.getLogger("coelho.functions.predict")
+
+ACCEPTED = sorted(d.type("prediction.requested") for d in DOMAINS.values())
+STALE_AFTER_S = float(os.environ.get("COELHO_STALE_AFTER_S", "5"))
+VERSION_REFRESH_S = 2.0
+
+
+def risk_level(probability: float) -> str:
+    """low < 0.3 <= medium < 0.7 <= high.
+
+    >>> [risk_level(p) for p in (0.1, 0.3, 0.69, 0.7)]
+    ['low', 'medium', 'medium', 'high']
+    """
+    return "low" if probability < 0.3 else "medium" if probability < 0.7 else "high"
+
+
+class Predictor:
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+        self.replicas = replicas_for(client, "follower")
+        self.follower = LogFollower(client, [r for rs in self.replicas.values() for r in rs])
+        self._versions: dict[tuple[str, str], tuple[float, int | None]] = {}
+        self._version_lock = threading.Lock()
+        self.loaded = False
+
+    def load(self) -> None:
+        for replicas in self.replicas.values():
+            for replica in replicas:
+                replica.load_snapshot()
+                replica.catch_up()
+        self.loaded = True
+        if not self.follower.is_alive():
+            self.follower.start()
+
+    def ready(self) -> None:
+        self.redis.ping()
+        if not self.loaded:
+            self.load()
+        self.check_fresh()
+
+    def check_fresh(self) -> None:
+        if self.follower.error and self._oldest_sync() > STALE_AFTER_S:
+            raise DependencyUnavailable(f"model state not fresh: {self.follower.error}")
+
+    def _oldest_sync(self) -> float:
+        now = time.monotonic()
+        return max((now - r.synced_at for rs in self.replicas.values() for r in rs), default=0.0)
+
+    def replica(self, domain: Domain, model: str | None) -> ModelReplica:
+        replicas = self.replicas[domain.name]
+        if model is None:
+            return replicas[0]
+        for replica in replicas:
+            if replica.model_name == model:
+                return replica
+        raise UnsupportedEvent(f"model {model!r} is not served for {domain.name}: {', '.join(r.model_name for r in replicas)}")
+
+    def version(self, replica: ModelReplica) -> int | None:
+        """The last registered MLflow version of the model (refreshed every few seconds)."""
+        cache_key = (replica.domain.name, replica.model_name)
+        now = time.monotonic()
+        cached = self._versions.get(cache_key)
+        if cached and now - cached[0] < VERSION_REFRESH_S:
+            return cached[1]
+        raw = self.redis.get(replica.mkey("checkpoint"))
+        version = json.loads(raw).get("version") if raw else None
+        with self._version_lock:
+            self._versions[cache_key] = (now, version)
+        return version
+
+    def predict(self, domain: Domain, payload: Any, model: str | None = None) -> dict[str, Any]:
+        if not self.loaded:
+            self.load()
+        self.check_fresh()
+        clean = domain.validate(payload, purpose="prediction")
+        replica = self.replica(domain, model)
+        x = domain.features(clean)
+        with replica.lock:
+            raw = replica.state.predict(x)
+            state = replica.state
+            out: dict[str, Any] = {
+                "domain": domain.name, "model": state.model_name, "version": self.version(replica),
+                "events_learned": state.events_learned, "seq": state.seq,
+            }
+            if domain.task == "clustering":
+                out["cluster"] = raw
+                out["cluster_description"] = state.describe_cluster(raw)
+        if domain.id_field in clean:
+            out[domain.id_field] = clean[domain.id_field]
+        if domain.task == "classification":
+            out.update(fraud_probability=raw, is_fraud=raw >= 0.5, risk_level=risk_level(raw))
+        elif domain.task == "regression":
+            out.update(eta_seconds=raw, eta_minutes=raw / 60)
+        return out
+
+    def handle(self, event: BaseCloudEvent) -> BaseCloudEvent:
+        domain = get_domain(event.get_type().split(".")[3])
+        model = event.get_extension("model")
+        data = self.predict(domain, event_data(event), str(model) if model else None)
+        partitionkey = None
+        payload = event_data(event)
+        if isinstance(payload, dict):
+            partitionkey = payload.get(domain.key_field)
+        return reply(event, domain.type("prediction"), domain.source("functions/predict"), data,
+                     domain=domain.name, partitionkey=partitionkey)
+
+
+def create() -> Flask:
+    client = connect()
+    predictor = Predictor(client)
+    try:
+        predictor.load()
+    except Exception as exc:
+        log.warning("model state not loaded yet: %s", exc)
+    app = create_app("predict", predictor.handle, accepts=ACCEPTED, ready=predictor.ready)
+    app.config["predictor"] = predictor
+
+    @app.post("/predict/<domain_name>")
+    def predict_json(domain_name: str) -> Response:
+        def run() -> dict[str, Any]:
+            try:
+                domain = get_domain(domain_name)
+            except ValueError as exc:
+                raise UnsupportedEvent(str(exc)) from None
+            payload = request.get_json(silent=True)
+            if payload is None:
+                raise UnsupportedEvent("send the features as a JSON object (Content-Type: application/json)")
+            return predictor.predict(domain, payload, request.args.get("model"))
+
+        return json_endpoint("predict", run)
+
+    return app
+
+
+if __name__ == "__main__":
+    serve(create)

@@ -1,0 +1,123 @@
+"""Model checkpoints in MLflow: one run per checkpoint, the state as an S3 artifact, a registered model version.
+
+Registered model per domain: `coelho-<domain>` (e.g. coelho-tfd); each version is tagged with the model name,
+the log position (seq) and the events learned, so several models of one domain can live side by side.
+The artifact is `model/state.pkl.lz4`: a `ModelState` (model + metrics + seq), the same bytes as a Redis
+snapshot. MLflow is imported lazily: it costs seconds of start-up and only checkpoint/restore need it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from functions.cloudevent_app import DependencyUnavailable
+from functions.model_state import ModelState
+
+log = logging.getLogger("coelho.functions.registry")
+
+ARTIFACT = "state.pkl.lz4"
+
+
+def registered_name(domain: str) -> str:
+    return f"coelho-{domain}"
+
+
+def _client() -> Any:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise DependencyUnavailable("MLFLOW_TRACKING_URI is not set")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _mlflow_call(what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except Exception as exc:
+        text = str(exc)
+        if any(s in text for s in ("Connection refused", "Max retries", "ConnectionError", "503", "502", "timed out")):
+            raise DependencyUnavailable(f"MLflow unavailable during {what}: {text[:300]}") from exc
+        raise
+
+
+def log_checkpoint(state: ModelState, blob: bytes, summary: dict[str, Any]) -> dict[str, Any]:
+    """Log one checkpoint run and register a new model version. Returns what was registered."""
+    client = _client()
+    domain, model = state.domain_name, state.model_name
+    experiment_name = f"coelho-{domain}"
+    experiment = _mlflow_call("get experiment", client.get_experiment_by_name, experiment_name)
+    experiment_id = experiment.experiment_id if experiment else _mlflow_call(
+        "create experiment", client.create_experiment, experiment_name
+    )
+    run = _mlflow_call("create run", client.create_run, experiment_id, run_name=f"{model}-seq{state.seq}",
+                       tags={"coelho.domain": domain, "coelho.model": model, "coelho.seq": str(state.seq)})
+    run_id = run.info.run_id
+    now_ms = int(time.time() * 1000)
+    from mlflow.entities import Metric, Param
+
+    scalar = {k: v for k, v in summary["metrics"].items() if isinstance(v, int | float)}
+    extras = {"events_learned": state.events_learned, "seq": state.seq, "drifts": state.drifts}
+    if "n_clusters" in summary:
+        extras.update(n_clusters=summary["n_clusters"], n_micro_clusters=summary["n_micro_clusters"])
+    metrics = [Metric(_metric_name(k), float(v), now_ms, state.events_learned) for k, v in {**scalar, **extras}.items()]
+    params = [Param("model", model), Param("domain", domain)]
+    _mlflow_call("log batch", client.log_batch, run_id, metrics=metrics, params=params)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        folder.mkdir()
+        (folder / ARTIFACT).write_bytes(blob)
+        (folder / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        _mlflow_call("log artifacts", client.log_artifacts, run_id, str(folder), "model")
+    _mlflow_call("end run", client.set_terminated, run_id)
+    name = registered_name(domain)
+    try:
+        client.create_registered_model(name, description=f"COELHO RealTime {domain} model checkpoints")
+    except Exception as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+            _mlflow_call("create registered model", _raise, exc)
+    source = f"{run.info.artifact_uri}/model"
+    tags = {"model": model, "seq": str(state.seq), "events_learned": str(state.events_learned)}
+    version = _mlflow_call("create model version", client.create_model_version, name, source, run_id=run_id, tags=tags)
+    return {
+        "domain": domain, "model": model, "registered_model": name, "version": int(version.version),
+        "run_id": run_id, "seq": state.seq, "events_learned": state.events_learned, "time_ms": now_ms,
+        "artifact_uri": f"{source}/{ARTIFACT}",
+    }
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _metric_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in name)
+
+
+def latest_version(domain: str, model: str) -> Any | None:
+    """The newest registered version of `model` in its domain's registered model, or None."""
+    client = _client()
+    versions = _mlflow_call("search model versions", client.search_model_versions, f"name='{registered_name(domain)}'")
+    mine = [v for v in versions if (v.tags or {}).get("model") == model]
+    return max(mine, key=lambda v: int(v.version), default=None)
+
+
+def restore_latest(domain: str, model: str) -> tuple[ModelState, int] | None:
+    """The state of the latest registered version (and its version number), or None if there is none."""
+    version = latest_version(domain, model)
+    if version is None:
+        return None
+    client = _client()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _mlflow_call("download", client.download_artifacts, version.run_id, f"model/{ARTIFACT}", tmp)
+        state = ModelState.from_bytes(Path(path).read_bytes())
+    log.info("restored %s/%s from registered version %s (seq %d)", domain, model, version.version, state.seq)
+    return state, int(version.version)

@@ -1,0 +1,232 @@
+"""At-least-once consumption: commit an offset only when every record before it is done.
+
+A `CommittingConsumer` polls one consumer group in its own thread and hands each record to a handler together
+with a `done` callback. Handlers finish out of order (parallel deliveries, producer callbacks); an
+`OffsetTracker` per partition moves the commit point over the contiguous prefix of finished offsets. Only the
+polling thread touches the KafkaConsumer (kafka-python's consumer is not thread-safe); other threads report
+completions through a queue.
+
+>>> t = OffsetTracker()
+>>> for o in (5, 6, 7): t.add(o)
+>>> t.done(6), t.done(5), t.commit_point
+(None, 7, 7)
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from eventing.router.metrics import RouterMetrics
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[], None]
+Handler = Callable[[Any, Done], None]
+
+
+class OffsetTracker:
+    """Offsets of one partition handed out, and the next offset to commit."""
+
+    def __init__(self) -> None:
+        self.pending: deque[int] = deque()
+        self.finished: set[int] = set()
+        self.commit_point: int | None = None
+
+    def add(self, offset: int) -> None:
+        self.pending.append(offset)
+
+    def done(self, offset: int) -> int | None:
+        """Mark `offset` finished; return the new commit point when it moved."""
+        self.finished.add(offset)
+        moved = None
+        while self.pending and self.pending[0] in self.finished:
+            first = self.pending.popleft()
+            self.finished.discard(first)
+            moved = self.commit_point = first + 1
+        return moved
+
+
+class CommittingConsumer:
+    """Poll `topics` as `group`, call `handler(record, done)` per record, commit finished prefixes."""
+
+    def __init__(
+        self,
+        name: str,
+        bootstrap: str,
+        group: str,
+        topics: list[str],
+        handler: Handler,
+        metrics: RouterMetrics,
+        initial_offset: str = "earliest",
+        max_inflight: int = 2000,
+        commit_interval: float = 0.2,
+    ):
+        self.name = name
+        self.bootstrap = bootstrap
+        self.group = group
+        self.topics = topics
+        self.handler = handler
+        self.max_inflight = max_inflight
+        self.commit_interval = commit_interval
+        self.initial_offset = "earliest" if initial_offset == "earliest" else "latest"
+        self.completions: queue.SimpleQueue[tuple[TopicPartition, int, int]] = queue.SimpleQueue()
+        self.trackers: dict[TopicPartition, OffsetTracker] = {}
+        self.generation = 0  # bumped on revocation so completions of revoked work are ignored
+        self.inflight = 0
+        self.assigned = threading.Event()
+        self.stopping = threading.Event()
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._thread: threading.Thread | None = None
+        self._fetched = metrics.fetched.labels(group)
+        self._committed = metrics.committed.labels(group)
+        self._lag = metrics.lag.labels(group)
+        self._consumer: KafkaConsumer | None = None
+        self._finished = 0  # records done (delivered, filtered out, dead-lettered) since start
+        self._reported = 0
+
+    # --- life cycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"consume-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # --- the polling thread --------------------------------------------------------------------------
+    def _make_consumer(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset=self.initial_offset,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            max_poll_records=1000,
+            fetch_max_wait_ms=100,
+            client_id=f"coelho-router-{self.name}",
+        )
+        consumer.subscribe(self.topics, listener=_Listener(self))
+        return consumer
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._consumer = self._make_consumer()
+                break
+            except Exception as exc:  # broker not up yet
+                log.warning("%s: cannot connect to Kafka (%s); retrying", self.name, exc)
+                self.stopping.wait(1.0)
+        consumer = self._consumer
+        if consumer is None:
+            return
+        last_commit = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                self._drain_completions()
+                if self.inflight >= self.max_inflight:
+                    self._wait_completion(0.05)
+                else:
+                    batches = consumer.poll(timeout_ms=50)
+                    if consumer.assignment():
+                        self.assigned.set()
+                    for tp, records in batches.items():
+                        tracker = self.trackers.setdefault(tp, OffsetTracker())
+                        generation = self.generation
+                        for record in records:
+                            tracker.add(record.offset)
+                            self.inflight += 1
+                            self.handler(record, self._done_callback(tp, record.offset, generation))
+                        self._fetched.inc(len(records))
+                if self._to_commit and time.monotonic() - last_commit >= self.commit_interval:
+                    self._commit(consumer)
+                    last_commit = time.monotonic()
+            self._drain_completions()
+            self._commit(consumer)
+        except Exception:
+            log.exception("%s: consumer loop failed", self.name)
+        finally:
+            consumer.close(autocommit=False)
+
+    def _done_callback(self, tp: TopicPartition, offset: int, generation: int) -> Done:
+        put = self.completions.put
+
+        def done() -> None:
+            put((tp, offset, generation))
+
+        return done
+
+    def _wait_completion(self, timeout: float) -> None:
+        try:
+            item = self.completions.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._complete(*item)
+
+    def _drain_completions(self) -> None:
+        get = self.completions.get_nowait
+        while True:
+            try:
+                item = get()
+            except queue.Empty:
+                return
+            self._complete(*item)
+
+    def _complete(self, tp: TopicPartition, offset: int, generation: int) -> None:
+        if generation != self.generation:
+            return
+        self.inflight -= 1
+        self._finished += 1
+        tracker = self.trackers.get(tp)
+        if tracker is None:
+            return
+        moved = tracker.done(offset)
+        if moved is not None:
+            self._to_commit[tp] = moved
+
+    def _commit(self, consumer: KafkaConsumer) -> None:
+        if not self._to_commit:
+            return
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._to_commit.items()}
+        try:
+            consumer.commit(offsets)
+        except Exception as exc:  # a rebalance in between: the next commit carries the same offsets
+            log.warning("%s: commit failed (%s)", self.name, exc)
+            return
+        self._to_commit.clear()
+        self._committed.inc(self._finished - self._reported)
+        self._reported = self._finished
+        self._lag.set(self.inflight)
+
+    def on_revoked(self) -> None:
+        """Eager rebalancing takes every partition away: commit what is finished and forget the rest."""
+        if self._consumer is not None:
+            self._drain_completions()
+            self._commit(self._consumer)
+        self.trackers.clear()
+        self._to_commit.clear()
+        self.generation += 1
+        self.inflight = 0
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, owner: CommittingConsumer):
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.owner.on_revoked()
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            self.owner.assigned.set()

@@ -1,0 +1,145 @@
+"""A Trigger at work: its own consumer group on the Broker's topic, its filter, its subscriber, its delivery spec.
+
+Parallel Triggers hand matching events to a pool of workers sharing one queue (many deliveries in flight).
+Ordered Triggers (annotation kafka.eventing.knative.dev/delivery.order: ordered) hash the event's partition key
+onto one worker each, so events of one key reach the subscriber one at a time, in offset order, retries
+included. An offset is committed only after its event was delivered, dead-lettered or filtered out.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from eventing.router.consumer import CommittingConsumer, Done
+from eventing.router.delivery import HttpSender, deliver
+from eventing.router.event import WireEvent
+from eventing.router.filters import compile_filter
+from eventing.router.manifests import Trigger
+from eventing.router.metrics import RouterMetrics
+from eventing.router.sinks import Sink
+
+log = logging.getLogger(__name__)
+
+WorkItem = tuple[WireEvent, Done] | None
+
+
+class TriggerDispatcher:
+    def __init__(
+        self,
+        trigger: Trigger,
+        subscriber_url: str,
+        broker_topic: str,
+        bootstrap: str,
+        broker_sink: Sink,
+        dead_letter_sink: Sink | None,
+        metrics: RouterMetrics,
+        workers: int = 16,
+    ):
+        self.trigger = trigger
+        self.url = subscriber_url
+        self.broker_sink = broker_sink
+        self.dead_letter_sink = dead_letter_sink
+        self.match = compile_filter(trigger.filter_attributes, trigger.filters)
+        self.stopping = threading.Event()
+        self.consumer = CommittingConsumer(
+            name=trigger.name,
+            bootstrap=bootstrap,
+            group=trigger.consumer_group,
+            topics=[broker_topic],
+            handler=self.handle,
+            metrics=metrics,
+            initial_offset="earliest",
+        )
+        name = trigger.name
+        self._filtered = metrics.filtered.labels(name)
+        self._out = metrics.events_out.labels(name)
+        self._retries = metrics.retries.labels(name)
+        self._latency = metrics.latency.labels(name)
+        self._replies = metrics.replies.labels(name)
+        self._reply_in = metrics.events_in.labels("reply")
+        self._inflight = metrics.inflight.labels(name)
+        self._dead = metrics.dead_lettered
+        self.queues: list[queue.SimpleQueue[WorkItem]] = [
+            queue.SimpleQueue() for _ in range(workers if trigger.ordered else 1)
+        ]
+        self.threads = [
+            threading.Thread(
+                target=self._work, args=(self.queues[i % len(self.queues)],), name=f"deliver-{name}-{i}", daemon=True
+            )
+            for i in range(workers)
+        ]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+        self.consumer.start()
+
+    def stop_workers(self) -> None:
+        """Let each worker finish the delivery it is making (not its queue); the consumer stops separately."""
+        self.stopping.set()
+        for q in self.queues:
+            for _ in range(len(self.threads)):
+                q.put(None)
+        for t in self.threads:
+            t.join(5)
+
+    def stop(self) -> None:
+        self.stop_workers()
+        self.consumer.stop()
+
+    # --- the consumer thread ---------------------------------------------------------------------------
+    def handle(self, record: Any, done: Done) -> None:
+        event = WireEvent.from_kafka_cloudevent(record.key, record.headers, record.value)
+        if event is None or not self.match(event.attributes):
+            if event is None:
+                log.warning("%s: skipping a record that is not a CloudEvent at offset %s", self.trigger.name, record.offset)
+            done()
+            return
+        self._filtered.inc()
+        if len(self.queues) == 1:
+            self.queues[0].put((event, done))
+        else:
+            key = event.attributes.get("partitionkey") or str(record.partition)
+            self.queues[hash(key) % len(self.queues)].put((event, done))
+
+    # --- the delivery workers --------------------------------------------------------------------------
+    def _work(self, work: queue.SimpleQueue[WorkItem]) -> None:
+        sender = HttpSender(self.trigger.delivery.timeout)
+        spec = self.trigger.delivery
+        try:
+            while True:
+                item = work.get()
+                if item is None or self.stopping.is_set():
+                    return
+                event, done = item
+                self._inflight.inc()
+                started = time.perf_counter()
+                outcome = deliver(event, self.url, spec, sender, self.stopping, on_retry=self._retries.inc)
+                self._inflight.dec()
+                if outcome.abandoned:
+                    return  # stopping: leave the offset uncommitted, the event comes again
+                self._latency.observe(time.perf_counter() - started)
+                if outcome.delivered:
+                    self._out.inc()
+                    if outcome.reply is not None:
+                        self._replies.inc()
+                        self._reply_in.inc()
+                        self.broker_sink.send(outcome.reply, done)
+                    else:
+                        done()
+                    continue
+                self._dead.labels(self.trigger.name, str(outcome.status or "network")).inc()
+                if self.dead_letter_sink is None:
+                    log.error(
+                        "%s: dropped event %s after %d attempts (%s %s), no dead-letter sink",
+                        self.trigger.name, event.get("id"), outcome.attempts, outcome.status, outcome.error,
+                    )
+                    done()
+                else:
+                    self.dead_letter_sink.send(event.with_extensions(outcome.dead_letter_extensions(self.url)), done)
+        finally:
+            sender.close()

@@ -1,0 +1,279 @@
+"""The Knative manifests in knative/, read as the routing table of the local router.
+
+Only the kinds the router executes are interpreted (Broker, Trigger, KafkaSource, PingSource, KafkaSink, Knative
+Service, ConfigMap); every other document (Deployments, Strimzi resources, Helm values, kustomizations) is skipped.
+
+>>> m = Manifests.from_documents([{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+...     "metadata": {"name": "default", "namespace": "coelho"}}])
+>>> m.broker("coelho", "default").topic
+'knative-broker-coelho-default'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROUTED_KINDS = {"Broker", "Trigger", "KafkaSource", "PingSource", "KafkaSink", "Service", "ConfigMap"}
+ORDERED_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
+
+
+class ManifestError(ValueError):
+    """A manifest the router cannot execute (unknown reference, bad duration, unsupported filter)."""
+
+
+_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in an ISO 8601 duration as Knative writes them.
+
+    >>> parse_duration("PT0.2S"), parse_duration("PT1M30S"), parse_duration("P1D")
+    (0.2, 90.0, 86400.0)
+    """
+    match = _DURATION.match(text.strip())
+    if not match or text.strip() in ("P", "PT"):
+        raise ManifestError(f"not an ISO 8601 duration: {text!r}")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    return parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A duck-typed Knative Destination: `ref` to an Addressable and/or a `uri`."""
+
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    api_version: str | None = None
+    uri: str | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None, namespace: str) -> Destination | None:
+        if not raw:
+            return None
+        ref = raw.get("ref") or {}
+        return cls(
+            kind=ref.get("kind"),
+            name=ref.get("name"),
+            namespace=ref.get("namespace", namespace) if ref else None,
+            api_version=ref.get("apiVersion"),
+            uri=raw.get("uri"),
+        )
+
+    def describe(self) -> str:
+        if self.kind:
+            return f"{self.kind}/{self.namespace}/{self.name}" + (f" {self.uri}" if self.uri else "")
+        return str(self.uri)
+
+
+@dataclass(frozen=True)
+class DeliverySpec:
+    """Retry, backoff, timeout and dead-letter sink of a Broker or a Trigger (`spec.delivery`)."""
+
+    retry: int = 0
+    backoff_policy: str = "exponential"
+    backoff_delay: float = 0.2
+    timeout: float | None = None
+    dead_letter_sink: Destination | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None, namespace: str, base: DeliverySpec | None = None) -> DeliverySpec:
+        base = base or cls()
+        if not raw:
+            return base
+        policy = str(raw.get("backoffPolicy", base.backoff_policy))
+        if policy not in ("linear", "exponential"):
+            raise ManifestError(f"backoffPolicy must be linear or exponential, not {policy!r}")
+        return cls(
+            retry=int(raw.get("retry", base.retry)),
+            backoff_policy=policy,
+            backoff_delay=parse_duration(raw["backoffDelay"]) if "backoffDelay" in raw else base.backoff_delay,
+            timeout=parse_duration(raw["timeout"]) if "timeout" in raw else base.timeout,
+            dead_letter_sink=Destination.parse(raw.get("deadLetterSink"), namespace) or base.dead_letter_sink,
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number `attempt` (1-based): delay*n (linear) or delay*2^n (exponential)."""
+        if self.backoff_policy == "linear":
+            return self.backoff_delay * attempt
+        return self.backoff_delay * (2**attempt)
+
+
+@dataclass(frozen=True)
+class Broker:
+    namespace: str
+    name: str
+    delivery: DeliverySpec
+    partitions: int = 6
+
+    @property
+    def topic(self) -> str:
+        return f"knative-broker-{self.namespace}-{self.name}"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    namespace: str
+    name: str
+    broker: str
+    subscriber: Destination
+    filter_attributes: Mapping[str, str]
+    filters: tuple[Mapping[str, Any], ...]
+    delivery: DeliverySpec
+    ordered: bool
+
+    @property
+    def consumer_group(self) -> str:
+        return f"knative-trigger-{self.namespace}-{self.name}"
+
+
+@dataclass(frozen=True)
+class KafkaSource:
+    namespace: str
+    name: str
+    topics: tuple[str, ...]
+    consumer_group: str
+    initial_offset: str
+    sink: Destination
+    ce_extensions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PingSource:
+    namespace: str
+    name: str
+    schedule: str
+    timezone: str | None
+    content_type: str
+    data: str
+    sink: Destination
+
+
+@dataclass(frozen=True)
+class KafkaSink:
+    namespace: str
+    name: str
+    topic: str
+    content_mode: str = "binary"
+
+
+@dataclass
+class Manifests:
+    """Every routed resource, keyed by (namespace, name)."""
+
+    brokers: dict[tuple[str, str], Broker] = field(default_factory=dict)
+    triggers: dict[tuple[str, str], Trigger] = field(default_factory=dict)
+    kafka_sources: dict[tuple[str, str], KafkaSource] = field(default_factory=dict)
+    ping_sources: dict[tuple[str, str], PingSource] = field(default_factory=dict)
+    kafka_sinks: dict[tuple[str, str], KafkaSink] = field(default_factory=dict)
+    services: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    config_maps: dict[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
+
+    def broker(self, namespace: str, name: str) -> Broker:
+        try:
+            return self.brokers[(namespace, name)]
+        except KeyError:
+            raise ManifestError(f"no Broker {namespace}/{name} in the manifests") from None
+
+    # --- loading -----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, directory: Path, default_namespace: str = "coelho") -> Manifests:
+        """Every YAML document under `directory` (recursively, sorted by path)."""
+        docs: list[dict[str, Any]] = []
+        for path in sorted(Path(directory).rglob("*.y*ml")):
+            if path.suffix not in (".yaml", ".yml"):
+                continue
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict):
+                    docs.append(doc)
+        return cls.from_documents(docs, default_namespace)
+
+    @classmethod
+    def from_documents(cls, docs: Iterable[Mapping[str, Any]], default_namespace: str = "coelho") -> Manifests:
+        m = cls()
+        pending_brokers: list[Mapping[str, Any]] = []
+        pending_triggers: list[Mapping[str, Any]] = []
+        for doc in docs:
+            kind = doc.get("kind")
+            api = str(doc.get("apiVersion", ""))
+            if kind not in ROUTED_KINDS:
+                continue
+            meta = doc.get("metadata") or {}
+            ns = str(meta.get("namespace", default_namespace))
+            name = str(meta.get("name", ""))
+            spec = doc.get("spec") or {}
+            if kind == "ConfigMap" and api == "v1":
+                m.config_maps[(ns, name)] = {str(k): str(v) for k, v in (doc.get("data") or {}).items()}
+            elif kind == "Service" and api.startswith("serving.knative.dev/"):
+                m.services[(ns, name)] = doc
+            elif kind == "Broker" and api.startswith("eventing.knative.dev/"):
+                pending_brokers.append(doc)
+            elif kind == "Trigger" and api.startswith("eventing.knative.dev/"):
+                pending_triggers.append(doc)
+            elif kind == "KafkaSink" and api.startswith("eventing.knative.dev/"):
+                m.kafka_sinks[(ns, name)] = KafkaSink(ns, name, str(spec["topic"]), str(spec.get("contentMode", "binary")))
+            elif kind == "KafkaSource" and api.startswith("sources.knative.dev/"):
+                m.kafka_sources[(ns, name)] = KafkaSource(
+                    namespace=ns,
+                    name=name,
+                    topics=tuple(spec.get("topics") or ()),
+                    consumer_group=str(spec.get("consumerGroup") or f"knative-kafka-source-{name}"),
+                    initial_offset=str(spec.get("initialOffset", "latest")),
+                    sink=_required_destination(spec.get("sink"), ns, f"KafkaSource {ns}/{name} sink"),
+                    ce_extensions={
+                        str(k): str(v) for k, v in ((spec.get("ceOverrides") or {}).get("extensions") or {}).items()
+                    },
+                )
+            elif kind == "PingSource" and api.startswith("sources.knative.dev/"):
+                m.ping_sources[(ns, name)] = PingSource(
+                    namespace=ns,
+                    name=name,
+                    schedule=str(spec["schedule"]),
+                    timezone=spec.get("timezone"),
+                    content_type=str(spec.get("contentType", "")),
+                    data=str(spec.get("data", "")),
+                    sink=_required_destination(spec.get("sink"), ns, f"PingSource {ns}/{name} sink"),
+                )
+        for doc in pending_brokers:
+            meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
+            ns = str(meta.get("namespace", default_namespace))
+            partitions = 6
+            config = spec.get("config") or {}
+            if config.get("kind") == "ConfigMap":
+                data = m.config_maps.get((str(config.get("namespace", ns)), str(config.get("name"))), {})
+                partitions = int(data.get("default.topic.partitions", partitions))
+            m.brokers[(ns, str(meta["name"]))] = Broker(
+                ns, str(meta["name"]), DeliverySpec.parse(spec.get("delivery"), ns), partitions
+            )
+        for doc in pending_triggers:
+            meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
+            ns, name = str(meta.get("namespace", default_namespace)), str(meta["name"])
+            broker_name = str(spec.get("broker", "default"))
+            broker = m.broker(ns, broker_name)
+            annotations = meta.get("annotations") or {}
+            m.triggers[(ns, name)] = Trigger(
+                namespace=ns,
+                name=name,
+                broker=broker_name,
+                subscriber=_required_destination(spec.get("subscriber"), ns, f"Trigger {ns}/{name} subscriber"),
+                filter_attributes={str(k): str(v) for k, v in ((spec.get("filter") or {}).get("attributes") or {}).items()},
+                filters=tuple(spec.get("filters") or ()),
+                delivery=DeliverySpec.parse(spec.get("delivery"), ns, base=broker.delivery),
+                ordered=annotations.get(ORDERED_ANNOTATION) == "ordered",
+            )
+        return m
+
+
+def _required_destination(raw: Mapping[str, Any] | None, namespace: str, what: str) -> Destination:
+    dest = Destination.parse(raw, namespace)
+    if dest is None or not (dest.name or dest.uri):
+        raise ManifestError(f"{what} names no ref and no uri")
+    return dest

@@ -1,0 +1,208 @@
+"""The local router: Knative Eventing (Kafka Broker, Triggers, KafkaSource, PingSource) for one machine.
+
+>>> # router = Router(Settings.load(), manifests_dir=Path("knative"), subscribers={"coelho-learn": "http://..."})
+>>> # router.start(); router.wait_ready(30); ...; router.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from prometheus_client import start_http_server
+
+from coelho.settings import PROJECT_ROOT, Settings
+from eventing.router.dispatcher import TriggerDispatcher
+from eventing.router.ingress import BrokerIngress
+from eventing.router.manifests import DeliverySpec, Destination, ManifestError, Manifests
+from eventing.router.metrics import RouterMetrics
+from eventing.router.sinks import HttpSink, KafkaTopicSink, Sink
+from eventing.router.sources import KafkaSourceAdapter, PingSourceRunner
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MANIFESTS = PROJECT_ROOT / "knative"
+SERVICE_PREFIX = "coelho-"
+
+
+class Router:
+    def __init__(
+        self,
+        settings: Settings,
+        manifests_dir: Path = DEFAULT_MANIFESTS,
+        subscribers: Mapping[str, str] | None = None,
+        workers: int = 16,
+        serve_metrics: bool = True,
+    ):
+        self.settings = settings
+        self.manifests = Manifests.load(manifests_dir, settings.namespace)
+        self.subscribers = dict(subscribers or {})
+        self.workers = workers
+        self.serve_metrics = serve_metrics
+        self.metrics = RouterMetrics()
+        self.stopping = threading.Event()
+        self.bootstrap = settings.kafka_bootstrap
+        self.producer: KafkaProducer | None = None
+        self.dispatchers: list[TriggerDispatcher] = []
+        self.kafka_sources: list[KafkaSourceAdapter] = []
+        self.ping_sources: list[PingSourceRunner] = []
+        self.ingress: BrokerIngress | None = None
+        self._metrics_server: object = None
+
+    # --- resolving references ------------------------------------------------------------------------
+    def service_url(self, name: str) -> str:
+        """Local address of a Knative Service: the override map, else the Settings port of the function."""
+        if name in self.subscribers:
+            return self.subscribers[name]
+        port_name = name.removeprefix(SERVICE_PREFIX)
+        if port_name not in self.settings.ports:
+            raise ManifestError(f"Service {name} has no local port (Settings.ports[{port_name!r}])")
+        return f"http://{self.settings.host}:{self.settings.ports[port_name]}/"
+
+    def resolve_url(self, dest: Destination) -> str:
+        if dest.kind is None:
+            if not dest.uri:
+                raise ManifestError("destination without ref or uri")
+            return self.subscribers.get(dest.uri, dest.uri)
+        if dest.kind == "Service":
+            base = self.service_url(str(dest.name))
+            return base.rstrip("/") + dest.uri if dest.uri else base
+        raise ManifestError(f"cannot resolve {dest.describe()} to a URL")
+
+    def resolve_sink(self, dest: Destination) -> Sink:
+        assert self.producer is not None
+        if dest.kind == "Broker":
+            broker = self.manifests.broker(str(dest.namespace), str(dest.name))
+            return KafkaTopicSink(self.producer, broker.topic, self.stopping, address=self._broker_address(broker.namespace, broker.name))
+        if dest.kind == "KafkaSink":
+            sink = self.manifests.kafka_sinks.get((str(dest.namespace), str(dest.name)))
+            if sink is None:
+                raise ManifestError(f"no KafkaSink {dest.namespace}/{dest.name} in the manifests")
+            return KafkaTopicSink(self.producer, sink.topic, self.stopping)
+        return HttpSink(self.resolve_url(dest), self._default_delivery(), self.stopping)
+
+    def _broker_address(self, namespace: str, name: str) -> str:
+        return f"{self.settings.url('broker')}/{namespace}/{name}"
+
+    def _default_delivery(self) -> DeliverySpec:
+        return DeliverySpec(retry=3, backoff_delay=0.2)
+
+    # --- life cycle ----------------------------------------------------------------------------------
+    def _connect(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.producer = KafkaProducer(
+                    bootstrap_servers=self.bootstrap, linger_ms=2, client_id="coelho-router"
+                )
+                return
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kafka at {self.bootstrap} unreachable: {exc}") from exc
+                time.sleep(0.5)
+
+    def ensure_topics(self) -> None:
+        """Create the Broker topics, KafkaSink topics and source topics that do not exist yet."""
+        wanted: dict[str, int] = {}
+        for broker in self.manifests.brokers.values():
+            wanted[broker.topic] = broker.partitions
+        default_partitions = max([b.partitions for b in self.manifests.brokers.values()] or [3])
+        for sink in self.manifests.kafka_sinks.values():
+            wanted.setdefault(sink.topic, default_partitions)
+        for source in self.manifests.kafka_sources.values():
+            for topic in source.topics:
+                wanted.setdefault(topic, default_partitions)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="coelho-router-admin")
+        try:
+            existing = set(admin.list_topics())
+            missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+            if missing:
+                try:
+                    admin.create_topics(missing)
+                except Exception as exc:  # created meanwhile by a producer
+                    log.info("create_topics: %s", exc)
+        finally:
+            admin.close()
+
+    def start(self, connect_timeout: float = 30.0) -> None:
+        self._connect(connect_timeout)
+        assert self.producer is not None
+        self.ensure_topics()
+        broker_sinks = {
+            key: KafkaTopicSink(self.producer, b.topic, self.stopping, address=self._broker_address(*key))
+            for key, b in self.manifests.brokers.items()
+        }
+        for trigger in self.manifests.triggers.values():
+            broker = self.manifests.broker(trigger.namespace, trigger.broker)
+            dls_dest = trigger.delivery.dead_letter_sink
+            self.dispatchers.append(
+                TriggerDispatcher(
+                    trigger,
+                    self.resolve_url(trigger.subscriber),
+                    broker.topic,
+                    self.bootstrap,
+                    broker_sinks[(broker.namespace, broker.name)],
+                    self.resolve_sink(dls_dest) if dls_dest else None,
+                    self.metrics,
+                    workers=self.workers,
+                )
+            )
+        for source in self.manifests.kafka_sources.values():
+            self.kafka_sources.append(KafkaSourceAdapter(source, self.resolve_sink(source.sink), self.bootstrap, self.metrics))
+        for ping in self.manifests.ping_sources.values():
+            self.ping_sources.append(PingSourceRunner(ping, self.resolve_sink(ping.sink), self.metrics))
+        for dispatcher in self.dispatchers:
+            dispatcher.start()
+        for adapter in self.kafka_sources:
+            adapter.start()
+        for runner in self.ping_sources:
+            runner.start()
+        self.ingress = BrokerIngress(
+            self.settings.host, self.settings.ports["broker"], broker_sinks, self.settings.namespace, self.ready, self.metrics
+        )
+        self.ingress.start()
+        if self.serve_metrics:
+            self._metrics_server = start_http_server(
+                self.settings.ports["router_metrics"], addr=self.settings.host, registry=self.metrics.registry
+            )
+        log.info(
+            "router: %d triggers, %d KafkaSources, %d PingSources; ingress %s",
+            len(self.dispatchers), len(self.kafka_sources), len(self.ping_sources), self.settings.broker_url,
+        )
+
+    def ready(self) -> bool:
+        consumers = [d.consumer for d in self.dispatchers] + [s.consumer for s in self.kafka_sources]
+        return all(c.assigned.is_set() for c in consumers)
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        """Stop taking events, let deliveries in progress end, write what is pending, commit, close."""
+        if self.ingress is not None:
+            self.ingress.stop()
+        for ping in self.ping_sources:
+            ping.stop()
+        for dispatcher in self.dispatchers:
+            dispatcher.stop_workers()
+        self.stopping.set()
+        if self.producer is not None:
+            self.producer.flush(5)
+        for consumer in [s.consumer for s in self.kafka_sources] + [d.consumer for d in self.dispatchers]:
+            consumer.stop()
+        if self.producer is not None:
+            self.producer.close(5)
+        server = self._metrics_server
+        if isinstance(server, tuple):
+            server[0].shutdown()
+            server[0].server_close()

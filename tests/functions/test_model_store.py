@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from typing import Any
 
 import pytest
 import redis
@@ -107,7 +108,7 @@ def test_cold_replica_loads_snapshot_and_replays_after_trim(redis_url: str, monk
     learner = ModelReplica(redis.Redis.from_url(redis_url), domain, role="learner")
     for i, event in enumerate(stream):
         send(learner, event, f"e-{i}")
-    client = redis.Redis.from_url(redis_url)
+    client: Any = redis.Redis.from_url(redis_url)
     first = EventLog(client, domain).read_after(0, 10)[0].seq
     assert first == 1000, "log trimmed below the snapshot"
     cold = ModelReplica(client, domain, role="follower")

@@ -47,6 +47,7 @@ class ChartQuery:
     quantile: float = 0.5
     match: Mapping[str, str] = field(default_factory=dict)
     exclude: Mapping[str, str] = field(default_factory=dict)
+    window: str = RATE_WINDOW  # range of rate(); PromQL divides by it, so a series younger than it reads low
 
     def _selector(self, name: str) -> str:
         parts = [f'{k}="{v}"' for k, v in sorted(self.match.items())]
@@ -56,10 +57,10 @@ class ChartQuery:
     def promql(self) -> str:
         grouping = f"sum by ({self.by}) " if self.by else "sum "
         if self.kind == "rate":
-            return f"{grouping}(rate({self._selector(self.metric)}[{RATE_WINDOW}]))"
+            return f"{grouping}(rate({self._selector(self.metric)}[{self.window}]))"
         if self.kind == "quantile":
             le = f"le, {self.by}" if self.by else "le"
-            inner = f"sum by ({le}) (rate({self._selector(self.metric + '_bucket')}[{RATE_WINDOW}]))"
+            inner = f"sum by ({le}) (rate({self._selector(self.metric + '_bucket')}[{self.window}]))"
             return f"histogram_quantile({self.quantile}, {inner})"
         return f"{grouping}({self._selector(self.metric)})"
 
@@ -123,6 +124,8 @@ class MetricsSource(Protocol):
 
     def targets(self) -> dict[str, bool]: ...
 
+    def earliest(self, window_s: float) -> float | None: ...
+
 
 def _series_name(query: ChartQuery, labels: Mapping[str, str]) -> str:
     if query.by and labels.get(query.by):
@@ -158,6 +161,11 @@ class PrometheusSource:
             points = [(float(t), float(v)) for t, v in result["values"] if math.isfinite(float(v))]
             out[_series_name(query, result["metric"])] = points
         return out
+
+    def earliest(self, window_s: float) -> float | None:
+        """When Prometheus's data in the window begins (its first scrape of anything)."""
+        points = self.series(ChartQuery("scrapes", "up", "value"), window_s).get("scrapes", [])
+        return points[0][0] if points else None
 
     def targets(self) -> dict[str, bool]:
         reply = requests.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=self.timeout)
@@ -236,6 +244,11 @@ class ScrapeSource:
     def targets(self) -> dict[str, bool]:
         return dict(self.up)
 
+    def earliest(self, window_s: float) -> float | None:
+        with self._lock:
+            inside = [s.at for s in self.scrapes if s.at >= time.time() - window_s]
+        return inside[0] if inside else None
+
     def _sum(self, scrape: Scrape, name: str, query: ChartQuery) -> dict[str, float]:
         sums: dict[str, float] = {}
         for (sample_name, labels), value in scrape.samples.items():
@@ -300,14 +313,44 @@ def metrics_endpoints(settings: Any) -> dict[str, str]:
 
 
 def drift_markers(source: MetricsSource, window_s: float) -> list[tuple[float, str]]:
-    """(time, domain) of every drift detection in the window: where coelho_drift_detected_total went up."""
+    """(time, domain) of every drift detection in the window: where coelho_drift_detected_total went up.
+
+    A series that appears with a value above 0 after the source started collecting counts as an increase from 0
+    (a labelled counter is exported only once it has been incremented).
+    """
     markers: list[tuple[float, str]] = []
+    origin = source.earliest(window_s)
     for name, points in source.series(ChartQuery("drift", DRIFT, "value", by="domain"), window_s).items():
-        domain = name.removeprefix("drift ").strip() or "?"
+        domain = name.removeprefix("drift").strip() or "?"
+        if points and points[0][1] > 0 and origin is not None and points[0][0] > origin + 1:
+            markers.append((points[0][0], domain))
         for (_, before), (at, after) in zip(points, points[1:], strict=False):
             if after > before:
                 markers.append((at, domain))
     return sorted(markers)
+
+
+def redis_drift_markers(redis_url: str, window_s: float, timeout: float = 0.5) -> list[tuple[float, str]] | None:
+    """(time, domain) of the drift markers learn-one keeps in Redis (coelho:<domain>:model:<model>:drift, a sorted
+    set of JSON members with t_ms), newest window only; None when Redis cannot be read."""
+    import json
+
+    import redis
+
+    try:
+        client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        since_ms = (time.time() - window_s) * 1000
+        markers: list[tuple[float, str]] = []
+        for key in client.scan_iter(match="coelho:*:model:*:drift", count=100):
+            domain = key.decode().split(":")[1]
+            for member in client.zrange(key, -200, -1):
+                marker = json.loads(member)
+                if float(marker.get("t_ms", 0)) >= since_ms:
+                    markers.append((float(marker["t_ms"]) / 1000, domain))
+        client.close()
+        return sorted(markers)
+    except (redis.RedisError, OSError, ValueError, KeyError):
+        return None
 
 
 @dataclass
@@ -319,6 +362,7 @@ class Snapshot:
     targets: dict[str, bool]
     drift: list[tuple[float, str]]
     errors: list[str]
+    drift_from: str = ""
 
 
 class ObservabilityData:
@@ -350,11 +394,19 @@ class ObservabilityData:
             drawn[chart.title] = lines
         try:
             targets = source.targets()
-            markers = drift_markers(source, self.window_s)
         except (requests.RequestException, KeyError, ValueError) as exc:
-            targets, markers = {}, []
+            targets = {}
             errors.append(f"targets: {exc}")
-        return Snapshot(source.name, drawn, targets, markers, errors)
+        markers = redis_drift_markers(self.settings.redis_url, self.window_s) if hasattr(self.settings, "redis_url") else None
+        drift_from = "learn-one's markers in Redis"
+        if markers is None:
+            drift_from = "coelho_drift_detected_total"
+            try:
+                markers = drift_markers(source, self.window_s)
+            except (requests.RequestException, KeyError, ValueError) as exc:
+                markers = []
+                errors.append(f"drift: {exc}")
+        return Snapshot(source.name, drawn, targets, markers, errors, drift_from)
 
 
 # --- the Panel page ----------------------------------------------------------------------------------------
@@ -406,7 +458,7 @@ def page(settings: Any, refresh_ms: int = 5000) -> Any:
         targets.object = "Targets: " + (
             ", ".join(f"{job} {'up' if ok else '**down**'}" for job, ok in sorted(snap.targets.items())) or "none"
         )
-        drift_list.object = "Drift markers: " + (
+        drift_list.object = f"Drift markers (from {snap.drift_from}): " + (
             ", ".join(f"{d} at {time.strftime('%H:%M:%S', time.localtime(t))}" for t, d in snap.drift[-10:])
             or "no drift detected in the last 15 minutes"
         )

@@ -1,0 +1,85 @@
+"""Helpers of the manifest tests: the documents in knative/ and the official schemas, made strict."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KNATIVE = ROOT / "knative"
+SCHEMAS = ROOT.parent / "shared" / "schemas" / "knative"
+# Parts Knative leaves open by design: a Trigger's spec (filters), a Broker's spec.delivery.
+OPEN_BY_DESIGN = {("Trigger", ("properties", "spec")), ("Broker", ("properties", "spec", "properties", "delivery"))}
+
+
+class StringTimestampLoader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as strings (func.yaml's `created`)."""
+
+
+StringTimestampLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def manifest_files() -> list[Path]:
+    """Kubernetes manifests under knative/ (Helm values in helm/ and kustomizations excluded)."""
+    return sorted(
+        p for p in KNATIVE.rglob("*.yaml") if "helm" not in p.relative_to(KNATIVE).parts and p.name != "kustomization.yaml"
+    )
+
+
+def documents() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in manifest_files():
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and "kind" in doc:
+                yield path, doc
+
+
+def is_knative(doc: dict[str, Any]) -> bool:
+    return str(doc.get("apiVersion", "")).split("/")[0].endswith("knative.dev")
+
+
+def schema_path(doc: dict[str, Any]) -> Path:
+    group, version = str(doc["apiVersion"]).split("/")
+    return SCHEMAS / f"{group}_{version}_{doc['kind']}.json"
+
+
+def strictify(schema: dict[str, Any], kind: str, at: tuple[str, ...] = ()) -> dict[str, Any]:
+    """additionalProperties: false on every object schema that lists properties and does not preserve unknowns."""
+    out = copy.copy(schema)
+    if (
+        "properties" in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+        and "additionalProperties" not in out
+        and (kind, at) not in OPEN_BY_DESIGN
+    ):
+        out["additionalProperties"] = False
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {name: strictify(sub, kind, (*at, "properties", name)) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = strictify(value, kind, (*at, key))
+        elif key in ("allOf", "anyOf", "oneOf") and isinstance(value, list):
+            out[key] = [strictify(v, kind, (*at, key)) for v in value]
+    return out
+
+
+@cache
+def strict_schema(name: str, kind: str) -> dict[str, Any]:
+    schema = json.loads((SCHEMAS / name).read_text())
+    # Some CRD schemas list only spec/status at the root; every object has apiVersion, kind and metadata.
+    schema["properties"] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        **schema.get("properties", {}),
+    }
+    return strictify(schema, kind)
+

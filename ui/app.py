@@ -1,0 +1,126 @@
+"""The Panel dashboard: one URL per page, all sharing the frame in ui.layout.
+
+`PAGES` is the one list of pages: the navigation bar, the routes and the browser tests read it. The
+Observability page (ui.observability, written by the observability engineer) joins it when that module exists;
+the chat panel (ui.chat_panel) is placed in every page's sidebar by ui.layout.page_template.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import panel as pn
+
+from coelho.settings import Settings
+from ui.layout import optional_module, page_template
+from ui.live import LiveData
+
+log = logging.getLogger("coelho.ui")
+
+Builder = Callable[[Settings], tuple[list[Any], Callable[[], dict[str, Any]] | None]]
+
+
+@dataclass(frozen=True)
+class Page:
+    route: str
+    title: str
+    build: Builder
+
+
+def _home(settings: Settings) -> tuple[list[Any], Any]:
+    from ui.pages import home
+
+    return home.build(settings)
+
+
+def _tfd(settings: Settings) -> tuple[list[Any], Any]:
+    from ui.pages import tfd
+
+    return tfd.build(settings)
+
+
+def _eta(settings: Settings) -> tuple[list[Any], Any]:
+    from ui.pages import eta
+
+    return eta.build(settings)
+
+
+def _ecci(settings: Settings) -> tuple[list[Any], Any]:
+    from ui.pages import ecci
+
+    return ecci.build(settings)
+
+
+def _observability(settings: Settings) -> tuple[list[Any], Any]:
+    module = optional_module("ui.observability")
+    assert module is not None
+    return [module.page(settings)], lambda: {"page": "observability"}
+
+
+PAGES: list[Page] = [
+    Page("/", "Home", _home),
+    Page("/tfd", "Fraud detection", _tfd),
+    Page("/eta", "ETA", _eta),
+    Page("/ecci", "E-commerce", _ecci),
+]
+if optional_module("ui.observability") is not None:
+    PAGES.append(Page("/observability", "Observability", _observability))
+
+
+def _error_view(title: str) -> list[Any]:
+    return [
+        pn.pane.Alert(
+            f"The {title} page could not be built. The error is in the dashboard log; the other pages still work.",
+            alert_type="danger",
+        )
+    ]
+
+
+def make_page(page: Page, settings: Settings) -> Callable[[], Any]:
+    """A Panel app function: builds a fresh page for each browser session."""
+    nav = [(p.route, p.title) for p in PAGES]
+
+    def app() -> Any:
+        try:
+            main, context = page.build(settings)
+        except Exception:  # never a traceback on screen
+            log.exception("building page %s failed", page.route)
+            main, context = _error_view(page.title), None
+        return page_template(page.title, page.route, main, settings, nav, page_context=context)
+
+    return app
+
+
+def configure_panel() -> None:
+    # No internet here: the Fast design would ask Google Fonts for Open Sans (a render-blocking stylesheet).
+    from panel.theme.fast import Fast
+
+    Fast._resources = {**Fast._resources, "font": {}}
+    # No extra JS extensions: everything the pages use ships with Panel and Bokeh (no CDN is reachable).
+    pn.extension(
+        notifications=False,
+        sizing_mode="stretch_width",
+        console_output="disable",
+        design="fast",
+    )
+
+
+def serve(settings: Settings, port: int | None = None, show: bool = False, **kwargs: Any) -> Any:
+    """Serve every page on 127.0.0.1; blocks unless threaded=True is passed."""
+    configure_panel()
+    LiveData.get(settings)  # start polling before the first visitor arrives
+    routes = {page.route: make_page(page, settings) for page in PAGES}
+    listen = port if port is not None else settings.ports["dashboard"]
+    return pn.serve(
+        routes,
+        port=listen,
+        address=settings.host,
+        websocket_origin=[f"{settings.host}:{listen}", f"localhost:{listen}"],
+        show=show,
+        title="COELHO RealTime",
+        autoreload=False,
+        **kwargs,
+    )

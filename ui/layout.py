@@ -1,0 +1,168 @@
+"""The frame every page shares: navigation bar with the Services menu, the service-down banner, cards, badges.
+
+A page builds its content and hands it to `page_template`, which places the chat panel (ui.chat_panel, written
+by the assistant engineer) in the sidebar when that module exists.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import importlib.util
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+
+from coelho.settings import Settings
+from ui.live import LiveData
+
+log = logging.getLogger("coelho.ui")
+
+ACCENT = "#2563eb"
+CARD_CSS = """
+:host {
+  background: #ffffff; border: 1px solid #e5e7eb; border-radius: 12px;
+  box-shadow: 0 1px 2px rgba(16, 24, 40, .05); padding: 6px 10px;
+}
+"""
+FIELD_ERROR_CSS = ":host { color: #b42318; font-size: 12px; line-height: 1.3; }"
+
+NAV_CSS = """
+nav { display: flex; align-items: center; gap: 4px; font-size: 14px; font-family: inherit; }
+nav a.page { color: #e5edff; text-decoration: none; padding: 6px 12px; border-radius: 8px; white-space: nowrap; }
+nav a.page:hover { background: rgba(255,255,255,.14); color: #fff; }
+nav a.page.active { background: rgba(255,255,255,.22); color: #fff; font-weight: 600; }
+details { position: relative; }
+summary { list-style: none; cursor: pointer; color: #e5edff; padding: 6px 12px; border-radius: 8px; }
+summary::-webkit-details-marker { display: none; }
+summary:hover, details[open] summary { background: rgba(255,255,255,.14); color: #fff; }
+.menu { position: absolute; right: 0; top: 34px; background: #fff; border: 1px solid #e5e7eb; border-radius: 10px;
+        box-shadow: 0 10px 30px rgba(0,0,0,.18); padding: 6px; min-width: 300px; z-index: 1000; }
+.menu a { display: flex; justify-content: space-between; gap: 12px; color: #111827; text-decoration: none;
+          padding: 7px 10px; border-radius: 6px; }
+.menu a:hover { background: #eff4ff; }
+.menu small { color: #6b7280; }
+"""
+
+
+def card(*objects: Any, title: str | None = None, **kwargs: Any) -> pn.Column:
+    """A white rounded card, optionally with a small heading."""
+    items = list(objects)
+    if title:
+        items.insert(0, pn.pane.HTML(f"<h3 style='margin:4px 0 2px 0;font-size:15px;color:#111827'>{html.escape(title)}</h3>", margin=(0, 10)))
+    kwargs.setdefault("sizing_mode", "stretch_width")
+    kwargs.setdefault("margin", (6, 6))
+    return pn.Column(*items, stylesheets=[CARD_CSS], **kwargs)
+
+
+def badge(text: str, color: str, solid: bool = True) -> str:
+    style = (
+        f"background:{color};color:#fff" if solid else f"background:{color}1a;color:{color};border:1px solid {color}55"
+    )
+    return f"<span style='{style};padding:2px 9px;border-radius:999px;font-size:12px;font-weight:700;letter-spacing:.03em'>{html.escape(text)}</span>"
+
+
+def optional_module(name: str) -> Any | None:
+    """Import ui.<name> if another engineer has written it; a broken module is logged, never shown."""
+    if importlib.util.find_spec(name) is None:
+        return None
+    try:
+        return importlib.import_module(name)
+    except Exception:
+        log.exception("could not import %s", name)
+        return None
+
+
+# --- navigation ----------------------------------------------------------------------------------------
+def service_links(settings: Settings) -> list[tuple[str, str, str]]:
+    """(label, url, note) of the services a user may open in a browser."""
+    s = settings
+    return [
+        ("MLflow", s.url("mlflow"), "models, runs, registry"),
+        ("Prometheus", s.url("prometheus") + "/graph", "metrics and alerts"),
+        ("S3 (SeaweedFS)", s.url("s3"), "buckets, S3 API"),
+        ("Broker ingress", s.url("broker"), "POST CloudEvents here"),
+        ("Router metrics", s.url("router_metrics") + "/metrics", "events in/out, retries"),
+        ("learn-one health", s.url("learn") + "/health/readiness", "function"),
+        ("predict-one health", s.url("predict") + "/health/readiness", "function"),
+        ("checkpoint health", s.url("checkpoint") + "/health/readiness", "function"),
+        ("chat health", s.url("chat") + "/health/readiness", "function"),
+    ]
+
+
+def nav_html(active: str, pages: list[tuple[str, str]], settings: Settings) -> str:
+    links = "".join(
+        f"<a class='page{' active' if route == active else ''}' href='{route}'>{html.escape(title)}</a>"
+        for route, title in pages
+    )
+    services = "".join(
+        f"<a href='{html.escape(url)}' target='_blank' rel='noopener'><span>{html.escape(label)}</span><small>{html.escape(note)}</small></a>"
+        for label, url, note in service_links(settings)
+    )
+    return f"<nav>{links}<details><summary>Services ▾</summary><div class='menu'>{services}</div></details></nav>"
+
+
+# --- the banner ----------------------------------------------------------------------------------------
+class ServiceBanner:
+    """A red banner naming every expected service that is down; hidden when all are healthy."""
+
+    def __init__(self, live: LiveData) -> None:
+        self.live = live
+        self.pane = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width", margin=(4, 6))
+        self.refresh()
+
+    def refresh(self) -> None:
+        down = self.live.down_services()
+        if not down:
+            self.pane.visible = False
+            return
+        names = ", ".join(f"<b>{html.escape(s.label)}</b>" for s in down)
+        verb = "is" if len(down) == 1 else "are"
+        self.pane.object = (
+            f"⚠ Service down: {names} {verb} not responding. The page keeps working where it can; "
+            "values may be stale until it is back."
+        )
+        self.pane.visible = True
+
+
+# --- the template --------------------------------------------------------------------------------------
+def page_template(
+    title: str,
+    active: str,
+    main: list[Any],
+    settings: Settings,
+    pages: list[tuple[str, str]],
+    page_context: Callable[[], dict[str, Any]] | None = None,
+) -> pn.template.FastListTemplate:
+    """The shared frame: header navigation, banner + `main`, and the chat panel in the sidebar if it exists."""
+    live = LiveData.get(settings)
+    banner = ServiceBanner(live)
+    nav = pn.pane.HTML(nav_html(active, pages, settings), stylesheets=[NAV_CSS], margin=(0, 10), sizing_mode="fixed", width=760, height=40)
+    sidebar: list[Any] = []
+    chat = optional_module("ui.chat_panel")
+    if chat is not None:
+        try:
+            # Hook for the assistant engineer: ui.chat_panel.chat_panel(settings, page=..., context=callable).
+            sidebar.append(chat.chat_panel(settings, page=active.strip("/") or "home", context=page_context or dict))
+        except Exception:
+            log.exception("the chat panel failed to build")
+    template = pn.template.FastListTemplate(
+        title="COELHO RealTime",
+        header=[nav],
+        main=[banner.pane, *main],
+        sidebar=sidebar,
+        collapsed_sidebar=not sidebar,
+        accent_base_color=ACCENT,
+        header_background="#1e3a8a",
+        main_layout=None,
+        theme_toggle=False,
+        background_color="#f4f6fb",
+        font="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+        meta_description=f"COELHO RealTime — {title}",
+        sidebar_width=380,
+    )
+    pn.state.curdoc.title = f"{title} · COELHO RealTime"  # type: ignore[union-attr]
+    pn.state.add_periodic_callback(banner.refresh, period=2000)
+    return template

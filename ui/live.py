@@ -1,0 +1,139 @@
+"""Live platform data for the pages, polled in ONE background thread per dashboard process.
+
+Pages never talk to Redis or probe services inside a browser request: their periodic callbacks read the latest
+`LiveData` snapshot, which this thread refreshes (model state every second, service health every 2 s). A slow
+or dead service therefore delays nothing on screen; it only shows up as "down" in the banner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from coelho.settings import Settings
+from eventing.domains import DOMAINS
+from ui import state_reader
+from ui.health import ServiceStatus, check_services
+
+log = logging.getLogger("coelho.ui")
+
+
+@dataclass
+class DomainLive:
+    """Everything a page shows about one domain's model and producer, as of `updated`."""
+
+    domain: str
+    model: str | None = None
+    version: str | None = None
+    events_learned: int | None = None
+    paused: bool | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # metric -> [(events, value)]
+    drifts_at: list[float] = field(default_factory=list)  # events learned when drift was detected
+    last_checkpoint: dict[str, Any] | None = None
+    clusters: dict[str, Any] = field(default_factory=dict)  # ECCI: cluster id -> profile summary
+    n_clusters: int | None = None
+    n_micro_clusters: int | None = None
+    producer_enabled: bool | None = None
+    producer_rate: float | None = None
+    learned_per_s: float = 0.0
+    learning: bool = False  # events were learned in the last few seconds
+    last_event_ms: int | None = None
+    available: bool = False  # state could be read (Redis up and a model exists)
+    updated: float = 0.0
+
+
+class LiveData:
+    """The shared poller. `LiveData.get(settings)` returns the process-wide instance, started on first use."""
+
+    _instance: LiveData | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, settings: Settings, model_interval: float = 1.0, health_interval: float = 2.0) -> None:
+        self.settings = settings
+        self.model_interval = model_interval
+        self.health_interval = health_interval
+        self.domains: dict[str, DomainLive] = {name: DomainLive(name) for name in DOMAINS}
+        self.services: list[ServiceStatus] = []
+        self.redis_up = True
+        self._rates: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def get(cls, settings: Settings) -> LiveData:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = LiveData(settings)
+                cls._instance.start()
+            return cls._instance
+
+    def start(self) -> None:
+        for target, name in ((self._model_loop, "ui-live-models"), (self._health_loop, "ui-live-health")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def refresh_now(self) -> None:
+        """Ask the model loop to poll at once (after a button changed something)."""
+        self._wake.set()
+
+    # --- loops ---------------------------------------------------------------------------------------
+    def _model_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_models()
+            except Exception:  # never let the poller die: the pages would freeze silently
+                log.exception("polling model state failed")
+            self._wake.wait(self.model_interval)
+            self._wake.clear()
+
+    def _health_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.services = check_services(self.settings)
+            except Exception:
+                log.exception("checking services failed")
+            self._stop.wait(self.health_interval)
+
+    def poll_models(self) -> None:
+        client = state_reader.redis_client(self.settings)
+        now = time.time()
+        for name in DOMAINS:
+            try:
+                live = state_reader.read_domain(client, name)
+                self.redis_up = True
+            except state_reader.StateUnavailable:
+                self.redis_up = False
+                previous = self.domains[name]
+                previous.available = False
+                continue
+            live.updated = now
+            self._add_rate(live, now)
+            self.domains[name] = live
+
+    def _add_rate(self, live: DomainLive, now: float) -> None:
+        samples = self._rates[live.domain]
+        if live.events_learned is not None:
+            samples.append((now, live.events_learned))
+        recent = [(t, n) for t, n in samples if now - t <= 10.0]
+        if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+            live.learned_per_s = max(0.0, (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]))
+        last_five = [(t, n) for t, n in samples if now - t <= 5.0]
+        live.learning = len(last_five) >= 2 and last_five[-1][1] > last_five[0][1] and not live.paused
+
+    # --- what pages read -----------------------------------------------------------------------------
+    def down_services(self) -> list[ServiceStatus]:
+        down = [s for s in self.services if s.expected and not s.healthy]
+        if not self.redis_up and not any(s.name == "redis" for s in down):
+            down.insert(0, ServiceStatus("redis", "Redis", self.settings.redis_url, False, True))
+        return down

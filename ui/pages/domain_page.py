@@ -1,0 +1,368 @@
+"""What every application page has: model status, training switch, producer controls, the prediction form,
+live metric cards with info popovers and metric charts. TFD, ETA and ECCI pages add their result views and tabs.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import panel as pn
+
+from coelho.settings import Settings
+from eventing.domain import Domain
+from ui import state_reader
+from ui.charts import PALETTE, MetricChart
+from ui.forms import PredictionForm
+from ui.layout import badge, card
+from ui.live import DomainLive, LiveData
+from ui.predict_client import PredictionReply, request_prediction
+
+log = logging.getLogger("coelho.ui")
+
+MUTED = "#6b7280"
+
+
+def format_metric(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, int | float):
+        v = float(value)
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) >= 100:
+            return f"{v:,.1f}"
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+    return str(value)
+
+
+def ago(timestamp: Any) -> str:
+    """'3 min ago' for a unix time in seconds (or ms, or ISO text)."""
+    try:
+        if isinstance(timestamp, str):
+            t = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+        else:
+            t = float(timestamp)
+            if t > 1e12:
+                t /= 1000
+    except (TypeError, ValueError):
+        return ""
+    delta = max(0.0, time.time() - t)
+    if delta < 60:
+        return f"{delta:.0f} s ago"
+    if delta < 3600:
+        return f"{delta / 60:.0f} min ago"
+    if delta < 86400:
+        return f"{delta / 3600:.1f} h ago"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class MetricCard:
+    """A live number with the metric's name and an info popover (what it measures, range, what good is)."""
+
+    def __init__(self, name: str, help_text: str) -> None:
+        self.title = pn.pane.HTML(f"<span style='font-size:13px;color:{MUTED};font-weight:600'>{html.escape(name)}</span>", margin=(6, 0, 0, 10))
+        self.info = pn.widgets.TooltipIcon(value=help_text or name, margin=(6, 0, 0, 0))
+        self.value = pn.pane.HTML("<span style='font-size:26px;font-weight:700;color:#111827'>—</span>", margin=(0, 10, 6, 10))
+        self.panel = card(pn.Row(self.title, self.info, margin=0), self.value, width=190, sizing_mode="fixed", margin=(4, 4))
+
+    def update(self, value: Any) -> None:
+        text = f"<span style='font-size:26px;font-weight:700;color:#111827'>{html.escape(format_metric(value))}</span>"
+        if self.value.object != text:
+            self.value.object = text
+
+
+class DomainPage:
+    """One application page. Subclasses fill `result_view`, `show_prediction` and optionally `extra_tabs`."""
+
+    route = "/"
+    form_columns = 3
+
+    def __init__(self, domain: Domain, settings: Settings) -> None:
+        self.domain = domain
+        self.settings = settings
+        self.live = LiveData.get(settings)
+        self.form = PredictionForm(domain)
+        self.form.on_change(self._form_changed)
+        self.last_reply: PredictionReply | None = None
+        self._last_update = -1.0
+
+        # model status, training, producer
+        self.model_info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
+        self.training_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10))
+        self.training_state = pn.pane.HTML("", margin=(6, 6))
+        self.training_switch.param.watch(self._toggle_training, "value")
+        self.producer_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10))
+        self.producer_switch.param.watch(self._toggle_producer, "value")
+        self.rate_input = pn.widgets.EditableFloatSlider(
+            name="Rate (events/s)", start=0.5, end=100.0, step=0.5, value=settings.producer_rate, width=220, margin=(0, 10)
+        )
+        self.producer_state = pn.pane.HTML("", margin=(6, 6))
+        self.rate_input.param.watch(self._change_rate, "value_throttled")
+        self.control_message = pn.pane.HTML("", margin=(0, 10))
+        self._syncing = False
+
+        # prediction
+        self.predict_button = pn.widgets.Button(name="Predict", button_type="primary", width=140)
+        self.predict_button.on_click(self._predict)
+        self.prediction_status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
+
+        # metrics
+        help_texts = domain.metric_help
+        self.cards = {m: MetricCard(m, help_texts.get(m, "")) for m in self.card_metrics()}
+        self.charts = {m: MetricChart(m, color=PALETTE[i % len(PALETTE)]) for i, m in enumerate(domain.main_metrics)}
+        self.all_metrics = pn.pane.HTML("", sizing_mode="stretch_width")
+
+    # --- hooks for subclasses ------------------------------------------------------------------------
+    def card_metrics(self) -> list[str]:
+        return list(self.domain.main_metrics)
+
+    def result_view(self) -> Any:
+        raise NotImplementedError
+
+    def show_prediction(self, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def clear_prediction(self) -> None:
+        """Forget the last prediction (its inputs changed)."""
+        self.last_reply = None
+        self.prediction_status.object = f"<span style='color:{MUTED}'>Inputs changed: press Predict for a fresh prediction.</span>"
+
+    def extra_tabs(self) -> list[tuple[str, Any]]:
+        return []
+
+    def refresh_extra(self, live: DomainLive) -> None:
+        """Update domain-specific live views (confusion matrix, clusters)."""
+
+    def form_view(self) -> Any:
+        return self.form.layout(ncols=self.form_columns)
+
+    # --- callbacks -----------------------------------------------------------------------------------
+    def _form_changed(self, path: str) -> None:
+        if self.last_reply is not None:
+            self.clear_prediction()
+
+    def _predict(self, event: Any = None) -> None:
+        try:
+            self.predict()
+        except Exception:  # a bug must never put a traceback on screen
+            log.exception("prediction failed")
+            self.prediction_status.object = "<span style='color:#b42318'>Something went wrong while predicting; see the dashboard log.</span>"
+
+    def predict(self) -> PredictionReply | None:
+        clean = self.form.validate()
+        if clean is None:
+            n = len(self.form.errors)
+            self.prediction_status.object = f"<span style='color:#b42318'>⚠ {n} field{'s' if n > 1 else ''} need{'s' if n == 1 else ''} fixing before predicting (see the messages below the fields).</span>"
+            return None
+        self.predict_button.loading = True
+        try:
+            reply = request_prediction(self.settings, self.domain, self.form.payload())
+        finally:
+            self.predict_button.loading = False
+        if reply.ok:
+            self.last_reply = reply
+            self.show_prediction(reply.data)
+            model = reply.data.get("model") or ""
+            version = reply.data.get("model_version") or reply.data.get("version")
+            learned = reply.data.get("events_learned")
+            bits = [f"answered in {reply.latency_ms:.0f} ms"]
+            if model:
+                bits.append(f"model {html.escape(str(model))}" + (f" v{html.escape(str(version))}" if version else ""))
+            if learned is not None:
+                bits.append(f"after {int(learned):,} events learned")
+            self.prediction_status.object = f"<span style='color:{MUTED}' class='prediction-meta'>Prediction {' · '.join(bits)}</span>"
+            log.info("prediction %s answered in %.1f ms", self.domain.name, reply.latency_ms)
+        else:
+            for path, message in reply.field_errors.items():
+                if path in self.form.messages:
+                    self.form.messages[path].object = f"⚠ {html.escape(message)}"
+                    self.form.messages[path].visible = True
+            self.prediction_status.object = f"<span style='color:#b42318'>⚠ {html.escape(reply.error or 'No prediction')}</span>"
+        return reply
+
+    def _toggle_training(self, event: Any) -> None:
+        if self._syncing:
+            return
+        try:
+            state_reader.set_training(self.settings, self.domain.name, paused=not event.new)
+            self.control_message.object = ""
+            self.live.refresh_now()
+        except Exception as err:
+            log.warning("training switch failed: %s", err)
+            self.control_message.object = f"<span style='color:#b42318'>Could not {'resume' if event.new else 'pause'} training: {html.escape(str(err))}</span>"
+        self._show_training(not event.new)
+
+    def _show_training(self, paused: bool | None) -> None:
+        if paused is None:
+            self.training_state.object = f"<span style='color:{MUTED}'>unknown</span>"
+        elif paused:
+            self.training_state.object = badge("PAUSED", "#d97706", solid=False)
+        else:
+            self.training_state.object = badge("LEARNING", "#059669", solid=False)
+
+    def _show_producer(self, enabled: bool | None) -> None:
+        if enabled is None:
+            self.producer_state.object = f"<span style='color:{MUTED};font-size:12px'>running (default)</span>"
+        elif enabled:
+            self.producer_state.object = badge("STREAMING", "#059669", solid=False)
+        else:
+            self.producer_state.object = badge("STOPPED", "#6b7280", solid=False)
+
+    def _toggle_producer(self, event: Any) -> None:
+        if self._syncing:
+            return
+        self._set_producer(enabled=bool(event.new))
+        self._show_producer(bool(event.new))
+
+    def _change_rate(self, event: Any) -> None:
+        if self._syncing or event.new is None:
+            return
+        self._set_producer(rate=float(event.new))
+
+    def _set_producer(self, enabled: bool | None = None, rate: float | None = None) -> None:
+        try:
+            state_reader.set_producer(self.settings, self.domain.name, enabled=enabled, rate=rate)
+            self.control_message.object = ""
+            self.live.refresh_now()
+        except Exception as err:
+            log.warning("producer control failed: %s", err)
+            self.control_message.object = "<span style='color:#b42318'>Could not change the producer: Redis is not reachable.</span>"
+
+    # --- live refresh --------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        try:
+            self._refresh()
+        except Exception:
+            log.exception("refreshing the %s page failed", self.domain.name)
+
+    def _refresh(self) -> None:
+        live = self.live.domains[self.domain.name]
+        if live.updated == self._last_update:
+            return
+        self._last_update = live.updated
+        self.model_info.object = self.model_html(live)
+        self._syncing = True
+        try:
+            if live.paused is not None and self.training_switch.value == live.paused:
+                self.training_switch.value = not live.paused
+            if live.producer_enabled is not None and self.producer_switch.value != live.producer_enabled:
+                self.producer_switch.value = live.producer_enabled
+            if live.producer_rate is not None and abs((self.rate_input.value or 0) - live.producer_rate) > 1e-9:
+                self.rate_input.value = min(max(live.producer_rate, self.rate_input.start), self.rate_input.end)
+        finally:
+            self._syncing = False
+        self._show_training(live.paused)
+        self._show_producer(live.producer_enabled)
+        for name, metric_card in self.cards.items():
+            metric_card.update(self.metric_value(live, name))
+        for name, chart in self.charts.items():
+            points = live.history.get(name, [])
+            chart.update([p[0] for p in points], [p[1] for p in points], live.drifts_at)
+        self.all_metrics.object = self.metrics_table(live)
+        self.refresh_extra(live)
+
+    def metric_value(self, live: DomainLive, name: str) -> Any:
+        if name == "n_clusters":
+            return live.n_clusters
+        if name == "n_micro_clusters":
+            return live.n_micro_clusters
+        return live.metrics.get(name)
+
+    def model_html(self, live: DomainLive) -> str:
+        if not live.available:
+            return (
+                f"<div style='color:{MUTED}'>No model state yet: the model appears once learn-one has learned its "
+                "first event (or Redis is unreachable).</div>"
+            )
+        status = badge("● LIVE", "#059669") if live.learning else (
+            badge("PAUSED", "#d97706") if live.paused else badge("IDLE", "#6b7280")
+        )
+        version = f"version {html.escape(str(live.version))}" if live.version else "no registered version yet"
+        events = f"{live.events_learned:,}" if live.events_learned is not None else "—"
+        rate = f" · {live.learned_per_s:,.1f} events/s" if live.learning else ""
+        if live.last_checkpoint:
+            cp = live.last_checkpoint
+            when = ago(cp.get("time") or cp.get("timestamp") or cp.get("created_at") or "")
+            cp_version = cp.get("version") or cp.get("model_version")
+            cp_events = cp.get("events_learned")
+            checkpoint = "Last checkpoint: " + " · ".join(
+                x for x in (
+                    f"v{cp_version}" if cp_version else "",
+                    f"{int(cp_events):,} events" if cp_events is not None else "",
+                    when,
+                ) if x
+            )
+        else:
+            checkpoint = "No checkpoint yet"
+        return (
+            f"<div style='display:flex;align-items:center;gap:14px;flex-wrap:wrap'>"
+            f"<span style='font-size:18px;font-weight:700;color:#111827' class='model-name'>{html.escape(live.model or '—')}</span>"
+            f"{status}<span style='color:#374151'>{version}</span>"
+            f"<span style='color:#374151'><b class='events-learned'>{events}</b> events learned{rate}</span></div>"
+            f"<div style='color:{MUTED};font-size:13px;margin-top:4px'>{html.escape(checkpoint)}</div>"
+        )
+
+    def metrics_table(self, live: DomainLive) -> str:
+        rows = []
+        for name, value in live.metrics.items():
+            if isinstance(value, dict | str):
+                continue
+            help_text = html.escape(self.domain.metric_help.get(name, ""))
+            rows.append(
+                f"<tr><td style='padding:4px 10px;font-weight:600'>{html.escape(name)}</td>"
+                f"<td style='padding:4px 10px;text-align:right;font-variant-numeric:tabular-nums'>{format_metric(value)}</td>"
+                f"<td style='padding:4px 10px;color:{MUTED};font-size:12px'>{help_text}</td></tr>"
+            )
+        if not rows:
+            return f"<div style='color:{MUTED}'>No metrics yet.</div>"
+        return "<table style='border-collapse:collapse;width:100%'>" + "".join(rows) + "</table>"
+
+    # --- layout --------------------------------------------------------------------------------------
+    def header_row(self) -> Any:
+        model = card(self.model_info, title=self.domain.title, sizing_mode="stretch_width")
+        training = card(
+            pn.Row(self.training_switch, self.training_state, margin=0),
+            pn.pane.HTML(f"<span style='color:{MUTED};font-size:12px'>Pause keeps events queued; resume catches up.</span>", margin=(0, 10)),
+            title="Real-time training", width=260, sizing_mode="fixed",
+        )
+        producer = card(
+            pn.Row(self.producer_switch, self.producer_state, margin=0),
+            self.rate_input, self.control_message, title="Producer", width=270, sizing_mode="fixed",
+        )
+        return pn.Row(model, training, producer, sizing_mode="stretch_width")
+
+    def predict_tab(self) -> Any:
+        buttons = pn.Row(self.form.randomize_button, self.predict_button, margin=(4, 6))
+        form = card(buttons, self.form_view(), title="Prediction request", sizing_mode="stretch_width")
+        result = card(self.prediction_status, self.result_view(), title="Prediction", sizing_mode="stretch_width")
+        return pn.Row(pn.Column(form, sizing_mode="stretch_width"), pn.Column(result, width=520, sizing_mode="fixed"), sizing_mode="stretch_width")
+
+    def metrics_tab(self) -> Any:
+        charts = pn.GridBox(*[card(c.figure) for c in self.charts.values()], ncols=3, sizing_mode="stretch_width")
+        return pn.Column(charts, card(self.all_metrics, title="All metrics (progressive validation)"), sizing_mode="stretch_width")
+
+    def layout(self) -> list[Any]:
+        cards = pn.FlexBox(*[c.panel for c in self.cards.values()], sizing_mode="stretch_width", flex_wrap="wrap")
+        tabs = pn.Tabs(
+            ("Predict", self.predict_tab()),
+            ("Metric charts", self.metrics_tab()),
+            *self.extra_tabs(),
+            sizing_mode="stretch_width", dynamic=False,
+        )
+        self.refresh()
+        pn.state.add_periodic_callback(self.refresh, period=1000)
+        return [self.header_row(), cards, tabs]
+
+    def context(self) -> dict[str, Any]:
+        """What the assistant sees of this page: the form's values and the last prediction."""
+        return {
+            "page": self.domain.name,
+            "form": self.form.payload(),
+            "errors": dict(self.form.errors),
+            "last_prediction": self.last_reply.data if self.last_reply else None,
+        }

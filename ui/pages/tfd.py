@@ -1,0 +1,140 @@
+"""Transaction Fraud Detection: fraud gauge, fraud % / not-fraud %, confusion matrix heatmap, classification report."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import panel as pn
+
+from coelho.settings import Settings
+from eventing.domains import TFD
+from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge, risk_level
+from ui.layout import card
+from ui.live import DomainLive
+from ui.pages.domain_page import MUTED, DomainPage
+
+CLASS_NAMES = {"False": "legit", "True": "fraud"}
+
+
+def classification_report(matrix: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Per-class precision, recall, F1 and support from a confusion matrix {truth: {predicted: n}}.
+
+    >>> rows = classification_report({"False": {"False": 90, "True": 10}, "True": {"False": 2, "True": 8}})
+    >>> [(r["class"], round(r["precision"], 3), round(r["recall"], 2), r["support"]) for r in rows[:2]]
+    [('legit', 0.978, 0.9, 100), ('fraud', 0.444, 0.8, 10)]
+    """
+    labels = ["False", "True"]
+    rows: list[dict[str, Any]] = []
+    total = sum(sum(r.values()) for r in matrix.values())
+    correct = 0.0
+    for label in labels:
+        tp = float(matrix.get(label, {}).get(label, 0))
+        predicted = sum(float(matrix.get(t, {}).get(label, 0)) for t in matrix)
+        support = sum(float(v) for v in matrix.get(label, {}).values())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        correct += tp
+        rows.append({"class": CLASS_NAMES[label], "precision": precision, "recall": recall, "f1": f1, "support": int(support)})
+    if total:
+        for avg in ("macro avg", "weighted avg"):
+            weights = [r["support"] / total if avg == "weighted avg" else 0.5 for r in rows]
+            rows.append({
+                "class": avg, "support": int(total),
+                **{m: sum(w * r[m] for w, r in zip(weights, rows[:2], strict=True)) for m in ("precision", "recall", "f1")},
+            })
+        rows.append({"class": "accuracy", "precision": None, "recall": None, "f1": correct / total, "support": int(total)})
+    return rows
+
+
+def report_html(rows: list[dict[str, Any]]) -> str:
+    if not rows or not any(r["support"] for r in rows):
+        return f"<div style='color:{MUTED}'>No labelled transactions scored yet.</div>"
+
+    def cell(v: Any) -> str:
+        return "" if v is None else f"{v:.3f}"
+
+    head = "".join(f"<th style='padding:6px 12px;text-align:right'>{h}</th>" for h in ("Precision", "Recall", "F1", "Support"))
+    body = "".join(
+        f"<tr style='border-top:1px solid #eef0f3'><td style='padding:6px 12px;font-weight:600'>{html.escape(r['class'])}</td>"
+        f"<td style='padding:6px 12px;text-align:right'>{cell(r['precision'])}</td>"
+        f"<td style='padding:6px 12px;text-align:right'>{cell(r['recall'])}</td>"
+        f"<td style='padding:6px 12px;text-align:right'>{cell(r['f1'])}</td>"
+        f"<td style='padding:6px 12px;text-align:right'>{r['support']:,}</td></tr>"
+        for r in rows
+    )
+    return (
+        "<table class='classification-report' style='border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums'>"
+        f"<thead><tr><th style='padding:6px 12px;text-align:left'>Class</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+class FraudPage(DomainPage):
+    route = "/tfd"
+
+    def __init__(self, settings: Settings) -> None:
+        self.gauge = FraudGauge()
+        self.split = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
+        self.matrix = ConfusionMatrixChart(labels=("legit", "fraud"))
+        self.report = pn.pane.HTML("", sizing_mode="stretch_width")
+        super().__init__(TFD, settings)
+        self.clear_prediction(initial=True)
+
+    def result_view(self) -> Any:
+        legend = " ".join(
+            f"<span style='display:inline-flex;align-items:center;gap:4px;margin-right:10px;font-size:12px;color:#374151'>"
+            f"<span style='width:10px;height:10px;border-radius:2px;background:{c}'></span>{n} {lo:.0%}–{hi:.0%}</span>"
+            for n, lo, hi, c in RISK_ZONES
+        )
+        return pn.Column(
+            pn.pane.Bokeh(self.gauge.figure, sizing_mode="stretch_width"),
+            pn.pane.HTML(f"<div style='text-align:center'>{legend}</div>", sizing_mode="stretch_width"),
+            self.split,
+            sizing_mode="stretch_width",
+        )
+
+    def show_prediction(self, data: dict[str, Any]) -> None:
+        p = data.get("fraud_probability", data.get("probability"))
+        probability = float(p) if p is not None else 0.0
+        self.gauge.update(probability)
+        level = str(data.get("risk_level") or risk_level(probability)).upper()
+        label = data.get("label", data.get("is_fraud"))
+        verdict = "FRAUD" if label in (True, "fraud", "True", 1) else "NOT FRAUD"
+        self.split.object = (
+            "<div class='fraud-result' style='display:flex;gap:10px;justify-content:center'>"
+            f"<div style='flex:1;text-align:center;padding:8px;border-radius:10px;background:#fef2f2'>"
+            f"<div style='font-size:12px;color:{MUTED}'>Fraud</div><div style='font-size:24px;font-weight:800;color:#d1382f'>{probability:.1%}</div></div>"
+            f"<div style='flex:1;text-align:center;padding:8px;border-radius:10px;background:#ecfdf3'>"
+            f"<div style='font-size:12px;color:{MUTED}'>Not fraud</div><div style='font-size:24px;font-weight:800;color:#2e9d5b'>{1 - probability:.1%}</div></div>"
+            f"<div style='flex:1;text-align:center;padding:8px;border-radius:10px;background:#f3f4f6'>"
+            f"<div style='font-size:12px;color:{MUTED}'>Verdict · risk</div><div style='font-size:16px;font-weight:800;color:#111827;margin-top:5px'>{verdict} · {html.escape(level)}</div></div>"
+            "</div>"
+        )
+
+    def clear_prediction(self, initial: bool = False) -> None:
+        if not initial:
+            super().clear_prediction()
+        self.gauge.update(None)
+        self.split.object = f"<div style='color:{MUTED};text-align:center'>Press <b>Predict</b> to score this transaction.</div>"
+
+    def extra_tabs(self) -> list[tuple[str, Any]]:
+        return [(
+            "Confusion matrix & report",
+            pn.Row(
+                card(pn.pane.Bokeh(self.matrix.figure, sizing_mode="stretch_width"), title="Confusion matrix"),
+                card(self.report, title="Classification report (threshold 0.5)"),
+                sizing_mode="stretch_width",
+            ),
+        )]
+
+    def refresh_extra(self, live: DomainLive) -> None:
+        raw = live.metrics.get("ConfusionMatrix") or {}
+        matrix = {CLASS_NAMES.get(t, t): {CLASS_NAMES.get(p, p): n for p, n in row.items()} for t, row in raw.items()}
+        self.matrix.update(matrix)
+        self.report.object = report_html(classification_report(raw))
+
+
+def build(settings: Settings) -> tuple[list[Any], Any]:
+    page = FraudPage(settings)
+    return page.layout(), page.context

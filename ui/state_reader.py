@@ -1,0 +1,164 @@
+"""Read-only access to live model state for the dashboard, plus the two controls the pages own.
+
+Model state, metric history, checkpoints and the pause flag belong to the functions (functions/); this module
+only adapts their Python API to what the pages show (`ui.live.DomainLive`). The producer controls
+(`coelho:producer:<domain>:rate` and `:enabled`) are the platform-wide convention the producers poll.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from coelho.settings import Settings
+
+if TYPE_CHECKING:
+    from ui.live import DomainLive
+
+
+class StateUnavailable(RuntimeError):
+    """Redis cannot be reached: the pages show their last values and the banner names Redis."""
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=False
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- producer controls ---------------------------------------------------------------------------------
+def producer_key(domain: str, what: str) -> str:
+    return f"coelho:producer:{domain}:{what}"
+
+
+def read_producer(client: redis.Redis, domain: str) -> tuple[bool | None, float | None]:
+    enabled, rate = client.mget(producer_key(domain, "enabled"), producer_key(domain, "rate"))
+    enabled_text, rate_text = _text(enabled), _text(rate)
+    try:
+        rate_value = float(rate_text) if rate_text is not None else None
+    except ValueError:
+        rate_value = None
+    return (None if enabled_text is None else enabled_text == "1"), rate_value
+
+
+def set_producer(settings: Settings, domain: str, enabled: bool | None = None, rate: float | None = None) -> None:
+    """Start/stop a producer or change its rate (events/s); producers poll these keys."""
+    client = redis_client(settings)
+    try:
+        if enabled is not None:
+            client.set(producer_key(domain, "enabled"), "1" if enabled else "0")
+        if rate is not None:
+            client.set(producer_key(domain, "rate"), repr(float(rate)))
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err
+
+
+# --- model state ---------------------------------------------------------------------------------------
+def _key(domain: str, *parts: str) -> str:
+    try:  # the functions own the key layout: use their helper when it is importable
+        from functions.model_store import key
+
+        return key(domain, *parts)
+    except Exception:
+        return ":".join(("coelho", domain, *parts))
+
+
+def model_names(client: redis.Redis, domain: str) -> list[str]:
+    """Models the deployment runs for `domain`: those that published state, else the configured ones."""
+    known = sorted(_text(m) or "" for m in client.smembers(_key(domain, "models")))  # type: ignore[union-attr]
+    if known:
+        return known
+    try:
+        from eventing.domains import get_domain
+        from functions.model_store import models_for
+
+        return models_for(get_domain(domain))
+    except Exception:
+        from eventing.domains import get_domain
+
+        return [get_domain(domain).default_model]
+
+
+def _json(value: Any) -> Any:
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> DomainLive:
+    """What the pages show about `domain` now. Raises StateUnavailable when Redis is down.
+
+    Reads what learn-one publishes (functions/model_store.py): model:<name>:summary (hash seq, json),
+    model:<name>:history and :drift (sorted sets of JSON points), model:<name>:checkpoint (JSON), paused_at.
+    """
+    from ui.live import DomainLive
+
+    live = DomainLive(domain)
+    try:
+        live.producer_enabled, live.producer_rate = read_producer(client, domain)
+        name = model or model_names(client, domain)[0]
+        live.model = name
+        pipe = client.pipeline(transaction=False)
+        pipe.hget(_key(domain, "model", name, "summary"), "json")
+        pipe.zrange(_key(domain, "model", name, "history"), 0, -1)
+        pipe.zrange(_key(domain, "model", name, "drift"), 0, -1)
+        pipe.get(_key(domain, "model", name, "checkpoint"))
+        pipe.get(_key(domain, "paused_at"))
+        pipe.get(_key(domain, "model", name, "restored_from"))
+        summary_raw, history_raw, drift_raw, checkpoint_raw, paused_raw, restored = pipe.execute()
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err
+    live.paused = paused_raw is not None
+    summary = _json(summary_raw)
+    if isinstance(summary, dict):
+        live.available = True
+        live.events_learned = int(summary.get("events_learned") or 0)
+        live.metrics = dict(summary.get("metrics") or {})
+        live.clusters = dict(summary.get("clusters") or {})
+        live.n_clusters = summary.get("n_clusters")
+        live.n_micro_clusters = summary.get("n_micro_clusters")
+        live.last_event_ms = summary.get("last_event_ms")
+    history: dict[str, list[tuple[float, float]]] = {}
+    for raw in history_raw or []:
+        point = _json(raw)
+        if not isinstance(point, dict):
+            continue
+        x = point.get("events_learned", point.get("seq"))
+        for metric, value in point.items():
+            if metric in ("seq", "t_ms", "events_learned") or not isinstance(value, int | float) or x is None:
+                continue
+            history.setdefault(metric, []).append((float(x), float(value)))
+    live.history = history
+    markers = [_json(r) for r in drift_raw or []]
+    live.drifts_at = [float(p.get("events_learned") or p.get("seq") or 0) for p in markers if isinstance(p, dict)]
+    checkpoint = _json(checkpoint_raw)
+    live.last_checkpoint = checkpoint if isinstance(checkpoint, dict) else None
+    if live.last_checkpoint:
+        version = live.last_checkpoint.get("version") or live.last_checkpoint.get("model_version")
+        live.version = str(version) if version is not None else None
+    elif restored is not None:
+        live.version = _text(restored)
+    return live
+
+
+def set_training(settings: Settings, domain: str, paused: bool) -> dict[str, Any]:
+    """Pause or resume learning for `domain` through learn-one's own API (no event is lost)."""
+    from functions.learn import set_training as functions_set_training
+
+    client = redis_client(settings)
+    try:
+        return dict(functions_set_training(client, domain, "pause" if paused else "resume"))
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err

@@ -38,7 +38,16 @@ class Domain:
 
     # --- the contract ------------------------------------------------------------------------------
     def validate(self, payload: Any, purpose: Purpose = "record") -> dict[str, Any]:
-        """The clean event, or ValidationError naming every bad field (missing, type, range, value)."""
+        """The clean event, or ValidationError naming every bad field (missing, type, range, value).
+
+        purpose "unlabeled": a record whose target arrives later; "label": that later {id, key, target} event.
+        """
+        if purpose == "label":
+            if self.target is None:
+                raise ValueError(f"{self.name} has no target, hence no label events")
+            wanted = (self.id_field, self.key_field, self.target)
+            fields = tuple(f for f in self.fields if f.name in wanted)
+            return validate_fields(fields, payload, purpose="record", domain=self.name)
         return validate_fields(self.fields, payload, purpose=purpose, domain=self.name)
 
     def type(self, kind: str) -> str:

@@ -23,7 +23,10 @@ from typing import Any, Literal
 
 FieldType = Literal["string", "integer", "number", "boolean", "timestamp", "object"]
 FieldRole = Literal["feature", "target", "identifier", "context"]
-Purpose = Literal["record", "prediction"]
+# record: a complete event (target included); prediction: features to predict from (target, identifiers and
+# context optional); unlabeled: a record whose target comes later in a `label` event (delayed labels);
+# label: {id_field, key_field, target} of an earlier record (Domain.validate selects those fields).
+Purpose = Literal["record", "prediction", "unlabeled", "label"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class ValidationError(ValueError):
 def _is_required(field: Field, purpose: Purpose) -> bool:
     # A prediction request carries features only: no target, identifiers and context are optional.
     if purpose == "prediction" and field.role in ("target", "identifier", "context"):
+        return False
+    if purpose == "unlabeled" and field.role == "target":
         return False
     return field.required
 

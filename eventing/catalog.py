@@ -1,0 +1,93 @@
+"""docs/events.md, generated from the code: the CloudEvent types and sources of every domain, and each domain's
+event schema. `python -m eventing.catalog > docs/events.md` rewrites it; a test checks the file matches.
+"""
+
+from __future__ import annotations
+
+from eventing.cloudevent_types import CHECKPOINT_REQUESTED, EVENT_KINDS, KAFKA_EVENT, TRAINING_CONTROL, TYPE_PREFIX
+from eventing.domain import Domain
+from eventing.domains import DOMAINS
+
+# kind -> the component that emits it, as it appears in the source /coelho/<component>/<domain>
+EMITTERS: dict[str, str] = {
+    "record": "producers",
+    "prediction.requested": "dashboard",
+    "prediction": "functions/predict",
+    "learned": "functions/learn",
+    "label": "producers",
+    "checkpoint": "functions/checkpoint",
+    "drift": "functions/learn",
+}
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def _field_rows(domain: Domain) -> list[str]:
+    rows = []
+    for path, f in domain.leaf_fields():
+        allowed = ""
+        if f.choices:
+            allowed = ", ".join(f.choices)
+        elif f.minimum is not None or f.maximum is not None:
+            low = "" if f.minimum is None else f"{f.minimum:g}"
+            high = "" if f.maximum is None else f"{f.maximum:g}"
+            allowed = f"{low} .. {high}"
+        key = " (entity key)" if path == domain.key_field else " (event id)" if path == domain.id_field else ""
+        required = "yes" if f.required else "no"
+        rows.append(f"| `{path}` | {f.type} | {f.role}{key} | {_cell(f.unit or '')} | {_cell(allowed)} | {required} | {_cell(f.description)} |")
+    return rows
+
+
+def render() -> str:
+    lines = [
+        "# CloudEvents of COELHO RealTime",
+        "",
+        "Generated from `eventing/cloudevent_types.py` and `eventing/domains/` by `python -m eventing.catalog > docs/events.md`;",
+        "`tests/eventing/test_event_catalog.py` fails when this file and the code disagree.",
+        "",
+        f"- type = `{TYPE_PREFIX}.<domain>.<kind>`, source = `/coelho/<component>/<domain>`.",
+        "- Every event carries the extension attribute `domain`; an event about one entity also carries `partitionkey`,",
+        "  the domain's entity key (the Kafka record key: events of one key stay in order).",
+        "- In Kafka, a record is a binary-mode CloudEvent: the value is the event data as JSON, the key is the entity",
+        "  key, headers `content-type: application/json` and `ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time`,",
+        "  `ce_domain`, `ce_partitionkey`. A plain consumer reads JSON values with keys; a KafkaSource passes them on as",
+        "  the domain's own CloudEvents.",
+        "",
+        "## Event types and sources",
+        "",
+        "| domain | topic | entity key | kind | CloudEvent type | source | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in DOMAINS.values():
+        for kind, meaning in EVENT_KINDS.items():
+            if kind == "label" and d.target is None:
+                continue  # a domain without a target has no labels
+            lines.append(
+                f"| {d.name} | `{d.topic}` | `{d.key_field}` | {kind} | `{d.type(kind)}` | `{d.source(EMITTERS[kind])}` | {_cell(meaning)} |"
+            )
+    lines += [
+        f"| all | | | checkpoint requested | `{CHECKPOINT_REQUESTED}` | `/apis/v1/namespaces/<ns>/pingsources/<name>` or a client | "
+        "ask the checkpoint function to snapshot the models (PingSource schedule or on demand) |",
+        f"| all | | | training control | `{TRAINING_CONTROL}` | `/coelho/dashboard` or `/coelho/cli` | pause / resume learning of a domain |",
+        f"| all | | | Kafka record | `{KAFKA_EVENT}` | `/apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>` | "
+        "what a KafkaSource emits for a record that is not a CloudEvent |",
+        "",
+    ]
+    for d in DOMAINS.values():
+        lines += [
+            f"## {d.title} ({d.name}): event data",
+            "",
+            f"Topic `{d.topic}`, entity key `{d.key_field}`, event id `{d.id_field}`, target `{d.target or 'none'}`.",
+            "",
+            "| field | type | role | unit | allowed | required | description |",
+            "|---|---|---|---|---|---|---|",
+            *_field_rows(d),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -83,3 +83,52 @@ def test_tfd_page_what_does_this_page_show(chat_url: str, standin: AnthropicStan
     assert "amount 123.45" in text_out
     done = events[-1]
     assert done["tools"] == ["get_model_info", "get_page_state"] and done["answer"] == text_out.strip()
+
+
+def test_ecci_page_what_does_a_cluster_represent(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
+    def answer(body: dict[str, Any]) -> Any:
+        data = tool_result_json(body)
+        biggest = max(data["samples_per_cluster"], key=lambda c: data["samples_per_cluster"][c])
+        profile = data["profiles"][biggest]
+        top_type = max(profile["event_type"], key=profile["event_type"].get)
+        return [text(
+            f"A cluster is a group of similar interactions. Cluster {biggest} is the largest with "
+            f"{data['samples_per_cluster'][biggest]} interactions, mostly {top_type}; "
+            f"DBSTREAM finds {data['n_clusters']} clusters now."
+        )]
+
+    standin.script([tool_use("get_cluster_analytics", {})], answer)
+    status, events = ask(chat_url, _session(), "What does a cluster represent?", {"page": "ecci", "tab": "Cluster Analytics"})
+    assert status == 200, events
+    data = tool_result_json(standin.requests[1].body)
+    live = _summary(live_platform, "ecci")
+    # The tool's cluster sizes are the learner's live profiles (read a moment earlier: never ahead of them).
+    assert data["n_clusters"] >= 1 and data["samples_per_cluster"]
+    for cluster, samples in data["samples_per_cluster"].items():
+        assert 0 < samples <= live["clusters"][cluster]["samples"]
+    assert sum(data["samples_per_cluster"].values()) <= live["events_learned"]
+    assert isinstance(data["separating_features"], dict) and data["separating_features"]["centres"]
+    biggest = max(data["samples_per_cluster"], key=lambda c: data["samples_per_cluster"][c])
+    assert f"Cluster {biggest} is the largest with {data['samples_per_cluster'][biggest]} interactions" in answer_text(events)
+    assert "Cluster Analytics" in standin.requests[0].system_text
+
+
+def test_home_page_platform_health(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
+    def answer(body: dict[str, Any]) -> Any:
+        health = tool_result_json(body)
+        return [text(
+            f"Down: {', '.join(health['down']) or 'nothing'}. The fraud log holds {health['domains']['tfd']['events_in_log']} events."
+        )]
+
+    standin.script([tool_use("get_platform_health", {})], answer)
+    status, events = ask(chat_url, _session(), "What does this page show? Is everything healthy?", {"page": "home"})
+    assert status == 200, events
+    health = tool_result_json(standin.requests[1].body)
+    client = redis.Redis.from_url(live_platform.settings.redis_url)
+    assert health["services"]["redis"] == "up" and health["services"]["learn"] == "up"
+    assert health["services"]["mlflow"] == "up" and health["services"]["checkpoint"] == "up"
+    assert health["services"]["predict"] == ("up" if live_platform.running("predict") else "down")
+    for domain in DOMAINS:
+        assert health["domains"][domain]["events_in_log"] == int(client.get(f"coelho:{domain}:seq"))
+    assert health["request_errors"]["learn"]["requests"] >= 3 * 400
+    assert f"The fraud log holds {int(client.get('coelho:tfd:seq'))} events." in answer_text(events)

@@ -250,6 +250,9 @@ def create() -> Flask:
         log.warning("model state not loaded yet: %s", exc)
     app = create_app("learn", learner.handle, accepts=ACCEPTED, ready=learner.ready)
     app.config["learner"] = learner
+    from functions.model_metrics import register as export_model_metrics  # issue 7: model metrics from Redis
+
+    export_model_metrics(client)
     return app
 
 

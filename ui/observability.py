@@ -344,7 +344,7 @@ def redis_drift_markers(redis_url: str, window_s: float, timeout: float = 0.5) -
         for key in client.scan_iter(match="coelho:*:model:*:drift", count=100):
             domain = key.decode().split(":")[1]
             for member in client.zrange(key, -200, -1):
-                marker = json.loads(member)
+                marker = json.loads(member)  # type: ignore[arg-type]
                 if float(marker.get("t_ms", 0)) >= since_ms:
                     markers.append((float(marker["t_ms"]) / 1000, domain))
         client.close()

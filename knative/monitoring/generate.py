@@ -189,6 +189,8 @@ EVENTING = Dashboard(
         ("Lag", [
             Panel("Consumer lag per consumer group (local router)", [("max by (consumer) (coelho_router_consumer_lag)", "{{consumer}}")], description="Computed by the router from what it read and committed (the embedded broker's end offsets are unreliable)."),
             Panel("Consumer group lag (Kafka exporter, cluster)", [("sum by (consumergroup, topic) (kafka_consumergroup_lag)", "{{consumergroup}} {{topic}}")], description="Strimzi's Kafka exporter, in a cluster."),
+            Panel("Dead-letter topic writes (Kafka exporter, cluster)", [('sum by (topic) (increase(kafka_topic_partition_current_offset{topic="coelho-dead-letters"}[5m]))', "{{topic}}")], description="Events the Broker's dead-letter KafkaSink wrote, in a cluster."),
+            Panel("Records per second per topic (Kafka exporter, cluster)", [("sum by (topic) (rate(kafka_topic_partition_current_offset[1m]))", "{{topic}}")], unit="ops"),
         ]),
     ],
 )
@@ -200,7 +202,12 @@ FUNCTIONS = Dashboard(
     rows=[
         ("Traffic", [
             Panel("Requests per second by function", [("sum by (function) (rate(coelho_function_requests_total[1m]))", "{{function}}")], unit="reqps"),
-            Panel("Predictions per second by domain", [(f"sum by (domain) (rate(coelho_predictions_total{{{F}}}[1m]))", "{{domain}}")], unit="ops"),
+            Panel("Predictions per second by domain", [(
+                'label_replace(sum by (type) (rate(coelho_function_requests_total{function="predict",code="200",'
+                'type=~"com\\\\.coelho\\\\.realtime\\\\.($domain)\\\\.prediction\\\\.requested"}[1m])), '
+                '"domain", "$1", "type", "com\\\\.coelho\\\\.realtime\\\\.([a-z]+)\\\\..*")',
+                "{{domain}}",
+            )], unit="ops", description="Prediction requests predict-one answered (200), per domain."),
         ]),
         ("Errors", [
             Panel("Error ratio (5xx) by function", [('sum by (function) (rate(coelho_function_requests_total{code=~"5.."}[5m])) / sum by (function) (rate(coelho_function_requests_total[5m]))', "{{function}}")], unit="percentunit"),
@@ -223,15 +230,18 @@ ML = Dashboard(
     rows=[
         ("Learning", [
             Panel("Events learned per second", [(f"sum by (domain) (rate(coelho_events_learned_total{{{F}}}[1m]))", "{{domain}}")], unit="ops"),
-            Panel("Model metrics (progressive validation)", [(f"coelho_model_metric{{{F}}}", "{{domain}} {{model_version}} {{metric}}")], description="Test-then-train: every event is scored before it is learned."),
+            Panel("Model metrics (progressive validation)", [(f"coelho_model_metric{{{F}}}", "{{domain}} {{model}} v{{model_version}} {{metric}}")], description="Test-then-train: every event is scored before it is learned. model_version: the MLflow version of the last checkpoint."),
         ]),
         ("Drift", [
-            Panel("Drift detections (1h)", [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[1h]))", "{{domain}}")], kind="stat", width=24),
+            Panel("Drift detections (1h)", [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[1h]))", "{{domain}}")], kind="stat", width=12),
+            Panel("Drift detections over time", [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[5m]))", "{{domain}}")], width=12),
+            Panel("Duplicate deliveries dropped", [(f"sum by (domain) (rate(coelho_events_duplicate_total{{{F}}}[5m]))", "{{domain}}")], unit="ops", width=12, description="At-least-once delivery: redeliveries learn-one recognised and did not learn twice."),
+            Panel("Model snapshots written", [(f"sum by (domain) (increase(coelho_model_snapshots_total{{{F}}}[15m]))", "{{domain}}")], width=12),
         ]),
         ("State and checkpoints", [
             Panel("Model state size", [(f"sum by (domain) (coelho_model_state_bytes{{{F}}})", "{{domain}}")], unit="bytes", width=8),
-            Panel("Time since last checkpoint", [(f"time() - max by (domain) (coelho_checkpoint_last_success_timestamp_seconds{{{F}}})", "{{domain}}")], unit="s", width=8),
-            Panel("Checkpoint duration p95", [(f"histogram_quantile(0.95, sum by (le, domain) (rate(coelho_checkpoint_duration_seconds_bucket{{{F}}}[1h])))", "{{domain}}")], unit="s", width=8),
+            Panel("Time since last checkpoint", [(f"time() - max by (domain) (coelho_checkpoint_last_success_timestamp_seconds{{{F}}})", "{{domain}}")], unit="s", width=8, description="The alert CoelhoCheckpointTooOld fires above 2 hours."),
+            Panel("Registered model version (last checkpoint)", [(f"max by (domain, model) (coelho_checkpoint_model_version{{{F}}})", "{{domain}} {{model}}")], width=8),
         ]),
     ],
 )

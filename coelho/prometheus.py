@@ -7,6 +7,9 @@ Prometheus rule file (`groups:`) or a PrometheusRule resource (`spec.groups`), p
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,23 @@ def write_config(settings: Settings, rules_path: Path = ALERT_RULES) -> Path:
     if groups:
         rules_file = settings.run_dir / "prometheus-rules.yml"
         rules_file.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+        problem = check_rules(rules_file)
+        if problem:
+            # Bad rules would keep Prometheus from starting: run without them and say why.
+            print(f"prometheus: ignoring {rules_path} (promtool: {problem})", file=sys.stderr)
+            rules_file = None
     path = settings.run_dir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config(settings, rules_file), sort_keys=False))
     return path
+
+
+def check_rules(path: Path) -> str | None:
+    """promtool's complaint about a rule file (None: valid, or promtool not installed)."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        return None
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
+    if proc.returncode == 0:
+        return None
+    lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit code {proc.returncode}"

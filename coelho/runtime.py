@@ -245,7 +245,8 @@ class Platform:
             planned = self.plan(names, producers=producers, strict=strict)
             return self._start(planned)
 
-    def _preflight(self, planned: list[Service]) -> tuple[list[Service], dict[str, list[str]]]:
+    def _preflight(self, planned: list[Service]) -> tuple[list[Service], dict[str, list[str]], set[str]]:
+        """Services to launch (with their argv) and services skipped; raises StartError before anything starts."""
         todo: list[Service] = []
         argvs: dict[str, list[str]] = {}
         skipped: set[str] = set()
@@ -272,7 +273,7 @@ class Platform:
                         f"port: COELHO_PORT_{svc.port.upper()}=... or [ports] in coelho.toml",
                     )
             todo.append(svc)
-        return todo, argvs
+        return todo, argvs, skipped
 
     def _launch(self, svc: Service, argv: list[str]) -> None:
         s = self.settings
@@ -326,42 +327,44 @@ class Platform:
         return lines[-1][:200] if lines else ""
 
     def _start(self, planned: list[Service]) -> dict[str, float]:
-        todo, argvs = self._preflight(planned)
+        todo, argvs, skipped = self._preflight(planned)
         planned_names = {svc.name for svc in planned}
         todo_names = {svc.name for svc in todo}
-        ready: set[str] = {n for n in planned_names if n not in todo_names}  # running already (or skipped)
-        waiting_for = [svc for svc in planned if svc.name not in todo_names and svc.name in planned_names]
-        launched: dict[str, float] = {}
+        ready: set[str] = set(skipped)
+        begin = time.monotonic()
+        # services that were running already are waited for (healthy) in dependency order like the new ones:
+        # a dependent that went unready because a dependency died recovers once the dependency is back.
+        watched: dict[str, float] = {
+            svc.name: begin for svc in planned if svc.name not in todo_names and svc.name not in skipped
+        }
         ready_in: dict[str, float] = {}
         after_error: dict[str, str] = {}
         started_here: list[str] = []
         try:
-            # services that were already running: make sure they are healthy before dependents start
-            for svc in waiting_for:
-                if self.running(svc.name) and not svc.health.check(self.settings, svc.port):
-                    self._wait_healthy(svc, svc.startup_timeout)
             while True:
                 for svc in todo:
-                    if svc.name in launched:
+                    if svc.name in watched:
                         continue
                     if all(d in ready for d in self._deps(svc, planned_names)):
                         self._launch(svc, argvs[svc.name])
-                        launched[svc.name] = time.monotonic()
+                        watched[svc.name] = time.monotonic()
                         started_here.append(svc.name)
-                pending = [n for n in launched if n not in ready]
-                if not pending and len(launched) == len(todo):
+                pending = [n for n in watched if n not in ready]
+                if not pending and all(svc.name in watched for svc in todo):
                     break
                 for name in pending:
                     svc = self.by_name[name]
-                    proc = self._procs[name]
-                    elapsed = time.monotonic() - launched[name]
-                    code = proc.poll()
+                    elapsed = time.monotonic() - watched[name]
+                    proc = self._procs.get(name) if name in started_here else None
+                    code = proc.poll() if proc is not None else None
                     if code is not None:
                         raise StartError(
                             name,
                             f"exited with code {code} while starting; see {self.log_path(name)} "
                             f"(last line: {self._last_log_line(name) or '-'})",
                         )
+                    if proc is None and not self.running(name):
+                        raise StartError(name, f"stopped while the platform was starting; see {self.log_path(name)}")
                     if svc.health.check(self.settings, svc.port, timeout=0.5):
                         if svc.after_start is not None:
                             try:
@@ -369,11 +372,11 @@ class Platform:
                             except Exception as exc:  # noqa: BLE001 — retried until the start timeout
                                 after_error[name] = f"{type(exc).__name__}: {exc}"
                                 if elapsed > svc.startup_timeout:
-                                    raise StartError(
-                                        name, f"healthy but setup failed: {after_error[name]}"
-                                    ) from None
+                                    raise StartError(name, f"healthy but setup failed: {after_error[name]}") from None
                                 continue
                         ready.add(name)
+                        if name not in started_here:
+                            continue
                         ready_in[name] = round(elapsed, 2)
                         entry = self.entries().get(name)
                         if entry is not None:
@@ -381,9 +384,10 @@ class Platform:
                             self._update_entry(name, entry)
                         self.echo(f"{name:<14} ready in {elapsed:5.1f} s   {svc.url(self.settings)}")
                     elif elapsed > svc.startup_timeout:
+                        what = "not healthy" if name in started_here else "running but not healthy"
                         raise StartError(
                             name,
-                            f"not healthy after {svc.startup_timeout:.0f} s "
+                            f"{what} after {svc.startup_timeout:.0f} s "
                             f"({svc.health.describe(self.settings, svc.port)}); see {self.log_path(name)} "
                             f"(last line: {self._last_log_line(name) or '-'})",
                         )
@@ -394,7 +398,9 @@ class Platform:
             raise
         return ready_in
 
-    def _wait_healthy(self, svc: Service, timeout: float) -> None:
+    def wait_healthy(self, name: str, timeout: float = 60.0) -> None:
+        """Block until the (running) service answers its health check; StartError if it dies or times out."""
+        svc = self.by_name[name]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if svc.health.check(self.settings, svc.port, timeout=0.5):
@@ -419,9 +425,13 @@ class Platform:
 
         for n in names:
             d(n)
+        # Application processes (router, functions, producers, dashboard) go first, all at once: nothing in the
+        # infrastructure depends on them. Then the infrastructure, dependents before their dependencies.
+        top = max(depth.values(), default=0) + 1
         levels: dict[int, list[str]] = {}
         for n in names:
-            levels.setdefault(depth[n], []).append(n)
+            svc = self.by_name.get(n)
+            levels.setdefault(top if svc is None or svc.kind != "infra" else depth[n], []).append(n)
         return [levels[k] for k in sorted(levels, reverse=True)]
 
     def stop(self, names: Iterable[str] | None = None) -> list[str]:

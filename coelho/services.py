@@ -423,7 +423,7 @@ def function_row(name: str, depends_on: tuple[str, ...]) -> Service:
         metrics_path="/metrics",
         module=f"functions.{name}",
         kind="function",
-        startup_timeout=90.0,
+        startup_timeout=120.0,
     )
 
 
@@ -525,7 +525,8 @@ SERVICES: list[Service] = [
         kind="router",
         startup_timeout=60.0,
     ),
-    function_row("learn", ("redis", "kafka", "s3")),
+    # learn restores its model from the MLflow registry when Redis is empty: it needs MLflow up first.
+    function_row("learn", ("redis", "kafka", "s3", "mlflow")),
     function_row("predict", ("redis", "kafka", "s3")),
     function_row("checkpoint", ("redis", "s3", "mlflow")),
     function_row("lake", ("s3", "kafka")),

@@ -1,0 +1,221 @@
+"""`coelho up --detach`, `status --json`, `down` and data durability, through the real command line.
+
+One platform instance of its own (own free ports, own data dir): the CLI must find it through the same
+environment variables a user would set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+from coelho.runtime import port_in_use
+from coelho.services import BY_NAME, s3_client
+from coelho.settings import Settings
+
+pytestmark = pytest.mark.stack
+
+COELHO = [str(Path(sys.executable).parent / "coelho")]
+if not Path(COELHO[0]).exists():
+    COELHO = [sys.executable, "-m", "coelho.cli"]
+
+
+@dataclass
+class Instance:
+    settings: Settings
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*COELHO, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def status(self) -> tuple[int, dict[str, Any]]:
+        proc = self.run("status", "--json", timeout=60)
+        return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    s = Settings.load().with_free_ports(tmp_path_factory.mktemp("cli-data"))
+    env = {**os.environ, **s.to_environ()}
+    inst = Instance(s, env)
+    try:
+        yield inst
+    finally:
+        inst.run("down", timeout=120)
+
+
+def _all_ports(s: Settings, names: list[str]) -> list[int]:
+    return [p for n in names if n in BY_NAME for p in BY_NAME[n].ports(s)]
+
+
+def test_up_detach_then_everything_healthy(instance: Instance) -> None:
+    proc = instance.run("up", "--detach")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ready in" in proc.stdout
+    rc, st = instance.status()
+    assert rc == 0 and st["healthy"], st
+    services = st["services"]
+    assert {"s3", "kafka", "redis", "mlflow"} <= set(services)
+    for name, info in services.items():
+        assert info["healthy"] and info["running"], (name, info)
+        host, port = info["address"].rsplit(":", 1)
+        assert host == "127.0.0.1"
+        assert psutil.pid_exists(info["pid"])
+    # the table form names every service
+    table = instance.run("status").stdout
+    for name in services:
+        assert name in table
+    # up again is harmless (idempotent)
+    again = instance.run("up", "--detach")
+    assert again.returncode == 0, again.stderr
+    assert instance.status()[1]["services"]["redis"]["pid"] == services["redis"]["pid"]
+
+
+def test_killed_service_is_reported_unhealthy(instance: Instance) -> None:
+    _, before = instance.status()
+    pid = before["services"]["redis"]["pid"]
+    psutil.Process(pid).kill()
+    psutil.Process(pid).wait(5) if psutil.pid_exists(pid) else None
+    rc, st = instance.status()
+    assert rc == 1 and not st["healthy"]
+    assert st["services"]["redis"]["pid"] == pid
+    assert not st["services"]["redis"]["healthy"] and not st["services"]["redis"]["running"]
+    assert st["services"]["kafka"]["healthy"]
+    # `up` brings the dead one back without touching the others
+    proc = instance.run("up", "--detach")
+    assert proc.returncode == 0, proc.stderr
+    rc, st = instance.status()
+    assert rc == 0 and st["services"]["redis"]["pid"] != pid
+    assert st["services"]["kafka"]["pid"] == before["services"]["kafka"]["pid"]
+
+
+def _kafka_write(bootstrap: str, topic: str, group: str) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for i in range(3):
+        producer.send(topic, key=b"k", value=f"record-{i}".encode()).get(timeout=20)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        consumer_timeout_ms=15000,
+    )
+    seen = []
+    for msg in consumer:
+        seen.append(msg.value)
+        if len(seen) == 2:
+            break
+    consumer.commit()  # committed offset 2: the third record is still to read
+    consumer.close()
+    assert seen == [b"record-0", b"record-1"]
+
+
+def _kafka_read(bootstrap: str, topic: str, group: str) -> tuple[list[bytes], list[bytes]]:
+    from kafka import KafkaConsumer
+
+    everything = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=8000
+    )
+    all_values = [m.value for m in everything]
+    everything.close()
+    resumed = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        consumer_timeout_ms=15000,
+    )
+    rest = [m.value for m in resumed]
+    resumed.close()
+    return all_values, rest
+
+
+def test_data_survives_down_and_up(instance: Instance) -> None:
+    s = instance.settings
+    import redis
+
+    token = uuid.uuid4().hex
+    topic, group = f"runtime-test-{token[:8]}", f"runtime-test-group-{token[:8]}"
+    _kafka_write(s.kafka_bootstrap, topic, group)
+    r = redis.Redis.from_url(s.redis_url)
+    r.set("coelho:test:durable", token)
+    r.close()
+    import io
+
+    s3_client(s).put_object("raw-data", f"runtime-test/{token}.txt", io.BytesIO(token.encode()), len(token))
+    resp = requests.post(f"{s.mlflow_uri}/api/2.0/mlflow/experiments/create", json={"name": f"exp-{token}"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+
+    _, st = instance.status()
+    pids = [info["pid"] for info in st["services"].values()]
+    ports = _all_ports(s, list(st["services"]))
+    down = instance.run("down", timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+    busy = [p for p in ports if port_in_use("127.0.0.1", p)]
+    assert not busy, f"ports still listening after down: {busy}"
+    assert instance.status()[0] == 1  # nothing running
+
+    up = instance.run("up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    r = redis.Redis.from_url(s.redis_url)
+    assert r.get("coelho:test:durable") == token.encode()
+    r.close()
+    obj = s3_client(s).get_object("raw-data", f"runtime-test/{token}.txt")
+    assert obj.read() == token.encode()
+    obj.close()
+    got = requests.get(
+        f"{s.mlflow_uri}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": f"exp-{token}"}, timeout=30
+    )
+    assert got.status_code == 200, got.text
+    all_values, rest = _kafka_read(s.kafka_bootstrap, topic, group)
+    assert all_values == [b"record-0", b"record-1", b"record-2"]
+    assert rest == [b"record-2"]  # the committed offset survived too
+
+
+def test_down_purge_deletes_data(instance: Instance) -> None:
+    down = instance.run("down", "--purge", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not instance.settings.data_dir.exists()
+    ports = _all_ports(instance.settings, list(BY_NAME))
+    assert not [p for p in ports if port_in_use("127.0.0.1", p)]
+
+
+def test_port_in_use_on_the_command_line(tmp_path: Path) -> None:
+    s = Settings.load().with_free_ports(tmp_path / "d")
+    env = {**os.environ, **s.to_environ()}
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", s.ports["kafka"]))
+        blocker.listen()
+        t0 = time.monotonic()
+        proc = subprocess.run([*COELHO, "up", "--detach"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    first = proc.stderr.strip().splitlines()[0]
+    assert first.startswith(f"error: kafka: port {s.ports['kafka']} on 127.0.0.1 is already in use"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - t0 < 60
+    ports = _all_ports(s, list(BY_NAME))
+    assert not [p for p in ports if p != s.ports["kafka"] and port_in_use("127.0.0.1", p)]

@@ -1,0 +1,72 @@
+"""The service table is consistent and the Prometheus configuration is generated from it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from coelho import prometheus
+from coelho.services import BY_NAME, SERVICES, module_runnable
+from coelho.settings import DEFAULT_PORTS, Settings
+
+
+def test_rows_reference_known_ports_and_services(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    assert len(BY_NAME) == len(SERVICES), "service names must be unique"
+    for svc in SERVICES:
+        assert svc.port in DEFAULT_PORTS, svc.name
+        if svc.metrics_port:
+            assert svc.metrics_port in DEFAULT_PORTS, svc.name
+        for dep in svc.dependencies(s):
+            assert dep in BY_NAME, (svc.name, dep)
+        assert svc.url(s).startswith(("http://127.0.0.1:", "redis://127.0.0.1:", "kafka://127.0.0.1:")), svc.name
+    # the infrastructure rows are always available
+    for name in ("s3", "kafka", "redis", "mlflow"):
+        assert BY_NAME[name].available()
+
+
+def test_module_runnable() -> None:
+    assert module_runnable("json.tool")
+    assert module_runnable("coelho.cli")
+    assert not module_runnable("coelho")  # a package without __main__ cannot run with -m
+    assert not module_runnable("functions.does_not_exist_xyz")
+
+
+def test_prometheus_config_from_table(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path).with_free_ports(tmp_path)
+    path = prometheus.write_config(s, rules_path=tmp_path / "none.yaml")
+    cfg = yaml.safe_load(path.read_text())
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    expected = {f"coelho-{svc.name}" for svc in SERVICES if svc.metrics_path and svc.available()}
+    assert set(jobs) == expected
+    prom = jobs["coelho-prometheus"]
+    assert prom["static_configs"][0]["targets"] == [f"127.0.0.1:{s.ports['prometheus']}"]
+    assert "rule_files" not in cfg
+
+
+def test_rule_groups_plain_and_prometheusrule(tmp_path: Path) -> None:
+    rule = {"alert": "X", "expr": "up == 0", "for": "1m"}
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"groups": [{"name": "a", "rules": [rule]}]}))
+    crd = tmp_path / "crd.yaml"
+    crd.write_text(
+        yaml.safe_dump_all(
+            [{"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "spec": {"groups": [{"name": "b", "rules": [rule]}]}}]
+        )
+    )
+    assert [g["name"] for g in prometheus.rule_groups(plain)] == ["a"]
+    assert [g["name"] for g in prometheus.rule_groups(crd)] == ["b"]
+    s = Settings(data_dir=tmp_path / "d")
+    cfg = yaml.safe_load(prometheus.write_config(s, rules_path=plain).read_text())
+    assert cfg["rule_files"] == [str(s.run_dir / "prometheus-rules.yml")]
+
+
+def test_invalid_rules_are_left_out(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"groups": [{"name": "a", "rules": [{"alert": "X", "expr": "up ==== 0("}]}]}))
+    s = Settings(data_dir=tmp_path / "d")
+    cfg = yaml.safe_load(prometheus.write_config(s, rules_path=bad).read_text())
+    if shutil.which("promtool"):
+        assert "rule_files" not in cfg

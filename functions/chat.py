@@ -193,7 +193,7 @@ class Assistant:
                 "The assistant is not configured: no Claude API key (set ANTHROPIC_API_KEY for the chat function). "
                 "The rest of the platform works without it.",
             )
-        return session_id, question.strip(), self.redactor.redact_data(page)
+        return session_id, self.redactor.redact(question.strip()), self.redactor.redact_data(page)
 
     def answer(self, session_id: str, question: str, page: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Events of one answer. The first `next()` opens the first API stream, so an API that is down raises

@@ -109,12 +109,17 @@ def _post(event: BaseCloudEvent) -> None:
         log.warning("checkpoint event not delivered: %s", exc)
 
 
+def _warm_up() -> None:
+    import mlflow  # noqa: F401  (seconds of import: paid at start-up, not by the first checkpoint)
+
+
 def create() -> Flask:
     client = connect()
     checkpointer = Checkpointer(client)
     def ready() -> None:
         client.ping()
 
+    threading.Thread(target=_warm_up, name="coelho-mlflow-import", daemon=True).start()
     app = create_app("checkpoint", checkpointer.handle, accepts=ACCEPTED, ready=ready)
     app.config["checkpointer"] = checkpointer
     return app

@@ -32,6 +32,9 @@ def _client() -> Any:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise DependencyUnavailable("MLFLOW_TRACKING_URI is not set")
+    # Fail in seconds, not minutes, when MLflow or its S3 store is down: the caller answers 503 and is retried.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -44,7 +47,8 @@ def _mlflow_call(what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
     except Exception as exc:
         text = str(exc)
-        if any(s in text for s in ("Connection refused", "Max retries", "ConnectionError", "503", "502", "timed out")):
+        signs = ("Connection refused", "Max retries", "ConnectionError", "503", "502", "500", "timed out", "reset by peer")
+        if any(s in text for s in signs):
             raise DependencyUnavailable(f"MLflow unavailable during {what}: {text[:300]}") from exc
         raise
 

@@ -11,6 +11,7 @@ Service, ConfigMap); every other document (Deployments, Strimzi resources, Helm 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 ROUTED_KINDS = {"Broker", "Trigger", "KafkaSource", "PingSource", "KafkaSink", "Service", "ConfigMap"}
 ORDERED_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
@@ -191,9 +194,12 @@ class Manifests:
         for path in sorted(Path(directory).rglob("*.y*ml")):
             if path.suffix not in (".yaml", ".yml"):
                 continue
-            for doc in yaml.safe_load_all(path.read_text()):
-                if isinstance(doc, dict):
-                    docs.append(doc)
+            try:
+                loaded = list(yaml.safe_load_all(path.read_text()))
+            except yaml.YAMLError as exc:  # e.g. a template that is not plain YAML: not a routing manifest
+                log.warning("skipping %s: not YAML (%s)", path, exc)
+                continue
+            docs.extend(doc for doc in loaded if isinstance(doc, dict))
         return cls.from_documents(docs, default_namespace)
 
     @classmethod

@@ -1,0 +1,202 @@
+"""The router's pure parts: cron schedules, durations and backoff, filters, offset tracking, event conversion,
+PingSource events, and loading the real knative/ manifests."""
+
+from __future__ import annotations
+
+import doctest
+import threading
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import eventing.router.consumer
+import eventing.router.cron
+import eventing.router.delivery
+import eventing.router.event
+import eventing.router.filters
+import eventing.router.manifests
+from coelho.settings import PROJECT_ROOT, Settings
+from eventing.router.cron import CronSchedule
+from eventing.router.delivery import HttpSender, deliver, is_retryable
+from eventing.router.event import InvalidEvent, WireEvent, from_kafka_record
+from eventing.router.filters import compile_dialect, compile_filter
+from eventing.router.manifests import DeliverySpec, ManifestError, Manifests, parse_duration
+from eventing.router.router import Router
+from eventing.router.sources import ping_event
+from eventing.router.testing import RecordingSubscriber
+
+
+@pytest.mark.parametrize(
+    "module",
+    [eventing.router.consumer, eventing.router.cron, eventing.router.delivery, eventing.router.event,
+     eventing.router.filters, eventing.router.manifests],
+)
+def test_doctests(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.failed == 0 and result.attempted > 0
+
+
+# --- cron ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "expr,after,expected",
+    [
+        ("*/5 * * * *", datetime(2026, 1, 1, 10, 4, 59), datetime(2026, 1, 1, 10, 5)),
+        ("*/5 * * * *", datetime(2026, 1, 1, 10, 5, 0), datetime(2026, 1, 1, 10, 10)),
+        ("0 * * * *", datetime(2026, 1, 1, 10, 5), datetime(2026, 1, 1, 11, 0)),
+        ("30 2 * * *", datetime(2026, 1, 1, 3, 0), datetime(2026, 1, 2, 2, 30)),
+        ("0 0 1 * *", datetime(2026, 1, 15), datetime(2026, 2, 1)),
+        ("0 9 * * 1-5", datetime(2026, 1, 2, 10, 0), datetime(2026, 1, 5, 9, 0)),  # Fri 10:00 -> Mon 09:00
+        ("15,45 * * * *", datetime(2026, 1, 1, 10, 20), datetime(2026, 1, 1, 10, 45)),
+        ("@hourly", datetime(2026, 1, 1, 10, 20), datetime(2026, 1, 1, 11, 0)),
+        ("0 0 * * 7", datetime(2026, 1, 1), datetime(2026, 1, 4)),  # 7 is Sunday too
+    ],
+)
+def test_cron_next_after(expr: str, after: datetime, expected: datetime) -> None:
+    assert CronSchedule(expr).next_after(after) == expected
+
+
+@pytest.mark.parametrize("expr", ["* * * *", "61 * * * *", "*/0 * * * *", "a * * * *"])
+def test_cron_rejects_bad_schedules(expr: str) -> None:
+    with pytest.raises(ManifestError):
+        CronSchedule(expr)
+
+
+def test_ping_event_is_what_a_pingsource_sends() -> None:
+    m = Manifests.load(PROJECT_ROOT / "knative")
+    source = m.ping_sources[("coelho", "coelho-checkpoint-schedule")]
+    event = ping_event(source, datetime(2026, 1, 1, 10, 5, tzinfo=ZoneInfo("Etc/UTC")))
+    assert event.attributes["type"] == "dev.knative.sources.ping"
+    assert event.attributes["source"] == "/apis/v1/namespaces/coelho/pingsources/coelho-checkpoint-schedule"
+    assert event.attributes["time"] == "2026-01-01T10:05:00.000Z"
+    assert event.attributes["datacontenttype"] == "application/json"
+    assert event.data == b'{"reason": "schedule"}'
+
+
+# --- durations, backoff, retryable statuses ---------------------------------------------------------------
+def test_backoff_policies() -> None:
+    linear = DeliverySpec(retry=3, backoff_policy="linear", backoff_delay=0.2)
+    exponential = DeliverySpec(retry=3, backoff_policy="exponential", backoff_delay=0.2)
+    assert [linear.backoff(n) for n in (1, 2, 3)] == pytest.approx([0.2, 0.4, 0.6])
+    assert [exponential.backoff(n) for n in (1, 2, 3)] == pytest.approx([0.4, 0.8, 1.6])
+    assert parse_duration("PT1.5S") == 1.5
+    with pytest.raises(ManifestError):
+        parse_duration("1s")
+
+
+@pytest.mark.parametrize("status,retry", [(500, True), (503, True), (404, True), (408, True), (409, True),
+                                          (429, True), (None, True), (400, False), (401, False), (403, False),
+                                          (410, False), (422, False)])
+def test_only_knatives_retryable_statuses_are_retried(status: int | None, retry: bool) -> None:
+    assert is_retryable(status) is retry
+
+
+def test_delivery_retries_a_429_then_succeeds_and_stops_on_422() -> None:
+    answers = iter([429, 200])
+    sub = RecordingSubscriber(responder=lambda _g: (next(answers), {}, b""))
+    spec = DeliverySpec(retry=3, backoff_policy="linear", backoff_delay=0.01)
+    event = WireEvent({"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}, b"{}")
+    try:
+        outcome = deliver(event, sub.url, spec, HttpSender(5), threading.Event())
+        assert outcome.delivered and outcome.attempts == 2
+        sub.responder = lambda _g: (422, {}, b"unprocessable")
+        outcome = deliver(event, sub.url, spec, HttpSender(5), threading.Event())
+        assert not outcome.delivered and outcome.attempts == 1 and outcome.status == 422
+        ext = outcome.dead_letter_extensions(sub.url)
+        assert ext["knativeerrorcode"] == "422" and ext["knativeerrordest"] == sub.url
+    finally:
+        sub.stop()
+
+
+def test_delivery_to_nobody_is_a_network_error_that_is_retried() -> None:
+    spec = DeliverySpec(retry=2, backoff_policy="linear", backoff_delay=0.01)
+    event = WireEvent({"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}, b"")
+    from coelho.settings import free_port
+
+    outcome = deliver(event, f"http://127.0.0.1:{free_port()}/", spec, HttpSender(2), threading.Event())
+    assert not outcome.delivered and outcome.status is None and outcome.attempts == 3
+    assert "knativeerrorcode" not in outcome.dead_letter_extensions("x")
+
+
+# --- filters ------------------------------------------------------------------------------------------------
+def test_attribute_filter_empty_value_matches_anything_and_missing_attribute_never_matches_exact() -> None:
+    match = compile_filter({"type": "t", "domain": ""}, None)
+    assert match({"type": "t"}) and not match({"type": "u"})
+    assert not compile_dialect({"exact": {"domain": "tfd"}})({"type": "t"})
+    assert not compile_dialect({"prefix": {"domain": "t"}})({"type": "t"})
+
+
+def test_filters_take_precedence_over_filter_attributes() -> None:
+    match = compile_filter({"type": "ignored"}, [{"exact": {"type": "used"}}])
+    assert match({"type": "used"}) and not match({"type": "ignored"})
+
+
+@pytest.mark.parametrize("bad", [{}, {"exact": {}}, {"exact": {"a": "b"}, "prefix": {"a": "b"}}, {"cesql": "a = 'b'"},
+                                 {"any": "not-a-list"}, {"unknown": {"a": "b"}}])
+def test_bad_filters_are_rejected_at_load(bad: dict) -> None:
+    with pytest.raises(ManifestError):
+        compile_dialect(bad)
+
+
+# --- offsets ------------------------------------------------------------------------------------------------
+def test_commit_point_moves_only_over_a_finished_prefix() -> None:
+    from eventing.router.consumer import OffsetTracker
+
+    t = OffsetTracker()
+    for offset in range(10, 15):
+        t.add(offset)
+    assert t.done(12) is None and t.done(11) is None
+    assert t.done(10) == 13  # 10, 11, 12 done: commit 13
+    assert t.done(14) is None and t.done(13) == 15
+
+
+# --- events -------------------------------------------------------------------------------------------------
+def test_http_binary_mode_percent_encodes_only_what_the_spec_requires() -> None:
+    e = WireEvent({"specversion": "1.0", "id": "1", "source": "/a/b:c", "type": "t", "subject": 'é "x"%'}, b"")
+    h = e.http_headers()
+    assert h["ce-source"] == "/a/b:c"
+    assert h["ce-subject"] == "%C3%A9%20%22x%22%25"
+    back = WireEvent.from_http(h, b"")
+    assert back.attributes["subject"] == 'é "x"%'
+
+
+def test_from_http_keeps_only_the_attributes_that_were_sent() -> None:
+    e = WireEvent.from_http({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}, b"")
+    assert set(e.attributes) == {"specversion", "id", "source", "type"}
+    with pytest.raises(InvalidEvent, match="id"):
+        WireEvent.from_http({"ce-specversion": "1.0", "ce-source": "/s", "ce-type": "t"}, b"")
+
+
+def test_a_record_without_key_or_headers() -> None:
+    e = from_kafka_record(namespace="ns", source_name="s", topic="t", partition=0, offset=5, timestamp_ms=0,
+                          key=None, headers=None, value=b"raw")
+    assert "partitionkey" not in e.attributes and "key" not in e.attributes
+    assert e.attributes["time"] == "1970-01-01T00:00:00.000Z" and e.data == b"raw"
+
+
+def test_a_structured_cloudevent_record_passes_through() -> None:
+    value = b'{"specversion": "1.0", "id": "s1", "source": "/p", "type": "x.y", "data": {"a": 1}}'
+    e = from_kafka_record(namespace="ns", source_name="s", topic="t", partition=0, offset=5, timestamp_ms=0, key=b"k",
+                          headers=[("content-type", b"application/cloudevents+json")], value=value)
+    assert (e.attributes["id"], e.attributes["type"]) == ("s1", "x.y")
+
+
+# --- the real manifests -------------------------------------------------------------------------------------
+def test_the_real_manifests_load_and_resolve_to_local_ports(tmp_path: object) -> None:
+    settings = Settings()
+    router = Router(settings, manifests_dir=PROJECT_ROOT / "knative", serve_metrics=False)
+    m = router.manifests
+    assert ("coelho", "default") in m.brokers and len(m.kafka_sources) == 3 and len(m.ping_sources) == 1
+    for trigger in m.triggers.values():
+        url = router.resolve_url(trigger.subscriber)
+        port_name = str(trigger.subscriber.name).removeprefix("coelho-")
+        assert url == f"http://127.0.0.1:{settings.ports[port_name]}/"
+    ordered = {t.name for t in m.triggers.values() if t.ordered}
+    assert "tfd-learn-records" in ordered and "tfd-predict" not in ordered
+
+
+def test_a_subscriber_override_wins(tmp_path: object) -> None:
+    router = Router(Settings(), manifests_dir=PROJECT_ROOT / "knative", subscribers={"coelho-learn": "http://x:1/"},
+                    serve_metrics=False)
+    trigger = router.manifests.triggers[("coelho", "tfd-learn-records")]
+    assert router.resolve_url(trigger.subscriber) == "http://x:1/"

@@ -54,7 +54,7 @@ WEATHER_CHANGE = {  # next weather when it changes
     "snow": Categorical({"snow": 2, "clouds": 2, "rain": 1}),
 }
 
-TRIPS_PER_DAY = 8000
+TRIPS_PER_DAY = 4000  # a simulated week is ~28k trips
 INTENSITY = tuple(0.2 if h < 5 else 1.6 if (7 <= h <= 9 or 16 <= h <= 19) else 1.0 for h in range(24))
 _norm = sum(INTENSITY) / 24
 INTENSITY = tuple(i / _norm for i in INTENSITY)

@@ -203,7 +203,7 @@ class TransactionGenerator(StreamGenerator):
 
     def _fraud_victim(self, pattern: FraudPattern) -> CardHolder:
         rng = self.rng
-        if rng.random() < 0.15:  # a synthetic identity, opened days ago and drained in a few transactions
+        if rng.random() < 0.2:  # a synthetic identity, opened days ago and drained in a few transactions
             if self.synthetic and rng.random() < 0.6:
                 user = rng.choice(self.synthetic)
             else:

@@ -246,7 +246,7 @@ def json_endpoint(name: str, func: Callable[[], Mapping[str, Any]], accepts: Col
 
 
 def serve(app_factory: Callable[[], Flask], default_port: int = 8080) -> None:
-    """Serve the app on HOST:PORT until stopped. COELHO_SERVER picks the server (default: waitress if installed).
+    """Serve the app on HOST:PORT until stopped. COELHO_SERVER: waitress (default, measured best), gunicorn, werkzeug.
 
     The app is built by `app_factory` inside the serving process (after any fork), so background threads
     (e.g. predict's log follower) start where they are used.
@@ -255,7 +255,7 @@ def serve(app_factory: Callable[[], Flask], default_port: int = 8080) -> None:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(default_port)))
     threads = int(os.environ.get("COELHO_THREADS", "16"))
-    server = os.environ.get("COELHO_SERVER", "gunicorn")
+    server = os.environ.get("COELHO_SERVER", "waitress")
     log.info("serving on %s:%s with %s (%d threads)", host, port, server, threads)
     if server == "werkzeug":
         app_factory().run(host=host, port=port, threaded=True)

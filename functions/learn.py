@@ -26,7 +26,7 @@ from flask import Flask
 from eventing.cloudevent_types import KAFKA_EVENT, TRAINING_CONTROL, parse_event_type
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
-from eventing.schema import ValidationError, validate_fields
+from eventing.schema import ValidationError
 from functions.cloudevent_app import (
     DependencyUnavailable,
     UnsupportedEvent,
@@ -51,15 +51,14 @@ _KAFKA_ID = re.compile(r"partition:(\d+)/offset:(\d+)")
 def classify(domain: Domain, kind: str, data: Any) -> tuple[str, dict[str, Any]]:
     """(log kind, clean event): record (learn now), unlabeled (record awaiting its label) or label."""
     if kind == "label" or kind == "auto" and _looks_like_label(domain, data):
-        return "label", validate_label(domain, data)
+        if domain.target is None:
+            raise UnsupportedEvent(f"{domain.name} has no target: it takes no labels")
+        return "label", domain.validate(data, purpose="label")
     try:
         return "record", domain.validate(data, purpose="record")
     except ValidationError as err:
         if domain.target and err.errors == {domain.target: "missing"}:
-            clean = domain.validate(data, purpose="prediction")
-            if domain.id_field not in clean:
-                raise ValidationError({domain.id_field: "missing: a record without its target needs it to be labelled later"}, domain.name) from None
-            return "unlabeled", clean
+            return "unlabeled", domain.validate(data, purpose="unlabeled")
         raise
 
 
@@ -67,13 +66,6 @@ def _looks_like_label(domain: Domain, data: Any) -> bool:
     if not isinstance(data, dict) or domain.target is None:
         return False
     return domain.target in data and set(data) <= {domain.id_field, domain.target, domain.key_field, "timestamp", "kind"}
-
-
-def validate_label(domain: Domain, data: Any) -> dict[str, Any]:
-    if domain.target is None:
-        raise UnsupportedEvent(f"{domain.name} has no target: it takes no labels")
-    fields = tuple(f for f in domain.fields if f.name in (domain.id_field, domain.target))
-    return validate_fields(fields, data, purpose="record", domain=domain.name)
 
 
 class Learner:

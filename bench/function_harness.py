@@ -1,0 +1,159 @@
+"""What the function benchmarks share: a private platform (real Redis, free ports), function processes, load.
+
+Not a benchmark itself; bench/learn.py, bench/predict.py and bench/freshness.py import it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "functions"))  # streams.py: seeded events
+
+
+@contextmanager
+def private_platform(services: list[str]) -> Iterator[Any]:
+    """The real embedded services on free ports in a temporary data dir, stopped afterwards."""
+    from coelho.runtime import Platform
+    from coelho.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="coelho-bench-") as tmp:
+        platform = Platform(Settings.load().with_free_ports(Path(tmp)), echo=lambda _line: None)
+        try:
+            platform.start(services, producers=False)
+            yield platform
+        finally:
+            platform.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def function_process(settings: Any, name: str, server: str = "gunicorn", threads: int = 16,
+                     extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """`python -m functions.<name>` on a free port with COELHO_SERVER=server; yields its URL."""
+    from coelho.services import python_service_env
+
+    port = free_port()
+    env = {**os.environ, **python_service_env(settings, name), "PORT": str(port), "COELHO_SERVER": server,
+           "COELHO_THREADS": str(threads), "LOG_LEVEL": "WARNING", **(extra_env or {})}
+    log = open(settings.data_dir / f"bench-{name}-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", f"functions.{name}"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            if requests.get(url + "/health/readiness", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+def ce_request(ce_type: str, data: Any, source: str = "/coelho/bench", ce_id: str | None = None,
+               **ext: str) -> tuple[dict[str, str], bytes]:
+    headers = {"ce-specversion": "1.0", "ce-id": ce_id or str(uuid.uuid4()), "ce-source": source, "ce-type": ce_type,
+               "content-type": "application/json", **{f"ce-{k}": v for k, v in ext.items()}}
+    return headers, json.dumps(data).encode()
+
+
+class Client:
+    """A keep-alive HTTP/1.1 connection (http.client: the least client CPU per request in pure Python)."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+
+    def post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        self.conn.request("POST", path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+
+def load(url: str, requests_: list[tuple[dict[str, str], bytes]], concurrency: int, duration: float,
+         path: str = "/") -> dict[str, Any]:
+    """Closed-loop load: `concurrency` clients send requests back to back for `duration` s."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+    stop = threading.Event()
+
+    def worker(k: int) -> None:
+        client = Client(url)
+        i = k
+        while not stop.is_set():
+            headers, body = requests_[i % len(requests_)]
+            i += concurrency
+            t0 = time.perf_counter()
+            status, _ = client.post(path, headers, body)
+            latencies[k].append(time.perf_counter() - t0)
+            if status >= 300:
+                errors[k] += 1
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(duration)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    flat = sorted(x for lat in latencies for x in lat)
+    return {
+        "concurrency": concurrency, "requests": len(flat), "errors": sum(errors),
+        "per_s": round(len(flat) / elapsed, 1),
+        "p50_ms": round(percentile(flat, 50) * 1000, 2), "p99_ms": round(percentile(flat, 99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(flat) * 1000, 2) if flat else None,
+    }
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]

@@ -1,0 +1,85 @@
+"""predict-one latency and throughput: p50/p99 at 1, 16 and 64 concurrent clients, predictions/s per process.
+
+Starts a private Redis (the platform's own service, free ports), teaches each domain's model from a seeded stream
+through the event log, then runs one predict-one process per HTTP server (gunicorn gthread, waitress, werkzeug
+threaded) and drives it with closed-loop keep-alive clients sending `prediction.requested` CloudEvents (binary
+mode). The client runs on the same 2-core machine, so figures are a lower bound of the server's capacity.
+Targets (issue 5): p50 <= 3 ms and p99 <= 15 ms at 16 concurrent, >= 1,500 predictions/s per process.
+
+    .venv/bin/python bench/predict.py [--servers gunicorn,waitress,werkzeug] [--seconds 5] [--domain tfd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from function_harness import ce_request, function_process, load, load_average, private_platform
+
+
+def teach(settings: object, n: int) -> dict[str, int]:
+    """Fill each domain's log (and a snapshot) with `n` events, as learn-one would."""
+    import redis
+    from streams import events
+
+    from eventing.domains import DOMAINS
+    from functions.model_store import LogEntry, ModelReplica
+
+    client = redis.Redis.from_url(settings.redis_url)  # type: ignore[attr-defined]
+    out = {}
+    for name, domain in DOMAINS.items():
+        replica = ModelReplica(client, domain, role="learner")
+        for i, event in enumerate(events(name, n, seed=1)):
+            appended = replica.log.append("record", event, replica.log.dedup_keys("/bench", f"{name}-{i}", event, "record"))
+            replica.apply_direct(LogEntry(appended.seq, "record", event, appended.t_ms), None)
+        replica.write_snapshot(replica.state)
+        replica.write_summary()
+        out[name] = replica.state.events_learned
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--servers", default="gunicorn,waitress,werkzeug")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--domain", default="tfd", help="domain whose predictions are requested (or 'mixed')")
+    parser.add_argument("--learned", type=int, default=3000, help="events each model learns first")
+    args = parser.parse_args()
+
+    from streams import events
+
+    from eventing.domains import DOMAINS
+
+    domains = list(DOMAINS) if args.domain == "mixed" else [args.domain]
+    requests_ = []
+    for name in domains:
+        for event in events(name, 200, seed=9):
+            requests_.append(ce_request(DOMAINS[name].type("prediction.requested"), event, domain=name))
+    if args.domain == "mixed":
+        requests_ = [requests_[i // len(domains) + (i % len(domains)) * 200] for i in range(len(requests_))]
+    results: dict[str, object] = {}
+    with private_platform(["redis"]) as platform:
+        learned = teach(platform.settings, args.learned)
+        for server in args.servers.split(","):
+            with function_process(platform.settings, "predict", server=server) as url:
+                load(url, requests_, 4, 1.0)  # warm-up
+                rows = []
+                for c in (int(x) for x in args.concurrency.split(",")):
+                    rows.append(load(url, requests_, c, args.seconds))
+                    print(server, json.dumps(rows[-1]), flush=True)
+                    time.sleep(0.5)
+                results[server] = rows
+    at16 = {s: next((r for r in rows if r["concurrency"] == 16), None) for s, rows in results.items()}  # type: ignore[union-attr]
+    summary = {
+        "bench": "predict", "domain": args.domain, "events_learned": learned, "seconds_per_level": args.seconds,
+        "load_average": load_average(), "servers": results,
+        "best_at_16": max(at16, key=lambda s: at16[s]["per_s"] if at16[s] else 0) if at16 else None,  # type: ignore[index]
+        "targets": {"p50_ms_at_16": 3, "p99_ms_at_16": 15, "per_s": 1500},
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""learn-one, predict-one and checkpoint as real processes against the real embedded services.
+
+One stream with injected duplicates goes through two learner replicas; one of them is killed with -9 mid-stream
+and restarted; the sender retries like the Knative dispatcher (at-least-once). The models the processes hold
+must equal an in-process replay of the distinct events.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import requests
+from conftest import cloudevent, free_port, function_env
+from streams import events
+from test_model_store import assert_same_model, replay
+
+from eventing.domains import get_domain
+from functions.model_state import ModelState
+from functions.model_store import ModelReplica, model_key
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def stack(platform: Any) -> Any:
+    platform.start(["redis", "learn", "predict", "checkpoint"], producers=False)
+    return platform
+
+
+@pytest.fixture(scope="module")
+def second_learner(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Another learn-one replica on its own port, as a second pod behind the same Service."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("learn2") / "learn2.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "functions.learn"], env=function_env(stack.settings, "learn", port),
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/health/readiness", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("second learner did not become ready")
+    try:
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def post(url: str, message: Any, timeout: float = 10) -> requests.Response:
+    return requests.post(url, data=message.body, headers=dict(message.headers), timeout=timeout)
+
+
+def client(stack: Any) -> Any:
+    return redis.Redis.from_url(stack.settings.redis_url)
+
+
+def deliver(urls: list[str], message: Any, session: requests.Session) -> dict:
+    """At-least-once delivery: retry (any replica) until a 2xx, like the Knative dispatcher."""
+    for attempt in range(400):
+        url = urls[attempt % len(urls)]
+        try:
+            response = session.post(url, data=message.body, headers=dict(message.headers), timeout=10)
+        except requests.RequestException:
+            time.sleep(0.05)
+            continue
+        if response.status_code < 300:
+            return dict(json.loads(response.content))
+        assert response.status_code >= 500, response.text
+        time.sleep(0.05)
+    raise AssertionError("event never delivered")
+
+
+def test_failure_contract(stack: Any) -> None:
+    learn, predict, checkpoint = (stack.settings.url(n) for n in ("learn", "predict", "checkpoint"))
+    tfd = get_domain("tfd")
+    hello = cloudevent("boson.fn", {"message": "Hello World"})  # kn func invoke's defaults
+    for url in (learn, predict, checkpoint):
+        response = post(url, hello)
+        assert response.status_code == 400
+        assert "boson.fn" in response.json()["error"]
+        assert response.json()["accepted_types"]
+    assert tfd.type("record") in post(learn, hello).json()["accepted_types"]
+    bad = dict(events("tfd", 1)[0], amount=-5)
+    response = post(learn, cloudevent(tfd.type("record"), bad))
+    assert response.status_code == 400
+    assert "amount" in response.json()["fields"]
+    response = post(predict, cloudevent(tfd.type("prediction.requested"), {"amount": "lots"}))
+    assert response.status_code == 400 and "amount" in response.json()["fields"]
+    response = requests.post(learn, json={"amount": 3}, timeout=5)
+    assert response.status_code == 400 and "not a CloudEvent" in response.json()["error"]
+    response = requests.post(predict + "/predict/tfd", json={"amount": 3}, timeout=5)
+    assert response.status_code == 400 and "currency" in response.json()["fields"]
+    for url in (learn, predict, checkpoint):
+        assert requests.get(url + "/health/liveness", timeout=5).status_code == 200
+        assert "coelho_function_requests_total" in requests.get(url + "/metrics", timeout=5).text
+
+
+def test_exactly_once_with_duplicates_kill_and_two_replicas(stack: Any, second_learner: str) -> None:
+    domain = get_domain("tfd")
+    client(stack).delete(*client(stack).keys("coelho:tfd:*") or ["none"])
+    stack.restart("learn")  # a learner that starts from this empty state
+    stream = events("tfd", 2500, seed=21)
+    probes = events("tfd", 25, seed=77)
+    urls = [stack.settings.url("learn"), second_learner]
+    rng = random.Random(5)
+    killed = threading.Event()
+
+    def kill_and_restart() -> None:
+        stack.kill("learn")
+        killed.set()
+        stack.restart("learn")
+
+    session = requests.Session()
+    killer = None
+    seqs = set()
+    for i, event in enumerate(stream):
+        message = cloudevent(domain.type("record"), event, ce_id=f"tx-{i}", partitionkey=event["user_id"])
+        reply = deliver(urls if i % 2 else urls[::-1], message, session)
+        seqs.add(reply["seq"])
+        if rng.random() < 0.1:
+            assert deliver(urls, message, session)["duplicate"] is True
+        if rng.random() < 0.03:  # same transaction under a new CloudEvent id
+            assert deliver(urls, cloudevent(domain.type("record"), event), session)["duplicate"] is True
+        if i == 800:
+            killer = threading.Thread(target=kill_and_restart)
+            killer.start()
+    assert killer is not None
+    killer.join()
+    assert killed.is_set()
+    assert seqs == set(range(1, len(stream) + 1))
+    reference = replay("tfd", [("record", e) for e in stream])
+    # The log replayed in another process (this one) equals the reference.
+    fresh = ModelReplica(client(stack), domain, role="follower")
+    fresh.load_snapshot()
+    fresh.catch_up()
+    assert_same_model(fresh.state, reference, probes)
+    # The learners' own in-memory models: their snapshot at seq 2000 equals the reference at 2000.
+    blob = client(stack).hget(model_key("tfd", domain.default_model, "snapshot"), "blob")
+    snap = ModelState.from_bytes(blob)
+    assert snap.seq == 2000
+    assert_same_model(snap, replay("tfd", [("record", e) for e in stream[:2000]]), probes)
+    # predict-one follows the log: same predictions as the reference, within a second.
+    predict = stack.settings.url("predict")
+    deadline = time.monotonic() + 5
+    while True:
+        answer = requests.post(f"{predict}/predict/tfd", json=probes[0], timeout=5).json()
+        if answer["seq"] == len(stream) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert answer["seq"] == len(stream) and answer["events_learned"] == len(stream)
+    for event in probes[:10]:
+        answer = post(predict, cloudevent(domain.type("prediction.requested"), event)).json()
+        expected = reference.predict(domain.features(event))
+        assert answer["fraud_probability"] == pytest.approx(expected, rel=1e-9)
+        assert answer["risk_level"] in ("low", "medium", "high")
+
+
+def test_prediction_right_after_learning_reflects_it(stack: Any) -> None:
+    domain = get_domain("eta")
+    learn, predict = stack.settings.url("learn"), stack.settings.url("predict")
+    stream = events("eta", 300, seed=31)
+    session = requests.Session()
+    probe = stream[0]
+    before = requests.post(f"{predict}/predict/eta", json=probe, timeout=5).json()
+    for event in stream:
+        deliver([learn], cloudevent(domain.type("record"), event), session)
+    learned = deliver([learn], cloudevent(domain.type("record"), events("eta", 301, seed=31)[-1]), session)
+    started = time.monotonic()
+    while True:
+        after = requests.post(f"{predict}/predict/eta", json=probe, timeout=5).json()
+        if after["seq"] >= learned["seq"]:
+            break
+        assert time.monotonic() - started < 1.0, "prediction not fresh after 1 s"
+        time.sleep(0.02)
+    assert after["events_learned"] >= before["events_learned"] + 301
+    assert after["eta_seconds"] != before["eta_seconds"]
+    assert after["eta_minutes"] == pytest.approx(after["eta_seconds"] / 60)
+
+
+def test_pause_and_resume_lose_nothing(stack: Any) -> None:
+    from click.testing import CliRunner
+
+    from functions.cli import models, training
+
+    domain = get_domain("ecci")
+    learn = stack.settings.url("learn")
+    env = {**function_env(stack.settings, "learn")}
+    runner = CliRunner()
+    stream = events("ecci", 200, seed=41)
+    session = requests.Session()
+    for event in stream[:100]:
+        deliver([learn], cloudevent(domain.type("record"), event), session)
+    result = runner.invoke(training, ["pause", "ecci"], env=env)
+    assert result.exit_code == 0, result.output
+    for event in stream[100:]:
+        reply = deliver([learn], cloudevent(domain.type("record"), event), session)
+        assert reply["paused"] is True and reply["models"][0]["applied"] is False
+    listed = json.loads(runner.invoke(models, ["--json"], env=env).output)
+    assert next(r for r in listed if r["domain"] == "ecci")["training"] == "paused"
+    result = runner.invoke(training, ["resume", "ecci"], env=env)
+    assert result.exit_code == 0, result.output
+    reply = deliver([learn], cloudevent(domain.type("record"), events("ecci", 201, seed=41)[-1]), session)
+    assert reply["models"][0]["applied"] is True
+    fresh = ModelReplica(client(stack), domain, role="follower")
+    fresh.load_snapshot()
+    fresh.catch_up()
+    assert fresh.state.seq == reply["seq"]
+    answer = requests.post(f"{stack.settings.url('predict')}/predict/ecci", json=stream[0], timeout=5).json()
+    assert "cluster" in answer and answer["cluster_description"]
+
+
+def test_checkpoint_registers_versions_and_restores_an_empty_redis(stack: Any) -> None:
+    import mlflow
+    from minio import Minio
+
+    settings = stack.settings
+    domain = get_domain("tfd")
+    learn = settings.url("learn")
+    session = requests.Session()
+    for event in events("tfd", 50, seed=51):
+        deliver([learn], cloudevent(domain.type("record"), event), session)
+    response = post(settings.url("checkpoint"), cloudevent("com.coelho.realtime.checkpoint.requested", {}), timeout=120)
+    assert response.status_code == 200, response.text
+    records = json.loads(response.content)["checkpoints"]
+    assert {r["domain"] for r in records} >= {"tfd", "eta", "ecci"}
+    tfd_record = next(r for r in records if r["domain"] == "tfd")
+    mlflow_client = mlflow.tracking.MlflowClient(tracking_uri=settings.mlflow_uri)
+    version = mlflow_client.get_model_version("coelho-tfd", str(tfd_record["version"]))
+    assert version.tags["events_learned"] == str(tfd_record["events_learned"])
+    s3 = Minio(f"{settings.host}:{settings.ports['s3']}", access_key=settings.s3_access_key,
+               secret_key=settings.s3_secret_key, secure=False)
+    objects = [o.object_name for o in s3.list_objects("mlflow-artifacts", recursive=True)]
+    assert any(tfd_record["run_id"] in name and name.endswith("state.pkl.lz4") for name in objects), objects[:5]
+    # Empty Redis: learn-one restores every model from its latest registered version.
+    r = client(stack)
+    r.flushall()
+    stack.restart("learn")
+    restored = ModelReplica(r, domain, role="follower")
+    assert restored.load_snapshot()
+    assert restored.state.seq == tfd_record["seq"]
+    assert restored.state.events_learned == tfd_record["events_learned"]
+    reply = deliver([learn], cloudevent(domain.type("record"), events("tfd", 1, seed=52)[0]), session)
+    assert reply["seq"] == tfd_record["seq"] + 1
+    assert reply["models"][0]["events_learned"] == tfd_record["events_learned"] + 1
+
+
+def test_redis_down_gives_503(stack: Any) -> None:
+    domain = get_domain("tfd")
+    learn = stack.settings.url("learn")
+    stack.kill("redis")
+    try:
+        response = post(learn, cloudevent(domain.type("record"), events("tfd", 1, seed=61)[0]), timeout=20)
+        assert response.status_code == 503, response.text
+        assert "retry" in response.json()["error"]
+    finally:
+        stack.restart("redis")

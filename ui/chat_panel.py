@@ -1,0 +1,226 @@
+"""The assistant's chat panel: placed in every page's sidebar by ui.layout.page_template.
+
+It asks the chat function (POST /chat, an NDJSON stream) and streams the answer into the conversation as it
+arrives, with the tools the assistant used under each answer. One chat session per browser: its id lives in
+a cookie (`coelho_chat_session`), so the conversation, kept by the chat function in Redis, is shown again
+when the user moves to another page. Each question carries the page's context (`context()`: the form's
+values, the last prediction), read at the moment the question is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import panel as pn
+import param
+import requests
+from panel.custom import JSComponent
+
+from coelho.settings import Settings
+
+log = logging.getLogger("coelho.ui.chat")
+
+COOKIE = "coelho_chat_session"
+ASSISTANT = "Assistant"
+USER = "You"
+TOOL_LABELS = {
+    "get_page_state": "page state",
+    "get_model_info": "model info",
+    "get_cluster_analytics": "cluster analytics",
+    "get_recent_predictions": "recent predictions",
+    "explain_prediction": "explain prediction",
+    "get_platform_health": "platform health",
+    "describe_domain": "domain declaration",
+}
+EXAMPLES = {
+    "home": "What does this page show?",
+    "tfd": "Why was this transaction flagged?",
+    "eta": "What drove this ETA?",
+    "ecci": "What does a cluster represent?",
+    "observability": "What does this page show?",
+}
+PANEL_CSS = """
+:host { font-size: 13px; }
+.tools { color: #475569; font-size: 12px; margin-top: 4px; }
+.tools code { background: #eef2ff; color: #3730a3; padding: 1px 6px; border-radius: 6px; }
+"""
+
+
+class SessionCookie(JSComponent):  # type: ignore[misc]
+    """Keeps the chat session id in a browser cookie: sets it when missing, reports it when present."""
+
+    session_id = param.String(default="")
+
+    _esm = """
+    export function render({ model }) {
+      const name = "coelho_chat_session";
+      const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
+      if (found) {
+        const value = decodeURIComponent(found.slice(name.length + 1));
+        if (value && value !== model.session_id) { model.session_id = value; }
+      } else if (model.session_id) {
+        document.cookie = `${name}=${encodeURIComponent(model.session_id)}; path=/; max-age=86400; SameSite=Lax`;
+      }
+      const el = document.createElement("span");
+      el.style.display = "none";
+      return el;
+    }
+    """
+
+
+def browser_session_id() -> str:
+    """The chat session of this browser: the cookie's value, or a new id (the cookie is set by SessionCookie)."""
+    cookies = getattr(pn.state, "cookies", None) or {}
+    value = str(cookies.get(COOKIE, ""))
+    if 8 <= len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value):
+        return value
+    return "web-" + uuid.uuid4().hex
+
+
+def tools_footer(tools: list[str]) -> str:
+    if not tools:
+        return ""
+    names = ", ".join(f"<code>{html.escape(TOOL_LABELS.get(t, t))}</code>" for t in dict.fromkeys(tools))
+    return f"\n\n<div class='tools'>Tools used: {names}</div>"
+
+
+class ChatClient:
+    """Talks to the chat function; `stream` turns its NDJSON answer into an async iterator of events."""
+
+    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def history(self, session_id: str) -> list[dict[str, Any]]:
+        try:
+            response = requests.get(f"{self.base_url}/chat/history", params={"session_id": session_id}, timeout=1.5)
+            if response.status_code == 200:
+                return list(response.json().get("messages", []))
+        except (requests.RequestException, ValueError):
+            pass
+        return []
+
+    def _read(self, body: dict[str, Any], put: Callable[[dict[str, Any] | None], None]) -> None:
+        try:
+            with requests.post(f"{self.base_url}/chat", json=body, stream=True, timeout=(3, self.timeout)) as response:
+                if response.status_code != 200:
+                    try:
+                        put(dict(response.json(), type="error"))
+                    except ValueError:
+                        put({"type": "error", "error": f"The chat function answered {response.status_code}.", "retryable": True})
+                    return
+                for line in response.iter_lines(decode_unicode=True):
+                    if line:
+                        put(json.loads(line))
+        except requests.ConnectionError:
+            put({"type": "error", "error": "The chat function is not running (`coelho up` starts it).", "retryable": True})
+        except requests.RequestException as exc:
+            put({"type": "error", "error": f"The chat function did not answer ({type(exc).__name__}).", "retryable": True})
+        except ValueError:
+            put({"type": "error", "error": "The chat function sent a malformed answer.", "retryable": True})
+        finally:
+            put(None)
+
+    async def stream(self, session_id: str, message: str, page: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        body = {"session_id": session_id, "message": message, "page": page}
+        thread = threading.Thread(
+            target=self._read, args=(body, lambda e: loop.call_soon_threadsafe(queue.put_nowait, e)), daemon=True
+        )
+        thread.start()
+        while True:
+            event = await queue.get()
+            if event is None:
+                return
+            yield event
+
+
+def _safe_context(context: Callable[[], dict[str, Any]], page: str) -> dict[str, Any]:
+    try:
+        data = dict(context() or {})
+    except Exception:  # a page bug must not break the assistant
+        log.exception("page context failed")
+        data = {}
+    data.setdefault("page", page)
+    text = json.dumps(data, default=str)
+    if len(text) > 7_500:  # the chat function refuses more than 8,000 characters: drop the bulky parts
+        data = {k: v for k, v in data.items() if k in ("page", "form", "last_prediction")}
+    return json.loads(json.dumps(data, default=str))
+
+
+def chat_panel(settings: Settings, page: str = "home", context: Callable[[], dict[str, Any]] = dict) -> pn.viewable.Viewable:
+    """The chat panel for one page view: the conversation so far, then a box to ask the next question."""
+    client = ChatClient(settings.url("chat"))
+    session = {"id": browser_session_id()}
+    cookie = SessionCookie(session_id=session["id"], height=0, width=0, margin=0)
+
+    def on_cookie(event: Any) -> None:  # the browser had a session already: follow it
+        if event.new and event.new != session["id"]:
+            session["id"] = event.new
+            restore()
+
+    cookie.param.watch(on_cookie, "session_id")
+
+    async def respond(contents: Any, user: str, instance: pn.chat.ChatInterface) -> AsyncIterator[str]:
+        question = str(contents)
+        answer = ""
+        tools: list[str] = []
+        status = ""
+        async for event in client.stream(session["id"], question, _safe_context(context, page)):
+            kind = event.get("type")
+            if kind == "text":
+                answer += event["text"]
+                status = ""
+            elif kind == "tool":
+                tools.append(str(event.get("name")))
+                status = f"\n\n_Looking up {TOOL_LABELS.get(tools[-1], tools[-1])}…_"
+            elif kind == "error":
+                suffix = " You can try again." if event.get("retryable") else ""
+                answer = (answer + "\n\n" if answer else "") + f"⚠️ {event.get('error', 'The assistant failed.')}{suffix}"
+                status = ""
+            elif kind == "done":
+                answer = event.get("answer", answer)
+                status = ""
+            yield answer + status + tools_footer(tools)
+
+    interface = pn.chat.ChatInterface(
+        callback=respond,
+        callback_user=ASSISTANT,
+        user=USER,
+        show_rerun=False,
+        show_undo=False,
+        show_clear=False,
+        show_button_name=True,  # the icons come from a CDN, unreachable offline: label the buttons
+        placeholder_text="Thinking…",
+        height=620,
+        sizing_mode="stretch_width",
+        message_params={"show_reaction_icons": False, "show_copy_icon": False, "show_timestamp": False},
+        widgets=[pn.chat.ChatAreaInput(placeholder=f"Ask about this page, e.g. “{EXAMPLES.get(page, EXAMPLES['home'])}”")],
+        stylesheets=[PANEL_CSS],
+    )
+
+    def restore() -> None:
+        messages = client.history(session["id"])
+        interface.clear()
+        for message in messages:
+            is_user = message.get("role") == "user"
+            content = str(message.get("content", ""))
+            if not is_user:
+                content += tools_footer([t for t in message.get("tools", []) if t in TOOL_LABELS])
+            interface.send(content, user=USER if is_user else ASSISTANT, respond=False)
+
+    restore()
+    header = pn.pane.HTML(
+        "<div style='font-weight:600;font-size:15px'>Assistant</div>"
+        "<div style='color:#64748b;font-size:12px'>Answers from the platform's live data, with read-only tools.</div>",
+        margin=(4, 10),
+    )
+    return pn.Column(header, interface, cookie, sizing_mode="stretch_width", name="chat-panel", css_classes=["chat-panel"])

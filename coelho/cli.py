@@ -91,25 +91,33 @@ def _stop_all(plat: Platform) -> None:
 
 
 def learned_per_domain(plat: Platform) -> dict[str, int] | None:
-    """coelho_events_learned_total summed by domain, read from the learn function's /metrics (None: unavailable)."""
+    """Events learned per domain, read from the learn function's /metrics (None: unavailable).
+
+    Uses coelho_events_learned_total{domain} (summed) when the function exports it, else the gauge
+    coelho_model_events_learned{domain,model} (max over the models of a domain: each model sees every event).
+    """
     if "learn" not in plat.entries():
         return None
     try:
-        from prometheus_client.parser import text_string_to_metric_families
-
         with urllib.request.urlopen(plat.settings.url("learn") + "/metrics", timeout=1) as resp:  # noqa: S310
-            text = resp.read().decode()
-        counts: dict[str, int] = {}
-        for family in text_string_to_metric_families(text):
-            if family.name not in ("coelho_events_learned", "coelho_events_learned_total"):
-                continue
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    dom = sample.labels.get("domain", "?")
-                    counts[dom] = counts.get(dom, 0) + int(sample.value)
-        return counts
+            return parse_learned(resp.read().decode())
     except Exception:  # noqa: BLE001 — the summary must never crash `up`
         return None
+
+
+def parse_learned(text: str) -> dict[str, int]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counter: dict[str, int] = {}
+    gauge: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            dom = sample.labels.get("domain", "?")
+            if sample.name == "coelho_events_learned_total":
+                counter[dom] = counter.get(dom, 0) + int(sample.value)
+            elif sample.name == "coelho_model_events_learned":
+                gauge[dom] = max(gauge.get(dom, 0), int(sample.value))
+    return counter or gauge
 
 
 def summary_line(plat: Platform) -> str:

@@ -498,7 +498,7 @@ SERVICES: list[Service] = [
         env=_mlflow_env,
         port="mlflow",
         health=Health("http", "/health"),
-        depends_on=("s3",),
+        # no depends_on: the server does not touch S3 until an artifact is logged, so it starts at once (slowest)
         prepare=_mlflow_prepare,
         startup_timeout=180.0,
     ),

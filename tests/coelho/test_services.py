@@ -70,3 +70,22 @@ def test_invalid_rules_are_left_out(tmp_path: Path) -> None:
     cfg = yaml.safe_load(prometheus.write_config(s, rules_path=bad).read_text())
     if shutil.which("promtool"):
         assert "rule_files" not in cfg
+
+
+def test_learned_counts_from_metrics_text() -> None:
+    from coelho.cli import parse_learned
+
+    gauge_only = (
+        "# TYPE coelho_model_events_learned gauge\n"
+        'coelho_model_events_learned{domain="tfd",model="a"} 10\n'
+        'coelho_model_events_learned{domain="tfd",model="b"} 12\n'
+        'coelho_model_events_learned{domain="eta",model="a"} 3\n'
+    )
+    assert parse_learned(gauge_only) == {"tfd": 12, "eta": 3}
+    counter = (
+        "# TYPE coelho_events_learned counter\n"
+        'coelho_events_learned_total{domain="tfd",model_version="1"} 5\n'
+        'coelho_events_learned_total{domain="tfd",model_version="2"} 6\n'
+    )
+    assert parse_learned(gauge_only + counter) == {"tfd": 11}
+    assert parse_learned("") == {}

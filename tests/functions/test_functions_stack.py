@@ -274,3 +274,20 @@ def test_redis_down_gives_503(stack: Any) -> None:
         assert "retry" in response.json()["error"]
     finally:
         stack.restart("redis")
+
+
+def test_coelho_invoke_with_kn_defaults_lists_accepted_types(stack: Any) -> None:
+    from click.testing import CliRunner
+
+    from functions.cli import invoke
+
+    runner = CliRunner()
+    env = function_env(stack.settings, "learn")
+    result = runner.invoke(invoke, ["learn"], env=env)
+    assert result.exit_code == 1
+    assert "HTTP 400" in result.output and "accepted_types" in result.output
+    record = json.dumps(events("eta", 1, seed=71)[0])
+    result = runner.invoke(invoke, ["learn", "--type", get_domain("eta").type("record"), "--data", record,
+                                    "-e", "partitionkey=d1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "HTTP 200" in result.output and "ce-type: com.coelho.realtime.eta.learned" in result.output.lower()

@@ -1,0 +1,183 @@
+"""learn-one end to end: events/s from producer to committed model state, beside River in one process.
+
+For each domain, in one run on a private platform (real Kafka, router, Redis, learn-one on free ports):
+1. in-process: River learning the same events in this process, test-then-train with the domain's metrics
+   (`ModelState.apply`), and the bare `learn_one` of the model alone;
+2. peak end to end: N records written to the domain's Kafka topic as fast as the producer can (CloudEvent Kafka
+   records, as producers/ writes them) -> router (KafkaSource -> Broker -> Trigger, ordered per key) ->
+   learn-one -> appended to the event log and applied; the rate is N / (last commit - first send);
+3. HTTP only: closed-loop clients POSTing the records straight to learn-one (no Kafka, no router);
+4. latency at half the peak rate: records paced at peak/2 for a few seconds; event-to-learned latency is the
+   log entry's commit time (Redis TIME) minus the send time.
+
+    .venv/bin/python bench/learn.py [--domains tfd,eta,ecci] [--events 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from typing import Any
+
+from function_harness import Client, ce_request, load_average, percentile, private_platform
+
+
+def in_process(domain_name: str, events: list[dict[str, Any]]) -> dict[str, float]:
+    from eventing.domains import get_domain
+    from functions.model_state import ModelState
+
+    domain = get_domain(domain_name)
+    state = ModelState.fresh(domain)
+    started = time.perf_counter()
+    for i, event in enumerate(events, start=1):
+        state.apply(i, "record", event, 0)
+    with_metrics = len(events) / (time.perf_counter() - started)
+    model = domain.make_model()
+    xs = [(domain.features(e), e.get(domain.target) if domain.target else None) for e in events]
+    started = time.perf_counter()
+    for x, y in xs:
+        if domain.target:
+            model.learn_one(x, y)
+        else:
+            model.learn_one(x)
+    bare = len(events) / (time.perf_counter() - started)
+    return {"test_then_train_per_s": round(with_metrics, 1), "learn_one_per_s": round(bare, 1)}
+
+
+def generated(domain_name: str, n: int, seed: int) -> list[Any]:
+    from producers.generators import make_generator
+
+    return list(make_generator(domain_name, seed=seed).take(n))
+
+
+def send_to_kafka(settings: Any, domain_name: str, stream: list[Any], rate: float = 0.0) -> dict[str, float]:
+    """Write the records to the domain's topic (paced at `rate` ev/s, 0 = flat out); returns send times by id."""
+    from kafka import KafkaProducer
+
+    from eventing.domains import get_domain
+    from producers.records import ensure_topic, to_kafka_message
+
+    domain = get_domain(domain_name)
+    ensure_topic(settings.kafka_bootstrap, domain.topic)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks=1)
+    sent: dict[str, float] = {}
+    started = time.perf_counter()
+    for i, event in enumerate(stream):
+        if rate > 0:
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        message = to_kafka_message(domain.name, event)
+        sent[str(event.data[domain.id_field])] = time.time()
+        producer.send(domain.topic, key=message.key, value=message.value, headers=list(message.headers.items()))
+    producer.flush(60)
+    producer.close()
+    return sent
+
+
+def wait_committed(client: Any, domain_name: str, target: int, timeout: float) -> float | None:
+    """Wall time when the domain's log head reached `target` (None on timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if int(client.get(f"coelho:{domain_name}:seq") or 0) >= target:
+            return time.time()
+        time.sleep(0.01)
+    return None
+
+
+def commit_times(client: Any, domain_name: str, after: int, id_field: str) -> dict[str, float]:
+    out = {}
+    for _entry_id, fields in client.xrange(f"coelho:{domain_name}:log", min=f"{after + 1}-0"):
+        out[str(json.loads(fields[b"d"])[id_field])] = int(fields[b"t"]) / 1000
+    return out
+
+
+def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurrency: int = 4) -> float:
+    from eventing.domains import get_domain
+
+    domain = get_domain(domain_name)
+    bodies = [ce_request(domain.type("record"), r) for r in records]
+    lock = threading.Lock()
+    position = [0]
+
+    def worker() -> None:
+        client = Client(url)
+        while True:
+            with lock:
+                i = position[0]
+                position[0] += 1
+            if i >= len(bodies):
+                return
+            status, body = client.post("/", *bodies[i])
+            assert status == 200, body
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(bodies) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--domains", default="tfd,eta,ecci")
+    parser.add_argument("--events", type=int, default=3000, help="records per domain for the peak run")
+    parser.add_argument("--latency-seconds", type=float, default=6.0)
+    args = parser.parse_args()
+
+    import redis
+
+    from eventing.domains import get_domain
+
+    results: dict[str, Any] = {}
+    with private_platform(["router", "learn"]) as platform:
+        settings = platform.settings
+        client = redis.Redis.from_url(settings.redis_url)
+        for name in args.domains.split(","):
+            domain = get_domain(name)
+            stream = generated(name, args.events, seed=101)
+            clean = [domain.validate(e.data) for e in stream if e.kind == "record"]
+            row: dict[str, Any] = {"in_process": in_process(name, clean)}
+            # peak, end to end through Kafka and the router
+            head = int(client.get(f"coelho:{name}:seq") or 0)
+            sender = threading.Thread(target=lambda r=row, n=name, s=stream: r.update(sent=send_to_kafka(settings, n, s)))
+            started = time.time()
+            sender.start()
+            done = wait_committed(client, name, head + len(stream), timeout=600)
+            sender.join()
+            sent: dict[str, float] = row.pop("sent")
+            row["end_to_end_per_s"] = round(len(stream) / (done - started), 1) if done else None
+            row["end_to_end_events"] = len(stream)
+            if not done:
+                row["end_to_end_committed"] = int(client.get(f"coelho:{name}:seq") or 0) - head
+            # HTTP straight to learn-one (no Kafka, no router)
+            extra = [dict(r, **{domain.id_field: f"http-{i}"}) for i, r in enumerate(clean[:1500])]
+            row["http_only_per_s"] = round(http_only(settings.url("learn"), name, extra), 1)
+            # latency at half the peak rate
+            peak = row["end_to_end_per_s"] or 100.0
+            rate = max(peak / 2, 5.0)
+            paced = generated(name, int(rate * args.latency_seconds), seed=202)
+            head = int(client.get(f"coelho:{name}:seq") or 0)
+            sent = send_to_kafka(settings, name, paced, rate=rate)
+            wait_committed(client, name, head + len(paced), timeout=120)
+            commits = commit_times(client, name, head, domain.id_field)
+            latencies = sorted((commits[i] - t) * 1000 for i, t in sent.items() if i in commits)
+            row["latency_at_half_peak"] = {
+                "rate_per_s": round(rate, 1), "events": len(latencies),
+                "p50_ms": round(percentile(latencies, 50), 1), "p99_ms": round(percentile(latencies, 99), 1),
+                "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+            }
+            row["model"] = domain.default_model
+            results[name] = row
+            print(name, json.dumps(row), flush=True)
+    print(json.dumps({"bench": "learn", "load_average": load_average(), "domains": results,
+                      "targets": {"linear_and_dbstream_per_s": 2000, "forests_vs_in_process": 0.8}}))
+
+
+if __name__ == "__main__":
+    main()

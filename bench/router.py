@@ -128,9 +128,12 @@ def direct_pipeline(bootstrap: str, topic: str, url_port: int, stop: threading.E
     """The minimum without a router: consume, post, commit."""
     from kafka import KafkaConsumer
 
+    from eventing.router.consumer import FETCH_MAX_WAIT_MS
+
     consumer = KafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id="bench-direct", enable_auto_commit=False,
-        auto_offset_reset="latest", session_timeout_ms=6000, heartbeat_interval_ms=1000, fetch_max_wait_ms=100,
+        auto_offset_reset="latest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     conn = http.client.HTTPConnection("127.0.0.1", url_port)
     while not stop.is_set():

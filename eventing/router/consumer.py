@@ -31,6 +31,11 @@ from eventing.router.metrics import RouterMetrics
 log = logging.getLogger(__name__)
 
 Done = Callable[[], None]
+# Tansu holds a fetch for fetch_max_wait_ms even when data arrives meanwhile, so this bounds the latency the
+# broker adds. Short while records flow; long after IDLE_AFTER_S without any, so idle consumers cost little CPU.
+FETCH_MAX_WAIT_MS = 50
+IDLE_FETCH_MAX_WAIT_MS = 500
+IDLE_AFTER_S = 2.0
 Handler = Callable[[Any, Done], None]
 
 
@@ -93,6 +98,7 @@ class CommittingConsumer:
         self._consumer: KafkaConsumer | None = None
         self._finished = 0  # records done (delivered, filtered out, dead-lettered) since start
         self._reported = 0
+        self._last_records = time.monotonic()
 
     # --- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,7 +120,7 @@ class CommittingConsumer:
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
             max_poll_records=1000,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             client_id=f"coelho-router-{self.name}",
         )
         consumer.subscribe(self.topics, listener=_Listener(self))
@@ -138,9 +144,11 @@ class CommittingConsumer:
                 if self.inflight >= self.max_inflight:
                     self._wait_completion(0.05)
                 else:
-                    batches = consumer.poll(timeout_ms=50)
+                    # Short polls while deliveries are in flight (their offsets get committed), long ones when idle.
+                    batches = consumer.poll(timeout_ms=50 if self.inflight else 500)
                     if consumer.assignment():
                         self.assigned.set()
+                    self._adapt_fetch_wait(consumer, bool(batches))
                     for tp, records in batches.items():
                         tracker = self.trackers.setdefault(tp, OffsetTracker())
                         generation = self.generation
@@ -158,6 +166,15 @@ class CommittingConsumer:
             log.exception("%s: consumer loop failed", self.name)
         finally:
             consumer.close(autocommit=False)
+
+    def _adapt_fetch_wait(self, consumer: KafkaConsumer, got_records: bool) -> None:
+        now = time.monotonic()
+        if got_records:
+            self._last_records = now
+        wait = IDLE_FETCH_MAX_WAIT_MS if now - self._last_records > IDLE_AFTER_S else FETCH_MAX_WAIT_MS
+        fetcher = getattr(consumer, "_fetcher", None)  # kafka-python reads this per fetch request
+        if fetcher is not None and fetcher.config.get("fetch_max_wait_ms") != wait:
+            fetcher.config["fetch_max_wait_ms"] = wait
 
     def _done_callback(self, tp: TopicPartition, offset: int, generation: int) -> Done:
         put = self.completions.put

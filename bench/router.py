@@ -5,8 +5,9 @@
    (a separate asyncio process) that answers 200 at once. events/s = N / (last receipt - first receipt).
    The router's CPU time per event comes from psutil.
 2. Overhead: events are produced at a steady rate with their send time in an attribute; the subscriber
-   records receipt - send. The same is measured for the minimal pipeline without the router (one
-   kafka-python consumer posting each record with http.client). overhead = median(router) - median(direct).
+   records receipt - send. The minimal pipeline without the router (one kafka-python consumer, same fetch
+   settings, posting each record with http.client) reads the same records at the same time in its own
+   consumer group, so both see the same machine load. overhead = median(router) - median(direct).
 
 Prints one JSON object on the last line.
 """
@@ -49,7 +50,7 @@ spec:
 
 # --- the subscriber process ---------------------------------------------------------------------------
 def serve(port: int) -> None:
-    stats: dict[str, object] = {"count": 0, "first": None, "last": None, "latencies": []}
+    stats: dict[str, object] = {"count": 0, "first": None, "last": None, "latencies": [], "direct": []}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -58,6 +59,7 @@ def serve(port: int) -> None:
                 now = time.time()
                 length = 0
                 sent = None
+                direct = False
                 is_get = head.startswith(b"GET")
                 for line in head.split(b"\r\n")[1:]:
                     name, _, value = line.partition(b":")
@@ -66,13 +68,19 @@ def serve(port: int) -> None:
                         length = int(value)
                     elif lname == b"ce-benchsent":
                         sent = float(value)
+                    elif lname == b"x-bench-direct":
+                        direct = True
                 if length:
                     await reader.readexactly(length)
                 if is_get:
                     body = json.dumps(stats).encode()
                     if b"reset" in head.split(b"\r\n")[0]:
-                        stats.update(count=0, first=None, last=None, latencies=[])
+                        stats.update(count=0, first=None, last=None, latencies=[], direct=[])
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                elif direct:
+                    if sent is not None:
+                        stats["direct"].append(now - sent)  # type: ignore[attr-defined]
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 else:
                     stats["count"] = int(stats["count"]) + 1  # type: ignore[call-overload]
                     stats["first"] = stats["first"] or now
@@ -124,8 +132,8 @@ def produce_at_rate(producer, topic: str, start: int, count: int, rate: float) -
         producer.flush()
 
 
-def direct_pipeline(bootstrap: str, topic: str, url_port: int, stop: threading.Event) -> None:
-    """The minimum without a router: consume, post, commit."""
+def direct_pipeline(bootstrap: str, topic: str, url_port: int, stop: threading.Event, ready: threading.Event) -> None:
+    """The minimum without a router: consume, post, commit (its posts carry x-bench-direct)."""
     from kafka import KafkaConsumer
 
     from eventing.router.consumer import FETCH_MAX_WAIT_MS
@@ -137,9 +145,13 @@ def direct_pipeline(bootstrap: str, topic: str, url_port: int, stop: threading.E
     )
     conn = http.client.HTTPConnection("127.0.0.1", url_port)
     while not stop.is_set():
-        for records in consumer.poll(timeout_ms=50).values():
+        batches = consumer.poll(timeout_ms=50)
+        if consumer.assignment():
+            ready.set()
+        for records in batches.values():
             for r in records:
                 headers = {("ce-" + k[3:] if k.startswith("ce_") else k): v.decode() for k, v in r.headers}
+                headers["x-bench-direct"] = "1"
                 conn.request("POST", "/", body=r.value, headers=headers)
                 conn.getresponse().read()
         consumer.commit()
@@ -207,26 +219,26 @@ def main() -> None:
         delivered = int(s["count"])
         throughput = delivered / max(1e-9, (s["last"] or 0) - (s["first"] or 0))
 
-        # Latency phase through the router (the router keeps running).
+        # Latency phase: the router and the direct pipeline read the same records at the same time, so both see
+        # the same machine load; the subscriber keeps their latencies apart.
+        stop = threading.Event()
+        ready = threading.Event()
+        direct = threading.Thread(
+            target=direct_pipeline, args=(kafka.bootstrap, topic, sub_port, stop, ready), daemon=True
+        )
+        direct.start()
+        ready.wait(60)
+        time.sleep(1.0)
         stats(sub_port, reset=True)
         n = int(args.rate * args.seconds)
         produce_at_rate(producer, topic, 10_000_000, n, args.rate)
-        time.sleep(1.0)
-        routed = stats(sub_port, reset=True)["latencies"]
-        router.terminate()
-        router.wait(20)
-
-        # The same without the router.
-        stop = threading.Event()
-        direct = threading.Thread(target=direct_pipeline, args=(kafka.bootstrap, topic, sub_port, stop), daemon=True)
-        direct.start()
-        time.sleep(4.0)  # group join
-        stats(sub_port, reset=True)
-        produce_at_rate(producer, topic, 20_000_000, n, args.rate)
-        time.sleep(1.0)
-        baseline = stats(sub_port, reset=True)["latencies"]
+        time.sleep(1.5)
+        latency_stats = stats(sub_port, reset=True)
+        routed, baseline = latency_stats["latencies"], latency_stats["direct"]
         stop.set()
         direct.join(10)
+        router.terminate()
+        router.wait(20)
         producer.close()
 
         routed_ms = statistics.median(routed) * 1000 if routed else None
@@ -244,8 +256,10 @@ def main() -> None:
             "median_e2e_ms_direct": round(direct_ms, 3) if direct_ms else None,
             "p99_e2e_ms_router": round(sorted(routed)[int(len(routed) * 0.99)] * 1000, 3) if routed else None,
             "router_overhead_ms_median": round(routed_ms - direct_ms, 3) if routed_ms and direct_ms else None,
+            "router_events_per_cpu_s": round(delivered / max(router_cpu_s, 1e-9), 1),
             "workers": args.workers,
             "cores": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 1),
         }
         print(json.dumps(result))
     finally:

@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,15 @@ class Platform:
     def healthy(self, name: str) -> bool:
         svc = self.by_name[name]
         return self.running(name) and svc.health.check(self.settings, svc.port)
+
+    def check_health(self, names: Iterable[str], timeout: float = 2.0) -> dict[str, bool]:
+        """Health checks of several services at once (in threads: one slow service does not delay the others)."""
+        svcs = [self.by_name[n] for n in names if n in self.by_name]
+        if not svcs:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(16, len(svcs))) as pool:
+            results = pool.map(lambda svc: svc.health.check(self.settings, svc.port, timeout=timeout), svcs)
+            return {svc.name: ok for svc, ok in zip(svcs, results, strict=True)}
 
     # --- planning ---------------------------------------------------------------------------------------------
     def plan(self, names: Iterable[str] | None = None, *, producers: bool = True, strict: bool = True) -> list[Service]:
@@ -352,6 +362,7 @@ class Platform:
                 pending = [n for n in watched if n not in ready]
                 if not pending and all(svc.name in watched for svc in todo):
                     break
+                health = self.check_health(pending)
                 for name in pending:
                     svc = self.by_name[name]
                     elapsed = time.monotonic() - watched[name]
@@ -365,7 +376,7 @@ class Platform:
                         )
                     if proc is None and not self.running(name):
                         raise StartError(name, f"stopped while the platform was starting; see {self.log_path(name)}")
-                    if svc.health.check(self.settings, svc.port, timeout=0.5):
+                    if health[name]:
                         if svc.after_start is not None:
                             try:
                                 svc.after_start(self.settings)
@@ -512,11 +523,13 @@ class Platform:
     # --- status -----------------------------------------------------------------------------------------------
     def status(self, with_rss: bool = False) -> dict[str, ServiceStatus]:
         out: dict[str, ServiceStatus] = {}
-        for name, entry in self.entries().items():
-            entry.setdefault("name", name)
+        entries = self.entries()
+        alive = {name: self._alive({**entry, "name": name}) for name, entry in entries.items()}
+        health = self.check_health([n for n, ok in alive.items() if ok])
+        for name, entry in entries.items():
             svc = self.by_name.get(name)
-            running = self._alive(entry)
-            healthy = bool(running and svc and svc.health.check(self.settings, svc.port))
+            running = alive[name]
+            healthy = bool(running and health.get(name, False))
             port = self.settings.ports.get(svc.port) if svc else entry.get("port")
             out[name] = ServiceStatus(
                 name=name,

@@ -453,7 +453,7 @@ def producer_row(domain: str) -> Service:
         module="producers",
         kind="producer",
         url_path="/metrics",
-        startup_timeout=60.0,
+        startup_timeout=120.0,
     )
 
 
@@ -501,6 +501,7 @@ SERVICES: list[Service] = [
         # no depends_on: the server does not touch S3 until an artifact is logged, so it starts at once (slowest)
         prepare=_mlflow_prepare,
         startup_timeout=180.0,
+        stop_timeout=5.0,  # its CLI parent lingers after uvicorn has finished; SQLite commits are atomic
     ),
     Service(
         name="prometheus",
@@ -523,7 +524,7 @@ SERVICES: list[Service] = [
         metrics_port="router_metrics",
         module="eventing.router",
         kind="router",
-        startup_timeout=60.0,
+        startup_timeout=120.0,
     ),
     # learn restores its model from the MLflow registry when Redis is empty: it needs MLflow up first.
     function_row("learn", ("redis", "kafka", "s3", "mlflow")),
@@ -541,7 +542,7 @@ SERVICES: list[Service] = [
         depends_on=("redis",),
         module="ui",
         kind="ui",
-        startup_timeout=90.0,
+        startup_timeout=120.0,
     ),
 ]
 

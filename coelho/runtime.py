@@ -70,7 +70,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def port_holder(port: int) -> str:
-    """" by pid N (name)" for the process listening on port, when it can be found."""
+    """The text " by pid N (name)" for the process listening on port (empty when it cannot be found)."""
     try:
         for conn in psutil.net_connections(kind="tcp"):
             if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:

@@ -160,9 +160,7 @@ def mlflow_bin() -> str:
 
 
 def prometheus_bin() -> str:
-    found = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None
-    )
+    found = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None)
     if not found:
         raise BinaryMissing("prometheus is not installed (apt-get install -y --no-install-recommends prometheus)")
     return found

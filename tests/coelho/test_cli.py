@@ -196,6 +196,37 @@ def test_data_survives_down_and_up(instance: Instance) -> None:
     assert rest == [b"record-2"]  # the committed offset survived too
 
 
+def test_foreground_up_shows_summary_and_ctrl_c_stops_everything(instance: Instance) -> None:
+    _, st = instance.status()
+    pids = [info["pid"] for info in st["services"].values()]
+    assert pids, "the platform should be running from the previous test"
+    proc = subprocess.Popen(
+        [*COELHO, "up", "--interval", "1"],
+        env=instance.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    summary = ""
+    deadline = time.monotonic() + 240
+    try:
+        for line in proc.stdout:
+            if " healthy " in line and "/" in line:
+                summary = line
+                break
+            assert time.monotonic() < deadline, "no summary line"
+    finally:
+        proc.send_signal(2)  # Ctrl-C
+        out, _ = proc.communicate(timeout=180)
+    assert f"healthy {len(pids)}/{len(pids)}" in summary, summary
+    assert proc.returncode == 0, out
+    assert "stopped" in out
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+    assert not [p for p in _all_ports(instance.settings, list(st["services"])) if port_in_use("127.0.0.1", p)]
+
+
 def test_down_purge_deletes_data(instance: Instance) -> None:
     down = instance.run("down", "--purge", timeout=120)
     assert down.returncode == 0, down.stderr

@@ -59,7 +59,9 @@ def test_never_healthy_stops_everything_this_start_began(tmp_path: Path) -> None
 
 
 def test_crash_during_start_names_the_log_line(tmp_path: Path) -> None:
-    plat = Platform(_settings(tmp_path), services=[_row("crasher", "import sys; print('boom: no config'); sys.exit(3)")])
+    plat = Platform(
+        _settings(tmp_path), services=[_row("crasher", "import sys; print('boom: no config'); sys.exit(3)")]
+    )
     with pytest.raises(StartError) as err:
         plat.start(["crasher"])
     assert "exited with code 3" in str(err.value) and "boom: no config" in str(err.value)

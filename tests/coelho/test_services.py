@@ -53,7 +53,13 @@ def test_rule_groups_plain_and_prometheusrule(tmp_path: Path) -> None:
     crd = tmp_path / "crd.yaml"
     crd.write_text(
         yaml.safe_dump_all(
-            [{"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "spec": {"groups": [{"name": "b", "rules": [rule]}]}}]
+            [
+                {
+                    "apiVersion": "monitoring.coreos.com/v1",
+                    "kind": "PrometheusRule",
+                    "spec": {"groups": [{"name": "b", "rules": [rule]}]},
+                }
+            ]
         )
     )
     assert [g["name"] for g in prometheus.rule_groups(plain)] == ["a"]

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+# This file is called producers.py too: make `import producers` find the package, not this script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import producers  # noqa: E402

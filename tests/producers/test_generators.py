@@ -112,7 +112,8 @@ def test_fraud_follows_users_and_cards_returning_users_dominate() -> None:
     per_user = Counter(e["user_id"] for e in data)
     assert sum(n for n in per_user.values() if n > 1) / len(data) > 0.8  # returning users and cards
     defrauded: set[str] = set()
-    after_fraud, others = [], []
+    after_fraud: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
     for e in data:
         (after_fraud if e["user_id"] in defrauded else others).append(e)
         if e["is_fraud"]:

@@ -37,7 +37,8 @@ def test_a_delayed_label_is_its_own_event_type_on_the_same_key() -> None:
     back = kafka_binding.from_binary_event(to_kafka_message("tfd", label))
     assert back.get_type() == TFD.type("label")
     assert back.get_extension("partitionkey") == label.data["user_id"]
-    assert set(back.get_data()) == {"transaction_id", "user_id", "is_fraud"}
+    data = back.get_data()
+    assert isinstance(data, dict) and set(data) == {"transaction_id", "user_id", "is_fraud"}
 
 
 def test_a_recorded_stream_replays_records_and_labels(tmp_path: object) -> None:

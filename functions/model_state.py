@@ -97,6 +97,12 @@ class ClusterProfile:
         return f"{self.count} interactions: " + ", ".join(parts) if parts else f"{self.count} interactions"
 
 
+def _profile_fields() -> tuple[str, ...]:
+    from eventing.domains.ecci import PROFILE_FIELDS  # the fields the dashboard's "cluster behaviour" shows
+
+    return PROFILE_FIELDS
+
+
 def _lookup(event: Mapping[str, Any], path: str) -> Any:
     value: Any = event
     for part in path.split("."):
@@ -141,8 +147,9 @@ class ModelState:
     @classmethod
     def fresh(cls, domain: Domain, model_name: str | None = None) -> ModelState:
         name = model_name or domain.default_model
-        detector = drift.ADWIN() if domain.task != "clustering" else None
-        return cls(domain.name, name, domain.make_model(name), domain.metric_factories(), drift_detector=detector)
+        # Error stream watched for drift: misclassification (0/1), absolute error (s), or for clustering the
+        # distance of each interaction to its cluster's centre (in the scaled feature space).
+        return cls(domain.name, name, domain.make_model(name), domain.metric_factories(), drift_detector=drift.ADWIN())
 
     @property
     def domain(self) -> Domain:
@@ -223,7 +230,7 @@ class ModelState:
             drifted = self._watch_error(abs(y - prediction))
             self.model.learn_one(x, y)
         else:
-            self._score_clustering(x, prediction, event)
+            drifted = self._score_clustering(x, prediction, event)
             self.model.learn_one(x)
         self.events_learned += 1
         return Applied(self.seq, learned=True, prediction=prediction, drift=drifted)
@@ -237,19 +244,24 @@ class ModelState:
             return True
         return False
 
-    def _score_clustering(self, x: dict[str, Any], cluster: int | None, event: Mapping[str, Any]) -> None:
+    def _score_clustering(self, x: dict[str, Any], cluster: int | None, event: Mapping[str, Any]) -> bool:
         if cluster is None:
-            return
-        from eventing.domains.ecci import PROFILE_FIELDS
-
-        self.clusters.setdefault(cluster, ClusterProfile()).update(event, PROFILE_FIELDS)
+            return False
+        self.clusters.setdefault(cluster, ClusterProfile()).update(event, _profile_fields())
         clusterer = self._clusterer()
         centers = getattr(clusterer, "centers", None)
-        if not centers or len(centers) < 2:
-            return
+        if not centers:
+            return False
         scaled = self._scaled(x)
-        for metric in self.metrics.values():
-            metric.update(scaled, cluster, centers)
+        drifted = False
+        center = centers.get(cluster)
+        if center is not None:
+            distance = math.sqrt(sum((scaled.get(k, 0.0) - v) ** 2 for k, v in center.items()))
+            drifted = self._watch_error(distance)
+        if len(centers) >= 2:
+            for metric in self.metrics.values():
+                metric.update(scaled, cluster, centers)
+        return drifted
 
     def _clusterer(self) -> Any:
         steps = getattr(self.model, "steps", None)

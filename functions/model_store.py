@@ -385,7 +385,12 @@ class LogFollower(threading.Thread):
             pause_at = int(pause) if pause is not None else None
             for replica in replicas:
                 replica.catch_up(paused_at=pause_at, check_pause=False)
-            streams[key(domain, "log")] = f"{min(r.state.seq for r in replicas)}-0"
+            position = min(r.state.seq for r in replicas)
+            if pause_at is None or position < pause_at:  # a paused, caught-up domain has nothing to wait for
+                streams[key(domain, "log")] = f"{position}-0"
+        if not streams:
+            self.stopping.wait(self.block_ms / 1000)
+            return
         # Wait for anything new (the entries are read again by catch_up, which handles pauses and gaps).
         self.redis.xread(streams, count=1, block=self.block_ms)
 

@@ -63,26 +63,36 @@ class FraudGauge:
     """A half-circle gauge of the fraud probability with LOW / MEDIUM / HIGH zones and a needle."""
 
     def __init__(self) -> None:
+        # Fixed size with the same scale on both axes (2.4 x 1.5 units): the wedges' radii are in x units.
         fig = figure(
-            x_range=(-1.2, 1.2), y_range=(-0.42, 1.08), height=230, sizing_mode="stretch_width",
+            x_range=(-1.2, 1.2), y_range=(-0.42, 1.08), width=440, height=275, min_border=0,
             toolbar_location=None, tools="",
         )
         _style(fig)
         fig.axis.visible = False
         fig.grid.visible = False
-        for name, low, high, color in RISK_ZONES:
-            fig.annular_wedge(0, 0, 0.62, 1.0, _angle(high), _angle(low), color=color, alpha=0.9)
-            mid = _angle((low + high) / 2)
-            fig.text(
-                [0.81 * math.cos(mid)], [0.81 * math.sin(mid)], [name], text_align="center", text_baseline="middle",
-                angle=mid - math.pi / 2, text_font_size="12px", text_color="#ffffff", text_font_style="bold",
-            )
-        for tick in (0.0, 0.3, 0.7, 1.0):
-            a = _angle(tick)
-            fig.text(
-                [0.52 * math.cos(a)], [0.52 * math.sin(a)], [f"{tick:.0%}"], text_align="center",
-                text_baseline="middle", text_font_size="10px", text_color="#6b7280",
-            )
+        # One glyph per kind (wedges, zone names, tick labels): fewer models to send on page load.
+        mids = [_angle((low + high) / 2) for _, low, high, _ in RISK_ZONES]
+        fig.annular_wedge(
+            x=0, y=0, inner_radius=0.62, outer_radius=1.0, alpha=0.9,
+            source=bm.ColumnDataSource({
+                "start": [_angle(high) for _, _, high, _ in RISK_ZONES],
+                "end": [_angle(low) for _, low, _, _ in RISK_ZONES],
+                "color": [color for *_, color in RISK_ZONES],
+            }),
+            start_angle="start", end_angle="end", color="color",
+        )
+        fig.text(
+            x=[0.81 * math.cos(m) for m in mids], y=[0.81 * math.sin(m) for m in mids],
+            text=[name for name, *_ in RISK_ZONES], angle=[m - math.pi / 2 for m in mids], text_align="center",
+            text_baseline="middle", text_font_size="12px", text_color="#ffffff", text_font_style="bold",
+        )
+        ticks = (0.0, 0.3, 0.7, 1.0)
+        fig.text(
+            x=[0.52 * math.cos(_angle(t)) for t in ticks], y=[0.52 * math.sin(_angle(t)) for t in ticks],
+            text=[f"{t:.0%}" for t in ticks], text_align="center", text_baseline="middle", text_font_size="10px",
+            text_color="#6b7280",
+        )
         self.needle = bm.ColumnDataSource({"x0": [0.0], "y0": [0.0], "x1": [0.0], "y1": [0.0]})
         fig.segment("x0", "y0", "x1", "y1", source=self.needle, line_width=4, line_color="#111827")
         fig.scatter([0], [0], size=14, color="#111827")
@@ -299,7 +309,8 @@ class MetricChart:
         self.drifts: list[float] = []
 
     def update(self, xs: Sequence[float], ys: Sequence[float], drifts: Sequence[float] = ()) -> None:
-        self.source.data = {"x": list(xs), "y": list(ys)}
+        if list(xs) != list(self.source.data["x"]) or list(ys) != list(self.source.data["y"]):
+            self.source.data = {"x": list(xs), "y": list(ys)}  # history grows every ~100 events: send only then
         for at in drifts:
             if at not in self.drifts:
                 self.drifts.append(at)

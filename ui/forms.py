@@ -36,8 +36,8 @@ def field_label(path: str, field: Field) -> str:
     parent = path.rpartition(".")[0]
     name = field.name.replace("_", " ").capitalize()
     if parent:
-        name = f"{parent.replace('_', ' ').capitalize()} · {field.description or name}"
-    unit = f" ({field.unit})" if field.unit else ""
+        name = f"{parent.split('_')[0].capitalize()} · {field.description or name}"
+    unit = f" ({'°' if field.unit == 'degrees' else field.unit})" if field.unit else ""
     return f"{name}{unit}{_range_text(field)}"
 
 
@@ -49,11 +49,13 @@ def is_visible(path: str, field: Field) -> bool:
 
 def _make_widget(path: str, field: Field) -> pn.widgets.Widget:
     label = field_label(path, field)
-    common: dict[str, Any] = {"name": label, "description": field.description, "sizing_mode": "stretch_width"}
+    common: dict[str, Any] = {
+        "name": label, "sizing_mode": "stretch_width",
+        "css_classes": ["field-" + path.replace(".", "-")],  # stable hooks for the browser tests
+    }
     if field.choices:
         return pn.widgets.Select(options=list(field.choices), **common)
     if field.type == "boolean":
-        common.pop("description")
         return pn.widgets.Checkbox(**common)
     if field.type == "integer":
         return pn.widgets.IntInput(value=None, step=1, **common)

@@ -51,11 +51,13 @@ def _service_rows() -> list:  # type: ignore[type-arg]
 
 
 def started_services(settings: Settings) -> set[str]:
-    """Services the runtime started in this data directory (it records a PID file per service)."""
-    run_dir = settings.run_dir
-    if not run_dir.is_dir():
+    """Services the runtime started for this data directory (its state file lists them until they are stopped)."""
+    try:
+        from coelho.runtime import Platform
+
+        return set(Platform(settings).entries())
+    except Exception:
         return set()
-    return {p.stem for p in run_dir.glob("*.pid")}
 
 
 def check_services(settings: Settings, timeout: float = 0.5) -> list[ServiceStatus]:

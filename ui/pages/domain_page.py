@@ -32,6 +32,8 @@ def format_metric(value: Any) -> str:
         return "—"
     if isinstance(value, int | float):
         v = float(value)
+        if v.is_integer() and abs(v) >= 1:
+            return f"{int(v):,}"
         if abs(v) >= 1000:
             return f"{v:,.0f}"
         if abs(v) >= 100:
@@ -61,26 +63,53 @@ def ago(timestamp: Any) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-class MetricCard:
-    """A live number with the metric's name and an info popover (what it measures, range, what good is)."""
+CARDS_CSS = """
+.cards { display: flex; flex-wrap: wrap; gap: 10px; }
+.metric-card { position: relative; background: #fff; border: 1px solid #e5e7eb; border-radius: 12px;
+  box-shadow: 0 1px 2px rgba(16,24,40,.05); padding: 10px 14px; min-width: 150px; }
+.metric-card .name { font-size: 13px; color: #6b7280; font-weight: 600; display: flex; gap: 6px; align-items: center; }
+.metric-card .value { font-size: 26px; font-weight: 700; color: #111827; font-variant-numeric: tabular-nums; }
+.info { display: inline-flex; width: 16px; height: 16px; border-radius: 50%; border: 1px solid #9ca3af; color: #6b7280;
+  font-size: 11px; align-items: center; justify-content: center; cursor: help; outline: none; }
+.popover { display: none; position: absolute; left: 8px; top: 34px; z-index: 50; width: 270px; background: #111827;
+  color: #f9fafb; font-size: 12px; font-weight: 400; line-height: 1.4; padding: 8px 10px; border-radius: 8px;
+  box-shadow: 0 8px 24px rgba(0,0,0,.2); }
+.info:hover + .popover, .info:focus + .popover { display: block; }
+"""
 
-    def __init__(self, name: str, help_text: str) -> None:
-        self.title = pn.pane.HTML(f"<span style='font-size:13px;color:{MUTED};font-weight:600'>{html.escape(name)}</span>", margin=(6, 0, 0, 10))
-        self.info = pn.widgets.TooltipIcon(value=help_text or name, margin=(6, 0, 0, 0))
-        self.value = pn.pane.HTML("<span style='font-size:26px;font-weight:700;color:#111827'>—</span>", margin=(0, 10, 6, 10))
-        self.panel = card(pn.Row(self.title, self.info, margin=0), self.value, width=190, sizing_mode="fixed", margin=(4, 4))
 
-    def update(self, value: Any) -> None:
-        text = f"<span style='font-size:26px;font-weight:700;color:#111827'>{html.escape(format_metric(value))}</span>"
-        if self.value.object != text:
-            self.value.object = text
+class MetricCards:
+    """Live metric cards, each with an info popover (what it measures, range, what good looks like).
+
+    One HTML pane for all cards: a card per Bokeh widget would multiply the models a page load must build.
+    """
+
+    def __init__(self, names: list[str], help_texts: dict[str, str]) -> None:
+        self.names = names
+        self.help = help_texts
+        self.pane = pn.pane.HTML("", stylesheets=[CARDS_CSS], sizing_mode="stretch_width", margin=(4, 6))
+        self.update({})
+
+    def update(self, values: dict[str, Any]) -> None:
+        cards = []
+        for name in self.names:
+            help_text = html.escape(self.help.get(name) or name)
+            cards.append(
+                f"<div class='metric-card' data-metric='{html.escape(name)}'><div class='name'>{html.escape(name)}"
+                f"<span class='info' tabindex='0' aria-label='About {html.escape(name)}'>i</span>"
+                f"<span class='popover' role='tooltip'>{help_text}</span></div>"
+                f"<div class='value'>{html.escape(format_metric(values.get(name)))}</div></div>"
+            )
+        text = "<div class='cards'>" + "".join(cards) + "</div>"
+        if self.pane.object != text:
+            self.pane.object = text
 
 
 class DomainPage:
     """One application page. Subclasses fill `result_view`, `show_prediction` and optionally `extra_tabs`."""
 
     route = "/"
-    form_columns = 3
+    form_columns = 2
 
     def __init__(self, domain: Domain, settings: Settings) -> None:
         self.domain = domain
@@ -93,10 +122,10 @@ class DomainPage:
 
         # model status, training, producer
         self.model_info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
-        self.training_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10))
+        self.training_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10), css_classes=["training-switch"])
         self.training_state = pn.pane.HTML("", margin=(6, 6))
         self.training_switch.param.watch(self._toggle_training, "value")
-        self.producer_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10))
+        self.producer_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10), css_classes=["producer-switch"])
         self.producer_switch.param.watch(self._toggle_producer, "value")
         self.rate_input = pn.widgets.EditableFloatSlider(
             name="Rate (events/s)", start=0.5, end=100.0, step=0.5, value=settings.producer_rate, width=220, margin=(0, 10)
@@ -112,8 +141,7 @@ class DomainPage:
         self.prediction_status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
 
         # metrics
-        help_texts = domain.metric_help
-        self.cards = {m: MetricCard(m, help_texts.get(m, "")) for m in self.card_metrics()}
+        self.cards = MetricCards(self.card_metrics(), dict(domain.metric_help))
         self.charts = {m: MetricChart(m, color=PALETTE[i % len(PALETTE)]) for i, m in enumerate(domain.main_metrics)}
         self.all_metrics = pn.pane.HTML("", sizing_mode="stretch_width")
 
@@ -258,8 +286,7 @@ class DomainPage:
             self._syncing = False
         self._show_training(live.paused)
         self._show_producer(live.producer_enabled)
-        for name, metric_card in self.cards.items():
-            metric_card.update(self.metric_value(live, name))
+        self.cards.update({name: self.metric_value(live, name) for name in self.cards.names})
         for name, chart in self.charts.items():
             points = live.history.get(name, [])
             chart.update([p[0] for p in points], [p[1] for p in points], live.drifts_at)
@@ -287,7 +314,7 @@ class DomainPage:
         rate = f" · {live.learned_per_s:,.1f} events/s" if live.learning else ""
         if live.last_checkpoint:
             cp = live.last_checkpoint
-            when = ago(cp.get("time") or cp.get("timestamp") or cp.get("created_at") or "")
+            when = ago(cp.get("time_ms") or cp.get("time") or "")
             cp_version = cp.get("version") or cp.get("model_version")
             cp_events = cp.get("events_learned")
             checkpoint = "Last checkpoint: " + " · ".join(
@@ -347,16 +374,15 @@ class DomainPage:
         return pn.Column(charts, card(self.all_metrics, title="All metrics (progressive validation)"), sizing_mode="stretch_width")
 
     def layout(self) -> list[Any]:
-        cards = pn.FlexBox(*[c.panel for c in self.cards.values()], sizing_mode="stretch_width", flex_wrap="wrap")
         tabs = pn.Tabs(
             ("Predict", self.predict_tab()),
             ("Metric charts", self.metrics_tab()),
             *self.extra_tabs(),
-            sizing_mode="stretch_width", dynamic=False,
+            sizing_mode="stretch_width", dynamic=True,  # other tabs are sent when opened: faster first load
         )
         self.refresh()
         pn.state.add_periodic_callback(self.refresh, period=1000)
-        return [self.header_row(), cards, tabs]
+        return [self.header_row(), self.cards.pane, tabs]
 
     def context(self) -> dict[str, Any]:
         """What the assistant sees of this page: the form's values and the last prediction."""

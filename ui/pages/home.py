@@ -13,7 +13,6 @@ from ui.layout import badge, card
 from ui.live import LiveData
 
 ROUTES = {"tfd": "/tfd", "eta": "/eta", "ecci": "/ecci"}
-TASK_ICONS = {"classification": "🛡️", "regression": "⏱️", "clustering": "🛍️"}
 
 INTRO = """
 <div style="font-size:15px;line-height:1.55;color:#1f2937">
@@ -67,7 +66,7 @@ class HomePage:
         return (
             f"<a href='{ROUTES[name]}' style='text-decoration:none;color:inherit'>"
             f"<div style='display:flex;justify-content:space-between;align-items:center'>"
-            f"<span style='font-size:17px;font-weight:700;color:#1e3a8a'>{TASK_ICONS.get(domain.task, '')} {html.escape(domain.title)}</span>{state}</div>"
+            f"<span style='font-size:17px;font-weight:700;color:#1e3a8a'>{html.escape(domain.title)}</span>{state}</div>"
             f"<div style='color:#4b5563;font-size:13px;margin:6px 0 10px 0;min-height:36px'>{html.escape(domain.description)}</div>"
             f"<div style='display:flex;gap:24px'>"
             f"<div><div style='font-size:12px;color:#6b7280'>events/s learned</div><div class='events-per-s' style='font-size:26px;font-weight:800;color:#111827'>{live.learned_per_s:,.1f}</div></div>"

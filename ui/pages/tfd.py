@@ -88,7 +88,7 @@ class FraudPage(DomainPage):
             for n, lo, hi, c in RISK_ZONES
         )
         return pn.Column(
-            pn.pane.Bokeh(self.gauge.figure, sizing_mode="stretch_width"),
+            pn.Row(pn.HSpacer(), pn.pane.Bokeh(self.gauge.figure), pn.HSpacer(), sizing_mode="stretch_width"),
             pn.pane.HTML(f"<div style='text-align:center'>{legend}</div>", sizing_mode="stretch_width"),
             self.split,
             sizing_mode="stretch_width",

@@ -300,15 +300,16 @@ class ScrapeSource:
 
 
 def metrics_endpoints(settings: Any) -> dict[str, str]:
-    """Job name -> /metrics URL of every component that exports metrics, from the settings' port table."""
+    """Job name -> /metrics URL of every component that exports metrics, from the settings' port table (the job
+    names are the embedded Prometheus's: coelho-<service>)."""
     ports: Mapping[str, int] = settings.ports
     jobs = [name for name in ("learn", "predict", "checkpoint", "lake", "chat") if name in ports]
-    endpoints = {job: f"http://{settings.host}:{ports[job]}/metrics" for job in jobs}
+    endpoints = {f"coelho-{job}": f"http://{settings.host}:{ports[job]}/metrics" for job in jobs}
     if "router_metrics" in ports:
-        endpoints["router"] = f"http://{settings.host}:{ports['router_metrics']}/metrics"
+        endpoints["coelho-router"] = f"http://{settings.host}:{ports['router_metrics']}/metrics"
     for name, port in ports.items():
         if name.startswith("producer_"):
-            endpoints[name] = f"http://{settings.host}:{port}/metrics"
+            endpoints[f"coelho-{name}"] = f"http://{settings.host}:{port}/metrics"
     return endpoints
 
 
@@ -410,6 +411,7 @@ class ObservabilityData:
 
 
 # --- the Panel page ----------------------------------------------------------------------------------------
+DRIFT_CHARTS = ("Events per second", "Drift detections")  # charts that carry the drift markers
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 
 
@@ -418,7 +420,7 @@ def _figure(chart: Chart, lines: Mapping[str, list[Point]], drift: Sequence[tupl
     from bokeh.plotting import figure
 
     fig = figure(
-        title=chart.title,
+        title=chart.title if any(lines.values()) else f"{chart.title} (no data yet)",
         x_axis_type="datetime",
         height=260,
         sizing_mode="stretch_width",
@@ -440,7 +442,13 @@ def _figure(chart: Chart, lines: Mapping[str, list[Point]], drift: Sequence[tupl
 
 
 def page(settings: Any, refresh_ms: int = 5000) -> Any:
-    """The Observability page as a Panel viewable; refreshes itself every `refresh_ms` while it is open."""
+    """The Observability page as a Panel viewable; refreshes itself every `refresh_ms` while it is open.
+
+    The HTTP queries and scrapes of a refresh run in a worker thread: the Bokeh server's event loop, which serves
+    every open page of the dashboard, never waits on Prometheus or a slow /metrics endpoint.
+    """
+    import asyncio
+
     import panel as pn
 
     data = ObservabilityData(settings)
@@ -449,9 +457,25 @@ def page(settings: Any, refresh_ms: int = 5000) -> Any:
     targets = pn.pane.Markdown("", margin=(0, 10))
     drift_list = pn.pane.Markdown("", margin=(0, 10))
     plots = {chart.title: pn.pane.Bokeh(_figure(chart, {}, []), sizing_mode="stretch_width") for chart in CHARTS}
+    busy = threading.Lock()
 
-    def refresh() -> None:
+    def collect() -> tuple[Snapshot, dict[str, Any]]:
         snap = data.snapshot()
+        figures = {
+            chart.title: _figure(
+                chart, snap.charts.get(chart.title, {}), snap.drift if chart.title in DRIFT_CHARTS else []
+            )
+            for chart in CHARTS
+        }
+        return snap, figures
+
+    async def refresh() -> None:
+        if not busy.acquire(blocking=False):  # the previous refresh is still running: skip this tick
+            return
+        try:
+            snap, figures = await asyncio.to_thread(collect)
+        finally:
+            busy.release()
         status.object = f"Source: **{snap.source}**, refreshed {time.strftime('%H:%M:%S')}" + (
             "  \n" + "  \n".join(f"⚠ {e}" for e in snap.errors[:3]) if snap.errors else ""
         )
@@ -462,9 +486,8 @@ def page(settings: Any, refresh_ms: int = 5000) -> Any:
             ", ".join(f"{d} at {time.strftime('%H:%M:%S', time.localtime(t))}" for t, d in snap.drift[-10:])
             or "no drift detected in the last 15 minutes"
         )
-        for chart in CHARTS:
-            drift = snap.drift if chart.title in ("Events per second", "Drift detections") else []
-            plots[chart.title].object = _figure(chart, snap.charts.get(chart.title, {}), drift)
+        for title, fig in figures.items():
+            plots[title].object = fig
 
     layout = pn.Column(
         header,
@@ -477,8 +500,8 @@ def page(settings: Any, refresh_ms: int = 5000) -> Any:
     )
 
     def start() -> None:
-        refresh()
-        pn.state.add_periodic_callback(refresh, period=refresh_ms)  # stopped by Panel with the session
+        pn.state.execute(refresh)
+        pn.state.add_periodic_callback(refresh, period=refresh_ms)  # type: ignore[arg-type]  # stopped with the session
 
     pn.state.onload(start)
     return layout

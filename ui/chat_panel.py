@@ -202,7 +202,11 @@ def chat_panel(settings: Settings, page: str = "home", context: Callable[[], dic
         placeholder_text="Thinking…",
         height=620,
         sizing_mode="stretch_width",
-        message_params={"show_reaction_icons": False, "show_copy_icon": False, "show_timestamp": False},
+        # Letters, not emoji: these machines have no emoji font.
+        message_params={
+            "show_reaction_icons": False, "show_copy_icon": False, "show_timestamp": False,
+            "default_avatars": {ASSISTANT.lower(): "A", USER.lower(): "Y"},
+        },
         widgets=[pn.chat.ChatAreaInput(placeholder=f"Ask about this page, e.g. “{EXAMPLES.get(page, EXAMPLES['home'])}”")],
         stylesheets=[PANEL_CSS],
     )

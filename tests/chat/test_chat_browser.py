@@ -30,6 +30,7 @@ def browser() -> Any:
         browser.close()
 
 
+@pytest.mark.timeout(1500)  # the session's platform starts inside this test when it runs alone
 def test_chat_panel_streams_an_answer_and_keeps_it_across_pages(
     chat_url: str, standin: AnthropicStandIn, live_platform: Platform, browser: Any
 ) -> None:

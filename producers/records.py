@@ -9,13 +9,15 @@ headers = content-type: application/json, and ce_specversion, ce_id, ce_source, 
 >>> from producers.generators.base import GeneratedEvent
 >>> message = to_kafka_message("tfd", GeneratedEvent("record", {"user_id": "u1"}, "u1", "t1", 0.0))
 >>> message.key, message.headers["ce_type"], message.headers["content-type"], message.value
-(b'u1', b'com.coelho.realtime.tfd.record', b'application/json', b'{"user_id": "u1"}')
+(b'u1', b'com.coelho.realtime.tfd.record', b'application/json', b'{"user_id":"u1"}')
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.formats.json import JSONFormat
@@ -28,8 +30,11 @@ log = logging.getLogger(__name__)
 JSON_FORMAT = JSONFormat()
 
 
-def to_cloudevent(domain: str, event: GeneratedEvent) -> CloudEvent:
-    """The CloudEvent of a generated or replayed event: the domain's type for its kind, source the producer."""
+def to_cloudevent(domain: str, event: GeneratedEvent, data: Any = None) -> CloudEvent:
+    """The CloudEvent of a generated or replayed event: the domain's type for its kind, source the producer.
+
+    `data` replaces the event's data, e.g. with its JSON already encoded.
+    """
     d = get_domain(domain)
     attributes = {
         "id": event.id,
@@ -40,12 +45,17 @@ def to_cloudevent(domain: str, event: GeneratedEvent) -> CloudEvent:
         "domain": d.name,
         "partitionkey": event.key,
     }
-    return CloudEvent(attributes, event.data)
+    return CloudEvent(attributes, event.data if data is None else data)
 
 
 def to_kafka_message(domain: str, event: GeneratedEvent) -> kafka_binding.KafkaMessage:
-    """Binary content mode (cloudevents' Kafka binding); the key as bytes, as kafka-python sends it."""
-    message = kafka_binding.to_binary(to_cloudevent(domain, event), JSON_FORMAT)
+    """Binary content mode (cloudevents' Kafka binding); the key as bytes, as kafka-python sends it.
+
+    The data goes in as compact JSON bytes, which the binding writes as the value unchanged: half the cost of
+    its own JSON encoder, and the same JSON.
+    """
+    encoded = json.dumps(event.data, separators=(",", ":")).encode()
+    message = kafka_binding.to_binary(to_cloudevent(domain, event, encoded), JSON_FORMAT)
     key = message.key.encode() if isinstance(message.key, str) else message.key
     return kafka_binding.KafkaMessage(headers=message.headers, key=key, value=message.value)
 

@@ -203,6 +203,11 @@ class ModelReplica:
         self._add_point = client.register_script(_ADD_POINT)
         self.synced_at = 0.0  # monotonic time of the last successful read of the log
         self.version: str | None = None  # registered MLflow version of the last checkpoint, if known
+        if role == "learner":  # listed from the start (dashboard, `coelho models`, exporters)
+            try:
+                client.sadd(key(domain.name, "models"), self.model_name)
+            except redis.ConnectionError:
+                log.warning("%s/%s: Redis unreachable, model not listed yet", domain.name, self.model_name)
 
     def mkey(self, part: str) -> str:
         return model_key(self.domain.name, self.model_name, part)

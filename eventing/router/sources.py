@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -77,9 +78,14 @@ def ping_event(source: PingSource, when: datetime) -> WireEvent:
 
 
 class PingSourceRunner:
-    def __init__(self, source: PingSource, sink: Sink, metrics: RouterMetrics):
+    """Sends the PingSource's event to its sink at every time its schedule selects (in its timezone)."""
+
+    def __init__(
+        self, source: PingSource, sink: Sink, metrics: RouterMetrics, clock: Callable[[Any], datetime] = datetime.now
+    ):
         self.source = source
         self.sink = sink
+        self.clock = clock
         self.schedule = CronSchedule(source.schedule)
         self.zone = ZoneInfo(source.timezone) if source.timezone else UTC
         self._in = metrics.events_in.labels(source.name)
@@ -95,9 +101,9 @@ class PingSourceRunner:
 
     def _run(self) -> None:
         while not self.stopping.is_set():
-            now = datetime.now(self.zone)
+            now = self.clock(self.zone)
             due = self.schedule.next_after(now.replace(tzinfo=None)).replace(tzinfo=self.zone)
-            if self.stopping.wait(max(0.0, (due - datetime.now(self.zone)).total_seconds())):
+            if self.stopping.wait(max(0.0, (due - self.clock(self.zone)).total_seconds())):
                 return
             self._in.inc()
             self.sink.send(ping_event(self.source, due), lambda: None)

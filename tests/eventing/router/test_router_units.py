@@ -244,3 +244,41 @@ def test_http_client_reads_every_body_framing(response: bytes, status: int, body
     finally:
         sender.close()
         server.close()
+
+
+def test_ping_source_runner_sends_its_data_when_the_schedule_fires() -> None:
+    from datetime import timedelta
+
+    from eventing.router.metrics import RouterMetrics
+    from eventing.router.sources import PingSourceRunner
+
+    source = Manifests.load(PROJECT_ROOT / "knative").ping_sources[("coelho", "coelho-checkpoint-schedule")]
+    # A clock 0.2 s before 10:05 (due: */5), running at real speed from there.
+    start_real = datetime.now(ZoneInfo("Etc/UTC"))
+    start_fake = datetime(2026, 1, 1, 10, 4, 59, 800000, tzinfo=ZoneInfo("Etc/UTC"))
+
+    def clock(zone: object) -> datetime:
+        return start_fake + (datetime.now(ZoneInfo("Etc/UTC")) - start_real)
+
+    sent: list[WireEvent] = []
+    fired = threading.Event()
+
+    class ListSink:
+        address = "list://"
+
+        def send(self, event: WireEvent, on_done: object) -> None:
+            sent.append(event)
+            fired.set()
+
+    metrics = RouterMetrics()
+    runner = PingSourceRunner(source, ListSink(), metrics, clock=clock)
+    runner.start()
+    try:
+        assert fired.wait(5), "the 10:05 ping did not fire"
+    finally:
+        runner.stop()
+    assert len(sent) == 1
+    assert sent[0].attributes["time"] == "2026-01-01T10:05:00.000Z"
+    assert sent[0].data == b'{"reason": "schedule"}'
+    assert metrics.events_in.labels(source.name)._value.get() == 1
+    assert clock(None) - start_fake < timedelta(seconds=5)

@@ -58,6 +58,18 @@ class SecretRedactor:
             text = pattern.sub(REDACTED, text)
         return text
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of every secret value and key-shaped match in `text`."""
+        found = []
+        for secret in self.secrets:
+            at = text.find(secret)
+            while at != -1:
+                found.append((at, at + len(secret)))
+                at = text.find(secret, at + 1)
+        for pattern in _PATTERNS:
+            found.extend(m.span() for m in pattern.finditer(text))
+        return sorted(found)
+
     def redact_data(self, value: Any) -> Any:
         """A copy of a JSON-like value with every string redacted (keys included)."""
         if isinstance(value, str):
@@ -77,16 +89,21 @@ class StreamRedactor:
         self._held = ""
 
     def feed(self, chunk: str) -> str:
-        self._held = self.redactor.redact(self._held + chunk)
-        keep = self.redactor.longest - 1
-        if len(self._held) <= keep:
+        raw = self._held + chunk
+        cut = len(raw) - (self.redactor.longest - 1)
+        if cut <= 0:
+            self._held = raw
             return ""
-        out, self._held = self._held[:-keep], self._held[-keep:]
-        # Never cut inside a replacement marker that was just produced.
-        cut = out.rfind(REDACTED[0])
-        if cut != -1 and REDACTED.startswith(out[cut:]) and out[cut:] != REDACTED:
-            out, self._held = out[:cut], out[cut:] + self._held
-        return out
+        # Never cut through something that is, or may still become, a secret: move the cut to its start.
+        spans = self.redactor.spans(raw)
+        moved = True
+        while moved:  # overlapping matches may each move the cut
+            moved = False
+            for start, end in spans:
+                if start < cut and (cut < end or end == len(raw)):
+                    cut, moved = start, True
+        self._held = raw[cut:]
+        return self.redactor.redact(raw[:cut])
 
     def flush(self) -> str:
         out, self._held = self.redactor.redact(self._held), ""

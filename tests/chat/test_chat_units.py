@@ -1,0 +1,93 @@
+"""Fast checks of the assistant's building blocks (no services): redaction on chunked streams, bounded
+results, tool input validation, the system prompt, the memory's message shape, the stand-in itself."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import anthropic
+import pytest
+from anthropic_standin import AnthropicStandIn, error, text, tool_use
+
+from functions.chat_prompt import PAGES, base_prompt, system_blocks
+from functions.chat_redaction import SecretRedactor, StreamRedactor
+from functions.chat_tools import MAX_RESULT_CHARS, TOOLS, ToolInputError, bound, validate_input
+
+SECRET = "sk-ant-api03-" + "Zx9" * 12
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_secret_split_across_chunks_never_leaks(seed: int) -> None:
+    rng = random.Random(seed)
+    redactor = SecretRedactor.from_environ({"ANTHROPIC_API_KEY": SECRET, "AWS_SECRET_ACCESS_KEY": "s3-secret-value-42"})
+    message = f"The key is {SECRET} and s3 is s3-secret-value-42, done. " * 3
+    stream = StreamRedactor(redactor)
+    out, i = "", 0
+    while i < len(message):
+        step = rng.randint(1, 9)
+        out += stream.feed(message[i : i + step])
+        i += step
+    out += stream.flush()
+    assert SECRET not in out and "s3-secret-value-42" not in out
+    assert out == redactor.redact(message)
+    assert out.count("[redacted]") == 6
+
+
+def test_redaction_of_structures_and_urls() -> None:
+    redactor = SecretRedactor(["hunter2-password"])
+    data = {"url": "redis://user:pa55word@host:6379/0", "nested": [{"p": "hunter2-password"}], "n": 3}
+    assert redactor.redact_data(data) == {"url": "redis://[redacted]@host:6379/0", "nested": [{"p": "[redacted]"}], "n": 3}
+
+
+def test_results_are_bounded() -> None:
+    big = {"rows": [{"i": i, "text": "x" * 200} for i in range(500)], "note": "y" * 20_000}
+    out = bound(big)
+    assert len(out) <= MAX_RESULT_CHARS
+    small = {"a": 1}
+    assert json.loads(bound(small)) == small
+
+
+def test_tool_inputs_are_validated() -> None:
+    assert validate_input("get_recent_predictions", {"domain": "eta", "limit": 3}) == {"domain": "eta", "limit": 3}
+    for name, tool_input, message in [
+        ("set_rate", {}, "unknown tool"),
+        ("get_model_info", {}, "missing input field(s): domain"),
+        ("get_model_info", {"domain": "all"}, "domain must be one of"),
+        ("get_recent_predictions", {"domain": "tfd", "limit": True}, "limit must be an integer"),
+        ("get_recent_predictions", {"domain": "tfd", "limit": 0}, "limit must be between"),
+        ("explain_prediction", {"domain": "tfd", "event": "x"}, "event must be an object"),
+        ("explain_prediction", {"domain": "tfd", "event": {"a": "b" * 5000}}, "larger than"),
+        ("get_page_state", ["not", "an", "object"], "must be a JSON object"),
+    ]:
+        with pytest.raises(ToolInputError, match=re.escape(message)):
+            validate_input(name, tool_input)
+    for tool in TOOLS.values():
+        assert tool.input_schema["additionalProperties"] is False
+
+
+def test_system_prompt_covers_every_page_and_the_four_questions() -> None:
+    prompt = base_prompt()
+    for page in ("home", "tfd", "eta", "ecci"):
+        assert page in PAGES and PAGES[page][:30] in prompt
+    for question in ("What does this page show?", "What does a cluster represent?", "Why was this transaction flagged?",
+                     "What drove this ETA?"):
+        assert question in prompt
+    blocks = system_blocks({"page": "eta", "form": {"weather": "rain"}})
+    assert blocks[0]["text"] == prompt and '"weather": "rain"' in blocks[1]["text"]
+
+
+def test_standin_streams_tool_use_and_errors() -> None:
+    with AnthropicStandIn(chunk_size=3) as api:
+        api.script([text("hi there"), tool_use("get_model_info", {"domain": "tfd"})], error(529))
+        client = anthropic.Anthropic(api_key="k", base_url=api.url, max_retries=0)
+        with client.messages.stream(model="m", max_tokens=10, messages=[{"role": "user", "content": "q"}]) as stream:
+            deltas = [e.text for e in stream if e.type == "text"]
+            final = stream.get_final_message()
+        assert "".join(deltas) == "hi there" and len(deltas) == 3
+        assert final.stop_reason == "tool_use" and final.content[1].input == {"domain": "tfd"}
+        with pytest.raises(anthropic.APIStatusError) as info:
+            client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "q"}])
+        assert info.value.status_code == 529
+        assert [r.messages[0]["content"] for r in api.requests] == ["q", "q"]

@@ -1,0 +1,52 @@
+"""The platform's own router (`coelho up`'s, reading the real knative/ manifests) routes producer records to the
+real learn function and the function's replies back into the Broker."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+pytestmark = pytest.mark.stack
+
+
+def metric(platform: Any, name: str, **labels: str) -> float:
+    port = platform.settings.ports["router_metrics"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_producer_records_reach_learn_and_its_replies_reenter_the_broker(platform: Any) -> None:
+    from producers.generators import make_generator
+    from producers.records import to_kafka_message
+
+    platform.start(["router", "learn"])
+    before_out = metric(platform, "coelho_router_events_out_total", trigger="tfd-learn-records")
+    before_replies = metric(platform, "coelho_router_replies_total", trigger="tfd-learn-records")
+    producer = KafkaProducer(bootstrap_servers=platform.settings.kafka_bootstrap)
+    count = 20
+    for event in itertools.islice(iter(make_generator("tfd", seed=11)), count):
+        message = to_kafka_message("tfd", event)
+        producer.send("transaction_fraud_detection", key=message.key, value=message.value,
+                      headers=list(message.headers.items()))
+    producer.flush()
+    producer.close()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        delivered = metric(platform, "coelho_router_events_out_total", trigger="tfd-learn-records") - before_out
+        replies = metric(platform, "coelho_router_replies_total", trigger="tfd-learn-records") - before_replies
+        if delivered >= count and replies >= count:
+            break
+        time.sleep(0.5)
+    assert delivered >= count, f"learn got {delivered} of {count} records"
+    assert replies >= count, f"{replies} learned replies went back into the Broker"
+    assert metric(platform, "coelho_router_events_in_total", source="tfd-records") >= count

@@ -33,6 +33,18 @@ _PATTERNS = (
 _MAX_PATTERN_TAIL = 64  # how far a pattern match may reach back into held text
 
 
+def is_secret_name(name: str) -> bool:
+    """Secret-looking variable names; access key *ids* (AWS_ACCESS_KEY_ID, ..._S3_ACCESS_KEY) are identifiers.
+
+    >>> [is_secret_name(n) for n in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "COELHO_S3_ACCESS_KEY", "HOME")]
+    [True, False, False, False]
+    """
+    upper = name.upper()
+    if name in _NOT_SECRET_NAMES or ("ACCESS_KEY" in upper and "SECRET" not in upper):
+        return False
+    return bool(_SECRET_NAME.search(name))
+
+
 class SecretRedactor:
     """Replaces known secret values and key-shaped strings in text and in JSON-like structures."""
 
@@ -43,7 +55,7 @@ class SecretRedactor:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> SecretRedactor:
         env = os.environ if environ is None else environ
-        values = [v for k, v in env.items() if _SECRET_NAME.search(k) and k not in _NOT_SECRET_NAMES]
+        values = [v for k, v in env.items() if is_secret_name(k)]
         return cls(values)
 
     @property

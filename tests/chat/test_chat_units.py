@@ -91,3 +91,12 @@ def test_standin_streams_tool_use_and_errors() -> None:
             client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "q"}])
         assert info.value.status_code == 529
         assert [r.messages[0]["content"] for r in api.requests] == ["q", "q"]
+
+
+def test_the_function_environment_redacts_secrets_but_not_names() -> None:
+    from coelho.settings import Settings
+
+    env = Settings.load().function_env()
+    redactor = SecretRedactor.from_environ({**env, "ANTHROPIC_API_KEY": SECRET})
+    said = f"coelho-tfd uses {env['AWS_ACCESS_KEY_ID']} with {env['AWS_SECRET_ACCESS_KEY']} and {SECRET}"
+    assert redactor.redact(said) == f"coelho-tfd uses {env['AWS_ACCESS_KEY_ID']} with [redacted] and [redacted]"

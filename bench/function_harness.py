@@ -49,6 +49,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+PIDS: dict[str, int] = {}  # URL -> PID of the function processes started here
+
+
+def cpu_seconds(url: str) -> float:
+    """CPU time (user + system) the function process behind `url` has used: load-independent cost figures."""
+    import psutil
+
+    times = psutil.Process(PIDS[url]).cpu_times()
+    return float(times.user + times.system)
+
+
 @contextmanager
 def function_process(settings: Any, name: str, server: str = "gunicorn", threads: int = 16,
                      extra_env: dict[str, str] | None = None) -> Iterator[str]:
@@ -62,6 +73,7 @@ def function_process(settings: Any, name: str, server: str = "gunicorn", threads
     proc = subprocess.Popen([sys.executable, "-m", f"functions.{name}"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    PIDS[url] = proc.pid
     try:
         wait_ready(url, proc)
         yield url

@@ -123,12 +123,62 @@ def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurr
     return len(bodies) / (time.perf_counter() - started)
 
 
+def http_only_run(args: Any) -> None:
+    """HTTP -> learn-one -> committed, beside in-process River, and latency at half that peak."""
+    from function_harness import function_process
+
+    from eventing.domains import get_domain
+
+    results: dict[str, Any] = {}
+    with private_platform(["redis"]) as platform, \
+            function_process(platform.settings, "learn", extra_env={"COELHO_RESTORE": "0"}) as url:
+        for name in args.domains.split(","):
+            domain = get_domain(name)
+            clean = [domain.validate(e.data) for e in generated(name, args.events, seed=101) if e.kind == "record"]
+            row: dict[str, Any] = {"model": domain.default_model, "in_process": in_process(name, clean)}
+            from function_harness import cpu_seconds
+
+            cpu = cpu_seconds(url)
+            row["http_per_s"] = round(http_only(url, name, clean), 1)
+            used = cpu_seconds(url) - cpu
+            row["learn_cpu_us_per_event"] = round(used / len(clean) * 1e6)
+            row["capacity_per_core_per_s"] = round(len(clean) / used) if used else None
+            rate = row["http_per_s"] / 2
+            paced = [dict(r, **{domain.id_field: f"paced-{i}"}) for i, r in enumerate(clean[: int(rate * args.latency_seconds)])]
+            client = Client(url)
+            latencies = []
+            started = time.perf_counter()
+            for i, record in enumerate(paced):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                t0 = time.perf_counter()
+                status, body = client.post("/", *ce_request(domain.type("record"), record))
+                assert status == 200, body
+                latencies.append((time.perf_counter() - t0) * 1000)
+            latencies.sort()
+            row["latency_at_half_peak"] = {"rate_per_s": round(rate, 1), "events": len(latencies),
+                                           "p50_ms": round(percentile(latencies, 50), 2),
+                                           "p99_ms": round(percentile(latencies, 99), 2)}
+            row["http_vs_in_process"] = round(row["http_per_s"] / row["in_process"]["test_then_train_per_s"], 2)
+            results[name] = row
+            print(name, json.dumps(row), flush=True)
+    print(json.dumps({"bench": "learn", "path": "HTTP -> learn-one -> committed (no Kafka/router)",
+                      "load_average": load_average(), "domains": results,
+                      "targets": {"linear_and_dbstream_per_s": 2000, "forests_vs_in_process": 0.8}}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--domains", default="tfd,eta,ecci")
     parser.add_argument("--events", type=int, default=3000, help="records per domain for the peak run")
     parser.add_argument("--latency-seconds", type=float, default=6.0)
+    parser.add_argument("--http-only", action="store_true",
+                        help="skip Kafka and the router: HTTP -> learn-one -> committed only (quick)")
     args = parser.parse_args()
+    if args.http_only:
+        http_only_run(args)
+        return
 
     import redis
 

@@ -15,7 +15,7 @@ import argparse
 import json
 import time
 
-from function_harness import ce_request, function_process, load, load_average, private_platform
+from function_harness import ce_request, cpu_seconds, function_process, load, load_average, private_platform
 
 
 def teach(settings: object, n: int) -> dict[str, int]:
@@ -67,7 +67,12 @@ def main() -> None:
                 load(url, requests_, 4, 1.0)  # warm-up
                 rows = []
                 for c in (int(x) for x in args.concurrency.split(",")):
+                    cpu = cpu_seconds(url)
                     rows.append(load(url, requests_, c, args.seconds))
+                    used = cpu_seconds(url) - cpu
+                    # server CPU per prediction: what one free core could serve, whatever the machine's load
+                    rows[-1]["server_cpu_us_per_request"] = round(used / max(rows[-1]["requests"], 1) * 1e6)
+                    rows[-1]["capacity_per_core_per_s"] = round(rows[-1]["requests"] / used) if used else None
                     print(server, json.dumps(rows[-1]), flush=True)
                     time.sleep(0.5)
                 results[server] = rows

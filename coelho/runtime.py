@@ -157,6 +157,12 @@ class Platform:
         """Processes of the recorded service: its process group (leader may be gone), never younger strangers."""
         pgid = int(entry["pid"])
         started = float(entry["create_time"]) - 1.0
+        try:
+            leader = psutil.Process(pgid)
+            if abs(leader.create_time() - float(entry["create_time"])) > 1.0:
+                return []  # the PID was reused: Linux never reuses a live group's id, so our group is gone
+        except psutil.Error:
+            pass
         members: list[psutil.Process] = []
         for p in psutil.process_iter(["pid"]):
             try:

@@ -231,13 +231,14 @@ class ConfusionMatrixChart:
 class BarChart:
     """Vertical bars over categories, updated in place (cluster sizes, top values)."""
 
-    def __init__(self, title: str, height: int = 260, color: str = BLUE, y_label: str = "") -> None:
+    def __init__(self, title: str, height: int = 260, color: str = BLUE, y_label: str = "", x_label: str = "") -> None:
         fig = figure(
             title=title, height=height, sizing_mode="stretch_width", x_range=[], toolbar_location=None, tools="",
         )
         _style(fig)
         fig.xgrid.visible = False
         fig.yaxis.axis_label = y_label
+        fig.xaxis.axis_label = x_label
         fig.y_range.start = 0
         self.source = bm.ColumnDataSource({"x": [], "y": [], "color": []})
         fig.vbar(x="x", top="y", width=0.75, source=self.source, color="color")
@@ -257,8 +258,9 @@ class BarChart:
 class StackedBarChart:
     """Stacked bars: one bar per group (cluster), stacked by category (a feature's values)."""
 
-    def __init__(self, title: str, height: int = 300) -> None:
+    def __init__(self, title: str, height: int = 300, x_label: str = "") -> None:
         self.title = title
+        self.x_label = x_label
         self.height = height
         self.figure = self._empty()
 
@@ -283,11 +285,12 @@ class StackedBarChart:
                 cats, x="group", width=0.7, source=bm.ColumnDataSource(data),
                 color=[PALETTE[i % len(PALETTE)] for i in range(len(cats))], legend_label=cats,
             )
-            fig.legend.location = "top_left"
-            fig.legend.orientation = "horizontal"
-            fig.legend.label_text_font_size = "10px"
-            fig.add_layout(fig.legend[0], "below")
+            fig.legend.label_text_font_size = "11px"
+            fig.legend.glyph_width = 12
+            fig.legend.spacing = 2
+            fig.add_layout(fig.legend[0], "right")
         fig.y_range.start = 0
+        fig.xaxis.axis_label = self.x_label
         self.figure = fig
         return fig
 

@@ -119,6 +119,7 @@ class DomainPage:
         self.form.on_change(self._form_changed)
         self.last_reply: PredictionReply | None = None
         self._last_update = -1.0
+        self._refresh_failed = False
 
         # model status, training, producer
         self.model_info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
@@ -266,7 +267,9 @@ class DomainPage:
         try:
             self._refresh()
         except Exception:
-            log.exception("refreshing the %s page failed", self.domain.name)
+            if not self._refresh_failed:  # once per page: a bug must not flood the log every second
+                log.exception("refreshing the %s page failed", self.domain.name)
+            self._refresh_failed = True
 
     def _refresh(self) -> None:
         live = self.live.domains[self.domain.name]
@@ -355,11 +358,11 @@ class DomainPage:
         training = card(
             pn.Row(self.training_switch, self.training_state, margin=0),
             pn.pane.HTML(f"<span style='color:{MUTED};font-size:12px'>Pause keeps events queued; resume catches up.</span>", margin=(0, 10)),
-            title="Real-time training", width=260, sizing_mode="fixed",
+            title="Real-time training", width=260, sizing_mode=None,
         )
         producer = card(
             pn.Row(self.producer_switch, self.producer_state, margin=0),
-            self.rate_input, self.control_message, title="Producer", width=270, sizing_mode="fixed",
+            self.rate_input, self.control_message, title="Producer", width=270, sizing_mode=None,
         )
         return pn.Row(model, training, producer, sizing_mode="stretch_width")
 
@@ -367,7 +370,7 @@ class DomainPage:
         buttons = pn.Row(self.form.randomize_button, self.predict_button, margin=(4, 6))
         form = card(buttons, self.form_view(), title="Prediction request", sizing_mode="stretch_width")
         result = card(self.prediction_status, self.result_view(), title="Prediction", sizing_mode="stretch_width")
-        return pn.Row(pn.Column(form, sizing_mode="stretch_width"), pn.Column(result, width=520, sizing_mode="fixed"), sizing_mode="stretch_width")
+        return pn.Row(pn.Column(form, sizing_mode="stretch_width"), pn.Column(result, width=520, sizing_mode=None), sizing_mode="stretch_width")
 
     def metrics_tab(self) -> Any:
         charts = pn.GridBox(*[card(c.figure) for c in self.charts.values()], ncols=3, sizing_mode="stretch_width")

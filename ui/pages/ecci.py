@@ -39,7 +39,7 @@ class EcommercePage(DomainPage):
         )
         self.behaviour = BarChart("Top values in this cluster", height=240, y_label="share of the cluster's events")
         self.behaviour_note = pn.pane.HTML("", margin=(0, 10))
-        self.sizes = BarChart("Samples per cluster", height=280, y_label="events")
+        self.sizes = BarChart("Samples per cluster", height=300, y_label="events", x_label="cluster")
         self.analytics_feature = pn.widgets.Select(
             name="Feature distribution across clusters", options={v: k for k, v in FEATURE_LABELS.items()}, width=300
         )
@@ -123,14 +123,14 @@ class EcommercePage(DomainPage):
         self._clusters_seen = signature
         ids = sorted(clusters, key=lambda c: (len(c), c))
         self.sizes.update(
-            {f"cluster {c}": clusters[c].get("samples", 0) for c in ids},
+            {c: clusters[c].get("samples", 0) for c in ids},
             colors=[PALETTE[int(c) % len(PALETTE)] if c.lstrip("-").isdigit() else BLUE for c in ids],
         )
         feature = self.analytics_feature.value
         profiles = {c: clusters[c].get(feature) for c in ids if clusters[c].get(feature)}
-        groups = [f"cluster {c}" for c in profiles]
+        groups = [str(c) for c in profiles]
         if profiles and all(_is_numeric(p) for p in profiles.values()):
-            fig = StackedBarChart(f"Mean {FEATURE_LABELS[feature]} per cluster", height=330).build(
+            fig = StackedBarChart(f"Mean {FEATURE_LABELS[feature]} per cluster", height=330, x_label="cluster").build(
                 groups, {"mean": [p["mean"] for p in profiles.values()]}
             )
         else:
@@ -138,7 +138,9 @@ class EcommercePage(DomainPage):
             for p in profiles.values():
                 categories += [k for k in p if k not in categories]
             shares = {cat: [float(p.get(cat, 0.0)) for p in profiles.values()] for cat in categories}
-            fig = StackedBarChart(f"{FEATURE_LABELS[feature]} across clusters (share of each cluster's events)", height=330).build(groups, shares)
+            fig = StackedBarChart(
+                f"{FEATURE_LABELS[feature].capitalize()}: share of each cluster's events", height=330, x_label="cluster"
+            ).build(groups, shares)
         self.distribution_pane.object = fig
 
     def extra_tabs(self) -> list[tuple[str, Any]]:

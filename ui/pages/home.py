@@ -68,10 +68,10 @@ class HomePage:
             f"<div style='display:flex;justify-content:space-between;align-items:center'>"
             f"<span style='font-size:17px;font-weight:700;color:#1e3a8a'>{html.escape(domain.title)}</span>{state}</div>"
             f"<div style='color:#4b5563;font-size:13px;margin:6px 0 10px 0;min-height:36px'>{html.escape(domain.description)}</div>"
-            f"<div style='display:flex;gap:24px'>"
+            f"<div style='display:flex;gap:8px 24px;flex-wrap:wrap'>"
             f"<div><div style='font-size:12px;color:#6b7280'>events/s learned</div><div class='events-per-s' style='font-size:26px;font-weight:800;color:#111827'>{live.learned_per_s:,.1f}</div></div>"
             f"<div><div style='font-size:12px;color:#6b7280'>events learned</div><div style='font-size:26px;font-weight:800;color:#111827'>{learned}</div></div>"
-            f"<div><div style='font-size:12px;color:#6b7280'>model</div><div style='font-size:15px;font-weight:600;color:#111827;margin-top:8px'>{html.escape(live.model or domain.default_model)}</div></div>"
+            f"<div style='min-width:0'><div style='font-size:12px;color:#6b7280'>model</div><div style='font-size:15px;font-weight:600;color:#111827;margin-top:8px;word-break:break-all'>{html.escape(live.model or domain.default_model)}</div></div>"
             "</div></a>"
         )
 

@@ -38,11 +38,12 @@ def classification_report(matrix: dict[str, dict[str, float]]) -> list[dict[str,
         correct += tp
         rows.append({"class": CLASS_NAMES[label], "precision": precision, "recall": recall, "f1": f1, "support": int(support)})
     if total:
+        per_class = list(rows)
         for avg in ("macro avg", "weighted avg"):
-            weights = [r["support"] / total if avg == "weighted avg" else 0.5 for r in rows]
+            weights = [r["support"] / total if avg == "weighted avg" else 1 / len(per_class) for r in per_class]
             rows.append({
                 "class": avg, "support": int(total),
-                **{m: sum(w * r[m] for w, r in zip(weights, rows[:2], strict=True)) for m in ("precision", "recall", "f1")},
+                **{m: sum(w * r[m] for w, r in zip(weights, per_class, strict=True)) for m in ("precision", "recall", "f1")},
             })
         rows.append({"class": "accuracy", "precision": None, "recall": None, "f1": correct / total, "support": int(total)})
     return rows

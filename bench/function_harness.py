@@ -56,8 +56,12 @@ def cpu_seconds(url: str) -> float:
     """CPU time (user + system) the function process behind `url` has used: load-independent cost figures."""
     import psutil
 
-    times = psutil.Process(PIDS[url]).cpu_times()
-    return float(times.user + times.system)
+    proc = psutil.Process(PIDS[url])
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:  # gunicorn serves from a worker child
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 @contextmanager

@@ -202,6 +202,7 @@ class ModelReplica:
         self._set_if_newer = client.register_script(_SET_IF_NEWER)
         self._add_point = client.register_script(_ADD_POINT)
         self.synced_at = 0.0  # monotonic time of the last successful read of the log
+        self._reset_checked_at = 0.0
         self.version: str | None = None  # registered MLflow version of the last checkpoint, if known
         if role == "learner":  # listed from the start (dashboard, `coelho models`, exporters)
             try:
@@ -231,38 +232,47 @@ class ModelReplica:
         self.load_snapshot()
 
     # --- applying the log ---------------------------------------------------------------------
-    def catch_up(self, prefetched: list[LogEntry] | None = None, paused_at: int | None = None,
-                 check_pause: bool = True) -> list[Applied]:
-        """Apply every log entry after the local position (up to a pause). Returns what was applied."""
+    def catch_up(self, paused_at: int | None = None, check_pause: bool = True, batch: int = 2000) -> list[Applied]:
+        """Apply every log entry after the local position (up to a pause). Returns what was applied.
+
+        Reads happen outside the lock, so predictions served from this replica never wait on Redis.
+        """
         done: list[Applied] = []
-        with self.lock:
-            if check_pause:
-                paused_at = self.log.paused_at()
-            entries = prefetched
-            while True:
-                if entries is None:
-                    entries = self.log.read_after(self.state.seq)
-                    self.synced_at = time.monotonic()
+        if check_pause:
+            paused_at = self.log.paused_at()
+        while True:
+            entries = self.log.read_after(self.state.seq, count=batch)
+            self.synced_at = time.monotonic()
+            if not entries:
+                self._check_reset()
+                break
+            stop = False
+            with self.lock:
                 entries = [e for e in entries if e.seq > self.state.seq]
-                if not entries:
-                    if self.state.seq > self.log.head():  # Redis was reset to an older state: take its snapshot
-                        self._reset_to_snapshot()
-                    break
-                if entries[0].seq != self.state.seq + 1:
+                if entries and entries[0].seq != self.state.seq + 1:
                     self._reset_to_snapshot(needed=entries[0].seq)
-                    entries = None
                     continue
-                stop = False
+                applied = []
                 for entry in entries:
                     if paused_at is not None and entry.seq > paused_at:
                         stop = True
                         break
-                    done.append(self._apply(entry))
-                if stop or prefetched is not None and len(done) == len(prefetched):
-                    break
-                entries = None
-            self._after_apply(done)
+                    applied.append(self._apply(entry))
+                self._after_apply(applied)
+                done.extend(applied)
+            if stop or len(entries) < batch:
+                break
         return done
+
+    def _check_reset(self) -> None:
+        """About once a second: if Redis is behind this replica (flushed, restored), take Redis's snapshot."""
+        now = time.monotonic()
+        if now - self._reset_checked_at < 1.0:
+            return
+        self._reset_checked_at = now
+        if self.state.seq > self.log.head():
+            with self.lock:
+                self._reset_to_snapshot()
 
     def apply_direct(self, entry: LogEntry, paused_at: int | None) -> list[Applied]:
         """Apply an event just appended: directly when it is next in line, else by catching up."""

@@ -103,3 +103,23 @@ def test_formatting() -> None:
     assert format_metric(0.123456) == "0.1235"
     assert format_metric(1234.5) == "1,234"
     assert round(haversine_km(29.76, -95.37, 29.76, -95.37), 6) == 0
+
+
+def test_maps_need_no_tiles_unless_a_tile_server_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bokeh.models import TileRenderer
+
+    from ui.charts import PointMap
+
+    monkeypatch.delenv("COELHO_TILE_URL", raising=False)
+    plain = PointMap("route", route=True)
+    plain.update([("Origin", 29.76, -95.37, "green"), ("Destination", 29.70, -95.40, "red")])
+    assert not any(isinstance(r, TileRenderer) for r in plain.figure.renderers)
+    assert plain.points.data["x"] == [-95.37, -95.40]  # longitude on x, latitude on y
+    assert plain.route.data["y"] == [29.76, 29.70]
+    assert plain.figure.x_range.start < -95.40 and plain.figure.x_range.end > -95.37
+
+    monkeypatch.setenv("COELHO_TILE_URL", "http://tiles.example/{Z}/{X}/{Y}.png")
+    tiled = PointMap("route", route=True)
+    tiled.update([("Origin", 29.76, -95.37, "green")])
+    assert any(isinstance(r, TileRenderer) for r in tiled.figure.renderers)
+    assert abs(tiled.points.data["x"][0]) > 1e6  # Web Mercator metres

@@ -1,0 +1,88 @@
+"""ui.state_reader reads what learn-one publishes: written here by the functions' own ModelReplica into a real
+(throwaway) Redis, read back as the dashboard shows it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from coelho.services import redis_bin
+from coelho.settings import Settings, free_port
+from eventing.domains import ETA
+from ui import state_reader
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[tuple[redis.Redis, Settings]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [redis_bin(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+    settings = Settings.load().with_free_ports(tmp_path)
+    settings.ports["redis"] = port
+    try:
+        yield client, settings
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_reads_the_model_learn_one_publishes(redis_server: tuple[redis.Redis, Settings]) -> None:
+    from functions.model_store import EventLog, ModelReplica
+    from producers.generators import make_generator
+
+    client, settings = redis_server
+    log = EventLog(client, ETA)
+    learner = ModelReplica(client, ETA, role="learner")
+    for event in make_generator("eta", seed=9).take(250):
+        clean = ETA.validate(event.data)
+        log.append("record", clean, log.dedup_keys("/tests", event.id, clean, "record"))
+    learner.catch_up()
+    learner.write_summary()
+
+    live = state_reader.read_domain(state_reader.redis_client(settings), "eta")
+    assert live.available and live.model == ETA.default_model
+    assert live.events_learned == learner.state.events_learned == 250
+    assert live.metrics["MAE"] == pytest.approx(learner.state.metric_values()["MAE"])
+    assert live.history["MAE"], "metric history points for the charts"
+    assert all(x > 0 for x, _ in live.history["MAE"])
+    assert live.paused is False
+
+    paused = state_reader.set_training(settings, "eta", paused=True)
+    assert paused["training"] == "paused"
+    assert state_reader.read_domain(client, "eta").paused is True
+    state_reader.set_training(settings, "eta", paused=False)
+    assert state_reader.read_domain(client, "eta").paused is False
+
+
+def test_producer_controls_round_trip(redis_server: tuple[redis.Redis, Settings]) -> None:
+    client, settings = redis_server
+    assert state_reader.read_producer(client, "tfd") == (None, None)
+    state_reader.set_producer(settings, "tfd", enabled=False, rate=12.5)
+    assert client.get("coelho:producer:tfd:enabled") == b"0"
+    assert state_reader.read_producer(client, "tfd") == (False, 12.5)
+
+
+def test_redis_down_is_reported_not_raised_as_a_traceback(tmp_path: Path) -> None:
+    settings = Settings.load().with_free_ports(tmp_path)  # nothing listens on its redis port
+    with pytest.raises(state_reader.StateUnavailable):
+        state_reader.read_domain(state_reader.redis_client(settings), "tfd")
+    with pytest.raises(state_reader.StateUnavailable):
+        state_reader.set_producer(settings, "tfd", enabled=True)

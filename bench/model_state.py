@@ -36,7 +36,7 @@ def main() -> None:
 
     results: dict[str, Any] = {}
     with private_platform(["redis"]) as platform:
-        client = redis.Redis.from_url(platform.settings.redis_url)
+        client: Any = redis.Redis.from_url(platform.settings.redis_url)
         for name, domain in DOMAINS.items():
             stream = events(name, args.events + args.naive_events, seed=5)
             log = EventLog(client, domain)

@@ -4,7 +4,15 @@ event schema. `python -m eventing.catalog > docs/events.md` rewrites it; a test 
 
 from __future__ import annotations
 
-from eventing.cloudevent_types import CHECKPOINT_REQUESTED, EVENT_KINDS, KAFKA_EVENT, TRAINING_CONTROL, TYPE_PREFIX
+from eventing.cloudevent_types import (
+    CHAT_ANSWER,
+    CHAT_REQUESTED,
+    CHECKPOINT_REQUESTED,
+    EVENT_KINDS,
+    KAFKA_EVENT,
+    TRAINING_CONTROL,
+    TYPE_PREFIX,
+)
 from eventing.domain import Domain
 from eventing.domains import DOMAINS
 
@@ -71,6 +79,9 @@ def render() -> str:
         f"| all | | | checkpoint requested | `{CHECKPOINT_REQUESTED}` | `/apis/v1/namespaces/<ns>/pingsources/<name>` or a client | "
         "ask the checkpoint function to snapshot the models (PingSource schedule or on demand) |",
         f"| all | | | training control | `{TRAINING_CONTROL}` | `/coelho/dashboard` or `/coelho/cli` | pause / resume learning of a domain |",
+        f"| all | | | chat requested | `{CHAT_REQUESTED}` | `/coelho/dashboard` or a client | a question to the assistant "
+        "(data: session_id, message, page) |",
+        f"| all | | | chat answer | `{CHAT_ANSWER}` | `/coelho/functions/chat` | the assistant's whole answer, with the tools it used |",
         f"| all | | | Kafka record | `{KAFKA_EVENT}` | `/apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>` | "
         "what a KafkaSource emits for a record that is not a CloudEvent |",
         "",

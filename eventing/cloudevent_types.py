@@ -30,6 +30,8 @@ EVENT_KINDS: dict[str, str] = {
 # Platform-wide types (not tied to one domain).
 CHECKPOINT_REQUESTED = f"{TYPE_PREFIX}.checkpoint.requested"  # PingSource schedule or on demand
 TRAINING_CONTROL = f"{TYPE_PREFIX}.training.control"  # pause / resume learning of a domain
+CHAT_REQUESTED = f"{TYPE_PREFIX}.chat.requested"  # a question to the assistant (chat function)
+CHAT_ANSWER = f"{TYPE_PREFIX}.chat.answer"  # the assistant's whole answer (reply to chat.requested)
 KAFKA_EVENT = "dev.knative.kafka.event"  # what a KafkaSource emits for a record that is not a CloudEvent
 
 

@@ -35,6 +35,7 @@ from flask import Flask, Response, request, stream_with_context
 from prometheus_client import Counter, Histogram
 
 from coelho.settings import Settings
+from eventing.cloudevent_types import CHAT_ANSWER, CHAT_REQUESTED
 from functions.chat_data import PlatformReader
 from functions.chat_memory import ConversationMemory, valid_session_id
 from functions.chat_prompt import system_blocks
@@ -44,8 +45,6 @@ from functions.cloudevent_app import DependencyUnavailable, UnsupportedEvent, cr
 
 log = logging.getLogger("coelho.functions.chat")
 
-CHAT_REQUESTED = "com.coelho.realtime.chat.requested"
-CHAT_ANSWER = "com.coelho.realtime.chat.answer"
 SOURCE = "/coelho/functions/chat"
 DEFAULT_MODEL = "claude-sonnet-4-5"
 

@@ -122,5 +122,9 @@ def serve(settings: Settings, port: int | None = None, show: bool = False, **kwa
         show=show,
         title="COELHO RealTime",
         autoreload=False,
+        # A closed tab's session (and its periodic callbacks) is dropped within ~5 s instead of Bokeh's ~30 s:
+        # on a shared 2-core machine, forgotten sessions refreshing charts slow every open page down.
+        check_unused_sessions_milliseconds=2000,
+        unused_session_lifetime_milliseconds=3000,
         **kwargs,
     )

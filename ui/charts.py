@@ -196,7 +196,7 @@ class ConfusionMatrixChart:
     def __init__(self, labels: Sequence[str] = ("legit", "fraud")) -> None:
         self.labels = [str(x) for x in labels]
         fig = figure(
-            title="Confusion matrix (rows: truth, columns: predicted)", height=300, sizing_mode="stretch_width",
+            title="rows: actual class · columns: predicted class", height=300, sizing_mode="stretch_width",
             x_range=self.labels, y_range=list(reversed(self.labels)), toolbar_location=None, tools="",
         )
         _style(fig)

@@ -96,6 +96,7 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1500, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(60_000)  # the machine is shared: generous, never a timing assertion
+    pg.set_default_navigation_timeout(120_000)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.errors = errors  # type: ignore[attr-defined]

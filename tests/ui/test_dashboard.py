@@ -214,17 +214,6 @@ def test_ecci_page_cluster_and_analytics(dashboard: Any, page: Any) -> None:
     assert not page.errors
 
 
-def test_observability_page_is_mounted(dashboard: Any, page: Any) -> None:
-    from ui.app import PAGES
-
-    if not any(p.route == "/observability" for p in PAGES):
-        pytest.skip("ui/observability.py is not there")
-    open_page(page, dashboard, "/observability", "Observability")
-    page.wait_for_timeout(2000)
-    screenshot(page, "observability")
-    no_traceback(page)
-
-
 def test_banner_names_a_stopped_predict_function(dashboard: Any, page: Any) -> None:
     open_page(page, dashboard, "/tfd", "Randomize All Fields")
     dashboard.kill("predict")
@@ -252,3 +241,14 @@ def test_banner_names_a_stopped_redis(dashboard: Any, page: Any) -> None:
     finally:
         dashboard.restart("redis")
     page.get_by_text("is not responding").first.wait_for(state="hidden", timeout=120_000)
+
+
+def test_observability_page_is_mounted(dashboard: Any, page: Any) -> None:
+    from ui.app import PAGES
+
+    if not any(p.route == "/observability" for p in PAGES):
+        pytest.skip("ui/observability.py is not there")
+    open_page(page, dashboard, "/observability", "Observability")
+    page.wait_for_timeout(2000)
+    screenshot(page, "observability")
+    no_traceback(page)

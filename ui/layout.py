@@ -110,7 +110,8 @@ class ServiceBanner:
 
     def __init__(self, live: LiveData) -> None:
         self.live = live
-        self.pane = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width", margin=(4, 6))
+        # Styled inline (not pn.pane.Alert): the banner must look alarming even if a stylesheet loads late.
+        self.pane = pn.pane.HTML("", visible=False, sizing_mode="stretch_width", margin=(4, 6), css_classes=["service-banner"])
         self.refresh()
 
     def refresh(self) -> None:
@@ -121,8 +122,10 @@ class ServiceBanner:
         names = ", ".join(f"<b>{html.escape(s.label)}</b>" for s in down)
         verb = "is" if len(down) == 1 else "are"
         self.pane.object = (
+            "<div role='alert' style='background:#fdecea;border:1px solid #f5c2c0;border-left:5px solid #d1382f;"
+            "color:#7a1c17;border-radius:10px;padding:12px 16px;font-size:14px'>"
             f"⚠ Service down: {names} {verb} not responding. The page keeps working where it can; "
-            "values may be stale until it is back."
+            "values may be stale until it is back.</div>"
         )
         self.pane.visible = True
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import producers  # noqa: E402
 from eventing.domains import DOMAINS  # noqa: E402
 from producers.producer import produce  # noqa: E402
-from producers.records import to_kafka_message  # noqa: E402
+from producers.kafka_record import to_kafka_message  # noqa: E402
 
 
 def generation_rate(domain: str, events: int) -> float:

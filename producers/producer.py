@@ -2,7 +2,7 @@
 
 `produce("tfd", rate=3)` runs until stopped; `count` or `duration` bound it. The rate and an on/off switch can
 be changed while it runs through Redis (producers.controls). Records are binary-mode CloudEvents
-(producers.records) keyed by the entity key, so each key's events land on one partition, in order.
+(producers.kafka_record) keyed by the entity key, so each key's events land on one partition, in order.
 
 The Kafka producer favours throughput without giving up order or safety:
 - acks="all" with idempotence (kafka-python 3's defaults): on one broker it costs nothing measurable over
@@ -33,7 +33,7 @@ from producers.controls import ProducerControls
 from producers.generators import StreamGenerator, make_generator
 from producers.generators.base import GeneratedEvent
 from producers.metrics import ProducerMetrics
-from producers.records import ensure_topic, to_cloudevent, to_kafka_message
+from producers.kafka_record import ensure_topic, to_cloudevent, to_kafka_message
 from producers.replay import InvalidLine, replay_events
 
 log = logging.getLogger(__name__)

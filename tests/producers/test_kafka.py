@@ -213,7 +213,7 @@ def test_tfd_metrics_show_the_fraud_ratio(kafka_bootstrap: str, unused_redis_url
 def test_eta_topic_is_created_with_several_partitions(kafka_bootstrap: str) -> None:
     from kafka import KafkaConsumer
 
-    from producers.records import ensure_topic
+    from producers.kafka_record import ensure_topic
 
     ensure_topic(kafka_bootstrap, ETA.topic)  # exists already (an earlier test) or is created now
     consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)

@@ -11,7 +11,7 @@ from cloudevents.core.bindings import kafka as kafka_binding
 import producers
 from eventing.domains import DOMAINS, TFD
 from producers.producer import JsonlSink, Pacer
-from producers.records import to_kafka_message
+from producers.kafka_record import to_kafka_message
 from producers.replay import replay_events
 
 

@@ -7,6 +7,7 @@ Prometheus rule file (`groups:`) or a PrometheusRule resource (`spec.groups`), p
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -20,24 +21,51 @@ from coelho.settings import PROJECT_ROOT, Settings
 ALERT_RULES = PROJECT_ROOT / "knative" / "monitoring" / "alert-rules.yaml"
 
 
+def targets_dir(settings: Settings) -> Path:
+    """File-based service discovery: one <service>.json per started service, removed when it stops."""
+    return settings.run_dir / "prometheus-targets"
+
+
 def scrape_jobs(settings: Settings) -> list[dict[str, Any]]:
+    """One job per service with metrics; its target appears only while the runtime has it started.
+
+    Prometheus re-reads the target files every few seconds, so `coelho up --no-producers` (or a test that starts
+    part of the platform) does not make services that were never started look down.
+    """
     from coelho.services import SERVICES
 
     jobs: list[dict[str, Any]] = []
     for svc in SERVICES:
         if not svc.metrics_path or not svc.available():
             continue
-        port = settings.ports[svc.metrics_port or svc.port]
         jobs.append(
             {
                 "job_name": f"coelho-{svc.name}",
                 "metrics_path": svc.metrics_path,
-                "static_configs": [
-                    {"targets": [f"{settings.host}:{port}"], "labels": {"service": svc.name, "kind": svc.kind}}
-                ],
+                "file_sd_configs": [{"files": [str(targets_dir(settings) / f"{svc.name}.json")], "refresh_interval": "5s"}],
             }
         )
     return jobs
+
+
+def register_target(settings: Settings, name: str) -> None:
+    """Tell Prometheus to scrape service `name` (called by the runtime when it launches the service)."""
+    from coelho.services import SERVICES
+
+    svc = next((s for s in SERVICES if s.name == name), None)
+    if svc is None or not svc.metrics_path:
+        return
+    port = settings.ports[svc.metrics_port or svc.port]
+    folder = targets_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    group = [{"targets": [f"{settings.host}:{port}"], "labels": {"service": svc.name, "kind": svc.kind}}]
+    tmp = folder / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(group))
+    tmp.replace(folder / f"{name}.json")  # atomic: Prometheus never reads half a file
+
+
+def unregister_target(settings: Settings, name: str) -> None:
+    (targets_dir(settings) / f"{name}.json").unlink(missing_ok=True)
 
 
 def rule_groups(path: Path = ALERT_RULES) -> list[dict[str, Any]]:

@@ -123,6 +123,12 @@ class Platform:
         tmp.replace(self.state_path)
 
     def _update_entry(self, name: str, entry: dict[str, Any] | None) -> None:
+        from coelho.prometheus import register_target, unregister_target
+
+        if entry is None:
+            unregister_target(self.settings, name)
+        else:
+            register_target(self.settings, name)
         with self._lock:
             state = self._load_state()
             if entry is None:

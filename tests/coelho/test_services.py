@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -41,9 +42,15 @@ def test_prometheus_config_from_table(tmp_path: Path) -> None:
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     expected = {f"coelho-{svc.name}" for svc in SERVICES if svc.metrics_path and svc.available()}
     assert set(jobs) == expected
-    prom = jobs["coelho-prometheus"]
-    assert prom["static_configs"][0]["targets"] == [f"127.0.0.1:{s.ports['prometheus']}"]
     assert "rule_files" not in cfg
+    # A service is a target only while the runtime has it started (file-based discovery).
+    [target_file] = jobs["coelho-prometheus"]["file_sd_configs"][0]["files"]
+    assert not Path(target_file).exists()
+    prometheus.register_target(s, "prometheus")
+    group = json.loads(Path(target_file).read_text())
+    assert group[0]["targets"] == [f"127.0.0.1:{s.ports['prometheus']}"]
+    prometheus.unregister_target(s, "prometheus")
+    assert not Path(target_file).exists()
 
 
 def test_rule_groups_plain_and_prometheusrule(tmp_path: Path) -> None:

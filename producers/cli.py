@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import datetime
 from typing import Any
 
 import click
@@ -55,6 +56,12 @@ def produce(domain: str, rate: float | None, count: int | None, duration: float 
         raise click.UsageError("give --count or --duration, not both")
     if delayed_labels and domain != "tfd":
         raise click.UsageError(f"--delayed-labels is for tfd only: {domain} has no label to delay")
+    if start not in (None, "now"):
+        try:
+            datetime.fromisoformat(start.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter(f"{start!r} is not an ISO 8601 time (e.g. 2026-01-05T08:00:00Z) or 'now'",
+                                     param_hint="--start") from None
     settings = Settings.load()
     stop = threading.Event()
 

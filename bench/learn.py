@@ -58,7 +58,7 @@ def send_to_kafka(settings: Any, domain_name: str, stream: list[Any], rate: floa
     from kafka import KafkaProducer
 
     from eventing.domains import get_domain
-    from producers.records import ensure_topic, to_kafka_message
+    from producers.kafka_record import ensure_topic, to_kafka_message
 
     domain = get_domain(domain_name)
     ensure_topic(settings.kafka_bootstrap, domain.topic)

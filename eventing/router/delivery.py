@@ -67,15 +67,18 @@ class HttpConnection:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = f"POST {path} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n{head}\r\n"
         self.sock.sendall(request.encode("latin-1") + body)
-        while b"\r\n\r\n" not in self.buffer:
-            self._fill()
-        raw_head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = raw_head.decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        try:
-            status = int(rest[:3])
-        except ValueError:
-            raise ConnectionResetError(f"not an HTTP response: {lines[0][:80]!r}") from None
+        while True:
+            while b"\r\n\r\n" not in self.buffer:
+                self._fill()
+            raw_head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            lines = raw_head.decode("latin-1").split("\r\n")
+            version, _, rest = lines[0].partition(" ")
+            try:
+                status = int(rest[:3])
+            except ValueError:
+                raise ConnectionResetError(f"not an HTTP response: {lines[0][:80]!r}") from None
+            if not 100 <= status < 200 or status == 101:
+                break  # interim responses (100 Continue, 103 Early Hints) come before the final one: skip them
         response_headers: dict[str, str] = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
@@ -84,9 +87,7 @@ class HttpConnection:
         closes = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
         if status in (204, 304) or 100 <= status < 200:
             data = b""
-        elif "content-length" in response_headers:
-            data = self._read_exactly(int(response_headers["content-length"]))
-        elif response_headers.get("transfer-encoding", "").lower() == "chunked":
+        elif response_headers.get("transfer-encoding", "").lower().endswith("chunked"):  # wins over Content-Length
             parts = []
             while True:
                 size = int(self._read_line().split(b";")[0], 16)
@@ -97,6 +98,8 @@ class HttpConnection:
                 parts.append(self._read_exactly(size))
                 self._read_exactly(2)
             data = b"".join(parts)
+        elif "content-length" in response_headers:
+            data = self._read_exactly(int(response_headers["content-length"]))
         else:  # the body ends when the server closes
             try:
                 while True:

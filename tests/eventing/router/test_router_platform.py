@@ -27,7 +27,7 @@ def metric(platform: Any, name: str, **labels: str) -> float:
 
 def test_producer_records_reach_learn_and_its_replies_reenter_the_broker(platform: Any) -> None:
     from producers.generators import make_generator
-    from producers.records import to_kafka_message
+    from producers.kafka_record import to_kafka_message
 
     platform.start(["router", "learn"])
     before_out = metric(platform, "coelho_router_events_out_total", trigger="tfd-learn-records")

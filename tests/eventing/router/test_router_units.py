@@ -202,49 +202,6 @@ def test_a_subscriber_override_wins(tmp_path: object) -> None:
     assert router.resolve_url(trigger.subscriber) == "http://x:1/"
 
 
-# --- the HTTP client ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "response,status,body",
-    [
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nce-id: r1\r\n\r\n4\r\nabcd\r\n2;x=1\r\nef\r\n0\r\n\r\n", 200, b"abcdef"),
-        (b"HTTP/1.0 500 Oops\r\nContent-Type: text/plain\r\n\r\nno length, ends at close", 500, b"no length, ends at close"),
-        (b"HTTP/1.1 204 No Content\r\n\r\n", 204, b""),
-    ],
-    ids=["chunked", "until-close", "no-content"],
-)
-def test_http_client_reads_every_body_framing(response: bytes, status: int, body: bytes) -> None:
-    import socket
-
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-
-    def serve() -> None:
-        for _ in range(2):  # the second request proves the kept-alive connection is still usable (or reopened)
-            conn, _ = server.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(4096)
-                conn.sendall(response)
-                if b"chunked" not in response and b"204" not in response:
-                    continue
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(4096)
-                conn.sendall(response)
-                return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    sender = HttpSender(5)
-    try:
-        for _ in range(2):
-            got_status, headers, got_body = sender.post(f"http://127.0.0.1:{port}/", {"ce-id": "1"}, b"{}")
-            assert (got_status, got_body) == (status, body)
-    finally:
-        sender.close()
-        server.close()
-
 
 def test_ping_source_runner_sends_its_data_when_the_schedule_fires() -> None:
     from datetime import timedelta

@@ -72,7 +72,7 @@ def run(settings: Settings, loads: int, clicks: int) -> dict[str, Any]:
                 for _ in range(loads):
                     page = browser.new_page(viewport={"width": 1500, "height": 1000})
                     start = time.perf_counter()
-                    page.goto(base + route)
+                    page.goto(base + route, timeout=120_000)
                     page.get_by_text(text).first.wait_for(timeout=60_000)
                     page.wait_for_function(INTERACTIVE, timeout=60_000)
                     times.append(time.perf_counter() - start)
@@ -80,7 +80,7 @@ def run(settings: Settings, loads: int, clicks: int) -> dict[str, Any]:
                 out["page_interactive_s"][route] = {"median": round(statistics.median(times), 3), "max": round(max(times), 3)}
             for domain, text in RESULT.items():
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
-                page.goto(f"{base}/{domain}")
+                page.goto(f"{base}/{domain}", timeout=120_000)
                 page.wait_for_function(INTERACTIVE, timeout=60_000)
                 latencies = []
                 for _ in range(clicks):

@@ -10,8 +10,8 @@ from cloudevents.core.bindings import kafka as kafka_binding
 
 import producers
 from eventing.domains import DOMAINS, TFD
-from producers.producer import JsonlSink, Pacer
 from producers.kafka_record import to_kafka_message
+from producers.producer import JsonlSink, Pacer
 from producers.replay import replay_events
 
 

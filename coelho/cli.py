@@ -25,6 +25,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "invoke": "functions.cli:invoke",
     "models": "functions.cli:models",
     "training": "functions.cli:training",
+    "checkpoint": "functions.cli:checkpoint",
 }
 
 

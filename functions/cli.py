@@ -180,3 +180,43 @@ def pause(domain: str) -> None:
 def resume(domain: str) -> None:
     """Resume learning DOMAIN: the models catch up on what arrived meanwhile."""
     _control("resume", domain)
+
+
+@click.command()
+@click.argument("domains", nargs=-1)
+@click.option("--broker", default=None, help="Broker ingress URL (default: the local router's /<namespace>/default)")
+def checkpoint(domains: tuple[str, ...], broker: str | None) -> None:
+    """Ask the checkpoint function, through the Broker, to register model versions now (all domains by default).
+
+    Sends the same `com.coelho.realtime.checkpoint.requested` CloudEvent a PingSource schedule sends, so it goes
+    through the checkpoint Trigger (retries, dead letters) like any other event.
+    """
+    import requests
+    from cloudevents.core.bindings.http import to_binary_event
+    from cloudevents.core.v1.event import CloudEvent
+
+    from eventing.cloudevent_types import CHECKPOINT_REQUESTED
+    from eventing.domains import get_domain
+
+    try:
+        names = [get_domain(name).name for name in domains]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="DOMAINS") from None
+    settings = _settings()
+    target = broker or f"{settings.broker_url}/{settings.namespace}/default"
+    event = CloudEvent(
+        {
+            "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/coelho/cli", "type": CHECKPOINT_REQUESTED,
+            "datacontenttype": "application/json",
+        },
+        {"reason": "on demand", **({"domains": names} if names else {})},
+    )
+    message = to_binary_event(event)
+    try:
+        response = requests.post(target, data=message.body, headers=dict(message.headers), timeout=15)
+    except requests.ConnectionError:
+        raise click.ClickException(f"the Broker ingress is not reachable at {target}: is the platform running?") from None
+    if response.status_code != 202:
+        raise click.ClickException(f"the Broker refused the request: HTTP {response.status_code} {response.text.strip()}")
+    click.echo(f"checkpoint requested for {', '.join(names) or 'all domains'} (event {event.get_id()}); "
+               "`coelho models` shows the new versions once registered")

@@ -134,10 +134,17 @@ def test_injected_drift_is_counted_and_alerted(drifted: dict[str, Any]) -> None:
 
 
 def test_the_observability_data_carries_the_drift_marker(drifted: dict[str, Any]) -> None:
-    snap = ObservabilityData(drifted["platform"].settings).snapshot()
+    data = ObservabilityData(drifted["platform"].settings)
+    # The page refreshes every few seconds; a rate needs two scrapes of the learned counter after the events.
+    deadline = time.monotonic() + 45
+    while True:
+        snap = data.snapshot()
+        learned = snap.charts["Events per second"]
+        if any(name.startswith("learned") for name in learned) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert DOMAIN in [domain for _, domain in snap.drift], snap.drift
     assert snap.targets.get("coelho-learn") is True, snap.targets
-    learned = snap.charts["Events per second"]
     assert any(name.startswith("learned") for name in learned), learned
 
 

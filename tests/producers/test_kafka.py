@@ -174,8 +174,15 @@ def test_metrics_and_redis_controls_while_running(kafka_bootstrap: str, redis_ur
 
     r.set("coelho:producer:ecci:enabled", "0")
     _wait_for(lambda: _metric(port, "coelho_producer_enabled", "ecci") == 0)
-    time.sleep(1.5)  # let an event in flight land
-    paused_at = _metric(port, "coelho_producer_events_total", "ecci")
+
+    def settled() -> float | None:
+        """The delivered count once it stops moving: events in flight land and counts are published each second."""
+        before = _metric(port, "coelho_producer_events_total", "ecci")
+        time.sleep(1.2)
+        after = _metric(port, "coelho_producer_events_total", "ecci")
+        return after if after == before else None
+
+    paused_at = _wait_for(settled, 15)
     time.sleep(2.5)
     assert _metric(port, "coelho_producer_events_total", "ecci") == paused_at
 
@@ -202,8 +209,8 @@ def test_tfd_metrics_show_the_fraud_ratio(kafka_bootstrap: str, unused_redis_url
                              "--metrics-port", str(port), "--bootstrap-servers", kafka_bootstrap,
                              "--redis-url", unused_redis_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started_processes.append(proc)
-    ratio = _wait_for(lambda: (_metric(port, "coelho_producer_events_total", "tfd") or 0) > 2000
-                      and _metric(port, "coelho_producer_fraud_ratio", "tfd"), 90)
+    ratio = _wait_for(lambda: (_metric(port, "coelho_producer_events_total", "tfd") or 0) > 1000
+                      and _metric(port, "coelho_producer_fraud_ratio", "tfd"), 180)  # the broker is shared and busy in CI
     assert 0.003 < ratio < 0.06
     proc.terminate()
     proc.communicate(timeout=30)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,11 +203,26 @@ def test_metrics_and_redis_controls_while_running(kafka_bootstrap: str, redis_ur
     r.delete("coelho:producer:ecci:rate", "coelho:producer:ecci:enabled")
 
 
-def test_tfd_metrics_show_the_fraud_ratio(kafka_bootstrap: str, unused_redis_url: str,
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[str]:
+    """A broker of its own: at the end of a full test session the shared broker is busy with every other stack,
+    and this test needs a few thousand events through quickly, not the shared broker's leftover capacity."""
+    from coelho.runtime import Platform
+    from coelho.settings import Settings
+
+    own = Platform(Settings.load().with_free_ports(tmp_path / "data"))
+    try:
+        own.start(["kafka"], producers=False)
+        yield own.settings.kafka_bootstrap
+    finally:
+        own.stop()
+
+
+def test_tfd_metrics_show_the_fraud_ratio(private_kafka: str, unused_redis_url: str,
                                           started_processes: list[subprocess.Popen[str]], free_port: Any) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "producers", "tfd", "--rate", "0", "--count", "20000",
-                             "--metrics-port", str(port), "--bootstrap-servers", kafka_bootstrap,
+                             "--metrics-port", str(port), "--bootstrap-servers", private_kafka,
                              "--redis-url", unused_redis_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started_processes.append(proc)
     ratio = _wait_for(lambda: (_metric(port, "coelho_producer_events_total", "tfd") or 0) > 1000

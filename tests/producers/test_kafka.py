@@ -156,7 +156,22 @@ def _wait_for(condition: Any, timeout_s: float = 30.0) -> Any:
     raise AssertionError("condition not met in time")
 
 
-def test_metrics_and_redis_controls_while_running(kafka_bootstrap: str, redis_url: str,
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[str]:
+    """A broker of its own: at the end of a full test session the shared broker is busy with every other stack,
+    and this test needs a few thousand events through quickly, not the shared broker's leftover capacity."""
+    from coelho.runtime import Platform
+    from coelho.settings import Settings
+
+    own = Platform(Settings.load().with_free_ports(tmp_path / "data"))
+    try:
+        own.start(["kafka"], producers=False)
+        yield own.settings.kafka_bootstrap
+    finally:
+        own.stop()
+
+
+def test_metrics_and_redis_controls_while_running(private_kafka: str, redis_url: str,
                                                   started_processes: list[subprocess.Popen[str]], free_port: Any) -> None:
     import redis
 
@@ -164,7 +179,7 @@ def test_metrics_and_redis_controls_while_running(kafka_bootstrap: str, redis_ur
     r.delete("coelho:producer:ecci:rate", "coelho:producer:ecci:enabled")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "producers", "ecci", "--rate", "5", "--metrics-port", str(port),
-                             "--bootstrap-servers", kafka_bootstrap, "--redis-url", redis_url],
+                             "--bootstrap-servers", private_kafka, "--redis-url", redis_url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started_processes.append(proc)
     _wait_for(lambda: (_metric(port, "coelho_producer_events_total", "ecci") or 0) >= 3, 60)
@@ -201,21 +216,6 @@ def test_metrics_and_redis_controls_while_running(kafka_bootstrap: str, redis_ur
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["acknowledged"] == summary["sent"] > 100
     r.delete("coelho:producer:ecci:rate", "coelho:producer:ecci:enabled")
-
-
-@pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[str]:
-    """A broker of its own: at the end of a full test session the shared broker is busy with every other stack,
-    and this test needs a few thousand events through quickly, not the shared broker's leftover capacity."""
-    from coelho.runtime import Platform
-    from coelho.settings import Settings
-
-    own = Platform(Settings.load().with_free_ports(tmp_path / "data"))
-    try:
-        own.start(["kafka"], producers=False)
-        yield own.settings.kafka_bootstrap
-    finally:
-        own.stop()
 
 
 def test_tfd_metrics_show_the_fraud_ratio(private_kafka: str, unused_redis_url: str,

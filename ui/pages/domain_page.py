@@ -135,6 +135,8 @@ class DomainPage:
         self.rate_input.param.watch(self._change_rate, "value_throttled")
         self.control_message = pn.pane.HTML("", margin=(0, 10))
         self._syncing = False
+        # When a person last flipped a switch: poller snapshots read before it must not flip the switch back.
+        self._control_changed_at = 0.0
 
         # prediction
         self.predict_button = pn.widgets.Button(name="Predict", button_type="primary", width=140)
@@ -217,6 +219,7 @@ class DomainPage:
     def _toggle_training(self, event: Any) -> None:
         if self._syncing:
             return
+        self._control_changed_at = time.time()
         try:
             state_reader.set_training(self.settings, self.domain.name, paused=not event.new)
             self.control_message.object = ""
@@ -254,6 +257,7 @@ class DomainPage:
         self._set_producer(rate=float(event.new))
 
     def _set_producer(self, enabled: bool | None = None, rate: float | None = None) -> None:
+        self._control_changed_at = time.time()
         try:
             state_reader.set_producer(self.settings, self.domain.name, enabled=enabled, rate=rate)
             self.control_message.object = ""
@@ -277,18 +281,20 @@ class DomainPage:
             return
         self._last_update = live.updated
         self.model_info.object = self.model_html(live)
-        self._syncing = True
-        try:
-            if live.paused is not None and self.training_switch.value == live.paused:
-                self.training_switch.value = not live.paused
-            if live.producer_enabled is not None and self.producer_switch.value != live.producer_enabled:
-                self.producer_switch.value = live.producer_enabled
-            if live.producer_rate is not None and abs((self.rate_input.value or 0) - live.producer_rate) > 1e-9:
-                self.rate_input.value = min(max(live.producer_rate, self.rate_input.start), self.rate_input.end)
-        finally:
-            self._syncing = False
-        self._show_training(live.paused)
-        self._show_producer(live.producer_enabled)
+        # A snapshot read before the person's last click would flip the switch back: only newer ones sync it.
+        if live.updated > self._control_changed_at:
+            self._syncing = True
+            try:
+                if live.paused is not None and self.training_switch.value == live.paused:
+                    self.training_switch.value = not live.paused
+                if live.producer_enabled is not None and self.producer_switch.value != live.producer_enabled:
+                    self.producer_switch.value = live.producer_enabled
+                if live.producer_rate is not None and abs((self.rate_input.value or 0) - live.producer_rate) > 1e-9:
+                    self.rate_input.value = min(max(live.producer_rate, self.rate_input.start), self.rate_input.end)
+            finally:
+                self._syncing = False
+            self._show_training(live.paused)
+            self._show_producer(live.producer_enabled)
         self.cards.update({name: self.metric_value(live, name) for name in self.cards.names})
         for name, chart in self.charts.items():
             points = live.history.get(name, [])

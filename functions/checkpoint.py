@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import requests
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import to_binary_event
 from flask import Flask
+from prometheus_client import Histogram
 
 from eventing.cloudevent_types import CHECKPOINT_REQUESTED, TYPE_PREFIX
 from eventing.domains import DOMAINS, get_domain
@@ -32,6 +34,12 @@ log = logging.getLogger("coelho.functions.checkpoint")
 PING = "dev.knative.sources.ping"
 ACCEPTED = [CHECKPOINT_REQUESTED, PING]
 COMPLETED = f"{TYPE_PREFIX}.checkpoint.completed"
+
+# Catch up + pickle + MLflow run + registered version of one model (issue 7). MLflow dominates: a second or more.
+CHECKPOINT_DURATION = Histogram(
+    "coelho_checkpoint_duration_seconds", "Time to checkpoint one model to MLflow (catch up, pickle, log, register)",
+    ["domain", "model"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
 
 
 class Checkpointer:
@@ -54,6 +62,7 @@ class Checkpointer:
     def checkpoint(self, domain: str, model: str) -> dict[str, Any]:
         from functions.registry import log_checkpoint
 
+        started = time.perf_counter()
         replica = self.replica(domain, model)
         replica.catch_up()
         with replica.lock:  # the copy: learning elsewhere never waits for MLflow
@@ -63,6 +72,7 @@ class Checkpointer:
         record = log_checkpoint(state, blob, summary)
         record["bytes"] = len(blob)
         self.redis.set(replica.mkey("checkpoint"), json.dumps(record))
+        CHECKPOINT_DURATION.labels(domain, model).observe(time.perf_counter() - started)
         return record
 
     def run(self, domains: list[str]) -> list[dict[str, Any]]:

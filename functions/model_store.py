@@ -204,7 +204,9 @@ class ModelReplica:
         self.synced_at = 0.0  # monotonic time of the last successful read of the log
         self._reset_checked_at = 0.0
         self.version: str | None = None  # registered MLflow version of the last checkpoint, if known
+        self._summary_timer: threading.Timer | None = None  # trailing summary write after a burst (issue 7)
         if role == "learner":  # listed from the start (dashboard, `coelho models`, exporters)
+            DRIFTS.labels(domain.name, self.model_name)  # exported at 0 from the start: rate() and alerts work (issue 7)
             try:
                 client.sadd(key(domain.name, "models"), self.model_name)
             except redis.ConnectionError:
@@ -320,6 +322,25 @@ class ModelReplica:
         LOG_POSITION.labels(*labels).set(self.state.seq)
         if self.role == "learner" and time.monotonic() - self._summary_at > SUMMARY_EVERY_S:
             self.write_summary()
+        elif self.role == "learner":
+            self._write_summary_later()
+
+    def _write_summary_later(self) -> None:
+        """Trailing write: the summary the dashboard reads also shows the last events of a burst (issue 7)."""
+        if self._summary_timer is not None:
+            return
+
+        def flush() -> None:
+            try:
+                with self.lock:
+                    self._summary_timer = None
+                    self.write_summary()  # compare-and-set on seq: a no-op if nothing new
+            except (redis.RedisError, OSError) as exc:
+                log.warning("%s/%s: summary not written: %s", self.domain.name, self.model_name, exc)
+
+        self._summary_timer = threading.Timer(SUMMARY_EVERY_S, flush)
+        self._summary_timer.daemon = True
+        self._summary_timer.start()
 
     # --- what learners publish ----------------------------------------------------------------
     def write_snapshot(self, state: ModelState) -> bool:

@@ -239,9 +239,10 @@ ML = Dashboard(
             Panel("Model snapshots written", [(f"sum by (domain) (increase(coelho_model_snapshots_total{{{F}}}[15m]))", "{{domain}}")], width=12),
         ]),
         ("State and checkpoints", [
-            Panel("Model state size", [(f"sum by (domain) (coelho_model_state_bytes{{{F}}})", "{{domain}}")], unit="bytes", width=8),
-            Panel("Time since last checkpoint", [(f"time() - max by (domain) (coelho_checkpoint_last_success_timestamp_seconds{{{F}}})", "{{domain}}")], unit="s", width=8, description="The alert CoelhoCheckpointTooOld fires above 2 hours."),
-            Panel("Registered model version (last checkpoint)", [(f"max by (domain, model) (coelho_checkpoint_model_version{{{F}}})", "{{domain}} {{model}}")], width=8),
+            Panel("Model state size", [(f"sum by (domain) (coelho_model_state_bytes{{{F}}})", "{{domain}}")], unit="bytes", width=6),
+            Panel("Time since last checkpoint", [(f"time() - max by (domain) (coelho_checkpoint_last_success_timestamp_seconds{{{F}}})", "{{domain}}")], unit="s", width=6, description="The alert CoelhoCheckpointTooOld fires above 2 hours."),
+            Panel("Checkpoint duration (p95, 1h)", [(f"histogram_quantile(0.95, sum by (domain, le) (rate(coelho_checkpoint_duration_seconds_bucket{{{F}}}[1h])))", "{{domain}}")], unit="s", width=6, description="Catch up, pickle, MLflow run and registered version of one model."),
+            Panel("Registered model version (last checkpoint)", [(f"max by (domain, model) (coelho_checkpoint_model_version{{{F}}})", "{{domain}} {{model}}")], width=6),
         ]),
     ],
 )

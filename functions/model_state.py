@@ -28,11 +28,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import lz4.frame
-from river import drift, utils
+from river import utils
 from river.proba.base import Distribution
 
 from eventing.domain import Domain
 from eventing.domains import get_domain
+from functions.drift_detector import DriftWatch, error_signal
 
 MAX_PENDING = 50_000  # records waiting for a delayed label (oldest dropped first)
 PROFILE_TOP = 5  # categories kept per cluster profile field in summaries
@@ -147,9 +148,10 @@ class ModelState:
     @classmethod
     def fresh(cls, domain: Domain, model_name: str | None = None) -> ModelState:
         name = model_name or domain.default_model
-        # Error stream watched for drift: misclassification (0/1), absolute error (s), or for clustering the
-        # distance of each interaction to its cluster's centre (in the scaled feature space).
-        return cls(domain.name, name, domain.make_model(name), domain.metric_factories(), drift_detector=drift.ADWIN())
+        # Error stream watched for drift (functions/drift_detector.py, ADR 0071): log loss, absolute log ratio of the
+        # travel time, or for clustering the distance of each interaction to its cluster's centre (scaled space).
+        return cls(domain.name, name, domain.make_model(name), domain.metric_factories(),
+                   drift_detector=DriftWatch.for_task(domain.task))
 
     @property
     def domain(self) -> Domain:
@@ -217,7 +219,7 @@ class ModelState:
             proba = {True: prediction, False: 1.0 - prediction}
             for metric in self.metrics.values():
                 metric.update(y, label if getattr(metric, "requires_labels", True) else proba)
-            drifted = self._watch_error(float(label != y))
+            drifted = self._watch_error(error_signal("classification", y, prediction))
             self.model.learn_one(x, y)
         elif task == "regression":
             y = float(y)
@@ -227,7 +229,7 @@ class ModelState:
                     metric.update(y, prediction, t=when)
                 else:
                     metric.update(y, prediction)
-            drifted = self._watch_error(abs(y - prediction))
+            drifted = self._watch_error(error_signal("regression", y, prediction))
             self.model.learn_one(x, y)
         else:
             drifted = self._score_clustering(x, prediction, event)
@@ -257,7 +259,7 @@ class ModelState:
         center = centers.get(cluster)
         if center is not None:
             distance = math.sqrt(sum((scaled.get(k, 0.0) - v) ** 2 for k, v in center.items()))
-            drifted = self._watch_error(distance)
+            drifted = self._watch_error(error_signal("clustering", None, distance))
         if len(centers) >= 2:
             for metric in self.metrics.values():
                 metric.update(scaled, cluster, centers)

@@ -16,8 +16,9 @@ The segment is recorded in `GeneratedEvent.truth` for evaluation (e.g. ARI of th
 never a field. Sessions arrive as a Poisson process that follows the hour of day; a session's next event comes
 when the customer leaves the current page (so `time_on_page_seconds` is the gap to the next event), and it
 ends with a per-segment probability after each event (more likely after a purchase), at most 60 events.
-`drift_at` starts a sale: prices drop by a quarter and a new segment (sale_hunter: mid prices, 2-5 units,
-quick pages, mostly mobile) appears.
+`drift_at` starts a sale: prices drop by 40% and a new segment (sale_hunter, resellers: expensive products,
+30-60 units, 3-second pages, mostly mobile; 40% of new sessions) appears, far enough from the known segments for the clustering
+model's drift detector to see it (docs/adr/0071-drift-detection-on-producer-drift.md).
 """
 
 from __future__ import annotations
@@ -70,10 +71,10 @@ SEGMENTS = (
             {"page_view": 3, "search": 1.5, "add_to_cart": 3, "remove_from_cart": 0.5, "purchase": 1.5, "review": 0.1},
             {"grocery": 5, "home": 1.5, "beauty": 1}),
 )
-SALE_HUNTER = Segment("sale_hunter", 0.25, 0.65, 120, 14, (2, 5), 7,
+SALE_HUNTER = Segment("sale_hunter", 0.4, 0.9, 2500, 3, (30, 60), 7,
                       {"page_view": 3, "search": 1, "add_to_cart": 3, "remove_from_cart": 1, "purchase": 1.5, "wishlist": 1},
                       {"electronics": 2, "fashion": 2, "home": 2, "toys": 1, "sports": 1})
-SALE_DISCOUNT = 0.75
+SALE_DISCOUNT = 0.6
 SEGMENT = Categorical({s: s.share for s in SEGMENTS})
 SEGMENT_IN_SALE = Categorical({s: s.share * (1 - SALE_HUNTER.share) for s in SEGMENTS} | {SALE_HUNTER: SALE_HUNTER.share})
 

@@ -14,8 +14,9 @@ actual = (distance / the vehicle's free-flow speed) x traffic(hour, weekday, dow
   the model's job is to learn everything else.
 
 None of the hidden factors (skill, incident, the road factor of the route) is a field. `drift_at` switches
-to a second traffic regime (road works): slower traffic all day, the evening rush starting at 15:00, and rain
-hurting more.
+to a second traffic regime (road works): traffic 25% slower day and night, the evening rush starting at 15:00,
+rain hurting more, and about half of the trips (those crossing the closed artery, a hidden factor) made 2.5x slower by a
+detour.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ WEATHER_CHANGE = {  # next weather when it changes
     "snow": Categorical({"snow": 2, "clouds": 2, "rain": 1}),
 }
 
+# Road works after `drift_at`: traffic 25% slower day and night, and the routes that cross the closed artery (a
+# hidden factor, about half of the trips) take a detour that makes their moving time 2.5x longer. A model cannot
+# tell which trips detour, so its relative error stays high: what its drift detector watches
+# (docs/adr/0071-drift-detection-on-producer-drift.md).
+DRIFT_SLOWDOWN = 1.25
+DETOUR_SHARE = 0.5
+DETOUR_FACTOR = 2.5
+
 TRIPS_PER_DAY = 4000  # a simulated week is ~28k trips
 INTENSITY = tuple(0.2 if h < 5 else 1.6 if (7 <= h <= 9 or 16 <= h <= 19) else 1.0 for h in range(24))
 _norm = sum(INTENSITY) / 24
@@ -72,7 +81,7 @@ def traffic(hour: int, weekday: int, drifted: bool) -> float:
         level = 1.0 + 0.3 * math.exp(-((hour - 14) ** 2) / 8.0)
     if hour < 5 or hour >= 23:
         level = 0.95
-    return level * (1.25 if drifted and 6 <= hour <= 21 else 1.0)
+    return level * (DRIFT_SLOWDOWN if drifted else 1.0)
 
 
 def _from_center_km(point: tuple[float, float]) -> float:
@@ -154,6 +163,9 @@ class TripGenerator(StreamGenerator):
         congestion = (traffic(hour, weekday, drifted) * downtown) ** exposure
         weather_factor = WEATHER_FACTOR[weather] ** (1.5 if drifted else 1.0)
         moving_s = road_km / FREE_FLOW_KMH * 3600 * speed * congestion * weather_factor * driver.skill
+        detour = drifted and rng.random() < DETOUR_SHARE  # drawn only after the drift: the stream before is unchanged
+        if detour:
+            moving_s *= DETOUR_FACTOR
         incident_p = 0.03 * (2.0 if weather in ("rain", "heavy_rain", "snow") else 1.0) * (1.5 if congestion > 1.4 else 1.0)
         incident_s = rng.uniform(240, 1500) if rng.random() < incident_p else 0.0
         actual_s = (moving_s + incident_s + rng.uniform(60, 180)) * math.exp(rng.gauss(0, 0.07))
@@ -175,5 +187,5 @@ class TripGenerator(StreamGenerator):
             "initial_estimated_travel_time_seconds": round(naive_s, 1),
             "simulated_actual_travel_time_seconds": round(min(actual_s, 86_400.0), 1),
         }
-        truth = {"incident_s": round(incident_s, 1), "driver_skill": driver.skill, "traffic": round(congestion, 3)}
+        truth = {"incident_s": round(incident_s, 1), "driver_skill": driver.skill, "traffic": round(congestion, 3), "detour": detour}
         return GeneratedEvent("record", data, driver.driver_id, data["trip_id"], t, truth)

@@ -14,8 +14,9 @@ fraud 93% of the time (some fraud is never reported); an owner's 0.2% of the tim
 this (who acted, the pattern, the owner's typical amount) is a field: models must learn it from the fields.
 
 `drift_at` switches fraud to a second pattern (wallet account takeover): moderate amounts, travel and
-restaurants, Apple Pay and PayPal, the CVV given and the address matching, in the daytime, and somewhat more
-of it. A model of the first pattern misses most of it until it adapts.
+restaurants, Apple Pay and PayPal, the CVV given and the address matching as an owner's would, in the daytime,
+and a wave of it (about 4% of transactions, twice the usual fraud). A model of the first pattern misses almost
+all of it until it adapts, which its drift detector sees (docs/adr/0071-drift-detection-on-producer-drift.md).
 
 With `delayed_labels`, a record carries no `is_fraud`; a separate `label` event {transaction_id, user_id,
 is_fraud} follows later (exponential delay, mean one simulated hour), as a chargeback would.
@@ -118,7 +119,7 @@ WALLET_TAKEOVER = FraudPattern(
                  "home": 0.6, "gaming": 0.4, "jewelry": 0.3, "gift_cards": 0.2}),
     Categorical({"apple_pay": 45, "paypal": 30, "debit_card": 15, "credit_card": 8, "bank_transfer": 2}),
     Categorical({"purchase": 90, "subscription": 6, "transfer": 4}),
-    amount_shift=0.35, amount_sd=0.6, cvv=0.95, billing=0.88, hours=DAYTIME, share=0.024,
+    amount_shift=0.25, amount_sd=0.6, cvv=0.97, billing=0.95, hours=DAYTIME, share=0.04,
 )
 
 TRANSACTIONS_PER_DAY = 7000  # of the simulated card network: a simulated week is ~50k events

@@ -143,7 +143,7 @@ def test_tfd_drift_brings_a_new_fraud_pattern() -> None:
     assert wallet(frauds_after) > 2 * wallet(frauds_before)
     cvv_missing = lambda es: sum(not e["cvv_provided"] for e in es) / len(es)  # noqa: E731
     assert cvv_missing(frauds_after) < cvv_missing(frauds_before) / 2
-    assert 0.01 <= _fraud_rate(after) <= 0.035
+    assert 0.03 <= _fraud_rate(after) <= 0.06  # a wave: about twice the usual fraud (ADR 0071)
 
 
 def _slowdown(e: dict[str, Any]) -> float:

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MANIFESTS = PROJECT_ROOT / "knative"
 SERVICE_PREFIX = "coelho-"
+# Every produce request becomes objects on Tansu's S3 store and every consumer group reads each object back, so
+# the router's writes (KafkaSource records into the Broker, replies, dead letters) gather into larger batches.
+LINGER_MS = 10
+BATCH_SIZE = 256 * 1024
 
 
 class Router:
@@ -98,7 +102,7 @@ class Router:
         while True:
             try:
                 self.producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap, linger_ms=2, client_id="coelho-router"
+                    bootstrap_servers=self.bootstrap, linger_ms=LINGER_MS, batch_size=BATCH_SIZE, client_id="coelho-router"
                 )
                 return
             except Exception as exc:

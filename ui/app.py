@@ -108,10 +108,35 @@ def configure_panel() -> None:
     )
 
 
+def health_handler(live: LiveData) -> type:
+    """GET /api/health: what the banner and the Home page see (the poller's last view), as JSON."""
+    import json
+
+    from tornado.web import RequestHandler
+
+    class HealthHandler(RequestHandler):  # type: ignore[misc]
+        def get(self) -> None:
+            services = [
+                {"name": s.name, "label": s.label, "url": s.url, "healthy": s.healthy, "expected": s.expected}
+                for s in live.services
+            ]
+            body = {
+                "redis_up": live.redis_up,
+                "down": [s.name for s in live.down_services()],
+                "services": services,
+                "checked_at": live.services_checked_at,
+                "models_polled_at": max((d.updated for d in live.domains.values()), default=0.0),
+            }
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(body))
+
+    return HealthHandler
+
+
 def serve(settings: Settings, port: int | None = None, show: bool = False, **kwargs: Any) -> Any:
     """Serve every page on 127.0.0.1; blocks unless threaded=True is passed."""
     configure_panel()
-    LiveData.get(settings)  # start polling before the first visitor arrives
+    live = LiveData.get(settings)  # start polling before the first visitor arrives
     routes = {page.route: make_page(page, settings) for page in PAGES}
     listen = port if port is not None else settings.ports["dashboard"]
     return pn.serve(
@@ -126,5 +151,6 @@ def serve(settings: Settings, port: int | None = None, show: bool = False, **kwa
         # on a shared 2-core machine, forgotten sessions refreshing charts slow every open page down.
         check_unused_sessions_milliseconds=2000,
         unused_session_lifetime_milliseconds=3000,
+        extra_patterns=[(r"/api/health", health_handler(live))],
         **kwargs,
     )

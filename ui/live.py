@@ -60,6 +60,7 @@ class LiveData:
         self.domains: dict[str, DomainLive] = {name: DomainLive(name) for name in DOMAINS}
         self.services: list[ServiceStatus] = []
         self.redis_up = True
+        self.services_checked_at = 0.0
         self._rates: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -101,6 +102,7 @@ class LiveData:
         while not self._stop.is_set():
             try:
                 self.services = check_services(self.settings)
+                self.services_checked_at = time.time()
             except Exception:
                 log.exception("checking services failed")
             self._stop.wait(self.health_interval)

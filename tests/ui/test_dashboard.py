@@ -5,12 +5,15 @@ what the models learned; training and producer switches act on the platform; a s
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import requests
 
 from coelho.settings import PROJECT_ROOT
 
@@ -109,6 +112,19 @@ def test_home_shows_services_and_domains(dashboard: Any, page: Any) -> None:
     page.wait_for_timeout(2500)  # two polls: events/s from the producers
     screenshot(page, "home")
     no_traceback(page)
+
+
+def test_health_api_reports_what_the_banner_sees(dashboard: Any) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        body = requests.get(dashboard.settings.url("dashboard") + "/api/health", timeout=10).json()
+        if body["checked_at"] > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert body["redis_up"] is True
+    names = {s["name"]: s for s in body["services"]}
+    assert names["redis"]["healthy"] and names["predict"]["healthy"], body
+    assert "redis" not in body["down"] and "predict" not in body["down"], body
 
 
 def test_fraud_page_randomize_predict_and_report(dashboard: Any, page: Any) -> None:
@@ -234,7 +250,13 @@ def test_banner_names_a_stopped_redis(dashboard: Any, page: Any) -> None:
     open_page(page, dashboard, "/ecci", "Randomize All Fields")
     dashboard.kill("redis")
     try:
-        page.get_by_text("is not responding").first.wait_for(timeout=120_000)
+        assert not dashboard.running("redis")
+        try:
+            page.get_by_text("is not responding").first.wait_for(timeout=120_000)
+        except Exception as err:
+            os.kill(dashboard.pid("dashboard"), signal.SIGUSR1)  # thread stacks into the dashboard's log
+            seen = requests.get(dashboard.settings.url("dashboard") + "/api/health", timeout=10).text
+            raise AssertionError(f"no banner; the dashboard's view: {seen}") from err
         assert "Redis" in page_text(page)
         screenshot(page, "banner-redis-down")
         no_traceback(page)

@@ -33,7 +33,7 @@ from river.proba.base import Distribution
 
 from eventing.domain import Domain
 from eventing.domains import get_domain
-from functions.drift_detector import DriftWatch, error_signal
+from functions.drift_detector import DriftWatch, error_signal, novelty
 
 MAX_PENDING = 50_000  # records waiting for a delayed label (oldest dropped first)
 PROFILE_TOP = 5  # categories kept per cluster profile field in summaries
@@ -149,7 +149,7 @@ class ModelState:
     def fresh(cls, domain: Domain, model_name: str | None = None) -> ModelState:
         name = model_name or domain.default_model
         # Error stream watched for drift (functions/drift_detector.py, ADR 0071): log loss, absolute log ratio of the
-        # travel time, or for clustering the distance of each interaction to its cluster's centre (scaled space).
+        # travel time, or for clustering the mean squared z-score of each interaction (the model's own scaler).
         return cls(domain.name, name, domain.make_model(name), domain.metric_factories(),
                    drift_detector=DriftWatch.for_task(domain.task))
 
@@ -257,9 +257,8 @@ class ModelState:
         scaled = self._scaled(x)
         drifted = False
         center = centers.get(cluster)
-        if center is not None:
-            distance = math.sqrt(sum((scaled.get(k, 0.0) - v) ** 2 for k, v in center.items()))
-            drifted = self._watch_error(error_signal("clustering", None, distance))
+        if center is not None:  # behaviour shift: how far the interaction is from the population the scaler knows
+            drifted = self._watch_error(novelty(scaled))
         if len(centers) >= 2:
             for metric in self.metrics.values():
                 metric.update(scaled, cluster, centers)

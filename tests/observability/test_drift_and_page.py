@@ -1,11 +1,12 @@
 """A drift injected through a producer is detected by learn-one, counted (metric, alert) and visible (Redis drift
 markers, the Observability page in a real browser, with a screenshot).
 
-The producer replays a recorded eta stream (`--replay`) whose travel times triple after DRIFT_AT records: a concept
-change learn-one's ADWIN detects within a few dozen events (seeds 1, 3, 11 in-process: 8-40 events). The
-producers' own `--drift-at` is not used here: for eta its change stays within the stream's natural error
-variability, and ADWIN's detections with and without it cannot be told apart (measured in
-docs/adr/0051-drift-detection-observability.md).
+The stream is the producers' own eta stream with `drift_at=DRIFT_AT` (road works: traffic 25% slower and half of
+the trips on a hidden detour, what `coelho produce eta --drift-at N` sends), recorded and sent by the producer with
+`--replay` in two files, before and after the change, so that the change starts at one point of the domain's log
+(one file would reach the log partition by partition). In-process, the same seed is detected 88 records after the
+change and never before it (tests/observability/test_producer_drift.py, bench/drift.py,
+docs/adr/0071-drift-detection-on-producer-drift.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -26,36 +27,31 @@ import requests
 
 import producers
 from coelho.settings import PROJECT_ROOT
-from eventing.domains import get_domain
 from ui.observability import DRIFT, ObservabilityData, parse_metrics
 
 pytestmark = pytest.mark.stack
 
 DOMAIN = "eta"
 SEED = 3
-DRIFT_AT = 600  # records before the change
-COUNT = 800
-FACTOR = 3.0  # travel times after the change
+DRIFT_AT = 2000  # records before the change (the detector listens after its 1,000-event warm-up)
+COUNT = 2600
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
 
 def drifted_streams(folder: Path) -> tuple[Path, Path]:
-    """COUNT eta records in two files: the first DRIFT_AT as generated, the rest with travel times x FACTOR.
+    """The producer's COUNT eta records with `drift_at=DRIFT_AT`, in two files: before and after the change.
 
     Trip ids are fresh (learn-one learns an id once per hour). Two files, replayed one after the other, because
     the records of one file reach the log partition by partition (keyed by driver): the change would be spread
     across the log in short runs instead of starting at one point.
     """
-    target = get_domain(DOMAIN).target or ""
     tag = uuid.uuid4().hex[:8]
     before, after = folder / "eta-before.jsonl", folder / "eta-after.jsonl"
     with before.open("w") as out_before, after.open("w") as out_after:
-        for i, record in enumerate(producers.records(DOMAIN, COUNT, seed=SEED)):
+        for i, record in enumerate(producers.records(DOMAIN, COUNT, seed=SEED, drift_at=DRIFT_AT)):
             record["trip_id"] = f"{record['trip_id']}-{tag}"
-            if i >= DRIFT_AT:
-                record[target] = min(round(record[target] * FACTOR), 86_400)
             (out_after if i >= DRIFT_AT else out_before).write(json.dumps(record) + "\n")
     return before, after
 
@@ -68,7 +64,7 @@ def drift_count(learn_url: str) -> float:
 def markers(client: redis.Redis) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for key in client.scan_iter(match=f"coelho:{DOMAIN}:model:*:drift"):
-        found += [json.loads(m) for m in client.zrange(key, 0, -1)]
+        found += [json.loads(m) for m in cast(list[bytes], client.zrange(key, 0, -1))]
     return found
 
 

@@ -37,7 +37,7 @@ def detections(domain: str, seed: int, count: int, drift_at: int | None) -> list
     return found
 
 
-@pytest.mark.parametrize("domain", ["tfd", "eta"])
+@pytest.mark.parametrize("domain", ["tfd", "eta", "ecci"])
 def test_producer_drift_is_detected_after_the_drift_point_and_not_before(domain: str) -> None:
     assert detections(domain, SEED, COUNT, None) == [], "false alarm on the stationary stream"
     found = detections(domain, SEED, COUNT, DRIFT_AT)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -41,7 +42,7 @@ def test_model_metrics_come_from_the_state_in_redis(private_redis: str) -> None:
     samples = scrape(client)
     assert value(samples, "coelho_events_learned_total", domain="eta", model=model) == 300
     snapshot = client.hget(learner.mkey("snapshot"), "blob")
-    assert value(samples, "coelho_model_state_bytes", domain="eta", model=model) == len(snapshot)
+    assert value(samples, "coelho_model_state_bytes", domain="eta", model=model) == len(snapshot or b"")
     metrics = {dict(labels)["metric"]: v for (name, labels), v in samples.items() if name == "coelho_model_metric"}
     assert set(metrics) <= set(domain.main_metrics) and "MAE" in metrics
     assert metrics["MAE"] == learner.state.summary()["metrics"]["MAE"]
@@ -61,3 +62,54 @@ def test_redis_down_exports_nothing_instead_of_failing_the_scrape() -> None:
 
     client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.3)
     assert scrape(client) == {}
+
+
+def test_the_drift_counter_is_exported_at_zero_for_each_learner_model_from_the_start(private_redis: str) -> None:
+    from prometheus_client import REGISTRY
+
+    client = redis.Redis.from_url(private_redis)
+    for name in ("tfd", "eta", "ecci"):
+        learner = ModelReplica(client, get_domain(name), role="learner")
+        labels = {"domain": name, "model": learner.model_name}
+        value = REGISTRY.get_sample_value("coelho_drift_detected_total", labels)
+        assert value is not None and value >= 0, labels
+
+
+def test_the_summary_catches_up_with_the_last_events_of_a_burst(private_redis: str) -> None:
+    client = redis.Redis.from_url(private_redis)
+    learner = ModelReplica(client, get_domain("eta"), role="learner")
+    events = [e.data for e in producers.generate("eta", seed=8, count=40)]
+
+    def append(batch: list[dict]) -> None:
+        for data in batch:
+            learner.log.append("record", data, learner.log.dedup_keys(None, None, data, "record"))
+        learner.catch_up()
+
+    def summary_seq() -> int:
+        return int(json.loads(client.hget(learner.mkey("summary"), "json") or b"{}").get("seq", 0))
+
+    append(events[:30])  # the first batch writes the summary at once
+    assert summary_seq() == 30
+    append(events[30:])  # within the throttle interval: not written now ...
+    deadline = time.monotonic() + 5
+    while summary_seq() < 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert summary_seq() == 40  # ... but shortly after the burst ended, with nothing else arriving
+
+
+def test_a_checkpoint_observes_its_duration(private_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import REGISTRY
+
+    import functions.registry
+    from functions.checkpoint import Checkpointer
+
+    monkeypatch.setattr(functions.registry, "log_checkpoint", lambda state, blob, summary: {
+        "domain": state.domain_name, "model": state.model_name, "version": 1, "time_ms": int(time.time() * 1000)})
+    client = redis.Redis.from_url(private_redis)
+    checkpointer = Checkpointer(client)
+    model = checkpointer.models("tfd")[0]
+    labels = {"domain": "tfd", "model": model}
+    before = REGISTRY.get_sample_value("coelho_checkpoint_duration_seconds_count", labels) or 0.0
+    checkpointer.checkpoint("tfd", model)
+    assert REGISTRY.get_sample_value("coelho_checkpoint_duration_seconds_count", labels) == before + 1
+    assert (REGISTRY.get_sample_value("coelho_checkpoint_duration_seconds_sum", labels) or 0.0) > 0

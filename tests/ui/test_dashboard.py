@@ -256,7 +256,8 @@ def test_banner_names_a_stopped_redis(dashboard: Any, page: Any) -> None:
         except Exception as err:
             os.kill(dashboard.pid("dashboard"), signal.SIGUSR1)  # thread stacks into the dashboard's log
             seen = requests.get(dashboard.settings.url("dashboard") + "/api/health", timeout=10).text
-            raise AssertionError(f"no banner; the dashboard's view: {seen}") from err
+            screenshot(page, "banner-redis-missing")
+            raise AssertionError(f"no banner; the dashboard's view: {seen}; the page: {page_text(page)[:1500]}") from err
         assert "Redis" in page_text(page)
         screenshot(page, "banner-redis-down")
         no_traceback(page)

@@ -47,6 +47,9 @@ DRIFT_MAX = 500  # drift markers kept per model
 DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a delivery is remembered
 TRIM_MARGIN = 10_000  # entries kept below the oldest snapshot so lagging replicas rarely reload one
 SUMMARY_EVERY_S = 0.5
+# How long a request whose entry is not next in line waits for the requests holding the entries before it (in
+# this process) to apply them, before reading them back from the log (ADR 0070).
+DIRECT_WAIT_S = float(os.environ.get("COELHO_DIRECT_WAIT_S", "0.2"))
 
 EVENTS_LEARNED = Gauge("coelho_model_events_learned", "Events the model has learned", ["domain", "model"])
 LOG_POSITION = Gauge("coelho_model_log_position", "Last event-log sequence number applied by this process", ["domain", "model"])
@@ -196,6 +199,7 @@ class ModelReplica:
         self.role = role
         self.log = EventLog(client, domain)
         self.lock = threading.RLock()
+        self.applied = threading.Condition(self.lock)  # notified whenever the local position moves
         self.on_drift = on_drift
         self.state = ModelState.fresh(domain, self.model_name)
         self._summary_at = 0.0
@@ -276,11 +280,19 @@ class ModelReplica:
             with self.lock:
                 self._reset_to_snapshot()
 
-    def apply_direct(self, entry: LogEntry, paused_at: int | None) -> list[Applied]:
-        """Apply an event just appended: directly when it is next in line, else by catching up."""
+    def apply_direct(self, entry: LogEntry, paused_at: int | None, wait: float = DIRECT_WAIT_S) -> list[Applied]:
+        """Apply an event just appended: directly when it is next in line, else by catching up.
+
+        Concurrent requests append in one order and reach the lock in another. When entries before this one are
+        missing, their own requests are usually about to apply them in this process: wait up to `wait` seconds
+        for that (each apply notifies) instead of reading the log back from Redis under the lock; only then
+        catch up from the log (an entry appended elsewhere, or a request that died after its append).
+        """
         if paused_at is not None and entry.seq > paused_at:
             return []
         with self.lock:
+            if entry.seq > self.state.seq + 1 and wait > 0:
+                self.applied.wait_for(lambda: entry.seq <= self.state.seq + 1, timeout=wait)
             if entry.seq == self.state.seq + 1:
                 applied = [self._apply(entry)]
                 self._after_apply(applied)
@@ -317,6 +329,7 @@ class ModelReplica:
     def _after_apply(self, applied: list[Applied]) -> None:
         if not applied:
             return
+        self.applied.notify_all()
         labels = (self.domain.name, self.model_name)
         EVENTS_LEARNED.labels(*labels).set(self.state.events_learned)
         LOG_POSITION.labels(*labels).set(self.state.seq)

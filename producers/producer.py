@@ -47,6 +47,9 @@ PRODUCER_CONFIG: dict[str, Any] = {
 }
 
 
+STOP_FLUSH_S = 3.0  # on stop: how long to wait for Kafka to acknowledge what was sent
+
+
 @dataclass
 class ProduceStats:
     """What a run did: events handed to the sink, acknowledged, failed, and for how long."""
@@ -119,8 +122,8 @@ class KafkaSink:
     def flush(self, timeout: float | None = None) -> None:
         self.producer.flush(timeout)
 
-    def close(self) -> None:
-        self.producer.close(timeout=10)
+    def close(self, timeout: float = 10.0) -> None:
+        self.producer.close(timeout=timeout)
 
 
 class JsonlSink:
@@ -150,7 +153,7 @@ class JsonlSink:
     def flush(self, timeout: float | None = None) -> None:
         self.handle.flush()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         self.flush()
         if self._own:
             self.handle.close()
@@ -239,12 +242,13 @@ def produce(domain: str, *, rate: float = 3.0, count: int | None = None, duratio
             sink.send(event)
             stats.sent += 1
             stats.by_kind[event.kind] = stats.by_kind.get(event.kind, 0) + 1
-        sink.flush(timeout=60)
+        # Stopped (SIGTERM): flush what was sent, but within the runtime's patience (it SIGKILLs after 10 s).
+        sink.flush(timeout=STOP_FLUSH_S if stop.is_set() else 60)
     finally:
         stats.seconds = time.monotonic() - started
         if generator is not None:
             metrics.set_gauges(generator.gauges())
-        sink.close()
+        sink.close(timeout=1.0 if stop.is_set() else 10.0)
         publish()
         controls.close()
         metrics.close()

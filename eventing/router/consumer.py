@@ -39,6 +39,7 @@ Done = Callable[[], None]
 FETCH_MAX_WAIT_MS = 500
 IDLE_FETCH_MAX_WAIT_MS = 2000
 IDLE_AFTER_S = 2.0
+CLOSE_TIMEOUT_MS = 1000  # leaving the group on stop: bounded, the broker times a silent member out anyway
 Handler = Callable[[Any, Done], None]
 
 
@@ -110,8 +111,12 @@ class CommittingConsumer:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
+        self.join(timeout)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the polling thread to commit what is finished and leave the group (after `stopping` is set)."""
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, timeout))
 
     # --- the polling thread --------------------------------------------------------------------------
     def _make_consumer(self) -> KafkaConsumer:
@@ -168,7 +173,7 @@ class CommittingConsumer:
         except Exception:
             log.exception("%s: consumer loop failed", self.name)
         finally:
-            consumer.close(autocommit=False)
+            consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
 
     def _adapt_fetch_wait(self, consumer: KafkaConsumer, got_records: bool) -> None:
         now = time.monotonic()

@@ -78,14 +78,23 @@ class TriggerDispatcher:
             t.start()
         self.consumer.start()
 
-    def stop_workers(self) -> None:
-        """Let each worker finish the delivery it is making (not its queue); the consumer stops separately."""
+    def signal_workers(self) -> None:
+        """Workers take no new event; each finishes (or, in a retry backoff, abandons) the one it is delivering."""
         self.stopping.set()
         for q in self.queues:
             for _ in range(len(self.threads)):
                 q.put(None)
+
+    def join_workers(self, deadline: float) -> None:
+        """Wait for the workers until `deadline` (monotonic). A delivery still running then is abandoned: its
+        done callback has not run, so its offset is not committed and the event comes again after a restart."""
         for t in self.threads:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def stop_workers(self, timeout: float = 5.0) -> None:
+        """Let each worker finish the delivery it is making (not its queue); the consumer stops separately."""
+        self.signal_workers()
+        self.join_workers(time.monotonic() + timeout)
 
     def stop(self) -> None:
         self.stop_workers()

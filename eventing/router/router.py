@@ -32,6 +32,7 @@ SERVICE_PREFIX = "coelho-"
 # the router's writes (KafkaSource records into the Broker, replies, dead letters) gather into larger batches.
 LINGER_MS = 10
 BATCH_SIZE = 256 * 1024
+STOP_TIMEOUT_S = 2.5  # SIGTERM to exit; the runtime SIGKILLs after 10 s
 
 
 class Router:
@@ -191,21 +192,33 @@ class Router:
             time.sleep(0.1)
         return False
 
-    def stop(self) -> None:
-        """Stop taking events, let deliveries in progress end, write what is pending, commit, close."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop taking events, let deliveries in progress end, write what is pending, commit, close.
+
+        Bounded by `timeout` overall (SIGTERM must not end in the runtime's SIGKILL): every component is told to
+        stop first and then waited for in parallel. Deliveries still running at the worker deadline are abandoned
+        uncommitted (they come again after a restart, at-least-once); the consumers commit what finished.
+        """
+        deadline = time.monotonic() + timeout
+        workers_deadline = deadline - 0.4 * timeout  # leave time to flush replies, commit and leave the groups
         if self.ingress is not None:
             self.ingress.stop()
         for ping in self.ping_sources:
-            ping.stop()
+            ping.stopping.set()
         for dispatcher in self.dispatchers:
-            dispatcher.stop_workers()
+            dispatcher.signal_workers()
         self.stopping.set()
+        for dispatcher in self.dispatchers:
+            dispatcher.join_workers(workers_deadline)
         if self.producer is not None:
-            self.producer.flush(5)
-        for consumer in [s.consumer for s in self.kafka_sources] + [d.consumer for d in self.dispatchers]:
-            consumer.stop()
+            self.producer.flush(max(0.1, deadline - time.monotonic() - 0.5))
+        consumers = [s.consumer for s in self.kafka_sources] + [d.consumer for d in self.dispatchers]
+        for consumer in consumers:
+            consumer.stopping.set()
+        for consumer in consumers:
+            consumer.join(deadline - time.monotonic())
         if self.producer is not None:
-            self.producer.close(5)
+            self.producer.close(0.5)
         server = self._metrics_server
         if isinstance(server, tuple):
             server[0].shutdown()

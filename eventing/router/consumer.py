@@ -79,6 +79,7 @@ class CommittingConsumer:
         initial_offset: str = "earliest",
         max_inflight: int = 2000,
         commit_interval: float = 0.2,
+        seeds: Callable[[str], dict[TopicPartition, int]] | None = None,
     ):
         self.name = name
         self.bootstrap = bootstrap
@@ -103,6 +104,8 @@ class CommittingConsumer:
         self._finished = 0  # records done (delivered, filtered out, dead-lettered) since start
         self._reported = 0
         self._last_records = time.monotonic()
+        self._seeds = seeds  # start offsets for a group that has none (read once, before joining)
+        self._pending_seeds: dict[TopicPartition, int] = {}
 
     # --- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -131,6 +134,8 @@ class CommittingConsumer:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             client_id=f"coelho-router-{self.name}",
         )
+        if self._seeds is not None:
+            self._pending_seeds = self._seeds(self.group)
         consumer.subscribe(self.topics, listener=_Listener(self))
         return consumer
 
@@ -230,6 +235,7 @@ class CommittingConsumer:
             log.warning("%s: commit failed (%s)", self.name, exc)
             return
         self._to_commit.clear()
+        self._pending_seeds.clear()  # the group has offsets of its own now
         self._committed.inc(self._finished - self._reported)
         self._reported = self._finished
         self._lag.set(self.inflight)
@@ -253,5 +259,10 @@ class _Listener(ConsumerRebalanceListener):
         self.owner.on_revoked()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        consumer = self.owner._consumer
+        for tp in assigned or ():
+            seed = self.owner._pending_seeds.get(tp)
+            if seed is not None and consumer is not None:
+                consumer.seek(tp, seed)
         if assigned:
             self.owner.assigned.set()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -17,7 +18,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import start_http_server
 
 from coelho.settings import PROJECT_ROOT, Settings
-from eventing.router.dispatcher import TriggerDispatcher
+from eventing.router.consumer import CommittingConsumer
+from eventing.router.dispatcher import BrokerFanout, TriggerDispatcher
 from eventing.router.ingress import BrokerIngress
 from eventing.router.manifests import DeliverySpec, Destination, ManifestError, Manifests
 from eventing.router.metrics import RouterMetrics
@@ -43,6 +45,7 @@ class Router:
         subscribers: Mapping[str, str] | None = None,
         workers: int = 16,
         serve_metrics: bool = True,
+        shared_group: bool | None = None,
     ):
         self.settings = settings
         self.manifests = Manifests.load(manifests_dir, settings.namespace)
@@ -54,6 +57,10 @@ class Router:
         self.bootstrap = settings.kafka_bootstrap
         self.producer: KafkaProducer | None = None
         self.dispatchers: list[TriggerDispatcher] = []
+        self.fanouts: list[BrokerFanout] = []
+        # One consumer group per Broker for all its Triggers (ADR 0070); COELHO_ROUTER_SHARED_GROUP=0: one per Trigger.
+        self.shared_group = shared_group if shared_group is not None else (
+            os.environ.get("COELHO_ROUTER_SHARED_GROUP", "1") != "0")
         self.kafka_sources: list[KafkaSourceAdapter] = []
         self.ping_sources: list[PingSourceRunner] = []
         self.ingress: BrokerIngress | None = None
@@ -142,27 +149,38 @@ class Router:
             key: KafkaTopicSink(self.producer, b.topic, self.stopping, address=self._broker_address(*key))
             for key, b in self.manifests.brokers.items()
         }
+        by_broker: dict[tuple[str, str], list[TriggerDispatcher]] = {}
         for trigger in self.manifests.triggers.values():
             broker = self.manifests.broker(trigger.namespace, trigger.broker)
             dls_dest = trigger.delivery.dead_letter_sink
-            self.dispatchers.append(
-                TriggerDispatcher(
-                    trigger,
-                    self.resolve_url(trigger.subscriber),
-                    broker.topic,
-                    self.bootstrap,
-                    broker_sinks[(broker.namespace, broker.name)],
-                    self.resolve_sink(dls_dest) if dls_dest else None,
-                    self.metrics,
-                    workers=self.workers,
-                )
+            dispatcher = TriggerDispatcher(
+                trigger,
+                self.resolve_url(trigger.subscriber),
+                broker.topic,
+                self.bootstrap,
+                broker_sinks[(broker.namespace, broker.name)],
+                self.resolve_sink(dls_dest) if dls_dest else None,
+                self.metrics,
+                workers=self.workers,
+                own_consumer=not self.shared_group,
             )
+            self.dispatchers.append(dispatcher)
+            by_broker.setdefault((broker.namespace, broker.name), []).append(dispatcher)
+        if self.shared_group:
+            for (namespace, name), dispatchers in by_broker.items():
+                self.fanouts.append(BrokerFanout(
+                    self.manifests.broker(namespace, name).topic, f"knative-broker-{namespace}-{name}-triggers",
+                    self.bootstrap, dispatchers, self.metrics,
+                    legacy_groups=[d.trigger.consumer_group for d in dispatchers],
+                ))
         for source in self.manifests.kafka_sources.values():
             self.kafka_sources.append(KafkaSourceAdapter(source, self.resolve_sink(source.sink), self.bootstrap, self.metrics))
         for ping in self.manifests.ping_sources.values():
             self.ping_sources.append(PingSourceRunner(ping, self.resolve_sink(ping.sink), self.metrics))
         for dispatcher in self.dispatchers:
             dispatcher.start()
+        for fanout in self.fanouts:
+            fanout.start()
         for adapter in self.kafka_sources:
             adapter.start()
         for runner in self.ping_sources:
@@ -180,9 +198,12 @@ class Router:
             len(self.dispatchers), len(self.kafka_sources), len(self.ping_sources), self.settings.broker_url,
         )
 
+    def consumers(self) -> list[CommittingConsumer]:
+        own = [d.consumer for d in self.dispatchers if d.consumer is not None]
+        return [s.consumer for s in self.kafka_sources] + [f.consumer for f in self.fanouts] + own
+
     def ready(self) -> bool:
-        consumers = [d.consumer for d in self.dispatchers] + [s.consumer for s in self.kafka_sources]
-        return all(c.assigned.is_set() for c in consumers)
+        return all(c.assigned.is_set() for c in self.consumers())
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -212,7 +233,7 @@ class Router:
             dispatcher.join_workers(workers_deadline)
         if self.producer is not None:
             self.producer.flush(max(0.1, deadline - time.monotonic() - 0.5))
-        consumers = [s.consumer for s in self.kafka_sources] + [d.consumer for d in self.dispatchers]
+        consumers = self.consumers()
         for consumer in consumers:
             consumer.stopping.set()
         for consumer in consumers:

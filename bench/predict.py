@@ -6,7 +6,14 @@ threaded) and drives it with closed-loop keep-alive clients sending `prediction.
 mode). The client runs on the same 2-core machine, so figures are a lower bound of the server's capacity.
 Targets (issue 5): p50 <= 3 ms and p99 <= 15 ms at 16 concurrent, >= 1,500 predictions/s per process.
 
-    .venv/bin/python bench/predict.py [--servers gunicorn,waitress,werkzeug] [--seconds 5] [--domain tfd]
+--variants fast,flask runs each server with predict-one's WSGI fast path on and off (COELHO_PREDICT_FAST,
+docs/adr/0072-predict-one-latency.md) in the same run, so the ratio is meaningful on a shared machine;
+--threads sets the server's worker threads (COELHO_THREADS). Per level: client-side p50/p99/mean, predictions/s,
+server CPU per prediction and what one free core could serve (`capacity_per_core_per_s`). With closed-loop
+clients, mean latency = clients / throughput (Little's law): 16 clients at <= 3 ms need >= ~5,300 answers/s.
+
+    .venv/bin/python bench/predict.py [--servers gunicorn,waitress,werkzeug] [--variants fast] [--threads 16]
+        [--seconds 5] [--domain tfd]
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ def teach(settings: object, n: int) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", default="gunicorn,waitress,werkzeug")
+    parser.add_argument("--variants", default="fast", help="fast and/or flask (predict-one's fast path off)")
+    parser.add_argument("--threads", type=int, default=16, help="server worker threads (COELHO_THREADS)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--domain", default="tfd", help="domain whose predictions are requested (or 'mixed')")
@@ -63,8 +72,12 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {}
     with private_platform(["redis"]) as platform:
         learned = teach(platform.settings, args.learned)
-        for server in args.servers.split(","):
-            with function_process(platform.settings, "predict", server=server) as url:
+        runs = [(server, variant) for server in args.servers.split(",") for variant in args.variants.split(",")]
+        for server, variant in runs:
+            label = server if variant == "fast" else f"{server}-{variant}"
+            env = {"COELHO_PREDICT_FAST": "0" if variant == "flask" else "1"}
+            with function_process(platform.settings, "predict", server=server, threads=args.threads,
+                                  extra_env=env) as url:
                 load(url, requests_, 4, 1.0)  # warm-up
                 rows = []
                 for c in (int(x) for x in args.concurrency.split(",")):
@@ -74,13 +87,13 @@ def main() -> None:
                     # server CPU per prediction: what one free core could serve, whatever the machine's load
                     rows[-1]["server_cpu_us_per_request"] = round(used / max(rows[-1]["requests"], 1) * 1e6)
                     rows[-1]["capacity_per_core_per_s"] = round(rows[-1]["requests"] / used) if used else None
-                    print(server, json.dumps(rows[-1]), flush=True)
+                    print(label, json.dumps(rows[-1]), flush=True)
                     time.sleep(0.5)
-                results[server] = rows
+                results[label] = rows
     at16 = {s: next((float(r["per_s"]) for r in rows if r["concurrency"] == 16), 0.0) for s, rows in results.items()}
     summary = {
         "bench": "predict", "domain": args.domain, "events_learned": learned, "seconds_per_level": args.seconds,
-        "load_average": load_average(), "servers": results,
+        "threads": args.threads, "load_average": load_average(), "servers": results,
         "best_at_16": max(at16, key=lambda s: at16[s]) if at16 else None,
         "targets": {"p50_ms_at_16": 3, "p99_ms_at_16": 15, "per_s": 1500},
     }

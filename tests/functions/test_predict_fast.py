@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ def teach(url: str, n: int = 300) -> None:
 
 
 @pytest.fixture()
-def apps(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Flask, Flask]:
+def apps(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Flask, Flask]]:
     """(fast, plain): two predict-one apps on the same taught Redis, with and without the fast path."""
     from functions import predict
 
@@ -107,3 +108,34 @@ def test_fast_path_leaves_errors_and_other_forms_to_flask(apps: tuple[Flask, Fla
 
     monkeypatch.setattr(fast.config["predictor"], "check_fresh", down)
     assert post(fast, ce_type, event).status_code == 503
+
+
+@pytest.mark.parametrize("domain_name", list(DOMAINS))
+def test_plain_json_route_answers_like_flask(apps: tuple[Flask, Flask], domain_name: str) -> None:
+    fast, plain = apps
+    for event in events(domain_name, 3, seed=5):
+        a = fast.test_client().post(f"/predict/{domain_name}", json=event)
+        b = plain.test_client().post(f"/predict/{domain_name}", json=event)
+        assert a.status_code == b.status_code == 200
+        assert list(a.headers) == list(b.headers)
+        assert a.data == b.data
+
+
+def test_plain_json_route_leaves_errors_and_options_to_flask(apps: tuple[Flask, Flask]) -> None:
+    fast, plain = apps
+    event = next(iter(events("tfd", 1, seed=3)))
+    model = fast.config["predictor"].replicas["tfd"][0].model_name
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("/predict/tfd", {"json": {**event, "amount": "lots"}}),  # 400 naming the field
+        ("/predict/tfd", {"data": "{not json", "content_type": "application/json"}),
+        ("/predict/tfd", {"data": "null", "content_type": "application/json"}),
+        ("/predict/tfd", {"data": json.dumps(event), "content_type": "text/plain"}),
+        ("/predict/nope", {"json": event}),
+        (f"/predict/tfd?model={model}", {"json": event}),
+        ("/predict/tfd?model=nope", {"json": event}),
+    ]
+    for path, kwargs in cases:
+        a = fast.test_client().post(path, **kwargs)
+        b = plain.test_client().post(path, **kwargs)
+        assert (a.status_code, a.get_json()) == (b.status_code, b.get_json()), path
+    assert fast.test_client().get("/predict/tfd").status_code == 405

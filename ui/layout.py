@@ -146,11 +146,18 @@ def page_template(
     sidebar: list[Any] = []
     chat = optional_module("ui.chat_panel")
     if chat is not None:
-        try:
-            # Hook for the assistant engineer: ui.chat_panel.chat_panel(settings, page=..., context=callable).
-            sidebar.append(chat.chat_panel(settings, page=active.strip("/") or "home", context=page_context or dict))
-        except Exception:
-            log.exception("the chat panel failed to build")
+
+        def chat_view() -> Any:
+            try:
+                # Hook for the assistant engineer: ui.chat_panel.chat_panel(settings, page=..., context=callable).
+                return chat.chat_panel(settings, page=active.strip("/") or "home", context=page_context or dict)
+            except Exception:
+                log.exception("the chat panel failed to build")
+                return pn.pane.HTML("")
+
+        # Built and sent right after the page is shown (defer_load), not as part of it: the chat interface is
+        # ~0.2-0.5 s of a page build on this machine and nobody types in the first second (ADR 0073).
+        sidebar.append(pn.panel(chat_view, defer_load=True, sizing_mode="stretch_width"))
     template = pn.template.FastListTemplate(
         title="COELHO RealTime",
         header=[nav],

@@ -44,6 +44,8 @@ class DomainLive:
     learning: bool = False  # events were learned in the last few seconds
     last_event_ms: int | None = None
     available: bool = False  # state could be read (Redis up and a model exists)
+    # Every model of the domain (learning side by side): state_reader.read_models rows, plus "learning" (bool).
+    models: list[dict[str, Any]] = field(default_factory=list)
     updated: float = 0.0
 
 
@@ -62,6 +64,7 @@ class LiveData:
         self.redis_up = True
         self.services_checked_at = 0.0
         self._rates: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
+        self._model_rates: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -121,7 +124,18 @@ class LiveData:
                 continue
             live.updated = now
             self._add_rate(live, now)
+            self._add_model_rates(live, now)
             self.domains[name] = live
+
+    def _add_model_rates(self, live: DomainLive, now: float) -> None:
+        """Mark each model row LIVE (learning) when its events learned grew in the last 5 s."""
+        for row in live.models:
+            samples = self._model_rates.setdefault((live.domain, row["name"]), deque(maxlen=10))
+            if row.get("events_learned") is not None:
+                samples.append((now, row["events_learned"]))
+            recent = [n for t, n in samples if now - t <= 5.0]
+            row["learning"] = len(recent) >= 2 and recent[-1] > recent[0] and not live.paused
+            row["paused"] = bool(live.paused)
 
     def _add_rate(self, live: DomainLive, now: float) -> None:
         samples = self._rates[live.domain]

@@ -40,7 +40,7 @@ class PredictionReply:
     event_id: str = ""
 
 
-def prediction_event(domain: Domain, payload: dict[str, Any]) -> CloudEvent:
+def prediction_event(domain: Domain, payload: dict[str, Any], model: str | None = None) -> CloudEvent:
     key = payload.get(domain.key_field)
     attributes: dict[str, Any] = {
         "specversion": "1.0",
@@ -52,12 +52,19 @@ def prediction_event(domain: Domain, payload: dict[str, Any]) -> CloudEvent:
     }
     if key:
         attributes["partitionkey"] = str(key)
+    if model:  # which of the domain's models answers (predict-one reads the `model` extension)
+        attributes["model"] = model
     return CloudEvent(attributes, payload)
 
 
-def request_prediction(settings: Settings, domain: Domain, payload: dict[str, Any], timeout: float = 3.0) -> PredictionReply:
-    """POST the request to predict-one and return its reply; never raises for network or HTTP errors."""
-    event = prediction_event(domain, payload)
+def request_prediction(
+    settings: Settings, domain: Domain, payload: dict[str, Any], timeout: float = 3.0, model: str | None = None
+) -> PredictionReply:
+    """POST the request to predict-one (to `model`, else the domain's default) and return its reply.
+
+    Never raises for network or HTTP errors.
+    """
+    event = prediction_event(domain, payload, model)
     message = to_binary_event(event)
     start = time.perf_counter()
     try:

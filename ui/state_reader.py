@@ -108,7 +108,8 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
     live = DomainLive(domain)
     try:
         live.producer_enabled, live.producer_rate = read_producer(client, domain)
-        name = model or model_names(client, domain)[0]
+        names = model_names(client, domain)
+        name = model or names[0]
         live.model = name
         pipe = client.pipeline(transaction=False)
         pipe.hget(_key(domain, "model", name, "summary"), "json")
@@ -150,7 +151,50 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
         live.version = str(version) if version is not None else None
     elif restored is not None:
         live.version = _text(restored)
+    live.models = read_models(client, domain, names)
     return live
+
+
+def _version(checkpoint: Any, restored: Any) -> str | None:
+    if isinstance(checkpoint, dict):
+        version = checkpoint.get("version") or checkpoint.get("model_version")
+        if version is not None:
+            return str(version)
+    return _text(restored)
+
+
+def read_models(client: redis.Redis, domain: str, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per model of `domain` (all learn side by side): name, version, events learned, main metric.
+
+    `{"name", "version", "events_learned", "metric", "value", "available"}`; the main metric is the domain's
+    first `main_metrics`. One pipelined round trip for every model. Raises StateUnavailable when Redis is down.
+    """
+    from eventing.domains import get_domain
+
+    metric = (get_domain(domain).main_metrics or [""])[0]
+    try:
+        names = names if names is not None else model_names(client, domain)
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(_key(domain, "model", name, "summary"), "json")
+            pipe.get(_key(domain, "model", name, "checkpoint"))
+            pipe.get(_key(domain, "model", name, "restored_from"))
+        raw = pipe.execute()
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err
+    rows = []
+    for i, name in enumerate(names):
+        summary, checkpoint, restored = _json(raw[3 * i]), _json(raw[3 * i + 1]), raw[3 * i + 2]
+        summary = summary if isinstance(summary, dict) else {}
+        rows.append({
+            "name": name,
+            "version": _version(checkpoint, restored),
+            "events_learned": int(summary.get("events_learned") or 0) if summary else None,
+            "metric": metric,
+            "value": (summary.get("metrics") or {}).get(metric) if summary else None,
+            "available": bool(summary),
+        })
+    return rows
 
 
 def set_training(settings: Settings, domain: str, paused: bool) -> dict[str, Any]:

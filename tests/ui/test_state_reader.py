@@ -86,3 +86,45 @@ def test_redis_down_is_reported_not_raised_as_a_traceback(tmp_path: Path) -> Non
         state_reader.read_domain(state_reader.redis_client(settings), "tfd")
     with pytest.raises(state_reader.StateUnavailable):
         state_reader.set_producer(settings, "tfd", enabled=True)
+
+
+def test_lists_every_model_of_a_domain_learning_side_by_side(redis_server: tuple[redis.Redis, Settings]) -> None:
+    """Two models learn the same ETA log (champion and challenger): the page lists both, with their own state."""
+    from functions.model_store import EventLog, ModelReplica
+    from producers.generators import make_generator
+
+    client, settings = redis_server
+    log = EventLog(client, ETA)
+    champion = ModelReplica(client, ETA, role="learner")
+    challenger = ModelReplica(client, ETA, "linear_regression", role="learner")
+    for event in make_generator("eta", seed=11).take(120):
+        clean = ETA.validate(event.data)
+        log.append("record", clean, log.dedup_keys("/tests", event.id, clean, "record"))
+    champion.catch_up()
+    champion.write_summary()
+    challenger.catch_up()
+    challenger.write_summary()
+
+    reader = state_reader.redis_client(settings)
+    rows = state_reader.read_models(reader, "eta")
+    assert sorted(r["name"] for r in rows) == sorted([ETA.default_model, "linear_regression"])
+    by_name = {r["name"]: r for r in rows}
+    for replica in (champion, challenger):
+        row = by_name[replica.model_name]
+        assert row["available"] and row["events_learned"] == 120
+        assert row["metric"] == ETA.main_metrics[0]
+        assert row["value"] == pytest.approx(replica.state.metric_values()[ETA.main_metrics[0]])
+    assert by_name["linear_regression"]["value"] != by_name[ETA.default_model]["value"], "each model's own metric"
+
+    live = state_reader.read_domain(reader, "eta")
+    assert [r["name"] for r in live.models] == [r["name"] for r in rows]
+    assert live.model == rows[0]["name"], "the header shows the first model; the table shows them all"
+
+
+def test_a_prediction_request_names_the_chosen_model() -> None:
+    from ui.predict_client import prediction_event
+
+    chosen = prediction_event(ETA, {"trip_id": "t-1", "driver_id": "d-1"}, model="linear_regression")
+    assert chosen.get_extension("model") == "linear_regression"
+    default = prediction_event(ETA, {"trip_id": "t-1", "driver_id": "d-1"})
+    assert default.get_extension("model") is None

@@ -8,6 +8,7 @@ import html
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,15 @@ def ago(timestamp: Any) -> str:
     if delta < 86400:
         return f"{delta / 3600:.1f} h ago"
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def lazy(build: Callable[[], Any]) -> Any:
+    """A tab body built the first time it is shown (inside pn.Tabs(dynamic=True)), not with the page (ADR 0073)."""
+
+    def view() -> Any:  # ParamFunction takes functions, not bound methods
+        return build()
+
+    return pn.param.ParamFunction(view, lazy=True, sizing_mode="stretch_width")
 
 
 CARDS_CSS = """
@@ -119,6 +129,7 @@ class DomainPage:
         self.form.on_change(self._form_changed)
         self.last_reply: PredictionReply | None = None
         self._last_update = -1.0
+        self._data_key: Any = None  # what the heavy views last showed: redrawn only when the model moved on
         self._refresh_failed = False
 
         # model status, training, producer
@@ -142,10 +153,16 @@ class DomainPage:
         self.predict_button = pn.widgets.Button(name="Predict", button_type="primary", width=140)
         self.predict_button.on_click(self._predict)
         self.prediction_status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
+        # Which of the domain's models Predict asks (options follow the poller; "" = predict-one's default).
+        self.model_select = pn.widgets.Select(name="Model", options={"default model": ""}, value="", width=220,
+                                              margin=(0, 6), css_classes=["model-select"])
+        self.models_table = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10))
+        self._model_names: list[str] = []
+        self.model_select.param.watch(self._model_chosen, "value")
 
         # metrics
         self.cards = MetricCards(self.card_metrics(), dict(domain.metric_help))
-        self.charts = {m: MetricChart(m, color=PALETTE[i % len(PALETTE)]) for i, m in enumerate(domain.main_metrics)}
+        self.charts: dict[str, MetricChart] = {}  # built with the "Metric charts" tab, when it is first opened
         self.all_metrics = pn.pane.HTML("", sizing_mode="stretch_width")
 
     # --- hooks for subclasses ------------------------------------------------------------------------
@@ -172,6 +189,14 @@ class DomainPage:
     def form_view(self) -> Any:
         return self.form.layout(ncols=self.form_columns)
 
+    def later(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the next tick of the page's event loop: what the result is shows first, details after."""
+        doc = pn.state.curdoc
+        if doc is None or getattr(doc, "session_context", None) is None:
+            fn()
+            return
+        doc.add_next_tick_callback(fn)
+
     # --- callbacks -----------------------------------------------------------------------------------
     def _form_changed(self, path: str) -> None:
         if self.last_reply is not None:
@@ -190,11 +215,9 @@ class DomainPage:
             n = len(self.form.errors)
             self.prediction_status.object = f"<span style='color:#b42318'>⚠ {n} field{'s' if n > 1 else ''} need{'s' if n == 1 else ''} fixing before predicting (see the messages below the fields).</span>"
             return None
-        self.predict_button.loading = True
-        try:
-            reply = request_prediction(self.settings, self.domain, self.form.payload())
-        finally:
-            self.predict_button.loading = False
+        # No loading spinner: predict-one answers in ~10 ms, and toggling `loading` twice cost two extra
+        # re-renders of the button before the result could be drawn (ADR 0073).
+        reply = request_prediction(self.settings, self.domain, self.form.payload(), model=self.model_select.value or None)
         if reply.ok:
             self.last_reply = reply
             self.show_prediction(reply.data)
@@ -281,6 +304,7 @@ class DomainPage:
             return
         self._last_update = live.updated
         self.model_info.object = self.model_html(live)
+        self._show_models(live)
         # A snapshot read before the person's last click would flip the switch back: only newer ones sync it.
         if live.updated > self._control_changed_at:
             self._syncing = True
@@ -295,12 +319,69 @@ class DomainPage:
                 self._syncing = False
             self._show_training(live.paused)
             self._show_producer(live.producer_enabled)
+        # The poller stamps a new snapshot every second even when nothing was learned: redraw cards, charts and
+        # the extra views only when the model moved on (a paused or idle model costs the page nothing).
+        key = (live.model, live.available, live.events_learned, live.version, len(live.drifts_at),
+               sum(len(v) for v in live.history.values()))
+        if key == self._data_key:
+            return
+        self._data_key = key
         self.cards.update({name: self.metric_value(live, name) for name in self.cards.names})
+        self._draw_charts(live)
+        self.refresh_extra(live)
+
+    def _draw_charts(self, live: DomainLive) -> None:
+        if not self.charts:  # the tab was never opened
+            return
         for name, chart in self.charts.items():
             points = live.history.get(name, [])
             chart.update([p[0] for p in points], [p[1] for p in points], live.drifts_at)
         self.all_metrics.object = self.metrics_table(live)
-        self.refresh_extra(live)
+
+    def _model_chosen(self, event: Any) -> None:
+        self.models_table.object = self.models_html(self.live.domains[self.domain.name].models, event.new)
+
+    def _show_models(self, live: DomainLive) -> None:
+        """The table of every model of the domain, and the choice of which one Predict asks."""
+        names = [str(row["name"]) for row in live.models]
+        if names and names != self._model_names:
+            self._model_names = names
+            current = self.model_select.value
+            self.model_select.options = {name: name for name in names}
+            self.model_select.value = current if current in names else names[0]
+        self.models_table.object = self.models_html(live.models, self.model_select.value)
+
+    def models_html(self, rows: list[dict[str, Any]], selected: str | None = None) -> str:
+        if not rows:
+            return ""
+        metric = html.escape(str(rows[0].get("metric") or "metric"))
+        head = "".join(
+            f"<th style='padding:3px 10px;text-align:{a};font-weight:600;color:{MUTED}'>{h}</th>"
+            for h, a in (("Model", "left"), ("Version", "left"), ("Events learned", "right"), (metric, "right"), ("", "left"))
+        )
+        body = []
+        for row in rows:
+            if row.get("learning"):
+                state = badge("● LIVE", "#059669")
+            elif row.get("paused"):
+                state = badge("PAUSED", "#d97706")
+            else:
+                state = badge("IDLE", "#6b7280")
+            events = row.get("events_learned")
+            mark = " ◀ Predict" if row["name"] == selected else ""
+            body.append(
+                f"<tr style='border-top:1px solid #eef0f3' data-model='{html.escape(str(row['name']))}'>"
+                f"<td style='padding:3px 10px;font-weight:600'>{html.escape(str(row['name']))}"
+                f"<span style='color:{MUTED};font-weight:400;font-size:12px'>{mark}</span></td>"
+                f"<td style='padding:3px 10px'>{html.escape(str(row.get('version') or '—'))}</td>"
+                f"<td style='padding:3px 10px;text-align:right'>{'—' if events is None else f'{int(events):,}'}</td>"
+                f"<td style='padding:3px 10px;text-align:right'>{format_metric(row.get('value'))}</td>"
+                f"<td style='padding:3px 10px'>{state}</td></tr>"
+            )
+        return (
+            "<table class='models-table' style='border-collapse:collapse;width:100%;font-size:13px;"
+            f"font-variant-numeric:tabular-nums'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        )
 
     def metric_value(self, live: DomainLive, name: str) -> Any:
         if name == "n_clusters":
@@ -360,7 +441,7 @@ class DomainPage:
 
     # --- layout --------------------------------------------------------------------------------------
     def header_row(self) -> Any:
-        model = card(self.model_info, title=self.domain.title, sizing_mode="stretch_width")
+        model = card(self.model_info, self.models_table, title=self.domain.title, sizing_mode="stretch_width")
         training = card(
             pn.Row(self.training_switch, self.training_state, margin=0),
             pn.pane.HTML(f"<span style='color:{MUTED};font-size:12px'>Pause keeps events queued; resume catches up.</span>", margin=(0, 10)),
@@ -373,12 +454,18 @@ class DomainPage:
         return pn.Row(model, training, producer, sizing_mode="stretch_width")
 
     def predict_tab(self) -> Any:
-        buttons = pn.Row(self.form.randomize_button, self.predict_button, margin=(4, 6))
+        buttons = pn.Row(self.form.randomize_button, self.predict_button, self.model_select, margin=(4, 6))
         form = card(buttons, self.form_view(), title="Prediction request", sizing_mode="stretch_width")
         result = card(self.prediction_status, self.result_view(), title="Prediction", sizing_mode="stretch_width")
         return pn.Row(pn.Column(form, sizing_mode="stretch_width"), pn.Column(result, width=520, sizing_mode=None), sizing_mode="stretch_width")
 
     def metrics_tab(self) -> Any:
+        return lazy(self._build_metrics_tab)
+
+    def _build_metrics_tab(self) -> Any:
+        """The metric charts (one figure per main metric), built when the tab is first opened."""
+        self.charts = {m: MetricChart(m, color=PALETTE[i % len(PALETTE)]) for i, m in enumerate(self.domain.main_metrics)}
+        self._draw_charts(self.live.domains[self.domain.name])
         charts = pn.GridBox(*[card(c.figure) for c in self.charts.values()], ncols=3, sizing_mode="stretch_width")
         return pn.Column(charts, card(self.all_metrics, title="All metrics (progressive validation)"), sizing_mode="stretch_width")
 

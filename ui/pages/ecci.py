@@ -15,7 +15,7 @@ from eventing.domains.ecci import PROFILE_FIELDS
 from ui.charts import BLUE, PALETTE, BarChart, PointMap, StackedBarChart
 from ui.layout import card
 from ui.live import DomainLive
-from ui.pages.domain_page import MUTED, DomainPage
+from ui.pages.domain_page import MUTED, DomainPage, lazy
 
 FEATURE_LABELS = {path: path.split(".")[-1].replace("_", " ") for path in PROFILE_FIELDS}
 
@@ -39,18 +39,15 @@ class EcommercePage(DomainPage):
         )
         self.behaviour = BarChart("Top values in this cluster", height=240, y_label="share of the cluster's events")
         self.behaviour_note = pn.pane.HTML("", margin=(0, 10))
-        self.sizes = BarChart("Samples per cluster", height=300, y_label="events", x_label="cluster")
-        self.analytics_feature = pn.widgets.Select(
-            name="Feature distribution across clusters", options={v: k for k, v in FEATURE_LABELS.items()}, width=300
-        )
-        self.distribution = StackedBarChart("Feature distribution per cluster", height=330)
-        self.distribution_pane = pn.pane.Bokeh(self.distribution.figure, sizing_mode="stretch_width")
+        # The Cluster Analytics tab (its charts and selector) is built when it is first opened.
+        self.sizes: BarChart | None = None
+        self.analytics_feature: Any = None
+        self.distribution_pane: Any = None
         self.predicted: str | None = None
         self._clusters_seen = ""
         self._analytics_at = 0.0
         super().__init__(ECCI, settings)
         self.behaviour_feature.param.watch(lambda e: self.draw_behaviour(), "value")
-        self.analytics_feature.param.watch(lambda e: self.draw_analytics(force=True), "value")
         self.form.on_change(self._maybe_redraw)
         self.clear_prediction(initial=True)
         self.redraw()
@@ -79,7 +76,7 @@ class EcommercePage(DomainPage):
             f"<div style='font-size:26px;font-weight:800;color:{color}'>{shown}</div>"
             f"<div style='font-size:13px;color:#374151;margin-top:4px'>{html.escape(str(description))}</div></div>"
         )
-        self.draw_behaviour()
+        self.later(self.draw_behaviour)  # the cluster first; its behaviour chart right after
 
     def clear_prediction(self, initial: bool = False) -> None:
         if not initial:
@@ -116,6 +113,8 @@ class EcommercePage(DomainPage):
             self.behaviour_note.object = f"<span style='font-size:12px;color:#374151'>Top {len(profile)} values of {html.escape(FEATURE_LABELS[feature])} in cluster {html.escape(self.predicted or '')}</span>"
 
     def draw_analytics(self, force: bool = False) -> None:
+        if self.sizes is None:  # the tab was never opened
+            return
         clusters = self.live.domains[self.domain.name].clusters
         signature = json.dumps([clusters, self.analytics_feature.value], sort_keys=True, default=str)
         if signature == self._clusters_seen and not force:
@@ -144,17 +143,27 @@ class EcommercePage(DomainPage):
         self.distribution_pane.object = fig
 
     def extra_tabs(self) -> list[tuple[str, Any]]:
-        return [(
-            "Cluster Analytics",
-            pn.Column(
-                pn.Row(
-                    card(pn.pane.Bokeh(self.sizes.figure, sizing_mode="stretch_width"), title="Samples per cluster"),
-                    card(self.analytics_feature, self.distribution_pane, title="A feature across clusters"),
-                    sizing_mode="stretch_width",
-                ),
+        return [("Cluster Analytics", lazy(self._build_analytics_tab))]
+
+    def _build_analytics_tab(self) -> Any:
+        self.sizes = BarChart("Samples per cluster", height=300, y_label="events", x_label="cluster")
+        self.analytics_feature = pn.widgets.Select(
+            name="Feature distribution across clusters", options={v: k for k, v in FEATURE_LABELS.items()}, width=300
+        )
+        self.distribution_pane = pn.pane.Bokeh(
+            StackedBarChart("Feature distribution per cluster", height=330).figure, sizing_mode="stretch_width"
+        )
+        self.analytics_feature.param.watch(lambda e: self.draw_analytics(force=True), "value")
+        self._analytics_at = time.monotonic()
+        self.draw_analytics(force=True)
+        return pn.Column(
+            pn.Row(
+                card(pn.pane.Bokeh(self.sizes.figure, sizing_mode="stretch_width"), title="Samples per cluster"),
+                card(self.analytics_feature, self.distribution_pane, title="A feature across clusters"),
                 sizing_mode="stretch_width",
             ),
-        )]
+            sizing_mode="stretch_width",
+        )
 
     def refresh_extra(self, live: DomainLive) -> None:
         # Rebuilding the stacked chart is the page's most expensive update: at most every 5 s.

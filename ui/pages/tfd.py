@@ -12,7 +12,7 @@ from eventing.domains import TFD
 from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge, risk_level
 from ui.layout import card
 from ui.live import DomainLive
-from ui.pages.domain_page import MUTED, DomainPage
+from ui.pages.domain_page import MUTED, DomainPage, lazy
 
 CLASS_NAMES = {"False": "legit", "True": "fraud"}
 
@@ -77,7 +77,7 @@ class FraudPage(DomainPage):
     def __init__(self, settings: Settings) -> None:
         self.gauge = FraudGauge()
         self.split = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
-        self.matrix = ConfusionMatrixChart(labels=("legit", "fraud"))
+        self.matrix: ConfusionMatrixChart | None = None  # built with its tab, when first opened
         self.report = pn.pane.HTML("", sizing_mode="stretch_width")
         super().__init__(TFD, settings)
         self.clear_prediction(initial=True)
@@ -89,7 +89,7 @@ class FraudPage(DomainPage):
             for n, lo, hi, c in RISK_ZONES
         )
         return pn.Column(
-            pn.Row(pn.HSpacer(), pn.pane.Bokeh(self.gauge.figure), pn.HSpacer(), sizing_mode="stretch_width"),
+            pn.Row(pn.HSpacer(), self.gauge.pane, pn.HSpacer(), sizing_mode="stretch_width"),
             pn.pane.HTML(f"<div style='text-align:center'>{legend}</div>", sizing_mode="stretch_width"),
             self.split,
             sizing_mode="stretch_width",
@@ -120,16 +120,20 @@ class FraudPage(DomainPage):
         self.split.object = f"<div style='color:{MUTED};text-align:center'>Press <b>Predict</b> to score this transaction.</div>"
 
     def extra_tabs(self) -> list[tuple[str, Any]]:
-        return [(
-            "Confusion matrix & report",
-            pn.Row(
-                card(pn.pane.Bokeh(self.matrix.figure, sizing_mode="stretch_width"), title="Confusion matrix"),
-                card(self.report, title="Classification report (threshold 0.5)"),
-                sizing_mode="stretch_width",
-            ),
-        )]
+        return [("Confusion matrix & report", lazy(self._build_matrix_tab))]
+
+    def _build_matrix_tab(self) -> Any:
+        self.matrix = ConfusionMatrixChart(labels=("legit", "fraud"))
+        self.refresh_extra(self.live.domains[self.domain.name])
+        return pn.Row(
+            card(pn.pane.Bokeh(self.matrix.figure, sizing_mode="stretch_width"), title="Confusion matrix"),
+            card(self.report, title="Classification report (threshold 0.5)"),
+            sizing_mode="stretch_width",
+        )
 
     def refresh_extra(self, live: DomainLive) -> None:
+        if self.matrix is None:  # the tab was never opened
+            return
         raw = live.metrics.get("ConfusionMatrix") or {}
         matrix = {CLASS_NAMES.get(t, t): {CLASS_NAMES.get(p, p): n for p, n in row.items()} for t, row in raw.items()}
         self.matrix.update(matrix)

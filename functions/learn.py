@@ -134,6 +134,9 @@ class Learner:
         event_log = self.logs[domain.name]
         keys = event_log.dedup_keys(event.get_source(), event.get_id(), clean, log_kind, kafka)
         appended = event_log.append(log_kind, clean, keys)
+        if appended.new:  # concurrent requests with later entries wait for this one instead of re-reading the log
+            for replica in self.replicas[domain.name]:
+                replica.expect(appended.seq)
         source = domain.source("functions/learn")
         partitionkey = clean.get(domain.key_field)
         if not appended.new:

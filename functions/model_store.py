@@ -200,6 +200,7 @@ class ModelReplica:
         self.log = EventLog(client, domain)
         self.lock = threading.RLock()
         self.applied = threading.Condition(self.lock)  # notified whenever the local position moves
+        self._expected: dict[int, float] = {}  # seq -> when a request of this process appended it (see expect)
         self.on_drift = on_drift
         self.state = ModelState.fresh(domain, self.model_name)
         self._summary_at = 0.0
@@ -280,18 +281,33 @@ class ModelReplica:
             with self.lock:
                 self._reset_to_snapshot()
 
+    def expect(self, seq: int) -> None:
+        """Announce that a request of this process appended `seq` and is about to `apply_direct` it here."""
+        now = time.monotonic()
+        self._expected[seq] = now
+        if len(self._expected) > 10_000:  # entries never applied here (a pause): forget the old ones
+            for old in [k for k, t in list(self._expected.items()) if now - t > 5.0]:
+                self._expected.pop(old, None)
+
+    def _expecting(self, first: int, last: int) -> bool:
+        """Were all of first..last appended by requests of this process that are still to apply them?"""
+        if last - first > 256:
+            return False
+        return all(s in self._expected for s in range(first, last + 1))
+
     def apply_direct(self, entry: LogEntry, paused_at: int | None, wait: float = DIRECT_WAIT_S) -> list[Applied]:
         """Apply an event just appended: directly when it is next in line, else by catching up.
 
-        Concurrent requests append in one order and reach the lock in another. When entries before this one are
-        missing, their own requests are usually about to apply them in this process: wait up to `wait` seconds
-        for that (each apply notifies) instead of reading the log back from Redis under the lock; only then
-        catch up from the log (an entry appended elsewhere, or a request that died after its append).
+        Concurrent requests append in one order and reach the lock in another. When the entries before this one
+        were all announced (`expect`) by requests of this process, those requests are about to apply them: wait
+        up to `wait` seconds for that (each apply notifies) instead of reading the log back from Redis under the
+        lock. Otherwise (an entry appended by another replica), or after the wait, catch up from the log.
         """
         if paused_at is not None and entry.seq > paused_at:
+            self._expected.pop(entry.seq, None)  # applied after the resume, by a catch-up
             return []
         with self.lock:
-            if entry.seq > self.state.seq + 1 and wait > 0:
+            if entry.seq > self.state.seq + 1 and wait > 0 and self._expecting(self.state.seq + 1, entry.seq - 1):
                 self.applied.wait_for(lambda: entry.seq <= self.state.seq + 1, timeout=wait)
             if entry.seq == self.state.seq + 1:
                 applied = [self._apply(entry)]
@@ -314,6 +330,7 @@ class ModelReplica:
         log.warning("%s/%s: reloaded snapshot at seq %d", self.domain.name, self.model_name, self.state.seq)
 
     def _apply(self, entry: LogEntry) -> Applied:
+        self._expected.pop(entry.seq, None)
         applied = self.state.apply(entry.seq, entry.kind, entry.event, entry.t_ms)
         if self.role == "learner":
             if entry.seq % HISTORY_EVERY == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -175,3 +176,39 @@ def test_slim_snapshot_keeps_predictions_after_further_learning() -> None:
         state.apply(i, "record", e, 0)
         copy.apply(i, "record", e, 0)
     assert_same_model(state, copy, stream[:50])
+
+
+def test_out_of_order_requests_of_one_process_wait_for_each_other_instead_of_rereading_the_log(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests append in one order and reach the replica in another: a later entry waits for the earlier
+    ones announced by this process (no read of the log back from Redis); one appended elsewhere is read back."""
+    domain = get_domain("tfd")
+    stream = events("tfd", 3, seed=21)
+    replica = ModelReplica(redis.Redis.from_url(redis_url), domain, role="learner")
+    reads: list[int] = []
+    real_read = replica.log.read_after
+    monkeypatch.setattr(replica.log, "read_after", lambda seq, count=2000: reads.append(seq) or real_read(seq, count))
+    log = replica.log
+    entries = []
+    for i, event in enumerate(stream[:2]):
+        appended = log.append("record", event, log.dedup_keys("/coelho/tests", f"w-{i}", event, "record"))
+        replica.expect(appended.seq)
+        entries.append(LogEntry(appended.seq, "record", event, appended.t_ms))
+    second = threading.Thread(target=replica.apply_direct, args=(entries[1], None))
+    second.start()  # seq 2 first: it waits for seq 1
+    time.sleep(0.05)
+    assert replica.state.seq == 0
+    replica.apply_direct(entries[0], None)
+    second.join(5)
+    assert replica.state.seq == 2 and reads == []
+    # an entry appended by another replica (not announced here) is read back from the log at once
+    other = ModelReplica(redis.Redis.from_url(redis_url), domain, role="learner")
+    send(other, stream[2], "w-2")
+    fourth = events("tfd", 1, seed=22)[0]
+    appended = log.append("record", fourth, log.dedup_keys("/coelho/tests", "w-3", fourth, "record"))
+    started = time.monotonic()
+    replica.apply_direct(LogEntry(appended.seq, "record", fourth, appended.t_ms), None)
+    assert replica.state.seq == 4 and reads and time.monotonic() - started < model_store.DIRECT_WAIT_S
+    reference = replay("tfd", [("record", e) for e in [*stream, fourth]])
+    assert_same_model(replica.state, reference, stream)

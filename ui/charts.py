@@ -264,6 +264,42 @@ class BarChart:
         }
 
 
+class HtmlBars:
+    """Horizontal bars drawn as HTML in one pane (the E-commerce "cluster behaviour" on the Predict tab).
+
+    Same API as BarChart.update; a new prediction is one text change, not a Bokeh re-layout (ADR 0073).
+    """
+
+    def __init__(self, color: str = BLUE) -> None:
+        import panel as pn
+
+        self.color = color
+        self.label = ""
+        self.pane = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10), css_classes=["html-bars"])
+
+    def update(self, values: Mapping[str, float], colors: Sequence[str] | None = None) -> None:
+        import html
+
+        if not values:
+            self.pane.object = ""
+            return
+        top = max((abs(float(v)) for v in values.values()), default=0.0) or 1.0
+        rows = []
+        for i, (key, value) in enumerate(values.items()):
+            v = float(value)
+            color = colors[i % len(colors)] if colors else self.color
+            shown = f"{v:.1%}" if 0 <= v <= 1 and self.label.startswith("share") else f"{v:,.2f}"
+            rows.append(
+                "<div style='display:flex;align-items:center;gap:8px;margin:3px 0;font-size:12px'>"
+                f"<span style='width:34%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:#374151'>{html.escape(str(key))}</span>"
+                f"<span style='flex:1;background:#f3f4f6;border-radius:4px;height:14px'><span style='display:block;height:14px;"
+                f"border-radius:4px;width:{max(1.0, 100 * abs(v) / top):.1f}%;background:{color}'></span></span>"
+                f"<span style='width:64px;text-align:right;font-variant-numeric:tabular-nums'>{shown}</span></div>"
+            )
+        caption = f"<div style='font-size:11px;color:#6b7280'>{html.escape(self.label)}</div>" if self.label else ""
+        self.pane.object = caption + "".join(rows)
+
+
 class StackedBarChart:
     """Stacked bars: one bar per group (cluster), stacked by category (a feature's values)."""
 

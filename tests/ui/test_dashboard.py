@@ -139,6 +139,10 @@ def test_fraud_page_randomize_predict_and_report(dashboard: Any, page: Any) -> N
     result = page.locator(".fraud-result").inner_text()
     assert "%" in result and ("LOW" in result or "MEDIUM" in result or "HIGH" in result)
     page.get_by_text("answered in").first.wait_for()
+    # every model of the domain is listed; Predict asks the one chosen in the Model select (the first by default)
+    model = page.locator(".model-name").first.inner_text().strip()
+    assert model in page.locator(".models-table").first.inner_text()
+    assert f"model {model}" in page.locator(".prediction-meta").first.inner_text()
     screenshot(page, "tfd-predict")
 
     # an out-of-range value shows the domain's validation message beside the field

@@ -154,7 +154,7 @@ class DomainPage:
         self.predict_button.on_click(self._predict)
         self.prediction_status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
         # Which of the domain's models Predict asks (options follow the poller; "" = predict-one's default).
-        self.model_select = pn.widgets.Select(name="Model", options={"default model": ""}, value="", width=220,
+        self.model_select = pn.widgets.Select(name="Model", options={"default model": ""}, value="", width=190,
                                               margin=(0, 6), css_classes=["model-select"])
         self.models_table = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10))
         self._model_names: list[str] = []
@@ -356,8 +356,8 @@ class DomainPage:
             return ""
         metric = html.escape(str(rows[0].get("metric") or "metric"))
         head = "".join(
-            f"<th style='padding:3px 10px;text-align:{a};font-weight:600;color:{MUTED}'>{h}</th>"
-            for h, a in (("Model", "left"), ("Version", "left"), ("Events learned", "right"), (metric, "right"), ("", "left"))
+            f"<th style='padding:3px 10px;text-align:{a};font-weight:600;color:{MUTED};white-space:nowrap'>{h}</th>"
+            for h, a in (("Model", "left"), ("Version", "left"), ("Events", "right"), (metric, "right"), ("", "left"))
         )
         body = []
         for row in rows:
@@ -368,15 +368,15 @@ class DomainPage:
             else:
                 state = badge("IDLE", "#6b7280")
             events = row.get("events_learned")
-            mark = " ◀ Predict" if row["name"] == selected else ""
+            mark = " ◀" if row["name"] == selected else ""
             body.append(
                 f"<tr style='border-top:1px solid #eef0f3' data-model='{html.escape(str(row['name']))}'>"
                 f"<td style='padding:3px 10px;font-weight:600'>{html.escape(str(row['name']))}"
-                f"<span style='color:{MUTED};font-weight:400;font-size:12px'>{mark}</span></td>"
+                f"<span style='color:{MUTED};font-weight:400' title='Predict asks this model'>{mark}</span></td>"
                 f"<td style='padding:3px 10px'>{html.escape(str(row.get('version') or '—'))}</td>"
                 f"<td style='padding:3px 10px;text-align:right'>{'—' if events is None else f'{int(events):,}'}</td>"
                 f"<td style='padding:3px 10px;text-align:right'>{format_metric(row.get('value'))}</td>"
-                f"<td style='padding:3px 10px'>{state}</td></tr>"
+                f"<td style='padding:3px 10px;white-space:nowrap'>{state}</td></tr>"
             )
         return (
             "<table class='models-table' style='border-collapse:collapse;width:100%;font-size:13px;"

@@ -12,7 +12,7 @@ import panel as pn
 from coelho.settings import Settings
 from eventing.domains import ECCI
 from eventing.domains.ecci import PROFILE_FIELDS
-from ui.charts import BLUE, PALETTE, BarChart, PointMap, StackedBarChart
+from ui.charts import BLUE, PALETTE, BarChart, HtmlBars, PointMap, StackedBarChart
 from ui.layout import card
 from ui.live import DomainLive
 from ui.pages.domain_page import MUTED, DomainPage, lazy
@@ -37,7 +37,7 @@ class EcommercePage(DomainPage):
         self.behaviour_feature = pn.widgets.Select(
             name="Cluster behaviour: feature", options={v: k for k, v in FEATURE_LABELS.items()}, width=260
         )
-        self.behaviour = BarChart("Top values in this cluster", height=240, y_label="share of the cluster's events")
+        self.behaviour = HtmlBars()  # HTML, not a Bokeh figure: cheaper to build and to update per prediction
         self.behaviour_note = pn.pane.HTML("", margin=(0, 10))
         # The Cluster Analytics tab (its charts and selector) is built when it is first opened.
         self.sizes: BarChart | None = None
@@ -87,7 +87,7 @@ class EcommercePage(DomainPage):
 
     def result_view(self) -> Any:
         behaviour = pn.Column(
-            self.behaviour_feature, self.behaviour_note, pn.pane.Bokeh(self.behaviour.figure, sizing_mode="stretch_width"),
+            self.behaviour_feature, self.behaviour_note, self.behaviour.pane,
             sizing_mode="stretch_width",
         )
         return pn.Column(self.cluster, pn.pane.Bokeh(self.map.figure, sizing_mode="stretch_width"),
@@ -104,11 +104,11 @@ class EcommercePage(DomainPage):
             self.behaviour_note.object = f"<span style='color:{MUTED};font-size:12px'>Predict to see what this cluster's interactions look like.</span>"
             return
         if _is_numeric(profile):
-            self.behaviour.figure.yaxis.axis_label = FEATURE_LABELS[feature]
+            self.behaviour.label = FEATURE_LABELS[feature]
             self.behaviour.update({k: profile[k] for k in ("min", "mean", "max")})
             self.behaviour_note.object = f"<span style='font-size:12px;color:#374151'>mean {profile['mean']:,.2f} ± {profile['std']:,.2f}</span>"
         else:
-            self.behaviour.figure.yaxis.axis_label = "share of the cluster's events"
+            self.behaviour.label = "share of the cluster's events"
             self.behaviour.update(profile, colors=[PALETTE[i % len(PALETTE)] for i in range(len(profile))])
             self.behaviour_note.object = f"<span style='font-size:12px;color:#374151'>Top {len(profile)} values of {html.escape(FEATURE_LABELS[feature])} in cluster {html.escape(self.predicted or '')}</span>"
 

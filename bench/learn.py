@@ -11,6 +11,12 @@ For each domain, in one run on a private platform (real Kafka, router, Redis, le
    log entry's commit time (Redis TIME) minus the send time.
 
     .venv/bin/python bench/learn.py [--domains tfd,eta,ecci] [--events 3000]
+    .venv/bin/python bench/learn.py --http-only [--variants flask,fast] [--server waitress]
+
+--http-only runs steps 1, 3 and 4 only, once per variant in the same run: `fast` is learn-one's WSGI direct
+path (COELHO_LEARN_FAST=1, the default), `flask` the Flask + CloudEvents SDK route (COELHO_LEARN_FAST=0); Redis
+is emptied before each variant so both learn the same events from scratch. learn_cpu_us_per_event is the
+function process's CPU time per event (load-independent); compare rates only within one run.
 """
 
 from __future__ import annotations
@@ -123,49 +129,69 @@ def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurr
     return len(bodies) / (time.perf_counter() - started)
 
 
-def http_only_run(args: Any) -> None:
-    """HTTP -> learn-one -> committed, beside in-process River, and latency at half that peak."""
-    from function_harness import function_process
+def http_only_domain(url: str, name: str, events: int, latency_seconds: float) -> dict[str, Any]:
+    """One domain against one learn-one process: HTTP peak, CPU per event, latency at half the peak."""
+    from function_harness import cpu_seconds
 
     from eventing.domains import get_domain
 
-    results: dict[str, Any] = {}
-    with private_platform(["redis"]) as platform, \
-            function_process(platform.settings, "learn", extra_env={"COELHO_RESTORE": "0"}) as url:
-        for name in args.domains.split(","):
-            domain = get_domain(name)
-            clean = [domain.validate(e.data) for e in generated(name, args.events, seed=101) if e.kind == "record"]
-            row: dict[str, Any] = {"model": domain.default_model, "in_process": in_process(name, clean)}
-            from function_harness import cpu_seconds
+    domain = get_domain(name)
+    clean = [domain.validate(e.data) for e in generated(name, events, seed=101) if e.kind == "record"]
+    row: dict[str, Any] = {"model": domain.default_model, "in_process": in_process(name, clean)}
+    cpu = cpu_seconds(url)
+    row["http_per_s"] = round(http_only(url, name, clean), 1)
+    used = cpu_seconds(url) - cpu
+    row["learn_cpu_us_per_event"] = round(used / len(clean) * 1e6)
+    row["capacity_per_core_per_s"] = round(len(clean) / used) if used else None
+    rate = row["http_per_s"] / 2
+    paced = [dict(r, **{domain.id_field: f"paced-{i}"}) for i, r in enumerate(clean[: int(rate * latency_seconds)])]
+    client = Client(url)
+    latencies = []
+    started = time.perf_counter()
+    for i, record in enumerate(paced):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        t0 = time.perf_counter()
+        status, body = client.post("/", *ce_request(domain.type("record"), record))
+        assert status == 200, body
+        latencies.append((time.perf_counter() - t0) * 1000)
+    latencies.sort()
+    row["latency_at_half_peak"] = {"rate_per_s": round(rate, 1), "events": len(latencies),
+                                   "p50_ms": round(percentile(latencies, 50), 2),
+                                   "p99_ms": round(percentile(latencies, 99), 2)}
+    row["http_vs_in_process"] = round(row["http_per_s"] / row["in_process"]["test_then_train_per_s"], 2)
+    return row
 
-            cpu = cpu_seconds(url)
-            row["http_per_s"] = round(http_only(url, name, clean), 1)
-            used = cpu_seconds(url) - cpu
-            row["learn_cpu_us_per_event"] = round(used / len(clean) * 1e6)
-            row["capacity_per_core_per_s"] = round(len(clean) / used) if used else None
-            rate = row["http_per_s"] / 2
-            paced = [dict(r, **{domain.id_field: f"paced-{i}"}) for i, r in enumerate(clean[: int(rate * args.latency_seconds)])]
-            client = Client(url)
-            latencies = []
-            started = time.perf_counter()
-            for i, record in enumerate(paced):
-                delay = started + i / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                t0 = time.perf_counter()
-                status, body = client.post("/", *ce_request(domain.type("record"), record))
-                assert status == 200, body
-                latencies.append((time.perf_counter() - t0) * 1000)
-            latencies.sort()
-            row["latency_at_half_peak"] = {"rate_per_s": round(rate, 1), "events": len(latencies),
-                                           "p50_ms": round(percentile(latencies, 50), 2),
-                                           "p99_ms": round(percentile(latencies, 99), 2)}
-            row["http_vs_in_process"] = round(row["http_per_s"] / row["in_process"]["test_then_train_per_s"], 2)
-            results[name] = row
-            print(name, json.dumps(row), flush=True)
-    print(json.dumps({"bench": "learn", "path": "HTTP -> learn-one -> committed (no Kafka/router)",
-                      "load_average": load_average(), "domains": results,
-                      "targets": {"linear_and_dbstream_per_s": 2000, "forests_vs_in_process": 0.8}}))
+
+def http_only_run(args: Any) -> None:
+    """HTTP -> learn-one -> committed, beside in-process River, and latency at half that peak, per variant."""
+    import redis
+    from function_harness import function_process
+
+    variants: dict[str, dict[str, Any]] = {}
+    with private_platform(["redis"]) as platform:
+        client = redis.Redis.from_url(platform.settings.redis_url)
+        for variant in args.variants.split(","):
+            client.flushall()  # the same events, learned from scratch, for every variant
+            env = {"COELHO_RESTORE": "0", "COELHO_LEARN_FAST": "0" if variant == "flask" else "1"}
+            with function_process(platform.settings, "learn", server=args.server, extra_env=env) as url:
+                results: dict[str, Any] = {}
+                for name in args.domains.split(","):
+                    results[name] = http_only_domain(url, name, args.events, args.latency_seconds)
+                    print(variant, name, json.dumps(results[name]), flush=True)
+            variants[variant] = results
+    out: dict[str, Any] = {"bench": "learn", "path": "HTTP -> learn-one -> committed (no Kafka/router)",
+                           "server": args.server, "load_average": load_average(), "variants": variants}
+    if "flask" in variants and "fast" in variants:
+        out["fast_vs_flask"] = {
+            name: {"http_per_s": round(variants["fast"][name]["http_per_s"] / variants["flask"][name]["http_per_s"], 2),
+                   "cpu_per_event": round(variants["fast"][name]["learn_cpu_us_per_event"]
+                                          / variants["flask"][name]["learn_cpu_us_per_event"], 2)}
+            for name in variants["fast"]
+        }
+    out["targets"] = {"linear_and_dbstream_per_s": 2000, "forests_vs_in_process": 0.8}
+    print(json.dumps(out))
 
 
 def main() -> None:
@@ -175,6 +201,9 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=6.0)
     parser.add_argument("--http-only", action="store_true",
                         help="skip Kafka and the router: HTTP -> learn-one -> committed only (quick)")
+    parser.add_argument("--variants", default="flask,fast",
+                        help="with --http-only: flask (COELHO_LEARN_FAST=0) and/or fast (learn-one's direct path)")
+    parser.add_argument("--server", default="waitress", help="with --http-only: the function server (COELHO_SERVER)")
     args = parser.parse_args()
     if args.http_only:
         http_only_run(args)

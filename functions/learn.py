@@ -6,38 +6,59 @@ Takes `com.coelho.realtime.<domain>.record` (features + target; without the targ
 `com.coelho.realtime.training.control` ({"domain": ..., "action": "pause"|"resume"}).
 
 The event is committed when it is appended to the domain's log in Redis (functions/model_store.py); the reply
-is a `learned` CloudEvent with its sequence number and what each model did. Run: `python -m functions.learn`.
+is a `learned` CloudEvent with its sequence number and what each model did.
+
+Speed (docs/adr/0074-learn-one-direct-path.md): a binary-mode `record` or `label` CloudEvent with the headers the
+router delivers is answered by a WSGI fast path (`FastLearn`) in front of Flask that skips Flask's request
+context and the SDK's generic decode/encode; it runs the same `Learner.commit`/`Learner.apply` as the Flask
+route. Anything else (structured mode, Kafka records, training control, other extensions) and every error before
+the commit goes to the Flask app unchanged. COELHO_LEARN_FAST=0 turns the fast path off.
+Run: `python -m functions.learn`.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import queue
 import re
 import threading
-from typing import Any
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 import requests
 from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import to_binary_event
+from cloudevents.core.bindings.http import _encode_header_value, to_binary_event
+from cloudevents.core.formats.json import _JSONEncoderWithDatetime
+from dateutil.parser import isoparse
 from flask import Flask
+from werkzeug.http import HTTP_STATUS_CODES
 
 from eventing.cloudevent_types import KAFKA_EVENT, TRAINING_CONTROL, parse_event_type
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
+from functions import cloudevent_app
 from functions.cloudevent_app import (
+    LATENCY,
+    REQUESTS,
     DependencyUnavailable,
     UnsupportedEvent,
     create_app,
+    error_response,
     event_data,
     make_event,
     reply,
     serve,
 )
 from functions.model_state import Applied
-from functions.model_store import DUPLICATES, EventLog, LogEntry, ModelReplica, connect, key, replicas_for
+from functions.model_store import DUPLICATES, Appended, EventLog, LogEntry, ModelReplica, connect, key, replicas_for
 
 log = logging.getLogger("coelho.functions.learn")
 
@@ -46,6 +67,15 @@ ACCEPTED = sorted(
     + [KAFKA_EVENT, TRAINING_CONTROL]
 )
 _KAFKA_ID = re.compile(r"partition:(\d+)/offset:(\d+)")
+
+
+class Committed(NamedTuple):
+    """An event appended to its domain's log (or found there already: `appended.new` is False)."""
+
+    domain: Domain
+    log_kind: str
+    clean: dict[str, Any]
+    appended: Appended
 
 
 def classify(domain: Domain, kind: str, data: Any) -> tuple[str, dict[str, Any]]:
@@ -130,20 +160,31 @@ class Learner:
             parsed = parse_event_type(ce_type)
             assert parsed is not None  # only accepted types reach the handler
             domain, kind = get_domain(parsed[0]), parsed[1]
-        log_kind, clean = classify(domain, kind, event_data(event))
+        committed = self.commit(domain, kind, event.get_source(), event.get_id(), event_data(event), kafka)
+        data = self.apply(committed)
+        return reply(event, domain.type("learned"), domain.source("functions/learn"), data,
+                     domain=domain.name, partitionkey=committed.clean.get(domain.key_field))
+
+    def commit(self, domain: Domain, kind: str, source: str | None, ce_id: str | None, data: Any,
+               kafka: tuple[Any, Any] | None) -> Committed:
+        """Validate the event and append it to the domain's log (the commit point; dedup by source+id, Kafka
+        partition/offset and the domain's event id). Nothing is changed if this raises."""
+        self.ensure_loaded()
+        log_kind, clean = classify(domain, kind, data)
         event_log = self.logs[domain.name]
-        keys = event_log.dedup_keys(event.get_source(), event.get_id(), clean, log_kind, kafka)
+        keys = event_log.dedup_keys(source, ce_id, clean, log_kind, kafka)
         appended = event_log.append(log_kind, clean, keys)
         if appended.new:  # concurrent requests with later entries wait for this one instead of re-reading the log
             for replica in self.replicas[domain.name]:
                 replica.expect(appended.seq)
-        source = domain.source("functions/learn")
-        partitionkey = clean.get(domain.key_field)
+        return Committed(domain, log_kind, clean, appended)
+
+    def apply(self, committed: Committed) -> dict[str, Any]:
+        """Apply a committed entry to this process's models (a duplicate only counts): the `learned` reply data."""
+        domain, log_kind, clean, appended = committed
         if not appended.new:
             DUPLICATES.labels(domain.name).inc()
-            return reply(event, domain.type("learned"), source, {
-                "domain": domain.name, "seq": appended.seq, "duplicate": True, "kind": log_kind,
-            }, domain=domain.name, partitionkey=partitionkey)
+            return {"domain": domain.name, "seq": appended.seq, "duplicate": True, "kind": log_kind}
         entry = LogEntry(appended.seq, log_kind, clean, appended.t_ms)
         models = []
         for replica in self.replicas[domain.name]:
@@ -158,10 +199,10 @@ class Learner:
                 "events_learned": replica.state.events_learned,
                 "position": replica.state.seq,
             })
-        return reply(event, domain.type("learned"), source, {
+        return {
             "domain": domain.name, "seq": appended.seq, "duplicate": False, "kind": log_kind,
             "paused": appended.paused_at is not None, "models": models,
-        }, domain=domain.name, partitionkey=partitionkey)
+        }
 
     def control(self, event: BaseCloudEvent) -> BaseCloudEvent:
         data = event_data(event) or {}
@@ -200,6 +241,110 @@ class Learner:
                 session.post(self.broker_url, data=message.body, headers=dict(message.headers), timeout=2)
             except requests.RequestException as exc:
                 log.warning("drift notification not delivered: %s", exc)
+
+
+# Binary-mode request headers the fast path understands (WSGI names); any other ce-* header goes to Flask.
+_CE_KNOWN = frozenset({"HTTP_CE_SPECVERSION", "HTTP_CE_ID", "HTTP_CE_SOURCE", "HTTP_CE_TYPE", "HTTP_CE_TIME",
+                       "HTTP_CE_DOMAIN", "HTTP_CE_PARTITIONKEY", "HTTP_CE_TRACEPARENT", "HTTP_CE_TRACESTATE"})
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _NotFast(Exception):
+    """The request is not one the fast path answers: Flask does."""
+
+
+class FastLearn:
+    """WSGI fast path for the router's common delivery: a binary-mode `<domain>.record` or `<domain>.label`
+    CloudEvent with a JSON object as data.
+
+    Runs the same `Learner.commit` and `Learner.apply` as the Flask route and answers what it would (same status,
+    headers in the same order, body, metric samples). Requests it does not recognise, and every error raised
+    before the event is committed (invalid field, Redis down, not loaded), are handed to the Flask app with the
+    body restored, so those statuses and bodies are the middleware's. An error after the commit (rare: applying
+    to the models) is answered here with the middleware's status and body, never redone by Flask.
+    """
+
+    def __init__(self, app: WSGIApp, learner: Learner) -> None:
+        self.app = app
+        self.learner = learner
+        self.kinds: dict[str, tuple[Domain, str]] = {}
+        for d in DOMAINS.values():
+            self.kinds[d.type("record")] = (d, "record")
+            self.kinds[d.type("label")] = (d, "label")
+        self.reply_attrs = {d.name: (_encode_header_value(d.type("learned")),
+                                     _encode_header_value(d.source("functions/learn")),
+                                     _encode_header_value(d.name)) for d in DOMAINS.values()}
+        self.latency = {t: LATENCY.labels("learn", t) for t in self.kinds}
+
+    @staticmethod
+    def _body(environ: dict[str, Any]) -> bytes | None:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        return environ["wsgi.input"].read(length) if length > 0 else b""
+
+    def _to_flask(self, environ: dict[str, Any], start_response: StartResponse, body: bytes) -> Iterable[bytes]:
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+    def _request(self, environ: dict[str, Any], body: bytes) -> tuple[Domain, str, str, str, dict[str, Any]]:
+        """(domain, kind, source, id, data) as the SDK would decode them, or _NotFast."""
+        domain, kind = self.kinds[environ["HTTP_CE_TYPE"]]
+        ce_id, source = unquote(environ.get("HTTP_CE_ID", "")), unquote(environ.get("HTTP_CE_SOURCE", ""))
+        if not ce_id or not source:
+            raise _NotFast
+        if "HTTP_CE_TIME" in environ and isoparse(unquote(environ["HTTP_CE_TIME"])).tzinfo is None:
+            raise _NotFast  # the SDK rejects it (400)
+        data = json.loads(body.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise _NotFast  # the SDK and event_data treat other JSON values their own way
+        return domain, kind, source, ce_id, data
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        ce_type = environ.get("HTTP_CE_TYPE", "")
+        content_type = environ.get("CONTENT_TYPE", "")
+        if (environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/"
+                or environ.get("HTTP_CE_SPECVERSION") != "1.0" or ce_type not in self.kinds
+                or not (content_type == "application/json" or content_type.startswith("application/json;"))
+                or any(k.startswith("HTTP_CE_") and k not in _CE_KNOWN for k in environ)):
+            return self.app(environ, start_response)
+        body = self._body(environ)
+        if body is None:
+            return self.app(environ, start_response)
+        try:
+            domain, kind, source, ce_id, data = self._request(environ, body)
+            committed = self.learner.commit(domain, kind, source, ce_id, data, None)
+        except Exception:  # not ours, or an error before the commit (400, 503, 500): Flask redoes it
+            return self._to_flask(environ, start_response, body)
+        try:
+            out = json.dumps(self.learner.apply(committed), cls=_JSONEncoderWithDatetime).encode("utf-8")
+            reply_type, reply_source, reply_domain = self.reply_attrs[domain.name]
+            headers = [
+                ("ce-specversion", "1.0"),
+                ("ce-id", str(uuid.UUID(int=cloudevent_app._ids.getrandbits(128), version=4))),
+                ("ce-source", reply_source),
+                ("ce-type", reply_type),
+                ("ce-time", _encode_header_value(datetime.now(UTC))),
+                ("content-type", "application/json"),
+                ("ce-domain", reply_domain),
+            ]
+            partitionkey = committed.clean.get(domain.key_field)
+            if partitionkey is not None:
+                headers.append(("ce-partitionkey", _encode_header_value(partitionkey)))
+            status = 200
+        except Exception as exc:  # committed already: answer as the middleware would, never redo it
+            status, error = error_response("learn", exc, ACCEPTED)
+            out = json.dumps(error, default=str).encode("utf-8")
+            headers = [("Content-Type", "application/json")]
+        headers.append(("Content-Length", str(len(out))))
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}", headers)
+        REQUESTS.labels("learn", ce_type, str(status)).inc()
+        self.latency[ce_type].observe(time.perf_counter() - started)
+        return [out]
 
 
 def set_training(client: Any, domain: str, action: str) -> dict[str, Any]:
@@ -248,6 +393,8 @@ def create() -> Flask:
     from functions.model_metrics import register as export_model_metrics  # issue 7: model metrics from Redis
 
     export_model_metrics(client)
+    if os.environ.get("COELHO_LEARN_FAST", "1") != "0":
+        app.wsgi_app = FastLearn(app.wsgi_app, learner)  # type: ignore[method-assign]
     return app
 
 

@@ -1,0 +1,213 @@
+"""learn-one's WSGI fast path answers exactly what the Flask route answers, and hands every other case to it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+from conftest import cloudevent, free_port
+from flask import Flask
+from streams import events
+
+from eventing.cloudevent_types import TRAINING_CONTROL
+from eventing.domains import DOMAINS
+from functions import learn
+from functions.cloudevent_app import REQUESTS
+
+VOLATILE = {"ce-id", "ce-time"}
+
+
+def make(monkeypatch: pytest.MonkeyPatch, fast: bool) -> Flask:
+    monkeypatch.setenv("COELHO_LEARN_FAST", "1" if fast else "0")
+    app = learn.create()
+    assert isinstance(app.wsgi_app, learn.FastLearn) is fast
+    if fast:  # count what is handed to Flask
+        calls = app.config["flask_calls"] = [0]
+        inner = app.wsgi_app.app
+
+        def counted(environ: Any, start_response: Any) -> Any:
+            calls[0] += 1
+            return inner(environ, start_response)
+
+        app.wsgi_app.app = counted
+    return app
+
+
+def post(app: Flask, ce_type: str, data: Any, **kwargs: Any) -> Any:
+    message = cloudevent(ce_type, data, **kwargs)
+    return app.test_client().post("/", headers=dict(message.headers), data=message.body)
+
+
+def answer(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    return response.status_code, [(k, v) for k, v in response.headers if k not in VOLATILE], response.data
+
+
+def state_of(app: Flask) -> list[tuple[Any, ...]]:
+    """What each model learned: position, counts, metric values and its predictions on a probe set (the pickled
+    state also holds the Redis commit times, which differ between the two runs)."""
+    learner = app.config["learner"]
+    out = []
+    for rs in learner.replicas.values():
+        for r in rs:
+            probe = [r.state.predict(r.domain.features(e)) for e in events(r.domain.name, 5, seed=99)]
+            out.append((r.domain.name, r.model_name, r.state.seq, r.state.events_learned,
+                        json.dumps(r.state.metric_values(), default=str, sort_keys=True), probe))
+    return out
+
+
+def run_both(redis_url: str, monkeypatch: pytest.MonkeyPatch,
+             script: Callable[[Flask], list[Any]]) -> tuple[list[Any], list[Any], Flask, Flask]:
+    """The same requests on a fresh Redis, once through the fast path and once through Flask."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    fast = make(monkeypatch, True)
+    a = script(fast)
+    client.flushall()
+    plain = make(monkeypatch, False)
+    b = script(plain)
+    return a, b, fast, plain
+
+
+@pytest.mark.parametrize("domain_name", list(DOMAINS))
+def test_fast_path_answers_like_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch, domain_name: str) -> None:
+    domain = DOMAINS[domain_name]
+    stream = events(domain_name, 40, seed=9)
+
+    def script(app: Flask) -> list[Any]:
+        out = []
+        for i, event in enumerate(stream):
+            extra: dict[str, Any] = {"partitionkey": str(event.get(domain.key_field)), "domain": domain_name}
+            if i % 2:
+                extra["time"] = datetime(2026, 11, 28, 12, i % 60, tzinfo=UTC)  # as the router delivers the producers' events
+            response = post(app, domain.type("record"), event, source="/coelho/producers/" + domain_name,
+                            ce_id=f"ev-{i}", **extra)
+            assert response.status_code == 200, response.data
+            assert response.headers["ce-time"].endswith("Z") and len(response.headers["ce-id"]) == 36
+            out.append(answer(response))
+        # duplicates: same source+id, and the same domain event id under another CloudEvent id
+        out.append(answer(post(app, domain.type("record"), stream[0], source="/coelho/producers/" + domain_name,
+                               ce_id="ev-0")))
+        out.append(answer(post(app, domain.type("record"), stream[1], ce_id="other")))
+        return out
+
+    a, b, fast, plain = run_both(redis_url, monkeypatch, script)
+    assert fast.config["flask_calls"] == [0]  # every one answered by the fast path
+    for got, want in zip(a, b, strict=True):
+        assert got == want
+    if domain.id_field:
+        assert json.loads(a[-1][2])["duplicate"] is True
+    assert json.loads(a[-2][2])["duplicate"] is True
+    assert state_of(fast) == state_of(plain)
+
+
+def test_labels_and_pause_answer_like_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tfd = DOMAINS["tfd"]
+    stream = events("tfd", 6, seed=12)
+
+    def script(app: Flask) -> list[Any]:
+        out = []
+        for record in stream[:3]:  # unlabeled records, then their labels
+            unlabeled = {k: v for k, v in record.items() if k != tfd.target}
+            out.append(answer(post(app, tfd.type("record"), unlabeled)))
+        for record in stream[:3]:
+            label = {tfd.id_field: record[tfd.id_field], tfd.key_field: record[tfd.key_field], tfd.target: True}
+            out.append(answer(post(app, tfd.type("label"), label)))
+            out.append(answer(post(app, tfd.type("label"), label)))  # duplicate label
+        assert post(app, TRAINING_CONTROL, {"domain": "tfd", "action": "pause"}).status_code == 200
+        out += [answer(post(app, tfd.type("record"), r)) for r in stream[3:5]]
+        assert post(app, TRAINING_CONTROL, {"domain": "tfd", "action": "resume"}).status_code == 200
+        out.append(answer(post(app, tfd.type("record"), stream[5])))
+        return out
+
+    a, b, fast, plain = run_both(redis_url, monkeypatch, script)
+    assert fast.config["flask_calls"] == [2]  # only pause and resume
+    assert a == b
+    replies = [json.loads(body) for _, _, body in a]
+    assert [r["kind"] for r in replies[:3]] == ["unlabeled"] * 3
+    assert [r["duplicate"] for r in replies[3:9]] == [False, True] * 3
+    assert [r["paused"] for r in replies[9:11]] == [True, True]
+    assert state_of(fast) == state_of(plain)
+
+
+def test_fast_path_counts_the_request(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = make(monkeypatch, True)
+    ce_type = DOMAINS["tfd"].type("record")
+    counter = REQUESTS.labels("learn", ce_type, "200")
+    before = counter._value.get()
+    assert post(fast, ce_type, events("tfd", 1, seed=3)[0]).status_code == 200
+    assert counter._value.get() == before + 1
+
+
+def test_errors_and_other_forms_go_to_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tfd = DOMAINS["tfd"]
+    event = events("tfd", 1, seed=3)[0]
+    headers = dict(cloudevent(tfd.type("record"), event).headers)
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("bad field", {"data": json.dumps({**event, "currency": "XXX"})}),
+        ("missing field", {"data": json.dumps({"amount": 1})}),
+        ("not json", {"data": b"{not json"}),
+        ("json list", {"data": b"[1, 2]"}),
+        ("json string", {"data": b'"x"'}),
+        ("empty", {"data": b""}),
+        ("naive time", {"data": json.dumps(event), "headers": {**headers, "ce-time": "2026-11-28T12:00:00"}}),
+        ("bad time", {"data": json.dumps(event), "headers": {**headers, "ce-time": "yesterday"}}),
+        ("empty id", {"data": json.dumps(event), "headers": {**headers, "ce-id": ""}}),
+        ("bad label", {"data": json.dumps({tfd.id_field: "t"}), "headers": {**headers, "ce-type": tfd.type("label")}}),
+    ]
+
+    def script(app: Flask) -> list[Any]:
+        client = app.test_client()
+        out = []
+        for _name, kwargs in cases:
+            kwargs = {"headers": headers, **kwargs}
+            out.append(answer(client.post("/", **kwargs)))
+        return out
+
+    a, b, fast, _ = run_both(redis_url, monkeypatch, script)
+    assert fast.config["flask_calls"] == [len(cases)]
+    for (name, _), got, want in zip(cases, a, b, strict=True):
+        assert got == want, name
+        assert got[0] == 400, name
+    assert "currency" in json.loads(a[0][2])["fields"]
+
+    # forms the fast path leaves to Flask, served all the same
+    fast = make(monkeypatch, True)
+    structured = {"specversion": "1.0", "id": "s1", "source": "/t", "type": tfd.type("record"),
+                  "datacontenttype": "application/json", "data": event}
+    response = fast.test_client().post("/", data=json.dumps(structured),
+                                       headers={"content-type": "application/cloudevents+json"})
+    assert response.status_code == 200 and json.loads(response.data)["duplicate"] is False
+    assert post(fast, tfd.type("record"), event, someext="x").status_code == 200  # duplicate by transaction id
+    kafka = cloudevent("dev.knative.kafka.event", dict(event, transaction_id="k1"), ce_id="partition:1/offset:2",
+                       source=f"/apis/v1/namespaces/coelho/kafkasources/records#{tfd.topic}")
+    response = fast.test_client().post("/", headers=dict(kafka.headers), data=kafka.body)
+    assert response.status_code == 200 and json.loads(response.data)["duplicate"] is False
+    assert post(fast, "boson.fn", {"message": "Hello World"}).status_code == 400
+
+
+def test_error_after_the_commit_is_answered_like_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tfd = DOMAINS["tfd"]
+    event = events("tfd", 1, seed=4)[0]
+
+    def script(app: Flask) -> list[Any]:
+        for replica in app.config["learner"].replicas["tfd"]:
+            monkeypatch.setattr(replica, "apply_direct", lambda *_a: (_ for _ in ()).throw(RuntimeError("boom")))
+        return [answer(post(app, tfd.type("record"), event, ce_id="e1"))]
+
+    a, b, fast, _ = run_both(redis_url, monkeypatch, script)
+    assert fast.config["flask_calls"] == [0]
+    assert a == b and a[0][0] == 500 and b"boom" in a[0][2]
+
+
+def test_redis_unreachable_is_503_through_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    answers = []
+    for fast in (True, False):
+        response = post(make(monkeypatch, fast), DOMAINS["tfd"].type("record"), events("tfd", 1)[0])
+        assert response.status_code == 503 and "retry" in json.loads(response.data)["error"]
+        answers.append(answer(response))
+    assert answers[0] == answers[1]

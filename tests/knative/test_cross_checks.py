@@ -219,9 +219,17 @@ def _env_reads(path: Path) -> set[str]:
             return {prefix + d.upper() for d in DOMAINS} if prefix.isupper() else set()
         return set()
 
+    # A bare `environ` is the process environment only after `from os import environ` (else it is a WSGI environ).
+    os_environ_imported = any(
+        isinstance(n, ast.ImportFrom) and n.module == "os" and any(a.name == "environ" for a in n.names)
+        for n in ast.walk(tree)
+    )
+
     def is_env(node: ast.AST) -> bool:
         text = ast.unparse(node)
-        return text in ("os.environ", "environ") or text.split(".")[-1].lower() in ("env", "environ", "environment")
+        if text == "environ":
+            return os_environ_imported
+        return text == "os.environ" or text.split(".")[-1].lower() in ("env", "environment")
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args:

@@ -489,9 +489,11 @@ class Platform:
                         with contextlib.suppress(subprocess.TimeoutExpired):
                             proc.wait(timeout=1)
                     self._update_entry(name, None)
+            # Every port under one 5 s deadline (not 5 s each: a loaded machine would add minutes).
+            ports_deadline = time.monotonic() + 5.0
             for name in targets:
                 for port in entries[name].get("ports", []):
-                    if not self._wait_port_free(int(port), 5.0):
+                    if not self._wait_port_free(int(port), max(0.0, ports_deadline - time.monotonic())):
                         problems.append(f"{name}: port {port} still in use{port_holder(int(port))}")
             return problems
 

@@ -239,7 +239,12 @@ def test_foreground_up_shows_summary_and_ctrl_c_stops_everything(instance: Insta
             assert time.monotonic() < deadline, "no summary line"
     finally:
         proc.send_signal(2)  # Ctrl-C
-        out, _ = proc.communicate(timeout=180)
+        try:
+            out, _ = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate(timeout=30)
+            pytest.fail(f"`coelho up` did not stop within 240 s of Ctrl-C; its output:\n{out[-4000:]}")
     counts = re.search(r"healthy (\d+)/(\d+)", summary)
     assert counts and counts[1] == counts[2] and int(counts[1]) >= len(pids), summary
     assert proc.returncode == 0, out

@@ -147,6 +147,9 @@ def up(detach: bool, no_producers: bool, interval: float) -> None:
     s = plat.settings
     click.echo(f"COELHO RealTime: starting (data in {s.data_dir}, logs in {s.log_dir})")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Explicitly: a process started in the background by a non-interactive shell inherits SIGINT *ignored*
+    # (bash does that for `cmd &`), and then Ctrl-C / `kill -INT` would never stop the platform.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     t0 = time.monotonic()
     try:
         plat.start(None, producers=not no_producers)

@@ -24,18 +24,19 @@ docs/adr/0030-function-server.md for the measurement behind the choice).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import HTTPMessage, from_http_event, to_binary_event
+from cloudevents.core.bindings.http import HTTPMessage, _encode_header_value, from_http_event, to_binary_event
 from cloudevents.core.v1.event import CloudEvent
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -288,3 +289,56 @@ def _serve_gunicorn(app_factory: Callable[[], Flask], host: str, port: int, thre
             return app_factory()
 
     FunctionServer().run()
+
+
+# --- direct WSGI paths (predict-one and learn-one put one in front of their Flask app: ADR 0072, 0074) -------------
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class DirectPath:
+    """What the direct paths share: recognising a binary-mode JSON CloudEvent they may answer, reading the body,
+    handing a request back to the Flask app with its body restored, and the reply CloudEvent's headers in the
+    order the SDK writes them. `known_ce` = the ce-* headers (WSGI names) the subclass understands."""
+
+    known_ce: frozenset[str] = frozenset()
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def is_plain_binary_json(self, environ: Mapping[str, Any]) -> bool:
+        """A binary-mode CloudEvent 1.0 with id, source, JSON data and no ce-* header outside `known_ce`."""
+        content_type = environ.get("CONTENT_TYPE", "")
+        return (environ.get("HTTP_CE_SPECVERSION") == "1.0" and bool(environ.get("HTTP_CE_ID"))
+                and bool(environ.get("HTTP_CE_SOURCE"))
+                and (content_type == "application/json" or content_type.startswith("application/json;"))
+                and not any(k.startswith("HTTP_CE_") and k not in self.known_ce for k in environ))
+
+    @staticmethod
+    def body(environ: dict[str, Any]) -> bytes | None:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        return environ["wsgi.input"].read(length) if length > 0 else b""
+
+    def to_flask(self, environ: dict[str, Any], start_response: StartResponse, body: bytes) -> Iterable[bytes]:
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def reply_headers(source: str, ce_type: str, domain: str, partitionkey: Any) -> list[tuple[str, str]]:
+        """Headers of a binary-mode reply, as `to_binary_event` writes them (`source`/`ce_type` header-encoded)."""
+        headers = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", str(uuid.UUID(int=_ids.getrandbits(128), version=4))),
+            ("ce-source", source),
+            ("ce-type", ce_type),
+            ("ce-time", _encode_header_value(datetime.now(UTC))),
+            ("content-type", "application/json"),
+            ("ce-domain", domain),
+        ]
+        if partitionkey is not None:
+            headers.append(("ce-partitionkey", _encode_header_value(partitionkey)))
+        return headers

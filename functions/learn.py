@@ -18,7 +18,6 @@ Run: `python -m functions.learn`.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -26,9 +25,7 @@ import queue
 import re
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
@@ -44,12 +41,14 @@ from eventing.cloudevent_types import KAFKA_EVENT, TRAINING_CONTROL, parse_event
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
-from functions import cloudevent_app
 from functions.cloudevent_app import (
     LATENCY,
     REQUESTS,
     DependencyUnavailable,
+    DirectPath,
+    StartResponse,
     UnsupportedEvent,
+    WSGIApp,
     create_app,
     error_response,
     event_data,
@@ -246,15 +245,13 @@ class Learner:
 # Binary-mode request headers the fast path understands (WSGI names); any other ce-* header goes to Flask.
 _CE_KNOWN = frozenset({"HTTP_CE_SPECVERSION", "HTTP_CE_ID", "HTTP_CE_SOURCE", "HTTP_CE_TYPE", "HTTP_CE_TIME",
                        "HTTP_CE_DOMAIN", "HTTP_CE_PARTITIONKEY", "HTTP_CE_TRACEPARENT", "HTTP_CE_TRACESTATE"})
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class _NotFast(Exception):
     """The request is not one the fast path answers: Flask does."""
 
 
-class FastLearn:
+class FastLearn(DirectPath):
     """WSGI fast path for the router's common delivery: a binary-mode `<domain>.record` or `<domain>.label`
     CloudEvent with a JSON object as data.
 
@@ -265,8 +262,10 @@ class FastLearn:
     to the models) is answered here with the middleware's status and body, never redone by Flask.
     """
 
+    known_ce = _CE_KNOWN
+
     def __init__(self, app: WSGIApp, learner: Learner) -> None:
-        self.app = app
+        super().__init__(app)
         self.learner = learner
         self.kinds: dict[str, tuple[Domain, str]] = {}
         for d in DOMAINS.values():
@@ -276,19 +275,6 @@ class FastLearn:
                                      _encode_header_value(d.source("functions/learn")),
                                      _encode_header_value(d.name)) for d in DOMAINS.values()}
         self.latency = {t: LATENCY.labels("learn", t) for t in self.kinds}
-
-    @staticmethod
-    def _body(environ: dict[str, Any]) -> bytes | None:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        return environ["wsgi.input"].read(length) if length > 0 else b""
-
-    def _to_flask(self, environ: dict[str, Any], start_response: StartResponse, body: bytes) -> Iterable[bytes]:
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        return self.app(environ, start_response)
 
     def _request(self, environ: dict[str, Any], body: bytes) -> tuple[Domain, str, str, str, dict[str, Any]]:
         """(domain, kind, source, id, data) as the SDK would decode them, or _NotFast."""
@@ -306,35 +292,21 @@ class FastLearn:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         ce_type = environ.get("HTTP_CE_TYPE", "")
-        content_type = environ.get("CONTENT_TYPE", "")
-        if (environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/"
-                or environ.get("HTTP_CE_SPECVERSION") != "1.0" or ce_type not in self.kinds
-                or not (content_type == "application/json" or content_type.startswith("application/json;"))
-                or any(k.startswith("HTTP_CE_") and k not in _CE_KNOWN for k in environ)):
+        if (environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/" or ce_type not in self.kinds
+                or not self.is_plain_binary_json(environ)):
             return self.app(environ, start_response)
-        body = self._body(environ)
+        body = self.body(environ)
         if body is None:
             return self.app(environ, start_response)
         try:
             domain, kind, source, ce_id, data = self._request(environ, body)
             committed = self.learner.commit(domain, kind, source, ce_id, data, None)
         except Exception:  # not ours, or an error before the commit (400, 503, 500): Flask redoes it
-            return self._to_flask(environ, start_response, body)
+            return self.to_flask(environ, start_response, body)
         try:
             out = json.dumps(self.learner.apply(committed), cls=_JSONEncoderWithDatetime).encode("utf-8")
             reply_type, reply_source, reply_domain = self.reply_attrs[domain.name]
-            headers = [
-                ("ce-specversion", "1.0"),
-                ("ce-id", str(uuid.UUID(int=cloudevent_app._ids.getrandbits(128), version=4))),
-                ("ce-source", reply_source),
-                ("ce-type", reply_type),
-                ("ce-time", _encode_header_value(datetime.now(UTC))),
-                ("content-type", "application/json"),
-                ("ce-domain", reply_domain),
-            ]
-            partitionkey = committed.clean.get(domain.key_field)
-            if partitionkey is not None:
-                headers.append(("ce-partitionkey", _encode_header_value(partitionkey)))
+            headers = self.reply_headers(reply_source, reply_type, reply_domain, committed.clean.get(domain.key_field))
             status = 200
         except Exception as exc:  # committed already: answer as the middleware would, never redo it
             status, error = error_response("learn", exc, ACCEPTED)

@@ -20,15 +20,12 @@ Run: `python -m functions.predict`.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -38,12 +35,14 @@ from flask import Flask, Response, request
 
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
-from functions import cloudevent_app
 from functions.cloudevent_app import (
     LATENCY,
     REQUESTS,
     DependencyUnavailable,
+    DirectPath,
+    StartResponse,
     UnsupportedEvent,
+    WSGIApp,
     create_app,
     event_data,
     json_endpoint,
@@ -163,10 +162,9 @@ class Predictor:
 # Binary-mode request headers the fast path understands (WSGI names); any other ce-* header goes to Flask.
 _CE_KNOWN = frozenset({"HTTP_CE_SPECVERSION", "HTTP_CE_ID", "HTTP_CE_SOURCE", "HTTP_CE_TYPE", "HTTP_CE_DOMAIN",
                        "HTTP_CE_PARTITIONKEY", "HTTP_CE_MODEL", "HTTP_CE_TRACEPARENT", "HTTP_CE_TRACESTATE"})
-StartResponse = Callable[..., Any]
 
 
-class FastPredict:
+class FastPredict(DirectPath):
     """WSGI fast path for the common requests: a binary-mode `prediction.requested` CloudEvent with JSON data,
     and the plain JSON POST /predict/<domain>.
 
@@ -177,8 +175,10 @@ class FastPredict:
     to the Flask app with the body restored, so failure statuses and bodies are the middleware's.
     """
 
-    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], predictor: Predictor) -> None:
-        self.app = app
+    known_ce = _CE_KNOWN
+
+    def __init__(self, app: WSGIApp, predictor: Predictor) -> None:
+        super().__init__(app)
         self.predictor = predictor
         self.domains = {d.type("prediction.requested"): d for d in DOMAINS.values()}
         # constant per domain: reply type and source, header-encoded once
@@ -200,7 +200,7 @@ class FastPredict:
         if environ.get("QUERY_STRING") or not (content_type == "application/json"
                                                or content_type.startswith("application/json;")):
             return self.app(environ, start_response)
-        body = self._body(environ)
+        body = self.body(environ)
         if body is None:
             return self.app(environ, start_response)
         try:
@@ -209,24 +209,11 @@ class FastPredict:
                 raise ValueError("no JSON object")  # Flask answers this one (400)
             out = json.dumps(self.predictor.predict(domain, payload), default=str).encode("utf-8")
         except Exception:
-            return self._to_flask(environ, start_response, body)
+            return self.to_flask(environ, start_response, body)
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
         self.plain_requests.inc()
         self.plain_latency.observe(time.perf_counter() - started)
         return [out]
-
-    @staticmethod
-    def _body(environ: dict[str, Any]) -> bytes | None:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        return environ["wsgi.input"].read(length) if length > 0 else b""
-
-    def _to_flask(self, environ: dict[str, Any], start_response: StartResponse, body: bytes) -> Iterable[bytes]:
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        return self.app(environ, start_response)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -237,16 +224,11 @@ class FastPredict:
             if path in self.plain:
                 return self.plain_json(self.plain[path], environ, start_response, started)
             return self.app(environ, start_response)
-        if environ.get("HTTP_CE_SPECVERSION") != "1.0":
-            return self.app(environ, start_response)
         ce_type = environ.get("HTTP_CE_TYPE", "")
         domain = self.domains.get(ce_type)
-        content_type = environ.get("CONTENT_TYPE", "")
-        if (domain is None or not environ.get("HTTP_CE_ID") or not environ.get("HTTP_CE_SOURCE")
-                or not (content_type == "application/json" or content_type.startswith("application/json;"))
-                or any(k.startswith("HTTP_CE_") and k not in _CE_KNOWN for k in environ)):
+        if domain is None or not self.is_plain_binary_json(environ):
             return self.app(environ, start_response)
-        body = self._body(environ)
+        body = self.body(environ)
         if body is None:
             return self.app(environ, start_response)
         try:
@@ -254,21 +236,11 @@ class FastPredict:
             model = environ.get("HTTP_CE_MODEL")
             data = self.predictor.predict(domain, payload, unquote(model) if model else None)
             reply_type, reply_source = self.reply_attrs[ce_type]
-            headers = [
-                ("ce-specversion", "1.0"),
-                ("ce-id", str(uuid.UUID(int=cloudevent_app._ids.getrandbits(128), version=4))),
-                ("ce-source", reply_source),
-                ("ce-type", reply_type),
-                ("ce-time", _encode_header_value(datetime.now(UTC))),
-                ("content-type", "application/json"),
-                ("ce-domain", domain.name),  # given explicitly by handle(), like here
-            ]
             partitionkey = payload.get(domain.key_field) if isinstance(payload, dict) else None
-            if partitionkey is not None:
-                headers.append(("ce-partitionkey", _encode_header_value(partitionkey)))
+            headers = self.reply_headers(reply_source, reply_type, domain.name, partitionkey)
             out = json.dumps(data).encode("utf-8")
         except Exception:  # every error path (400, 503, 500) is the middleware's: let Flask redo it
-            return self._to_flask(environ, start_response, body)
+            return self.to_flask(environ, start_response, body)
         headers.append(("Content-Length", str(len(out))))
         start_response("200 OK", headers)
         self.requests[ce_type].inc()

@@ -7,10 +7,15 @@ is an HTTP server that answers with a scripted status (or a reply event) and rec
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from coelho.settings import Settings, free_port
+from coelho.settings import PROJECT_ROOT, Settings, free_port
 
 
 class EmbeddedKafka:
@@ -182,3 +187,57 @@ def ce_headers(ce_type: str, ce_id: str, **extensions: str) -> dict[str, str]:
         "ce-specversion": "1.0", "ce-id": ce_id, "ce-source": "/tests/router", "ce-type": ce_type,
         "content-type": "application/json", **{f"ce-{k}": v for k, v in extensions.items()},
     }
+
+
+class RouterProcess:
+    """`python -m eventing.router` as its own process (crash and SIGTERM tests): every Service it delivers to is
+    `coelho-learn`, served by `subscriber_url`."""
+
+    def __init__(self, settings: Settings, directory: Path, subscriber_url: str) -> None:
+        self.settings = settings
+        self.argv = [sys.executable, "-m", "eventing.router", "--manifests", str(directory),
+                     "--subscriber", f"coelho-learn={subscriber_url}", "--log-level", "WARNING"]
+        self.env = {**os.environ, **settings.to_environ()}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start it and wait until the Broker ingress is ready."""
+        self.proc = subprocess.Popen(self.argv, cwd=PROJECT_ROOT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.settings.broker_url + "/health/readiness", timeout=1) as resp:  # noqa: S310
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            assert self.proc.poll() is None, "router exited"
+            time.sleep(0.2)
+        self.proc.kill()
+        raise AssertionError(f"router not ready in {timeout:.0f} s")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> tuple[float, int]:
+        """SIGTERM; returns (seconds to exit, exit code). Fails if it is still running after `timeout`."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"router still running {timeout:.0f} s after SIGTERM") from None
+        return time.monotonic() - started, code
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -3,10 +3,6 @@ loses no event (duplicates are allowed, as in Knative); events accepted by the i
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +11,8 @@ import pytest
 import requests
 from kafka import KafkaProducer
 
-from coelho.settings import PROJECT_ROOT, Settings
-from eventing.router.testing import RecordingSubscriber, ce_headers, router_settings, unique_namespace
+from coelho.settings import Settings
+from eventing.router.testing import RecordingSubscriber, RouterProcess, ce_headers, router_settings, unique_namespace
 
 pytestmark = pytest.mark.stack
 
@@ -59,41 +55,6 @@ spec:
   subscriber:
     ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: coelho-learn}}
 """
-
-
-class RouterProcess:
-    def __init__(self, settings: Settings, directory: Path, subscriber_url: str):
-        self.settings = settings
-        self.argv = [sys.executable, "-m", "eventing.router", "--manifests", str(directory),
-                     "--subscriber", f"coelho-learn={subscriber_url}", "--log-level", "WARNING"]
-        self.env = {**os.environ, **settings.to_environ()}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, cwd=PROJECT_ROOT, env=self.env)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.settings.broker_url + "/health/readiness", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            assert self.proc.poll() is None, "router exited"
-            time.sleep(0.2)
-        raise AssertionError("router not ready in 90 s")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture

@@ -3,10 +3,6 @@ delivery it abandoned is not committed (it comes again after a restart, at-least
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from coelho.settings import PROJECT_ROOT, Settings
-from eventing.router.testing import RecordingSubscriber, ce_headers, router_settings, unique_namespace
+from coelho.settings import Settings
+from eventing.router.testing import RecordingSubscriber, RouterProcess, ce_headers, router_settings, unique_namespace
 
 pytestmark = pytest.mark.stack
 
@@ -60,35 +56,6 @@ spec:
     return "---".join(docs)
 
 
-def start_router(settings: Settings, directory: Path, subscriber_url: str) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "eventing.router", "--manifests", str(directory),
-            "--subscriber", f"coelho-learn={subscriber_url}", "--log-level", "WARNING"]
-    proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env={**os.environ, **settings.to_environ()})
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(settings.broker_url + "/health/readiness", timeout=1).status_code == 200:
-                return proc
-        except requests.ConnectionError:
-            pass
-        assert proc.poll() is None, "router exited"
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("router not ready in 90 s")
-
-
-def terminate(proc: subprocess.Popen[bytes]) -> tuple[float, int]:
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-        raise AssertionError("router still running 30 s after SIGTERM") from None
-    return time.monotonic() - started, code
-
-
 @pytest.fixture
 def slow_subscriber() -> Iterator[RecordingSubscriber]:
     sub = RecordingSubscriber(delay=20.0)  # far longer than a stop may take
@@ -108,28 +75,27 @@ def test_sigterm_exits_quickly_and_leaves_the_abandoned_delivery_uncommitted(
 ) -> None:
     (tmp_path / "m.yaml").write_text(manifests())
     settings = router_settings(kafka_settings, NS, tmp_path / "data")
-    proc = start_router(settings, tmp_path, slow_subscriber.url)
+    router = RouterProcess(settings, tmp_path, slow_subscriber.url)
+    router.start()
     try:
         response = requests.post(settings.broker_url, data=b'{"n": 1}',
                                  headers=ce_headers("test.sigterm.t0", "in-flight-1", partitionkey="k"), timeout=10)
         assert response.status_code == 202, response.text
         wait_received(slow_subscriber, 1, 60)  # the subscriber now holds the delivery for 20 s
-        seconds, code = terminate(proc)
+        seconds, code = router.terminate()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        router.stop()
     print(f"router exit after SIGTERM with a delivery in flight and {TRIGGERS + 1} consumer groups: {seconds:.2f} s")
     assert code == 0
     assert seconds < 8, f"router took {seconds:.1f} s to exit on SIGTERM (the runtime SIGKILLs at 10 s)"
 
     # The abandoned delivery was not committed: a new router delivers it again.
-    proc = start_router(settings, tmp_path, slow_subscriber.url)
+    router.start()
     try:
         wait_received(slow_subscriber, 2, 60)
         assert slow_subscriber.received[1].headers["ce-id"] == "in-flight-1"
-        seconds, code = terminate(proc)
+        seconds, code = router.terminate()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        router.stop()
     assert code == 0
     assert seconds < 8, f"router took {seconds:.1f} s to exit on SIGTERM"

@@ -29,19 +29,11 @@ from function_harness import ce_request, cpu_seconds, function_process, load, lo
 def teach(settings: object, n: int) -> dict[str, int]:
     """Fill each domain's log (and a snapshot) with `n` events, as learn-one would."""
     import redis
-    from streams import events
+    from streams import teach as teach_log
 
-    from eventing.domains import DOMAINS
-    from functions.model_store import LogEntry, ModelReplica
-
-    client = redis.Redis.from_url(settings.redis_url)  # type: ignore[attr-defined]
+    replicas = teach_log(redis.Redis.from_url(settings.redis_url), n, "/bench")  # type: ignore[attr-defined]
     out = {}
-    for name, domain in DOMAINS.items():
-        replica = ModelReplica(client, domain, role="learner")
-        for i, event in enumerate(events(name, n, seed=1)):
-            appended = replica.log.append("record", event, replica.log.dedup_keys("/bench", f"{name}-{i}", event, "record"))
-            replica.apply_direct(LogEntry(appended.seq, "record", event, appended.t_ms), None)
-        replica.write_snapshot(replica.state)
+    for name, replica in replicas.items():
         replica.write_summary()
         out[name] = replica.state.events_learned
     return out

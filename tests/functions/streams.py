@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 import producers
 from eventing.domains import get_domain
 
@@ -13,3 +15,20 @@ def events(domain: str, n: int, seed: int = 7) -> list[dict[str, Any]]:
     """`n` clean record events of `domain` (validated by the domain's schema)."""
     d = get_domain(domain)
     return [d.validate(raw) for raw in producers.records(domain, n, seed=seed)]
+
+
+def teach(client: redis.Redis, n: int, source: str) -> dict[str, Any]:
+    """Fill each domain's log with `n` events through the model store, as learn-one would, and snapshot them;
+    returns the learner replica of each domain."""
+    from eventing.domains import DOMAINS
+    from functions.model_store import LogEntry, ModelReplica
+
+    replicas = {}
+    for name, domain in DOMAINS.items():
+        replica = ModelReplica(client, domain, role="learner")
+        for i, event in enumerate(events(name, n, seed=1)):
+            appended = replica.log.append("record", event, replica.log.dedup_keys(source, f"{name}-{i}", event, "record"))
+            replica.apply_direct(LogEntry(appended.seq, "record", event, appended.t_ms), None)
+        replica.write_snapshot(replica.state)
+        replicas[name] = replica
+    return replicas

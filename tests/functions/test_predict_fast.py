@@ -8,23 +8,17 @@ from typing import Any
 
 import pytest
 import redis
+import streams
 from conftest import cloudevent
 from flask import Flask
 from streams import events
 
 from eventing.domains import DOMAINS
 from functions.cloudevent_app import REQUESTS, DependencyUnavailable
-from functions.model_store import LogEntry, ModelReplica
 
 
 def teach(url: str, n: int = 300) -> None:
-    client = redis.Redis.from_url(url)
-    for name, domain in DOMAINS.items():
-        replica = ModelReplica(client, domain, role="learner")
-        for i, event in enumerate(events(name, n, seed=1)):
-            appended = replica.log.append("record", event, replica.log.dedup_keys("/t", f"{name}-{i}", event, "record"))
-            replica.apply_direct(LogEntry(appended.seq, "record", event, appended.t_ms), None)
-        replica.write_snapshot(replica.state)
+    streams.teach(redis.Redis.from_url(url), n, "/t")
 
 
 @pytest.fixture()

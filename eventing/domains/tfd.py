@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from river import compose, forest, imblearn, linear_model, metrics, optim, preprocessing, tree
-
 from eventing.domain import Domain
 from eventing.schema import Field
 
@@ -80,6 +78,8 @@ CATEGORICAL = ["currency", "product_category", "transaction_type", "payment_meth
 
 
 def _linear_pipeline() -> Any:
+    from river import compose, linear_model, optim, preprocessing
+
     numeric = compose.Select("amount", "log_amount", "account_age_days", "new_account", "cvv_provided", "billing_address_match", "night")
     return (
         (numeric | preprocessing.StandardScaler()) + (compose.Select(*CATEGORICAL) | preprocessing.OneHotEncoder())
@@ -89,17 +89,39 @@ def _linear_pipeline() -> Any:
 # Default: logistic regression inside a random under-sampler. Measured on this machine kind
 # (../shared/measurements/river-models.md): ROC AUC .888 at 13-25k events/s with 8 KB of state, against .815 at
 # ~216 events/s and 82 MB for a 10-tree adaptive random forest. The forest costs 60x the time for worse quality.
-MODEL_FACTORIES = {
-    "logreg_rus": lambda: imblearn.RandomUnderSampler(_linear_pipeline(), desired_dist={False: 0.8, True: 0.2}, seed=42),
-    "logreg": _linear_pipeline,
-    "hoeffding_adaptive_tree": lambda: compose.Select(
+# River is imported inside the factories: producers, the router and the CLI read these declarations without
+# paying River's import (~3 CPU-s and ~150 MB per process, see ADR 0001).
+def _logreg_rus() -> Any:
+    from river import imblearn
+
+    return imblearn.RandomUnderSampler(_linear_pipeline(), desired_dist={False: 0.8, True: 0.2}, seed=42)
+
+
+def _hoeffding_adaptive_tree() -> Any:
+    from river import compose, tree
+
+    return compose.Select(
         "amount", "account_age_days", "cvv_provided", "billing_address_match", "night", *CATEGORICAL
-    ) | tree.HoeffdingAdaptiveTreeClassifier(seed=42),
-    "adaptive_random_forest": lambda: forest.ARFClassifier(n_models=10, seed=42),
+    ) | tree.HoeffdingAdaptiveTreeClassifier(seed=42)
+
+
+def _adaptive_random_forest() -> Any:
+    from river import forest
+
+    return forest.ARFClassifier(n_models=10, seed=42)
+
+
+MODEL_FACTORIES = {
+    "logreg_rus": _logreg_rus,
+    "logreg": _linear_pipeline,
+    "hoeffding_adaptive_tree": _hoeffding_adaptive_tree,
+    "adaptive_random_forest": _adaptive_random_forest,
 }
 
 
 def metric_factories() -> dict[str, Any]:
+    from river import metrics
+
     return {
         "Accuracy": metrics.Accuracy(),
         "Precision": metrics.Precision(),

@@ -39,6 +39,11 @@ Done = Callable[[], None]
 FETCH_MAX_WAIT_MS = 500
 IDLE_FETCH_MAX_WAIT_MS = 2000
 IDLE_AFTER_S = 2.0
+# Tansu answers a fetch at once when records are there and holds it for the whole wait when none are (it does not
+# wake up when one arrives). Fetching again the moment a batch was handed out finds the partitions empty and
+# parks the next records for FETCH_MAX_WAIT_MS: 108-120 ms median delivery latency at 300 ev/s. Pausing a few ms
+# after a non-empty fetch lets the next records land first: 8.9 ms (bench/router, ADR 0020).
+FETCH_PAUSE_S = 0.005
 CLOSE_TIMEOUT_MS = 1000  # leaving the group on stop: bounded, the broker times a silent member out anyway
 Handler = Callable[[Any, Done], None]
 
@@ -170,6 +175,8 @@ class CommittingConsumer:
                             self.inflight += 1
                             self.handler(record, self._done_callback(tp, record.offset, generation))
                         self._fetched.inc(len(records))
+                    if batches:
+                        self.stopping.wait(FETCH_PAUSE_S)
                 if self._to_commit and time.monotonic() - last_commit >= self.commit_interval:
                     self._commit(consumer)
                     last_commit = time.monotonic()

@@ -24,11 +24,13 @@ docs/adr/0030-function-server.md for the measurement behind the choice).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -250,7 +252,8 @@ def json_endpoint(name: str, func: Callable[[], Mapping[str, Any]], accepts: Col
 
 
 def serve(app_factory: Callable[[], Flask], default_port: int = 8080) -> None:
-    """Serve the app on HOST:PORT until stopped. COELHO_SERVER: waitress (default, measured best), gunicorn, werkzeug.
+    """Serve the app on HOST:PORT until stopped. COELHO_SERVER: granian (default, measured best:
+    ADR 0075), waitress, gunicorn, werkzeug.
 
     The app is built by `app_factory` inside the serving process (after any fork), so background threads
     (e.g. predict's log follower) start where they are used.
@@ -259,16 +262,58 @@ def serve(app_factory: Callable[[], Flask], default_port: int = 8080) -> None:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(default_port)))
     threads = int(os.environ.get("COELHO_THREADS", "16"))
-    server = os.environ.get("COELHO_SERVER", "waitress")
+    server = os.environ.get("COELHO_SERVER", "granian")
     log.info("serving on %s:%s with %s (%d threads)", host, port, server, threads)
     if server == "werkzeug":
         app_factory().run(host=host, port=port, threaded=True)
+    elif server == "granian":
+        _serve_granian(app_factory, host, port, threads)
     elif server == "waitress":
         import waitress
 
         waitress.serve(app_factory(), host=host, port=port, threads=threads, ident=None)
     else:
         _serve_gunicorn(app_factory, host, port, threads)
+
+
+GRANIAN_APP_ENV = "COELHO_GRANIAN_APP"  # "module:factory" of the app the Granian worker builds
+
+
+def _serve_granian(app_factory: Callable[[], Flask], host: str, port: int, threads: int) -> None:
+    """Granian (a Rust HTTP server) parses HTTP and runs the WSGI app in one worker process (ADR 0075).
+
+    The worker builds the app through `granian_app`, which reads the factory's import path from the environment.
+    """
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    module = app_factory.__module__
+    if module == "__main__":  # `python -m functions.predict`: name the module by its real name
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    os.environ[GRANIAN_APP_ENV] = f"{module}:{app_factory.__name__}"
+    Granian("functions.cloudevent_app:granian_app", address=host, port=port, interface=Interfaces.WSGI,
+            factory=True, workers=1, blocking_threads=threads, log_access=False, log_level=LogLevels.warning).serve()
+
+
+def granian_app() -> WSGIApp:
+    """The app inside Granian's worker. The worker dies with its parent (PR_SET_PDEATHSIG), so killing the
+    function's process with SIGKILL, as a crash would, never leaves an orphan holding the port."""
+    import ctypes
+    import importlib
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    module, _, name = os.environ[GRANIAN_APP_ENV].partition(":")
+    # The worker is forked: the function's module is loaded already, as `__main__` (importing it again under its
+    # real name would register its Prometheus metrics twice).
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    loaded = main if spec is not None and spec.name == module else importlib.import_module(module)
+    app: WSGIApp = getattr(loaded, name)()
+    return app
 
 
 def _serve_gunicorn(app_factory: Callable[[], Flask], host: str, port: int, threads: int) -> None:

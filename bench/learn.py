@@ -203,7 +203,7 @@ def main() -> None:
                         help="skip Kafka and the router: HTTP -> learn-one -> committed only (quick)")
     parser.add_argument("--variants", default="flask,fast",
                         help="with --http-only: flask (COELHO_LEARN_FAST=0) and/or fast (learn-one's direct path)")
-    parser.add_argument("--server", default="waitress", help="with --http-only: the function server (COELHO_SERVER)")
+    parser.add_argument("--server", default="granian", help="with --http-only: the function server (COELHO_SERVER)")
     args = parser.parse_args()
     if args.http_only:
         http_only_run(args)

@@ -12,7 +12,7 @@ docs/adr/0072-predict-one-latency.md) in the same run, so the ratio is meaningfu
 server CPU per prediction and what one free core could serve (`capacity_per_core_per_s`). With closed-loop
 clients, mean latency = clients / throughput (Little's law): 16 clients at <= 3 ms need >= ~5,300 answers/s.
 
-    .venv/bin/python bench/predict.py [--servers gunicorn,waitress,werkzeug] [--variants fast] [--threads 16]
+    .venv/bin/python bench/predict.py [--servers granian,waitress,gunicorn,werkzeug] [--variants fast] [--threads 16]
         [--seconds 5] [--domain tfd]
 """
 
@@ -41,7 +41,7 @@ def teach(settings: object, n: int) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--servers", default="gunicorn,waitress,werkzeug")
+    parser.add_argument("--servers", default="granian,waitress")
     parser.add_argument("--variants", default="fast", help="fast and/or flask (predict-one's fast path off)")
     parser.add_argument("--threads", type=int, default=16, help="server worker threads (COELHO_THREADS)")
     parser.add_argument("--seconds", type=float, default=5.0)

@@ -251,9 +251,10 @@ def json_endpoint(name: str, func: Callable[[], Mapping[str, Any]], accepts: Col
     return response
 
 
-def serve(app_factory: Callable[[], Flask], default_port: int = 8080) -> None:
-    """Serve the app on HOST:PORT until stopped. COELHO_SERVER: granian (default, measured best:
-    ADR 0075), waitress, gunicorn, werkzeug.
+def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_server: str = "waitress") -> None:
+    """Serve the app on HOST:PORT until stopped with COELHO_SERVER (granian, waitress, gunicorn, werkzeug); when it
+    is unset or empty, with the function's `default_server`. The hot paths (predict-one, learn-one) default to
+    granian, measured best; checkpoint and chat to waitress, one process instead of two (ADR 0075).
 
     The app is built by `app_factory` inside the serving process (after any fork), so background threads
     (e.g. predict's log follower) start where they are used.
@@ -262,7 +263,7 @@ def serve(app_factory: Callable[[], Flask], default_port: int = 8080) -> None:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(default_port)))
     threads = int(os.environ.get("COELHO_THREADS", "16"))
-    server = os.environ.get("COELHO_SERVER", "granian")
+    server = os.environ.get("COELHO_SERVER") or default_server
     log.info("serving on %s:%s with %s (%d threads)", host, port, server, threads)
     if server == "werkzeug":
         app_factory().run(host=host, port=port, threaded=True)

@@ -371,4 +371,4 @@ def create() -> Flask:
 
 
 if __name__ == "__main__":
-    serve(create)
+    serve(create, default_server="granian")  # ADR 0075

@@ -26,6 +26,7 @@ import redis
 import requests
 
 import producers
+from coelho.services import BinaryMissing, prometheus_bin
 from coelho.settings import PROJECT_ROOT
 from ui.observability import DRIFT, ObservabilityData, parse_metrics
 
@@ -90,6 +91,18 @@ def replay_and_wait(platform: Any, stream: Path, until_seq: int) -> int:
     raise AssertionError(f"learn-one reached seq {position}, expected {until_seq}")
 
 
+def prometheus_url(platform: Any) -> str:
+    """Prometheus's URL: skip when its binary is not installed, fail when it is installed but not running."""
+    try:
+        prometheus_bin()
+    except BinaryMissing:
+        pytest.skip("prometheus is not installed")
+    assert platform.running("prometheus"), (
+        f"prometheus is installed but not running: see {platform.log_path('prometheus')}"
+    )
+    return str(platform.settings.url("prometheus"))
+
+
 @pytest.fixture(scope="module")
 def drifted(platform: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The platform after a producer replayed DRIFT_AT eta records, then COUNT - DRIFT_AT with a changed concept."""
@@ -115,9 +128,7 @@ def test_injected_drift_is_detected_and_marked_in_redis(drifted: dict[str, Any])
 def test_injected_drift_is_counted_and_alerted(drifted: dict[str, Any]) -> None:
     platform = drifted["platform"]
     assert drift_count(platform.settings.url("learn")) > drifted["count_before"]
-    if not platform.running("prometheus"):
-        pytest.skip("prometheus is not installed")
-    url = platform.settings.url("prometheus")
+    url = prometheus_url(platform)
     deadline = time.monotonic() + 60
     alerts: list[dict[str, Any]] = []
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from coelho.services import SERVICES
+from coelho.services import SERVICES, BinaryMissing, prometheus_bin
 
 from .conftest import ROOT, promql_metric_names
 
@@ -51,6 +51,18 @@ def stack(platform: Any) -> Any:
     platform.start(["mlflow"])
     platform.start(["prometheus", *COMPONENTS], producers=True, strict=False)
     return platform
+
+
+def prometheus_url(platform: Any) -> str:
+    """Prometheus's URL: skip when its binary is not installed, fail when it is installed but not running."""
+    try:
+        prometheus_bin()
+    except BinaryMissing:
+        pytest.skip("prometheus is not installed")
+    assert platform.running("prometheus"), (
+        f"prometheus is installed but not running: see {platform.log_path('prometheus')}"
+    )
+    return str(platform.settings.url("prometheus"))
 
 
 def started(stack: Any) -> list[str]:
@@ -118,9 +130,7 @@ def wait_for(condition: Any, timeout: float, what: str) -> Any:
 
 
 def test_prometheus_scrapes_every_component_as_up(stack: Any) -> None:
-    if not stack.running("prometheus"):
-        pytest.skip("prometheus is not installed")
-    url = stack.settings.url("prometheus")
+    url = prometheus_url(stack)
     wanted = {f"coelho-{name}" for name in started(stack)}
 
     def health() -> dict[str, str]:
@@ -134,9 +144,7 @@ def test_prometheus_scrapes_every_component_as_up(stack: Any) -> None:
 
 
 def test_prometheus_evaluates_the_alert_rules(stack: Any) -> None:
-    if not stack.running("prometheus"):
-        pytest.skip("prometheus is not installed")
-    url = stack.settings.url("prometheus")
+    url = prometheus_url(stack)
     local = yaml.safe_load((ROOT / "knative" / "monitoring" / "alert-rules.yaml").read_text())["groups"]
 
     def evaluated() -> list[dict[str, Any]]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from coelho.runtime import Platform, StartError, port_in_use
-from coelho.services import BY_NAME, BinaryMissing, Health, Service
+from coelho.services import BY_NAME, SERVICES, BinaryMissing, Health, Service
 from coelho.settings import Settings
 
 
@@ -101,5 +103,97 @@ def test_kill_shows_unhealthy_and_restart_recovers(tmp_path: Path) -> None:
         st = plat.status()["redis"]
         assert st.healthy and st.pid != pid
     finally:
+        assert plat.stop() == []
+    assert plat.entries() == {}
+
+
+def test_no_producers_plan_leaves_out_exactly_the_producers(tmp_path: Path) -> None:
+    plat = Platform(_settings(tmp_path))
+    everything = {svc.name for svc in plat.plan(None)}
+    without = {svc.name for svc in plat.plan(None, producers=False)}
+    producers = {svc.name for svc in SERVICES if svc.kind == "producer"}
+    assert producers == {"producer_tfd", "producer_eta", "producer_ecci"}
+    assert producers <= everything
+    assert without == everything - producers
+
+
+def _needs(name: str, s: Settings) -> set[str]:
+    """Everything `name` waits for before it starts (transitively)."""
+    out: set[str] = set()
+    todo = list(BY_NAME[name].dependencies(s))
+    while todo:
+        dep = todo.pop()
+        if dep not in out:
+            out.add(dep)
+            todo.extend(BY_NAME[dep].dependencies(s))
+    return out
+
+
+def test_only_learn_and_checkpoint_wait_for_mlflow(tmp_path: Path) -> None:
+    """MLflow takes ~20 s to start: nothing but the functions that restore/save models may wait for it."""
+    s = _settings(tmp_path)
+    assert {svc.name for svc in SERVICES if "mlflow" in _needs(svc.name, s)} == {"learn", "checkpoint"}
+    assert _needs("mlflow", s) == set()  # and it starts at once, alongside the rest
+
+
+# A listener on sys.argv[1] that first waits for the file sys.argv[2] (when given) to exist.
+LISTENER = """
+import os, socket, sys, time
+while len(sys.argv) > 2 and not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+time.sleep(300)
+"""
+
+
+def _listener(name: str, port: str, *flag: Path, **kw: object) -> Service:
+    return Service(
+        name=name,
+        argv=lambda s: [sys.executable, "-c", LISTENER, str(s.ports[port]), *map(str, flag)],
+        port=port,
+        health=Health("tcp"),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_slow_service_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    """The scheduler starts what does not depend on a slow service (MLflow) at once; only its dependents wait."""
+    flag = tmp_path / "slow-may-listen"
+    slow = _listener("slow", "mlflow", flag, startup_timeout=60.0)  # first in the table, like MLflow before the functions
+    fast = _listener("fast", "chat", startup_timeout=60.0)
+    after = _listener("after", "predict", depends_on=("slow",), startup_timeout=60.0)
+    lines: list[str] = []
+    plat = Platform(_settings(tmp_path), services=[slow, fast, after], echo=lines.append)
+    result: dict[str, float] = {}
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.update(plat.start(None))
+        except BaseException as exc:  # noqa: BLE001 — reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("fast ") for line in lines) and time.monotonic() < deadline and not errors:
+            time.sleep(0.05)
+        assert not errors, errors
+        assert any(line.startswith("fast ") and "ready in" in line for line in lines), ("fast never ready", lines)
+        assert plat.running("slow") and not plat.healthy("slow")  # launched, still starting
+        assert "after" not in plat.entries()  # its dependent waits for it
+        flag.touch()
+        thread.join(60)
+        assert not thread.is_alive() and not errors, errors
+        assert set(result) == {"slow", "fast", "after"}
+        ready = [line.split()[0] for line in lines if "ready in" in line]
+        assert ready == ["fast", "slow", "after"], lines
+    finally:
+        flag.touch()
+        thread.join(60)
         assert plat.stop() == []
     assert plat.entries() == {}

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ import pytest
 import requests
 
 from coelho.runtime import port_in_use
-from coelho.services import BY_NAME, s3_client
+from coelho.services import BY_NAME, DOMAINS, SERVICES, BinaryMissing, Service, s3_client
 from coelho.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -62,6 +65,34 @@ def _all_ports(s: Settings, names: list[str]) -> list[int]:
     return [p for n in names if n in BY_NAME for p in BY_NAME[n].ports(s)]
 
 
+# Rows whose module is announced but not written yet (knative/ reserves `lake` for the Delta Lake sink). A row is
+# excused only while its module really does not exist: once functions/lake.py is written, `up` must run it.
+NOT_WRITTEN_YET = {"lake"}
+PRODUCERS = {f"producer_{d}" for d in DOMAINS}
+
+
+def _installed(svc: Service, s: Settings) -> bool:
+    """An optional row (Prometheus) runs only when its binary is installed."""
+    if not svc.optional:
+        return True
+    try:
+        svc.argv(s)
+    except BinaryMissing:
+        return False
+    return True
+
+
+def _expected_rows(s: Settings, producers: bool = True) -> set[str]:
+    """Every row of the services table `up` must run: a missing module must not silently drop one."""
+    return {
+        svc.name
+        for svc in SERVICES
+        if _installed(svc, s)
+        and not (svc.name in NOT_WRITTEN_YET and not svc.available())
+        and (producers or svc.kind != "producer")
+    }
+
+
 def test_up_detach_then_everything_healthy(instance: Instance) -> None:
     proc = instance.run("up", "--detach")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -70,6 +101,9 @@ def test_up_detach_then_everything_healthy(instance: Instance) -> None:
     assert rc == 0 and st["healthy"], st
     services = st["services"]
     assert {"s3", "kafka", "redis", "mlflow"} <= set(services)
+    missing = _expected_rows(instance.settings) - set(services)
+    assert not missing, f"rows of the services table not running after `up`: {sorted(missing)}"
+    assert set(services) >= PRODUCERS  # `up` streams data: the three producers run
     for name, info in services.items():
         assert info["healthy"] and info["running"], (name, info)
         host, port = info["address"].rsplit(":", 1)
@@ -83,6 +117,124 @@ def test_up_detach_then_everything_healthy(instance: Instance) -> None:
     again = instance.run("up", "--detach")
     assert again.returncode == 0, again.stderr
     assert instance.status()[1]["services"]["redis"]["pid"] == services["redis"]["pid"]
+
+
+def test_buckets_exist_on_the_s3_server(instance: Instance) -> None:
+    """Through the plain S3 API (boto3, not the runtime's own client) with the platform's endpoint and keys."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    s = instance.settings
+
+    def client(secret: str):  # type: ignore[no-untyped-def]
+        return boto3.client(
+            "s3",
+            endpoint_url=s.s3_endpoint,
+            aws_access_key_id=s.s3_access_key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
+
+    names = {b["Name"] for b in client(s.s3_secret_key).list_buckets()["Buckets"]}
+    assert {"mlflow-artifacts", "delta-lake", "raw-data"} <= names, names
+    with pytest.raises(ClientError):  # the S3 API wants the access keys
+        client(s.s3_secret_key + "-wrong").list_buckets()
+
+
+def test_logs_prints_a_service_log(instance: Instance) -> None:
+    proc = instance.run("logs", "redis", "--lines", "0", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "start: " in proc.stdout and "redis-server" in proc.stdout  # the runtime's start line
+    assert "Ready to accept connections" in proc.stdout  # ... and what Redis itself wrote
+    log = instance.settings.log_dir / "redis.log"
+    assert log.read_text(errors="replace").startswith(proc.stdout)  # the whole file (Redis may add lines)
+    last = instance.run("logs", "redis", "-n", "2", timeout=60)
+    assert last.returncode == 0 and len(last.stdout.splitlines()) == 2, last.stdout
+    assert last.stdout in log.read_text(errors="replace")
+    assert last.stdout.splitlines()[0] != proc.stdout.splitlines()[0]  # the last lines, not the first
+    unknown = instance.run("logs", "no-such-service", timeout=60)
+    assert unknown.returncode != 0 and "no log for 'no-such-service'" in unknown.stderr
+    assert "redis" in unknown.stderr  # names the logs that exist
+
+
+def test_logs_follow_shows_new_lines_until_stopped(instance: Instance) -> None:
+    import redis
+
+    proc = subprocess.Popen(
+        [*COELHO, "logs", "redis", "-f", "-n", "1"], env=instance.env, stdout=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        lines.get(timeout=60)  # the last line already in the log: from here on, only new lines
+        r = redis.Redis.from_url(instance.settings.redis_url)
+        r.bgsave()  # Redis logs "Background saving started by pid ..."
+        r.close()
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while not any("Background saving started" in line for line in seen):
+            assert time.monotonic() < deadline, f"`coelho logs -f` did not show Redis's new line; got {seen}"
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+        assert proc.poll() is None  # still following
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise
+    assert code == 0  # Ctrl-C ends it quietly
+    reader.join(10)
+
+
+def test_produce_for_a_duration(instance: Instance) -> None:
+    """`coelho produce DOMAIN --duration S` stops by itself and its records are on the platform's broker."""
+    from kafka import KafkaConsumer
+
+    import producers
+    from eventing.domains import DOMAINS as DOMAIN_DECLS
+
+    d = DOMAIN_DECLS["eta"]
+    seed = 424242
+    proc = instance.run("produce", "eta", "--duration", "1", "--rate", "20", "--seed", str(seed), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["domain"] == "eta" and summary["errors"] == 0, summary
+    assert summary["sent"] == summary["acknowledged"] > 0, summary
+    assert summary["seconds"] >= 0.9, summary  # it ran for the duration ...
+    assert summary["sent"] <= 20 * summary["seconds"] + 5, summary  # ... at the rate asked
+    ids = {r[d.id_field] for r in producers.records("eta", summary["sent"], seed=seed)}  # same seed, same stream
+    consumer = KafkaConsumer(
+        d.topic,
+        bootstrap_servers=instance.settings.kafka_bootstrap,
+        group_id=f"cli-produce-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    found: set[str] = set()
+    deadline = time.monotonic() + 60
+    try:
+        while found != ids and time.monotonic() < deadline:
+            for messages in consumer.poll(timeout_ms=1000).values():
+                for m in messages:
+                    record_id = json.loads(m.value).get(d.id_field)
+                    if record_id in ids:
+                        found.add(record_id)
+    finally:
+        consumer.close()
+    assert found == ids, f"{len(ids - found)} of {len(ids)} produced records not read back"
 
 
 def test_killed_service_is_reported_unhealthy(instance: Instance) -> None:
@@ -197,6 +349,9 @@ def test_data_survives_down_and_up(instance: Instance) -> None:
 
     up = instance.run("up", "--detach", "--no-producers")  # (fewer processes: a faster test)
     assert up.returncode == 0, up.stdout + up.stderr
+    rc, st = instance.status()
+    assert rc == 0, st
+    assert set(st["services"]) == _expected_rows(s, producers=False)  # everything else, and no producer
     r = redis.Redis.from_url(s.redis_url)
     assert r.get("coelho:test:durable") == token.encode()
     r.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -285,3 +286,115 @@ def test_observability_page_is_mounted(dashboard: Any, page: Any) -> None:
     page.wait_for_timeout(2000)
     screenshot(page, "observability")
     no_traceback(page)
+
+
+# --- the features the issue lists, one by one -------------------------------------------------------------------
+BOKEH_TEXTS = """() => {
+  const out = [];
+  for (const doc of Bokeh.documents) for (const m of doc.all_models) if (typeof m.text === "string") out.push(m.text);
+  return out;
+}"""
+
+
+def bokeh_texts(page: Any) -> list[str]:
+    """Texts of the page's Bokeh models (chart titles are drawn on a canvas: not in the DOM)."""
+    return [str(t) for t in page.evaluate(BOKEH_TEXTS)]
+
+
+def test_services_menu_links_the_running_services(dashboard: Any, page: Any) -> None:
+    from ui.layout import service_links
+
+    open_page(page, dashboard, "/", "Real-time machine learning")
+    page.get_by_text("Services ▾").first.click()
+    links = service_links(dashboard.settings)
+    assert {label for label, _, _ in links} >= {"MLflow", "Prometheus", "S3 (SeaweedFS)", "Broker ingress", "predict-one health"}
+    for label, url, _ in links:
+        link = page.locator("nav .menu a", has_text=label).first
+        link.wait_for()
+        assert link.get_attribute("href") == url, label
+    # the links lead to live services (the ones every page depends on)
+    for label in ("MLflow", "predict-one health", "learn-one health", "Router metrics"):
+        url = next(u for lbl, u, _ in links if lbl == label)
+        assert requests.get(url, timeout=10).status_code == 200, f"{label}: {url}"
+    screenshot(page, "home-services-menu")
+
+
+def test_home_shows_events_per_second_learned_per_domain(dashboard: Any, page: Any) -> None:
+    open_page(page, dashboard, "/", "Real-time machine learning")
+    rates = page.locator(".events-per-s")
+    rates.first.wait_for()
+    deadline = time.monotonic() + 30
+    while True:  # the producers stream at 5 events/s each: the home page's rates follow within a few polls
+        values = [float(t.replace(",", "")) for t in rates.all_inner_texts()]
+        if len(values) == 3 and any(v > 0 for v in values):
+            break
+        assert time.monotonic() < deadline, f"events/s learned stayed {values}"
+        page.wait_for_timeout(500)
+
+
+def test_metric_cards_refresh_live_and_explain_themselves(dashboard: Any, page: Any) -> None:
+    from eventing.domains import get_domain
+
+    open_page(page, dashboard, "/tfd", "Randomize All Fields")
+    wait_events_learned(page)
+    learned = page.locator(".events-learned").first
+    before = learned.inner_text()
+    deadline = time.monotonic() + 30
+    while learned.inner_text() == before:  # the producers keep the model learning: the header counts on
+        assert time.monotonic() < deadline, f"events learned stayed {before} on an open page"
+        page.wait_for_timeout(300)
+    card = page.locator(".metric-card[data-metric='ROCAUC']").first
+    assert card.locator(".value").inner_text().strip() not in ("", "—")
+    popover = card.locator(".popover")
+    assert not popover.is_visible()
+    card.locator(".info").hover()
+    popover.wait_for(state="visible")
+    assert popover.inner_text().strip() == get_domain("tfd").metric_help["ROCAUC"]
+    screenshot(page, "tfd-metric-popover", full_height=1000)
+
+
+def test_producer_rate_is_set_from_the_page(dashboard: Any, page: Any) -> None:
+    client = redis.Redis.from_url(dashboard.settings.redis_url)
+    open_page(page, dashboard, "/eta", "Randomize All Fields")
+    rate = page.locator(".producer-rate input").first
+    rate.fill("7.5")
+    rate.press("Enter")
+    deadline = time.monotonic() + 10
+    while client.get("coelho:producer:eta:rate") not in (b"7.5",):
+        assert time.monotonic() < deadline, f"rate in Redis: {client.get('coelho:producer:eta:rate')!r}"
+        time.sleep(0.2)
+    client.set("coelho:producer:eta:rate", "5")  # gentle again for the other tests
+
+
+def test_ecci_cluster_behaviour_and_feature_across_clusters(dashboard: Any, page: Any) -> None:
+    open_page(page, dashboard, "/ecci", "Randomize All Fields")
+    wait_events_learned(page)
+    predict(page, "Predicted segment", "ecci_behaviour")
+    cluster = page.locator(".cluster-result").inner_text()
+    note = page.get_by_text("values of event type in cluster").first
+    try:  # the default feature (event type) is categorical: its top values in the predicted cluster
+        note.wait_for(timeout=20_000)
+    except Exception as err:
+        raise AssertionError(f"no cluster behaviour for {cluster!r}: {page_text(page)[-1500:]}") from err
+    assert note.inner_text().split()[-1] in cluster
+    page.locator(".behaviour-feature select").first.select_option(label="price")
+    page.get_by_text(re.compile(r"^mean -?[\d,.]+ ± [\d,.]+$")).first.wait_for()  # numeric: min / mean / max, spread
+    bars = page.locator(".html-bars").first.evaluate(DEEP_TEXT.replace("() =>", "(root) =>").replace("walk(document.body)", "walk(root)"))
+    assert "min" in bars and "mean" in bars and "max" in bars, bars
+    screenshot(page, "ecci-cluster-behaviour-price")
+
+    page.get_by_text("Cluster Analytics").first.click()
+    page.get_by_text("Samples per cluster").first.wait_for()
+    page.locator(".analytics-feature select").first.select_option(label="device type")
+    deadline = time.monotonic() + 15
+    while not any("Device type: share of each cluster's events" in t for t in bokeh_texts(page)):
+        assert time.monotonic() < deadline, f"no distribution chart for device type: {bokeh_texts(page)}"
+        page.wait_for_timeout(300)
+    page.locator(".analytics-feature select").first.select_option(label="time on page seconds")
+    deadline = time.monotonic() + 15
+    while not any("Mean time on page seconds per cluster" in t for t in bokeh_texts(page)):
+        assert time.monotonic() < deadline, f"no per-cluster means for time on page: {bokeh_texts(page)}"
+        page.wait_for_timeout(300)
+    screenshot(page, "ecci-feature-across-clusters")
+    no_traceback(page)
+    assert not page.errors

@@ -140,7 +140,8 @@ class DomainPage:
         self.producer_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10), css_classes=["producer-switch"])
         self.producer_switch.param.watch(self._toggle_producer, "value")
         self.rate_input = pn.widgets.EditableFloatSlider(
-            name="Rate (events/s)", start=0.5, end=100.0, step=0.5, value=settings.producer_rate, width=220, margin=(0, 10)
+            name="Rate (events/s)", start=0.5, end=100.0, step=0.5, value=settings.producer_rate, width=220, margin=(0, 10),
+            css_classes=["producer-rate"],
         )
         self.producer_state = pn.pane.HTML("", margin=(6, 6))
         self.rate_input.param.watch(self._change_rate, "value_throttled")

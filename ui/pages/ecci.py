@@ -35,7 +35,8 @@ class EcommercePage(DomainPage):
         self.cluster = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self.map = PointMap("Customer location (longitude / latitude)", height=280)
         self.behaviour_feature = pn.widgets.Select(
-            name="Cluster behaviour: feature", options={v: k for k, v in FEATURE_LABELS.items()}, width=260
+            name="Cluster behaviour: feature", options={v: k for k, v in FEATURE_LABELS.items()}, width=260,
+            css_classes=["behaviour-feature"],
         )
         self.behaviour = HtmlBars()  # HTML, not a Bokeh figure: cheaper to build and to update per prediction
         self.behaviour_note = pn.pane.HTML("", margin=(0, 10))
@@ -148,7 +149,8 @@ class EcommercePage(DomainPage):
     def _build_analytics_tab(self) -> Any:
         self.sizes = BarChart("Samples per cluster", height=300, y_label="events", x_label="cluster")
         self.analytics_feature = pn.widgets.Select(
-            name="Feature distribution across clusters", options={v: k for k, v in FEATURE_LABELS.items()}, width=300
+            name="Feature distribution across clusters", options={v: k for k, v in FEATURE_LABELS.items()}, width=300,
+            css_classes=["analytics-feature"],
         )
         self.distribution_pane = pn.pane.Bokeh(
             StackedBarChart("Feature distribution per cluster", height=330).figure, sizing_mode="stretch_width"

@@ -36,15 +36,18 @@ RUNTIME_NAME = {
 }
 
 
-def _learn_requests(platform: Platform) -> int:
+def _learn_requests(platform: Platform) -> tuple[int, int]:
+    """(requests, 5xx answers) learn-one counted so far, from its /metrics."""
     response = requests.get(platform.settings.url("learn") + "/metrics", timeout=5)
-    return sum(
-        int(sample.value)
-        for family in text_string_to_metric_families(response.text)
-        if family.name == "coelho_function_requests"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    )
+    total = errors = 0
+    for family in text_string_to_metric_families(response.text):
+        if family.name != "coelho_function_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                total += int(sample.value)
+                errors += int(sample.value) if sample.labels.get("code", "").startswith("5") else 0
+    return total, errors
 
 
 def test_observability_page_is_everything_healthy_and_any_drift(
@@ -124,9 +127,9 @@ def _ask_and_check(chat_url: str, standin: AnthropicStandIn, live_platform: Plat
         assert got["last_drift"] == (json.loads(newest[0]) if newest else None)
         assert got["training"] == ("paused" if client.exists(f"coelho:{name}:paused_at") else "live")
     learn = health["request_errors"]["learn"]
-    assert requests_before <= learn["requests"] <= requests_after
+    assert requests_before[0] <= learn["requests"] <= requests_after[0]
+    assert requests_before[1] <= learn["5xx"] <= requests_after[1]  # (fault tests in the session may have caused some)
     assert learn["requests"] >= len(DOMAINS) * 400  # the records live_platform taught
-    assert learn["5xx"] == 0
 
     # The answer is built from those results.
     said = answer_text(events)
@@ -136,5 +139,5 @@ def _ask_and_check(chat_url: str, standin: AnthropicStandIn, live_platform: Plat
         assert f"{name}: {got['events_in_log']} events in the log, {got['events_learned']} learned, {got['drifts_detected']} drifts" in said
     eta = health["domains"]["eta"]
     assert eta["drifts_detected"] >= 1 and eta["last_drift"]["seq"] == eta["events_in_log"]
-    assert f"learn-one answered {learn['requests']} requests, 0 with a 5xx." in said
+    assert f"learn-one answered {learn['requests']} requests, {learn['5xx']} with a 5xx." in said
     assert events[-1]["tools"] == ["get_platform_health"] and events[-1]["answer"] == said.strip()

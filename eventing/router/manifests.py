@@ -158,6 +158,7 @@ class PingSource:
     content_type: str
     data: str
     sink: Destination
+    data_base64: str = ""  # spec.dataBase64 (binary data, base64-encoded); mutually exclusive with `data`
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,8 @@ class Manifests:
                     },
                 )
             elif kind == "PingSource" and api.startswith("sources.knative.dev/"):
+                if spec.get("data") and spec.get("dataBase64"):
+                    raise ManifestError(f"PingSource {ns}/{name}: data and dataBase64 are mutually exclusive")
                 m.ping_sources[(ns, name)] = PingSource(
                     namespace=ns,
                     name=name,
@@ -247,6 +250,7 @@ class Manifests:
                     content_type=str(spec.get("contentType", "")),
                     data=str(spec.get("data", "")),
                     sink=_required_destination(spec.get("sink"), ns, f"PingSource {ns}/{name} sink"),
+                    data_base64=str(spec.get("dataBase64", "")),
                 )
         for doc in pending_brokers:
             meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import uuid
@@ -72,9 +73,10 @@ def ping_event(source: PingSource, when: datetime) -> WireEvent:
         "type": PING_TYPE,
         "time": when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
-    if source.data:
+    data = base64.b64decode(source.data_base64) if source.data_base64 else source.data.encode()
+    if data:
         attributes["datacontenttype"] = source.content_type or "application/json"
-    return WireEvent(attributes, source.data.encode())
+    return WireEvent(attributes, data)
 
 
 class PingSourceRunner:

@@ -1,23 +1,25 @@
 """PingSource end to end: `python -m eventing.router` runs a PingSource on its real schedule against the real
 Kafka-protocol broker, and its CloudEvent reaches the subscriber with Knative's PingSource attributes and data —
-through the Broker and a Trigger, and straight to a Service sink. Also: the real knative/ checkpoint PingSource
+through the Broker and a Trigger (`data`), and straight to a Service sink (`dataBase64`). Also: the real knative/ checkpoint PingSource
 routes to the checkpoint function (checked with the router's own loader and filter, without waiting 5 minutes)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from coelho.settings import PROJECT_ROOT, Settings
 from eventing.router.cron import CronSchedule
 from eventing.router.filters import compile_filter
-from eventing.router.manifests import Manifests
+from eventing.router.manifests import ManifestError, Manifests
 from eventing.router.sources import ping_event
 from eventing.router.testing import Received, RecordingSubscriber, RouterProcess, router_settings, unique_namespace
 
@@ -54,7 +56,7 @@ spec:
   schedule: "* * * * *"
   timezone: Etc/UTC
   contentType: application/json
-  data: '{json.dumps(SERVICE_DATA)}'
+  dataBase64: {base64.b64encode(json.dumps(SERVICE_DATA).encode()).decode()}
   sink:
     ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: ping-direct}}
 ---
@@ -159,3 +161,21 @@ def test_the_real_checkpoint_pingsource_routes_to_the_checkpoint_function() -> N
     # The filter is specific to this PingSource: another PingSource's pings do not ask for checkpoints.
     other = ping_event(dataclasses.replace(source, name="someone-else"), datetime(2026, 1, 1, 10, 5, tzinfo=UTC))
     assert not any(compile_filter(t.filter_attributes, t.filters)(other.attributes) for t in matching)
+
+
+def test_a_pingsource_with_database64_sends_the_decoded_bytes() -> None:
+    """Knative's PingSource takes its body from `data` or, base64-encoded, from `dataBase64` (mutually exclusive)."""
+    body = b"\x00\x01binary\xff"
+    doc: dict[str, Any] = {
+        "apiVersion": "sources.knative.dev/v1", "kind": "PingSource", "metadata": {"name": "b64", "namespace": NS},
+        "spec": {"schedule": "* * * * *", "contentType": "application/octet-stream",
+                 "dataBase64": base64.b64encode(body).decode(),
+                 "sink": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "x"}}},
+    }
+    source = Manifests.from_documents([doc]).ping_sources[(NS, "b64")]
+    event = ping_event(source, datetime(2026, 1, 1, 10, 5, tzinfo=UTC))
+    assert event.data == body
+    assert event.attributes["datacontenttype"] == "application/octet-stream"
+    both = {**doc, "spec": {**doc["spec"], "data": "{}"}}
+    with pytest.raises(ManifestError, match="dataBase64"):
+        Manifests.from_documents([both])

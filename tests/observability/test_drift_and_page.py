@@ -26,9 +26,10 @@ import redis
 import requests
 
 import producers
-from coelho.services import BinaryMissing, prometheus_bin
 from coelho.settings import PROJECT_ROOT
 from ui.observability import DRIFT, ObservabilityData, parse_metrics
+
+from .conftest import prometheus_url
 
 pytestmark = pytest.mark.stack
 
@@ -89,18 +90,6 @@ def replay_and_wait(platform: Any, stream: Path, until_seq: int) -> int:
             return position
         time.sleep(1)
     raise AssertionError(f"learn-one reached seq {position}, expected {until_seq}")
-
-
-def prometheus_url(platform: Any) -> str:
-    """Prometheus's URL: skip when its binary is not installed, fail when it is installed but not running."""
-    try:
-        prometheus_bin()
-    except BinaryMissing:
-        pytest.skip("prometheus is not installed")
-    assert platform.running("prometheus"), (
-        f"prometheus is installed but not running: see {platform.log_path('prometheus')}"
-    )
-    return str(platform.settings.url("prometheus"))
 
 
 @pytest.fixture(scope="module")

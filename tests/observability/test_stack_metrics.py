@@ -12,9 +12,9 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from coelho.services import SERVICES, BinaryMissing, prometheus_bin
+from coelho.services import SERVICES
 
-from .conftest import ROOT, promql_metric_names
+from .conftest import ROOT, prometheus_url, promql_metric_names
 
 pytestmark = pytest.mark.stack
 
@@ -51,18 +51,6 @@ def stack(platform: Any) -> Any:
     platform.start(["mlflow"])
     platform.start(["prometheus", *COMPONENTS], producers=True, strict=False)
     return platform
-
-
-def prometheus_url(platform: Any) -> str:
-    """Prometheus's URL: skip when its binary is not installed, fail when it is installed but not running."""
-    try:
-        prometheus_bin()
-    except BinaryMissing:
-        pytest.skip("prometheus is not installed")
-    assert platform.running("prometheus"), (
-        f"prometheus is installed but not running: see {platform.log_path('prometheus')}"
-    )
-    return str(platform.settings.url("prometheus"))
 
 
 def started(stack: Any) -> list[str]:

@@ -291,11 +291,16 @@ def _serve_granian(app_factory: Callable[[], Flask], host: str, port: int, threa
 
     module = app_factory.__module__
     if module == "__main__":  # `python -m functions.predict`: name the module by its real name
-        spec = getattr(sys.modules["__main__"], "__spec__", None)
-        module = spec.name if spec is not None else module
+        module = _main_module_name() or module
     os.environ[GRANIAN_APP_ENV] = f"{module}:{app_factory.__name__}"
     Granian("functions.cloudevent_app:granian_app", address=host, port=port, interface=Interfaces.WSGI,
             factory=True, workers=1, blocking_threads=threads, log_access=False, log_level=LogLevels.warning).serve()
+
+
+def _main_module_name() -> str | None:
+    """The import name of the module run as `__main__` (`python -m functions.predict` -> "functions.predict")."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec is not None else None
 
 
 def granian_app() -> WSGIApp:
@@ -310,9 +315,7 @@ def granian_app() -> WSGIApp:
     module, _, name = os.environ[GRANIAN_APP_ENV].partition(":")
     # The worker is forked: the function's module is loaded already, as `__main__` (importing it again under its
     # real name would register its Prometheus metrics twice).
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    loaded = main if spec is not None and spec.name == module else importlib.import_module(module)
+    loaded = sys.modules["__main__"] if _main_module_name() == module else importlib.import_module(module)
     app: WSGIApp = getattr(loaded, name)()
     return app
 

@@ -130,6 +130,28 @@ def check(domain_name: str, events: list[Any], entries: list[tuple[int, dict[str
     }
 
 
+def service_cpu(platform: Any) -> dict[str, float]:
+    """CPU seconds used so far by each running service (its whole process group: Granian's worker too)."""
+    out: dict[str, float] = {}
+    for name, entry in platform.entries().items():
+        total = 0.0
+        for proc in platform._group_members(dict(entry, name=name)):
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except Exception:  # gone meanwhile
+                continue
+        out[name] = total
+    return out
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """Microseconds of CPU per event, by service, over one phase (start-up excluded)."""
+    rows = {name: (after.get(name, 0.0) - before.get(name, 0.0)) * 1e6 / max(events, 1) for name in after}
+    rows["total"] = sum(rows.values())
+    return {k: round(v) for k, v in sorted(rows.items(), key=lambda kv: -kv[1])}
+
+
 def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -> dict[str, Any]:
     """All `names` produced at once (one producer thread each); per domain: rate, latency, correctness."""
     streams = {name: stream(name, n, seed=101, prefix=f"peak{time.monotonic_ns()}") for name in names}
@@ -204,6 +226,9 @@ def main() -> None:
     from coelho.settings import Settings
 
     names = args.domains.split(",")
+    # Keep the whole log: the check reads every record of the run back from it (the learner trims the log 10,000
+    # entries below its oldest snapshot, which made long runs look lossy).
+    os.environ.setdefault("COELHO_LOG_KEEP", str(10 * (args.events + 1000)))
     result: dict[str, Any] = {"bench": "e2e_learn", "events_per_domain": args.events, "load_average_start": load_average()}
     with tempfile.TemporaryDirectory(prefix="coelho-e2e-") as tmp:
         settings = Settings.load().with_free_ports(Path(tmp))
@@ -219,7 +244,10 @@ def main() -> None:
             print("warm-up", json.dumps(warm), flush=True)
             domains: dict[str, Any] = {}
             for name in names:
+                cpu_before = dict(service_cpu(platform), **{"bench producer": time.process_time()})
                 row = {"peak": peak(settings, client, [name], args.events, args.timeout)[name]}
+                cpu_after = dict(service_cpu(platform), **{"bench producer": time.process_time()})
+                row["peak"]["cpu_us_per_event"] = cpu_per_event(cpu_before, cpu_after, args.events)
                 if args.rate > 0:
                     row["paced"] = paced(settings, client, name, args.rate, args.latency_seconds, args.timeout)
                 domains[name] = row

@@ -12,6 +12,11 @@ For each domain, in one run on a private platform (real Kafka, router, Redis, le
 
     .venv/bin/python bench/learn.py [--domains tfd,eta,ecci] [--events 3000]
     .venv/bin/python bench/learn.py --http-only [--variants flask,fast] [--server waitress]
+    .venv/bin/python bench/learn.py --domains tfd --model adaptive_random_forest   # the forest ratio
+
+--model NAME learns with that model of the domain (learn-one gets COELHO_MODEL_<DOMAIN>=NAME, the in-process
+figure uses the same model); `end_to_end_vs_in_process` is the end-to-end rate over the in-process
+test-then-train rate of the same events (target >= 0.8 for forests).
 
 --http-only runs steps 1, 3 and 4 only, once per variant in the same run: `fast` is learn-one's WSGI direct
 path (COELHO_LEARN_FAST=1, the default), `flask` the Flask + CloudEvents SDK route (COELHO_LEARN_FAST=0); Redis
@@ -31,17 +36,17 @@ from typing import Any
 from function_harness import Client, ce_request, load_average, percentile, private_platform
 
 
-def in_process(domain_name: str, events: list[dict[str, Any]]) -> dict[str, float]:
+def in_process(domain_name: str, events: list[dict[str, Any]], model_name: str | None = None) -> dict[str, float]:
     from eventing.domains import get_domain
     from functions.model_state import ModelState
 
     domain = get_domain(domain_name)
-    state = ModelState.fresh(domain)
+    state = ModelState.fresh(domain, model_name)
     started = time.perf_counter()
     for i, event in enumerate(events, start=1):
         state.apply(i, "record", event, 0)
     with_metrics = len(events) / (time.perf_counter() - started)
-    model = domain.make_model()
+    model = domain.make_model(model_name or domain.default_model)
     xs = [(domain.features(e), e.get(domain.target) if domain.target else None) for e in events]
     started = time.perf_counter()
     for x, y in xs:
@@ -129,7 +134,10 @@ def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurr
     return len(bodies) / (time.perf_counter() - started)
 
 
-def http_only_domain(url: str, name: str, events: int, latency_seconds: float) -> dict[str, Any]:
+CLIENTS = [4]  # concurrent HTTP clients of --http-only (--clients)
+
+
+def http_only_domain(url: str, name: str, events: int, latency_seconds: float, model: str | None = None) -> dict[str, Any]:
     """One domain against one learn-one process: HTTP peak, CPU per event, latency at half the peak."""
     from function_harness import cpu_seconds
 
@@ -137,9 +145,10 @@ def http_only_domain(url: str, name: str, events: int, latency_seconds: float) -
 
     domain = get_domain(name)
     clean = [domain.validate(e.data) for e in generated(name, events, seed=101) if e.kind == "record"]
-    row: dict[str, Any] = {"model": domain.default_model, "in_process": in_process(name, clean)}
+    row: dict[str, Any] = {"model": model or domain.default_model, "in_process": in_process(name, clean, model)}
     cpu = cpu_seconds(url)
-    row["http_per_s"] = round(http_only(url, name, clean), 1)
+    row["http_per_s"] = round(http_only(url, name, clean, CLIENTS[0]), 1)
+    row["http_clients"] = CLIENTS[0]
     used = cpu_seconds(url) - cpu
     row["learn_cpu_us_per_event"] = round(used / len(clean) * 1e6)
     row["capacity_per_core_per_s"] = round(len(clean) / used) if used else None
@@ -178,7 +187,7 @@ def http_only_run(args: Any) -> None:
             with function_process(platform.settings, "learn", server=args.server, extra_env=env) as url:
                 results: dict[str, Any] = {}
                 for name in args.domains.split(","):
-                    results[name] = http_only_domain(url, name, args.events, args.latency_seconds)
+                    results[name] = http_only_domain(url, name, args.events, args.latency_seconds, args.model)
                     print(variant, name, json.dumps(results[name]), flush=True)
             variants[variant] = results
     out: dict[str, Any] = {"bench": "learn", "path": "HTTP -> learn-one -> committed (no Kafka/router)",
@@ -204,8 +213,17 @@ def main() -> None:
     parser.add_argument("--variants", default="flask,fast",
                         help="with --http-only: flask (COELHO_LEARN_FAST=0) and/or fast (learn-one's direct path)")
     parser.add_argument("--server", default="granian", help="with --http-only: the function server (COELHO_SERVER)")
+    parser.add_argument("--clients", type=int, default=4, help="with --http-only: concurrent HTTP clients")
+    parser.add_argument("--model", default=None, help="the model to learn (one domain; default: the domain's default)")
     args = parser.parse_args()
+    if args.model:
+        import os
+
+        if "," in args.domains:
+            parser.error("--model takes one domain (--domains NAME)")
+        os.environ[f"COELHO_MODEL_{args.domains.upper()}"] = args.model  # learn-one inherits it
     if args.http_only:
+        CLIENTS[0] = args.clients
         http_only_run(args)
         return
 
@@ -221,7 +239,7 @@ def main() -> None:
             domain = get_domain(name)
             stream = generated(name, args.events, seed=101)
             clean = [domain.validate(e.data) for e in stream if e.kind == "record"]
-            row: dict[str, Any] = {"in_process": in_process(name, clean)}
+            row: dict[str, Any] = {"in_process": in_process(name, clean, args.model)}
             # peak, end to end through Kafka and the router
             head = int(client.get(f"coelho:{name}:seq") or 0)
             sender = threading.Thread(target=lambda r=row, n=name, s=stream: r.update(sent=send_to_kafka(settings, n, s)))
@@ -251,7 +269,10 @@ def main() -> None:
                 "p50_ms": round(percentile(latencies, 50), 1), "p99_ms": round(percentile(latencies, 99), 1),
                 "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
             }
-            row["model"] = domain.default_model
+            row["model"] = args.model or domain.default_model
+            if row["end_to_end_per_s"]:
+                row["end_to_end_vs_in_process"] = round(
+                    row["end_to_end_per_s"] / row["in_process"]["test_then_train_per_s"], 2)
             results[name] = row
             print(name, json.dumps(row), flush=True)
     print(json.dumps({"bench": "learn", "load_average": load_average(), "domains": results,

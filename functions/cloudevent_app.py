@@ -4,7 +4,9 @@ A function is a handler `(event: CloudEvent) -> CloudEvent | None` plus the even
 else lives here, out of sight, like Knative's func-python middleware:
 
 - POST / decodes binary and structured CloudEvents (cloudevents 2.x) and answers with a binary-mode CloudEvent
-  (200) or nothing (204).
+  (200) or nothing (204). `POST /?reply=none` does the same work and answers 204 instead of 200 + event: a
+  Trigger whose subscriber URI says so sends no reply back into the Broker (the learn Triggers: nothing
+  routes `learned` events, and each one cost a Kafka write and a read of it by the Broker's consumer group).
 - GET /health/liveness, GET /health/readiness (runs the function's `ready` check), GET /metrics (Prometheus).
 - Failure contract (what the Knative dispatcher retries: only 5xx, 404, 408, 409, 429):
   not a CloudEvent -> 400 with the reason; a type the function does not take -> 400 listing the accepted types;
@@ -135,7 +137,9 @@ def _json_response(status: int, body: Mapping[str, Any]) -> Response:
 
 def _event_response(event: BaseCloudEvent | None) -> Response:
     if event is None:
-        return Response(status=204)
+        response = Response(status=204)
+        del response.headers["Content-Type"]  # no body, no type (Flask would say text/html)
+        return response
     message = to_binary_event(event)
     return Response(message.body, status=200, headers=dict(message.headers))
 
@@ -209,7 +213,8 @@ def create_app(
                     "error": f"{name} does not handle CloudEvents of type {ce_type!r}",
                     "accepted_types": listed,
                 })
-            response = _event_response(handler(event))
+            answer = handler(event)
+            response = _event_response(None if request.args.get("reply") == "none" else answer)
         except Exception as exc:
             status, body = error_response(name, exc, listed)
             response = _json_response(status, body)
@@ -263,6 +268,8 @@ def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_se
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(default_port)))
     threads = int(os.environ.get("COELHO_THREADS", "16"))
+    if os.environ.get("COELHO_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["COELHO_SWITCH_INTERVAL"]))
     server = os.environ.get("COELHO_SERVER") or default_server
     log.info("serving on %s:%s with %s (%d threads)", host, port, server, threads)
     if server == "werkzeug":

@@ -303,16 +303,22 @@ class FastLearn(DirectPath):
             committed = self.learner.commit(domain, kind, source, ce_id, data, None)
         except Exception:  # not ours, or an error before the commit (400, 503, 500): Flask redoes it
             return self.to_flask(environ, start_response, body)
+        quiet = environ.get("QUERY_STRING") == "reply=none"  # a learn Trigger: the work, no `learned` reply
         try:
-            out = json.dumps(self.learner.apply(committed), cls=_JSONEncoderWithDatetime).encode("utf-8")
-            reply_type, reply_source, reply_domain = self.reply_attrs[domain.name]
-            headers = self.reply_headers(reply_source, reply_type, reply_domain, committed.clean.get(domain.key_field))
-            status = 200
+            applied = self.learner.apply(committed)
+            if quiet:
+                status, out, headers = 204, b"", []
+            else:
+                out = json.dumps(applied, cls=_JSONEncoderWithDatetime).encode("utf-8")
+                reply_type, reply_source, reply_domain = self.reply_attrs[domain.name]
+                headers = self.reply_headers(reply_source, reply_type, reply_domain, committed.clean.get(domain.key_field))
+                status = 200
         except Exception as exc:  # committed already: answer as the middleware would, never redo it
             status, error = error_response("learn", exc, ACCEPTED)
             out = json.dumps(error, default=str).encode("utf-8")
             headers = [("Content-Type", "application/json")]
-        headers.append(("Content-Length", str(len(out))))
+        if status != 204:
+            headers.append(("Content-Length", str(len(out))))
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}", headers)
         REQUESTS.labels("learn", ce_type, str(status)).inc()
         self.latency[ce_type].observe(time.perf_counter() - started)

@@ -45,7 +45,9 @@ HISTORY_EVERY = int(os.environ.get("COELHO_HISTORY_EVERY", "100"))  # entries be
 HISTORY_MAX = 2000  # history points kept per model
 DRIFT_MAX = 500  # drift markers kept per model
 DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a delivery is remembered
-TRIM_MARGIN = 10_000  # entries kept below the oldest snapshot so lagging replicas rarely reload one
+# Entries kept below the oldest snapshot so lagging replicas rarely reload one (bench/e2e_learn.py raises it to
+# check every record of a long run in the log).
+TRIM_MARGIN = int(os.environ.get("COELHO_LOG_KEEP", "10000"))
 SUMMARY_EVERY_S = 0.5
 # How long a request whose entry is not next in line waits for the requests holding the entries before it (in
 # this process) to apply them, before reading them back from the log (ADR 0070).

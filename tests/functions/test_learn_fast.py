@@ -37,9 +37,9 @@ def make(monkeypatch: pytest.MonkeyPatch, fast: bool) -> Flask:
     return app
 
 
-def post(app: Flask, ce_type: str, data: Any, **kwargs: Any) -> Any:
+def post(app: Flask, ce_type: str, data: Any, path: str = "/", **kwargs: Any) -> Any:
     message = cloudevent(ce_type, data, **kwargs)
-    return app.test_client().post("/", headers=dict(message.headers), data=message.body)
+    return app.test_client().post(path, headers=dict(message.headers), data=message.body)
 
 
 def answer(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -131,6 +131,37 @@ def test_labels_and_pause_answer_like_flask(redis_url: str, monkeypatch: pytest.
     assert [r["duplicate"] for r in replies[3:9]] == [False, True] * 3
     assert [r["paused"] for r in replies[9:11]] == [True, True]
     assert state_of(fast) == state_of(plain)
+
+
+def test_reply_none_learns_the_same_and_answers_204(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The learn Triggers' subscriber URI is `/?reply=none` (knative/eventing/triggers.yaml): the same work, a 204
+    and no `learned` event to route back into the Broker; errors keep their status and body."""
+    tfd = DOMAINS["tfd"]
+    stream = events("tfd", 30, seed=21)
+
+    def script(app: Flask) -> list[Any]:
+        out = []
+        for i, record in enumerate(stream):
+            response = post(app, tfd.type("record"), record, path="/?reply=none", ce_id=f"q-{i}")
+            out.append(answer(response))
+        out.append(answer(post(app, tfd.type("record"), stream[0], path="/?reply=none", ce_id="q-0")))  # duplicate
+        bad = dict(stream[1], amount="lots")
+        out.append(answer(post(app, tfd.type("record"), bad, path="/?reply=none", ce_id="bad")))
+        return out
+
+    a, b, fast, plain = run_both(redis_url, monkeypatch, script)
+    assert fast.config["flask_calls"] == [1]  # only the invalid event
+    assert a == b
+    assert all(status == 204 and body == b"" for status, _, body in a[:-1]), a[:3]
+    status, _, body = a[-1]
+    assert status == 400 and "amount" in json.loads(body)["fields"], body
+    learned = {r.model_name: r.state.events_learned for rs in fast.config["learner"].replicas.values() for r in rs
+               if r.domain.name == "tfd"}
+    assert learned and all(n == len(stream) for n in learned.values()), learned
+    assert state_of(fast) == state_of(plain)
+    # with the reply (`kn func invoke`, `coelho invoke`): the same events give a `learned` CloudEvent
+    replied = post(fast, tfd.type("record"), events("tfd", 1, seed=22)[0])
+    assert replied.status_code == 200 and replied.headers["ce-type"] == tfd.type("learned")
 
 
 def test_fast_path_counts_the_request(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

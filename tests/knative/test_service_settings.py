@@ -228,3 +228,21 @@ def test_service_listens_on_8080(manifests: Manifests, name: str) -> None:
     ports = _container(service).get("ports") or []
     assert [(p.get("containerPort"), p.get("name", "http1")) for p in ports] == [(8080, "http1")], name
     assert _container(service)["command"] == ["python", "-m", f"functions.{name.removeprefix('coelho-')}"]
+
+
+def test_learn_triggers_ask_for_no_reply_and_nothing_routes_learned_events(manifests: Manifests) -> None:
+    """learn-one's `learned` reply is not written back into the Broker (ADR 0076): each learn Trigger's subscriber
+    is `coelho-learn` + `/?reply=none`, resolved by the router as Knative resolves a relative `uri` against a
+    `ref`; and no Trigger filters on `.learned`, so no subscriber misses what is no longer sent."""
+    from coelho.settings import Settings
+    from eventing.router.router import Router
+
+    router = Router(Settings.load(), serve_metrics=False)
+    learn_url = router.service_url("coelho-learn").rstrip("/")
+    to_learn = [t for t in manifests.triggers.values() if t.subscriber.name == "coelho-learn"]
+    assert len(to_learn) == len(DOMAINS) + 2  # records of every domain, tfd labels, raw KafkaSource records
+    for trigger in to_learn:
+        assert router.resolve_url(trigger.subscriber) == learn_url + "/?reply=none", trigger.name
+    for trigger in manifests.triggers.values():
+        wanted = str(trigger.filter_attributes.get("type", ""))
+        assert not wanted.endswith(".learned"), f"{trigger.name} subscribes to learned events, which are not sent"

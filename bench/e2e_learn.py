@@ -3,8 +3,10 @@
 Starts an isolated platform (the real embedded services on free ports in a temporary data dir, as the tests
 do), then for each domain:
 1. peak: N records written with the producers' own Kafka sink (producers.producer.KafkaSink, the production
-   producer config) as fast as it goes; the rate is N / (last entry committed to the domain's event log -
-   first send). The committed log is then checked: every record exactly once, and each partition key's
+   producer config) as fast as it goes; `end_to_end_per_s` is N / (last entry committed to the domain's event
+   log - first send), `learned_per_s` the same up to when every model in learn-one had applied the last entry
+   (its /metrics log position, polled every 50 ms); `cpu_us_per_event` is each service's CPU time over the
+   phase divided by N (its whole process group; "bench producer" is this process). The committed log is then checked: every record exactly once, and each partition key's
    records in the order they were produced.
 2. latency: records paced at a fixed rate for a few seconds; produce-to-learned latency is the log entry's
    commit time (Redis TIME, ms) minus the send time (same clock, same machine).
@@ -165,6 +167,10 @@ def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -
     for t in threads:
         t.start()
     done = {name: wait_head(client, name, heads[name] + len(streams[name]), timeout) for name in names}
+    from function_harness import wait_learned
+
+    learned_at = {name: wait_learned(settings.url("learn"), name, heads[name] + len(streams[name]), timeout)
+                  for name in names}
     for t in threads:
         t.join()
     out = {}
@@ -180,6 +186,9 @@ def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -
             "learned": len(entries),
             "produce_per_s": round(len(streams[name]) / max(last_send - first_send, 1e-3), 1),
             "end_to_end_per_s": round(len(streams[name]) / (finished - min(first_send, started)), 1) if finished else None,
+            # committed = in the log (durable, exactly once from there); learned = applied by every model in learn-one
+            "learned_per_s": (round(len(streams[name]) / (learned_at[name] - min(first_send, started)), 1)
+                              if learned_at[name] else None),
             "seconds": round(finished - first_send, 2) if finished else None,
             "latency_ms": {"p50": _r(percentile(latencies, 50)), "p99": _r(percentile(latencies, 99)),
                            "max": _r(max(latencies) if latencies else None)},

@@ -173,3 +173,24 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def log_positions(learn_url: str, domain_name: str) -> list[int]:
+    """Each of learn-one's models of the domain: the last log entry it applied (its /metrics gauge)."""
+    import urllib.request
+
+    with urllib.request.urlopen(learn_url.rstrip("/") + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    prefix = f'coelho_model_log_position{{domain="{domain_name}",'
+    return [int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(prefix)]
+
+
+def wait_learned(learn_url: str, domain_name: str, target: int, timeout: float) -> float | None:
+    """Wall time when every model of the domain in learn-one had applied log entry `target` (50 ms polls)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        positions = log_positions(learn_url, domain_name)
+        if positions and min(positions) >= target:
+            return time.time()
+        time.sleep(0.05)
+    return None

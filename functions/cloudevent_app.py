@@ -268,8 +268,6 @@ def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_se
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(default_port)))
     threads = int(os.environ.get("COELHO_THREADS", "16"))
-    if os.environ.get("COELHO_SWITCH_INTERVAL"):
-        sys.setswitchinterval(float(os.environ["COELHO_SWITCH_INTERVAL"]))
     server = os.environ.get("COELHO_SERVER") or default_server
     log.info("serving on %s:%s with %s (%d threads)", host, port, server, threads)
     if server == "werkzeug":

@@ -34,7 +34,7 @@ from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import _encode_header_value, to_binary_event
 from cloudevents.core.formats.json import _JSONEncoderWithDatetime
 from dateutil.parser import isoparse
-from flask import Flask
+from flask import Flask, has_request_context, request
 from werkzeug.http import HTTP_STATUS_CODES
 
 from eventing.cloudevent_types import KAFKA_EVENT, TRAINING_CONTROL, parse_event_type
@@ -106,6 +106,7 @@ class Learner:
         self._drifts: queue.Queue[BaseCloudEvent] = queue.Queue(maxsize=100)
         self.replicas = replicas_for(client, "learner", on_drift=self._notify_drift)
         self.logs = {name: EventLog(client, get_domain(name)) for name in self.replicas}
+        self.appliers = {name: Applier(name, replicas) for name, replicas in self.replicas.items()}
         self.loaded = False
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
@@ -138,7 +139,7 @@ class Learner:
                 raise DependencyUnavailable(f"loading model state: {exc}") from exc
 
     # --- one event ------------------------------------------------------------------------------
-    def handle(self, event: BaseCloudEvent) -> BaseCloudEvent:
+    def handle(self, event: BaseCloudEvent) -> BaseCloudEvent | None:
         ce_type = event.get_type()
         if ce_type == TRAINING_CONTROL:
             return self.control(event)
@@ -159,24 +160,40 @@ class Learner:
             parsed = parse_event_type(ce_type)
             assert parsed is not None  # only accepted types reach the handler
             domain, kind = get_domain(parsed[0]), parsed[1]
-        committed = self.commit(domain, kind, event.get_source(), event.get_id(), event_data(event), kafka)
+        quiet = has_request_context() and request.args.get("reply") == "none"
+        committed = self.commit(domain, kind, event.get_source(), event.get_id(), event_data(event), kafka,
+                                direct=not quiet)
+        if quiet:  # a learn Trigger: no `learned` reply, the applier thread learns it (the middleware answers 204)
+            self.applied_later(committed)
+            return None
         data = self.apply(committed)
         return reply(event, domain.type("learned"), domain.source("functions/learn"), data,
                      domain=domain.name, partitionkey=committed.clean.get(domain.key_field))
 
     def commit(self, domain: Domain, kind: str, source: str | None, ce_id: str | None, data: Any,
-               kafka: tuple[Any, Any] | None) -> Committed:
+               kafka: tuple[Any, Any] | None, direct: bool = True) -> Committed:
         """Validate the event and append it to the domain's log (the commit point; dedup by source+id, Kafka
-        partition/offset and the domain's event id). Nothing is changed if this raises."""
+        partition/offset and the domain's event id). Nothing is changed if this raises.
+
+        direct: this request applies the entry itself next (`apply`); else the domain's applier thread will
+        (`applied_later`)."""
         self.ensure_loaded()
         log_kind, clean = classify(domain, kind, data)
         event_log = self.logs[domain.name]
         keys = event_log.dedup_keys(source, ce_id, clean, log_kind, kafka)
         appended = event_log.append(log_kind, clean, keys)
-        if appended.new:  # concurrent requests with later entries wait for this one instead of re-reading the log
+        if appended.new and direct:  # concurrent requests with later entries wait for this one, not re-read the log
             for replica in self.replicas[domain.name]:
                 replica.expect(appended.seq)
         return Committed(domain, log_kind, clean, appended)
+
+    def applied_later(self, committed: Committed) -> None:
+        """A committed entry no reply waits for (`?reply=none`): the domain's applier thread applies it, with the
+        entries committed meanwhile, in one batch (ADR 0076). Durable already: the log is the commit point."""
+        if not committed.appended.new:
+            DUPLICATES.labels(committed.domain.name).inc()
+            return
+        self.appliers[committed.domain.name].poke()
 
     def apply(self, committed: Committed) -> dict[str, Any]:
         """Apply a committed entry to this process's models (a duplicate only counts): the `learned` reply data."""
@@ -191,7 +208,7 @@ class Learner:
             mine = next((a for a in applied if a.seq == entry.seq), None)
             models.append({
                 "model": replica.model_name,
-                "applied": mine is not None,
+                "applied": mine is not None or replica.state.seq >= entry.seq,  # or by the applier thread
                 "learned": bool(mine and mine.learned),
                 "prediction": mine.prediction if mine else None,
                 "drift": bool(mine and mine.drift),
@@ -240,6 +257,59 @@ class Learner:
                 session.post(self.broker_url, data=message.body, headers=dict(message.headers), timeout=2)
             except requests.RequestException as exc:
                 log.warning("drift notification not delivered: %s", exc)
+
+
+APPLIER_BATCH = 256  # log entries per read and per hold of the replica lock (a forest: ~0.2 s)
+
+
+class Applier:
+    """Applies one domain's log to this process's replicas of it, in batches, off the request path (ADR 0076).
+
+    A request that wants no reply (`?reply=none`, every learn Trigger) commits its event to the log and returns;
+    `poke` wakes this thread, which catches every replica up from the log (`ModelReplica.catch_up`: one XRANGE per
+    APPLIER_BATCH entries, applied in log order under the replica's lock, paused domains respected). Exactly once
+    and in order as before: the log is the commit point and the only order. While busy it also looks every
+    `idle_s` on its own (entries committed by other replicas); after `exit_after_s` without a poke it ends, and
+    the next poke starts it again. A Redis error is logged and retried: the entries wait in the log.
+    """
+
+    def __init__(self, domain_name: str, replicas: list[ModelReplica], idle_s: float = 1.0,
+                 exit_after_s: float = 30.0) -> None:
+        self.domain_name = domain_name
+        self.replicas = replicas
+        self.idle_s = idle_s
+        self.exit_after_s = exit_after_s
+        self.wake = threading.Event()
+        self.error: str | None = None
+        self.running = False
+        self.thread: threading.Thread | None = None
+        self._poked_at = 0.0
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        with self._lock:
+            self._poked_at = time.monotonic()
+            self.wake.set()
+            if not self.running:
+                self.running = True
+                self.thread = threading.Thread(target=self._run, name=f"coelho-applier-{self.domain_name}", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not self.wake.wait(self.idle_s) and time.monotonic() - self._poked_at > self.exit_after_s:
+                with self._lock:
+                    if not self.wake.is_set():  # else a poke came in meanwhile: keep going
+                        self.running = False
+                        return
+            self.wake.clear()
+            try:
+                for replica in self.replicas:
+                    replica.catch_up(batch=APPLIER_BATCH)
+                self.error = None
+            except Exception as exc:  # Redis away: the entries stay in the log, apply them when it is back
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: applier: %s", self.domain_name, self.error)
 
 
 # Binary-mode request headers the fast path understands (WSGI names); any other ce-* header goes to Flask.
@@ -298,18 +368,18 @@ class FastLearn(DirectPath):
         body = self.body(environ)
         if body is None:
             return self.app(environ, start_response)
+        quiet = environ.get("QUERY_STRING") == "reply=none"  # a learn Trigger: commit, 204, the applier learns it
         try:
             domain, kind, source, ce_id, data = self._request(environ, body)
-            committed = self.learner.commit(domain, kind, source, ce_id, data, None)
+            committed = self.learner.commit(domain, kind, source, ce_id, data, None, direct=not quiet)
         except Exception:  # not ours, or an error before the commit (400, 503, 500): Flask redoes it
             return self.to_flask(environ, start_response, body)
-        quiet = environ.get("QUERY_STRING") == "reply=none"  # a learn Trigger: the work, no `learned` reply
         try:
-            applied = self.learner.apply(committed)
             if quiet:
+                self.learner.applied_later(committed)
                 status, out, headers = 204, b"", []
             else:
-                out = json.dumps(applied, cls=_JSONEncoderWithDatetime).encode("utf-8")
+                out = json.dumps(self.learner.apply(committed), cls=_JSONEncoderWithDatetime).encode("utf-8")
                 reply_type, reply_source, reply_domain = self.reply_attrs[domain.name]
                 headers = self.reply_headers(reply_source, reply_type, reply_domain, committed.clean.get(domain.key_field))
                 status = 200

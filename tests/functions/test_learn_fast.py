@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -133,6 +134,14 @@ def test_labels_and_pause_answer_like_flask(redis_url: str, monkeypatch: pytest.
     assert state_of(fast) == state_of(plain)
 
 
+def wait_applied(app: Flask, domain_name: str, seq: int, timeout: float = 10.0) -> None:
+    replicas = app.config["learner"].replicas[domain_name]
+    deadline = time.monotonic() + timeout
+    while any(r.state.seq < seq for r in replicas):
+        assert time.monotonic() < deadline, [r.state.seq for r in replicas]
+        time.sleep(0.01)
+
+
 def test_reply_none_learns_the_same_and_answers_204(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The learn Triggers' subscriber URI is `/?reply=none` (knative/eventing/triggers.yaml): the same work, a 204
     and no `learned` event to route back into the Broker; errors keep their status and body."""
@@ -149,7 +158,12 @@ def test_reply_none_learns_the_same_and_answers_204(redis_url: str, monkeypatch:
         out.append(answer(post(app, tfd.type("record"), bad, path="/?reply=none", ce_id="bad")))
         return out
 
-    a, b, fast, plain = run_both(redis_url, monkeypatch, script)
+    def script_then_wait(app: Flask) -> list[Any]:
+        out = script(app)
+        wait_applied(app, "tfd", len(stream))  # the applier thread learns them after the 204s
+        return out
+
+    a, b, fast, plain = run_both(redis_url, monkeypatch, script_then_wait)
     assert fast.config["flask_calls"] == [1]  # only the invalid event
     assert a == b
     assert all(status == 204 and body == b"" for status, _, body in a[:-1]), a[:3]
@@ -242,3 +256,30 @@ def test_redis_unreachable_is_503_through_flask(redis_url: str, monkeypatch: pyt
         assert response.status_code == 503 and "retry" in json.loads(response.data)["error"]
         answers.append(answer(response))
     assert answers[0] == answers[1]
+
+
+def test_the_applier_thread_ends_when_idle_and_a_later_poke_starts_it(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`?reply=none` deliveries are applied by the domain's applier thread; it ends after a quiet spell (no thread
+    is left behind) and the next delivery starts it again, with nothing skipped in between."""
+    redis.Redis.from_url(redis_url).flushall()
+    app = make(monkeypatch, True)
+    learner = app.config["learner"]
+    tfd = DOMAINS["tfd"]
+    applier = learner.appliers["tfd"] = learn.Applier("tfd", learner.replicas["tfd"], idle_s=0.05, exit_after_s=0.3)
+    stream = events("tfd", 12, seed=31)
+    for i, record in enumerate(stream[:6]):
+        assert post(app, tfd.type("record"), record, path="/?reply=none", ce_id=f"a-{i}").status_code == 204
+    wait_applied(app, "tfd", 6)
+    deadline = time.monotonic() + 5
+    while applier.running:
+        assert time.monotonic() < deadline, "the applier thread did not end when idle"
+        time.sleep(0.05)
+    first = applier.thread
+    assert first is not None
+    first.join(2)
+    assert not first.is_alive()
+    for i, record in enumerate(stream[6:], start=6):
+        assert post(app, tfd.type("record"), record, path="/?reply=none", ce_id=f"a-{i}").status_code == 204
+    wait_applied(app, "tfd", 12)
+    assert applier.thread is not first
+    assert all(r.state.events_learned == 12 for r in learner.replicas["tfd"])

@@ -190,7 +190,8 @@ def test_the_real_manifests_load_and_resolve_to_local_ports(tmp_path: object) ->
     for trigger in m.triggers.values():
         url = router.resolve_url(trigger.subscriber)
         port_name = str(trigger.subscriber.name).removeprefix("coelho-")
-        assert url == f"http://127.0.0.1:{settings.ports[port_name]}/"
+        path = trigger.subscriber.uri or "/"  # the learn Triggers add `/?reply=none` (ADR 0076)
+        assert url == f"http://127.0.0.1:{settings.ports[port_name]}{path}"
     ordered = {t.name for t in m.triggers.values() if t.ordered}
     assert "tfd-learn-records" in ordered and "tfd-predict" not in ordered
 
@@ -199,7 +200,9 @@ def test_a_subscriber_override_wins(tmp_path: object) -> None:
     router = Router(Settings(), manifests_dir=PROJECT_ROOT / "knative", subscribers={"coelho-learn": "http://x:1/"},
                     serve_metrics=False)
     trigger = router.manifests.triggers[("coelho", "tfd-learn-records")]
-    assert router.resolve_url(trigger.subscriber) == "http://x:1/"
+    assert router.resolve_url(trigger.subscriber) == "http://x:1/?reply=none"  # the override is the ref's address
+    predict = router.manifests.triggers[("coelho", "tfd-predict")]
+    assert router.resolve_url(predict.subscriber) == f"http://127.0.0.1:{Settings().ports['predict']}/"
 
 
 

@@ -194,3 +194,31 @@ def wait_learned(learn_url: str, domain_name: str, target: int, timeout: float) 
             return time.time()
         time.sleep(0.05)
     return None
+
+
+class LearnedClock(threading.Thread):
+    """Samples learn-one's log position of a domain every `every_s` seconds: `learned_at(seq)` is the first wall
+    time at which every model of the domain had applied entry `seq` (at most `every_s` late)."""
+
+    def __init__(self, learn_url: str, domain_name: str, every_s: float = 0.02) -> None:
+        super().__init__(name="learned-clock", daemon=True)
+        self.learn_url, self.domain_name, self.every_s = learn_url, domain_name, every_s
+        self.samples: list[tuple[float, int]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            positions = log_positions(self.learn_url, self.domain_name)
+            if positions:
+                self.samples.append((time.time(), min(positions)))
+            self.stopping.wait(self.every_s)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(5)
+
+    def learned_at(self, seq: int) -> float | None:
+        for when, position in self.samples:
+            if position >= seq:
+                return when
+        return None

@@ -7,8 +7,9 @@ For each domain, in one run on a private platform (real Kafka, router, Redis, le
    records, as producers/ writes them) -> router (KafkaSource -> Broker -> Trigger, ordered per key) ->
    learn-one -> appended to the event log and applied; the rate is N / (last commit - first send);
 3. HTTP only: closed-loop clients POSTing the records straight to learn-one (no Kafka, no router);
-4. latency at half the peak rate: records paced at peak/2 for a few seconds; event-to-learned latency is the
-   log entry's commit time (Redis TIME) minus the send time.
+4. latency at half the peak rate: records paced at peak/2 for a few seconds; produce-to-committed latency is the
+   log entry's commit time (Redis TIME) minus the send time, produce-to-learned the first time learn-one's log
+   position (its /metrics, sampled every 20 ms) covered the entry, minus the send time.
 
     .venv/bin/python bench/learn.py [--domains tfd,eta,ecci] [--events 3000]
     .venv/bin/python bench/learn.py --http-only [--variants flask,fast] [--server waitress]
@@ -33,7 +34,15 @@ import threading
 import time
 from typing import Any
 
-from function_harness import Client, ce_request, load_average, percentile, private_platform, wait_learned
+from function_harness import (
+    Client,
+    LearnedClock,
+    ce_request,
+    load_average,
+    percentile,
+    private_platform,
+    wait_learned,
+)
 
 
 def in_process(domain_name: str, events: list[dict[str, Any]], model_name: str | None = None) -> dict[str, float]:
@@ -104,6 +113,12 @@ def commit_times(client: Any, domain_name: str, after: int, id_field: str) -> di
     for _entry_id, fields in client.xrange(f"coelho:{domain_name}:log", min=f"{after + 1}-0"):
         out[str(json.loads(fields[b"d"])[id_field])] = int(fields[b"t"]) / 1000
     return out
+
+
+def commit_seqs(client: Any, domain_name: str, after: int, id_field: str) -> dict[str, int]:
+    """Log sequence number of each record id committed after `after`."""
+    return {str(json.loads(fields[b"d"])[id_field]): int(entry_id.decode().split("-")[0])
+            for entry_id, fields in client.xrange(f"coelho:{domain_name}:log", min=f"{after + 1}-0")}
 
 
 def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurrency: int = 4) -> float:
@@ -262,14 +277,24 @@ def main() -> None:
             rate = max(peak / 2, 5.0)
             paced = generated(name, int(rate * args.latency_seconds), seed=202)
             head = int(client.get(f"coelho:{name}:seq") or 0)
+            clock = LearnedClock(settings.url("learn"), name)
+            clock.start()
             sent = send_to_kafka(settings, name, paced, rate=rate)
             wait_committed(client, name, head + len(paced), timeout=120)
+            wait_learned(settings.url("learn"), name, head + len(paced), timeout=120)
+            clock.stop()
             commits = commit_times(client, name, head, domain.id_field)
+            seqs = commit_seqs(client, name, head, domain.id_field)
             latencies = sorted((commits[i] - t) * 1000 for i, t in sent.items() if i in commits)
+            learned = sorted((at - t) * 1000 for i, t in sent.items()
+                             if i in seqs and (at := clock.learned_at(seqs[i])) is not None)
             row["latency_at_half_peak"] = {
                 "rate_per_s": round(rate, 1), "events": len(latencies),
+                # produce -> committed to the log (Redis time of the entry)
                 "p50_ms": round(percentile(latencies, 50), 1), "p99_ms": round(percentile(latencies, 99), 1),
                 "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+                # produce -> applied by every model in learn-one (its log position, sampled every 20 ms)
+                "learned_p50_ms": round(percentile(learned, 50), 1), "learned_p99_ms": round(percentile(learned, 99), 1),
             }
             row["model"] = args.model or domain.default_model
             if row["learned_per_s"]:

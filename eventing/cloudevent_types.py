@@ -21,7 +21,7 @@ EVENT_KINDS: dict[str, str] = {
     "record": "producers: one domain event (transaction, trip, interaction); learn-one learns from it",
     "prediction.requested": "dashboard or any client: features to predict from; predict-one answers",
     "prediction": "predict-one: the reply to a prediction request (also the reply body of a plain POST)",
-    "learned": "learn-one: reply after an event was applied to the model (sequence number, metrics)",
+    "learned": "learn-one: reply to a direct request after the event was applied (sequence number, what each model did); the learn Triggers ask for none",
     "label": "producers (delayed-label mode): the late target for an earlier record, e.g. a chargeback",
     "checkpoint": "checkpoint: a model snapshot was registered in MLflow (model version, events learned)",
     "drift": "learn-one: the model's drift detector fired on its error stream",

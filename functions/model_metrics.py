@@ -9,6 +9,8 @@ are the model's, not one process's:
     coelho_model_state_bytes{domain,model}                          size of the latest snapshot (pickle + lz4)
     coelho_checkpoint_last_success_timestamp_seconds{domain,model}  when the last checkpoint reached MLflow
     coelho_checkpoint_model_version{domain,model}                   the registered version of that checkpoint
+    coelho_model_log_behind{domain,model}                           entries committed to the domain's log that the
+                                                                    model has not applied yet (summary, <= 0.5 s old)
 
 model_version is the MLflow version of the last checkpoint the live model builds on ("none" before the first).
 Observability (issue 7) owns this module; keys are those of functions/model_store.py.
@@ -61,6 +63,10 @@ class ModelMetricsCollector(Collector):
         checkpoint_version = GaugeMetricFamily(
             "coelho_checkpoint_model_version", "MLflow registered model version of the last checkpoint", labels=["domain", "model"]
         )
+        behind = GaugeMetricFamily(
+            "coelho_model_log_behind", "Events committed to the domain's log that the model has not applied yet",
+            labels=["domain", "model"],
+        )
         try:
             models = self._models()
             pipe = self.redis.pipeline(transaction=False)
@@ -68,17 +74,19 @@ class ModelMetricsCollector(Collector):
                 pipe.hget(model_key(domain, model, "summary"), "json")
                 pipe.hstrlen(model_key(domain, model, "snapshot"), "blob")
                 pipe.get(model_key(domain, model, "checkpoint"))
+                pipe.get(key(domain, "seq"))
             replies = pipe.execute()
         except (redis.RedisError, OSError) as exc:  # Redis down: export nothing rather than fail the scrape
             log.warning("model metrics unavailable: %s", exc)
             return
         for index, (domain, model) in enumerate(models):
-            summary_raw, blob_size, checkpoint_raw = replies[3 * index : 3 * index + 3]
+            summary_raw, blob_size, checkpoint_raw, head = replies[4 * index : 4 * index + 4]
             summary = json.loads(summary_raw) if summary_raw else {}
             checkpoint = json.loads(checkpoint_raw) if checkpoint_raw else {}
             version = str(checkpoint.get("version", "none"))
             if summary:
                 learned.add_metric([domain, model], float(summary.get("events_learned", 0)))
+                behind.add_metric([domain, model], float(max(0, int(head or 0) - int(summary.get("seq", 0)))))
                 for name in DOMAINS[domain].main_metrics:
                     value = (summary.get("metrics") or {}).get(name)
                     if isinstance(value, int | float) and math.isfinite(value):
@@ -88,7 +96,7 @@ class ModelMetricsCollector(Collector):
             if checkpoint.get("time_ms"):
                 checkpoint_at.add_metric([domain, model], float(checkpoint["time_ms"]) / 1000)
                 checkpoint_version.add_metric([domain, model], float(checkpoint.get("version", 0)))
-        yield from (learned, metric, state_bytes, checkpoint_at, checkpoint_version)
+        yield from (learned, metric, state_bytes, checkpoint_at, checkpoint_version, behind)
 
     def describe(self) -> Iterable[Any]:
         return []  # collected at scrape time only (no Redis call at registration)

@@ -41,6 +41,10 @@ def test_model_metrics_come_from_the_state_in_redis(private_redis: str) -> None:
 
     samples = scrape(client)
     assert value(samples, "coelho_events_learned_total", domain="eta", model=model) == 300
+    assert value(samples, "coelho_model_log_behind", domain="eta", model=model) == 0
+    for event in producers.generate("eta", seed=6, count=7):  # committed, not applied yet
+        learner.log.append("record", event.data, learner.log.dedup_keys(None, None, event.data, "record"))
+    assert value(scrape(client), "coelho_model_log_behind", domain="eta", model=model) == 7
     snapshot = client.hget(learner.mkey("snapshot"), "blob")
     assert value(samples, "coelho_model_state_bytes", domain="eta", model=model) == len(snapshot or b"")
     metrics = {dict(labels)["metric"]: v for (name, labels), v in samples.items() if name == "coelho_model_metric"}

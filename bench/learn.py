@@ -3,8 +3,8 @@
 For each domain, in one run on a private platform (real Kafka, router, Redis, learn-one on free ports):
 1. in-process: River learning the same events in this process, test-then-train with the domain's metrics
    (`ModelState.apply`), and the bare `learn_one` of the model alone;
-2. peak end to end: N records written to the domain's Kafka topic as fast as the producer can (CloudEvent Kafka
-   records, as producers/ writes them) -> router (KafkaSource -> Broker -> Trigger, ordered per key) ->
+2. peak end to end: N records written to the domain's Kafka topic as fast as the producer can (producers/' own
+   Kafka sink and config) -> router (KafkaSource -> Broker -> Trigger, ordered per key) ->
    learn-one -> appended to the event log and applied; the rate is N / (last commit - first send);
 3. HTTP only: closed-loop clients POSTing the records straight to learn-one (no Kafka, no router);
 4. latency at half the peak rate: records paced at peak/2 for a few seconds; produce-to-committed latency is the
@@ -74,27 +74,28 @@ def generated(domain_name: str, n: int, seed: int) -> list[Any]:
 
 
 def send_to_kafka(settings: Any, domain_name: str, stream: list[Any], rate: float = 0.0) -> dict[str, float]:
-    """Write the records to the domain's topic (paced at `rate` ev/s, 0 = flat out); returns send times by id."""
-    from kafka import KafkaProducer
-
+    """Write the records to the domain's topic with the producers' own Kafka sink and its production config
+    (paced at `rate` ev/s, 0 = flat out); returns send times by id."""
     from eventing.domains import get_domain
-    from producers.kafka_record import ensure_topic, to_kafka_message
+    from producers.producer import KafkaSink
 
     domain = get_domain(domain_name)
-    ensure_topic(settings.kafka_bootstrap, domain.topic)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks=1)
+    sink = KafkaSink(domain_name, settings.kafka_bootstrap)
     sent: dict[str, float] = {}
     started = time.perf_counter()
-    for i, event in enumerate(stream):
-        if rate > 0:
-            delay = started + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        message = to_kafka_message(domain.name, event)
-        sent[str(event.data[domain.id_field])] = time.time()
-        producer.send(domain.topic, key=message.key, value=message.value, headers=list(message.headers.items()))
-    producer.flush(60)
-    producer.close()
+    try:
+        for i, event in enumerate(stream):
+            if rate > 0:
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            sent[str(event.data[domain.id_field])] = time.time()
+            sink.send(event)
+        sink.flush(60)
+    finally:
+        sink.close()
+    if sink.errors:
+        raise RuntimeError(f"{domain_name}: {sink.errors} records not acknowledged by Kafka")
     return sent
 
 

@@ -134,6 +134,21 @@ def test_which_cluster_nearest_centres(chat_url: str, standin: AnthropicStandIn,
     assert result["cluster"] == replica.state.predict(x) == explanation["predicted_cluster"]
     distances = [c["distance"] for c in explanation["nearest_centres"]]
     assert distances == sorted(distances) and explanation["nearest_centres"][0]["cluster"] == result["cluster"]
+    # the distances are the model's: the event through the pipeline's scaler, to each DBSTREAM centre
+    steps = list(replica.state.model.steps.values())
+    xt = x
+    for step in steps[:-1]:
+        xt = step.transform_one(xt)
+    point = {k: float(v) for k, v in xt.items() if isinstance(v, int | float)}
+    centres = steps[-1].centers
+    want = sorted(
+        (math.sqrt(sum((point.get(k, 0.0) - float(c.get(k, 0.0))) ** 2 for k in set(point) | set(c))), cid)
+        for cid, c in centres.items()
+    )
+    got = [(c["distance"], c["cluster"]) for c in explanation["nearest_centres"]]
+    assert explanation["n_clusters"] == len(centres) >= 2 and 0 < len(got) <= len(centres)
+    assert [d for d, _ in got] == pytest.approx([d for d, _ in want[: len(got)]], abs=1e-3)
+    assert {c for _, c in got} <= set(centres)
 
 
 def test_explain_rejects_an_invalid_form(chat_url: str, standin: AnthropicStandIn) -> None:

@@ -107,6 +107,7 @@ def model_rows(client: Any) -> list[dict[str, Any]]:
                 "events_learned": summary.get("events_learned", 0),
                 "seq": summary.get("seq", 0),
                 "log_head": head,
+                "behind": max(0, head - int(summary.get("seq", 0))),  # committed, not applied yet (paused, or lagging)
                 "training": "paused" if paused is not None else "live",
                 "paused_at": int(paused) if paused is not None else None,
                 "metrics": {m: metrics.get(m) for m in domain.main_metrics},
@@ -141,9 +142,10 @@ def models(as_json: bool) -> None:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ck["time_ms"] / 1000)) if ck else "never"
         metrics = "  ".join(f"{k} {_fmt(v)}" for k, v in row["metrics"].items())
         extra = f"  clusters {row['n_clusters']} ({row['n_micro_clusters']} micro)" if "n_clusters" in row else ""
+        behind = f" ({row['behind']:,} behind)" if row["behind"] else ""
         click.echo(
             f"{row['domain']:<5} {row['model']:<24} v{_fmt(row['version']):<4} {row['events_learned']:>9,} learned  "
-            f"{row['training']:<6}  {metrics}{extra}  last checkpoint: {when}"
+            f"{row['training']:<6}{behind}  {metrics}{extra}  last checkpoint: {when}"
         )
 
 

@@ -194,7 +194,10 @@ def test_pause_and_resume_lose_nothing(stack: Any) -> None:
         reply = deliver([learn], cloudevent(domain.type("record"), event), session)
         assert reply["paused"] is True and reply["models"][0]["applied"] is False
     listed = json.loads(runner.invoke(models, ["--json"], env=env).output)
-    assert next(r for r in listed if r["domain"] == "ecci")["training"] == "paused"
+    row = next(r for r in listed if r["domain"] == "ecci")
+    assert row["training"] == "paused" and row["behind"] >= 100  # logged while paused, not applied
+    text = runner.invoke(models, [], env=env).output
+    assert any(line.startswith("ecci") and "paused" in line and "behind" in line for line in text.splitlines()), text
     result = runner.invoke(training, ["resume", "ecci"], env=env)
     assert result.exit_code == 0, result.output
     reply = deliver([learn], cloudevent(domain.type("record"), events("ecci", 201, seed=41)[-1]), session)

@@ -354,12 +354,20 @@ class MetricChart:
         fig.line("x", "y", source=self.source, line_width=2, color=color)
         fig.add_tools(bm.HoverTool(tooltips=[("events", "@x{0,0}"), (name, "@y{0.0000}")], mode="vline"))
         self.figure = fig
-        self.drifts: list[float] = []
+        self._spans: dict[float, bm.Span] = {}  # one marker per drift position ever shown, hidden when gone
+
+    @property
+    def drifts(self) -> list[float]:
+        """The drift positions marked now."""
+        return sorted(at for at, span in self._spans.items() if span.visible)
 
     def update(self, xs: Sequence[float], ys: Sequence[float], drifts: Sequence[float] = ()) -> None:
         if list(xs) != list(self.source.data["x"]) or list(ys) != list(self.source.data["y"]):
             self.source.data = {"x": list(xs), "y": list(ys)}  # history grows every ~100 events: send only then
-        for at in drifts:
-            if at not in self.drifts:
-                self.drifts.append(at)
-                self.figure.add_layout(bm.Span(location=at, dimension="height", line_color=RED, line_dash="dashed", line_width=1.5))
+        wanted = set(drifts)
+        for at in wanted - set(self._spans):
+            self._spans[at] = bm.Span(location=at, dimension="height", line_color=RED, line_dash="dashed", line_width=1.5)
+            self.figure.add_layout(self._spans[at])
+        for at, span in self._spans.items():  # a drift no longer in the live data (model reset, restored): unmark
+            if span.visible != (at in wanted):
+                span.visible = at in wanted

@@ -322,7 +322,7 @@ class DomainPage:
             self._show_producer(live.producer_enabled)
         # The poller stamps a new snapshot every second even when nothing was learned: redraw cards, charts and
         # the extra views only when the model moved on (a paused or idle model costs the page nothing).
-        key = (live.model, live.available, live.events_learned, live.version, len(live.drifts_at),
+        key = (live.model, live.available, live.events_learned, live.version, tuple(live.drifts_at),
                sum(len(v) for v in live.history.values()))
         if key == self._data_key:
             return

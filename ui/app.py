@@ -57,7 +57,8 @@ def _ecci(settings: Settings) -> tuple[list[Any], Any]:
 def _observability(settings: Settings) -> tuple[list[Any], Any]:
     module = optional_module("ui.observability")
     assert module is not None
-    return [module.page(settings)], lambda: {"page": "observability"}
+    layout, context = module.page_and_context(settings)
+    return [layout], context
 
 
 PAGES: list[Page] = [

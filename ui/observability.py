@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -472,8 +472,36 @@ def _figure(chart: Chart, lines: Mapping[str, list[Point]], drift: Sequence[tupl
     return live.figure
 
 
+def snapshot_context(snap: Snapshot | None) -> dict[str, Any]:
+    """What the assistant is told the Observability page shows: the metrics source, targets down, the latest value
+    of every line of every chart, recent drift markers and collection errors (compact: latest values only)."""
+    out: dict[str, Any] = {"page": "observability"}
+    if snap is None:
+        out["status"] = "collecting metrics, nothing shown yet"
+        return out
+    out["source"] = snap.source
+    out["targets_down"] = sorted(job for job, ok in snap.targets.items() if not ok)
+    out["targets_up"] = sorted(job for job, ok in snap.targets.items() if ok)
+    out["latest"] = {
+        title: {name: round(points[-1][1], 4) for name, points in sorted(lines.items()) if points}
+        for title, lines in snap.charts.items()
+    }
+    out["drift_markers"] = [
+        {"domain": domain, "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at))} for at, domain in snap.drift[-10:]
+    ]
+    if snap.errors:
+        out["errors"] = snap.errors[:5]
+    return out
+
+
 def page(settings: Any, refresh_ms: int = 5000) -> Any:
-    """The Observability page as a Panel viewable; refreshes itself every `refresh_ms` while it is open.
+    """The Observability page as a Panel viewable (see `page_and_context`)."""
+    return page_and_context(settings, refresh_ms)[0]
+
+
+def page_and_context(settings: Any, refresh_ms: int = 5000) -> tuple[Any, Callable[[], dict[str, Any]]]:
+    """The Observability page as a Panel viewable, refreshing itself every `refresh_ms` while it is open, and the
+    chat context of what it shows now (`snapshot_context` of its last refresh).
 
     The HTTP queries and scrapes of a refresh run in a worker thread: the Bokeh server's event loop, which serves
     every open page of the dashboard, never waits on Prometheus or a slow /metrics endpoint.
@@ -483,6 +511,7 @@ def page(settings: Any, refresh_ms: int = 5000) -> Any:
     import panel as pn
 
     data = ObservabilityData(settings)
+    shown: list[Snapshot] = []  # the last refresh's snapshot, for the chat context
     header = pn.pane.Markdown("## Observability", margin=(0, 10))
     status = pn.pane.Markdown("Collecting metrics...", margin=(0, 10))
     targets = pn.pane.Markdown("", margin=(0, 10))
@@ -501,6 +530,7 @@ def page(settings: Any, refresh_ms: int = 5000) -> Any:
             snap = await asyncio.to_thread(collect)
         finally:
             busy.release()
+        shown[:] = [snap]
         status.object = f"Source: **{snap.source}**, refreshed {time.strftime('%H:%M:%S')}" + (
             "  \n" + "  \n".join(f"⚠ {e}" for e in snap.errors[:3]) if snap.errors else ""
         )
@@ -529,4 +559,4 @@ def page(settings: Any, refresh_ms: int = 5000) -> Any:
         pn.state.add_periodic_callback(refresh, period=refresh_ms)  # type: ignore[arg-type]  # stopped with the session
 
     pn.state.onload(start)
-    return layout
+    return layout, lambda: snapshot_context(shown[-1] if shown else None)

@@ -25,8 +25,9 @@ from functions.chat_prompt import PAGES
 
 pytestmark = pytest.mark.stack
 
-# What the dashboard's Observability page sends as its context (ui/app.py `_observability`).
-OBSERVABILITY_CONTEXT = {"page": "observability"}
+# What the dashboard's Observability page sends as its context before its first refresh (ui/observability.py
+# `snapshot_context`; after a refresh it adds the figures it shows, tested in tests/observability/test_page_data.py).
+OBSERVABILITY_CONTEXT = {"page": "observability", "status": "collecting metrics, nothing shown yet"}
 
 # get_platform_health's service names -> the runtime's service rows.
 RUNTIME_NAME = {

@@ -74,6 +74,9 @@ def replay_and_wait(platform: Any, stream: Path, until_seq: int) -> int:
     """Replay `stream` with the producer and wait until learn-one has applied the log up to `until_seq`."""
     s = platform.settings
     env = {**os.environ, **s.to_environ(), **s.function_env()}
+    # A producer follows the domain's live rate control in Redis over its --rate: tests sharing the session's
+    # platform (the dashboard's) may have left one (5 events/s would make this replay take minutes).
+    redis.Redis.from_url(s.redis_url).delete(f"coelho:producer:{DOMAIN}:rate")
     argv = [sys.executable, "-m", "producers", DOMAIN, "--replay", str(stream), "--rate", "0"]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -28,6 +28,7 @@ from ui.observability import (
     ScrapeSource,
     histogram_quantile,
     parse_metrics,
+    snapshot_context,
 )
 
 PROMETHEUS = shutil.which("prometheus")
@@ -100,6 +101,20 @@ def test_scrape_source_computes_rates_quantiles_and_drift_markers(exporter: Fake
     snap = data.snapshot()
     assert [d for _, d in snap.drift] == ["tfd"]
     assert set(snap.charts) == {c.title for c in CHARTS}
+
+    # What the page's chat context tells the assistant: the figures the page draws, by chart and line.
+    context = snapshot_context(snap)
+    assert context["page"] == "observability" and context["source"] == snap.source
+    assert context["targets_up"] == ["coelho-learn"] and context["targets_down"] == []
+    assert [m["domain"] for m in context["drift_markers"]] == ["tfd"]
+    for title, lines in snap.charts.items():
+        assert context["latest"][title] == {n: round(p[-1][1], 4) for n, p in lines.items() if p}, title
+    assert any(context["latest"][title] for title in context["latest"])  # the learned rate at least
+    assert snapshot_context(None) == {"page": "observability", "status": "collecting metrics, nothing shown yet"}
+    dead = ScrapeSource({"coelho-predict": f"http://127.0.0.1:{free_port()}/metrics"}, timeout=0.3)
+    dead.scrape()
+    data.scraper = dead
+    assert snapshot_context(data.snapshot())["targets_down"] == ["coelho-predict"]
 
 
 def test_scrape_source_reports_a_dead_endpoint_as_down() -> None:

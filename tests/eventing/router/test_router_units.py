@@ -242,3 +242,41 @@ def test_ping_source_runner_sends_its_data_when_the_schedule_fires() -> None:
     assert sent[0].data == b'{"reason": "schedule"}'
     assert metrics.events_in.labels(source.name)._value.get() == 1
     assert clock(None) - start_fake < timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(("zone", "expected"), [("America/Sao_Paulo", "2026-01-01T13:00:00.000Z"),
+                                                 ("Asia/Kolkata", "2026-01-01T04:30:00.000Z")])
+def test_a_ping_source_fires_at_its_schedule_in_its_own_timezone(zone: str, expected: str) -> None:
+    """`spec.timezone`: "0 10 * * *" in São Paulo (UTC-3) is 13:00 UTC, in Kolkata (UTC+5:30) 04:30 UTC."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from eventing.router.metrics import RouterMetrics
+    from eventing.router.sources import PingSourceRunner
+
+    checkpoint = Manifests.load(PROJECT_ROOT / "knative").ping_sources[("coelho", "coelho-checkpoint-schedule")]
+    source = replace(checkpoint, schedule="0 10 * * *", timezone=zone)
+    due_utc = datetime.fromisoformat(expected.replace("Z", "+00:00"))
+    start_real = datetime.now(ZoneInfo("Etc/UTC"))
+    start_fake = due_utc - timedelta(seconds=0.2)  # 0.2 s before the local 10:00, running at real speed
+
+    def clock(tz: ZoneInfo) -> datetime:
+        return (start_fake + (datetime.now(ZoneInfo("Etc/UTC")) - start_real)).astimezone(tz)
+
+    sent: list[WireEvent] = []
+    fired = threading.Event()
+
+    class ListSink:
+        address = "list://"
+
+        def send(self, event: WireEvent, on_done: object) -> None:
+            sent.append(event)
+            fired.set()
+
+    runner = PingSourceRunner(source, ListSink(), RouterMetrics(), clock=clock)
+    runner.start()
+    try:
+        assert fired.wait(5), f"the 10:00 {zone} ping did not fire within 5 s of {expected}"
+    finally:
+        runner.stop()
+    assert [e.attributes["time"] for e in sent] == [expected]

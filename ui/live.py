@@ -30,6 +30,7 @@ class DomainLive:
     model: str | None = None
     version: str | None = None
     events_learned: int | None = None
+    behind: int = 0  # events committed to the domain's log that the model has not applied yet (paused, catching up)
     paused: bool | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # metric -> [(events, value)]

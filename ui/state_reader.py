@@ -101,7 +101,8 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
     """What the pages show about `domain` now. Raises StateUnavailable when Redis is down.
 
     Reads what learn-one publishes (functions/model_store.py): model:<name>:summary (hash seq, json),
-    model:<name>:history and :drift (sorted sets of JSON points), model:<name>:checkpoint (JSON), paused_at.
+    model:<name>:history and :drift (sorted sets of JSON points), model:<name>:checkpoint (JSON), paused_at, and
+    the log head (seq) for how far the model is behind its log.
     """
     from ui.live import DomainLive
 
@@ -118,7 +119,8 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
         pipe.get(_key(domain, "model", name, "checkpoint"))
         pipe.get(_key(domain, "paused_at"))
         pipe.get(_key(domain, "model", name, "restored_from"))
-        summary_raw, history_raw, drift_raw, checkpoint_raw, paused_raw, restored = pipe.execute()
+        pipe.get(_key(domain, "seq"))
+        summary_raw, history_raw, drift_raw, checkpoint_raw, paused_raw, restored, head = pipe.execute()
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
     live.paused = paused_raw is not None
@@ -126,6 +128,7 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
     if isinstance(summary, dict):
         live.available = True
         live.events_learned = int(summary.get("events_learned") or 0)
+        live.behind = max(0, int(head or 0) - int(summary.get("seq") or 0))
         live.metrics = dict(summary.get("metrics") or {})
         live.clusters = dict(summary.get("clusters") or {})
         live.n_clusters = summary.get("n_clusters")

@@ -65,11 +65,26 @@ def test_reads_the_model_learn_one_publishes(redis_server: tuple[redis.Redis, Se
     assert all(x > 0 for x, _ in live.history["MAE"])
     assert live.paused is False
 
+    assert live.behind == 0
+
     paused = state_reader.set_training(settings, "eta", paused=True)
     assert paused["training"] == "paused"
     assert state_reader.read_domain(client, "eta").paused is True
+    for event in make_generator("eta", seed=10).take(7):  # logged while paused: waiting to be learned
+        clean = ETA.validate(event.data)
+        log.append("record", clean, log.dedup_keys("/tests", event.id, clean, "record"))
+    waiting = state_reader.read_domain(client, "eta")
+    assert waiting.behind == 7 and waiting.events_learned == 250
+    from ui.pages.eta import EtaPage
+
+    shown = EtaPage(settings).model_html(waiting)
+    assert "<b class='events-behind'>7</b> waiting to be learned" in shown, shown
     state_reader.set_training(settings, "eta", paused=False)
-    assert state_reader.read_domain(client, "eta").paused is False
+    learner.catch_up()
+    learner.write_summary()
+    resumed = state_reader.read_domain(client, "eta")
+    assert resumed.paused is False and resumed.behind == 0 and resumed.events_learned == 257
+    assert "waiting to be learned" not in EtaPage(settings).model_html(resumed)
 
 
 def test_producer_controls_round_trip(redis_server: tuple[redis.Redis, Settings]) -> None:

@@ -322,7 +322,7 @@ class DomainPage:
             self._show_producer(live.producer_enabled)
         # The poller stamps a new snapshot every second even when nothing was learned: redraw cards, charts and
         # the extra views only when the model moved on (a paused or idle model costs the page nothing).
-        key = (live.model, live.available, live.events_learned, live.version, tuple(live.drifts_at),
+        key = (live.model, live.available, live.events_learned, live.behind, live.version, tuple(live.drifts_at),
                sum(len(v) for v in live.history.values()))
         if key == self._data_key:
             return
@@ -403,6 +403,8 @@ class DomainPage:
         version = f"version {html.escape(str(live.version))}" if live.version else "no registered version yet"
         events = f"{live.events_learned:,}" if live.events_learned is not None else "—"
         rate = f" · {live.learned_per_s:,.1f} events/s" if live.learning else ""
+        if live.behind:  # committed to the log, not learned yet: paused, or catching up
+            rate += f" · <b class='events-behind'>{live.behind:,}</b> waiting to be learned"
         if live.last_checkpoint:
             cp = live.last_checkpoint
             when = ago(cp.get("time_ms") or cp.get("time") or "")

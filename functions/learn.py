@@ -260,6 +260,7 @@ class Learner:
 
 
 APPLIER_BATCH = 256  # log entries per read and per hold of the replica lock (a forest: ~0.2 s)
+MAX_BACKOFF_S = 30.0  # longest wait between two attempts of the applier while Redis is unreachable
 
 
 class Applier:
@@ -269,8 +270,9 @@ class Applier:
     `poke` wakes this thread, which catches every replica up from the log (`ModelReplica.catch_up`: one XRANGE per
     APPLIER_BATCH entries, applied in log order under the replica's lock, paused domains respected). Exactly once
     and in order as before: the log is the commit point and the only order. While busy it also looks every
-    `idle_s` on its own (entries committed by other replicas); after `exit_after_s` without a poke it ends, and
-    the next poke starts it again. A Redis error is logged and retried: the entries wait in the log.
+    `idle_s` on its own (entries committed by other replicas); after `exit_after_s` without a poke, and only when
+    its last attempt succeeded, it ends, and the next poke starts it again. While Redis is unreachable it retries
+    with a backoff (up to MAX_BACKOFF_S), logging the first failure and the recovery: the entries wait in the log.
     """
 
     def __init__(self, domain_name: str, replicas: list[ModelReplica], idle_s: float = 1.0,
@@ -296,8 +298,11 @@ class Applier:
                 self.thread.start()
 
     def _run(self) -> None:
+        failures = 0
         while True:
-            if not self.wake.wait(self.idle_s) and time.monotonic() - self._poked_at > self.exit_after_s:
+            timeout = self.idle_s * 2 ** min(failures, 10)  # backs off while Redis is away
+            woken = self.wake.wait(min(timeout, MAX_BACKOFF_S))
+            if not woken and not failures and time.monotonic() - self._poked_at > self.exit_after_s:
                 with self._lock:
                     if not self.wake.is_set():  # else a poke came in meanwhile: keep going
                         self.running = False
@@ -306,10 +311,16 @@ class Applier:
             try:
                 for replica in self.replicas:
                     replica.catch_up(batch=APPLIER_BATCH)
-                self.error = None
-            except Exception as exc:  # Redis away: the entries stay in the log, apply them when it is back
+            except Exception as exc:  # Redis away: the entries stay in the log; never end before they are applied
+                failures += 1
                 self.error = f"{type(exc).__name__}: {exc}"
-                log.warning("%s: applier: %s", self.domain_name, self.error)
+                if failures == 1:
+                    log.warning("%s: applier: %s (retrying)", self.domain_name, self.error)
+                continue
+            if failures:
+                log.warning("%s: applier: caught up again after %d failed attempts", self.domain_name, failures)
+            failures = 0
+            self.error = None
 
 
 # Binary-mode request headers the fast path understands (WSGI names); any other ce-* header goes to Flask.

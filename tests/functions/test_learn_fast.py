@@ -283,3 +283,33 @@ def test_the_applier_thread_ends_when_idle_and_a_later_poke_starts_it(redis_url:
     wait_applied(app, "tfd", 12)
     assert applier.thread is not first
     assert all(r.state.events_learned == 12 for r in learner.replicas["tfd"])
+
+
+def test_the_applier_retries_until_the_log_is_applied_and_only_then_ends() -> None:
+    """Redis away while entries wait in the log: the applier retries (backing off), never ends before an attempt
+    succeeds, then ends once idle."""
+
+    class FlakyReplica:
+        def __init__(self, failures: int) -> None:
+            self.failures, self.calls, self.applied = failures, 0, False
+
+        def catch_up(self, batch: int = 0) -> list[Any]:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise redis.ConnectionError("Redis is away")
+            self.applied = True
+            return []
+
+    replica = FlakyReplica(failures=4)
+    applier = learn.Applier("tfd", [replica], idle_s=0.02, exit_after_s=0.0)  # type: ignore[list-item]
+    applier.poke()
+    deadline = time.monotonic() + 10
+    while not replica.applied:
+        assert time.monotonic() < deadline, f"not applied after {replica.calls} attempts"
+        assert applier.running, "the applier ended with entries unapplied"
+        time.sleep(0.01)
+    assert replica.calls == 5 and applier.error is None
+    thread = applier.thread
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive() and not applier.running

@@ -6,7 +6,9 @@ Takes `com.coelho.realtime.<domain>.record` (features + target; without the targ
 `com.coelho.realtime.training.control` ({"domain": ..., "action": "pause"|"resume"}).
 
 The event is committed when it is appended to the domain's log in Redis (functions/model_store.py); the reply
-is a `learned` CloudEvent with its sequence number and what each model did.
+is a `learned` CloudEvent with its sequence number and what each model did. The learn Triggers deliver to
+`/?reply=none` (ADR 0076): the event is committed, the answer is 204, and the domain's `Applier` thread applies
+the log to the models in batches, so no reply is routed back into the Broker.
 
 Speed (docs/adr/0074-learn-one-direct-path.md): a binary-mode `record` or `label` CloudEvent with the headers the
 router delivers is answered by a WSGI fast path (`FastLearn`) in front of Flask that skips Flask's request

@@ -31,6 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from function_harness import produce_records, wait_learned  # noqa: E402  (bench/ is on sys.path when run)
+
 
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
@@ -58,31 +60,6 @@ def stream(domain_name: str, n: int, seed: int, prefix: str) -> list[Any]:
         data = dict(event.data, **{domain.id_field: f"{prefix}-{i}"})
         out.append(replace(event, data=data, id=f"{prefix}-{i}"))
     return out
-
-
-def produce(settings: Any, domain_name: str, events: list[Any], rate: float = 0.0) -> dict[str, float]:
-    """Send with the producers' Kafka sink (paced at `rate` ev/s, 0 = flat out); returns send time by record id."""
-    from eventing.domains import get_domain
-    from producers.producer import KafkaSink
-
-    domain = get_domain(domain_name)
-    sink = KafkaSink(domain_name, settings.kafka_bootstrap)
-    sent: dict[str, float] = {}
-    started = time.perf_counter()
-    try:
-        for i, event in enumerate(events):
-            if rate > 0:
-                delay = started + i / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            sent[str(event.data[domain.id_field])] = time.time()
-            sink.send(event)
-        sink.flush(60)
-    finally:
-        sink.close()
-    if sink.errors:
-        raise RuntimeError(f"{domain_name}: {sink.errors} records not acknowledged by Kafka")
-    return sent
 
 
 def head(client: Any, domain_name: str) -> int:
@@ -160,15 +137,13 @@ def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -
     heads = {name: head(client, name) for name in names}
     sent: dict[str, dict[str, float]] = {}
     threads = [
-        threading.Thread(target=lambda nm=name: sent.__setitem__(nm, produce(settings, nm, streams[nm])))
+        threading.Thread(target=lambda nm=name: sent.__setitem__(nm, produce_records(settings, nm, streams[nm])))
         for name in names
     ]
     started = time.time()
     for t in threads:
         t.start()
     done = {name: wait_head(client, name, heads[name] + len(streams[name]), timeout) for name in names}
-    from function_harness import wait_learned
-
     learned_at = {name: wait_learned(settings.url("learn"), name, heads[name] + len(streams[name]), timeout)
                   for name in names}
     for t in threads:
@@ -200,7 +175,7 @@ def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -
 def paced(settings: Any, client: Any, name: str, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
     events = stream(name, int(rate * seconds), seed=202, prefix=f"paced{time.monotonic_ns()}")
     start_head = head(client, name)
-    sent = produce(settings, name, events, rate=rate)
+    sent = produce_records(settings, name, events, rate=rate)
     wait_head(client, name, start_head + len(events), timeout)
     entries = committed(client, name, start_head)
     latencies = [(t - sent[str(d[_id(name)])]) * 1000 for _s, d, t in entries if str(d[_id(name)]) in sent]

@@ -41,6 +41,7 @@ from function_harness import (
     load_average,
     percentile,
     private_platform,
+    produce_records,
     wait_learned,
 )
 
@@ -71,32 +72,6 @@ def generated(domain_name: str, n: int, seed: int) -> list[Any]:
     from producers.generators import make_generator
 
     return list(make_generator(domain_name, seed=seed).take(n))
-
-
-def send_to_kafka(settings: Any, domain_name: str, stream: list[Any], rate: float = 0.0) -> dict[str, float]:
-    """Write the records to the domain's topic with the producers' own Kafka sink and its production config
-    (paced at `rate` ev/s, 0 = flat out); returns send times by id."""
-    from eventing.domains import get_domain
-    from producers.producer import KafkaSink
-
-    domain = get_domain(domain_name)
-    sink = KafkaSink(domain_name, settings.kafka_bootstrap)
-    sent: dict[str, float] = {}
-    started = time.perf_counter()
-    try:
-        for i, event in enumerate(stream):
-            if rate > 0:
-                delay = started + i / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            sent[str(event.data[domain.id_field])] = time.time()
-            sink.send(event)
-        sink.flush(60)
-    finally:
-        sink.close()
-    if sink.errors:
-        raise RuntimeError(f"{domain_name}: {sink.errors} records not acknowledged by Kafka")
-    return sent
 
 
 def wait_committed(client: Any, domain_name: str, target: int, timeout: float) -> float | None:
@@ -258,7 +233,7 @@ def main() -> None:
             row: dict[str, Any] = {"in_process": in_process(name, clean, args.model)}
             # peak, end to end through Kafka and the router
             head = int(client.get(f"coelho:{name}:seq") or 0)
-            sender = threading.Thread(target=lambda r=row, n=name, s=stream: r.update(sent=send_to_kafka(settings, n, s)))
+            sender = threading.Thread(target=lambda r=row, n=name, s=stream: r.update(sent=produce_records(settings, n, s)))
             started = time.time()
             sender.start()
             done = wait_committed(client, name, head + len(stream), timeout=600)
@@ -280,7 +255,7 @@ def main() -> None:
             head = int(client.get(f"coelho:{name}:seq") or 0)
             clock = LearnedClock(settings.url("learn"), name)
             clock.start()
-            sent = send_to_kafka(settings, name, paced, rate=rate)
+            sent = produce_records(settings, name, paced, rate=rate)
             wait_committed(client, name, head + len(paced), timeout=120)
             wait_learned(settings.url("learn"), name, head + len(paced), timeout=120)
             clock.stop()

@@ -206,6 +206,20 @@ def test_a_subscriber_override_wins(tmp_path: object) -> None:
 
 
 
+class ListSink:
+    """A sink that keeps what it is sent, and says when the first event came."""
+
+    address = "list://"
+
+    def __init__(self) -> None:
+        self.sent: list[WireEvent] = []
+        self.fired = threading.Event()
+
+    def send(self, event: WireEvent, on_done: object) -> None:
+        self.sent.append(event)
+        self.fired.set()
+
+
 def test_ping_source_runner_sends_its_data_when_the_schedule_fires() -> None:
     from datetime import timedelta
 
@@ -220,21 +234,13 @@ def test_ping_source_runner_sends_its_data_when_the_schedule_fires() -> None:
     def clock(zone: object) -> datetime:
         return start_fake + (datetime.now(ZoneInfo("Etc/UTC")) - start_real)
 
-    sent: list[WireEvent] = []
-    fired = threading.Event()
-
-    class ListSink:
-        address = "list://"
-
-        def send(self, event: WireEvent, on_done: object) -> None:
-            sent.append(event)
-            fired.set()
-
+    sink = ListSink()
+    sent = sink.sent
     metrics = RouterMetrics()
-    runner = PingSourceRunner(source, ListSink(), metrics, clock=clock)
+    runner = PingSourceRunner(source, sink, metrics, clock=clock)
     runner.start()
     try:
-        assert fired.wait(5), "the 10:05 ping did not fire"
+        assert sink.fired.wait(5), "the 10:05 ping did not fire"
     finally:
         runner.stop()
     assert len(sent) == 1
@@ -263,20 +269,11 @@ def test_a_ping_source_fires_at_its_schedule_in_its_own_timezone(zone: str, expe
     def clock(tz: ZoneInfo) -> datetime:
         return (start_fake + (datetime.now(ZoneInfo("Etc/UTC")) - start_real)).astimezone(tz)
 
-    sent: list[WireEvent] = []
-    fired = threading.Event()
-
-    class ListSink:
-        address = "list://"
-
-        def send(self, event: WireEvent, on_done: object) -> None:
-            sent.append(event)
-            fired.set()
-
-    runner = PingSourceRunner(source, ListSink(), RouterMetrics(), clock=clock)
+    sink = ListSink()
+    runner = PingSourceRunner(source, sink, RouterMetrics(), clock=clock)
     runner.start()
     try:
-        assert fired.wait(5), f"the 10:00 {zone} ping did not fire within 5 s of {expected}"
+        assert sink.fired.wait(5), f"the 10:00 {zone} ping did not fire within 5 s of {expected}"
     finally:
         runner.stop()
-    assert [e.attributes["time"] for e in sent] == [expected]
+    assert [e.attributes["time"] for e in sink.sent] == [expected]

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import requests
@@ -81,17 +83,43 @@ def _finite(value: Any, digits: int = 4) -> Any:
     return value
 
 
-class PlatformReader:
-    """Every read the tools make. One per chat process; thread-safe."""
+# Where each service is when the chat function runs in a cluster: the environment (the coelho-config ConfigMap)
+# names it; on one machine the Settings' local ports do. (HTTP services by URL, the others by host:port.)
+SERVICE_URL_ENV = {"learn": "LEARN_URL", "predict": "PREDICT_URL", "checkpoint": "CHECKPOINT_URL", "lake": "LAKE_URL",
+                   "prometheus": "PROMETHEUS_URL"}
+SERVICE_ADDRESS_ENV = {"broker": "BROKER_URL", "kafka": "KAFKA_BOOTSTRAP_SERVERS", "s3": "S3_ENDPOINT_URL",
+                       "dashboard": "DASHBOARD_URL"}
 
-    def __init__(self, settings: Settings, redis_url: str | None = None, mlflow_uri: str | None = None) -> None:
+
+class PlatformReader:
+    """Every read the tools make. One per chat process; thread-safe.
+
+    environ: where the services are (SERVICE_URL_ENV, SERVICE_ADDRESS_ENV, MLFLOW_TRACKING_URI); unset names fall
+    back to the Settings' local addresses."""
+
+    def __init__(self, settings: Settings, redis_url: str | None = None, mlflow_uri: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        self.environ = os.environ if environ is None else environ
         raw = redis.Redis.from_url(redis_url or settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.redis = ReadOnlyRedis(raw)
-        self.mlflow_uri = (mlflow_uri or settings.mlflow_uri).rstrip("/")
+        self.mlflow_uri = (mlflow_uri or self.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_uri).rstrip("/")
         self._replicas: dict[tuple[str, str], Any] = {}
         self._recent: dict[tuple[str, str], deque[dict[str, Any]]] = {}
         self._lock = threading.Lock()
+
+    def service_url(self, name: str) -> str:
+        """The base URL of an HTTP service: its environment variable (in a cluster), else the local port."""
+        return (self.environ.get(SERVICE_URL_ENV.get(name, "")) or self.settings.url(name)).rstrip("/")
+
+    def service_address(self, name: str) -> tuple[str, int]:
+        """(host, port) of a service checked by a TCP connection: from its environment variable, else local."""
+        raw = self.environ.get(SERVICE_ADDRESS_ENV.get(name, ""), "").split(",")[0].strip()
+        if raw:
+            parsed = urlsplit(raw if "://" in raw else f"tcp://{raw}")
+            if parsed.hostname:
+                return parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+        return self.settings.host, self.settings.ports[name]
 
     # --- which model ----------------------------------------------------------------------------
     def model_names(self, domain: str) -> list[str]:
@@ -308,7 +336,6 @@ class PlatformReader:
 
     # --- health pieces --------------------------------------------------------------------------
     def _services(self) -> dict[str, str]:
-        s = self.settings
         out: dict[str, str] = {}
         try:
             self.redis.ping()
@@ -316,11 +343,11 @@ class PlatformReader:
         except redis.RedisError:
             out["redis"] = "down"
         for name in ("learn", "predict", "checkpoint", "lake"):
-            out[name] = _http_status(f"{s.url(name)}/health/readiness")
-        out["mlflow"] = _http_status(f"{s.mlflow_uri}/health")
-        out["prometheus"] = _http_status(f"{s.url('prometheus')}/-/ready")
+            out[name] = _http_status(f"{self.service_url(name)}/health/readiness")
+        out["mlflow"] = _http_status(f"{self.mlflow_uri}/health")
+        out["prometheus"] = _http_status(f"{self.service_url('prometheus')}/-/ready")
         for name in ("broker", "kafka", "s3", "dashboard"):
-            out[name] = "up" if _tcp_open(s.host, s.ports[name]) else "down"
+            out[name] = "up" if _tcp_open(*self.service_address(name)) else "down"
         return out
 
     def _domain_health(self, domain: str) -> dict[str, Any]:
@@ -355,7 +382,7 @@ class PlatformReader:
         out: dict[str, Any] = {}
         for name in ("learn", "predict", "checkpoint", "lake"):
             try:
-                response = requests.get(f"{self.settings.url(name)}/metrics", timeout=HTTP_TIMEOUT)
+                response = requests.get(f"{self.service_url(name)}/metrics", timeout=HTTP_TIMEOUT)
             except requests.RequestException:
                 continue
             counts = {"requests": 0, "4xx": 0, "5xx": 0}

@@ -100,3 +100,52 @@ def test_the_function_environment_redacts_secrets_but_not_names() -> None:
     redactor = SecretRedactor.from_environ({**env, "ANTHROPIC_API_KEY": SECRET})
     said = f"coelho-tfd uses {env['AWS_ACCESS_KEY_ID']} with {env['AWS_SECRET_ACCESS_KEY']} and {SECRET}"
     assert redactor.redact(said) == f"coelho-tfd uses {env['AWS_ACCESS_KEY_ID']} with [redacted] and [redacted]"
+
+
+def test_platform_health_checks_the_services_where_the_environment_says_they_are(tmp_path: object) -> None:
+    """In a cluster the services are not on this machine's ports: get_platform_health asks the addresses the
+    coelho-config ConfigMap gives (LEARN_URL, MLFLOW_TRACKING_URI, KAFKA_BOOTSTRAP_SERVERS, ...), and falls back
+    to the local ports where a name is unset."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from pathlib import Path
+
+    from coelho.settings import Settings
+    from functions.chat_data import PlatformReader
+
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200 if self.path in ("/health/readiness", "/health") else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kafka = socket.socket()
+    kafka.bind(("127.0.0.1", 0))
+    kafka.listen()
+    try:
+        here = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = Settings.load(environ={}, config_file=Path(str(tmp_path)) / "none.toml").with_free_ports(Path(str(tmp_path)) / "d")
+        environ = {"LEARN_URL": here, "MLFLOW_TRACKING_URI": here + "/",
+                   "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka.getsockname()[1]},other:9092"}
+        reader = PlatformReader(settings, settings.redis_url, environ=environ)
+        services = reader._services()
+        assert services["learn"] == "up" and services["mlflow"] == "up" and services["kafka"] == "up"
+        # nothing listens on the local ports of the others (free ports of an unstarted platform)
+        assert services["predict"] == services["checkpoint"] == services["s3"] == services["redis"] == "down"
+        assert reader.service_url("predict") == settings.url("predict")
+        assert reader.service_address("s3") == ("127.0.0.1", settings.ports["s3"])
+        cluster = PlatformReader(settings, settings.redis_url, environ={
+            "S3_ENDPOINT_URL": "http://coelho-minio.coelho.svc.cluster.local:9000",
+            "BROKER_URL": "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/coelho/default",
+            "PREDICT_URL": "http://coelho-predict.coelho.svc.cluster.local"})
+        assert cluster.service_address("s3") == ("coelho-minio.coelho.svc.cluster.local", 9000)
+        assert cluster.service_address("broker") == ("kafka-broker-ingress.knative-eventing.svc.cluster.local", 80)
+        assert cluster.service_url("predict") == "http://coelho-predict.coelho.svc.cluster.local"
+    finally:
+        server.shutdown()
+        kafka.close()

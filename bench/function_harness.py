@@ -42,11 +42,9 @@ def private_platform(services: list[str]) -> Iterator[Any]:
 
 
 def free_port() -> int:
-    import socket
+    from coelho.settings import free_port as pick  # below the ephemeral range: no client socket takes it meanwhile
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return pick()
 
 
 PIDS: dict[str, int] = {}  # URL -> PID of the function processes started here

@@ -13,6 +13,7 @@ Knative Service sets in its pod, so a function reads its configuration the same 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -167,15 +168,48 @@ class Settings:
 
 
 _handed_out: set[int] = set()
+_pick = random.SystemRandom()  # not the `random` module's state: tests seed it, and test processes run side by side
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (where outgoing connections take their source ports)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _reserved(port: int) -> bool:
+    """A default port of `coelho up` (or its Seaweed gRPC sibling): a test platform never takes one."""
+    return port in _DEFAULTS_AND_SIBLINGS
+
+
+_DEFAULTS_AND_SIBLINGS = frozenset(DEFAULT_PORTS.values()) | frozenset(p + 10000 for p in DEFAULT_PORTS.values())
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now and not handed out before by this process."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port = int(sock.getsockname()[1])
-        # Seaweed derives a gRPC port as port+10000: keep room for it.
-        if port not in _handed_out and port + 10000 < 65536:
-            _handed_out.add(port)
+    """A TCP port on 127.0.0.1 that is free now and not handed out before by this process.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out (bind to port 0) can be taken as the
+    source port of any outgoing connection before the service binds it (CI saw "port already in use by python").
+    Seaweed derives a gRPC port as port+10000, so both stay below the range and are checked free.
+    """
+    high = _ephemeral_low() - 10000 - 1
+    low = min(10000, high - 1000)
+    for _ in range(5000):
+        port = _pick.randint(low, high)
+        if port in _handed_out or port + 10000 in _handed_out or _reserved(port) or _reserved(port + 10000):
+            continue
+        if _bindable(port) and _bindable(port + 10000):
+            _handed_out.update((port, port + 10000))
             return port
+    raise RuntimeError(f"no free TCP port pair between {low} and {high + 10000} on {HOST}")

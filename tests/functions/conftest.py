@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))  # streams.py
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from coelho.settings import free_port as pick  # below the ephemeral range: no client socket takes it meanwhile
+
+    return pick()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,9 +30,9 @@ def redis_url(platform: Any) -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from coelho.settings import free_port  # below the ephemeral range: no client socket takes it meanwhile
+
+    return free_port()
 
 
 @pytest.fixture

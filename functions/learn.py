@@ -56,6 +56,7 @@ from functions.cloudevent_app import (
     event_data,
     make_event,
     reply,
+    reply_unwanted,
     serve,
 )
 from functions.model_state import Applied
@@ -162,7 +163,7 @@ class Learner:
             parsed = parse_event_type(ce_type)
             assert parsed is not None  # only accepted types reach the handler
             domain, kind = get_domain(parsed[0]), parsed[1]
-        quiet = has_request_context() and request.args.get("reply") == "none"
+        quiet = has_request_context() and reply_unwanted(request.query_string)
         committed = self.commit(domain, kind, event.get_source(), event.get_id(), event_data(event), kafka,
                                 direct=not quiet)
         if quiet:  # a learn Trigger: no `learned` reply, the applier thread learns it (the middleware answers 204)
@@ -381,7 +382,7 @@ class FastLearn(DirectPath):
         body = self.body(environ)
         if body is None:
             return self.app(environ, start_response)
-        quiet = environ.get("QUERY_STRING") == "reply=none"  # a learn Trigger: commit, 204, the applier learns it
+        quiet = reply_unwanted(environ.get("QUERY_STRING", ""))  # a learn Trigger: commit, 204, the applier learns it
         try:
             domain, kind, source, ce_id, data = self._request(environ, body)
             committed = self.learner.commit(domain, kind, source, ce_id, data, None, direct=not quiet)

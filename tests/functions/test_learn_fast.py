@@ -154,6 +154,7 @@ def test_reply_none_learns_the_same_and_answers_204(redis_url: str, monkeypatch:
             response = post(app, tfd.type("record"), record, path="/?reply=none", ce_id=f"q-{i}")
             out.append(answer(response))
         out.append(answer(post(app, tfd.type("record"), stream[0], path="/?reply=none", ce_id="q-0")))  # duplicate
+        out.append(answer(post(app, tfd.type("record"), stream[1], path="/?trace=1&reply=none", ce_id="q-1")))
         bad = dict(stream[1], amount="lots")
         out.append(answer(post(app, tfd.type("record"), bad, path="/?reply=none", ce_id="bad")))
         return out

@@ -112,9 +112,9 @@ def check(domain_name: str, events: list[Any], entries: list[tuple[int, dict[str
 def service_cpu(platform: Any) -> dict[str, float]:
     """CPU seconds used so far by each running service (its whole process group: Granian's worker too)."""
     out: dict[str, float] = {}
-    for name, entry in platform.entries().items():
+    for name in platform.entries():
         total = 0.0
-        for proc in platform._group_members(dict(entry, name=name)):
+        for proc in platform.processes(name):
             try:
                 times = proc.cpu_times()
                 total += times.user + times.system

@@ -221,6 +221,15 @@ class LearnedClock(threading.Thread):
                 return when
         return None
 
+    def wait_for(self, seq: int, timeout: float) -> float | None:
+        """Wait (on this clock's own samples) until entry `seq` was applied: its `learned_at`, None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.samples and self.samples[-1][1] >= seq:
+                return self.learned_at(seq)
+            time.sleep(self.every_s)
+        return None
+
 
 def produce_records(settings: Any, domain_name: str, events: list[Any], rate: float = 0.0) -> dict[str, float]:
     """Send with the producers' Kafka sink (paced at `rate` ev/s, 0 = flat out); returns send time by record id."""

@@ -46,10 +46,10 @@ def learned_total(plat: Platform) -> float:
 
 def memory(plat: Platform) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for name, entry in plat.entries().items():
+    for name in plat.entries():
         rss = pss = 0
         cpu = 0.0
-        for p in plat._group_members(entry):  # noqa: SLF001 — same process set `status` uses
+        for p in plat.processes(name):  # the same process set `status` uses
             with contextlib.suppress(psutil.Error):
                 full = p.memory_full_info()
                 rss += full.rss

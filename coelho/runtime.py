@@ -557,13 +557,15 @@ class Platform:
             )
         return out
 
+    def processes(self, name: str) -> list[psutil.Process]:
+        """The running processes of a service (its whole process group: a Granian function's worker too)."""
+        entry = self.entries().get(name)
+        return self._group_members(dict(entry, name=name)) if entry is not None else []
+
     def rss(self, name: str) -> int:
         """Resident memory of the service's whole process tree, in bytes."""
-        entry = self.entries().get(name)
-        if entry is None:
-            return 0
         total = 0
-        for p in self._group_members(entry):
+        for p in self.processes(name):
             with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
         return total

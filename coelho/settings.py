@@ -179,11 +179,7 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
-def _reserved(port: int) -> bool:
-    """A default port of `coelho up` (or its Seaweed gRPC sibling): a test platform never takes one."""
-    return port in _DEFAULTS_AND_SIBLINGS
-
-
+# `coelho up`'s default ports and their Seaweed gRPC siblings: a test platform never takes one.
 _DEFAULTS_AND_SIBLINGS = frozenset(DEFAULT_PORTS.values()) | frozenset(p + 10000 for p in DEFAULT_PORTS.values())
 
 
@@ -207,7 +203,7 @@ def free_port() -> int:
     low = min(10000, high - 1000)
     for _ in range(5000):
         port = _pick.randint(low, high)
-        if port in _handed_out or port + 10000 in _handed_out or _reserved(port) or _reserved(port + 10000):
+        if any(p in _handed_out or p in _DEFAULTS_AND_SIBLINGS for p in (port, port + 10000)):
             continue
         if _bindable(port) and _bindable(port + 10000):
             _handed_out.update((port, port + 10000))

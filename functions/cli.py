@@ -87,7 +87,7 @@ def invoke(function: str, ce_type: str, source: str, ce_id: str | None, data: st
 def model_rows(client: Any) -> list[dict[str, Any]]:
     """Per domain model: name, version, events learned, paused or live, main metrics, last checkpoint."""
     from eventing.domains import DOMAINS
-    from functions.model_store import key, model_key, models_for
+    from functions.model_store import key, log_behind, model_key, models_for
 
     rows = []
     for domain in DOMAINS.values():
@@ -107,7 +107,7 @@ def model_rows(client: Any) -> list[dict[str, Any]]:
                 "events_learned": summary.get("events_learned", 0),
                 "seq": summary.get("seq", 0),
                 "log_head": head,
-                "behind": max(0, head - int(summary.get("seq", 0))),  # committed, not applied yet (paused, or lagging)
+                "behind": log_behind(head, summary.get("seq")),  # committed, not applied yet (paused, or lagging)
                 "training": "paused" if paused is not None else "live",
                 "paused_at": int(paused) if paused is not None else None,
                 "metrics": {m: metrics.get(m) for m in domain.main_metrics},

@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from eventing.domains import DOMAINS
-from functions.model_store import key, model_key
+from functions.model_store import key, log_behind, model_key
 
 log = logging.getLogger("coelho.functions.model_metrics")
 
@@ -86,7 +86,7 @@ class ModelMetricsCollector(Collector):
             version = str(checkpoint.get("version", "none"))
             if summary:
                 learned.add_metric([domain, model], float(summary.get("events_learned", 0)))
-                behind.add_metric([domain, model], float(max(0, int(head or 0) - int(summary.get("seq", 0)))))
+                behind.add_metric([domain, model], float(log_behind(head, summary.get("seq"))))
                 for name in DOMAINS[domain].main_metrics:
                     value = (summary.get("metrics") or {}).get(name)
                     if isinstance(value, int | float) and math.isfinite(value):

@@ -60,6 +60,12 @@ SNAPSHOTS = Counter("coelho_model_snapshots_total", "Model snapshots written to 
 DUPLICATES = Counter("coelho_events_duplicate_total", "Deliveries dropped as duplicates", ["domain"])
 
 
+def log_behind(head: Any, applied: Any) -> int:
+    """Entries committed to a domain's log (its `seq`, the head) that a model has not applied yet (its position,
+    e.g. the summary's `seq`): what a paused or slow model owes. Raw Redis values (bytes, None) are accepted."""
+    return max(0, int(head or 0) - int(applied or 0))
+
+
 def key(domain: str, *parts: str) -> str:
     return ":".join(("coelho", domain, *parts))
 

@@ -369,5 +369,4 @@ class MetricChart:
             self._spans[at] = bm.Span(location=at, dimension="height", line_color=RED, line_dash="dashed", line_width=1.5)
             self.figure.add_layout(self._spans[at])
         for at, span in self._spans.items():  # a drift no longer in the live data (model reset, restored): unmark
-            if span.visible != (at in wanted):
-                span.visible = at in wanted
+            span.visible = at in wanted  # Bokeh sends a property only when its value changes

@@ -128,6 +128,7 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
     if isinstance(summary, dict):
         live.available = True
         live.events_learned = int(summary.get("events_learned") or 0)
+        # functions.model_store.log_behind, written out: the dashboard reads Redis without importing the functions
         live.behind = max(0, int(head or 0) - int(summary.get("seq") or 0))
         live.metrics = dict(summary.get("metrics") or {})
         live.clusters = dict(summary.get("clusters") or {})

@@ -1,6 +1,6 @@
 """Drift detection on the producers' own streams: false alarms without drift, detection delay after `--drift-at`.
 
-In-process, through the code learn-one runs for every event: `Domain.validate`, then `ModelState.apply`
+In-process, through the code learn-one runs for every event: `Domain.validate`, then `OnlineModel.apply`
 (predict, score, watch the error with the model's `DriftWatch`, learn). For each domain's default model and
 each seed:
 - a stationary stream of --count records (the producer without --drift-at): every detection is a false alarm;
@@ -25,22 +25,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eventing.domains import DOMAINS  # noqa: E402
-from functions.drift_detector import SETTINGS  # noqa: E402
-from functions.model_state import ModelState  # noqa: E402
+from functions.model_state.drift import SETTINGS  # noqa: E402
+from functions.model_state.online_model import OnlineModel  # noqa: E402
 from producers.generators import make_generator  # noqa: E402
 
 
 def detections(domain: str, seed: int, count: int, drift_at: int | None) -> list[int]:
     """Record positions (1-based) at which the domain's default model reported a drift."""
     d = DOMAINS[domain]
-    state = ModelState.fresh(d)
+    state = OnlineModel.fresh(d)
     found: list[int] = []
     seq = 0
     for event in make_generator(domain, seed=seed, drift_at=drift_at).take(count):
         if event.kind != "record":
             continue
         seq += 1
-        applied = state.apply(seq, "record", d.validate(event.data), int(event.time * 1000))
+        applied = state.learn_one(seq, "record", d.validate(event.data), int(event.time * 1000))
         if applied.drift:
             found.append(seq)
     return found

@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from function_harness import produce_records, wait_learned  # noqa: E402  (bench/ is on sys.path when run)
 
+from functions.model_state.keys import key  # noqa: E402
+
 
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
@@ -63,7 +65,7 @@ def stream(domain_name: str, n: int, seed: int, prefix: str) -> list[Any]:
 
 
 def head(client: Any, domain_name: str) -> int:
-    return int(client.get(f"coelho:{domain_name}:seq") or 0)
+    return int(client.get(key(domain_name, "seq")) or 0)
 
 
 def wait_head(client: Any, domain_name: str, target: int, timeout: float) -> float | None:
@@ -79,7 +81,7 @@ def wait_head(client: Any, domain_name: str, target: int, timeout: float) -> flo
 def committed(client: Any, domain_name: str, after: int) -> list[tuple[int, dict[str, Any], float]]:
     """(seq, clean event, commit time in s) of every log entry after `after`."""
     out = []
-    for entry_id, fields in client.xrange(f"coelho:{domain_name}:log", min=f"{after + 1}-0"):
+    for entry_id, fields in client.xrange(key(domain_name, "log"), min=f"{after + 1}-0"):
         seq = int(entry_id.decode().split("-")[0])
         out.append((seq, json.loads(fields[b"d"]), int(fields[b"t"]) / 1000))
     return out

@@ -2,7 +2,7 @@
 
 For each domain, in one run on a private platform (real Kafka, router, Redis, learn-one on free ports):
 1. in-process: River learning the same events in this process, test-then-train with the domain's metrics
-   (`ModelState.apply`), and the bare `learn_one` of the model alone;
+   (`OnlineModel.apply`), and the bare `learn_one` of the model alone;
 2. peak end to end: N records written to the domain's Kafka topic as fast as the producer can (producers/' own
    Kafka sink and config) -> router (KafkaSource -> Broker -> Trigger, ordered per key) ->
    learn-one -> appended to the event log and applied; the rate is N / (last commit - first send);
@@ -45,16 +45,18 @@ from function_harness import (
     wait_learned,
 )
 
+from functions.model_state.keys import key
+
 
 def in_process(domain_name: str, events: list[dict[str, Any]], model_name: str | None = None) -> dict[str, float]:
     from eventing.domains import get_domain
-    from functions.model_state import ModelState
+    from functions.model_state.online_model import OnlineModel
 
     domain = get_domain(domain_name)
-    state = ModelState.fresh(domain, model_name)
+    state = OnlineModel.fresh(domain, model_name)
     started = time.perf_counter()
     for i, event in enumerate(events, start=1):
-        state.apply(i, "record", event, 0)
+        state.learn_one(i, "record", event, 0)
     with_metrics = len(events) / (time.perf_counter() - started)
     model = domain.make_model(model_name or domain.default_model)
     xs = [(domain.features(e), e.get(domain.target) if domain.target else None) for e in events]
@@ -78,7 +80,7 @@ def wait_committed(client: Any, domain_name: str, target: int, timeout: float) -
     """Wall time when the domain's log head reached `target` (None on timeout)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if int(client.get(f"coelho:{domain_name}:seq") or 0) >= target:
+        if int(client.get(key(domain_name, "seq")) or 0) >= target:
             return time.time()
         time.sleep(0.01)
     return None
@@ -86,7 +88,7 @@ def wait_committed(client: Any, domain_name: str, target: int, timeout: float) -
 
 def commit_times(client: Any, domain_name: str, after: int, id_field: str) -> dict[str, float]:
     out = {}
-    for _entry_id, fields in client.xrange(f"coelho:{domain_name}:log", min=f"{after + 1}-0"):
+    for _entry_id, fields in client.xrange(key(domain_name, "log"), min=f"{after + 1}-0"):
         out[str(json.loads(fields[b"d"])[id_field])] = int(fields[b"t"]) / 1000
     return out
 
@@ -94,7 +96,7 @@ def commit_times(client: Any, domain_name: str, after: int, id_field: str) -> di
 def commit_seqs(client: Any, domain_name: str, after: int, id_field: str) -> dict[str, int]:
     """Log sequence number of each record id committed after `after`."""
     return {str(json.loads(fields[b"d"])[id_field]): int(entry_id.decode().split("-")[0])
-            for entry_id, fields in client.xrange(f"coelho:{domain_name}:log", min=f"{after + 1}-0")}
+            for entry_id, fields in client.xrange(key(domain_name, "log"), min=f"{after + 1}-0")}
 
 
 def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurrency: int = 4) -> float:
@@ -232,7 +234,7 @@ def main() -> None:
             clean = [domain.validate(e.data) for e in stream if e.kind == "record"]
             row: dict[str, Any] = {"in_process": in_process(name, clean, args.model)}
             # peak, end to end through Kafka and the router
-            head = int(client.get(f"coelho:{name}:seq") or 0)
+            head = int(client.get(key(name, "seq")) or 0)
             sender = threading.Thread(target=lambda r=row, n=name, s=stream: r.update(sent=produce_records(settings, n, s)))
             started = time.time()
             sender.start()
@@ -244,7 +246,7 @@ def main() -> None:
             row["learned_per_s"] = round(len(stream) / (learned_at - started), 1) if learned_at else None
             row["end_to_end_events"] = len(stream)
             if not done:
-                row["end_to_end_committed"] = int(client.get(f"coelho:{name}:seq") or 0) - head
+                row["end_to_end_committed"] = int(client.get(key(name, "seq")) or 0) - head
             # HTTP straight to learn-one (no Kafka, no router)
             extra = [dict(r, **{domain.id_field: f"http-{i}"}) for i, r in enumerate(clean[:1500])]
             row["http_only_per_s"] = round(http_only(settings.url("learn"), name, extra), 1)
@@ -252,7 +254,7 @@ def main() -> None:
             peak = row["end_to_end_per_s"] or 100.0
             rate = max(peak / 2, 5.0)
             paced = generated(name, int(rate * args.latency_seconds), seed=202)
-            head = int(client.get(f"coelho:{name}:seq") or 0)
+            head = int(client.get(key(name, "seq")) or 0)
             clock = LearnedClock(settings.url("learn"), name)
             clock.start()
             sent = produce_records(settings, name, paced, rate=rate)

@@ -31,8 +31,9 @@ def main() -> None:
     from streams import events
 
     from eventing.domains import DOMAINS
-    from functions.model_state import ModelState
-    from functions.model_store import EventLog, LogEntry, ModelReplica
+    from functions.model_state.event_log import EventLog, LogEntry
+    from functions.model_state.online_model import OnlineModel
+    from functions.model_state.replica import ModelReplica
 
     results: dict[str, Any] = {}
     with private_platform(["redis"]) as platform:
@@ -53,7 +54,7 @@ def main() -> None:
             started = time.perf_counter()
             for i, event in enumerate(stream[: args.events]):
                 appended = log.append("record", event, log.dedup_keys("/bench", f"e{i}", event, "record"))
-                replica.apply_direct(LogEntry(appended.seq, "record", event, appended.t_ms), appended.paused_at)
+                replica.learn_committed(LogEntry(appended.seq, "record", event, appended.t_ms), appended.paused_at)
             learn_path = args.events / (time.perf_counter() - started)
             # snapshot write
             t0 = time.perf_counter()
@@ -68,12 +69,12 @@ def main() -> None:
             load_ms = (time.perf_counter() - t0) * 1000
             # naive write-through per event
             key = f"coelho:bench:{name}:blob"
-            state = ModelState.fresh(domain)
+            state = OnlineModel.fresh(domain)
             client.set(key, pickle.dumps(state))
             started = time.perf_counter()
             for i, event in enumerate(stream[args.events:], start=1):
                 state = pickle.loads(client.get(key))
-                state.apply(i, "record", event, 0)
+                state.learn_one(i, "record", event, 0)
                 client.set(key, pickle.dumps(state))
             naive = args.naive_events / (time.perf_counter() - started)
             client.delete(key)

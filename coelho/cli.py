@@ -22,10 +22,10 @@ from coelho.settings import Settings
 
 LAZY_COMMANDS: dict[str, str] = {
     "produce": "producers.cli:produce",
-    "invoke": "functions.cli:invoke",
-    "models": "functions.cli:models",
-    "training": "functions.cli:training",
-    "checkpoint": "functions.cli:checkpoint",
+    "invoke": "coelho.platform_commands:invoke",
+    "models": "coelho.platform_commands:models",
+    "training": "coelho.platform_commands:training",
+    "checkpoint": "coelho.platform_commands:checkpoint",
 }
 
 

@@ -36,12 +36,12 @@ from prometheus_client import Counter, Histogram
 
 from coelho.settings import Settings
 from eventing.cloudevent_types import CHAT_ANSWER, CHAT_REQUESTED
-from functions.chat_data import PlatformReader
-from functions.chat_memory import ConversationMemory, valid_session_id
-from functions.chat_prompt import system_blocks
-from functions.chat_redaction import RedactingFilter, SecretRedactor, StreamRedactor
-from functions.chat_tools import TOOLS, ToolBox
-from functions.cloudevent_app import DependencyUnavailable, UnsupportedEvent, create_app, event_data, reply, serve
+from functions.assistant.data import PlatformReader
+from functions.assistant.memory import ConversationMemory, valid_session_id
+from functions.assistant.prompt import system_blocks
+from functions.assistant.redaction import RedactingFilter, SecretRedactor, StreamRedactor
+from functions.assistant.tools import TOOLS, ToolBox
+from functions.middleware.app import DependencyUnavailable, UnsupportedEvent, create_app, event_data, reply, serve
 
 log = logging.getLogger("coelho.functions.chat")
 

@@ -26,8 +26,9 @@ from prometheus_client import Histogram
 from eventing.cloudevent_types import CHECKPOINT_REQUESTED, TYPE_PREFIX
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
-from functions.cloudevent_app import create_app, event_data, make_event, reply, serve
-from functions.model_store import ModelReplica, connect, key, models_for
+from functions.middleware.app import create_app, event_data, make_event, reply, serve
+from functions.model_state.keys import connect, key
+from functions.model_state.replica import ModelReplica, models_for
 
 log = logging.getLogger("coelho.functions.checkpoint")
 
@@ -60,7 +61,7 @@ class Checkpointer:
         return found
 
     def checkpoint(self, domain: str, model: str) -> dict[str, Any]:
-        from functions.registry import log_checkpoint
+        from functions.model_state.registry import log_checkpoint
 
         started = time.perf_counter()
         replica = self.replica(domain, model)

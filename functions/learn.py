@@ -5,9 +5,9 @@ Takes `com.coelho.realtime.<domain>.record` (features + target; without the targ
 `dev.knative.kafka.event` (a KafkaSource record; the domain comes from the topic after `#` in the source) and
 `com.coelho.realtime.training.control` ({"domain": ..., "action": "pause"|"resume"}).
 
-The event is committed when it is appended to the domain's log in Redis (functions/model_store.py); the reply
+The event is committed when it is appended to the domain's log in Redis (functions/model_state/replica.py); the reply
 is a `learned` CloudEvent with its sequence number and what each model did. The learn Triggers deliver to
-`/?reply=none` (ADR 0076): the event is committed, the answer is 204, and the domain's `Applier` thread applies
+`/?reply=none` (ADR 0076): the event is committed, the answer is 204, and the domain's `BatchLearner` thread applies
 the log to the models in batches, so no reply is routed back into the Broker.
 
 Speed (docs/adr/0074-learn-one-direct-path.md): a binary-mode `record` or `label` CloudEvent with the headers the
@@ -43,7 +43,7 @@ from eventing.cloudevent_types import KAFKA_EVENT, TRAINING_CONTROL, parse_event
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
-from functions.cloudevent_app import (
+from functions.middleware.app import (
     LATENCY,
     REQUESTS,
     DependencyUnavailable,
@@ -59,8 +59,11 @@ from functions.cloudevent_app import (
     reply_unwanted,
     serve,
 )
-from functions.model_state import Applied
-from functions.model_store import DUPLICATES, Appended, EventLog, LogEntry, ModelReplica, connect, key, replicas_for
+from functions.model_state.batch_learner import BatchLearner
+from functions.model_state.event_log import Appended, EventLog, LogEntry
+from functions.model_state.keys import connect, key
+from functions.model_state.online_model import Outcome
+from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for
 
 log = logging.getLogger("coelho.functions.learn")
 
@@ -109,7 +112,7 @@ class Learner:
         self._drifts: queue.Queue[BaseCloudEvent] = queue.Queue(maxsize=100)
         self.replicas = replicas_for(client, "learner", on_drift=self._notify_drift)
         self.logs = {name: EventLog(client, get_domain(name)) for name in self.replicas}
-        self.appliers = {name: Applier(name, replicas) for name, replicas in self.replicas.items()}
+        self.batch_learners = {name: BatchLearner(name, replicas) for name, replicas in self.replicas.items()}
         self.loaded = False
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
@@ -167,9 +170,9 @@ class Learner:
         committed = self.commit(domain, kind, event.get_source(), event.get_id(), event_data(event), kafka,
                                 direct=not quiet)
         if quiet:  # a learn Trigger: no `learned` reply, the applier thread learns it (the middleware answers 204)
-            self.applied_later(committed)
+            self.learn_later(committed)
             return None
-        data = self.apply(committed)
+        data = self.learn(committed)
         return reply(event, domain.type("learned"), domain.source("functions/learn"), data,
                      domain=domain.name, partitionkey=committed.clean.get(domain.key_field))
 
@@ -179,7 +182,7 @@ class Learner:
         partition/offset and the domain's event id). Nothing is changed if this raises.
 
         direct: this request applies the entry itself next (`apply`); else the domain's applier thread will
-        (`applied_later`)."""
+        (`learn_later`)."""
         self.ensure_loaded()
         log_kind, clean = classify(domain, kind, data)
         event_log = self.logs[domain.name]
@@ -190,16 +193,16 @@ class Learner:
                 replica.expect(appended.seq)
         return Committed(domain, log_kind, clean, appended)
 
-    def applied_later(self, committed: Committed) -> None:
+    def learn_later(self, committed: Committed) -> None:
         """A committed entry no reply waits for (`?reply=none`): the domain's applier thread applies it, with the
         entries committed meanwhile, in one batch (ADR 0076). Durable already: the log is the commit point."""
         if not committed.appended.new:
             DUPLICATES.labels(committed.domain.name).inc()
             return
-        self.appliers[committed.domain.name].poke()
+        self.batch_learners[committed.domain.name].poke()
 
-    def apply(self, committed: Committed) -> dict[str, Any]:
-        """Apply a committed entry to this process's models (a duplicate only counts): the `learned` reply data."""
+    def learn(self, committed: Committed) -> dict[str, Any]:
+        """Learn a committed entry with this process's models (a duplicate only counts): the `learned` reply data."""
         domain, log_kind, clean, appended = committed
         if not appended.new:
             DUPLICATES.labels(domain.name).inc()
@@ -207,7 +210,7 @@ class Learner:
         entry = LogEntry(appended.seq, log_kind, clean, appended.t_ms)
         models = []
         for replica in self.replicas[domain.name]:
-            applied = replica.apply_direct(entry, appended.paused_at)
+            applied = replica.learn_committed(entry, appended.paused_at)
             mine = next((a for a in applied if a.seq == entry.seq), None)
             models.append({
                 "model": replica.model_name,
@@ -238,7 +241,7 @@ class Learner:
         return reply(event, domain.type("learned"), domain.source("functions/learn"), status, domain=domain.name)
 
     # --- drift notifications: best effort, never blocking learning -----------------------------
-    def _notify_drift(self, replica: ModelReplica, applied: Applied) -> None:
+    def _notify_drift(self, replica: ModelReplica, applied: Outcome) -> None:
         domain = replica.domain
         event = make_event(domain.type("drift"), domain.source("functions/learn"), {
             "domain": domain.name, "model": replica.model_name, "seq": applied.seq,
@@ -260,70 +263,6 @@ class Learner:
                 session.post(self.broker_url, data=message.body, headers=dict(message.headers), timeout=2)
             except requests.RequestException as exc:
                 log.warning("drift notification not delivered: %s", exc)
-
-
-APPLIER_BATCH = 256  # log entries per read and per hold of the replica lock (a forest: ~0.2 s)
-MAX_BACKOFF_S = 30.0  # longest wait between two attempts of the applier while Redis is unreachable
-
-
-class Applier:
-    """Applies one domain's log to this process's replicas of it, in batches, off the request path (ADR 0076).
-
-    A request that wants no reply (`?reply=none`, every learn Trigger) commits its event to the log and returns;
-    `poke` wakes this thread, which catches every replica up from the log (`ModelReplica.catch_up`: one XRANGE per
-    APPLIER_BATCH entries, applied in log order under the replica's lock, paused domains respected). Exactly once
-    and in order as before: the log is the commit point and the only order. While busy it also looks every
-    `idle_s` on its own (entries committed by other replicas); after `exit_after_s` without a poke, and only when
-    its last attempt succeeded, it ends, and the next poke starts it again. While Redis is unreachable it retries
-    with a backoff (up to MAX_BACKOFF_S), logging the first failure and the recovery: the entries wait in the log.
-    """
-
-    def __init__(self, domain_name: str, replicas: list[ModelReplica], idle_s: float = 1.0,
-                 exit_after_s: float = 30.0) -> None:
-        self.domain_name = domain_name
-        self.replicas = replicas
-        self.idle_s = idle_s
-        self.exit_after_s = exit_after_s
-        self.wake = threading.Event()
-        self.error: str | None = None
-        self.running = False
-        self.thread: threading.Thread | None = None
-        self._poked_at = 0.0
-        self._lock = threading.Lock()
-
-    def poke(self) -> None:
-        with self._lock:
-            self._poked_at = time.monotonic()
-            self.wake.set()
-            if not self.running:
-                self.running = True
-                self.thread = threading.Thread(target=self._run, name=f"coelho-applier-{self.domain_name}", daemon=True)
-                self.thread.start()
-
-    def _run(self) -> None:
-        failures = 0
-        while True:
-            timeout = self.idle_s * 2 ** min(failures, 10)  # backs off while Redis is away
-            woken = self.wake.wait(min(timeout, MAX_BACKOFF_S))
-            if not woken and not failures and time.monotonic() - self._poked_at > self.exit_after_s:
-                with self._lock:
-                    if not self.wake.is_set():  # else a poke came in meanwhile: keep going
-                        self.running = False
-                        return
-            self.wake.clear()
-            try:
-                for replica in self.replicas:
-                    replica.catch_up(batch=APPLIER_BATCH)
-            except Exception as exc:  # Redis away: the entries stay in the log; never end before they are applied
-                failures += 1
-                self.error = f"{type(exc).__name__}: {exc}"
-                if failures == 1:
-                    log.warning("%s: applier: %s (retrying)", self.domain_name, self.error)
-                continue
-            if failures:
-                log.warning("%s: applier: caught up again after %d failed attempts", self.domain_name, failures)
-            failures = 0
-            self.error = None
 
 
 # Binary-mode request headers the fast path understands (WSGI names); any other ce-* header goes to Flask.
@@ -390,10 +329,10 @@ class FastLearn(DirectPath):
             return self.to_flask(environ, start_response, body)
         try:
             if quiet:
-                self.learner.applied_later(committed)
+                self.learner.learn_later(committed)
                 status, out, headers = 204, b"", []
             else:
-                out = json.dumps(self.learner.apply(committed), cls=_JSONEncoderWithDatetime).encode("utf-8")
+                out = json.dumps(self.learner.learn(committed), cls=_JSONEncoderWithDatetime).encode("utf-8")
                 reply_type, reply_source, reply_domain = self.reply_attrs[domain.name]
                 headers = self.reply_headers(reply_source, reply_type, reply_domain, committed.clean.get(domain.key_field))
                 status = 200
@@ -410,7 +349,7 @@ class FastLearn(DirectPath):
 
 
 def set_training(client: Any, domain: str, action: str) -> dict[str, Any]:
-    """Pause (appliers stop at the current end of the log) or resume (everyone catches up) a domain."""
+    """Pause (batch_learners stop at the current end of the log) or resume (everyone catches up) a domain."""
     event_log = EventLog(client, get_domain(domain))
     if action == "pause":
         at = event_log.pause()
@@ -426,7 +365,7 @@ def restore_if_empty(client: Any, replica: ModelReplica) -> bool:
         return False
     if not os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("COELHO_RESTORE", "1") == "0":
         return False
-    from functions.registry import restore_latest
+    from functions.model_state.registry import restore_latest
 
     try:
         restored = restore_latest(domain, replica.model_name)
@@ -452,7 +391,7 @@ def create() -> Flask:
         log.warning("model state not loaded yet: %s", exc)
     app = create_app("learn", learner.handle, accepts=ACCEPTED, ready=learner.ready)
     app.config["learner"] = learner
-    from functions.model_metrics import register as export_model_metrics  # issue 7: model metrics from Redis
+    from functions.model_state.metrics import register as export_model_metrics
 
     export_model_metrics(client)
     if os.environ.get("COELHO_LEARN_FAST", "1") != "0":

@@ -7,7 +7,7 @@ cluster_description; always domain, model, version (last registered MLflow versi
 checkpoint), events_learned and seq (the log position the model reflects).
 
 Freshness: each process keeps every model in memory and a `LogFollower` thread tails the domains' event logs
-in Redis (XREAD, blocking ~100 ms), applying new entries as they are appended (functions/model_store.py).
+in Redis (XREAD, blocking ~100 ms), applying new entries as they are appended (functions/model_state/replica.py).
 A process that has lost Redis for more than STALE_AFTER_S answers 503: its predictions would be stale.
 
 Speed (docs/adr/0072-predict-one-latency.md): a binary-mode `prediction.requested` CloudEvent with the usual
@@ -35,7 +35,7 @@ from flask import Flask, Response, request
 
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
-from functions.cloudevent_app import (
+from functions.middleware.app import (
     LATENCY,
     REQUESTS,
     DependencyUnavailable,
@@ -49,7 +49,9 @@ from functions.cloudevent_app import (
     reply,
     serve,
 )
-from functions.model_store import LogFollower, ModelReplica, connect, replicas_for
+from functions.model_state.follower import LogFollower
+from functions.model_state.keys import connect
+from functions.model_state.replica import ModelReplica, replicas_for
 
 log = logging.getLogger("coelho.functions.predict")
 
@@ -130,7 +132,7 @@ class Predictor:
         x = domain.features(clean)
         version = self.version(replica)  # a Redis GET every few seconds: never under the replica lock
         with replica.lock:
-            raw = replica.state.predict(x)
+            raw = replica.state.predict_one(x)
             state = replica.state
             out: dict[str, Any] = {
                 "domain": domain.name, "model": state.model_name, "version": version,

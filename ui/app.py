@@ -96,15 +96,13 @@ def make_page(page: Page, settings: Settings) -> Callable[[], Any]:
 
 
 def configure_panel() -> None:
-    # No internet here: the Fast design would ask Google Fonts for Open Sans (a render-blocking stylesheet).
-    from panel.theme.fast import Fast
+    # Page load speed (ADR 0073), through Panel's private API (no public switch; ui.panel_adapters says why):
+    # no Google Fonts stylesheet for the Fast design (no internet here: a render-blocking request that fails),
+    # and no 1.8 MB MathJax bundle on every page with an HTML pane (none of ours holds LaTeX).
+    from ui.panel_adapters import drop_fast_web_font, skip_mathjax_for_html_panes
 
-    Fast._resources = {**Fast._resources, "font": {}}
-    # Panel ships bokeh-mathjax.min.js (1.8 MB, the largest script of a page) whenever a page has an HTML pane,
-    # in case it holds LaTeX. Ours never do: not parsing it saves ~0.2-0.5 s of every page load here (ADR 0073).
-    from panel.io import resources
-
-    resources._panel_use_mathjax = lambda roots: False
+    drop_fast_web_font()
+    skip_mathjax_for_html_panes()
     # No extra JS extensions: everything the pages use ships with Panel and Bokeh (no CDN is reachable).
     pn.extension(
         notifications=False,

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from coelho.settings import Settings
+from functions.model_state.keys import key, log_behind
+from producers.controls import enabled_key, rate_key
 
 if TYPE_CHECKING:
     from ui.live import DomainLive
@@ -36,7 +38,7 @@ def _text(value: Any) -> str | None:
 
 # --- producer controls ---------------------------------------------------------------------------------
 def producer_key(domain: str, what: str) -> str:
-    return f"coelho:producer:{domain}:{what}"
+    return rate_key(domain) if what == "rate" else enabled_key(domain)
 
 
 def read_producer(client: redis.Redis, domain: str) -> tuple[bool | None, float | None]:
@@ -62,23 +64,14 @@ def set_producer(settings: Settings, domain: str, enabled: bool | None = None, r
 
 
 # --- model state ---------------------------------------------------------------------------------------
-def _key(domain: str, *parts: str) -> str:
-    try:  # the functions own the key layout: use their helper when it is importable
-        from functions.model_store import key
-
-        return key(domain, *parts)
-    except Exception:
-        return ":".join(("coelho", domain, *parts))
-
-
 def model_names(client: redis.Redis, domain: str) -> list[str]:
     """Models the deployment runs for `domain`: those that published state, else the configured ones."""
-    known = sorted(_text(m) or "" for m in client.smembers(_key(domain, "models")))  # type: ignore[union-attr]
+    known = sorted(_text(m) or "" for m in client.smembers(key(domain, "models")))  # type: ignore[union-attr]
     if known:
         return known
     try:
         from eventing.domains import get_domain
-        from functions.model_store import models_for
+        from functions.model_state.replica import models_for
 
         return models_for(get_domain(domain))
     except Exception:
@@ -100,7 +93,7 @@ def _json(value: Any) -> Any:
 def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> DomainLive:
     """What the pages show about `domain` now. Raises StateUnavailable when Redis is down.
 
-    Reads what learn-one publishes (functions/model_store.py): model:<name>:summary (hash seq, json),
+    Reads what learn-one publishes (functions/model_state/replica.py): model:<name>:summary (hash seq, json),
     model:<name>:history and :drift (sorted sets of JSON points), model:<name>:checkpoint (JSON), paused_at, and
     the log head (seq) for how far the model is behind its log.
     """
@@ -113,13 +106,13 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
         name = model or names[0]
         live.model = name
         pipe = client.pipeline(transaction=False)
-        pipe.hget(_key(domain, "model", name, "summary"), "json")
-        pipe.zrange(_key(domain, "model", name, "history"), 0, -1)
-        pipe.zrange(_key(domain, "model", name, "drift"), 0, -1)
-        pipe.get(_key(domain, "model", name, "checkpoint"))
-        pipe.get(_key(domain, "paused_at"))
-        pipe.get(_key(domain, "model", name, "restored_from"))
-        pipe.get(_key(domain, "seq"))
+        pipe.hget(key(domain, "model", name, "summary"), "json")
+        pipe.zrange(key(domain, "model", name, "history"), 0, -1)
+        pipe.zrange(key(domain, "model", name, "drift"), 0, -1)
+        pipe.get(key(domain, "model", name, "checkpoint"))
+        pipe.get(key(domain, "paused_at"))
+        pipe.get(key(domain, "model", name, "restored_from"))
+        pipe.get(key(domain, "seq"))
         summary_raw, history_raw, drift_raw, checkpoint_raw, paused_raw, restored, head = pipe.execute()
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
@@ -128,8 +121,7 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
     if isinstance(summary, dict):
         live.available = True
         live.events_learned = int(summary.get("events_learned") or 0)
-        # functions.model_store.log_behind, written out: the dashboard reads Redis without importing the functions
-        live.behind = max(0, int(head or 0) - int(summary.get("seq") or 0))
+        live.behind = log_behind(head, summary.get("seq"))
         live.metrics = dict(summary.get("metrics") or {})
         live.clusters = dict(summary.get("clusters") or {})
         live.n_clusters = summary.get("n_clusters")
@@ -180,9 +172,9 @@ def read_models(client: redis.Redis, domain: str, names: list[str] | None = None
         names = names if names is not None else model_names(client, domain)
         pipe = client.pipeline(transaction=False)
         for name in names:
-            pipe.hget(_key(domain, "model", name, "summary"), "json")
-            pipe.get(_key(domain, "model", name, "checkpoint"))
-            pipe.get(_key(domain, "model", name, "restored_from"))
+            pipe.hget(key(domain, "model", name, "summary"), "json")
+            pipe.get(key(domain, "model", name, "checkpoint"))
+            pipe.get(key(domain, "model", name, "restored_from"))
         raw = pipe.execute()
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err

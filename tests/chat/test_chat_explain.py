@@ -1,6 +1,6 @@
 """The explain_prediction tool against the live models: linear contributions checked against the model's weights.
 
-The test follows the same event log as the learner with its own replica (functions.model_store, a follower):
+The test follows the same event log as the learner with its own replica (functions.model_state.replica, a follower):
 the model state is a deterministic function of the log, so at the same log position it is the learner's model.
 """
 
@@ -21,7 +21,7 @@ from river import compose, linear_model, preprocessing
 
 from coelho.runtime import Platform
 from eventing.domains import DOMAINS, ECCI, ETA, TFD
-from functions.model_store import ModelReplica
+from functions.model_state.replica import ModelReplica
 
 pytestmark = pytest.mark.stack
 
@@ -95,7 +95,7 @@ def test_why_was_this_transaction_flagged_linear_contributions(chat_url: str, st
     total += explanation["other_features"]["contribution"]
     assert explanation["intercept"] == pytest.approx(regression.intercept, abs=1e-6)
     assert total == pytest.approx(explanation["raw_output"], abs=1e-4)
-    probability = replica.state.predict(x)
+    probability = replica.state.predict_one(x)
     assert explanation["raw_output"] == pytest.approx(math.log(probability / (1 - probability)), abs=1e-4)
     assert result["fraud_probability"] == pytest.approx(probability, abs=1e-6)
     # Sorted by size, bounded in number.
@@ -115,7 +115,7 @@ def test_what_drove_this_eta_decision_path(chat_url: str, standin: AnthropicStan
     assert said == f"The model predicts {result['eta_seconds']} s. Its path: {result['explanation']['decision_path'][0]}."
     replica = _replica(live_platform, ETA, result["log_position"])
     x = ETA.features(ETA.validate(form, purpose="prediction"))
-    assert result["eta_seconds"] == pytest.approx(replica.state.predict(x), abs=1e-3)
+    assert result["eta_seconds"] == pytest.approx(replica.state.predict_one(x), abs=1e-3)
     explanation = result["explanation"]
     assert explanation["kind"] == "tree" and explanation["estimator"] == "HoeffdingAdaptiveTreeRegressor"
     tree = list(replica.state.model.steps.values())[-1]
@@ -131,7 +131,7 @@ def test_which_cluster_nearest_centres(chat_url: str, standin: AnthropicStandIn,
     x = ECCI.features(ECCI.validate(form, purpose="prediction"))
     explanation = result["explanation"]
     assert explanation["kind"] == "clusters"
-    assert result["cluster"] == replica.state.predict(x) == explanation["predicted_cluster"]
+    assert result["cluster"] == replica.state.predict_one(x) == explanation["predicted_cluster"]
     distances = [c["distance"] for c in explanation["nearest_centres"]]
     assert distances == sorted(distances) and explanation["nearest_centres"][0]["cluster"] == result["cluster"]
     # the distances are the model's: the event through the pipeline's scaler, to each DBSTREAM centre
@@ -162,6 +162,6 @@ def test_explain_rejects_an_invalid_form(chat_url: str, standin: AnthropicStandI
 
 
 def test_every_domain_is_known_to_the_explain_tool() -> None:
-    from functions.chat_tools import TOOLS
+    from functions.assistant.tools import TOOLS
 
     assert TOOLS["explain_prediction"].input_schema["properties"]["domain"]["enum"] == sorted(DOMAINS)

@@ -11,8 +11,8 @@ from anthropic_standin import AnthropicStandIn, text, tool_use
 from chat_testkit import TEST_KEY, answer_text, ask
 
 from coelho.runtime import Platform
-from functions.chat_data import ReadOnlyRedis, ReadOnlyViolation
-from functions.chat_tools import MAX_RESULT_CHARS
+from functions.assistant.data import ReadOnlyRedis, ReadOnlyViolation
+from functions.assistant.tools import MAX_RESULT_CHARS
 
 pytestmark = pytest.mark.stack
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coelho.runtime import Platform
 from eventing.domains import DOMAINS
-from functions.chat_prompt import PAGES
+from functions.assistant.prompt import PAGES
 
 pytestmark = pytest.mark.stack
 

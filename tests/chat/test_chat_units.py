@@ -11,9 +11,9 @@ import anthropic
 import pytest
 from anthropic_standin import AnthropicStandIn, error, text, tool_use
 
-from functions.chat_prompt import PAGES, base_prompt, system_blocks
-from functions.chat_redaction import SecretRedactor, StreamRedactor
-from functions.chat_tools import MAX_RESULT_CHARS, TOOLS, ToolInputError, bound, validate_input
+from functions.assistant.prompt import PAGES, base_prompt, system_blocks
+from functions.assistant.redaction import SecretRedactor, StreamRedactor
+from functions.assistant.tools import MAX_RESULT_CHARS, TOOLS, ToolInputError, bound, validate_input
 
 SECRET = "sk-ant-api03-" + "Zx9" * 12
 
@@ -112,7 +112,7 @@ def test_platform_health_checks_the_services_where_the_environment_says_they_are
     from pathlib import Path
 
     from coelho.settings import Settings
-    from functions.chat_data import PlatformReader
+    from functions.assistant.data import PlatformReader
 
     class Ready(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)

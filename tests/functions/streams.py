@@ -21,14 +21,15 @@ def teach(client: redis.Redis, n: int, source: str) -> dict[str, Any]:
     """Fill each domain's log with `n` events through the model store, as learn-one would, and snapshot them;
     returns the learner replica of each domain."""
     from eventing.domains import DOMAINS
-    from functions.model_store import LogEntry, ModelReplica
+    from functions.model_state.event_log import LogEntry
+    from functions.model_state.replica import ModelReplica
 
     replicas = {}
     for name, domain in DOMAINS.items():
         replica = ModelReplica(client, domain, role="learner")
         for i, event in enumerate(events(name, n, seed=1)):
             appended = replica.log.append("record", event, replica.log.dedup_keys(source, f"{name}-{i}", event, "record"))
-            replica.apply_direct(LogEntry(appended.seq, "record", event, appended.t_ms), None)
+            replica.learn_committed(LogEntry(appended.seq, "record", event, appended.t_ms), None)
         replica.write_snapshot(replica.state)
         replicas[name] = replica
     return replicas

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import cloudevent
 from streams import events
 
+from coelho.platform_commands import checkpoint
 from eventing.domains import get_domain
-from functions.cli import checkpoint
 
 pytestmark = pytest.mark.stack
 

@@ -28,7 +28,9 @@ from streams import events
 import producers
 from eventing.domains import DOMAINS, get_domain
 from eventing.domains.ecci import PROFILE_FIELDS
-from functions.model_store import EventLog, model_key, models_for
+from functions.model_state.event_log import EventLog
+from functions.model_state.keys import model_key
+from functions.model_state.replica import models_for
 
 pytestmark = pytest.mark.stack
 
@@ -153,7 +155,7 @@ def check_metric_set(domain: str, summary: dict[str, Any]) -> None:
 def test_live_metrics_are_exactly_the_set_issue_5_lists(stack: Any) -> None:
     from click.testing import CliRunner
 
-    from functions.cli import models
+    from coelho.platform_commands import models
 
     client = redis.Redis.from_url(stack.settings.redis_url)
     learn = stack.settings.url("learn")

@@ -20,11 +20,12 @@ import redis
 import requests
 from conftest import cloudevent, function_env, function_process, post
 from streams import events
-from test_model_store import assert_same_model, replay
+from test_model_state import assert_same_model, replay
 
 from eventing.domains import get_domain
-from functions.model_state import ModelState
-from functions.model_store import ModelReplica, model_key
+from functions.model_state.keys import model_key
+from functions.model_state.online_model import OnlineModel
+from functions.model_state.replica import ModelReplica
 
 pytestmark = pytest.mark.stack
 
@@ -145,11 +146,11 @@ def test_exactly_once_with_duplicates_kill_and_two_replicas(stack: Any, second_l
     # The learners' own in-memory models: their snapshot at seq 2000 equals the reference at 2000.
     snapshot_key = model_key("tfd", domain.default_model, "snapshot")
     deadline = time.monotonic() + 30
-    while quiet and int(client(stack).hget(snapshot_key, "seq") or 0) < 2000:  # the appliers may still be at it
+    while quiet and int(client(stack).hget(snapshot_key, "seq") or 0) < 2000:  # the batch_learners may still be at it
         assert time.monotonic() < deadline, "no learner wrote its snapshot at seq 2000"
         time.sleep(0.1)
     blob = client(stack).hget(snapshot_key, "blob")
-    snap = ModelState.from_bytes(blob)
+    snap = OnlineModel.from_bytes(blob)
     assert snap.seq == 2000
     assert_same_model(snap, replay("tfd", [("record", e) for e in stream[:2000]]), probes)
     # predict-one follows the log: same predictions as the reference, within a second.
@@ -163,7 +164,7 @@ def test_exactly_once_with_duplicates_kill_and_two_replicas(stack: Any, second_l
     assert answer["seq"] == len(stream) and answer["events_learned"] == len(stream)
     for event in probes[:10]:
         answer = post(predict, cloudevent(domain.type("prediction.requested"), event)).json()
-        expected = reference.predict(domain.features(event))
+        expected = reference.predict_one(domain.features(event))
         assert answer["fraud_probability"] == pytest.approx(expected, rel=1e-9)
         assert answer["risk_level"] in ("low", "medium", "high")
 
@@ -193,7 +194,7 @@ def test_prediction_right_after_learning_reflects_it(stack: Any) -> None:
 def test_pause_and_resume_lose_nothing(stack: Any) -> None:
     from click.testing import CliRunner
 
-    from functions.cli import models, training
+    from coelho.platform_commands import models, training
 
     domain = get_domain("ecci")
     learn = stack.settings.url("learn")
@@ -275,7 +276,7 @@ def test_redis_down_gives_503(stack: Any) -> None:
 def test_coelho_invoke_with_kn_defaults_lists_accepted_types(stack: Any) -> None:
     from click.testing import CliRunner
 
-    from functions.cli import invoke
+    from coelho.platform_commands import invoke
 
     runner = CliRunner()
     env = function_env(stack.settings, "learn")

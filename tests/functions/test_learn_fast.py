@@ -17,7 +17,7 @@ from streams import events
 from eventing.cloudevent_types import TRAINING_CONTROL
 from eventing.domains import DOMAINS
 from functions import learn
-from functions.cloudevent_app import REQUESTS
+from functions.middleware.app import REQUESTS
 
 VOLATILE = {"ce-id", "ce-time"}
 
@@ -54,7 +54,7 @@ def state_of(app: Flask) -> list[tuple[Any, ...]]:
     out = []
     for rs in learner.replicas.values():
         for r in rs:
-            probe = [r.state.predict(r.domain.features(e)) for e in events(r.domain.name, 5, seed=99)]
+            probe = [r.state.predict_one(r.domain.features(e)) for e in events(r.domain.name, 5, seed=99)]
             out.append((r.domain.name, r.model_name, r.state.seq, r.state.events_learned,
                         json.dumps(r.state.metric_values(), default=str, sort_keys=True), probe))
     return out
@@ -241,7 +241,7 @@ def test_error_after_the_commit_is_answered_like_flask(redis_url: str, monkeypat
 
     def script(app: Flask) -> list[Any]:
         for replica in app.config["learner"].replicas["tfd"]:
-            monkeypatch.setattr(replica, "apply_direct", lambda *_a: (_ for _ in ()).throw(RuntimeError("boom")))
+            monkeypatch.setattr(replica, "learn_committed", lambda *_a: (_ for _ in ()).throw(RuntimeError("boom")))
         return [answer(post(app, tfd.type("record"), event, ce_id="e1"))]
 
     a, b, fast, _ = run_both(redis_url, monkeypatch, script)
@@ -266,7 +266,7 @@ def test_the_applier_thread_ends_when_idle_and_a_later_poke_starts_it(redis_url:
     app = make(monkeypatch, True)
     learner = app.config["learner"]
     tfd = DOMAINS["tfd"]
-    applier = learner.appliers["tfd"] = learn.Applier("tfd", learner.replicas["tfd"], idle_s=0.05, exit_after_s=0.3)
+    applier = learner.batch_learners["tfd"] = learn.BatchLearner("tfd", learner.replicas["tfd"], idle_s=0.05, exit_after_s=0.3)
     stream = events("tfd", 12, seed=31)
     for i, record in enumerate(stream[:6]):
         assert post(app, tfd.type("record"), record, path="/?reply=none", ce_id=f"a-{i}").status_code == 204
@@ -302,7 +302,7 @@ def test_the_applier_retries_until_the_log_is_applied_and_only_then_ends() -> No
             return []
 
     replica = FlakyReplica(failures=4)
-    applier = learn.Applier("tfd", [replica], idle_s=0.02, exit_after_s=0.0)  # type: ignore[list-item]
+    applier = learn.BatchLearner("tfd", [replica], idle_s=0.02, exit_after_s=0.0)  # type: ignore[list-item]
     applier.poke()
     deadline = time.monotonic() + 10
     while not replica.applied:

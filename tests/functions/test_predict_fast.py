@@ -14,7 +14,7 @@ from flask import Flask
 from streams import events
 
 from eventing.domains import DOMAINS
-from functions.cloudevent_app import REQUESTS, DependencyUnavailable
+from functions.middleware.app import REQUESTS, DependencyUnavailable
 
 
 def teach(url: str, n: int = 300) -> None:

@@ -177,7 +177,7 @@ def test_kafka_sources_feed_the_broker_in_order() -> None:
 # --- every function Service -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", FUNCTION_SERVICES)
 def test_service_probes_are_on_the_functions_health_paths(manifests: Manifests, name: str) -> None:
-    from functions.cloudevent_app import create_app
+    from functions.middleware.app import create_app
 
     container = _container(_service(manifests, name))
     app = create_app("probe-check", lambda event: None, accepts=[]).test_client()

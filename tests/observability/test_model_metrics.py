@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import producers
 from eventing.domains import get_domain
-from functions.model_metrics import ModelMetricsCollector
-from functions.model_store import ModelReplica
+from functions.model_state.metrics import ModelMetricsCollector
+from functions.model_state.replica import ModelReplica
 from ui.observability import parse_metrics
 
 
@@ -104,10 +104,10 @@ def test_the_summary_catches_up_with_the_last_events_of_a_burst(private_redis: s
 def test_a_checkpoint_observes_its_duration(private_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from prometheus_client import REGISTRY
 
-    import functions.registry
+    import functions.model_state.registry
     from functions.checkpoint import Checkpointer
 
-    monkeypatch.setattr(functions.registry, "log_checkpoint", lambda state, blob, summary: {
+    monkeypatch.setattr(functions.model_state.registry, "log_checkpoint", lambda state, blob, summary: {
         "domain": state.domain_name, "model": state.model_name, "version": 1, "time_ms": int(time.time() * 1000)})
     client = redis.Redis.from_url(private_redis)
     checkpointer = Checkpointer(client)

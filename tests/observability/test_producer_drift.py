@@ -1,7 +1,7 @@
 """A drift injected by a producer's `--drift-at` is detected after the drift point and never before it.
 
 The producer's own stream (`make_generator(domain, seed, drift_at)`, what `coelho produce DOMAIN --drift-at N`
-sends) is applied in-process exactly as learn-one applies each event: `Domain.validate`, then `ModelState.apply`
+sends) is applied in-process exactly as learn-one applies each event: `Domain.validate`, then `OnlineModel.apply`
 (predict, score, watch the error with the model's drift detector, learn). The same stream without `drift_at`
 must give no detection at all. Settings and measurements: docs/adr/0071-drift-detection-on-producer-drift.md,
 bench/drift.py.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from eventing.domains import DOMAINS
-from functions.drift_detector import DriftWatch
-from functions.model_state import ModelState
+from functions.model_state.drift import DriftWatch
+from functions.model_state.online_model import OnlineModel
 from producers.generators import make_generator
 
 COUNT = 3000
@@ -24,16 +24,16 @@ SEED = 2
 
 def detections(domain: str, seed: int, count: int, drift_at: int | None) -> list[int]:
     d = DOMAINS[domain]
-    state = ModelState.fresh(d)
+    state = OnlineModel.fresh(d)
     found = []
     seq = 0
     for event in make_generator(domain, seed=seed, drift_at=drift_at).take(count):
         if event.kind != "record":
             continue
         seq += 1
-        if state.apply(seq, "record", d.validate(event.data), int(event.time * 1000)).drift:
+        if state.learn_one(seq, "record", d.validate(event.data), int(event.time * 1000)).drift:
             found.append(seq)
-    assert state.apply_errors == 0, state.last_error
+    assert state.learn_errors == 0, state.last_error
     return found
 
 

@@ -45,7 +45,8 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[redis.Redis, Settings]]:
 
 
 def test_reads_the_model_learn_one_publishes(redis_server: tuple[redis.Redis, Settings]) -> None:
-    from functions.model_store import EventLog, ModelReplica
+    from functions.model_state.event_log import EventLog
+    from functions.model_state.replica import ModelReplica
     from producers.generators import make_generator
 
     client, settings = redis_server
@@ -105,7 +106,8 @@ def test_redis_down_is_reported_not_raised_as_a_traceback(tmp_path: Path) -> Non
 
 def test_lists_every_model_of_a_domain_learning_side_by_side(redis_server: tuple[redis.Redis, Settings]) -> None:
     """Two models learn the same ETA log (champion and challenger): the page lists both, with their own state."""
-    from functions.model_store import EventLog, ModelReplica
+    from functions.model_state.event_log import EventLog
+    from functions.model_state.replica import ModelReplica
     from producers.generators import make_generator
 
     client, settings = redis_server

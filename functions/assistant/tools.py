@@ -3,7 +3,7 @@
 The registry is a module constant: nothing a user, a page or an event says can add to it. A tool call from
 the model is run only if its name is in `TOOLS` and its input passes the tool's schema (types, enums, ranges,
 no unknown keys, bounded sizes); anything else gets an error tool_result and runs nothing. Every tool reads
-through `chat_data.PlatformReader`, whose Redis handle only allows read commands, and every result is
+through `data.PlatformReader`, whose Redis handle only allows read commands, and every result is
 redacted and cut to `MAX_RESULT_CHARS` before the model sees it.
 
 >>> validate_input("get_model_info", {"domain": "tfd"})
@@ -11,7 +11,7 @@ redacted and cut to `MAX_RESULT_CHARS` before the model sees it.
 >>> validate_input("get_model_info", {"domain": "tfd", "action": "delete"})
 Traceback (most recent call last):
 ...
-functions.chat_tools.ToolInputError: unknown input field(s): action
+functions.assistant.tools.ToolInputError: unknown input field(s): action
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from eventing.domains import DOMAINS
 from eventing.domains.ecci import PROFILE_FIELDS
-from functions.chat_redaction import SecretRedactor
+from functions.assistant.redaction import SecretRedactor
 
 MAX_RESULT_CHARS = 6_000
 MAX_EVENT_CHARS = 4_000

@@ -308,7 +308,7 @@ def _serve_granian(app_factory: Callable[[], Flask], host: str, port: int, threa
     if module == "__main__":  # `python -m functions.predict`: name the module by its real name
         module = _main_module_name() or module
     os.environ[GRANIAN_APP_ENV] = f"{module}:{app_factory.__name__}"
-    Granian("functions.cloudevent_app:granian_app", address=host, port=port, interface=Interfaces.WSGI,
+    Granian("functions.middleware.app:granian_app", address=host, port=port, interface=Interfaces.WSGI,
             factory=True, workers=1, blocking_threads=threads, log_access=False, log_level=LogLevels.warning).serve()
 
 

@@ -2,38 +2,34 @@
 
 A model is a deterministic function of its domain's event log (see docs/adr/0031-model-state-event-log.md):
 
-    state(seq) = apply(apply(... apply(initial, event 1) ..., event seq)
+    model(seq) = learn_one(... learn_one(learn_one(fresh, event 1), event 2) ..., event seq)
 
-`ModelState` is that function's state: the River model, its metrics (test-then-train: predict, score, then
+`OnlineModel` is that function's state: the River model, its metrics (test-then-train: predict, score, then
 learn), the drift detector, labels waiting for their record, and for clustering the per-cluster profiles. It is
-pure: `apply` touches no I/O, so every process that replays the same log holds the same model.
+pure: `learn_one` touches no I/O, so every process that replays the same log holds the same model.
 
     >>> from eventing.domains import ETA
-    >>> state = ModelState.fresh(ETA)
+    >>> state = OnlineModel.fresh(ETA)
     >>> state.events_learned, state.seq
     (0, 0)
+
+Snapshots of it are written and read by `functions.model_state.codec`.
 """
 
 from __future__ import annotations
 
-import gc
-import io
 import math
-import pickle
-import random
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import lz4.frame
 from river import utils
-from river.proba.base import Distribution
 
 from eventing.domain import Domain
 from eventing.domains import get_domain
-from functions.drift_detector import DriftWatch, error_signal, novelty
+from functions.model_state.drift import DriftWatch, error_signal, novelty
 
 MAX_PENDING = 50_000  # records waiting for a delayed label (oldest dropped first)
 PROFILE_TOP = 5  # categories kept per cluster profile field in summaries
@@ -41,7 +37,7 @@ PROFILE_TOP = 5  # categories kept per cluster profile field in summaries
 
 # --- what one applied event did -------------------------------------------------------------------
 @dataclass
-class Applied:
+class Outcome:
     seq: int
     learned: bool
     prediction: Any = None
@@ -127,8 +123,8 @@ def _event_time(event: Mapping[str, Any], fallback_ms: int) -> datetime:
 
 # --- the deterministic model state ---------------------------------------------------------------
 @dataclass
-class ModelState:
-    """A domain model, its metrics and bookkeeping at log position `seq`. `apply` is pure and deterministic."""
+class OnlineModel:
+    """A domain model, its metrics and bookkeeping at log position `seq`. `learn_one` is pure and deterministic."""
 
     domain_name: str
     model_name: str
@@ -140,15 +136,15 @@ class ModelState:
     drifts: int = 0
     pending: OrderedDict[str, tuple[dict[str, Any], Any]] = field(default_factory=OrderedDict)
     labels_unmatched: int = 0
-    apply_errors: int = 0  # events the model could not learn (same on every replica: the state is deterministic)
+    learn_errors: int = 0  # events the model could not learn (same on every replica: the state is deterministic)
     last_error: str | None = None
     clusters: dict[int, ClusterProfile] = field(default_factory=dict)
     last_event_ms: int = 0
 
     @classmethod
-    def fresh(cls, domain: Domain, model_name: str | None = None) -> ModelState:
+    def fresh(cls, domain: Domain, model_name: str | None = None) -> OnlineModel:
         name = model_name or domain.default_model
-        # Error stream watched for drift (functions/drift_detector.py, ADR 0071): log loss, absolute log ratio of the
+        # Error stream watched for drift (functions/model_state/drift.py, ADR 0071): log loss, absolute log ratio of the
         # travel time, or for clustering the mean squared z-score of each interaction (the model's own scaler).
         return cls(domain.name, name, domain.make_model(name), domain.metric_factories(),
                    drift_detector=DriftWatch.for_task(domain.task))
@@ -158,7 +154,7 @@ class ModelState:
         return get_domain(self.domain_name)
 
     # --- predictions ---------------------------------------------------------------------------
-    def predict(self, x: dict[str, Any]) -> Any:
+    def predict_one(self, x: dict[str, Any]) -> Any:
         """The model's raw answer: fraud probability (classification), seconds (regression), cluster id."""
         task = self.domain.task
         if task == "classification":
@@ -177,40 +173,40 @@ class ModelState:
         return int(cluster) if cluster is not None else None
 
     # --- test-then-train ----------------------------------------------------------------------
-    def apply(self, seq: int, kind: str, event: dict[str, Any], t_ms: int) -> Applied:
-        """Apply log entry `seq`. kind: record (features+target), unlabeled (awaits a label), label."""
+    def learn_one(self, seq: int, kind: str, event: dict[str, Any], t_ms: int) -> Outcome:
+        """Learn log entry `seq`, test-then-train. kind: record (features+target), unlabeled (awaits a label), label."""
         if seq != self.seq + 1:
-            raise ValueError(f"{self.domain_name}/{self.model_name}: entry {seq} applied at position {self.seq}")
+            raise ValueError(f"{self.domain_name}/{self.model_name}: entry {seq} learned at position {self.seq}")
         self.seq = seq
         self.last_event_ms = t_ms
         try:
-            return self._apply(seq, kind, event, t_ms)
+            return self._learn_one(seq, kind, event, t_ms)
         except Exception as exc:  # a poison event must not stop the log: skip it, identically everywhere
-            self.apply_errors += 1
+            self.learn_errors += 1
             self.last_error = f"seq {seq}: {type(exc).__name__}: {exc}"
-            return Applied(seq, learned=False)
+            return Outcome(seq, learned=False)
 
-    def _apply(self, seq: int, kind: str, event: dict[str, Any], t_ms: int) -> Applied:
+    def _learn_one(self, seq: int, kind: str, event: dict[str, Any], t_ms: int) -> Outcome:
         domain = self.domain
         if kind == "label":
             key = str(event.get(domain.id_field))
             waiting = self.pending.pop(key, None)
             if waiting is None:
                 self.labels_unmatched += 1
-                return Applied(seq, learned=False)
+                return Outcome(seq, learned=False)
             x, prediction = waiting
             return self._score_and_learn(x, prediction, event[domain.target or ""], event, t_ms)
         x = domain.features(event)
-        prediction = self.predict(x)
+        prediction = self.predict_one(x)
         if kind == "unlabeled":
             self.pending[str(event.get(domain.id_field))] = (x, prediction)
             while len(self.pending) > MAX_PENDING:
                 self.pending.popitem(last=False)
-            return Applied(seq, learned=False, prediction=prediction)
+            return Outcome(seq, learned=False, prediction=prediction)
         y = event.get(domain.target) if domain.target else None
         return self._score_and_learn(x, prediction, y, event, t_ms)
 
-    def _score_and_learn(self, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int) -> Applied:
+    def _score_and_learn(self, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int) -> Outcome:
         task = self.domain.task
         drifted = False
         if task == "classification":
@@ -235,7 +231,7 @@ class ModelState:
             drifted = self._score_clustering(x, prediction, event)
             self.model.learn_one(x)
         self.events_learned += 1
-        return Applied(self.seq, learned=True, prediction=prediction, drift=drifted)
+        return Outcome(self.seq, learned=True, prediction=prediction, drift=drifted)
 
     def _watch_error(self, error: float) -> bool:
         if self.drift_detector is None:
@@ -317,7 +313,7 @@ class ModelState:
             "drifts": self.drifts,
             "pending_labels": len(self.pending),
             "labels_unmatched": self.labels_unmatched,
-            "apply_errors": self.apply_errors,
+            "learn_errors": self.learn_errors,
             "last_error": self.last_error,
             "last_event_ms": self.last_event_ms,
         }
@@ -325,41 +321,14 @@ class ModelState:
             out.update(self.cluster_summary())
         return out
 
-    # --- snapshots ----------------------------------------------------------------------------
+    # --- snapshots (functions.model_state.codec) ------------------------------------------------
     def to_bytes(self) -> bytes:
-        """pickle (protocol 5) + lz4, without the unused random state of River's distributions."""
-        buffer = io.BytesIO()
-        _SlimPickler(buffer, protocol=5).dump(self)
-        return lz4.frame.compress(buffer.getvalue())
+        from functions.model_state.codec import encode
+
+        return encode(self)
 
     @staticmethod
-    def from_bytes(blob: bytes) -> ModelState:
-        raw = lz4.frame.decompress(blob)
-        enabled = gc.isenabled()
-        gc.disable()  # 2-4x faster loads of large trees (measured), they hold no reference cycles
-        try:
-            state = pickle.loads(raw)
-        finally:
-            if enabled:
-                gc.enable()
-        if not isinstance(state, ModelState):
-            raise TypeError(f"snapshot holds a {type(state).__name__}, not a ModelState")
-        return state
+    def from_bytes(blob: bytes) -> OnlineModel:
+        from functions.model_state.codec import decode
 
-
-def _restore_distribution(cls: Any, state: dict[str, Any]) -> Any:
-    obj = cls.__new__(cls)
-    obj.__dict__.update(state)
-    obj._rng = random.Random(state.get("seed"))
-    return obj
-
-
-class _SlimPickler(pickle.Pickler):
-    """Drops `_rng` of River distributions (the Gaussians in tree splitters): ~95% of a tree's pickle, never
-    used while learning or predicting (only by `sample`). Measured: ARF 82 MB -> 4 MB, same predictions after."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, Distribution) and "_rng" in getattr(obj, "__dict__", {}):
-            return _restore_distribution, (type(obj), {k: v for k, v in obj.__dict__.items() if k != "_rng"})
-        return NotImplemented
-
+        return decode(blob)

@@ -1,23 +1,16 @@
-"""Exactly-once, in-order learning under at-least-once delivery: a per-domain event log in Redis plus snapshots.
+"""One process's in-memory copy of a model (`ModelReplica`), kept equal to its domain's event log.
 
 Why and the measurements: docs/adr/0031-model-state-event-log.md. In short:
 
-- `EventLog.append` runs ONE Lua script per event that atomically drops duplicates (CloudEvent source+id, Kafka
-  partition+offset, the domain's id field, each a SET NX key with a TTL) and appends the clean event to the
-  domain's Redis stream under the next sequence number. The stream is the commit point: once appended, the
-  event will be learned exactly once by every model of the domain, whatever crashes afterwards.
-- Every process holds each model in memory (`ModelReplica`) and applies log entries after its own position
-  (`ModelState.apply`: predict, score, learn). When the append returns seq == local seq + 1 it applies the
-  event it already has, without reading it back.
-- Learners write snapshots (pickle + lz4) with compare-and-set on the sequence number every SNAPSHOT_EVERY
-  entries; the log is trimmed only below the oldest snapshot (minus a margin). A cold replica loads the latest
-  snapshot and replays the rest. Pause: `coelho:<domain>:paused_at` = a seq appliers stop at; events are still
-  logged, and resume lets everyone catch up.
+- Every process holds each model in memory and learns the log entries after its own position
+  (`OnlineModel.learn_one`: predict, score, learn). When an append returns seq == local seq + 1 the process learns
+  the event it already has, without reading it back (`learn_committed`); otherwise it catches up from the log.
+- Learners write snapshots (`functions.model_state.codec`) with compare-and-set on the sequence number every
+  SNAPSHOT_EVERY entries; the log is trimmed only below the oldest snapshot (minus a margin). A cold replica loads
+  the latest snapshot and replays the rest. Pause: `coelho:<domain>:paused_at` = a seq replicas stop at; events
+  are still logged, and resume lets everyone catch up.
 
-Redis keys (prefix coelho:<domain>:):
-    seq, log (stream, entry id "<seq>-0", fields k=kind d=json t=ms), dedup:<key>, paused_at, models (set),
-    model:<name>:snapshot (hash seq, blob, events_learned, written_ms), model:<name>:summary (hash seq, json),
-    model:<name>:history (zset score=seq, member=json), model:<name>:drift (zset), model:<name>:checkpoint (json)
+The Redis keys are listed in `functions.model_state.keys`.
 """
 
 from __future__ import annotations
@@ -28,7 +21,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -36,15 +28,16 @@ from prometheus_client import Counter, Gauge
 
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
-from functions.model_state import Applied, ModelState
+from functions.model_state.event_log import EventLog, LogEntry
+from functions.model_state.keys import key, model_key
+from functions.model_state.online_model import OnlineModel, Outcome
 
-log = logging.getLogger("coelho.functions.model_store")
+log = logging.getLogger("coelho.functions.model_state.online_model")
 
 SNAPSHOT_EVERY = int(os.environ.get("COELHO_SNAPSHOT_EVERY", "1000"))  # log entries between snapshots
 HISTORY_EVERY = int(os.environ.get("COELHO_HISTORY_EVERY", "100"))  # entries between history points
 HISTORY_MAX = 2000  # history points kept per model
 DRIFT_MAX = 500  # drift markers kept per model
-DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a delivery is remembered
 # Entries kept below the oldest snapshot so lagging replicas rarely reload one (bench/e2e_learn.py raises it to
 # check every record of a long run in the log).
 TRIM_MARGIN = int(os.environ.get("COELHO_LOG_KEEP", "10000"))
@@ -60,20 +53,6 @@ SNAPSHOTS = Counter("coelho_model_snapshots_total", "Model snapshots written to 
 DUPLICATES = Counter("coelho_events_duplicate_total", "Deliveries dropped as duplicates", ["domain"])
 
 
-def log_behind(head: Any, applied: Any) -> int:
-    """Entries committed to a domain's log (its `seq`, the head) that a model has not applied yet (its position,
-    e.g. the summary's `seq`): what a paused or slow model owes. Raw Redis values (bytes, None) are accepted."""
-    return max(0, int(head or 0) - int(applied or 0))
-
-
-def key(domain: str, *parts: str) -> str:
-    return ":".join(("coelho", domain, *parts))
-
-
-def model_key(domain: str, model: str, part: str) -> str:
-    return key(domain, "model", model, part)
-
-
 def models_for(domain: Domain, environ: Mapping[str, str] | None = None) -> list[str]:
     """Model names a deployment runs for a domain: COELHO_MODEL_<DOMAIN>=name[,name...] or the default."""
     env = os.environ if environ is None else environ
@@ -85,25 +64,7 @@ def models_for(domain: Domain, environ: Mapping[str, str] | None = None) -> list
     return names
 
 
-def connect(url: str | None = None) -> redis.Redis:
-    return redis.Redis.from_url(
-        url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
-    )
 
-
-_APPEND = """
-for i = 4, #KEYS do
-  local prior = redis.call('GET', KEYS[i])
-  if prior then return {0, tonumber(prior), 0, redis.call('GET', KEYS[3]) or false} end
-end
-local seq = redis.call('INCR', KEYS[1])
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-for i = 4, #KEYS do redis.call('SET', KEYS[i], seq, 'EX', ARGV[1]) end
-redis.call('XADD', KEYS[2], seq .. '-0', 'k', ARGV[2], 'd', ARGV[3], 't', ms)
-return {1, seq, ms, redis.call('GET', KEYS[3]) or false}
-"""
 
 _SET_IF_NEWER = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
@@ -122,77 +83,6 @@ return 0
 """
 
 
-@dataclass
-class Appended:
-    seq: int
-    new: bool  # False: a duplicate delivery, seq is the entry the first delivery got
-    t_ms: int
-    paused_at: int | None
-
-
-@dataclass
-class LogEntry:
-    seq: int
-    kind: str
-    event: dict[str, Any]
-    t_ms: int
-
-
-class EventLog:
-    """A domain's write-ahead log of clean events in a Redis stream, with duplicate suppression and pause."""
-
-    def __init__(self, client: redis.Redis, domain: Domain) -> None:
-        self.redis: Any = client
-        self.domain = domain
-        self._append = client.register_script(_APPEND)
-        self.seq_key = key(domain.name, "seq")
-        self.log_key = key(domain.name, "log")
-        self.paused_key = key(domain.name, "paused_at")
-
-    def dedup_keys(self, source: str | None, event_id: str | None, event: Mapping[str, Any], kind: str,
-                   kafka: tuple[Any, Any] | None = None) -> list[str]:
-        """The identities of one delivery: any one already seen makes it a duplicate."""
-        keys = []
-        if source and event_id:
-            keys.append(key(self.domain.name, "dedup", f"ce:{source}|{event_id}"))
-        if kafka and kafka[0] is not None and kafka[1] is not None:
-            keys.append(key(self.domain.name, "dedup", f"kafka:{self.domain.topic}:{kafka[0]}:{kafka[1]}"))
-        ident = event.get(self.domain.id_field)
-        if ident is not None:
-            keys.append(key(self.domain.name, "dedup", f"{'label' if kind == 'label' else 'id'}:{ident}"))
-        return keys
-
-    def append(self, kind: str, event: Mapping[str, Any], dedup_keys: Iterable[str]) -> Appended:
-        payload = json.dumps(event, separators=(",", ":"), sort_keys=True)
-        new, seq, t_ms, paused = self._append(
-            keys=[self.seq_key, self.log_key, self.paused_key, *dedup_keys], args=[DEDUP_TTL, kind, payload]
-        )
-        return Appended(int(seq), bool(new), int(t_ms), int(paused) if paused else None)
-
-    def read_after(self, seq: int, count: int = 2000) -> list[LogEntry]:
-        return [_entry(i, f) for i, f in self.redis.xrange(self.log_key, min=f"{seq + 1}-0", count=count)]
-
-    def head(self) -> int:
-        return int(self.redis.get(self.seq_key) or 0)
-
-    def paused_at(self) -> int | None:
-        value = self.redis.get(self.paused_key)
-        return int(value) if value is not None else None
-
-    def pause(self) -> int:
-        """Stop appliers at the current end of the log (idempotent); returns the pause position."""
-        self.redis.set(self.paused_key, self.head(), nx=True)
-        return int(self.redis.get(self.paused_key) or 0)
-
-    def resume(self) -> None:
-        self.redis.delete(self.paused_key)
-
-
-def _entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> LogEntry:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return LogEntry(int(text.split("-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]), int(fields[b"t"]))
-
-
 class ModelReplica:
     """One process's in-memory copy of a domain model, kept equal to the log. Thread-safe (one lock).
 
@@ -200,7 +90,7 @@ class ModelReplica:
     """
 
     def __init__(self, client: redis.Redis, domain: Domain, model_name: str | None = None, role: str = "follower",
-                 on_drift: Callable[[ModelReplica, Applied], None] | None = None) -> None:
+                 on_drift: Callable[[ModelReplica, Outcome], None] | None = None) -> None:
         self.redis: Any = client
         self.domain = domain
         self.model_name = model_name or domain.default_model
@@ -210,7 +100,7 @@ class ModelReplica:
         self.applied = threading.Condition(self.lock)  # notified whenever the local position moves
         self._expected: dict[int, float] = {}  # seq -> when a request of this process appended it (see expect)
         self.on_drift = on_drift
-        self.state = ModelState.fresh(domain, self.model_name)
+        self.state = OnlineModel.fresh(domain, self.model_name)
         self._summary_at = 0.0
         self._set_if_newer = client.register_script(_SET_IF_NEWER)
         self._add_point = client.register_script(_ADD_POINT)
@@ -234,25 +124,28 @@ class ModelReplica:
         blob, seq = self.redis.hmget(self.mkey("snapshot"), ["blob", "seq"])
         if blob is None or int(seq or 0) <= self.state.seq:
             return False
-        state = ModelState.from_bytes(blob)
+        state = OnlineModel.from_bytes(blob)
         with self.lock:
             self.state = state
         log.info("%s/%s: loaded snapshot at seq %d", self.domain.name, self.model_name, state.seq)
         return True
 
-    def install(self, state: ModelState) -> None:
+    def install(self, state: OnlineModel) -> None:
         """Write `state` as this model's snapshot (compare-and-set) and adopt it if it is ahead (restore)."""
         self.write_snapshot(state)
         self.redis.set(self.log.seq_key, state.seq, nx=True)
         self.load_snapshot()
 
-    # --- applying the log ---------------------------------------------------------------------
-    def catch_up(self, paused_at: int | None = None, check_pause: bool = True, batch: int = 2000) -> list[Applied]:
-        """Apply every log entry after the local position (up to a pause). Returns what was applied.
+    # --- learning the log ---------------------------------------------------------------------
+    def catch_up(self, paused_at: int | None = None, check_pause: bool = True, batch: int = 2000,
+                 on_learned: Callable[[LogEntry, Outcome], None] | None = None) -> list[Outcome]:
+        """Learn every log entry after the local position (up to a pause), in order. Returns what each did.
 
-        Reads happen outside the lock, so predictions served from this replica never wait on Redis.
+        The one replay loop of the platform: learners, followers and the assistant's read-only replicas all catch up
+        here. Reads happen outside the lock, so predictions served from this replica never wait on Redis.
+        on_learned: called under the lock with each entry and its outcome (e.g. to record its prediction).
         """
-        done: list[Applied] = []
+        done: list[Outcome] = []
         if check_pause:
             paused_at = self.log.paused_at()
         while True:
@@ -272,8 +165,11 @@ class ModelReplica:
                     if paused_at is not None and entry.seq > paused_at:
                         stop = True
                         break
-                    applied.append(self._apply(entry))
-                self._after_apply(applied)
+                    outcome = self._learn_entry(entry)
+                    applied.append(outcome)
+                    if on_learned is not None:
+                        on_learned(entry, outcome)
+                self._after_learning(applied)
                 done.extend(applied)
             if stop or len(entries) < batch:
                 break
@@ -290,7 +186,7 @@ class ModelReplica:
                 self._reset_to_snapshot()
 
     def expect(self, seq: int) -> None:
-        """Announce that a request of this process appended `seq` and is about to `apply_direct` it here."""
+        """Announce that a request of this process appended `seq` and is about to `learn_committed` it here."""
         now = time.monotonic()
         self._expected[seq] = now
         if len(self._expected) > 10_000:  # entries never applied here (a pause): forget the old ones
@@ -303,7 +199,7 @@ class ModelReplica:
             return False
         return all(s in self._expected for s in range(first, last + 1))
 
-    def apply_direct(self, entry: LogEntry, paused_at: int | None, wait: float = DIRECT_WAIT_S) -> list[Applied]:
+    def learn_committed(self, entry: LogEntry, paused_at: int | None, wait: float = DIRECT_WAIT_S) -> list[Outcome]:
         """Apply an event just appended: directly when it is next in line, else by catching up.
 
         Concurrent requests append in one order and reach the lock in another. When the entries before this one
@@ -318,8 +214,8 @@ class ModelReplica:
             if entry.seq > self.state.seq + 1 and wait > 0 and self._expecting(self.state.seq + 1, entry.seq - 1):
                 self.applied.wait_for(lambda: entry.seq <= self.state.seq + 1, timeout=wait)
             if entry.seq == self.state.seq + 1:
-                applied = [self._apply(entry)]
-                self._after_apply(applied)
+                applied = [self._learn_entry(entry)]
+                self._after_learning(applied)
                 return applied
             if entry.seq <= self.state.seq:
                 return []
@@ -330,16 +226,16 @@ class ModelReplica:
         if blob is None:
             if needed is not None:
                 raise RuntimeError(f"{self.domain.name}/{self.model_name}: log starts at {needed}, no snapshot covers it")
-            self.state = ModelState.fresh(self.domain, self.model_name)
+            self.state = OnlineModel.fresh(self.domain, self.model_name)
             return
-        self.state = ModelState.from_bytes(blob)
+        self.state = OnlineModel.from_bytes(blob)
         if needed is not None and self.state.seq + 1 < needed:
             raise RuntimeError(f"{self.domain.name}/{self.model_name}: snapshot at {self.state.seq}, log starts at {needed}")
         log.warning("%s/%s: reloaded snapshot at seq %d", self.domain.name, self.model_name, self.state.seq)
 
-    def _apply(self, entry: LogEntry) -> Applied:
+    def _learn_entry(self, entry: LogEntry) -> Outcome:
         self._expected.pop(entry.seq, None)
-        applied = self.state.apply(entry.seq, entry.kind, entry.event, entry.t_ms)
+        applied = self.state.learn_one(entry.seq, entry.kind, entry.event, entry.t_ms)
         if self.role == "learner":
             if entry.seq % HISTORY_EVERY == 0:
                 self._history_point(entry)
@@ -351,7 +247,7 @@ class ModelReplica:
                 self.write_snapshot(self.state)
         return applied
 
-    def _after_apply(self, applied: list[Applied]) -> None:
+    def _after_learning(self, applied: list[Outcome]) -> None:
         if not applied:
             return
         self.applied.notify_all()
@@ -381,7 +277,7 @@ class ModelReplica:
         self._summary_timer.start()
 
     # --- what learners publish ----------------------------------------------------------------
-    def write_snapshot(self, state: ModelState) -> bool:
+    def write_snapshot(self, state: OnlineModel) -> bool:
         blob = state.to_bytes()
         written = self._set_if_newer(
             keys=[self.mkey("snapshot")],
@@ -420,63 +316,17 @@ class ModelReplica:
             DRIFTS.labels(self.domain.name, self.model_name).inc()
 
     # --- predictions --------------------------------------------------------------------------
-    def predict(self, x: dict[str, Any]) -> tuple[Any, ModelState]:
+    def predict_one(self, x: dict[str, Any]) -> tuple[Any, OnlineModel]:
         with self.lock:
-            return self.state.predict(x), self.state
-
-
-class LogFollower(threading.Thread):
-    """Keeps replicas fresh: blocks on the domains' logs (XREAD, ~100 ms) and applies what arrives."""
-
-    def __init__(self, client: redis.Redis, replicas: list[ModelReplica], block_ms: int = 100) -> None:
-        super().__init__(name="coelho-log-follower", daemon=True)
-        self.redis: Any = client
-        self.replicas = replicas
-        self.block_ms = block_ms
-        self.stopping = threading.Event()
-        self.error: str | None = None
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.step()
-                self.error = None
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self.error = f"redis: {exc}"
-                self.stopping.wait(0.5)
-            except Exception as exc:  # keep following; readiness reports it
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.exception("log follower")
-                self.stopping.wait(0.5)
-
-    def step(self) -> None:
-        by_domain: dict[str, list[ModelReplica]] = {}
-        for replica in self.replicas:
-            by_domain.setdefault(replica.domain.name, []).append(replica)
-        paused = self.redis.mget([key(d, "paused_at") for d in by_domain])
-        streams = {}
-        for (domain, replicas), pause in zip(by_domain.items(), paused, strict=True):
-            pause_at = int(pause) if pause is not None else None
-            for replica in replicas:
-                replica.catch_up(paused_at=pause_at, check_pause=False)
-            position = min(r.state.seq for r in replicas)
-            if pause_at is None or position < pause_at:  # a paused, caught-up domain has nothing to wait for
-                streams[key(domain, "log")] = f"{position}-0"
-        if not streams:
-            self.stopping.wait(self.block_ms / 1000)
-            return
-        # Wait for anything new (the entries are read again by catch_up, which handles pauses and gaps).
-        self.redis.xread(streams, count=1, block=self.block_ms)
-
-    def stop(self) -> None:
-        self.stopping.set()
+            return self.state.predict_one(x), self.state
 
 
 def replicas_for(client: redis.Redis, role: str, domains: Iterable[str] | None = None,
-                 on_drift: Callable[[ModelReplica, Applied], None] | None = None) -> dict[str, list[ModelReplica]]:
+                 on_drift: Callable[[ModelReplica, Outcome], None] | None = None) -> dict[str, list[ModelReplica]]:
     """The replicas a process keeps: each domain's configured models (COELHO_MODEL_<DOMAIN>)."""
     out: dict[str, list[ModelReplica]] = {}
     for name in domains or DOMAINS:
         domain = get_domain(name)
         out[domain.name] = [ModelReplica(client, domain, m, role=role, on_drift=on_drift) for m in models_for(domain)]
     return out
+

@@ -28,7 +28,7 @@ def _settings() -> Any:
 
 
 def _redis() -> Any:
-    from functions.model_store import connect
+    from functions.model_state.keys import connect
 
     return connect(_settings().redis_url)
 
@@ -87,7 +87,8 @@ def invoke(function: str, ce_type: str, source: str, ce_id: str | None, data: st
 def model_rows(client: Any) -> list[dict[str, Any]]:
     """Per domain model: name, version, events learned, paused or live, main metrics, last checkpoint."""
     from eventing.domains import DOMAINS
-    from functions.model_store import key, log_behind, model_key, models_for
+    from functions.model_state.keys import key, log_behind, model_key
+    from functions.model_state.replica import models_for
 
     rows = []
     for domain in DOMAINS.values():

@@ -13,25 +13,27 @@ import redis
 from streams import events
 
 from eventing.domains import get_domain
-from functions import model_store
-from functions.model_state import ModelState
-from functions.model_store import EventLog, LogEntry, ModelReplica
+from functions.model_state import replica as replica_module
+from functions.model_state.keys import model_key
+from functions.model_state.event_log import EventLog, LogEntry
+from functions.model_state.online_model import OnlineModel
+from functions.model_state.replica import ModelReplica
 
 
-def replay(domain_name: str, entries: list[tuple[str, dict]], model: str | None = None) -> ModelState:
+def replay(domain_name: str, entries: list[tuple[str, dict]], model: str | None = None) -> OnlineModel:
     """The reference: the distinct events applied in one process, in order."""
-    state = ModelState.fresh(get_domain(domain_name), model)
+    state = OnlineModel.fresh(get_domain(domain_name), model)
     for i, (kind, event) in enumerate(entries, start=1):
-        state.apply(i, kind, event, 0)
+        state.learn_one(i, kind, event, 0)
     return state
 
 
-def assert_same_model(a: ModelState, b: ModelState, probes: list[dict]) -> None:
+def assert_same_model(a: OnlineModel, b: OnlineModel, probes: list[dict]) -> None:
     domain = a.domain
     assert (a.seq, a.events_learned) == (b.seq, b.events_learned)
     for event in probes:
         x = domain.features(event)
-        pa, pb = a.predict(x), b.predict(x)
+        pa, pb = a.predict_one(x), b.predict_one(x)
         if isinstance(pa, float):
             assert pa == pytest.approx(pb, rel=1e-9, abs=1e-12)
         else:
@@ -49,7 +51,7 @@ def send(replica: ModelReplica, event: dict, ce_id: str, kind: str = "record") -
     log = replica.log
     appended = log.append(kind, event, log.dedup_keys("/coelho/tests", ce_id, event, kind))
     if appended.new:
-        replica.apply_direct(LogEntry(appended.seq, kind, event, appended.t_ms), appended.paused_at)
+        replica.learn_committed(LogEntry(appended.seq, kind, event, appended.t_ms), appended.paused_at)
     return appended.new
 
 
@@ -102,8 +104,8 @@ def test_concurrent_replicas_apply_the_log_order(redis_url: str) -> None:
 
 
 def test_cold_replica_loads_snapshot_and_replays_after_trim(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(model_store, "SNAPSHOT_EVERY", 200)
-    monkeypatch.setattr(model_store, "TRIM_MARGIN", 0)
+    monkeypatch.setattr(replica_module, "SNAPSHOT_EVERY", 200)
+    monkeypatch.setattr(replica_module, "TRIM_MARGIN", 0)
     domain = get_domain("eta")
     stream = events("eta", 1050, seed=11)
     learner = ModelReplica(redis.Redis.from_url(redis_url), domain, role="learner")
@@ -121,7 +123,7 @@ def test_cold_replica_loads_snapshot_and_replays_after_trim(redis_url: str, monk
     behind = ModelReplica(client, domain, role="follower")
     behind.catch_up()
     assert behind.state.seq == len(stream)
-    history = client.zrange(model_store.model_key("eta", domain.default_model, "history"), 0, -1)
+    history = client.zrange(model_key("eta", domain.default_model, "history"), 0, -1)
     assert [json.loads(h)["seq"] for h in history] == list(range(100, 1001, 100))
 
 
@@ -152,7 +154,7 @@ def test_delayed_label_is_scored_with_the_prediction_made_on_arrival(redis_url: 
     for i, event in enumerate(stream[:300]):
         send(learner, event, f"l-{i}")
     record = {k: v for k, v in stream[300].items() if k != "is_fraud"}
-    expected = learner.state.predict(domain.features(record))
+    expected = learner.state.predict_one(domain.features(record))
     assert send(learner, record, "late-record", kind="unlabeled")
     for i, event in enumerate(stream[301:350], start=301):  # the model moves on meanwhile
         send(learner, event, f"l-{i}")
@@ -168,13 +170,13 @@ def test_delayed_label_is_scored_with_the_prediction_made_on_arrival(redis_url: 
 def test_slim_snapshot_keeps_predictions_after_further_learning() -> None:
     domain = get_domain("eta")
     stream = events("eta", 1500, seed=4)
-    state = ModelState.fresh(domain, "hoeffding_adaptive_tree")
+    state = OnlineModel.fresh(domain, "hoeffding_adaptive_tree")
     for i, e in enumerate(stream[:1000], start=1):
-        state.apply(i, "record", e, 0)
-    copy = ModelState.from_bytes(state.to_bytes())
+        state.learn_one(i, "record", e, 0)
+    copy = OnlineModel.from_bytes(state.to_bytes())
     for i, e in enumerate(stream[1000:], start=1001):
-        state.apply(i, "record", e, 0)
-        copy.apply(i, "record", e, 0)
+        state.learn_one(i, "record", e, 0)
+        copy.learn_one(i, "record", e, 0)
     assert_same_model(state, copy, stream[:50])
 
 
@@ -195,11 +197,11 @@ def test_out_of_order_requests_of_one_process_wait_for_each_other_instead_of_rer
         appended = log.append("record", event, log.dedup_keys("/coelho/tests", f"w-{i}", event, "record"))
         replica.expect(appended.seq)
         entries.append(LogEntry(appended.seq, "record", event, appended.t_ms))
-    second = threading.Thread(target=replica.apply_direct, args=(entries[1], None))
+    second = threading.Thread(target=replica.learn_committed, args=(entries[1], None))
     second.start()  # seq 2 first: it waits for seq 1
     time.sleep(0.05)
     assert replica.state.seq == 0
-    replica.apply_direct(entries[0], None)
+    replica.learn_committed(entries[0], None)
     second.join(5)
     assert replica.state.seq == 2 and reads == []
     # an entry appended by another replica (not announced here) is read back from the log at once
@@ -208,7 +210,7 @@ def test_out_of_order_requests_of_one_process_wait_for_each_other_instead_of_rer
     fourth = events("tfd", 1, seed=22)[0]
     appended = log.append("record", fourth, log.dedup_keys("/coelho/tests", "w-3", fourth, "record"))
     started = time.monotonic()
-    replica.apply_direct(LogEntry(appended.seq, "record", fourth, appended.t_ms), None)
-    assert replica.state.seq == 4 and reads and time.monotonic() - started < model_store.DIRECT_WAIT_S
+    replica.learn_committed(LogEntry(appended.seq, "record", fourth, appended.t_ms), None)
+    assert replica.state.seq == 4 and reads and time.monotonic() - started < replica_module.DIRECT_WAIT_S
     reference = replay("tfd", [("record", e) for e in [*stream, fourth]])
     assert_same_model(replica.state, reference, stream)

@@ -13,7 +13,7 @@ are the model's, not one process's:
                                                                     model has not applied yet (summary, <= 0.5 s old)
 
 model_version is the MLflow version of the last checkpoint the live model builds on ("none" before the first).
-Observability (issue 7) owns this module; keys are those of functions/model_store.py.
+Observability (issue 7) owns this module; keys are those of functions/model_state/replica.py.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from eventing.domains import DOMAINS
-from functions.model_store import key, log_behind, model_key
+from functions.model_state.keys import key, log_behind, model_key
 
-log = logging.getLogger("coelho.functions.model_metrics")
+log = logging.getLogger("coelho.functions.model_state.metrics")
 
 
 class ModelMetricsCollector(Collector):

@@ -1,6 +1,6 @@
 """What the assistant's tools read: live model state in Redis, versions in MLflow, service health. Read only.
 
-The model state belongs to the functions (functions/model_store.py: a per-domain event log plus snapshots);
+The model state belongs to the functions (functions/model_state/replica.py: a per-domain event log plus snapshots);
 this module only reads it, through `ReadOnlyRedis`, which refuses every command that is not a read. The live
 model the explain tool uses is a follower `ModelReplica` kept in this process: it loads the latest snapshot and
 replays the log after it, so it equals the learner's model (the state is a deterministic function of the log),
@@ -27,8 +27,10 @@ import requests
 from coelho.settings import Settings
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
-from functions.chat_explain import explain
-from functions.model_store import key, model_key, models_for
+from functions.assistant.explain import explain
+from functions.model_state.keys import key, model_key
+from functions.model_state.replica import models_for
+from producers.controls import enabled_key, rate_key
 
 RECENT_KEPT = 50
 HTTP_TIMEOUT = 1.5
@@ -249,7 +251,7 @@ class PlatformReader:
     def _separating_features(self, model: str, only: int | None) -> Any:
         """Per macro-cluster centre: the standardised features furthest from 0 (the scaler's mean = average event)."""
         replica = self._replica("ecci", model)
-        from functions.chat_explain import _unwrap
+        from functions.assistant.explain import _unwrap
 
         with replica.lock:
             _, estimator, _ = _unwrap(replica.state.model)
@@ -292,7 +294,7 @@ class PlatformReader:
             state = replica.state
             if state.events_learned == 0:
                 return {"error": f"the {domain} model has learned nothing yet: there is nothing to explain"}
-            prediction = state.predict(x)
+            prediction = state.predict_one(x)
             explanation = explain(state.model, x)
             seq, learned = state.seq, state.events_learned
         result: dict[str, Any] = {"domain": domain, "model": model, "log_position": seq, "events_learned": learned}
@@ -360,7 +362,7 @@ class PlatformReader:
             if newest > oldest:
                 rate = round((len(entries) - 1) / ((newest - oldest) / 1000), 2)
         last_ms = int(entries[0][1][b"t"]) if entries else None
-        enabled, producer_rate = self.redis.mget(f"coelho:producer:{domain}:enabled", f"coelho:producer:{domain}:rate")
+        enabled, producer_rate = self.redis.mget(enabled_key(domain), rate_key(domain))
         drift_last = self.redis.zrevrange(model_key(domain, model, "drift"), 0, 0)
         head = int(_text(self.redis.get(key(domain, "seq"))) or 0)
         return {
@@ -403,7 +405,7 @@ class PlatformReader:
 
     # --- the live model, followed read-only -------------------------------------------------------
     def _replica(self, domain: str, model: str) -> Any:
-        from functions.model_store import ModelReplica
+        from functions.model_state.replica import ModelReplica
 
         with self._lock:
             replica = self._replicas.get((domain, model))
@@ -417,28 +419,14 @@ class PlatformReader:
     def _follow(self, replica: Any, recent: deque[dict[str, Any]]) -> None:
         """Bring the replica to the end of the log (up to a pause), recording each test-then-train prediction."""
         d = replica.domain
-        with replica.lock:
-            if replica.state.seq == 0:  # cold: start from the latest snapshot, then replay the log after it
-                replica.load_snapshot()
-            paused = _text(self.redis.get(key(d.name, "paused_at")))
-            stop_at = int(paused) if paused is not None else None
-            for _ in range(100):  # at most 200k entries per call
-                entries = replica.log.read_after(replica.state.seq)
-                if not entries:
-                    break
-                if entries[0].seq != replica.state.seq + 1:  # the log was trimmed under us: take the snapshot
-                    replica._reset_to_snapshot(needed=entries[0].seq)
-                    continue
-                done = False
-                for entry in entries:
-                    if stop_at is not None and entry.seq > stop_at:
-                        done = True
-                        break
-                    applied = replica.state.apply(entry.seq, entry.kind, entry.event, entry.t_ms)
-                    if entry.kind != "label":
-                        recent.append(_prediction_row(d, entry.event, applied.prediction))
-                if done:
-                    break
+
+        def record(entry: Any, outcome: Any) -> None:
+            if entry.kind != "label":
+                recent.append(_prediction_row(d, entry.event, outcome.prediction))
+
+        if replica.state.seq == 0:  # cold: start from the latest snapshot, then replay the log after it
+            replica.load_snapshot()
+        replica.catch_up(on_learned=record)
 
 
 def _prediction_row(d: Any, event: Mapping[str, Any], prediction: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Registered model per domain: `coelho-<domain>` (e.g. coelho-tfd); each version is tagged with the model name,
 the log position (seq) and the events learned, so several models of one domain can live side by side.
-The artifact is `model/state.pkl.lz4`: a `ModelState` (model + metrics + seq), the same bytes as a Redis
+The artifact is `model/state.pkl.lz4`: a `OnlineModel` (model + metrics + seq), the same bytes as a Redis
 snapshot. MLflow is imported lazily: it costs seconds of start-up and only checkpoint/restore need it.
 """
 
@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functions.cloudevent_app import DependencyUnavailable
-from functions.model_state import ModelState
+from functions.middleware.app import DependencyUnavailable
+from functions.model_state.online_model import OnlineModel
 
-log = logging.getLogger("coelho.functions.registry")
+log = logging.getLogger("coelho.functions.model_state.registry")
 
 ARTIFACT = "state.pkl.lz4"
 
@@ -53,7 +53,7 @@ def _mlflow_call(what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
-def log_checkpoint(state: ModelState, blob: bytes, summary: dict[str, Any]) -> dict[str, Any]:
+def log_checkpoint(state: OnlineModel, blob: bytes, summary: dict[str, Any]) -> dict[str, Any]:
     """Log one checkpoint run and register a new model version. Returns what was registered."""
     client = _client()
     domain, model = state.domain_name, state.model_name
@@ -114,7 +114,7 @@ def latest_version(domain: str, model: str) -> Any | None:
     return max(mine, key=lambda v: int(v.version), default=None)
 
 
-def restore_latest(domain: str, model: str) -> tuple[ModelState, int] | None:
+def restore_latest(domain: str, model: str) -> tuple[OnlineModel, int] | None:
     """The state of the latest registered version (and its version number), or None if there is none."""
     version = latest_version(domain, model)
     if version is None:
@@ -122,6 +122,6 @@ def restore_latest(domain: str, model: str) -> tuple[ModelState, int] | None:
     client = _client()
     with tempfile.TemporaryDirectory() as tmp:
         path = _mlflow_call("download", client.download_artifacts, version.run_id, f"model/{ARTIFACT}", tmp)
-        state = ModelState.from_bytes(Path(path).read_bytes())
+        state = OnlineModel.from_bytes(Path(path).read_bytes())
     log.info("restored %s/%s from registered version %s (seq %d)", domain, model, version.version, state.seq)
     return state, int(version.version)

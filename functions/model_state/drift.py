@@ -17,7 +17,7 @@ What is watched (`error_signal`), per task, and why (measured in docs/adr/0071-d
 - when the error went UP (ADWIN also cuts its window when the error falls, e.g. as a model adapts after a drift);
 - at least `min_gap` events after the previous report (ADWIN can cut several times while one change settles).
 
-It is part of `ModelState` (pickled with it), so every replica that applies the same log reports the same drifts.
+It is part of `OnlineModel` (pickled with it), so every replica that applies the same log reports the same drifts.
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""The Redis key layout of the model state, and the connection to it. Imports neither River nor the domains, so
+the dashboard and the benchmarks read the same keys the functions write.
+
+Keys (prefix coelho:<domain>:):
+    seq, log (stream, entry id "<seq>-0", fields k=kind d=json t=ms), dedup:<key>, paused_at, models (set),
+    model:<name>:snapshot (hash seq, blob, events_learned, written_ms), model:<name>:summary (hash seq, json),
+    model:<name>:history (zset score=seq, member=json), model:<name>:drift (zset), model:<name>:checkpoint (json),
+    model:<name>:restored_from (the MLflow version a model was restored from)
+
+    >>> key("tfd", "seq")
+    'coelho:tfd:seq'
+    >>> model_key("tfd", "logistic_regression", "summary")
+    'coelho:tfd:model:logistic_regression:summary'
+    >>> log_behind(b"120", "100"), log_behind(None, 5)
+    (20, 0)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import redis
+
+
+def key(domain: str, *parts: str) -> str:
+    """A key of a domain's model state."""
+    return ":".join(("coelho", domain, *parts))
+
+
+def model_key(domain: str, model: str, part: str) -> str:
+    """A key of one model of a domain."""
+    return key(domain, "model", model, part)
+
+
+def log_behind(head: Any, applied: Any) -> int:
+    """Entries committed to a domain's log (its `seq`, the head) that a model has not applied yet (its position,
+    e.g. the summary's `seq`): what a paused or slow model owes. Raw Redis values (bytes, None) are accepted."""
+    return max(0, int(head or 0) - int(applied or 0))
+
+
+
+def connect(url: str | None = None) -> redis.Redis:
+    return redis.Redis.from_url(
+        url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
+    )

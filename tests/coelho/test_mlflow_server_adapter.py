@@ -74,7 +74,9 @@ def test_other_commands_still_go_to_mlflows_launcher(mlflow_module: Any, monkeyp
     monkeypatch.setattr(mlflow_module, "_exec_cmd", launcher)
     assert mlflow_server.serve_uvicorn_in_process(run=lambda args: pytest.fail("uvicorn must not run"))
     assert mlflow_module._exec_cmd is not launcher
-    assert mlflow_module._exec_cmd([sys.executable, "-m", "huey"], extra_env={"A": "1"}, synchronous=False) == "launched"
+    assert (
+        mlflow_module._exec_cmd([sys.executable, "-m", "huey"], extra_env={"A": "1"}, synchronous=False) == "launched"
+    )
     assert launched == [([sys.executable, "-m", "huey"], {"A": "1"}, {"synchronous": False})]
 
 
@@ -85,7 +87,11 @@ def test_without_the_private_launcher_nothing_is_replaced(mlflow_module: Any, mo
 
 
 def test_uvicorn_args() -> None:
-    assert mlflow_server.uvicorn_args(["/usr/bin/python", "-m", "uvicorn", "--port", "1", "app"]) == ["--port", "1", "app"]
+    assert mlflow_server.uvicorn_args(["/usr/bin/python", "-m", "uvicorn", "--port", "1", "app"]) == [
+        "--port",
+        "1",
+        "app",
+    ]
     assert mlflow_server.uvicorn_args(["/usr/bin/python", "-m", "huey"]) is None
     assert mlflow_server.uvicorn_args(["uvicorn"]) is None
 
@@ -96,6 +102,7 @@ def test_platform_mlflow_serves_from_one_process(platform: Any) -> None:
     processes = platform.processes("mlflow")
     assert len(processes) == 1, [p.cmdline() for p in processes]  # two: the adapter no longer applies
     assert "coelho.mlflow_server" in processes[0].cmdline()
-    resp = requests.post(f"{platform.settings.mlflow_uri}/api/2.0/mlflow/experiments/search",
-                         json={"max_results": 1}, timeout=30)
+    resp = requests.post(
+        f"{platform.settings.mlflow_uri}/api/2.0/mlflow/experiments/search", json={"max_results": 1}, timeout=30
+    )
     assert resp.status_code == 200 and "experiments" in resp.json(), resp.text

@@ -4,7 +4,7 @@ Private Redis (the platform's service, free ports), one learn-one and one predic
 record to learn-one; when its `learned` reply arrives (the event is committed and applied by the learner), poll
 predict-one (plain JSON POST, back to back) until a prediction reports a log position (`seq`) at or past that
 event. The delay is reply -> first reflecting prediction. Background learning runs meanwhile at --rate events/s.
-Target (issue 5): <= 1 s.
+Target: <= 1 s.
 
     .venv/bin/python bench/freshness.py [--samples 100] [--rate 200]
 """

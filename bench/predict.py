@@ -4,7 +4,7 @@ Starts a private Redis (the platform's own service, free ports), teaches each do
 through the event log, then runs one predict-one process per HTTP server (gunicorn gthread, waitress, werkzeug
 threaded) and drives it with closed-loop keep-alive clients sending `prediction.requested` CloudEvents (binary
 mode). The client runs on the same 2-core machine, so figures are a lower bound of the server's capacity.
-Targets (issue 5): p50 <= 3 ms and p99 <= 15 ms at 16 concurrent, >= 1,500 predictions/s per process.
+Targets: p50 <= 3 ms and p99 <= 15 ms at 16 concurrent, >= 1,500 predictions/s per process.
 
 --variants fast,flask runs each server with predict-one's WSGI fast path on and off (COELHO_PREDICT_FAST,
 docs/adr/0072-predict-one-latency.md) in the same run, so the ratio is meaningful on a shared machine;

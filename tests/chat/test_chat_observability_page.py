@@ -1,4 +1,4 @@
-"""A conversation on the Observability page (issue 8): its example question, the platform-health tool, an answer
+"""A conversation on the Observability page: its example question, the platform-health tool, an answer
 built from tool results that match the live platform.
 
 Same shape as test_chat_pages.py: the stand-in plays Claude, asks for get_platform_health, then writes its

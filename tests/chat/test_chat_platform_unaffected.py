@@ -1,4 +1,4 @@
-"""Issue 8: when the Claude API fails, "the rest of the platform is unaffected": right after a failing chat
+"""When the Claude API fails, the rest of the platform is unaffected: right after a failing chat
 request on the same platform, learn-one and predict-one keep answering (and learning)."""
 
 from __future__ import annotations

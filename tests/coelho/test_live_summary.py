@@ -1,4 +1,4 @@
-"""`coelho up`'s live summary reports a service that died (issue 2), fed with a real Platform's status.
+"""`coelho up`'s live summary reports a service that died, fed with a real Platform's status.
 
 Cheap stand-in rows (as in test_runtime.py): a plain TCP listener and a `learn` that serves /metrics the way
 learn-one does, started and killed by the real runtime; the line is the one `up` prints every interval.

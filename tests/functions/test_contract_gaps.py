@@ -1,12 +1,12 @@
-"""Gaps of issues 5 and 7 an audit found untested, against the real function processes and Redis.
+"""Promises of the functions an audit found untested, against the real function processes and Redis.
 
-- issue 5, metrics: each domain's live metrics (the summary learn-one keeps in Redis, what `coelho models --json`
-  and the dashboard read) hold exactly the metric set the issue lists, with real values after learning;
-- issue 5, failure contract: MLflow down -> checkpoint answers 503 (retryable), never a 2xx; Redis down ->
-  predict-one answers 503 once its models can no longer be kept fresh;
-- issue 5, "checkpointing never pauses learning": while a checkpoint is stuck in MLflow, learn-one keeps
-  answering and committing events;
-- issue 7, drift: a drift detected by learn-one is posted to BROKER_URL as a `<domain>.drift` CloudEvent.
+- metrics: each domain's live metrics (the summary learn-one keeps in Redis, what `coelho models --json` and the
+  dashboard read) hold exactly the metric set below, with real values after learning;
+- failure contract: MLflow down -> checkpoint answers 503 (retryable), never a 2xx; Redis down -> predict-one
+  answers 503 once its models can no longer be kept fresh;
+- checkpointing never pauses learning: while a checkpoint is stuck in MLflow, learn-one keeps answering and
+  committing events;
+- drift: a drift detected by learn-one is posted to BROKER_URL as a `<domain>.drift` CloudEvent.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from functions.model_state.replica import models_for
 
 pytestmark = pytest.mark.stack
 
-# What issue 5 lists per domain ("Metrics, kept with the model state"), under the names the summary uses.
-ISSUE_METRICS = {
+# The metrics kept with each domain's model state, under the names the summary uses.
+EXPECTED_METRICS = {
     "tfd": {"Accuracy", "Precision", "Recall", "F1", "FBeta(2)", "BalancedAccuracy", "MCC", "GeometricMean",
             "CohenKappa", "Jaccard", "ROCAUC", "RollingROCAUC", "LogLoss", "ConfusionMatrix", "ClassificationReport"},
     "eta": {"MAE", "RMSE", "MAPE", "SMAPE", "R2", "RMSLE", "RollingMAE", "TimeRollingMAE"},
@@ -113,12 +113,12 @@ def finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# --- 1. the metric set of issue 5 --------------------------------------------------------------------
+# --- 1. the metric set of each domain ----------------------------------------------------------------
 def check_metric_set(domain: str, summary: dict[str, Any]) -> None:
     metrics = summary["metrics"]
-    assert set(metrics) == ISSUE_METRICS[domain], f"{domain}: {sorted(metrics)}"
+    assert set(metrics) == EXPECTED_METRICS[domain], f"{domain}: {sorted(metrics)}"
     if domain == "tfd":
-        for name in ISSUE_METRICS["tfd"] - {"ConfusionMatrix", "ClassificationReport"}:
+        for name in EXPECTED_METRICS["tfd"] - {"ConfusionMatrix", "ClassificationReport"}:
             assert finite(metrics[name]), (name, metrics[name])
         matrix = metrics["ConfusionMatrix"]
         assert sum(n for row in matrix.values() for n in row.values()) == summary["events_learned"]
@@ -128,11 +128,11 @@ def check_metric_set(domain: str, summary: dict[str, Any]) -> None:
         p, r = metrics["Precision"], metrics["Recall"]
         assert metrics["FBeta(2)"] == pytest.approx(5 * p * r / (4 * p + r) if p + r else 0.0), "FBeta is not beta=2"
     elif domain == "eta":
-        for name in ISSUE_METRICS["eta"]:
+        for name in EXPECTED_METRICS["eta"]:
             assert finite(metrics[name]), (name, metrics[name])
         assert metrics["RMSE"] >= metrics["MAE"] > 0
     else:
-        for name in ISSUE_METRICS["ecci"]:
+        for name in EXPECTED_METRICS["ecci"]:
             assert finite(metrics[name]), (name, metrics[name])
         assert isinstance(summary["n_clusters"], int) and summary["n_clusters"] >= 1, summary["n_clusters"]
         assert isinstance(summary["n_micro_clusters"], int) and summary["n_micro_clusters"] >= summary["n_clusters"]
@@ -152,7 +152,7 @@ def check_metric_set(domain: str, summary: dict[str, Any]) -> None:
                     assert sum(dist.values()) <= 1 + 0.0005 * len(dist) + 1e-9  # shares rounded to 3 places
 
 
-def test_live_metrics_are_exactly_the_set_issue_5_lists(stack: Any) -> None:
+def test_live_metrics_are_exactly_the_expected_set(stack: Any) -> None:
     from click.testing import CliRunner
 
     from coelho.platform_commands import models
@@ -175,7 +175,7 @@ def test_live_metrics_are_exactly_the_set_issue_5_lists(stack: Any) -> None:
     rows = json.loads(CliRunner().invoke(models, ["--json"], env=function_env(stack.settings, "learn")).output)
     for row in rows:
         domain = get_domain(row["domain"])
-        assert set(row["metrics"]) == set(domain.main_metrics) <= ISSUE_METRICS[domain.name]
+        assert set(row["metrics"]) == set(domain.main_metrics) <= EXPECTED_METRICS[domain.name]
         assert all(finite(v) for v in row["metrics"].values()), row
         assert row["events_learned"] >= LEARNED
         assert ("n_clusters" in row) is (domain.name == "ecci")
@@ -253,7 +253,7 @@ def test_predict_with_redis_down_answers_503(stack: Any) -> None:
     assert response.status_code == 200, response.text  # and serves again once Redis is back
 
 
-# --- 4. issue 7: a detected drift becomes a drift CloudEvent on the Broker ---------------------------------
+# --- 4. a detected drift becomes a drift CloudEvent on the Broker ------------------------------------------
 DRIFT_AT = 2000  # eta, seed 2: detected at record 2056 (tests/observability/test_producer_drift.py, bench/drift.py)
 
 

@@ -1,4 +1,4 @@
-"""What the Knative Services say, not only that they are well-formed (issue 4, ADR 0021):
+"""What the Knative Services say, not only that they are well-formed (ADR 0021):
 
 - predict-one scales on concurrency (KPA, a target, min scale 0 so it may scale to zero, a max scale);
 - learn-one keeps per-model order: a fixed scale of one warm replica, every Trigger into it ordered (one event per

@@ -292,7 +292,7 @@ def test_observability_page_is_mounted(dashboard: Any, page: Any) -> None:
     no_traceback(page)
 
 
-# --- the features the issue lists, one by one -------------------------------------------------------------------
+# --- the dashboard's features, one by one -----------------------------------------------------------------------------
 BOKEH_TEXTS = """() => {
   const out = [];
   for (const doc of Bokeh.documents) for (const m of doc.all_models) if (typeof m.text === "string") out.push(m.text);

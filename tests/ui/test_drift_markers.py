@@ -1,4 +1,4 @@
-"""A detected drift is marked on each domain page's metric charts (issue 7), not only on the Observability page.
+"""A detected drift is marked on each domain page's metric charts, not only on the Observability page.
 
 The real page objects are built with a live snapshot (ui.live.DomainLive, as the poller publishes it) whose
 `drifts_at` lists where drift was detected; the test opens the "Metric charts" tab and inspects the Bokeh

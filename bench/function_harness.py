@@ -64,16 +64,21 @@ def cpu_seconds(url: str) -> float:
 
 @contextmanager
 def function_process(settings: Any, name: str, server: str = "gunicorn", threads: int = 16,
-                     extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """`python -m functions.<name>` on a free port with COELHO_SERVER=server; yields its URL."""
+                     extra_env: dict[str, str] | None = None, tree: str | None = None) -> Iterator[str]:
+    """`python -m functions.<name>` on a free port with COELHO_SERVER=server; yields its URL.
+
+    tree: another checkout of the project to run the function from (e.g. a `git worktree` of an earlier commit),
+    so a bench compares two versions of the code in one run, on the same machine state."""
     from coelho.services import python_service_env
 
     port = free_port()
     env = {**os.environ, **python_service_env(settings, name), "PORT": str(port), "COELHO_SERVER": server,
            "COELHO_THREADS": str(threads), "LOG_LEVEL": "WARNING", **(extra_env or {})}
     log = open(settings.data_dir / f"bench-{name}-{port}.log", "wb")  # noqa: SIM115
+    if tree:
+        env["PYTHONPATH"] = tree
     proc = subprocess.Popen([sys.executable, "-m", f"functions.{name}"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, cwd=tree)
     url = f"http://127.0.0.1:{port}"
     PIDS[url] = proc.pid
     try:

@@ -12,16 +12,16 @@ For each domain, in one run on a private platform (real Kafka, router, Redis, le
    position (its /metrics, sampled every 20 ms) covered the entry, minus the send time.
 
     .venv/bin/python bench/learn.py [--domains tfd,eta,ecci] [--events 3000]
-    .venv/bin/python bench/learn.py --http-only [--variants flask,fast] [--server waitress]
+    .venv/bin/python bench/learn.py --http-only [--compare-with DIR] [--server waitress]
     .venv/bin/python bench/learn.py --domains tfd --model adaptive_random_forest   # the forest ratio
 
 --model NAME learns with that model of the domain (learn-one gets COELHO_MODEL_<DOMAIN>=NAME, the in-process
 figure uses the same model); `end_to_end_vs_in_process` is the end-to-end rate over the in-process
 test-then-train rate of the same events (target >= 0.8 for forests).
 
---http-only runs steps 1, 3 and 4 only, once per variant in the same run: `fast` is learn-one's WSGI direct
-path (COELHO_LEARN_FAST=1, the default), `flask` the Flask + CloudEvents SDK route (COELHO_LEARN_FAST=0); Redis
-is emptied before each variant so both learn the same events from scratch. learn_cpu_us_per_event is the
+--http-only runs steps 1, 3 and 4 only; with --compare-with DIR, once for this checkout and once for another (e.g.
+a `git worktree` of an earlier commit) in the same run. Redis is emptied before each so both learn the same events
+from scratch. learn_cpu_us_per_event is the
 function process's CPU time per event (load-independent); compare rates only within one run.
 """
 
@@ -174,10 +174,11 @@ def http_only_run(args: Any) -> None:
     variants: dict[str, dict[str, Any]] = {}
     with private_platform(["redis"]) as platform:
         client = redis.Redis.from_url(platform.settings.redis_url)
-        for variant in args.variants.split(","):
-            client.flushall()  # the same events, learned from scratch, for every variant
-            env = {"COELHO_RESTORE": "0", "COELHO_LEARN_FAST": "0" if variant == "flask" else "1"}
-            with function_process(platform.settings, "learn", server=args.server, extra_env=env) as url:
+        trees = {"current": None, **({"compared": args.compare_with} if args.compare_with else {})}
+        for variant, tree in trees.items():
+            client.flushall()  # the same events, learned from scratch, for every version of the code
+            env = {"COELHO_RESTORE": "0"}
+            with function_process(platform.settings, "learn", server=args.server, extra_env=env, tree=tree) as url:
                 results: dict[str, Any] = {}
                 for name in args.domains.split(","):
                     results[name] = http_only_domain(url, name, args.events, args.latency_seconds, args.model)
@@ -185,12 +186,12 @@ def http_only_run(args: Any) -> None:
             variants[variant] = results
     out: dict[str, Any] = {"bench": "learn", "path": "HTTP -> learn-one -> committed (no Kafka/router)",
                            "server": args.server, "load_average": load_average(), "variants": variants}
-    if "flask" in variants and "fast" in variants:
-        out["fast_vs_flask"] = {
-            name: {"http_per_s": round(variants["fast"][name]["http_per_s"] / variants["flask"][name]["http_per_s"], 2),
-                   "cpu_per_event": round(variants["fast"][name]["learn_cpu_us_per_event"]
-                                          / variants["flask"][name]["learn_cpu_us_per_event"], 2)}
-            for name in variants["fast"]
+    if "compared" in variants:
+        out["current_vs_compared"] = {
+            name: {"http_per_s": round(variants["current"][name]["http_per_s"] / variants["compared"][name]["http_per_s"], 2),
+                   "cpu_per_event": round(variants["current"][name]["learn_cpu_us_per_event"]
+                                          / variants["compared"][name]["learn_cpu_us_per_event"], 2)}
+            for name in variants["current"]
         }
     out["targets"] = {"linear_and_dbstream_per_s": 2000, "forests_vs_in_process": 0.8}
     print(json.dumps(out))
@@ -203,8 +204,8 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=6.0)
     parser.add_argument("--http-only", action="store_true",
                         help="skip Kafka and the router: HTTP -> learn-one -> committed only (quick)")
-    parser.add_argument("--variants", default="flask,fast",
-                        help="with --http-only: flask (COELHO_LEARN_FAST=0) and/or fast (learn-one's direct path)")
+    parser.add_argument("--compare-with", default=None, metavar="DIR",
+                        help="with --http-only: also run learn-one from another checkout of the project, same session")
     parser.add_argument("--server", default="granian", help="with --http-only: the function server (COELHO_SERVER)")
     parser.add_argument("--clients", type=int, default=4, help="with --http-only: concurrent HTTP clients")
     parser.add_argument("--model", default=None, help="the model to learn (one domain; default: the domain's default)")

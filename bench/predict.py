@@ -6,14 +6,13 @@ threaded) and drives it with closed-loop keep-alive clients sending `prediction.
 mode). The client runs on the same 2-core machine, so figures are a lower bound of the server's capacity.
 Targets: p50 <= 3 ms and p99 <= 15 ms at 16 concurrent, >= 1,500 predictions/s per process.
 
---variants fast,flask runs each server with predict-one's WSGI fast path on and off (COELHO_PREDICT_FAST,
-docs/adr/0072-predict-one-latency.md) in the same run, so the ratio is meaningful on a shared machine;
---threads sets the server's worker threads (COELHO_THREADS). Per level: client-side p50/p99/mean, predictions/s,
+--compare-with DIR also runs predict-one from another checkout (e.g. `git worktree add /tmp/before HEAD~1`) in
+the same run, so the ratio between two versions of the code is meaningful on a shared machine; --threads sets the server's worker threads (COELHO_THREADS). Per level: client-side p50/p99/mean, predictions/s,
 server CPU per prediction and what one free core could serve (`capacity_per_core_per_s`). With closed-loop
 clients, mean latency = clients / throughput (Little's law): 16 clients at <= 3 ms need >= ~5,300 answers/s.
 
     .venv/bin/python bench/predict.py [--servers granian,waitress,gunicorn,werkzeug] [--variants fast] [--threads 16]
-        [--seconds 5] [--domain tfd]
+        [--seconds 5] [--domain tfd] [--compare-with DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +41,8 @@ def teach(settings: object, n: int) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", default="granian,waitress")
-    parser.add_argument("--variants", default="fast", help="fast and/or flask (predict-one's fast path off)")
+    parser.add_argument("--compare-with", default=None, metavar="DIR",
+                        help="another checkout of the project, run in the same session (label '<server>-compared')")
     parser.add_argument("--threads", type=int, default=16, help="server worker threads (COELHO_THREADS)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,16,64")
@@ -64,12 +64,12 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {}
     with private_platform(["redis"]) as platform:
         learned = teach(platform.settings, args.learned)
-        runs = [(server, variant) for server in args.servers.split(",") for variant in args.variants.split(",")]
-        for server, variant in runs:
-            label = server if variant == "fast" else f"{server}-{variant}"
-            env = {"COELHO_PREDICT_FAST": "0" if variant == "flask" else "1"}
+        trees = [None] + ([args.compare_with] if args.compare_with else [])
+        runs = [(server, tree) for server in args.servers.split(",") for tree in trees]
+        for server, tree in runs:
+            label = server if tree is None else f"{server}-compared"
             with function_process(platform.settings, "predict", server=server, threads=args.threads,
-                                  extra_env=env) as url:
+                                  tree=tree) as url:
                 load(url, requests_, 4, 1.0)  # warm-up
                 rows = []
                 for c in (int(x) for x in args.concurrency.split(",")):

@@ -30,7 +30,6 @@ from typing import Any
 
 import anthropic
 import redis
-from cloudevents.core.base import BaseCloudEvent
 from flask import Flask, Response, request, stream_with_context
 from prometheus_client import Counter, Histogram
 
@@ -41,7 +40,15 @@ from functions.assistant.memory import ConversationMemory, valid_session_id
 from functions.assistant.prompt import system_blocks
 from functions.assistant.redaction import RedactingFilter, SecretRedactor, StreamRedactor
 from functions.assistant.tools import TOOLS, ToolBox
-from functions.middleware.app import DependencyUnavailable, UnsupportedEvent, create_app, event_data, reply, serve
+from functions.middleware.app import (
+    DependencyUnavailable,
+    Event,
+    UnsupportedEvent,
+    create_app,
+    event_data,
+    reply,
+    serve,
+)
 
 log = logging.getLogger("coelho.functions.chat")
 
@@ -297,7 +304,7 @@ def create_chat_app(config: ChatConfig | None = None, settings: Settings | None 
     )
     assistant = Assistant(config, memory, PlatformReader(settings, redis_url), redactor)
 
-    def handle_event(event: BaseCloudEvent) -> BaseCloudEvent | None:
+    def handle_event(event: Event) -> Event | None:
         data = event_data(event)
         if not isinstance(data, dict):
             raise UnsupportedEvent("chat.requested data must be a JSON object: {session_id, message, page}")

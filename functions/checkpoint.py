@@ -18,15 +18,14 @@ import time
 from typing import Any
 
 import requests
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import to_binary_event
 from flask import Flask
 from prometheus_client import Histogram
 
 from eventing.cloudevent_types import CHECKPOINT_REQUESTED, TYPE_PREFIX
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
-from functions.middleware.app import create_app, event_data, make_event, reply, serve
+from functions.middleware.app import Event, create_app, event_data, make_event, reply, serve
+from functions.middleware.events import post_event
 from functions.model_state.keys import connect, key
 from functions.model_state.replica import ModelReplica, models_for
 
@@ -80,7 +79,7 @@ class Checkpointer:
         with self.lock:
             return [self.checkpoint(d, m) for d in domains for m in self.models(d)]
 
-    def handle(self, event: BaseCloudEvent) -> BaseCloudEvent:
+    def handle(self, event: Event) -> Event:
         domains = requested_domains(event_data(event) if event.get_type() != PING else None)
         records = self.run(domains)
         source = "/coelho/functions/checkpoint"
@@ -107,15 +106,14 @@ def requested_domains(data: Any) -> list[str]:
         raise ValidationError({"domain": str(exc)}) from None
 
 
-def _post(event: BaseCloudEvent) -> None:
+def _post(event: Event) -> None:
     import os
 
     url = os.environ.get("BROKER_URL")
     if not url:
         return
-    message = to_binary_event(event)
     try:
-        requests.post(url, data=message.body, headers=dict(message.headers), timeout=2)
+        post_event(url, event)
     except requests.RequestException as exc:
         log.warning("checkpoint event not delivered: %s", exc)
 

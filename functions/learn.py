@@ -10,55 +10,37 @@ is a `learned` CloudEvent with its sequence number and what each model did. The 
 `/?reply=none` (ADR 0076): the event is committed, the answer is 204, and the domain's `BatchLearner` thread applies
 the log to the models in batches, so no reply is routed back into the Broker.
 
-Speed (docs/adr/0074-learn-one-direct-path.md): a binary-mode `record` or `label` CloudEvent with the headers the
-router delivers is answered by a WSGI fast path (`FastLearn`) in front of Flask that skips Flask's request
-context and the SDK's generic decode/encode; it runs the same `Learner.commit`/`Learner.apply` as the Flask
-route. Anything else (structured mode, Kafka records, training control, other extensions) and every error before
-the commit goes to the Flask app unchanged. COELHO_LEARN_FAST=0 turns the fast path off.
+The request path, statuses and metrics are the middleware's (functions/middleware/app.py).
 Run: `python -m functions.learn`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import re
 import threading
-import time
-from collections.abc import Iterable
 from typing import Any, NamedTuple
-from urllib.parse import unquote
 
 import requests
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import _encode_header_value, to_binary_event
-from cloudevents.core.formats.json import _JSONEncoderWithDatetime
-from dateutil.parser import isoparse
-from flask import Flask, has_request_context, request
-from werkzeug.http import HTTP_STATUS_CODES
+from flask import Flask
 
 from eventing.cloudevent_types import KAFKA_EVENT, TRAINING_CONTROL, parse_event_type
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
 from functions.middleware.app import (
-    LATENCY,
-    REQUESTS,
     DependencyUnavailable,
-    DirectPath,
-    StartResponse,
+    Event,
     UnsupportedEvent,
-    WSGIApp,
     create_app,
-    error_response,
     event_data,
     make_event,
     reply,
-    reply_unwanted,
     serve,
 )
+from functions.middleware.events import post_event
 from functions.model_state.batch_learner import BatchLearner
 from functions.model_state.event_log import Appended, EventLog, LogEntry
 from functions.model_state.keys import connect, key
@@ -109,7 +91,7 @@ class Learner:
     def __init__(self, client: Any) -> None:
         self.redis = client
         self.broker_url = os.environ.get("BROKER_URL")
-        self._drifts: queue.Queue[BaseCloudEvent] = queue.Queue(maxsize=100)
+        self._drifts: queue.Queue[Event] = queue.Queue(maxsize=100)
         self.replicas = replicas_for(client, "learner", on_drift=self._notify_drift)
         self.logs = {name: EventLog(client, get_domain(name)) for name in self.replicas}
         self.batch_learners = {name: BatchLearner(name, replicas) for name, replicas in self.replicas.items()}
@@ -145,7 +127,7 @@ class Learner:
                 raise DependencyUnavailable(f"loading model state: {exc}") from exc
 
     # --- one event ------------------------------------------------------------------------------
-    def handle(self, event: BaseCloudEvent) -> BaseCloudEvent | None:
+    def handle(self, event: Event) -> Event | None:
         ce_type = event.get_type()
         if ce_type == TRAINING_CONTROL:
             return self.control(event)
@@ -166,7 +148,7 @@ class Learner:
             parsed = parse_event_type(ce_type)
             assert parsed is not None  # only accepted types reach the handler
             domain, kind = get_domain(parsed[0]), parsed[1]
-        quiet = has_request_context() and reply_unwanted(request.query_string)
+        quiet = not event.wants_reply
         committed = self.commit(domain, kind, event.get_source(), event.get_id(), event_data(event), kafka,
                                 direct=not quiet)
         if quiet:  # a learn Trigger: no `learned` reply, the applier thread learns it (the middleware answers 204)
@@ -226,7 +208,7 @@ class Learner:
             "paused": appended.paused_at is not None, "models": models,
         }
 
-    def control(self, event: BaseCloudEvent) -> BaseCloudEvent:
+    def control(self, event: Event) -> Event:
         data = event_data(event) or {}
         if not isinstance(data, dict) or data.get("action") not in ("pause", "resume"):
             raise ValidationError({"action": "expected 'pause' or 'resume'"})
@@ -258,94 +240,10 @@ class Learner:
             event = self._drifts.get()
             if not self.broker_url:
                 continue
-            message = to_binary_event(event)
             try:
-                session.post(self.broker_url, data=message.body, headers=dict(message.headers), timeout=2)
+                post_event(self.broker_url, event, session)
             except requests.RequestException as exc:
                 log.warning("drift notification not delivered: %s", exc)
-
-
-# Binary-mode request headers the fast path understands (WSGI names); any other ce-* header goes to Flask.
-_CE_KNOWN = frozenset({"HTTP_CE_SPECVERSION", "HTTP_CE_ID", "HTTP_CE_SOURCE", "HTTP_CE_TYPE", "HTTP_CE_TIME",
-                       "HTTP_CE_DOMAIN", "HTTP_CE_PARTITIONKEY", "HTTP_CE_TRACEPARENT", "HTTP_CE_TRACESTATE"})
-
-
-class _NotFast(Exception):
-    """The request is not one the fast path answers: Flask does."""
-
-
-class FastLearn(DirectPath):
-    """WSGI fast path for the router's common delivery: a binary-mode `<domain>.record` or `<domain>.label`
-    CloudEvent with a JSON object as data.
-
-    Runs the same `Learner.commit` and `Learner.apply` as the Flask route and answers what it would (same status,
-    headers in the same order, body, metric samples). Requests it does not recognise, and every error raised
-    before the event is committed (invalid field, Redis down, not loaded), are handed to the Flask app with the
-    body restored, so those statuses and bodies are the middleware's. An error after the commit (rare: applying
-    to the models) is answered here with the middleware's status and body, never redone by Flask.
-    """
-
-    known_ce = _CE_KNOWN
-
-    def __init__(self, app: WSGIApp, learner: Learner) -> None:
-        super().__init__(app)
-        self.learner = learner
-        self.kinds: dict[str, tuple[Domain, str]] = {}
-        for d in DOMAINS.values():
-            self.kinds[d.type("record")] = (d, "record")
-            self.kinds[d.type("label")] = (d, "label")
-        self.reply_attrs = {d.name: (_encode_header_value(d.type("learned")),
-                                     _encode_header_value(d.source("functions/learn")),
-                                     _encode_header_value(d.name)) for d in DOMAINS.values()}
-        self.latency = {t: LATENCY.labels("learn", t) for t in self.kinds}
-
-    def _request(self, environ: dict[str, Any], body: bytes) -> tuple[Domain, str, str, str, dict[str, Any]]:
-        """(domain, kind, source, id, data) as the SDK would decode them, or _NotFast."""
-        domain, kind = self.kinds[environ["HTTP_CE_TYPE"]]
-        ce_id, source = unquote(environ.get("HTTP_CE_ID", "")), unquote(environ.get("HTTP_CE_SOURCE", ""))
-        if not ce_id or not source:
-            raise _NotFast
-        if "HTTP_CE_TIME" in environ and isoparse(unquote(environ["HTTP_CE_TIME"])).tzinfo is None:
-            raise _NotFast  # the SDK rejects it (400)
-        data = json.loads(body.decode("utf-8"))
-        if not isinstance(data, dict):
-            raise _NotFast  # the SDK and event_data treat other JSON values their own way
-        return domain, kind, source, ce_id, data
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
-        ce_type = environ.get("HTTP_CE_TYPE", "")
-        if (environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/" or ce_type not in self.kinds
-                or not self.is_plain_binary_json(environ)):
-            return self.app(environ, start_response)
-        body = self.body(environ)
-        if body is None:
-            return self.app(environ, start_response)
-        quiet = reply_unwanted(environ.get("QUERY_STRING", ""))  # a learn Trigger: commit, 204, the applier learns it
-        try:
-            domain, kind, source, ce_id, data = self._request(environ, body)
-            committed = self.learner.commit(domain, kind, source, ce_id, data, None, direct=not quiet)
-        except Exception:  # not ours, or an error before the commit (400, 503, 500): Flask redoes it
-            return self.to_flask(environ, start_response, body)
-        try:
-            if quiet:
-                self.learner.learn_later(committed)
-                status, out, headers = 204, b"", []
-            else:
-                out = json.dumps(self.learner.learn(committed), cls=_JSONEncoderWithDatetime).encode("utf-8")
-                reply_type, reply_source, reply_domain = self.reply_attrs[domain.name]
-                headers = self.reply_headers(reply_source, reply_type, reply_domain, committed.clean.get(domain.key_field))
-                status = 200
-        except Exception as exc:  # committed already: answer as the middleware would, never redo it
-            status, error = error_response("learn", exc, ACCEPTED)
-            out = json.dumps(error, default=str).encode("utf-8")
-            headers = [("Content-Type", "application/json")]
-        if status != 204:
-            headers.append(("Content-Length", str(len(out))))
-        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}", headers)
-        REQUESTS.labels("learn", ce_type, str(status)).inc()
-        self.latency[ce_type].observe(time.perf_counter() - started)
-        return [out]
 
 
 def set_training(client: Any, domain: str, action: str) -> dict[str, Any]:
@@ -394,8 +292,6 @@ def create() -> Flask:
     from functions.model_state.metrics import register as export_model_metrics
 
     export_model_metrics(client)
-    if os.environ.get("COELHO_LEARN_FAST", "1") != "0":
-        app.wsgi_app = FastLearn(app.wsgi_app, learner)  # type: ignore[method-assign]
     return app
 
 

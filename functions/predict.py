@@ -10,12 +10,8 @@ Freshness: each process keeps every model in memory and a `LogFollower` thread t
 in Redis (XREAD, blocking ~100 ms), applying new entries as they are appended (functions/model_state/replica.py).
 A process that has lost Redis for more than STALE_AFTER_S answers 503: its predictions would be stale.
 
-Speed (docs/adr/0072-predict-one-latency.md): a binary-mode `prediction.requested` CloudEvent with the usual
-headers is answered by a WSGI fast path (`FastPredict`) in front of Flask that skips Flask's request context,
-the SDK's generic CloudEvent decode/encode and header re-wrapping; anything else (structured mode, odd headers,
-any error) goes to the Flask app unchanged, so every status and error body stays the middleware's.
-COELHO_PREDICT_FAST=0 turns the fast path off.
-Run: `python -m functions.predict`.
+The request path, statuses and metrics are the middleware's (functions/middleware/app.py); this module is the
+`event -> prediction` part. Run: `python -m functions.predict`.
 """
 
 from __future__ import annotations
@@ -25,27 +21,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
 
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import _encode_header_value
-from flask import Flask, Response, request
+from flask import Flask
 
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
 from functions.middleware.app import (
-    LATENCY,
-    REQUESTS,
     DependencyUnavailable,
-    DirectPath,
-    StartResponse,
+    Event,
     UnsupportedEvent,
-    WSGIApp,
     create_app,
     event_data,
-    json_endpoint,
     reply,
     serve,
 )
@@ -149,7 +137,15 @@ class Predictor:
             out.update(eta_seconds=raw, eta_minutes=raw / 60)
         return out
 
-    def handle(self, event: BaseCloudEvent) -> BaseCloudEvent:
+    def predict_json(self, domain_name: str, payload: Any, query: Mapping[str, str]) -> dict[str, Any]:
+        """POST /predict/<domain>[?model=NAME] with the features as JSON: the prediction's data."""
+        try:
+            domain = get_domain(domain_name)
+        except ValueError as exc:
+            raise UnsupportedEvent(str(exc)) from None
+        return self.predict(domain, payload, query.get("model"))
+
+    def handle(self, event: Event) -> Event:
         domain = get_domain(event.get_type().split(".")[3])
         model = event.get_extension("model")
         payload = event_data(event)
@@ -161,95 +157,6 @@ class Predictor:
                      domain=domain.name, partitionkey=partitionkey)
 
 
-# Binary-mode request headers the fast path understands (WSGI names); any other ce-* header goes to Flask.
-_CE_KNOWN = frozenset({"HTTP_CE_SPECVERSION", "HTTP_CE_ID", "HTTP_CE_SOURCE", "HTTP_CE_TYPE", "HTTP_CE_DOMAIN",
-                       "HTTP_CE_PARTITIONKEY", "HTTP_CE_MODEL", "HTTP_CE_TRACEPARENT", "HTTP_CE_TRACESTATE"})
-
-
-class FastPredict(DirectPath):
-    """WSGI fast path for the common requests: a binary-mode `prediction.requested` CloudEvent with JSON data,
-    and the plain JSON POST /predict/<domain>.
-
-    Answers exactly what the Flask route would (same headers in the same order, same body, same metrics) at
-    about half the CPU; profiled under 16 clients, Flask's request context/response objects and the SDK's
-    generic decode/encode (header dicts, percent-coding every attribute, event validation) cost more than
-    validation and the River prediction together. Anything it does not recognise, and every error, is handed
-    to the Flask app with the body restored, so failure statuses and bodies are the middleware's.
-    """
-
-    known_ce = _CE_KNOWN
-
-    def __init__(self, app: WSGIApp, predictor: Predictor) -> None:
-        super().__init__(app)
-        self.predictor = predictor
-        self.domains = {d.type("prediction.requested"): d for d in DOMAINS.values()}
-        # constant per domain: reply type and source, header-encoded once
-        self.reply_attrs = {
-            t: (_encode_header_value(d.type("prediction")), _encode_header_value(d.source("functions/predict")))
-            for t, d in self.domains.items()
-        }
-        self.requests = {t: REQUESTS.labels("predict", t, "200") for t in self.domains}
-        self.latency = {t: LATENCY.labels("predict", t) for t in self.domains}
-        # the plain-JSON route POST /predict/<domain> (json_endpoint's metric labels)
-        self.plain = {f"/predict/{name}": d for name, d in DOMAINS.items()}
-        self.plain_requests = REQUESTS.labels("predict", "json", "200")
-        self.plain_latency = LATENCY.labels("predict", "json")
-
-    def plain_json(self, domain: Domain, environ: dict[str, Any], start_response: StartResponse,
-                   started: float) -> Iterable[bytes]:
-        """POST /predict/<domain> with a JSON object and no query string; anything else goes to Flask."""
-        content_type = environ.get("CONTENT_TYPE", "")
-        if environ.get("QUERY_STRING") or not (content_type == "application/json"
-                                               or content_type.startswith("application/json;")):
-            return self.app(environ, start_response)
-        body = self.body(environ)
-        if body is None:
-            return self.app(environ, start_response)
-        try:
-            payload = json.loads(body)
-            if payload is None:
-                raise ValueError("no JSON object")  # Flask answers this one (400)
-            out = json.dumps(self.predictor.predict(domain, payload), default=str).encode("utf-8")
-        except Exception:
-            return self.to_flask(environ, start_response, body)
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
-        self.plain_requests.inc()
-        self.plain_latency.observe(time.perf_counter() - started)
-        return [out]
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
-        path = environ.get("PATH_INFO")
-        if environ.get("REQUEST_METHOD") != "POST":
-            return self.app(environ, start_response)
-        if path != "/":
-            if path in self.plain:
-                return self.plain_json(self.plain[path], environ, start_response, started)
-            return self.app(environ, start_response)
-        ce_type = environ.get("HTTP_CE_TYPE", "")
-        domain = self.domains.get(ce_type)
-        if domain is None or not self.is_plain_binary_json(environ):
-            return self.app(environ, start_response)
-        body = self.body(environ)
-        if body is None:
-            return self.app(environ, start_response)
-        try:
-            payload = json.loads(body) if body.strip() else None
-            model = environ.get("HTTP_CE_MODEL")
-            data = self.predictor.predict(domain, payload, unquote(model) if model else None)
-            reply_type, reply_source = self.reply_attrs[ce_type]
-            partitionkey = payload.get(domain.key_field) if isinstance(payload, dict) else None
-            headers = self.reply_headers(reply_source, reply_type, domain.name, partitionkey)
-            out = json.dumps(data).encode("utf-8")
-        except Exception:  # every error path (400, 503, 500) is the middleware's: let Flask redo it
-            return self.to_flask(environ, start_response, body)
-        headers.append(("Content-Length", str(len(out))))
-        start_response("200 OK", headers)
-        self.requests[ce_type].inc()
-        self.latency[ce_type].observe(time.perf_counter() - started)
-        return [out]
-
-
 def create() -> Flask:
     client = connect()
     predictor = Predictor(client)
@@ -257,27 +164,10 @@ def create() -> Flask:
         predictor.load()
     except Exception as exc:
         log.warning("model state not loaded yet: %s", exc)
-    app = create_app("predict", predictor.handle, accepts=ACCEPTED, ready=predictor.ready)
+    app = create_app("predict", predictor.handle, accepts=ACCEPTED, ready=predictor.ready,
+                     json_routes={"/predict/": predictor.predict_json})
     app.config["predictor"] = predictor
-
-    @app.post("/predict/<domain_name>")
-    def predict_json(domain_name: str) -> Response:
-        def run() -> dict[str, Any]:
-            try:
-                domain = get_domain(domain_name)
-            except ValueError as exc:
-                raise UnsupportedEvent(str(exc)) from None
-            payload = request.get_json(silent=True)
-            if payload is None:
-                raise UnsupportedEvent("send the features as a JSON object (Content-Type: application/json)")
-            return predictor.predict(domain, payload, request.args.get("model"))
-
-        return json_endpoint("predict", run)
-
-    if os.environ.get("COELHO_PREDICT_FAST", "1") != "0":
-        app.wsgi_app = FastPredict(app.wsgi_app, predictor)  # type: ignore[method-assign]
     return app
-
 
 if __name__ == "__main__":
     serve(create, default_server="granian")  # ADR 0075

@@ -1,57 +1,70 @@
-"""The function middleware: a Flask app around a CloudEvent handler, its failure contract, probes and metrics.
+"""The function middleware: one request path from HTTP to a CloudEvent handler and back, with the failure
+contract, probes and metrics, like Knative's func-python middleware.
 
-A function is a handler `(event: CloudEvent) -> CloudEvent | None` plus the event types it accepts. Everything
-else lives here, out of sight, like Knative's func-python middleware:
+A function supplies a handler `(event) -> reply event | None` and the CloudEvent types it accepts; optionally
+plain-JSON routes (`json_routes`, e.g. predict-one's POST /predict/<domain>) and a readiness check. The middleware:
 
-- POST / decodes binary and structured CloudEvents (cloudevents 2.x) and answers with a binary-mode CloudEvent
-  (200) or nothing (204). `POST /?reply=none` does the same work and answers 204 instead of 200 + event: a
-  Trigger whose subscriber URI says so sends no reply back into the Broker (the learn Triggers: nothing
-  routes `learned` events, and each one cost a Kafka write and a read of it by the Broker's consumer group).
-- GET /health/liveness, GET /health/readiness (runs the function's `ready` check), GET /metrics (Prometheus).
-- Failure contract (what the Knative dispatcher retries: only 5xx, 404, 408, 409, 429):
-  not a CloudEvent -> 400 with the reason; a type the function does not take -> 400 listing the accepted types;
-  `ValidationError` -> 400 naming each bad field; `DependencyUnavailable` or a Redis/HTTP connection error
-  -> 503 (retried); anything else -> 500. Never a 2xx for work not done.
+- POST / decodes a binary or structured CloudEvent (`functions.middleware.events.decode`), checks its type, calls
+  the handler and answers with a binary-mode CloudEvent (200) or nothing (204). `POST /?reply=none` does the same
+  work and answers 204: a Trigger whose subscriber URI says so sends no reply back into the Broker (the learn
+  Triggers). The handler sees it as `event.wants_reply`.
+- GET /health/liveness, GET /health/readiness (runs the `ready` check: 503 with the reason while it raises),
+  GET /metrics (Prometheus).
+- Failure contract (`functions.middleware.contract`): not a CloudEvent, a type the function does not take,
+  invalid data -> 400 with the reason; a dependency down -> 503 (retried); anything else -> 500.
+
+Every request is served by one WSGI callable in front of Flask, without Flask's request context: measured on
+predict-one, Flask's request and response objects and the SDK's generic decode/encode cost more than validation and
+the River prediction together (docs/adr/0072-predict-one-latency.md). Other routes a function adds with
+`@app.get`/`@app.post` (the assistant's /chat) are Flask's as usual.
 
     >>> def handler(event):
-    ...     return reply(event, "com.coelho.realtime.tfd.learned", "/coelho/functions/learn/tfd", {"ok": True})
-    >>> app = create_app("learn", handler, accepts=["com.coelho.realtime.tfd.record"])
-    >>> app.test_client().post("/", json={"message": "Hello World"}, headers={"ce-type": "boson.fn",
-    ...     "ce-id": "1", "ce-source": "/x", "ce-specversion": "1.0"}).status_code
-    400
-
-`serve(app)` runs it on HOST (default 127.0.0.1) and PORT with a threaded production server (see
-docs/adr/0030-function-server.md for the measurement behind the choice).
+    ...     return reply(event, "com.example.priced", "/pricing", {"ok": True})
+    >>> app = create_app("pricing", handler, accepts=["com.example.order"])
+    >>> ce = {"ce-id": "1", "ce-source": "/shop", "ce-specversion": "1.0", "ce-type": "com.example.order"}
+    >>> response = app.test_client().post("/", json={"amount": 3}, headers=ce)
+    >>> response.status_code, response.headers["ce-type"], response.json
+    (200, 'com.example.priced', {'ok': True})
+    >>> app.test_client().post("/?reply=none", json={"amount": 3}, headers=ce).status_code
+    204
+    >>> app.test_client().post("/", json={}, headers={**ce, "ce-type": "boson.fn"}).json["accepted_types"]
+    ['com.example.order']
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
-import os
-import random
-import sys
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
-from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.http import HTTPMessage, _encode_header_value, from_http_event, to_binary_event
-from cloudevents.core.v1.event import CloudEvent
-from flask import Flask, Response, request
+from flask import Flask
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from eventing.schema import ValidationError
+from functions.middleware.contract import DependencyUnavailable, error_response
+from functions.middleware.events import (
+    Event,
+    UnsupportedEvent,
+    decode,
+    event_data,
+    make_event,
+    reply,
+    reply_unwanted,
+    reseed_ids,
+    to_http,
+)
+from functions.middleware.servers import StartResponse, WSGIApp, serve
 
-log = logging.getLogger("coelho.functions")
-_ids = random.Random()  # event ids need uniqueness, not secrecy: os.urandom per reply was ~4% of predict's CPU
+__all__ = [
+    "LATENCY", "REQUESTS", "DependencyUnavailable", "Event", "FunctionApp", "UnsupportedEvent", "create_app",
+    "event_data", "make_event", "reply", "serve",
+]
 
-Handler = Callable[[BaseCloudEvent], "BaseCloudEvent | None"]
+Handler = Callable[[Event], "Event | None"]
+# A plain-JSON route: (the path after its prefix, the JSON body, the query arguments) -> the JSON answer.
+JsonRoute = Callable[[str, Any, Mapping[str, str]], Mapping[str, Any]]
 
 REQUESTS = Counter(
     "coelho_function_requests_total", "CloudEvents received by a function, by event type and HTTP status code",
@@ -62,126 +75,141 @@ LATENCY = Histogram(
     ["function", "type"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+_JSON = [("Content-Type", "application/json")]
 
 
-class DependencyUnavailable(RuntimeError):
-    """A dependency (Redis, MLflow, S3) is down or not ready: the caller should retry (HTTP 503)."""
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
 
 
-class UnsupportedEvent(ValueError):
-    """The event is well formed but this function cannot act on it (HTTP 400 with the reason)."""
+class FunctionApp:
+    """The WSGI callable of a function: POST / (CloudEvents), its plain-JSON routes, probes and metrics; any other
+    request goes to the Flask app behind it."""
 
+    def __init__(self, name: str, handler: Handler, is_accepted: Callable[[str], bool], accepted: list[str],
+                 ready: Callable[[], None] | None, json_routes: Mapping[str, JsonRoute], flask_app: WSGIApp) -> None:
+        self.name = name
+        self.handler = handler
+        self.is_accepted = is_accepted
+        self.accepted = accepted
+        self.ready = ready
+        self.json_routes = dict(json_routes)
+        self.flask_app = flask_app
+        self._requests: dict[tuple[str, int], Any] = {}  # metric children, looked up once per (type, status)
+        self._latency: dict[str, Any] = {}
 
-def _is_dependency_error(exc: BaseException) -> bool:
-    if isinstance(exc, DependencyUnavailable):
-        return True
-    try:
-        import redis.exceptions as redis_errors
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        if method == "POST":
+            if path == "/":
+                return self.cloudevent(environ, start_response)
+            for prefix, route in self.json_routes.items():
+                if path.startswith(prefix):
+                    return self.plain_json(route, path[len(prefix):], environ, start_response)
+        elif any(path.startswith(prefix) for prefix in self.json_routes):
+            start_response("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "0")])
+            return []
+        if method == "GET":
+            if path == "/health/liveness":
+                return self._json(start_response, 200, {"status": "alive", "function": self.name})
+            if path == "/health/readiness":
+                return self.readiness(start_response)
+            if path == "/metrics":
+                body = generate_latest()
+                start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
+                return [body]
+        return self.flask_app(environ, start_response)
 
-        if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import requests
-
-        if isinstance(exc, requests.ConnectionError | requests.Timeout):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    return isinstance(exc, ConnectionError)
-
-
-def event_data(event: BaseCloudEvent) -> Any:
-    """The event's data as JSON (dict, list, ...): bytes and strings are parsed, None stays None."""
-    data = event.get_data()
-    if isinstance(data, bytes | bytearray):
-        data = data.decode("utf-8")
-    if isinstance(data, str):
-        text = data.strip()
-        if not text:
-            return None
+    # --- POST / -----------------------------------------------------------------------------------------------
+    def cloudevent(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        label = "unhandled"
         try:
-            return json.loads(text)
-        except ValueError:
-            raise UnsupportedEvent("data is not JSON: the platform's events carry a JSON object") from None
-    return data
+            event = decode(_headers(environ), _body(environ))
+            ce_type = event.get_type()
+            if not self.is_accepted(ce_type):
+                raise UnsupportedEvent(f"{self.name} does not handle CloudEvents of type {ce_type!r}")
+            label = ce_type
+            event.wants_reply = not reply_unwanted(environ.get("QUERY_STRING", ""))
+            answer = self.handler(event)
+            if answer is None or not event.wants_reply:
+                status, headers, body = 204, list[tuple[str, str]](), b""
+            else:
+                headers, body = to_http(answer)
+                status = 200
+        except Exception as exc:
+            status, error = error_response(self.name, exc, self.accepted)
+            headers, body = list(_JSON), json.dumps(error, default=str).encode("utf-8")
+        return self._finish(start_response, label, status, headers, body, started)
+
+    # --- plain-JSON routes --------------------------------------------------------------------------------------
+    def plain_json(self, route: JsonRoute, rest: str, environ: dict[str, Any],
+                   start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        try:
+            content_type = environ.get("CONTENT_TYPE", "")
+            payload = None
+            if content_type == "application/json" or content_type.startswith("application/json;"):
+                try:
+                    payload = json.loads(_body(environ) or b"null")
+                except ValueError:
+                    payload = None
+            if payload is None:
+                raise UnsupportedEvent("send a JSON object (Content-Type: application/json)")
+            query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            status, answer = 200, route(rest, payload, query)
+        except Exception as exc:
+            status, answer = error_response(self.name, exc)
+        body = json.dumps(answer, default=str).encode("utf-8")
+        return self._finish(start_response, "json", status, list(_JSON), body, started)
+
+    # --- probes ---------------------------------------------------------------------------------------------------
+    def readiness(self, start_response: StartResponse) -> Iterable[bytes]:
+        if self.ready is not None:
+            try:
+                self.ready()
+            except Exception as exc:
+                return self._json(start_response, 503, {"status": "not ready", "function": self.name,
+                                                        "reason": str(exc)})
+        return self._json(start_response, 200, {"status": "ready", "function": self.name})
+
+    # --- responses ------------------------------------------------------------------------------------------------
+    def _finish(self, start_response: StartResponse, label: str, status: int, headers: list[tuple[str, str]],
+                body: bytes, started: float) -> Iterable[bytes]:
+        if status != 204:
+            headers.append(("Content-Length", str(len(body))))
+        start_response(_status_line(status), headers)
+        counter = self._requests.get((label, status))
+        if counter is None:
+            counter = self._requests[(label, status)] = REQUESTS.labels(self.name, label, str(status))
+        histogram = self._latency.get(label)
+        if histogram is None:
+            histogram = self._latency[label] = LATENCY.labels(self.name, label)
+        counter.inc()
+        histogram.observe(time.perf_counter() - started)
+        return [body] if status != 204 else []
+
+    @staticmethod
+    def _json(start_response: StartResponse, status: int, body: Mapping[str, Any]) -> Iterable[bytes]:
+        out = json.dumps(body).encode("utf-8")
+        start_response(_status_line(status), [*_JSON, ("Content-Length", str(len(out)))])
+        return [out]
 
 
-def make_event(ce_type: str, source: str, data: Any, **extensions: Any) -> CloudEvent:
-    """A new JSON CloudEvent; extensions with a None value are left out."""
-    attributes: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": str(uuid.UUID(int=_ids.getrandbits(128), version=4)),
-        "source": source,
-        "type": ce_type,
-        "time": datetime.now(UTC),
-        "datacontenttype": "application/json",
-    }
-    attributes.update({k: v for k, v in extensions.items() if v is not None})
-    return CloudEvent(attributes, data)
+def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers, lower-case, from the WSGI environ."""
+    out = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        out["content-type"] = environ["CONTENT_TYPE"]
+    return out
 
 
-def reply(request_event: BaseCloudEvent, ce_type: str, source: str, data: Any, **extensions: Any) -> CloudEvent:
-    """A reply to `request_event`: carries over its `domain` and `partitionkey` extensions unless given."""
-    for name in ("domain", "partitionkey"):
-        if name not in extensions:
-            value = request_event.get_extension(name)
-            if value is not None:
-                extensions[name] = value
-    return make_event(ce_type, source, data, **extensions)
-
-
-def _json_response(status: int, body: Mapping[str, Any]) -> Response:
-    return Response(json.dumps(body, default=str), status=status, mimetype="application/json")
-
-
-def reply_unwanted(query_string: str | bytes) -> bool:
-    """The request says `?reply=none` (the learn Triggers' subscriber URI): do the work, answer 204 without an
-    event. One reading for the middleware and the direct paths, the first `reply` value as Flask's `args` gives it."""
-    if not query_string:
-        return False
-    text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
-    return parse_qs(text).get("reply", [""])[0] == "none"
-
-
-def _event_response(event: BaseCloudEvent | None) -> Response:
-    if event is None:
-        response = Response(status=204)
-        del response.headers["Content-Type"]  # no body, no type (Flask would say text/html)
-        return response
-    message = to_binary_event(event)
-    return Response(message.body, status=200, headers=dict(message.headers))
-
-
-def decode(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
-    """A CloudEvent from an HTTP request (binary or structured mode), or UnsupportedEvent saying why not."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    is_structured = lower.get("content-type", "").startswith("application/cloudevents")
-    if not is_structured and "ce-type" not in lower:
-        raise UnsupportedEvent(
-            "not a CloudEvent: send binary mode (ce-specversion, ce-id, ce-source, ce-type headers) "
-            "or structured mode (Content-Type: application/cloudevents+json)"
-        )
+def _body(environ: Mapping[str, Any]) -> bytes:
     try:
-        return from_http_event(HTTPMessage(headers=lower, body=body))
-    except Exception as exc:  # the SDK raises several kinds (validation, JSON, ...): all mean a bad request
-        raise UnsupportedEvent(f"not a valid CloudEvent: {exc}") from None
-
-
-def error_response(function: str, exc: BaseException, accepts: Collection[str] = ()) -> tuple[int, dict[str, Any]]:
-    """The status and JSON body of the failure contract for an exception raised while handling an event."""
-    if isinstance(exc, ValidationError):
-        return 400, exc.to_dict()
-    if isinstance(exc, UnsupportedEvent):
-        body: dict[str, Any] = {"error": str(exc)}
-        if accepts:
-            body["accepted_types"] = sorted(accepts)
-        return 400, body
-    if _is_dependency_error(exc):
-        return 503, {"error": f"dependency unavailable, retry later: {exc}"}
-    log.exception("%s failed", function, exc_info=exc)
-    return 500, {"error": f"{type(exc).__name__}: {exc}"}
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise UnsupportedEvent("Content-Length is not a number") from None
+    return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
 def create_app(
@@ -190,219 +218,22 @@ def create_app(
     accepts: Collection[str] | Callable[[str], bool],
     ready: Callable[[], None] | None = None,
     accepted_types: Collection[str] = (),
+    json_routes: Mapping[str, JsonRoute] | None = None,
 ) -> Flask:
-    """A Flask app serving `handler` on POST / with the failure contract, probes and metrics.
+    """A Flask app whose every request first meets the function's `FunctionApp`.
 
-    accepts: the CloudEvent types the handler takes, or a predicate on the type (then pass `accepted_types`,
-    the human-readable list returned with a 400). ready: raises (DependencyUnavailable, ...) when the function
-    cannot serve yet; GET /health/readiness answers 503 with the reason then.
+    accepts: the CloudEvent types the handler takes, or a predicate on the type (then pass `accepted_types`, the
+    human-readable list returned with a 400). ready: raises (DependencyUnavailable, ...) when the function cannot
+    serve yet. json_routes: path prefix -> plain-JSON route (POST, same failure contract, metric type "json").
     """
     app = Flask(name)
-    _ids.seed()  # fresh in every serving process (a forked worker must not repeat its parent's ids)
+    reseed_ids()
     if callable(accepts):
-        is_accepted = accepts
-        listed = list(accepted_types)
+        is_accepted, listed = accepts, sorted(accepted_types)
     else:
         accepted_set = frozenset(accepts)
-        listed = sorted(accepted_set)
-
-        def is_accepted(ce_type: str) -> bool:
-            return ce_type in accepted_set
-
-    @app.post("/")
-    def receive() -> Response:
-        started = time.perf_counter()
-        ce_type = request.headers.get("ce-type", "structured")
-        try:
-            event = decode(dict(request.headers), request.get_data())
-            ce_type = event.get_type()
-            if not is_accepted(ce_type):
-                label = "unhandled"
-                REQUESTS.labels(name, label, "400").inc()
-                return _json_response(400, {
-                    "error": f"{name} does not handle CloudEvents of type {ce_type!r}",
-                    "accepted_types": listed,
-                })
-            answer = handler(event)
-            response = _event_response(None if reply_unwanted(request.query_string) else answer)
-        except Exception as exc:
-            status, body = error_response(name, exc, listed)
-            response = _json_response(status, body)
-        label = ce_type if is_accepted(ce_type) else "unhandled"
-        REQUESTS.labels(name, label, str(response.status_code)).inc()
-        LATENCY.labels(name, label).observe(time.perf_counter() - started)
-        return response
-
-    @app.get("/health/liveness")
-    def liveness() -> Response:
-        return _json_response(200, {"status": "alive", "function": name})
-
-    @app.get("/health/readiness")
-    def readiness() -> Response:
-        if ready is not None:
-            try:
-                ready()
-            except Exception as exc:
-                return _json_response(503, {"status": "not ready", "function": name, "reason": str(exc)})
-        return _json_response(200, {"status": "ready", "function": name})
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
-
+        is_accepted, listed = accepted_set.__contains__, sorted(accepted_set)
+    function_app = FunctionApp(name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app)
+    app.wsgi_app = function_app  # type: ignore[method-assign]
+    app.config["function_app"] = function_app
     return app
-
-
-def json_endpoint(name: str, func: Callable[[], Mapping[str, Any]], accepts: Collection[str] = ()) -> Response:
-    """Run a plain-JSON endpoint body with the same failure contract and metrics as POST /."""
-    started = time.perf_counter()
-    try:
-        response = _json_response(200, func())
-    except Exception as exc:
-        status, body = error_response(name, exc, accepts)
-        response = _json_response(status, body)
-    REQUESTS.labels(name, "json", str(response.status_code)).inc()
-    LATENCY.labels(name, "json").observe(time.perf_counter() - started)
-    return response
-
-
-def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_server: str = "waitress") -> None:
-    """Serve the app on HOST:PORT until stopped with COELHO_SERVER (granian, waitress, gunicorn, werkzeug); when it
-    is unset or empty, with the function's `default_server`. The hot paths (predict-one, learn-one) default to
-    granian, measured best; checkpoint and chat to waitress, one process instead of two (ADR 0075).
-
-    The app is built by `app_factory` inside the serving process (after any fork), so background threads
-    (e.g. predict's log follower) start where they are used.
-    """
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", str(default_port)))
-    threads = int(os.environ.get("COELHO_THREADS", "16"))
-    server = os.environ.get("COELHO_SERVER") or default_server
-    log.info("serving on %s:%s with %s (%d threads)", host, port, server, threads)
-    if server == "werkzeug":
-        app_factory().run(host=host, port=port, threaded=True)
-    elif server == "granian":
-        _serve_granian(app_factory, host, port, threads)
-    elif server == "waitress":
-        import waitress
-
-        waitress.serve(app_factory(), host=host, port=port, threads=threads, ident=None)
-    else:
-        _serve_gunicorn(app_factory, host, port, threads)
-
-
-GRANIAN_APP_ENV = "COELHO_GRANIAN_APP"  # "module:factory" of the app the Granian worker builds
-
-
-def _serve_granian(app_factory: Callable[[], Flask], host: str, port: int, threads: int) -> None:
-    """Granian (a Rust HTTP server) parses HTTP and runs the WSGI app in one worker process (ADR 0075).
-
-    The worker builds the app through `granian_app`, which reads the factory's import path from the environment.
-    """
-    from granian import Granian
-    from granian.constants import Interfaces
-    from granian.log import LogLevels
-
-    module = app_factory.__module__
-    if module == "__main__":  # `python -m functions.predict`: name the module by its real name
-        module = _main_module_name() or module
-    os.environ[GRANIAN_APP_ENV] = f"{module}:{app_factory.__name__}"
-    Granian("functions.middleware.app:granian_app", address=host, port=port, interface=Interfaces.WSGI,
-            factory=True, workers=1, blocking_threads=threads, log_access=False, log_level=LogLevels.warning).serve()
-
-
-def _main_module_name() -> str | None:
-    """The import name of the module run as `__main__` (`python -m functions.predict` -> "functions.predict")."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return spec.name if spec is not None else None
-
-
-def granian_app() -> WSGIApp:
-    """The app inside Granian's worker. The worker dies with its parent (PR_SET_PDEATHSIG), so killing the
-    function's process with SIGKILL, as a crash would, never leaves an orphan holding the port."""
-    import ctypes
-    import importlib
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    module, _, name = os.environ[GRANIAN_APP_ENV].partition(":")
-    # The worker is forked: the function's module is loaded already, as `__main__` (importing it again under its
-    # real name would register its Prometheus metrics twice).
-    loaded = sys.modules["__main__"] if _main_module_name() == module else importlib.import_module(module)
-    app: WSGIApp = getattr(loaded, name)()
-    return app
-
-
-def _serve_gunicorn(app_factory: Callable[[], Flask], host: str, port: int, threads: int) -> None:
-    from gunicorn.app.base import BaseApplication
-
-    class FunctionServer(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", 1)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", threads)
-            self.cfg.set("timeout", 120)
-            self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("keepalive", 30)
-            self.cfg.set("accesslog", None)
-
-        def load(self) -> Flask:
-            return app_factory()
-
-    FunctionServer().run()
-
-
-# --- direct WSGI paths (predict-one and learn-one put one in front of their Flask app: ADR 0072, 0074) -------------
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-class DirectPath:
-    """What the direct paths share: recognising a binary-mode JSON CloudEvent they may answer, reading the body,
-    handing a request back to the Flask app with its body restored, and the reply CloudEvent's headers in the
-    order the SDK writes them. `known_ce` = the ce-* headers (WSGI names) the subclass understands."""
-
-    known_ce: frozenset[str] = frozenset()
-
-    def __init__(self, app: WSGIApp) -> None:
-        self.app = app
-
-    def is_plain_binary_json(self, environ: Mapping[str, Any]) -> bool:
-        """A binary-mode CloudEvent 1.0 with id, source, JSON data and no ce-* header outside `known_ce`."""
-        content_type = environ.get("CONTENT_TYPE", "")
-        return (environ.get("HTTP_CE_SPECVERSION") == "1.0" and bool(environ.get("HTTP_CE_ID"))
-                and bool(environ.get("HTTP_CE_SOURCE"))
-                and (content_type == "application/json" or content_type.startswith("application/json;"))
-                and not any(k.startswith("HTTP_CE_") and k not in self.known_ce for k in environ))
-
-    @staticmethod
-    def body(environ: dict[str, Any]) -> bytes | None:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        return environ["wsgi.input"].read(length) if length > 0 else b""
-
-    def to_flask(self, environ: dict[str, Any], start_response: StartResponse, body: bytes) -> Iterable[bytes]:
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        return self.app(environ, start_response)
-
-    @staticmethod
-    def reply_headers(source: str, ce_type: str, domain: str, partitionkey: Any) -> list[tuple[str, str]]:
-        """Headers of a binary-mode reply, as `to_binary_event` writes them (`source`/`ce_type` header-encoded)."""
-        headers = [
-            ("ce-specversion", "1.0"),
-            ("ce-id", str(uuid.UUID(int=_ids.getrandbits(128), version=4))),
-            ("ce-source", source),
-            ("ce-type", ce_type),
-            ("ce-time", _encode_header_value(datetime.now(UTC))),
-            ("content-type", "application/json"),
-            ("ce-domain", domain),
-        ]
-        if partitionkey is not None:
-            headers.append(("ce-partitionkey", _encode_header_value(partitionkey)))
-        return headers

@@ -264,7 +264,6 @@ def test_detected_drift_is_posted_as_a_drift_cloudevent(redis_url: str, monkeypa
     stream = [domain.validate(r) for r in producers.records("eta", 2300, seed=2, drift_at=DRIFT_AT)]
     with Recorder() as broker:
         monkeypatch.setenv("BROKER_URL", broker.url + "/coelho/default")
-        monkeypatch.setenv("COELHO_LEARN_FAST", "1")
         app = learn.create()
         web = app.test_client()
         drifted_at = []

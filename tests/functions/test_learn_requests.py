@@ -1,4 +1,5 @@
-"""learn-one's WSGI fast path answers exactly what the Flask route answers, and hands every other case to it."""
+"""learn-one through the middleware's one request path: binary and structured mode learn the same and answer the
+same; errors, `?reply=none`, the batch learner; no POST / ever reaches Flask."""
 
 from __future__ import annotations
 
@@ -7,40 +8,49 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import redis
 from conftest import cloudevent, free_port
 from flask import Flask
+from prometheus_client import REGISTRY
 from streams import events
 
 from eventing.cloudevent_types import TRAINING_CONTROL
 from eventing.domains import DOMAINS
 from functions import learn
-from functions.middleware.app import REQUESTS
+from functions.middleware.app import REQUESTS  # noqa: F401  (registers the function metrics)
+from functions.model_state.batch_learner import BatchLearner
 
 VOLATILE = {"ce-id", "ce-time"}
 
 
-def make(monkeypatch: pytest.MonkeyPatch, fast: bool) -> Flask:
-    monkeypatch.setenv("COELHO_LEARN_FAST", "1" if fast else "0")
+MODE = {"structured": False}  # how `post` sends events (run_both sends a script both ways)
+
+
+def make(monkeypatch: pytest.MonkeyPatch) -> Flask:
     app = learn.create()
-    assert isinstance(app.wsgi_app, learn.FastLearn) is fast
-    if fast:  # count what is handed to Flask
-        calls = app.config["flask_calls"] = [0]
-        inner = app.wsgi_app.app
+    calls = app.config["flask_calls"] = [0]  # requests handed to Flask (none of POST /)
+    function_app = app.config["function_app"]
+    inner = function_app.flask_app
 
-        def counted(environ: Any, start_response: Any) -> Any:
-            calls[0] += 1
-            return inner(environ, start_response)
+    def counted(environ: Any, start_response: Any) -> Any:
+        calls[0] += 1
+        return inner(environ, start_response)
 
-        app.wsgi_app.app = counted
+    function_app.flask_app = counted
     return app
 
 
 def post(app: Flask, ce_type: str, data: Any, path: str = "/", **kwargs: Any) -> Any:
     message = cloudevent(ce_type, data, **kwargs)
-    return app.test_client().post(path, headers=dict(message.headers), data=message.body)
+    if not MODE["structured"]:
+        return app.test_client().post(path, headers=dict(message.headers), data=message.body)
+    attributes = {k[3:]: unquote(v) for k, v in message.headers.items() if k.startswith("ce-")}
+    envelope = {**attributes, "datacontenttype": "application/json", "data": json.loads(message.body)}
+    return app.test_client().post(path, data=json.dumps(envelope),
+                                  headers={"content-type": "application/cloudevents+json"})
 
 
 def answer(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -62,19 +72,23 @@ def state_of(app: Flask) -> list[tuple[Any, ...]]:
 
 def run_both(redis_url: str, monkeypatch: pytest.MonkeyPatch,
              script: Callable[[Flask], list[Any]]) -> tuple[list[Any], list[Any], Flask, Flask]:
-    """The same requests on a fresh Redis, once through the fast path and once through Flask."""
+    """The same requests on a fresh Redis, once in binary mode and once in structured mode."""
     client = redis.Redis.from_url(redis_url)
     client.flushall()
-    fast = make(monkeypatch, True)
+    fast = make(monkeypatch)
     a = script(fast)
     client.flushall()
-    plain = make(monkeypatch, False)
-    b = script(plain)
+    MODE["structured"] = True
+    try:
+        plain = make(monkeypatch)
+        b = script(plain)
+    finally:
+        MODE["structured"] = False
     return a, b, fast, plain
 
 
 @pytest.mark.parametrize("domain_name", list(DOMAINS))
-def test_fast_path_answers_like_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch, domain_name: str) -> None:
+def test_binary_and_structured_mode_answer_alike(redis_url: str, monkeypatch: pytest.MonkeyPatch, domain_name: str) -> None:
     domain = DOMAINS[domain_name]
     stream = events(domain_name, 40, seed=9)
 
@@ -96,7 +110,7 @@ def test_fast_path_answers_like_flask(redis_url: str, monkeypatch: pytest.Monkey
         return out
 
     a, b, fast, plain = run_both(redis_url, monkeypatch, script)
-    assert fast.config["flask_calls"] == [0]  # every one answered by the fast path
+    assert fast.config["flask_calls"] == [0]
     for got, want in zip(a, b, strict=True):
         assert got == want
     if domain.id_field:
@@ -105,7 +119,7 @@ def test_fast_path_answers_like_flask(redis_url: str, monkeypatch: pytest.Monkey
     assert state_of(fast) == state_of(plain)
 
 
-def test_labels_and_pause_answer_like_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_labels_and_pause_answer_alike(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     tfd = DOMAINS["tfd"]
     stream = events("tfd", 6, seed=12)
 
@@ -125,7 +139,7 @@ def test_labels_and_pause_answer_like_flask(redis_url: str, monkeypatch: pytest.
         return out
 
     a, b, fast, plain = run_both(redis_url, monkeypatch, script)
-    assert fast.config["flask_calls"] == [2]  # only pause and resume
+    assert fast.config["flask_calls"] == [0]
     assert a == b
     replies = [json.loads(body) for _, _, body in a]
     assert [r["kind"] for r in replies[:3]] == ["unlabeled"] * 3
@@ -165,7 +179,7 @@ def test_reply_none_learns_the_same_and_answers_204(redis_url: str, monkeypatch:
         return out
 
     a, b, fast, plain = run_both(redis_url, monkeypatch, script_then_wait)
-    assert fast.config["flask_calls"] == [1]  # only the invalid event
+    assert fast.config["flask_calls"] == [0]
     assert a == b
     assert all(status == 204 and body == b"" for status, _, body in a[:-1]), a[:3]
     status, _, body = a[-1]
@@ -179,16 +193,16 @@ def test_reply_none_learns_the_same_and_answers_204(redis_url: str, monkeypatch:
     assert replied.status_code == 200 and replied.headers["ce-type"] == tfd.type("learned")
 
 
-def test_fast_path_counts_the_request(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = make(monkeypatch, True)
+def test_the_request_is_counted(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = make(monkeypatch)
     ce_type = DOMAINS["tfd"].type("record")
-    counter = REQUESTS.labels("learn", ce_type, "200")
-    before = counter._value.get()
+    labels = {"function": "learn", "type": ce_type, "code": "200"}
+    before = REGISTRY.get_sample_value("coelho_function_requests_total", labels) or 0.0
     assert post(fast, ce_type, events("tfd", 1, seed=3)[0]).status_code == 200
-    assert counter._value.get() == before + 1
+    assert REGISTRY.get_sample_value("coelho_function_requests_total", labels) == before + 1
 
 
-def test_errors_and_other_forms_go_to_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_and_other_forms_get_the_contract(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     tfd = DOMAINS["tfd"]
     event = events("tfd", 1, seed=3)[0]
     headers = dict(cloudevent(tfd.type("record"), event).headers)
@@ -214,14 +228,14 @@ def test_errors_and_other_forms_go_to_flask(redis_url: str, monkeypatch: pytest.
         return out
 
     a, b, fast, _ = run_both(redis_url, monkeypatch, script)
-    assert fast.config["flask_calls"] == [len(cases)]
+    assert fast.config["flask_calls"] == [0]
     for (name, _), got, want in zip(cases, a, b, strict=True):
         assert got == want, name
         assert got[0] == 400, name
     assert "currency" in json.loads(a[0][2])["fields"]
 
-    # forms the fast path leaves to Flask, served all the same
-    fast = make(monkeypatch, True)
+    # other forms: structured mode, other extensions, Kafka records, unknown types
+    fast = make(monkeypatch)
     structured = {"specversion": "1.0", "id": "s1", "source": "/t", "type": tfd.type("record"),
                   "datacontenttype": "application/json", "data": event}
     response = fast.test_client().post("/", data=json.dumps(structured),
@@ -235,7 +249,7 @@ def test_errors_and_other_forms_go_to_flask(redis_url: str, monkeypatch: pytest.
     assert post(fast, "boson.fn", {"message": "Hello World"}).status_code == 400
 
 
-def test_error_after_the_commit_is_answered_like_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_error_after_the_commit_is_a_500_in_both_modes(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     tfd = DOMAINS["tfd"]
     event = events("tfd", 1, seed=4)[0]
 
@@ -249,11 +263,15 @@ def test_error_after_the_commit_is_answered_like_flask(redis_url: str, monkeypat
     assert a == b and a[0][0] == 500 and b"boom" in a[0][2]
 
 
-def test_redis_unreachable_is_503_through_flask(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redis_unreachable_is_503(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     answers = []
-    for fast in (True, False):
-        response = post(make(monkeypatch, fast), DOMAINS["tfd"].type("record"), events("tfd", 1)[0])
+    for structured in (False, True):
+        MODE["structured"] = structured
+        try:
+            response = post(make(monkeypatch), DOMAINS["tfd"].type("record"), events("tfd", 1)[0])
+        finally:
+            MODE["structured"] = False
         assert response.status_code == 503 and "retry" in json.loads(response.data)["error"]
         answers.append(answer(response))
     assert answers[0] == answers[1]
@@ -263,10 +281,10 @@ def test_the_applier_thread_ends_when_idle_and_a_later_poke_starts_it(redis_url:
     """`?reply=none` deliveries are applied by the domain's applier thread; it ends after a quiet spell (no thread
     is left behind) and the next delivery starts it again, with nothing skipped in between."""
     redis.Redis.from_url(redis_url).flushall()
-    app = make(monkeypatch, True)
+    app = make(monkeypatch)
     learner = app.config["learner"]
     tfd = DOMAINS["tfd"]
-    applier = learner.batch_learners["tfd"] = learn.BatchLearner("tfd", learner.replicas["tfd"], idle_s=0.05, exit_after_s=0.3)
+    applier = learner.batch_learners["tfd"] = BatchLearner("tfd", learner.replicas["tfd"], idle_s=0.05, exit_after_s=0.3)
     stream = events("tfd", 12, seed=31)
     for i, record in enumerate(stream[:6]):
         assert post(app, tfd.type("record"), record, path="/?reply=none", ce_id=f"a-{i}").status_code == 204
@@ -302,7 +320,7 @@ def test_the_applier_retries_until_the_log_is_applied_and_only_then_ends() -> No
             return []
 
     replica = FlakyReplica(failures=4)
-    applier = learn.BatchLearner("tfd", [replica], idle_s=0.02, exit_after_s=0.0)  # type: ignore[list-item]
+    applier = BatchLearner("tfd", [replica], idle_s=0.02, exit_after_s=0.0)  # type: ignore[list-item]
     applier.poke()
     deadline = time.monotonic() + 10
     while not replica.applied:

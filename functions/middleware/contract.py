@@ -1,0 +1,64 @@
+"""The failure contract of every function: which exception becomes which HTTP status, and its JSON body.
+
+What the Knative dispatcher retries: only 5xx, 404, 408, 409, 429. So: not a CloudEvent, a type the function does
+not take, bad data -> 400 with the reason (never retried, nothing lost: the Broker dead-letters it);
+a dependency that is down -> 503 (retried); anything else -> 500. Never a 2xx for work not done.
+
+    >>> error_response("learn", UnsupportedEvent("data is not JSON"))
+    (400, {'error': 'data is not JSON'})
+    >>> error_response("learn", DependencyUnavailable("redis is loading"))[0]
+    503
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from eventing.schema import ValidationError
+from functions.middleware.events import UnsupportedEvent
+
+log = logging.getLogger("coelho.functions")
+
+__all__ = ["DependencyUnavailable", "UnsupportedEvent", "error_response", "is_dependency_error"]
+
+
+class DependencyUnavailable(RuntimeError):
+    """A dependency (Redis, MLflow, S3) is down or not ready: the caller should retry (HTTP 503)."""
+
+
+def is_dependency_error(exc: BaseException) -> bool:
+    """A down or unreachable dependency: Redis or HTTP connection errors, timeouts, `DependencyUnavailable`."""
+    if isinstance(exc, DependencyUnavailable):
+        return True
+    try:
+        import redis.exceptions as redis_errors
+
+        if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.BusyLoadingError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import requests
+
+        if isinstance(exc, requests.ConnectionError | requests.Timeout):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(exc, ConnectionError)
+
+
+def error_response(function: str, exc: BaseException, accepts: Collection[str] = ()) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of the failure contract for an exception raised while handling a request."""
+    if isinstance(exc, ValidationError):
+        return 400, exc.to_dict()
+    if isinstance(exc, UnsupportedEvent):
+        body: dict[str, Any] = {"error": str(exc)}
+        if accepts:
+            body["accepted_types"] = sorted(accepts)
+        return 400, body
+    if is_dependency_error(exc):
+        return 503, {"error": f"dependency unavailable, retry later: {exc}"}
+    log.exception("%s failed", function, exc_info=exc)
+    return 500, {"error": f"{type(exc).__name__}: {exc}"}

@@ -18,7 +18,7 @@ import click
 
 DEFAULT_TYPE = "boson.fn"  # what `kn func invoke` sends by default
 DEFAULT_DATA = '{"message": "Hello World"}'
-FUNCTIONS = ("learn", "predict", "checkpoint", "lake", "chat")
+FUNCTIONS = ("learn", "predict", "checkpoint", "chat")
 
 
 def _settings() -> Any:

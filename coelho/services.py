@@ -527,7 +527,6 @@ SERVICES: list[Service] = [
     function_row("learn", ("redis", "kafka", "s3", "mlflow")),
     function_row("predict", ("redis", "kafka", "s3")),
     function_row("checkpoint", ("redis", "s3", "mlflow")),
-    function_row("lake", ("s3", "kafka")),
     function_row("chat", ("redis",)),
     *[producer_row(d) for d in DOMAINS],
     Service(

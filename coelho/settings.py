@@ -40,7 +40,6 @@ DEFAULT_PORTS: dict[str, int] = {
     "learn": 18081,
     "predict": 18082,
     "checkpoint": 18083,
-    "lake": 18084,
     "chat": 18085,
     "producer_tfd": 18101,  # producers' Prometheus metrics
     "producer_eta": 18102,

@@ -24,7 +24,6 @@ LABELS = {
     "learn": "learn-one function",
     "predict": "predict-one function",
     "checkpoint": "checkpoint function",
-    "lake": "lake sink function",
     "chat": "chat function",
     "producer_tfd": "TFD producer",
     "producer_eta": "ETA producer",
@@ -45,7 +44,7 @@ class ServiceStatus:
 def _service_rows() -> list:  # type: ignore[type-arg]
     try:
         from coelho.services import SERVICES
-    except Exception:  # the runtime is another engineer's module: degrade to the essentials
+    except Exception:  # the dashboard outlives a runtime that cannot be imported: degrade to the essentials
         return []
     return [svc for svc in SERVICES if svc.name != "dashboard"]
 

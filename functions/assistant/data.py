@@ -87,7 +87,7 @@ def _finite(value: Any, digits: int = 4) -> Any:
 
 # Where each service is when the chat function runs in a cluster: the environment (the coelho-config ConfigMap)
 # names it; on one machine the Settings' local ports do. (HTTP services by URL, the others by host:port.)
-SERVICE_URL_ENV = {"learn": "LEARN_URL", "predict": "PREDICT_URL", "checkpoint": "CHECKPOINT_URL", "lake": "LAKE_URL",
+SERVICE_URL_ENV = {"learn": "LEARN_URL", "predict": "PREDICT_URL", "checkpoint": "CHECKPOINT_URL",
                    "prometheus": "PROMETHEUS_URL"}
 SERVICE_ADDRESS_ENV = {"broker": "BROKER_URL", "kafka": "KAFKA_BOOTSTRAP_SERVERS", "s3": "S3_ENDPOINT_URL",
                        "dashboard": "DASHBOARD_URL"}
@@ -344,7 +344,7 @@ class PlatformReader:
             out["redis"] = "up"
         except redis.RedisError:
             out["redis"] = "down"
-        for name in ("learn", "predict", "checkpoint", "lake"):
+        for name in ("learn", "predict", "checkpoint"):
             out[name] = _http_status(f"{self.service_url(name)}/health/readiness")
         out["mlflow"] = _http_status(f"{self.mlflow_uri}/health")
         out["prometheus"] = _http_status(f"{self.service_url('prometheus')}/-/ready")
@@ -382,7 +382,7 @@ class PlatformReader:
         from prometheus_client.parser import text_string_to_metric_families
 
         out: dict[str, Any] = {}
-        for name in ("learn", "predict", "checkpoint", "lake"):
+        for name in ("learn", "predict", "checkpoint"):
             try:
                 response = requests.get(f"{self.service_url(name)}/metrics", timeout=HTTP_TIMEOUT)
             except requests.RequestException:

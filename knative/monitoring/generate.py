@@ -164,7 +164,7 @@ KUBERNETES = Dashboard(
             Panel("Available replicas per deployment", [(f'sum by (deployment) (kube_deployment_status_replicas_available{{namespace="{NAMESPACE}"}})', "{{deployment}}")]),
         ]),
         ("Scrape targets", [
-            Panel("Targets up", [('sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|lake|chat|router|producer_.+)"})', "{{job}}")], width=24),
+            Panel("Targets up", [('sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|chat|router|producer_.+)"})', "{{job}}")], width=24),
         ]),
     ],
 )
@@ -198,7 +198,7 @@ EVENTING = Dashboard(
 FUNCTIONS = Dashboard(
     uid="coelho-functions",
     title="COELHO / Functions",
-    description="learn-one, predict-one, checkpoint, lake and chat: requests, errors, latency, predictions.",
+    description="learn-one, predict-one, checkpoint and chat: requests, errors, latency, predictions.",
     rows=[
         ("Traffic", [
             Panel("Requests per second by function", [("sum by (function) (rate(coelho_function_requests_total[1m]))", "{{function}}")], unit="reqps"),

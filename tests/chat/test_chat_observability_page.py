@@ -31,7 +31,7 @@ OBSERVABILITY_CONTEXT = {"page": "observability", "status": "collecting metrics,
 
 # get_platform_health's service names -> the runtime's service rows.
 RUNTIME_NAME = {
-    "redis": "redis", "learn": "learn", "predict": "predict", "checkpoint": "checkpoint", "lake": "lake",
+    "redis": "redis", "learn": "learn", "predict": "predict", "checkpoint": "checkpoint",
     "mlflow": "mlflow", "prometheus": "prometheus", "broker": "router", "kafka": "kafka", "s3": "s3",
     "dashboard": "dashboard",
 }

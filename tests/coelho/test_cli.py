@@ -65,9 +65,6 @@ def _all_ports(s: Settings, names: list[str]) -> list[int]:
     return [p for n in names if n in BY_NAME for p in BY_NAME[n].ports(s)]
 
 
-# Rows whose module is announced but not written yet (knative/ reserves `lake` for the Delta Lake sink). A row is
-# excused only while its module really does not exist: once functions/lake.py is written, `up` must run it.
-NOT_WRITTEN_YET = {"lake"}
 PRODUCERS = {f"producer_{d}" for d in DOMAINS}
 
 
@@ -83,14 +80,8 @@ def _installed(svc: Service, s: Settings) -> bool:
 
 
 def _expected_rows(s: Settings, producers: bool = True) -> set[str]:
-    """Every row of the services table `up` must run: a missing module must not silently drop one."""
-    return {
-        svc.name
-        for svc in SERVICES
-        if _installed(svc, s)
-        and not (svc.name in NOT_WRITTEN_YET and not svc.available())
-        and (producers or svc.kind != "producer")
-    }
+    """Every row of the services table `up` must run (a missing module fails `up`, it never drops a row)."""
+    return {svc.name for svc in SERVICES if _installed(svc, s) and (producers or svc.kind != "producer")}
 
 
 def test_up_detach_then_everything_healthy(instance: Instance) -> None:

@@ -19,13 +19,12 @@ from .conftest import ROOT, prometheus_url, promql_metric_names
 pytestmark = pytest.mark.stack
 
 # Components whose /metrics the platform serves, and the metric families each must export (names as exposed).
-COMPONENTS = ["learn", "predict", "checkpoint", "lake", "chat", "router", "producer_tfd", "producer_eta", "producer_ecci"]
+COMPONENTS = ["learn", "predict", "checkpoint", "chat", "router", "producer_tfd", "producer_eta", "producer_ecci"]
 FUNCTION_METRICS = {"coelho_function_requests_total", "coelho_function_request_seconds"}
 EXPECTED: dict[str, set[str]] = {
     "learn": FUNCTION_METRICS | {"coelho_drift_detected_total", "coelho_model_events_learned"},
     "predict": FUNCTION_METRICS,
     "checkpoint": FUNCTION_METRICS,
-    "lake": FUNCTION_METRICS,
     "chat": FUNCTION_METRICS | {"coelho_chat_requests_total"},
     "router": {
         "coelho_router_events_in_total", "coelho_router_events_out_total", "coelho_router_retries_total",
@@ -49,7 +48,7 @@ def stack(platform: Any) -> Any:
     # MLflow first: learn-one restores models from the registry when it starts and is not ready before MLflow is
     # (MLflow can take over a minute to start on a loaded machine).
     platform.start(["mlflow"])
-    platform.start(["prometheus", *COMPONENTS], producers=True, strict=False)
+    platform.start(["prometheus", *COMPONENTS], producers=True)
     return platform
 
 
@@ -63,9 +62,8 @@ def metrics_url(stack: Any, name: str) -> str:
 
 
 def test_the_core_components_run(stack: Any) -> None:
-    # The functions, the router and the producers are the platform: each must be running for this suite to mean
-    # anything (lake and chat may be absent in a build without them).
-    assert {"learn", "predict", "checkpoint", "router", "producer_tfd", "producer_eta", "producer_ecci"} <= set(started(stack))
+    # The functions, the router and the producers are the platform: each must be running for this suite to mean anything.
+    assert set(started(stack)) == set(COMPONENTS)
 
 
 def test_every_component_serves_its_metrics(stack: Any) -> None:

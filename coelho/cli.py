@@ -1,7 +1,8 @@
 """`coelho`: start, watch and stop the platform (up / down / status / logs), plus sub-commands other packages add.
 
-Sub-commands from other packages are registered lazily ("module:attribute"); a module or attribute that does not
-exist (yet) is skipped silently, so the runtime never depends on them.
+Sub-commands from other packages are registered lazily ("module:attribute"), so `up`, `down` and `status` never
+import the producers or the functions. A sub-command that cannot be loaded is still listed: `--help` says why it is
+unavailable and running it fails with that reason (never a silent "no such command").
 """
 
 from __future__ import annotations
@@ -29,41 +30,46 @@ LAZY_COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A click group that also offers the LAZY_COMMANDS whose module and attribute exist."""
+def load_command(target: str) -> click.Command:
+    """The click command at "module:attribute"; raises when the module cannot be imported or holds no such command."""
+    module_name, attr = target.split(":")
+    cmd = getattr(importlib.import_module(module_name), attr, None)
+    if not isinstance(cmd, click.Command):
+        raise LookupError(f"{module_name} has no click command {attr!r}")
+    return cmd
 
-    def _load(self, name: str) -> click.Command | None:
-        target = LAZY_COMMANDS.get(name)
-        if target is None:
-            return None
-        module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-                return None  # not written yet
-            raise
-        cmd = getattr(module, attr, None)
-        return cmd if isinstance(cmd, click.Command) else None
+
+def unavailable_command(name: str, target: str, exc: Exception) -> click.Command:
+    """A stand-in for a sub-command that cannot be loaded: listed by --help with the reason, failing when run."""
+    reason = f"cannot load {target}: {type(exc).__name__}: {exc}"
+
+    def fail(**_: Any) -> None:
+        raise click.ClickException(f"{name}: {reason}")
+
+    return click.Command(
+        name,
+        callback=fail,
+        help=f"Unavailable: {reason}",
+        short_help=f"(unavailable: {exc})",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+
+
+class LazyGroup(click.Group):
+    """A click group that also offers the LAZY_COMMANDS, imported only when one is listed or run."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = list(super().list_commands(ctx))
-        for name in LAZY_COMMANDS:
-            try:
-                if self._load(name) is not None:
-                    names.append(name)
-            except Exception:  # noqa: BLE001 — a broken plug-in must not break `coelho --help`
-                continue
-        return sorted(names)
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = super().get_command(ctx, cmd_name)
-        if cmd is not None:
+        if cmd is not None or cmd_name not in LAZY_COMMANDS:
             return cmd
         try:
-            return self._load(cmd_name)
-        except Exception as exc:  # noqa: BLE001
-            raise click.ClickException(f"{cmd_name}: cannot load {LAZY_COMMANDS[cmd_name]}: {exc}") from exc
+            return load_command(LAZY_COMMANDS[cmd_name])
+        except Exception as exc:  # noqa: BLE001 — any failure to load is shown, and `coelho --help` still works
+            return unavailable_command(cmd_name, LAZY_COMMANDS[cmd_name], exc)
 
 
 @click.group(cls=LazyGroup)

@@ -1,6 +1,6 @@
 """Prometheus configuration generated from the service table.
 
-Every row of coelho.services.SERVICES with a `metrics_path` (and whose module exists) becomes a scrape job.
+Every row of coelho.services.SERVICES with a `metrics_path` becomes a scrape job.
 Alert/recording rules come from knative/monitoring/alert-rules.yaml when that file exists; it may be a plain
 Prometheus rule file (`groups:`) or a PrometheusRule resource (`spec.groups`), possibly multi-document.
 """
@@ -36,7 +36,7 @@ def scrape_jobs(settings: Settings) -> list[dict[str, Any]]:
 
     jobs: list[dict[str, Any]] = []
     for svc in SERVICES:
-        if not svc.metrics_path or not svc.available():
+        if not svc.metrics_path:
             continue
         jobs.append(
             {
@@ -69,7 +69,7 @@ def unregister_target(settings: Settings, name: str) -> None:
 
 
 def rule_groups(path: Path = ALERT_RULES) -> list[dict[str, Any]]:
-    """The rule groups in the observability engineer's file ([] when it does not exist)."""
+    """The rule groups of knative/monitoring/alert-rules.yaml, or of `path` ([] when the file does not exist)."""
     if not path.exists():
         return []
     groups: list[dict[str, Any]] = []

@@ -207,43 +207,37 @@ class Platform:
             return {svc.name: ok for svc, ok in zip(svcs, results, strict=True)}
 
     # --- planning ---------------------------------------------------------------------------------------------
-    def plan(self, names: Iterable[str] | None = None, *, producers: bool = True, strict: bool = True) -> list[Service]:
+    def plan(self, names: Iterable[str] | None = None, *, producers: bool = True) -> list[Service]:
         """The services to run for `names` (None: the whole platform) plus their dependencies, in start order.
 
-        Rows whose Python module does not exist are left out (named services raise StartError when strict).
+        Every row planned must be runnable: a row whose Python module is missing raises StartError naming it, before
+        anything starts (a platform that quietly leaves a service out looks healthy and is not).
         """
-        if names is None:
-            wanted = [s.name for s in self.services if producers or s.kind != "producer"]
-            strict = False
-        else:
-            wanted = list(names)
+        everything = [s.name for s in self.services if producers or s.kind != "producer"]
+        wanted = everything if names is None else list(names)
         for name in wanted:
             if name not in self.by_name:
                 raise StartError(name, f"no such service (known: {', '.join(self.by_name)})")
         chosen: dict[str, Service] = {}
-        skipped: list[str] = []
 
-        def visit(name: str, explicit: bool) -> None:
+        def visit(name: str) -> None:
             if name in chosen:
                 return
             svc = self.by_name.get(name)
             if svc is None:
                 return
             if not svc.available():
-                if explicit and strict:
-                    raise StartError(name, f"python module {svc.module} does not exist (yet); nothing to start")
-                skipped.append(name)
-                return
+                raise StartError(
+                    name,
+                    f"python module {svc.module} is missing, so `python -m {svc.module}` cannot run; restore the "
+                    f"module or remove the {name!r} row from coelho/services.py",
+                )
             for dep in svc.dependencies(self.settings):
-                visit(dep, False)
+                visit(dep)
             chosen[name] = svc
 
         for name in wanted:
-            visit(name, True)
-        if skipped:
-            self._say_once(
-                "skipped:" + ",".join(skipped), f"{'(skipped)':<14} not written yet: {', '.join(sorted(set(skipped)))}"
-            )
+            visit(name)
         return list(chosen.values())
 
     def _deps(self, svc: Service, planned: set[str]) -> list[str]:
@@ -255,16 +249,14 @@ class Platform:
             self.echo(line)
 
     # --- start ------------------------------------------------------------------------------------------------
-    def start(
-        self, names: Iterable[str] | None = None, *, producers: bool = True, strict: bool = True
-    ) -> dict[str, float]:
+    def start(self, names: Iterable[str] | None = None, *, producers: bool = True) -> dict[str, float]:
         """Start `names` (None: everything) plus dependencies and wait until all are healthy. Idempotent.
 
         Returns {service: seconds until healthy} for the services started by this call. On any failure everything
         this call started is stopped again and StartError (one clear line) is raised.
         """
         with self._lock:
-            planned = self.plan(names, producers=producers, strict=strict)
+            planned = self.plan(names, producers=producers)
             return self._start(planned)
 
     def _preflight(self, planned: list[Service]) -> tuple[list[Service], dict[str, list[str]], set[str]]:

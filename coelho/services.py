@@ -1,8 +1,9 @@
 """The ONE table of services the embedded runtime runs.
 
 Each row says how to start a process (argv builder + environment), which port it listens on, how to tell it is
-healthy, what it needs first, where Prometheus scrapes it, and — for Python services — which module must exist.
-A row whose module does not exist (yet) is skipped. Adding a service to the platform = adding a row to SERVICES.
+healthy, what it needs first, where Prometheus scrapes it, and — for Python services — which module it runs.
+Every row runs: a row whose module is missing makes the start fail with its name (coelho.runtime.Platform.plan).
+Adding a service to the platform = adding a row to SERVICES.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class Service:
     extra_ports: Callable[[Settings], list[int]] = field(default=lambda s: [])  # other ports it binds
     metrics_path: str | None = None  # Prometheus scrape path on `port` (None: not scraped)
     metrics_port: str | None = None  # when metrics are on another port than `port`
-    module: str | None = None  # Python module that must exist for the row to be active
+    module: str | None = None  # Python module the row runs (`python -m`); missing, it fails the start
     kind: str = "infra"  # infra | function | router | producer | ui
     optional: bool = False  # a missing binary means: say so once and go on
     startup_timeout: float = 60.0
@@ -192,7 +193,7 @@ class Service:
         return deps(settings) if callable(deps) else deps
 
     def available(self) -> bool:
-        """False when the Python module this row runs does not exist yet."""
+        """False when the Python module this row runs is missing (the runtime then refuses to start it)."""
         return self.module is None or module_runnable(self.module)
 
     def url(self, settings: Settings) -> str:

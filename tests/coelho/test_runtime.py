@@ -82,13 +82,18 @@ def test_missing_binary(tmp_path: Path) -> None:
     assert len(lines) == 1 and "frobnicator" in lines[0]
 
 
-def test_missing_module_is_skipped_or_refused(tmp_path: Path) -> None:
+def test_a_missing_module_is_a_start_up_error_naming_the_row(tmp_path: Path) -> None:
+    """Never a platform that quietly leaves a service out: named, needed as a dependency or part of everything."""
     s = _settings(tmp_path)
-    row = _row("future", "pass", module="functions.not_written_yet_xyz")
-    plat = Platform(s, services=[row])
-    assert plat.plan(None) == []
-    with pytest.raises(StartError, match="does not exist"):
-        plat.start(["future"])
+    gone = _row("gone", "pass", module="functions.no_such_module_xyz")
+    needs_it = _row("needs_it", "pass", depends_on=("gone",))
+    plat = Platform(s, services=[gone, needs_it])
+    for names in (None, ["gone"], ["needs_it"]):
+        with pytest.raises(StartError) as err:
+            plat.start(names)
+        assert err.value.service == "gone"
+        assert "functions.no_such_module_xyz is missing" in str(err.value) and "coelho/services.py" in str(err.value)
+    assert plat.entries() == {}
 
 
 def test_kill_shows_unhealthy_and_restart_recovers(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def replay_and_wait(platform: Any, stream: Path, until_seq: int) -> int:
 def drifted(platform: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The platform after a producer replayed DRIFT_AT eta records, then COUNT - DRIFT_AT with a changed concept."""
     platform.start(["mlflow"])  # learn-one restores from the registry at start
-    platform.start(["prometheus", "router", "learn", "dashboard"], producers=False, strict=False)
+    platform.start(["prometheus", "router", "learn", "dashboard"], producers=False)
     client = redis.Redis.from_url(platform.settings.redis_url)
     before, after = drifted_streams(tmp_path_factory.mktemp("drift"))
     count_before = drift_count(platform.settings.url("learn"))

@@ -1,6 +1,6 @@
 """Browser-test fixtures: the real platform with the dashboard, data flowing, and Chromium driven by Playwright.
 
-Debian's Chromium is used as it is (never `playwright install`, see ../shared/INFRA-NOTES.md). Screenshots go to
+Debian's Chromium is used as it is (never `playwright install`: ./dev installs Debian's `chromium`). Screenshots go to
 test-artifacts/screenshots/ (gitignored); timings are logged, never asserted.
 """
 
@@ -58,7 +58,7 @@ def dashboard(platform: Any) -> Iterator[Any]:
     """The platform with the dashboard and everything it shows, models trained on real events."""
     started = time.monotonic()
     platform.start(["mlflow"])
-    platform.start(SERVICES, strict=False)
+    platform.start(SERVICES)
     s = platform.settings
     import redis
 

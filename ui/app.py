@@ -1,8 +1,8 @@
 """The Panel dashboard: one URL per page, all sharing the frame in ui.layout.
 
-`PAGES` is the one list of pages: the navigation bar, the routes and the browser tests read it. The
-Observability page (ui.observability, written by the observability engineer) joins it when that module exists;
-the chat panel (ui.chat_panel) is placed in every page's sidebar by ui.layout.page_template.
+`PAGES` is the one list of pages: the navigation bar, the routes and the browser tests read it. Each page's module
+(ui.pages.*, ui.observability) is imported when a page is first built; the chat panel (ui.chat_panel) is placed in
+every page's sidebar by ui.layout.page_template.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import panel as pn
 
 from coelho.settings import Settings
-from ui.layout import optional_module, page_template
+from ui.layout import page_template
 from ui.live import LiveData
 
 log = logging.getLogger("coelho.ui")
@@ -55,9 +55,9 @@ def _ecci(settings: Settings) -> tuple[list[Any], Any]:
 
 
 def _observability(settings: Settings) -> tuple[list[Any], Any]:
-    module = optional_module("ui.observability")
-    assert module is not None
-    layout, context = module.page_and_context(settings)
+    from ui import observability
+
+    layout, context = observability.page_and_context(settings)
     return [layout], context
 
 
@@ -66,9 +66,8 @@ PAGES: list[Page] = [
     Page("/tfd", "Fraud detection", _tfd),
     Page("/eta", "ETA", _eta),
     Page("/ecci", "E-commerce", _ecci),
+    Page("/observability", "Observability", _observability),
 ]
-if optional_module("ui.observability") is not None:
-    PAGES.append(Page("/observability", "Observability", _observability))
 
 
 def _error_view(title: str) -> list[Any]:

@@ -1,14 +1,12 @@
 """The frame every page shares: navigation bar with the Services menu, the service-down banner, cards, badges.
 
-A page builds its content and hands it to `page_template`, which places the chat panel (ui.chat_panel, written
-by the assistant engineer) in the sidebar when that module exists.
+A page builds its content and hands it to `page_template`, which places the assistant's chat panel (ui.chat_panel)
+in the sidebar.
 """
 
 from __future__ import annotations
 
 import html
-import importlib
-import importlib.util
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -62,17 +60,6 @@ def badge(text: str, color: str, solid: bool = True) -> str:
         f"background:{color};color:#fff" if solid else f"background:{color}1a;color:{color};border:1px solid {color}55"
     )
     return f"<span style='{style};padding:2px 9px;border-radius:999px;font-size:12px;font-weight:700;letter-spacing:.03em'>{html.escape(text)}</span>"
-
-
-def optional_module(name: str) -> Any | None:
-    """Import ui.<name> if another engineer has written it; a broken module is logged, never shown."""
-    if importlib.util.find_spec(name) is None:
-        return None
-    try:
-        return importlib.import_module(name)
-    except Exception:
-        log.exception("could not import %s", name)
-        return None
 
 
 # --- navigation ----------------------------------------------------------------------------------------
@@ -139,25 +126,24 @@ def page_template(
     pages: list[tuple[str, str]],
     page_context: Callable[[], dict[str, Any]] | None = None,
 ) -> pn.template.FastListTemplate:
-    """The shared frame: header navigation, banner + `main`, and the chat panel in the sidebar if it exists."""
+    """The shared frame: header navigation, banner + `main`, and the chat panel in the sidebar."""
     live = LiveData.get(settings)
     banner = ServiceBanner(live)
     nav = pn.pane.HTML(nav_html(active, pages, settings), stylesheets=[NAV_CSS], margin=(0, 10), sizing_mode="fixed", width=760, height=40)
     sidebar: list[Any] = []
-    chat = optional_module("ui.chat_panel")
-    if chat is not None:
 
-        def chat_view() -> Any:
-            try:
-                # Hook for the assistant engineer: ui.chat_panel.chat_panel(settings, page=..., context=callable).
-                return chat.chat_panel(settings, page=active.strip("/") or "home", context=page_context or dict)
-            except Exception:
-                log.exception("the chat panel failed to build")
-                return pn.pane.HTML("")
+    def chat_view() -> Any:
+        try:
+            from ui.chat_panel import chat_panel
 
-        # Built and sent right after the page is shown (defer_load), not as part of it: the chat interface is
-        # ~0.2-0.5 s of a page build on this machine and nobody types in the first second (ADR 0073).
-        sidebar.append(pn.panel(chat_view, defer_load=True, sizing_mode="stretch_width"))
+            return chat_panel(settings, page=active.strip("/") or "home", context=page_context or dict)
+        except Exception:  # the page still works without its assistant; the log says why
+            log.exception("the chat panel failed to build")
+            return pn.pane.HTML("")
+
+    # Built and sent right after the page is shown (defer_load), not as part of it: the chat interface is
+    # ~0.2-0.5 s of a page build on this machine and nobody types in the first second (ADR 0073).
+    sidebar.append(pn.panel(chat_view, defer_load=True, sizing_mode="stretch_width"))
     template = pn.template.FastListTemplate(
         title="COELHO RealTime",
         header=[nav],

@@ -75,6 +75,16 @@ def test_every_queried_metric_is_exported() -> None:
     assert not missing, "queried but exported by no code:\n" + "\n".join(f"  {w}: {m}" for w, m in missing.items())
 
 
+def test_every_exported_metric_is_in_the_metrics_table_of_the_docs() -> None:
+    text = (ROOT / "docs" / "observability.md").read_text()
+    table = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(coelho_[a-z0-9_]+)`", table))
+    missing = sorted(
+        {m.name for m in exported_metrics() if not {m.name, m.name.removesuffix("_total"), f"{m.name}_total"} & documented}
+    )
+    assert not missing, f"exported but not in the Metrics table of docs/observability.md: {missing}"
+
+
 def test_every_dashboard_panel_queries_something() -> None:
     for path in sorted((MONITORING / "dashboards").glob("*.json")):
         dash = json.loads(path.read_text())

@@ -35,7 +35,7 @@ PING = "dev.knative.sources.ping"
 ACCEPTED = [CHECKPOINT_REQUESTED, PING]
 COMPLETED = f"{TYPE_PREFIX}.checkpoint.completed"
 
-# Catch up + pickle + MLflow run + registered version of one model (issue 7). MLflow dominates: a second or more.
+# Catch up + pickle + MLflow run + registered version of one model. MLflow dominates: a second or more.
 CHECKPOINT_DURATION = Histogram(
     "coelho_checkpoint_duration_seconds", "Time to checkpoint one model to MLflow (catch up, pickle, log, register)",
     ["domain", "model"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),

@@ -1,4 +1,4 @@
-"""Session fixtures shared by every test folder (owned by the runtime).
+"""Session fixtures shared by every test folder: the real platform, started on demand.
 
 `platform` is a coelho.runtime.Platform on free ports and its own temporary data directory, running the REAL
 embedded services with the same code `coelho up` uses. Nothing is started until a test asks:

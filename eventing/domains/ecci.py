@@ -63,7 +63,7 @@ def features(event: Mapping[str, Any]) -> dict[str, float]:
 
 
 # Default: DBSTREAM with a wider clustering threshold and faster fading, measured on this machine kind
-# (../shared/measurements/river-models.md): ARI .987 against the true segments with 9 micro-clusters at 18-29k
+# (bench/models.py): ARI .987 against the true segments with 9 micro-clusters at 18-29k
 # events/s and 3 KB, against ARI .970 and 24 micro-clusters (slower predictions) for the defaults.
 # River is imported inside the factories: producers, the router and the CLI read these declarations without it.
 def _dbstream() -> Any:

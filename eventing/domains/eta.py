@@ -83,7 +83,7 @@ def _encoded() -> Any:
 
 
 # Default: a Hoeffding adaptive tree regressor over the encoded features. Measured on this machine kind
-# (../shared/measurements/river-models.md): MAE 4.00 min at 2.4-2.8k events/s with 280 KB of state, against
+# (bench/models.py): MAE 4.00 min at 2.4-2.8k events/s with 280 KB of state, against
 # 5.39 min for linear regression (17-21k events/s, 3 KB) and 5.07 min for a 10-tree ARF (159 events/s, 22 MB).
 # River is imported inside the factories: producers, the router and the CLI read these declarations without it.
 def _hoeffding_adaptive_tree() -> Any:

@@ -87,7 +87,7 @@ def _linear_pipeline() -> Any:
 
 
 # Default: logistic regression inside a random under-sampler. Measured on this machine kind
-# (../shared/measurements/river-models.md): ROC AUC .888 at 13-25k events/s with 8 KB of state, against .815 at
+# (bench/models.py): ROC AUC .888 at 13-25k events/s with 8 KB of state, against .815 at
 # ~216 events/s and 82 MB for a 10-tree adaptive random forest. The forest costs 60x the time for worse quality.
 # River is imported inside the factories: producers, the router and the CLI read these declarations without
 # paying River's import (~3 CPU-s and ~150 MB per process, see ADR 0001).

@@ -13,7 +13,7 @@ are the model's, not one process's:
                                                                     model has not applied yet (summary, <= 0.5 s old)
 
 model_version is the MLflow version of the last checkpoint the live model builds on ("none" before the first).
-Observability (issue 7) owns this module; keys are those of functions/model_state/replica.py.
+The keys read are the ones functions/model_state/replica.py writes (layout in functions/model_state/keys.py).
 """
 
 from __future__ import annotations

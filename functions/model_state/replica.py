@@ -107,9 +107,9 @@ class ModelReplica:
         self.synced_at = 0.0  # monotonic time of the last successful read of the log
         self._reset_checked_at = 0.0
         self.version: str | None = None  # registered MLflow version of the last checkpoint, if known
-        self._summary_timer: threading.Timer | None = None  # trailing summary write after a burst (issue 7)
+        self._summary_timer: threading.Timer | None = None  # trailing summary write after a burst
         if role == "learner":  # listed from the start (dashboard, `coelho models`, exporters)
-            DRIFTS.labels(domain.name, self.model_name)  # exported at 0 from the start: rate() and alerts work (issue 7)
+            DRIFTS.labels(domain.name, self.model_name)  # exported at 0 from the start: rate() and alerts work
             try:
                 client.sadd(key(domain.name, "models"), self.model_name)
             except redis.ConnectionError:
@@ -260,7 +260,7 @@ class ModelReplica:
             self._write_summary_later()
 
     def _write_summary_later(self) -> None:
-        """Trailing write: the summary the dashboard reads also shows the last events of a burst (issue 7)."""
+        """Trailing write: the summary the dashboard reads also shows the last events of a burst."""
         if self._summary_timer is not None:
             return
 

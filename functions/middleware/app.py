@@ -125,7 +125,7 @@ class FunctionApp:
         started = time.perf_counter()
         label = "unhandled"
         try:
-            event = decode(_headers(environ), _body(environ))
+            event = decode(_headers(environ), _body(environ), lower_case=True)
             ce_type = event.get_type()
             if not self.is_accepted(ce_type):
                 raise UnsupportedEvent(f"{self.name} does not handle CloudEvents of type {ce_type!r}")
@@ -197,8 +197,9 @@ class FunctionApp:
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    """The request's headers, lower-case, from the WSGI environ."""
-    out = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    """The request's CloudEvent headers (ce-*) and Content-Type, lower-case, from the WSGI environ: all a CloudEvent
+    is decoded from, in binary or structured mode."""
+    out = {"ce-" + k[8:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_CE_")}
     if environ.get("CONTENT_TYPE"):
         out["content-type"] = environ["CONTENT_TYPE"]
     return out

@@ -151,9 +151,10 @@ def reply_unwanted(query_string: str | bytes) -> bool:
 
 
 # --- decoding ---------------------------------------------------------------------------------------------------
-def decode(headers: Mapping[str, str], body: bytes) -> Event:
-    """A CloudEvent from an HTTP request (binary or structured mode), or UnsupportedEvent saying why not."""
-    lower = {k.lower(): v for k, v in headers.items()}
+def decode(headers: Mapping[str, str], body: bytes, lower_case: bool = False) -> Event:
+    """A CloudEvent from an HTTP request (binary or structured mode), or UnsupportedEvent saying why not.
+    lower_case: the header names are lower-case already."""
+    lower = headers if lower_case else {k.lower(): v for k, v in headers.items()}
     direct = _decode_direct(lower, body)
     if direct is not None:
         return direct
@@ -164,7 +165,7 @@ def decode(headers: Mapping[str, str], body: bytes) -> Event:
             "or structured mode (Content-Type: application/cloudevents+json)"
         )
     try:
-        return Event.from_sdk(from_http_event(HTTPMessage(headers=lower, body=body)))
+        return Event.from_sdk(from_http_event(HTTPMessage(headers=dict(lower), body=body)))
     except Exception as exc:  # the SDK raises several kinds (validation, JSON, ...): all mean a bad request
         raise UnsupportedEvent(f"not a valid CloudEvent: {exc}") from None
 

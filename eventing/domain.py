@@ -1,4 +1,5 @@
-"""What a domain is: its event schema, entity key, CloudEvent types, features, models and metrics, in one place.
+"""What a domain is: its event schema, entity key, CloudEvent types, features, models, metrics and the reply
+predict-one sends back, in one place.
 
 Producers, functions, the router's manifests, the dashboard forms and the tests read a `Domain` instead of
 repeating field lists. The three domains live in `eventing.domains`.
@@ -7,13 +8,26 @@ repeating field lists. The three domains live in `eventing.domains`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from eventing.cloudevent_types import EVENT_KINDS, event_source, event_type
 from eventing.schema import Field, Purpose, iter_leaf_fields, validate_fields
 
 Task = Literal["classification", "regression", "clustering"]
+
+# Classification: a probability of the positive class at or above it is a positive verdict (metrics and replies).
+DECISION_THRESHOLD = 0.5
+
+# What every prediction reply carries besides the domain's own `prediction_fields` (see `Domain.reply_fields`).
+REPLY_FIELDS: tuple[Field, ...] = (
+    Field("domain", "string", "context", "The domain's short name"),
+    Field("model", "string", "context", "The model that answered"),
+    Field("version", "integer", "context", "Last MLflow version registered for this model; null before its first checkpoint",
+          minimum=1, nullable=True),
+    Field("events_learned", "integer", "context", "Events the model had learned when it answered", minimum=0),
+    Field("seq", "integer", "context", "Position in the domain's event log the model reflects", minimum=0),
+)
 
 
 @dataclass(frozen=True)
@@ -33,8 +47,15 @@ class Domain:
     default_model: str
     metric_factories: Callable[[], dict[str, Any]]  # fresh River metrics, keyed by display name
     main_metrics: tuple[str, ...]  # shown on cards and charted over events
+    # The model's answer in predict-one's reply (the rest of the reply: `reply_fields`), and the function that
+    # turns the task's answer into those values: classification (probability of the positive class),
+    # regression (predicted value) and clustering (cluster id or None, that cluster's description).
+    prediction_fields: tuple[Field, ...]
+    prediction_values: Callable[..., dict[str, Any]]
     description: str = ""
     metric_help: Mapping[str, str] = field(default_factory=dict)  # what it measures, range, what good looks like
+    headline_fields: tuple[str, ...] = ()  # event fields listed beside a prediction (the assistant's recent ones)
+    profile_fields: tuple[str, ...] = ()  # clustering: fields whose distribution is kept per cluster
 
     # --- the contract ------------------------------------------------------------------------------
     def validate(self, payload: Any, purpose: Purpose = "record") -> dict[str, Any]:
@@ -67,6 +88,17 @@ class Domain:
     def field_names(self, role: str) -> list[str]:
         return [path for path, f in self.leaf_fields() if f.role == role]
 
+    def reply_fields(self) -> tuple[Field, ...]:
+        """Every field of predict-one's reply, in order: `REPLY_FIELDS`, the event id echoed when the request
+        carried one, then the domain's `prediction_fields`."""
+        echoed = next(f for f in self.fields if f.name == self.id_field)
+        return (
+            *(replace(f, choices=(self.name,)) if f.name == "domain" else
+              replace(f, choices=tuple(self.model_factories)) if f.name == "model" else f for f in REPLY_FIELDS),
+            replace(echoed, description=f"{echoed.description}, echoed when the request carries it", required=False),
+            *self.prediction_fields,
+        )
+
     def make_model(self, name: str | None = None) -> Any:
         model_name = name or self.default_model
         try:
@@ -84,6 +116,7 @@ class Domain:
             "id_field": self.id_field,
             "target": self.target,
             "fields": [f.describe() for f in self.fields],
+            "reply_fields": [f.describe() for f in self.reply_fields()],
             "event_types": self.event_types,
             "models": list(self.model_factories),
             "default_model": self.default_model,

@@ -2,6 +2,7 @@
 
 A domain's event schema is a tuple of `Field`s. `validate` turns a raw payload into a clean event or raises a
 `ValidationError` naming every bad field and why (missing, wrong type, out of range, unknown value).
+The reply predict-one sends back is declared with `Field`s too; `check_values` tells whether a reply fits them.
 
 >>> amount = Field("amount", "number", "feature", "Transaction amount", unit="currency units", minimum=0)
 >>> validate_fields((amount,), {"amount": "12.5"}, purpose="record")
@@ -22,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 FieldType = Literal["string", "integer", "number", "boolean", "timestamp", "object"]
-FieldRole = Literal["feature", "target", "identifier", "context"]
+# prediction: a field of predict-one's reply that carries the model's answer (see Domain.reply_fields)
+FieldRole = Literal["feature", "target", "identifier", "context", "prediction"]
 # record: a complete event (target included); prediction: features to predict from (target, identifiers and
 # context optional); unlabeled: a record whose target comes later in a `label` event (delayed labels);
 # label: {id_field, key_field, target} of an earlier record (Domain.validate selects those fields).
@@ -43,6 +45,7 @@ class Field:
     maximum: float | None = None
     required: bool = True
     fields: tuple[Field, ...] = ()  # members of an "object" field
+    nullable: bool = False  # a reply's value may be null (events: a null value counts as missing)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly description (docs, the dashboard, the assistant)."""
@@ -54,6 +57,8 @@ class Field:
             out["choices"] = list(self.choices)
         if not self.required:
             out["required"] = False
+        if self.nullable:
+            out["nullable"] = True
         if self.fields:
             out["fields"] = [f.describe() for f in self.fields]
         return out
@@ -177,6 +182,20 @@ def validate_fields(fields: tuple[Field, ...], payload: Any, purpose: Purpose = 
     return clean
 
 
+def value_at(event: Mapping[str, Any], path: str) -> Any:
+    """The value at a leaf path ("device_info.os") of an event, or None where it has none.
+
+    >>> value_at({"device_info": {"os": "iOS"}}, "device_info.os"), value_at({"device_info": None}, "device_info.os")
+    ('iOS', None)
+    """
+    value: Any = event
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
 def iter_leaf_fields(fields: tuple[Field, ...], prefix: str = "") -> list[tuple[str, Field]]:
     """Flatten nested object fields to ("location.lat", Field) pairs, in declaration order."""
     out: list[tuple[str, Field]] = []
@@ -186,3 +205,58 @@ def iter_leaf_fields(fields: tuple[Field, ...], prefix: str = "") -> list[tuple[
         else:
             out.append((prefix + field.name, field))
     return out
+
+
+def _type_error(field: Field, value: Any) -> str | None:
+    if value is None:
+        return None if field.nullable else "null, but the field is not nullable"
+    kind = field.type
+    if kind == "object":
+        if not isinstance(value, Mapping):
+            return f"expected an object, got {type(value).__name__}"
+        return None
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"expected a boolean, got {value!r}"
+    if kind in ("integer", "number"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a {kind}, got {value!r}"
+        if kind == "integer" and not isinstance(value, int):
+            return f"expected an integer, got {value!r}"
+        if not math.isfinite(value):
+            return f"expected a finite {kind}, got {value!r}"
+        if field.minimum is not None and value < field.minimum:
+            return f"{value:g} is below the minimum {field.minimum:g}"
+        if field.maximum is not None and value > field.maximum:
+            return f"{value:g} is above the maximum {field.maximum:g}"
+        return None
+    if not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    if field.choices is not None and value not in field.choices:
+        return f"unknown value {value!r}: allowed are {', '.join(field.choices)}"
+    return None
+
+
+def check_values(fields: tuple[Field, ...], data: Mapping[str, Any], extra_allowed: bool = False) -> dict[str, str]:
+    """What is wrong with `data` as a value of `fields`, strictly (no conversion): field -> reason; {} if nothing.
+
+    For what the platform itself produces, e.g. predict-one's replies: a declared field that is missing (unless
+    not required), a value of the wrong JSON type, null where the field is not nullable, out of range or not
+    among the choices, and (unless `extra_allowed`) a field that is not declared.
+
+    >>> p = Field("p", "number", "prediction", "A probability", minimum=0, maximum=1)
+    >>> check_values((p,), {"p": 0.25}), check_values((p,), {"p": "0.25", "q": 1})
+    ({}, {'p': "expected a number, got '0.25'", 'q': 'not declared'})
+    """
+    errors: dict[str, str] = {}
+    for field in fields:
+        if field.name not in data:
+            if field.required:
+                errors[field.name] = "missing"
+            continue
+        problem = _type_error(field, data[field.name])
+        if problem is not None:
+            errors[field.name] = problem
+    if not extra_allowed:
+        declared = {f.name for f in fields}
+        errors.update({name: "not declared" for name in data if name not in declared})
+    return errors

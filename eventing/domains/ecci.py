@@ -48,6 +48,19 @@ FIELDS: tuple[Field, ...] = (
 )
 
 
+PREDICTION_FIELDS: tuple[Field, ...] = (
+    Field("cluster", "integer", "prediction",
+          "The behaviour segment (cluster id) the model puts the interaction in; null before it has clusters",
+          nullable=True),
+    Field("cluster_description", "string", "prediction", "What the interactions of that cluster mostly look like"),
+)
+
+
+def prediction_values(cluster: int | None, description: str) -> dict[str, Any]:
+    """The reply's prediction fields from the model's cluster and the profile of that cluster."""
+    return {"cluster": cluster, "cluster_description": description}
+
+
 def features(event: Mapping[str, Any]) -> dict[str, float]:
     """Numeric River features of a clean interaction: DBSTREAM clusters on distances, so categories become 0/1."""
     out: dict[str, float] = {
@@ -102,6 +115,9 @@ def metric_factories() -> dict[str, Any]:
     }
 
 
+# Features and their Redis-kept per-cluster value distributions (dashboard "Cluster behaviour").
+PROFILE_FIELDS = ("event_type", "product_category", "device_info.device_type", "price", "time_on_page_seconds")
+
 METRIC_HELP = {
     "Silhouette": "River's silhouette: mean ratio of the distance to the own cluster centre over the distance to the nearest other centre. Lower is better (0 = tight, well separated).",
     "RollingSilhouette": "Silhouette over the last 1,000 interactions.",
@@ -123,9 +139,10 @@ DOMAIN = Domain(
     default_model="dbstream",
     metric_factories=metric_factories,
     main_metrics=("Silhouette", "RollingSilhouette"),
+    prediction_fields=PREDICTION_FIELDS,
+    prediction_values=prediction_values,
     description="Groups shoppers' interactions into behaviour segments as they happen, with DBSTREAM.",
     metric_help=METRIC_HELP,
+    headline_fields=("event_type", "product_category"),
+    profile_fields=PROFILE_FIELDS,
 )
-
-# Features and their Redis-kept per-cluster value distributions (dashboard "Cluster behaviour").
-PROFILE_FIELDS = ("event_type", "product_category", "device_info.device_type", "price", "time_on_page_seconds")

@@ -43,6 +43,17 @@ FIELDS: tuple[Field, ...] = (
 )
 
 
+PREDICTION_FIELDS: tuple[Field, ...] = (
+    Field("eta_seconds", "number", "prediction", "Predicted travel time", unit="s", minimum=0),
+    Field("eta_minutes", "number", "prediction", "Predicted travel time in minutes: eta_seconds / 60", unit="min", minimum=0),
+)
+
+
+def prediction_values(seconds: float) -> dict[str, Any]:
+    """The reply's prediction fields from the model's travel time in seconds."""
+    return {"eta_seconds": seconds, "eta_minutes": seconds / 60}
+
+
 def features(event: Mapping[str, Any]) -> dict[str, Any]:
     """River features of a clean trip (no identifiers, no target)."""
     hour = int(event["hour_of_day"])
@@ -151,6 +162,9 @@ DOMAIN = Domain(
     default_model="hoeffding_adaptive_tree",
     metric_factories=metric_factories,
     main_metrics=("MAE", "RMSE", "R2", "RollingMAE", "MAPE"),
+    prediction_fields=PREDICTION_FIELDS,
+    prediction_values=prediction_values,
     description="Predicts each trip's travel time from distance, time, weather, driver and vehicle.",
     metric_help=METRIC_HELP,
+    headline_fields=("estimated_distance_km",),
 )

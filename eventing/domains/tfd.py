@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from eventing.domain import Domain
+from eventing.domain import DECISION_THRESHOLD, Domain
 from eventing.schema import Field
 
 CURRENCIES = ("USD", "EUR", "GBP", "BRL", "JPY", "CAD")
@@ -50,6 +50,41 @@ FIELDS: tuple[Field, ...] = (
     Field("billing_address_match", "boolean", "feature", "Whether the billing address matched the card's"),
     Field("is_fraud", "boolean", "target", "Ground truth: the transaction was fraudulent"),
 )
+
+
+# Risk levels of a fraud probability: (level, from, below); the last one includes 1.
+RISK_LEVELS: tuple[tuple[str, float, float], ...] = (("low", 0.0, 0.3), ("medium", 0.3, 0.7), ("high", 0.7, 1.0))
+
+
+def risk_level(probability: float) -> str:
+    """low < 0.3 <= medium < 0.7 <= high.
+
+    >>> [risk_level(p) for p in (0.1, 0.3, 0.69, 0.7, 1.0)]
+    ['low', 'medium', 'medium', 'high', 'high']
+    """
+    for level, _low, below in RISK_LEVELS[:-1]:
+        if probability < below:
+            return level
+    return RISK_LEVELS[-1][0]
+
+
+PREDICTION_FIELDS: tuple[Field, ...] = (
+    Field("fraud_probability", "number", "prediction", "Probability that the transaction is a fraud",
+          minimum=0, maximum=1),
+    Field("is_fraud", "boolean", "prediction", f"The verdict: fraud_probability >= {DECISION_THRESHOLD:g}"),
+    Field("risk_level", "string", "prediction",
+          "Risk band of fraud_probability: " + ", ".join(f"{lv} from {lo:g}" for lv, lo, _ in RISK_LEVELS),
+          choices=tuple(level for level, _, _ in RISK_LEVELS)),
+)
+
+
+def prediction_values(probability: float) -> dict[str, Any]:
+    """The reply's prediction fields from the model's fraud probability."""
+    return {
+        "fraud_probability": probability,
+        "is_fraud": probability >= DECISION_THRESHOLD,
+        "risk_level": risk_level(probability),
+    }
 
 
 def features(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,6 +207,9 @@ DOMAIN = Domain(
     default_model="logreg_rus",
     metric_factories=metric_factories,
     main_metrics=("ROCAUC", "RollingROCAUC", "F1", "Precision", "Recall", "LogLoss"),
+    prediction_fields=PREDICTION_FIELDS,
+    prediction_values=prediction_values,
     description="Scores each card transaction's probability of fraud and learns from every labelled one.",
     metric_help=METRIC_HELP,
+    headline_fields=("amount",),
 )

@@ -25,8 +25,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eventing.domains import DOMAINS  # noqa: E402
-from functions.model_state.drift import SETTINGS  # noqa: E402
 from functions.model_state.online_model import OnlineModel  # noqa: E402
+from functions.model_state.tasks import TASKS  # noqa: E402
 from producers.generators import make_generator  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     out: dict[str, Any] = {"count": args.count, "drift_at": args.drift_at, "seeds": seeds,
-                           "settings": {t: vars(s) for t, s in SETTINGS.items()},
+                           "settings": {name: vars(t.drift) for name, t in TASKS.items()},
                            "false_alarms_per_1000": {}, "detection_delay": {}, "runs": {}}
     for domain in args.domains.split(","):
         false_alarms = 0

@@ -6,7 +6,8 @@ A model is a deterministic function of its domain's event log (see docs/adr/0031
 
 `OnlineModel` is that function's state: the River model, its metrics (test-then-train: predict, score, then
 learn), the drift detector, labels waiting for their record, and for clustering the per-cluster profiles. It is
-pure: `learn_one` touches no I/O, so every process that replays the same log holds the same model.
+pure: `learn_one` touches no I/O, so every process that replays the same log holds the same model. What differs
+between classification, regression and clustering lives in the task objects (functions/model_state/tasks.py).
 
     >>> from eventing.domains import ETA
     >>> state = OnlineModel.fresh(ETA)
@@ -22,14 +23,12 @@ import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-
-from river import utils
 
 from eventing.domain import Domain
 from eventing.domains import get_domain
-from functions.model_state.drift import DriftWatch, error_signal, novelty
+from eventing.schema import value_at
+from functions.model_state.tasks import Task, task_of
 
 MAX_PENDING = 50_000  # records waiting for a delayed label (oldest dropped first)
 PROFILE_TOP = 5  # categories kept per cluster profile field in summaries
@@ -46,7 +45,7 @@ class Outcome:
 
 @dataclass
 class ClusterProfile:
-    """Value distributions of the PROFILE_FIELDS of the events assigned to one cluster."""
+    """Value distributions of the `Domain.profile_fields` of the events assigned to one cluster."""
 
     count: int = 0
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -55,7 +54,7 @@ class ClusterProfile:
     def update(self, event: Mapping[str, Any], fields: tuple[str, ...]) -> None:
         self.count += 1
         for path in fields:
-            value = _lookup(event, path)
+            value = value_at(event, path)
             if value is None:
                 continue
             if isinstance(value, bool | str):
@@ -94,33 +93,6 @@ class ClusterProfile:
         return f"{self.count} interactions: " + ", ".join(parts) if parts else f"{self.count} interactions"
 
 
-def _profile_fields() -> tuple[str, ...]:
-    from eventing.domains.ecci import PROFILE_FIELDS  # the fields the dashboard's "cluster behaviour" shows
-
-    return PROFILE_FIELDS
-
-
-def _lookup(event: Mapping[str, Any], path: str) -> Any:
-    value: Any = event
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _event_time(event: Mapping[str, Any], fallback_ms: int) -> datetime:
-    # Naive UTC: River's TimeRolling compares with a naive datetime.min.
-    stamp = event.get("timestamp")
-    if isinstance(stamp, str):
-        try:
-            when = datetime.fromisoformat(stamp)
-            return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
-        except ValueError:
-            pass
-    return datetime.fromtimestamp(fallback_ms / 1000, UTC).replace(tzinfo=None)
-
-
 # --- the deterministic model state ---------------------------------------------------------------
 @dataclass
 class OnlineModel:
@@ -144,33 +116,36 @@ class OnlineModel:
     @classmethod
     def fresh(cls, domain: Domain, model_name: str | None = None) -> OnlineModel:
         name = model_name or domain.default_model
-        # Error stream watched for drift (functions/model_state/drift.py, ADR 0071): log loss, absolute log ratio of the
-        # travel time, or for clustering the mean squared z-score of each interaction (the model's own scaler).
+        # Drift: ADWIN on the task's error signal (functions/model_state/tasks.py, ADR 0071).
         return cls(domain.name, name, domain.make_model(name), domain.metric_factories(),
-                   drift_detector=DriftWatch.for_task(domain.task))
+                   drift_detector=task_of(domain).drift_watch())
 
     @property
     def domain(self) -> Domain:
         return get_domain(self.domain_name)
 
+    @property
+    def task(self) -> Task:
+        return task_of(self.domain)
+
     # --- predictions ---------------------------------------------------------------------------
     def predict_one(self, x: dict[str, Any]) -> Any:
         """The model's raw answer: fraud probability (classification), seconds (regression), cluster id."""
-        task = self.domain.task
-        if task == "classification":
-            proba = self.model.predict_proba_one(x) or {}
-            total = sum(proba.values())
-            return float(proba.get(True, 0.0) / total) if total > 0 else 0.0
-        if task == "regression":
-            y = self.model.predict_one(x)
-            return max(float(y), 0.0) if y is not None and math.isfinite(float(y)) else 0.0
-        if self.events_learned == 0:
-            return None
-        try:
-            cluster = self.model.predict_one(x)
-        except (ValueError, KeyError, ZeroDivisionError, IndexError):  # DBSTREAM before its first macro-cluster
-            return None
-        return int(cluster) if cluster is not None else None
+        return self.task.predict(self, x)
+
+    def reply(self, raw: Any, version: int | None = None, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """predict-one's reply with the raw answer `raw` of this state: exactly the fields the domain declares
+        (`Domain.reply_fields`). version: the model's last registered MLflow version; request: the clean
+        prediction request, whose event id the reply echoes."""
+        domain = self.domain
+        out: dict[str, Any] = {
+            "domain": domain.name, "model": self.model_name, "version": version,
+            "events_learned": self.events_learned, "seq": self.seq,
+        }
+        if request is not None and domain.id_field in request:
+            out[domain.id_field] = request[domain.id_field]
+        out.update(self.task.reply(self, raw))
+        return out
 
     # --- test-then-train ----------------------------------------------------------------------
     def learn_one(self, seq: int, kind: str, event: dict[str, Any], t_ms: int) -> Outcome:
@@ -207,33 +182,15 @@ class OnlineModel:
         return self._score_and_learn(x, prediction, y, event, t_ms)
 
     def _score_and_learn(self, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int) -> Outcome:
-        task = self.domain.task
-        drifted = False
-        if task == "classification":
-            y = bool(y)
-            label = prediction >= 0.5
-            proba = {True: prediction, False: 1.0 - prediction}
-            for metric in self.metrics.values():
-                metric.update(y, label if getattr(metric, "requires_labels", True) else proba)
-            drifted = self._watch_error(error_signal("classification", y, prediction))
-            self.model.learn_one(x, y)
-        elif task == "regression":
-            y = float(y)
-            when = _event_time(event, t_ms)
-            for metric in self.metrics.values():
-                if isinstance(metric, utils.TimeRolling):
-                    metric.update(y, prediction, t=when)
-                else:
-                    metric.update(y, prediction)
-            drifted = self._watch_error(error_signal("regression", y, prediction))
-            self.model.learn_one(x, y)
-        else:
-            drifted = self._score_clustering(x, prediction, event)
-            self.model.learn_one(x)
+        task = self.task
+        y = task.target(y)
+        drifted = task.score(self, x, prediction, y, event, t_ms)
+        task.learn(self, x, y)
         self.events_learned += 1
         return Outcome(self.seq, learned=True, prediction=prediction, drift=drifted)
 
-    def _watch_error(self, error: float) -> bool:
+    def watch_error(self, error: float) -> bool:
+        """Feed the drift detector one error; True when it reports a drift (counted in `drifts`)."""
         if self.drift_detector is None:
             return False
         self.drift_detector.update(error)
@@ -242,29 +199,18 @@ class OnlineModel:
             return True
         return False
 
-    def _score_clustering(self, x: dict[str, Any], cluster: int | None, event: Mapping[str, Any]) -> bool:
-        if cluster is None:
-            return False
-        self.clusters.setdefault(cluster, ClusterProfile()).update(event, _profile_fields())
-        clusterer = self._clusterer()
-        centers = getattr(clusterer, "centers", None)
-        if not centers:
-            return False
-        scaled = self._scaled(x)
-        drifted = False
-        center = centers.get(cluster)
-        if center is not None:  # behaviour shift: how far the interaction is from the population the scaler knows
-            drifted = self._watch_error(novelty(scaled))
-        if len(centers) >= 2:
-            for metric in self.metrics.values():
-                metric.update(scaled, cluster, centers)
-        return drifted
+    # --- clustering state -----------------------------------------------------------------------
+    def cluster_profile(self, cluster: int) -> ClusterProfile:
+        """The profile of `cluster`'s events (a new one for a new cluster)."""
+        return self.clusters.setdefault(cluster, ClusterProfile())
 
-    def _clusterer(self) -> Any:
+    def clusterer(self) -> Any:
+        """The last step of the model's pipeline (the model itself when it is not a pipeline)."""
         steps = getattr(self.model, "steps", None)
         return list(steps.values())[-1] if steps else self.model
 
-    def _scaled(self, x: dict[str, Any]) -> dict[str, Any]:
+    def scaled(self, x: dict[str, Any]) -> dict[str, Any]:
+        """`x` through every step of the model's pipeline but the last."""
         steps = getattr(self.model, "steps", None)
         if not steps:
             return x
@@ -290,7 +236,7 @@ class OnlineModel:
         return out
 
     def cluster_summary(self) -> dict[str, Any]:
-        clusterer = self._clusterer()
+        clusterer = self.clusterer()
         return {
             "n_clusters": int(getattr(clusterer, "n_clusters", len(getattr(clusterer, "centers", {}) or {}))),
             "n_micro_clusters": len(getattr(clusterer, "micro_clusters", {}) or {}),
@@ -317,8 +263,7 @@ class OnlineModel:
             "last_error": self.last_error,
             "last_event_ms": self.last_event_ms,
         }
-        if self.domain.task == "clustering":
-            out.update(self.cluster_summary())
+        out.update(self.task.summary(self))
         return out
 
     # --- snapshots (functions.model_state.codec) ------------------------------------------------

@@ -305,9 +305,7 @@ class ModelReplica:
         values = self.state.metric_values()
         point: dict[str, Any] = {"seq": entry.seq, "t_ms": entry.t_ms, "events_learned": self.state.events_learned}
         point.update({m: values.get(m) for m in self.domain.main_metrics})
-        if self.domain.task == "clustering":
-            summary = self.state.cluster_summary()
-            point.update(n_clusters=summary["n_clusters"], n_micro_clusters=summary["n_micro_clusters"])
+        point.update(self.state.task.history(self.state))
         self._add_point(keys=[self.mkey("history")], args=[entry.seq, json.dumps(point), HISTORY_MAX])
 
     def _drift_marker(self, entry: LogEntry) -> None:

@@ -48,15 +48,6 @@ STALE_AFTER_S = float(os.environ.get("COELHO_STALE_AFTER_S", "5"))
 VERSION_REFRESH_S = 2.0
 
 
-def risk_level(probability: float) -> str:
-    """low < 0.3 <= medium < 0.7 <= high.
-
-    >>> [risk_level(p) for p in (0.1, 0.3, 0.69, 0.7)]
-    ['low', 'medium', 'medium', 'high']
-    """
-    return "low" if probability < 0.3 else "medium" if probability < 0.7 else "high"
-
-
 class Predictor:
     def __init__(self, client: Any) -> None:
         self.redis = client
@@ -119,23 +110,9 @@ class Predictor:
         replica = self.replica(domain, model)
         x = domain.features(clean)
         version = self.version(replica)  # a Redis GET every few seconds: never under the replica lock
-        with replica.lock:
-            raw = replica.state.predict_one(x)
+        with replica.lock:  # the answer and the state it reports (events_learned, seq, cluster profile) agree
             state = replica.state
-            out: dict[str, Any] = {
-                "domain": domain.name, "model": state.model_name, "version": version,
-                "events_learned": state.events_learned, "seq": state.seq,
-            }
-            if domain.task == "clustering":
-                out["cluster"] = raw
-                out["cluster_description"] = state.describe_cluster(raw)
-        if domain.id_field in clean:
-            out[domain.id_field] = clean[domain.id_field]
-        if domain.task == "classification":
-            out.update(fraud_probability=raw, is_fraud=raw >= 0.5, risk_level=risk_level(raw))
-        elif domain.task == "regression":
-            out.update(eta_seconds=raw, eta_minutes=raw / 60)
-        return out
+            return state.reply(state.predict_one(x), version, clean)
 
     def predict_json(self, domain_name: str, payload: Any, query: Mapping[str, str]) -> dict[str, Any]:
         """POST /predict/<domain>[?model=NAME] with the features as JSON: the prediction's data."""

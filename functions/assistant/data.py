@@ -30,6 +30,7 @@ from eventing.schema import ValidationError
 from functions.assistant.explain import explain
 from functions.model_state.keys import key, model_key
 from functions.model_state.replica import models_for
+from functions.model_state.tasks import task_of
 from producers.controls import enabled_key, rate_key
 
 RECENT_KEPT = 50
@@ -170,8 +171,7 @@ class PlatformReader:
                 metric_meaning={m: d.metric_help[m] for m in main if m in d.metric_help},
                 drifts_detected=summary.get("drifts"),
             )
-            if d.task == "clustering":
-                out.update(n_clusters=summary.get("n_clusters"), n_micro_clusters=summary.get("n_micro_clusters"))
+            out.update({name: summary.get(name) for name in task_of(d).summary_counts})
         history = self.redis.zrevrange(model_key(domain, model, "history"), 0, 4)
         if history:
             out["recent_history_newest_first"] = [json.loads(h) for h in history]
@@ -294,16 +294,11 @@ class PlatformReader:
             state = replica.state
             if state.events_learned == 0:
                 return {"error": f"the {domain} model has learned nothing yet: there is nothing to explain"}
-            prediction = state.predict_one(x)
+            answer = state.task.reply(state, state.predict_one(x))  # the prediction fields of predict-one's reply
             explanation = explain(state.model, x)
             seq, learned = state.seq, state.events_learned
         result: dict[str, Any] = {"domain": domain, "model": model, "log_position": seq, "events_learned": learned}
-        if d.task == "classification":
-            result["fraud_probability"] = round(float(prediction), 6)
-        elif d.task == "regression":
-            result["eta_seconds"] = round(float(prediction), 3)
-        else:
-            result["cluster"] = prediction
+        result.update({name: _finite(value, 6) for name, value in answer.items()})
         result["explanation"] = explanation
         return result
 
@@ -418,29 +413,14 @@ class PlatformReader:
 
     def _follow(self, replica: Any, recent: deque[dict[str, Any]]) -> None:
         """Bring the replica to the end of the log (up to a pause), recording each test-then-train prediction."""
-        d = replica.domain
-
         def record(entry: Any, outcome: Any) -> None:
             if entry.kind != "label":
-                recent.append(_prediction_row(d, entry.event, outcome.prediction))
+                state = replica.state
+                recent.append(state.task.prediction_row(state, entry.event, outcome.prediction))
 
         if replica.state.seq == 0:  # cold: start from the latest snapshot, then replay the log after it
             replica.load_snapshot()
         replica.catch_up(on_learned=record)
-
-
-def _prediction_row(d: Any, event: Mapping[str, Any], prediction: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": event.get(d.id_field), "timestamp": event.get("timestamp")}
-    if d.task == "classification":
-        p = float(prediction or 0.0)
-        row.update(fraud_probability=round(p, 4), flagged=p >= 0.5, actual_is_fraud=event.get(d.target))
-        row["amount"] = event.get("amount")
-    elif d.task == "regression":
-        row.update(predicted_seconds=round(float(prediction or 0.0), 1), actual_seconds=event.get(d.target))
-        row["distance_km"] = event.get("estimated_distance_km")
-    else:
-        row.update(cluster=prediction, event_type=event.get("event_type"), category=event.get("product_category"))
-    return row
 
 
 def _http_status(url: str) -> str:

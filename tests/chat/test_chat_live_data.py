@@ -42,7 +42,7 @@ def test_recent_predictions_are_the_learners_own(chat_url: str, standin: Anthrop
     assert [r["id"] for r in rows] == [t for t, _, _ in reversed(learned)]
     for row, (_, prediction, is_fraud) in zip(rows, reversed(learned), strict=True):
         assert row["fraud_probability"] == pytest.approx(prediction, abs=1e-4)
-        assert row["actual_is_fraud"] is is_fraud and row["flagged"] is (prediction >= 0.5)
+        assert row["actual_is_fraud"] is is_fraud and row["is_fraud"] is (prediction >= 0.5)
     assert answer_text(events) == "Latest: " + ", ".join(f"{r['id'][:6]}={r['fraud_probability']}" for r in rows)
 
 

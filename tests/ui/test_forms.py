@@ -7,7 +7,8 @@ import random
 import pytest
 
 from eventing.domains import DOMAINS, ECCI, ETA, TFD
-from ui.charts import risk_level
+from eventing.domains.tfd import RISK_LEVELS, risk_level
+from ui.charts import RISK_ZONES
 from ui.forms import PredictionForm, field_label
 from ui.pages.domain_page import format_metric
 from ui.pages.tfd import classification_report
@@ -90,11 +91,11 @@ def test_classification_report_from_a_confusion_matrix() -> None:
     ]
 
 
-def test_risk_zones_match_predict_one() -> None:
-    from functions.predict import risk_level as predict_risk
-
+def test_the_gauge_zones_are_the_declared_risk_levels() -> None:
+    assert [(name.lower(), low, high) for name, low, high, _ in RISK_ZONES] == list(RISK_LEVELS)
     for p in (0.0, 0.29, 0.3, 0.69, 0.7, 1.0):
-        assert risk_level(p).lower() == predict_risk(p)
+        zone = next((name for name, low, high, _ in RISK_ZONES if low <= p < high), RISK_ZONES[-1][0])
+        assert zone == risk_level(p).upper(), p
 
 
 def test_formatting() -> None:

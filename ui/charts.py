@@ -14,6 +14,8 @@ from typing import Any
 import bokeh.models as _bokeh_models
 from bokeh.plotting import figure as _bokeh_figure
 
+from eventing.domains.tfd import RISK_LEVELS, risk_level
+
 # Bokeh's type stubs reject its own documented shorthands (x_range=[...], bm.Range1d(a, b)): type them as Any.
 figure: Any = _bokeh_figure
 bm: Any = _bokeh_models
@@ -22,20 +24,10 @@ GREEN, AMBER, RED = "#2e9d5b", "#f0a202", "#d1382f"
 BLUE, GREY = "#2563eb", "#9ca3af"
 PALETTE = ("#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569")
 
-# Fraud risk zones, as predict-one labels them: low < 30% <= medium < 70% <= high.
-RISK_ZONES = (("LOW", 0.0, 0.3, GREEN), ("MEDIUM", 0.3, 0.7, AMBER), ("HIGH", 0.7, 1.0, RED))
-
-
-def risk_level(probability: float) -> str:
-    """LOW, MEDIUM or HIGH for a fraud probability.
-
-    >>> risk_level(0.1), risk_level(0.3), risk_level(0.7)
-    ('LOW', 'MEDIUM', 'HIGH')
-    """
-    for name, low, high, _ in RISK_ZONES:
-        if low <= probability < high:
-            return name
-    return "HIGH"
+# Fraud risk zones of the gauge: predict-one's risk levels (eventing/domains/tfd.py), in capitals, with a colour.
+RISK_ZONES = tuple(
+    (level.upper(), low, high, color) for (level, low, high), color in zip(RISK_LEVELS, (GREEN, AMBER, RED), strict=True)
+)
 
 
 def _style(fig: Any) -> Any:
@@ -96,7 +88,7 @@ class FraudGauge:
                 f"<text x='{mx}' y='{my}' transform='rotate({rotate} {mx} {my})' text-anchor='middle' "
                 f"dominant-baseline='middle' font-size='7' font-weight='700' fill='#fff'>{name}</text>"
             )
-        for t in (0.0, 0.3, 0.7, 1.0):
+        for t in (RISK_ZONES[0][1], *(high for _, _, high, _ in RISK_ZONES)):
             tx, ty = self._xy(t, 52)
             parts.append(
                 f"<text x='{tx}' y='{ty}' text-anchor='middle' dominant-baseline='middle' font-size='6' "
@@ -106,7 +98,7 @@ class FraudGauge:
             text, color, needle = "no prediction yet", GREY, ""
         else:
             p = min(max(probability, 0.0), 1.0)
-            level = risk_level(p)
+            level = risk_level(p).upper()
             color = {name: c for name, _, _, c in RISK_ZONES}[level]
             text = f"{p:.1%} · {level}"
             nx, ny = self._xy(p, 82)

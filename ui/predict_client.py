@@ -15,6 +15,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from coelho.settings import Settings
 from eventing.domain import Domain
+from eventing.schema import check_values
 
 _local = threading.local()
 
@@ -62,7 +63,8 @@ def request_prediction(
 ) -> PredictionReply:
     """POST the request to predict-one (to `model`, else the domain's default) and return its reply.
 
-    Never raises for network or HTTP errors.
+    A reply is ok when it has every field the domain declares for it (`Domain.reply_fields`), with the declared
+    types. Never raises for network or HTTP errors.
     """
     event = prediction_event(domain, payload, model)
     message = to_binary_event(event)
@@ -81,6 +83,13 @@ def request_prediction(
     except (ValueError, json.JSONDecodeError):
         body = {"message": resp.text[:300]}
     if resp.status_code == 200 and isinstance(body, dict):
+        wrong = check_values(domain.reply_fields(), body, extra_allowed=True)
+        if wrong:  # the pages read the declared fields only, and all of them
+            return PredictionReply(
+                ok=False, status=200, latency_ms=latency, event_id=str(event.get_id()),
+                error="predict-one's reply does not have the declared fields: "
+                + "; ".join(f"{k}: {v}" for k, v in wrong.items()),
+            )
         return PredictionReply(ok=True, data=body, status=200, latency_ms=latency, event_id=str(event.get_id()))
     reply = PredictionReply(ok=False, status=resp.status_code, latency_ms=latency, event_id=str(event.get_id()))
     if isinstance(body, dict):

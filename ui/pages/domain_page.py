@@ -174,6 +174,7 @@ class DomainPage:
         raise NotImplementedError
 
     def show_prediction(self, data: dict[str, Any]) -> None:
+        """Show predict-one's reply: `data` has the fields the domain declares (`Domain.reply_fields`)."""
         raise NotImplementedError
 
     def clear_prediction(self) -> None:
@@ -222,14 +223,12 @@ class DomainPage:
         if reply.ok:
             self.last_reply = reply
             self.show_prediction(reply.data)
-            model = reply.data.get("model") or ""
-            version = reply.data.get("model_version") or reply.data.get("version")
-            learned = reply.data.get("events_learned")
-            bits = [f"answered in {reply.latency_ms:.0f} ms"]
-            if model:
-                bits.append(f"model {html.escape(str(model))}" + (f" v{html.escape(str(version))}" if version else ""))
-            if learned is not None:
-                bits.append(f"after {int(learned):,} events learned")
+            model, version, learned = reply.data["model"], reply.data["version"], reply.data["events_learned"]
+            bits = [
+                f"answered in {reply.latency_ms:.0f} ms",
+                f"model {html.escape(str(model))}" + (f" v{html.escape(str(version))}" if version is not None else ""),
+                f"after {int(learned):,} events learned",
+            ]
             self.prediction_status.object = f"<span style='color:{MUTED}' class='prediction-meta'>Prediction {' · '.join(bits)}</span>"
             log.info("prediction %s answered in %.1f ms", self.domain.name, reply.latency_ms)
         else:

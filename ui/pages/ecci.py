@@ -66,8 +66,8 @@ class EcommercePage(DomainPage):
 
     # --- prediction ----------------------------------------------------------------------------------
     def show_prediction(self, data: dict[str, Any]) -> None:
-        cluster = data.get("cluster", data.get("cluster_id", data.get("prediction")))
-        description = data.get("description") or data.get("cluster_description") or ""
+        """`data`: predict-one's reply, checked against ECCI.reply_fields() by the predict client."""
+        cluster, description = data["cluster"], data["cluster_description"]
         self.predicted = None if cluster is None else _cluster_key(cluster)
         shown = "none yet" if cluster is None else f"Cluster {html.escape(str(cluster))}"
         color = PALETTE[int(cluster) % len(PALETTE)] if isinstance(cluster, int) else "#1e3a8a"

@@ -73,10 +73,8 @@ class EtaPage(DomainPage):
 
     # --- prediction ----------------------------------------------------------------------------------
     def show_prediction(self, data: dict[str, Any]) -> None:
-        seconds = data.get("eta_seconds", data.get("seconds", data.get("prediction")))
-        seconds = float(seconds) if seconds is not None else 0.0
-        minutes = data.get("eta_minutes", data.get("minutes"))
-        minutes = float(minutes) if minutes is not None else seconds / 60
+        """`data`: predict-one's reply, checked against ETA.reply_fields() by the predict client."""
+        seconds, minutes = float(data["eta_seconds"]), float(data["eta_minutes"])
         self.eta.object = (
             "<div class='eta-result' style='display:flex;gap:10px'>"
             "<div style='flex:1;text-align:center;padding:10px;border-radius:10px;background:#eff4ff'>"

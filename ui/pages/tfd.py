@@ -9,7 +9,7 @@ import panel as pn
 
 from coelho.settings import Settings
 from eventing.domains import TFD
-from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge, risk_level
+from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge
 from ui.layout import card
 from ui.live import DomainLive
 from ui.pages.domain_page import MUTED, DomainPage, lazy
@@ -96,12 +96,11 @@ class FraudPage(DomainPage):
         )
 
     def show_prediction(self, data: dict[str, Any]) -> None:
-        p = data.get("fraud_probability", data.get("probability"))
-        probability = float(p) if p is not None else 0.0
+        """`data`: predict-one's reply, checked against TFD.reply_fields() by the predict client."""
+        probability = float(data["fraud_probability"])
         self.gauge.update(probability)
-        level = str(data.get("risk_level") or risk_level(probability)).upper()
-        label = data.get("label", data.get("is_fraud"))
-        verdict = "FRAUD" if label in (True, "fraud", "True", 1) else "NOT FRAUD"
+        level = str(data["risk_level"]).upper()
+        verdict = "FRAUD" if data["is_fraud"] else "NOT FRAUD"
         self.split.object = (
             "<div class='fraud-result' style='display:flex;gap:10px;justify-content:center'>"
             f"<div style='flex:1;text-align:center;padding:8px;border-radius:10px;background:#fef2f2'>"

@@ -1,5 +1,6 @@
-"""docs/events.md, generated from the code: the CloudEvent types and sources of every domain, and each domain's
-event schema. `python -m eventing.catalog > docs/events.md` rewrites it; a test checks the file matches.
+"""docs/events.md, generated from the code: the CloudEvent types and sources of every domain, each domain's
+event schema and the data of its prediction reply. `python -m eventing.catalog > docs/events.md` rewrites it; a
+test checks the file matches.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from eventing.cloudevent_types import (
 )
 from eventing.domain import Domain
 from eventing.domains import DOMAINS
+from eventing.schema import Field, iter_leaf_fields
 
 # kind -> the component that emits it, as it appears in the source /coelho/<component>/<domain>
 EMITTERS: dict[str, str] = {
@@ -32,19 +34,31 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|")
 
 
+def _allowed(f: Field) -> str:
+    if f.choices:
+        return ", ".join(f.choices)
+    if f.minimum is not None or f.maximum is not None:
+        low = "" if f.minimum is None else f"{f.minimum:g}"
+        high = "" if f.maximum is None else f"{f.maximum:g}"
+        return f"{low} .. {high}"
+    return ""
+
+
 def _field_rows(domain: Domain) -> list[str]:
     rows = []
     for path, f in domain.leaf_fields():
-        allowed = ""
-        if f.choices:
-            allowed = ", ".join(f.choices)
-        elif f.minimum is not None or f.maximum is not None:
-            low = "" if f.minimum is None else f"{f.minimum:g}"
-            high = "" if f.maximum is None else f"{f.maximum:g}"
-            allowed = f"{low} .. {high}"
         key = " (entity key)" if path == domain.key_field else " (event id)" if path == domain.id_field else ""
         required = "yes" if f.required else "no"
-        rows.append(f"| `{path}` | {f.type} | {f.role}{key} | {_cell(f.unit or '')} | {_cell(allowed)} | {required} | {_cell(f.description)} |")
+        rows.append(f"| `{path}` | {f.type} | {f.role}{key} | {_cell(f.unit or '')} | {_cell(_allowed(f))} | {required} | {_cell(f.description)} |")
+    return rows
+
+
+def _reply_rows(domain: Domain) -> list[str]:
+    rows = []
+    for path, f in iter_leaf_fields(domain.reply_fields()):
+        always = "yes" if f.required else "no"
+        null = "yes" if f.nullable else "no"
+        rows.append(f"| `{path}` | {f.type} | {f.role} | {_cell(f.unit or '')} | {_cell(_allowed(f))} | {always} | {null} | {_cell(f.description)} |")
     return rows
 
 
@@ -95,6 +109,24 @@ def render() -> str:
             "| field | type | role | unit | allowed | required | description |",
             "|---|---|---|---|---|---|---|",
             *_field_rows(d),
+            "",
+        ]
+    lines += [
+        "## Prediction replies",
+        "",
+        "Generated from `Domain.reply_fields()` (`eventing/domain.py`, each domain's `prediction_fields`).",
+        "The data of a `prediction` event, and of the JSON answer of `POST /predict/<domain>`: the fields every reply",
+        "has, the request's event id when it carries one, then the model's answer (role prediction).",
+        "\"always\" no: absent when the request has no event id; \"null\" yes: the value may be null.",
+        "",
+    ]
+    for d in DOMAINS.values():
+        lines += [
+            f"### {d.title} ({d.name}): `{d.type('prediction')}`",
+            "",
+            "| field | type | role | unit | allowed | always | null | description |",
+            "|---|---|---|---|---|---|---|---|",
+            *_reply_rows(d),
             "",
         ]
     return "\n".join(lines)

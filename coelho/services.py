@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coelho.settings import BUCKETS, PROJECT_ROOT, Settings
+from eventing.domains import DOMAINS as _DECLARED
 
-DOMAINS = ("tfd", "eta", "ecci")
+DOMAINS = tuple(_DECLARED)  # one producer per declared domain (eventing/domains: River is not imported)
 
 
 class BinaryMissing(Exception):

@@ -28,7 +28,7 @@ from functions.assistant.redaction import SecretRedactor
 MAX_RESULT_CHARS = 6_000
 MAX_EVENT_CHARS = 4_000
 
-_DOMAIN = {"type": "string", "enum": sorted(DOMAINS), "description": "tfd (fraud), eta (arrival time), ecci (e-commerce clusters)"}
+_DOMAIN = {"type": "string", "enum": sorted(DOMAINS), "description": ", ".join(f"{d.name} ({d.title})" for d in DOMAINS.values())}
 
 
 class ToolInputError(ValueError):

@@ -20,6 +20,10 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from eventing.domains import DOMAINS  # noqa: E402
+
 RULES = HERE / "alert-rules.yaml"
 PROMETHEUS_RULE = HERE / "prometheusrule.yaml"
 DASHBOARDS = HERE / "dashboards"
@@ -129,7 +133,7 @@ def dashboard_json(dash: Dashboard) -> dict[str, Any]:
     templating = [
         {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0},
         {
-            "name": "domain", "label": "Domain", "type": "custom", "query": "tfd,eta,ecci", "multi": True, "includeAll": True,
+            "name": "domain", "label": "Domain", "type": "custom", "query": ",".join(DOMAINS), "multi": True, "includeAll": True,
             "current": {"text": "All", "value": "$__all"}, "allValue": ".*",
             "options": [], "hide": 0,
         },

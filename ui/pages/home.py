@@ -12,7 +12,7 @@ from eventing.domains import DOMAINS
 from ui.layout import badge, card
 from ui.live import LiveData
 
-ROUTES = {"tfd": "/tfd", "eta": "/eta", "ecci": "/ecci"}
+ROUTES = {name: f"/{name}" for name in DOMAINS}  # each domain's page (ui/app.py PAGES)
 
 INTRO = """
 <div style="font-size:15px;line-height:1.55;color:#1f2937">

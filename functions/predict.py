@@ -2,9 +2,8 @@
 
 Takes `com.coelho.realtime.<domain>.prediction.requested` CloudEvents (POST /) or the same JSON in a plain
 POST /predict/<domain>, and answers with a `com.coelho.realtime.<domain>.prediction` CloudEvent (or its data
-as JSON): tfd fraud_probability, is_fraud, risk_level; eta eta_seconds, eta_minutes; ecci cluster and
-cluster_description; always domain, model, version (last registered MLflow version, None before the first
-checkpoint), events_learned and seq (the log position the model reflects).
+as JSON): the fields each domain declares (`Domain.reply_fields()`, listed in docs/events.md), built by the
+model's own `OnlineModel.reply`.
 
 Freshness: each process keeps every model in memory and a `LogFollower` thread tails the domains' event logs
 in Redis (XREAD, blocking ~100 ms), applying new entries as they are appended (functions/model_state/replica.py).

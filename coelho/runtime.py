@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from coelho.processes import group_members, is_alive, port_holder, port_in_use, signal_group
 from coelho.services import SERVICES, BinaryMissing, Service
 from coelho.settings import Settings
 
@@ -53,34 +53,6 @@ class ServiceStatus:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# --- ports ---------------------------------------------------------------------------------------------------------
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something listens on host:port (a bind with SO_REUSEADDR fails only for a live listener)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def port_holder(port: int) -> str:
-    """The text " by pid N (name)" for the process listening on port (empty when it cannot be found)."""
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-                try:
-                    return f" by pid {conn.pid} ({psutil.Process(conn.pid).name()})"
-                except psutil.Error:
-                    return f" by pid {conn.pid}"
-    except (psutil.Error, OSError):
-        pass
-    return ""
 
 
 # --- the platform --------------------------------------------------------------------------------------------------
@@ -142,46 +114,9 @@ class Platform:
         """The services the state file lists (started and not stopped), by name."""
         return dict(self._load_state()["services"])
 
-    # --- process identity -------------------------------------------------------------------------------------
+    # --- process identity (coelho/processes.py) ----------------------------------------------------------------
     def _alive(self, entry: dict[str, Any] | None) -> bool:
-        """The recorded process is still ours and not a zombie."""
-        if not entry:
-            return False
-        pid = int(entry["pid"])
-        proc = self._procs.get(entry.get("name", ""))
-        if proc is not None and proc.pid == pid and proc.poll() is not None:
-            return False
-        try:
-            p = psutil.Process(pid)
-            if abs(p.create_time() - float(entry["create_time"])) > 1.0:
-                return False
-            return p.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
-    def _group_members(self, entry: dict[str, Any]) -> list[psutil.Process]:
-        """Processes of the recorded service: its process group (leader may be gone), never younger strangers."""
-        pgid = int(entry["pid"])
-        started = float(entry["create_time"]) - 1.0
-        try:
-            leader = psutil.Process(pgid)
-            if abs(leader.create_time() - float(entry["create_time"])) > 1.0:
-                return []  # the PID was reused: Linux never reuses a live group's id, so our group is gone
-        except psutil.Error:
-            pass
-        members: list[psutil.Process] = []
-        for p in psutil.process_iter(["pid"]):
-            try:
-                if os.getpgid(p.pid) == pgid and p.create_time() >= started:
-                    members.append(p)
-            except (psutil.Error, OSError):
-                continue
-        return members
-
-    def _signal(self, entry: dict[str, Any], sig: int) -> None:
-        for p in self._group_members(entry):
-            with contextlib.suppress(psutil.Error, OSError):
-                p.send_signal(sig)
+        return is_alive(entry, self._procs.get(entry.get("name", "")) if entry else None)
 
     def running(self, name: str) -> bool:
         entry = self.entries().get(name)
@@ -459,7 +394,7 @@ class Platform:
                 for name in level:
                     entry = entries[name]
                     self.echo(f"{name:<14} stopping (pid {entry['pid']})")
-                    self._signal(entry, signal.SIGTERM)
+                    signal_group(entry, signal.SIGTERM)
                 deadline = {n: time.monotonic() + self._stop_timeout(n) for n in level}
                 remaining = list(level)
                 while remaining:
@@ -467,11 +402,11 @@ class Platform:
                         proc = self._procs.get(name)
                         if proc is not None:
                             proc.poll()
-                        if not self._group_members(entries[name]):
+                        if not group_members(entries[name]):
                             remaining.remove(name)
                         elif time.monotonic() > deadline[name]:
                             self.echo(f"{name:<14} did not stop in {self._stop_timeout(name):.0f} s: SIGKILL")
-                            self._signal(entries[name], signal.SIGKILL)
+                            signal_group(entries[name], signal.SIGKILL)
                             deadline[name] = time.monotonic() + 5
                     if remaining:
                         time.sleep(0.1)
@@ -513,7 +448,7 @@ class Platform:
         entry = self.entries().get(name)
         if entry is None:
             raise StartError(name, "is not running")
-        self._signal(entry, sig)
+        signal_group(entry, sig)
         proc = self._procs.get(name)
         if proc is not None and sig == signal.SIGKILL:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -552,7 +487,7 @@ class Platform:
     def processes(self, name: str) -> list[psutil.Process]:
         """The running processes of a service (its whole process group: a Granian function's worker too)."""
         entry = self.entries().get(name)
-        return self._group_members(dict(entry, name=name)) if entry is not None else []
+        return group_members(dict(entry, name=name)) if entry is not None else []
 
     def rss(self, name: str) -> int:
         """Resident memory of the service's whole process tree, in bytes."""

@@ -26,7 +26,7 @@ import psutil
 import pytest
 import requests
 
-from coelho.runtime import port_in_use
+from coelho.processes import port_in_use
 from coelho.services import BY_NAME, DOMAINS, SERVICES, BinaryMissing, Service, s3_client
 from coelho.settings import Settings
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from coelho.runtime import Platform, StartError, port_in_use
+from coelho.processes import port_in_use
+from coelho.runtime import Platform, StartError
 from coelho.services import BY_NAME, SERVICES, BinaryMissing, Health, Service
 from coelho.settings import Settings
 

@@ -11,6 +11,8 @@ from eventing.cloudevent_types import (
     CHECKPOINT_REQUESTED,
     EVENT_KINDS,
     KAFKA_EVENT,
+    SQL_REQUESTED,
+    SQL_RESULT,
     TRAINING_CONTROL,
     TYPE_PREFIX,
 )
@@ -96,6 +98,10 @@ def render() -> str:
         f"| all | | | chat requested | `{CHAT_REQUESTED}` | `/coelho/dashboard` or a client | a question to the assistant "
         "(data: session_id, message, page) |",
         f"| all | | | chat answer | `{CHAT_ANSWER}` | `/coelho/functions/chat` | the assistant's whole answer, with the tools it used |",
+        f"| all | | | SQL requested | `{SQL_REQUESTED}` | a client | a read-only SQL query over the lake's Delta tables "
+        "(data: query, optional limit, version or as_of) |",
+        f"| all | | | SQL result | `{SQL_RESULT}` | `/coelho/functions/sql` | the query's columns, rows, row count, "
+        "whether rows were cut at the limit, and the Delta version of each table read |",
         f"| all | | | Kafka record | `{KAFKA_EVENT}` | `/apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>` | "
         "what a KafkaSource emits for a record that is not a CloudEvent |",
         "",

@@ -32,6 +32,8 @@ CHECKPOINT_REQUESTED = f"{TYPE_PREFIX}.checkpoint.requested"  # PingSource sched
 TRAINING_CONTROL = f"{TYPE_PREFIX}.training.control"  # pause / resume learning of a domain
 CHAT_REQUESTED = f"{TYPE_PREFIX}.chat.requested"  # a question to the assistant (chat function)
 CHAT_ANSWER = f"{TYPE_PREFIX}.chat.answer"  # the assistant's whole answer (reply to chat.requested)
+SQL_REQUESTED = f"{TYPE_PREFIX}.sql.requested"  # a read-only SQL query over the lake (sql function)
+SQL_RESULT = f"{TYPE_PREFIX}.sql.result"  # its columns and rows (reply to sql.requested)
 KAFKA_EVENT = "dev.knative.kafka.event"  # what a KafkaSource emits for a record that is not a CloudEvent
 
 

@@ -11,6 +11,7 @@ from eventing.cloudevent_types import (
     CHECKPOINT_REQUESTED,
     EVENT_KINDS,
     KAFKA_EVENT,
+    MODEL_CONTROL,
     SQL_REQUESTED,
     SQL_RESULT,
     TRAINING_CONTROL,
@@ -29,6 +30,10 @@ EMITTERS: dict[str, str] = {
     "label": "producers",
     "checkpoint": "functions/checkpoint",
     "drift": "functions/learn",
+    "model.changed": "functions/learn",
+    "model.promoted": "functions/learn",
+    "split.changed": "functions/learn",
+    "preference.recorded": "dashboard",
 }
 
 
@@ -95,6 +100,8 @@ def render() -> str:
         f"| all | | | checkpoint requested | `{CHECKPOINT_REQUESTED}` | `/apis/v1/namespaces/<ns>/pingsources/<name>` or a client | "
         "ask the checkpoint function to snapshot the models (PingSource schedule or on demand) |",
         f"| all | | | training control | `{TRAINING_CONTROL}` | `/coelho/dashboard` or `/coelho/cli` | pause / resume learning of a domain |",
+        f"| all | | | model control | `{MODEL_CONTROL}` | `/coelho/dashboard` or `/coelho/cli` | A/B testing: add, remove, promote, "
+        "rollback a domain's models or split its traffic (data: domain, action, model, params, target, weights) |",
         f"| all | | | chat requested | `{CHAT_REQUESTED}` | `/coelho/dashboard` or a client | a question to the assistant "
         "(data: session_id, message, page) |",
         f"| all | | | chat answer | `{CHAT_ANSWER}` | `/coelho/functions/chat` | the assistant's whole answer, with the tools it used |",

@@ -25,11 +25,16 @@ EVENT_KINDS: dict[str, str] = {
     "label": "producers (delayed-label mode): the late target for an earlier record, e.g. a chargeback",
     "checkpoint": "checkpoint: a model snapshot was registered in MLflow (model version, events learned)",
     "drift": "learn-one: the model's drift detector fired on its error stream",
+    "model.changed": "learn-one: reply to a model.control add or remove; the domain's live models changed (and where a new one starts)",
+    "model.promoted": "learn-one: reply to a model.control promote or rollback; the champion alias moved",
+    "split.changed": "learn-one: reply to a model.control split; predict-one's traffic split between models changed",
+    "preference.recorded": "dashboard: a person preferred one model's answer to another's (A/B comparison)",
 }
 
 # Platform-wide types (not tied to one domain).
 CHECKPOINT_REQUESTED = f"{TYPE_PREFIX}.checkpoint.requested"  # PingSource schedule or on demand
 TRAINING_CONTROL = f"{TYPE_PREFIX}.training.control"  # pause / resume learning of a domain
+MODEL_CONTROL = f"{TYPE_PREFIX}.model.control"  # add / remove / promote / rollback / split a domain's models
 CHAT_REQUESTED = f"{TYPE_PREFIX}.chat.requested"  # a question to the assistant (chat function)
 CHAT_ANSWER = f"{TYPE_PREFIX}.chat.answer"  # the assistant's whole answer (reply to chat.requested)
 SQL_REQUESTED = f"{TYPE_PREFIX}.sql.requested"  # a read-only SQL query over the lake (sql function)

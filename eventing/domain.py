@@ -25,6 +25,8 @@ REPLY_FIELDS: tuple[Field, ...] = (
     Field("model", "string", "context", "The model that answered"),
     Field("version", "integer", "context", "Last MLflow version registered for this model; null before its first checkpoint",
           minimum=1, nullable=True),
+    Field("frozen", "boolean", "context", "true: the registered version `version` answered as it was registered (it "
+          "learns nothing); false: the live model, which keeps learning"),
     Field("events_learned", "integer", "context", "Events the model had learned when it answered", minimum=0),
     Field("seq", "integer", "context", "Position in the domain's event log the model reflects", minimum=0),
 )

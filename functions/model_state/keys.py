@@ -7,6 +7,15 @@ Keys (prefix coelho:<domain>:):
     model:<name>:history (zset score=seq, member=json), model:<name>:drift (zset), model:<name>:checkpoint (json),
     model:<name>:restored_from (the MLflow version a model was restored from)
 
+A/B testing (functions/model_state/ab.py, docs/adr/0082-ab-testing.md), same prefix:
+    live (set: the models learn-one and predict-one run; seeded once from COELHO_MODEL_<DOMAIN>),
+    specs (hash model -> json {params, start_seq, added_ms}), aliases (hash champion|challenger -> json
+    {model, version, seq}), champions (list: earlier champions, newest first, for rollback), split (json
+    {"arms": [[arm, weight], ...]}), model:<name>:outcomes (zset score=seq: the model's test-then-train answer and
+    the truth per scored event, the last OUTCOMES_KEEP), served:<event id> (hash "model|version|mode" -> the
+    answer predict-one served), served_ids (list bounding them), live_scores (hash "model|version|mode|stat" ->
+    sum: served answers scored against their label), preferences (hash "a|b|choice" -> count)
+
     >>> key("tfd", "seq")
     'coelho:tfd:seq'
     >>> model_key("tfd", "logistic_regression", "summary")

@@ -114,10 +114,16 @@ class OnlineModel:
     last_event_ms: int = 0
 
     @classmethod
-    def fresh(cls, domain: Domain, model_name: str | None = None) -> OnlineModel:
+    def fresh(cls, domain: Domain, model_name: str | None = None, params: Mapping[str, Any] | None = None,
+              seq: int = 0) -> OnlineModel:
+        """A model that has learned nothing, at log position `seq` (it learns the entries after it). params: River
+        hyper-parameters replacing the factory's (`River Base.clone`, nested dicts for pipeline steps)."""
         name = model_name or domain.default_model
+        model = domain.make_model(name)
+        if params:
+            model = model.clone(dict(params))
         # Drift: ADWIN on the task's error signal (functions/model_state/tasks.py, ADR 0071).
-        return cls(domain.name, name, domain.make_model(name), domain.metric_factories(),
+        return cls(domain.name, name, model, domain.metric_factories(), seq=seq,
                    drift_detector=task_of(domain).drift_watch())
 
     @property
@@ -133,13 +139,14 @@ class OnlineModel:
         """The model's raw answer: fraud probability (classification), seconds (regression), cluster id."""
         return self.task.predict(self, x)
 
-    def reply(self, raw: Any, version: int | None = None, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def reply(self, raw: Any, version: int | None = None, request: Mapping[str, Any] | None = None,
+              frozen: bool = False) -> dict[str, Any]:
         """predict-one's reply with the raw answer `raw` of this state: exactly the fields the domain declares
-        (`Domain.reply_fields`). version: the model's last registered MLflow version; request: the clean
-        prediction request, whose event id the reply echoes."""
+        (`Domain.reply_fields`). version: the model's last registered MLflow version (frozen: the registered
+        version this state is); request: the clean prediction request, whose event id the reply echoes."""
         domain = self.domain
         out: dict[str, Any] = {
-            "domain": domain.name, "model": self.model_name, "version": version,
+            "domain": domain.name, "model": self.model_name, "version": version, "frozen": frozen,
             "events_learned": self.events_learned, "seq": self.seq,
         }
         if request is not None and domain.id_field in request:

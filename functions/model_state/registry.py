@@ -1,9 +1,13 @@
 """Model checkpoints in MLflow: one run per checkpoint, the state as an S3 artifact, a registered model version.
 
 Registered model per domain: `coelho-<domain>` (e.g. coelho-tfd); each version is tagged with the model name,
-the log position (seq) and the events learned, so several models of one domain can live side by side.
-The artifact is `model/state.pkl.lz4`: a `OnlineModel` (model + metrics + seq), the same bytes as a Redis
-snapshot. MLflow is imported lazily: it costs seconds of start-up and only checkpoint/restore need it.
+the log position (seq) and the events learned, so several models of one domain can live side by side. Each version
+is a pyfunc model (functions/model_state/pyfunc.py: `mlflow.pyfunc.load_model("models:/coelho-tfd@champion")`
+answers a dataframe of events as predict-one answers that version) with the domain's signature and an input
+example; the aliases `champion` and `challenger` are set by functions/model_state/ab.py. The run also keeps the
+replay state `model/state.pkl.lz4`: a `OnlineModel` (model + metrics + seq), the same bytes as a Redis snapshot,
+which restores and frozen serving read. MLflow is imported lazily: it costs seconds of start-up and only
+checkpoint, restore, promotion and frozen versions need it.
 """
 
 from __future__ import annotations
@@ -81,6 +85,15 @@ def log_checkpoint(state: OnlineModel, blob: bytes, summary: dict[str, Any]) -> 
         (folder / ARTIFACT).write_bytes(blob)
         (folder / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         _mlflow_call("log artifacts", client.log_artifacts, run_id, str(folder), "model")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ARTIFACT
+        path.write_bytes(blob)
+        import mlflow
+
+        from functions.model_state.pyfunc import log_pyfunc
+
+        with mlflow.start_run(run_id=run_id):
+            info = _mlflow_call("log pyfunc model", log_pyfunc, state, path)
     _mlflow_call("end run", client.set_terminated, run_id)
     name = registered_name(domain)
     try:
@@ -88,13 +101,14 @@ def log_checkpoint(state: OnlineModel, blob: bytes, summary: dict[str, Any]) -> 
     except Exception as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
             _mlflow_call("create registered model", _raise, exc)
-    source = f"{run.info.artifact_uri}/model"
+    source = info.model_uri
     tags = {"model": model, "seq": str(state.seq), "events_learned": str(state.events_learned)}
-    version = _mlflow_call("create model version", client.create_model_version, name, source, run_id=run_id, tags=tags)
+    version = _mlflow_call("create model version", client.create_model_version, name, source, run_id=run_id, tags=tags,
+                           model_id=info.model_id)
     return {
         "domain": domain, "model": model, "registered_model": name, "version": int(version.version),
         "run_id": run_id, "seq": state.seq, "events_learned": state.events_learned, "time_ms": now_ms,
-        "artifact_uri": f"{source}/{ARTIFACT}",
+        "artifact_uri": f"{run.info.artifact_uri}/model/{ARTIFACT}", "model_uri": f"models:/{name}/{version.version}",
     }
 
 
@@ -125,3 +139,37 @@ def restore_latest(domain: str, model: str) -> tuple[OnlineModel, int] | None:
         state = OnlineModel.from_bytes(Path(path).read_bytes())
     log.info("restored %s/%s from registered version %s (seq %d)", domain, model, version.version, state.seq)
     return state, int(version.version)
+
+
+def version_info(domain: str, version: int) -> dict[str, Any] | None:
+    """{model, version, seq, events_learned} of a registered version, or None when there is no such version."""
+    client = _client()
+    try:
+        found = client.get_model_version(registered_name(domain), str(version))
+    except Exception as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+            return None
+        return _mlflow_call("get model version", _raise, exc)  # type: ignore[no-any-return]
+    tags = found.tags or {}
+    return {"model": tags.get("model"), "version": int(found.version), "seq": int(tags.get("seq", 0)),
+            "events_learned": int(tags.get("events_learned", 0))}
+
+
+def set_alias(domain: str, alias: str, version: int) -> None:
+    """Point `alias` (champion, challenger) of the domain's registered model at `version`."""
+    client = _client()
+    _mlflow_call("set alias", client.set_registered_model_alias, registered_name(domain), alias, str(version))
+
+
+def load_version(domain: str, version: int) -> OnlineModel | None:
+    """The state registered as `version` (its replay state artifact), frozen; None when there is no such version."""
+    client = _client()
+    try:
+        found = client.get_model_version(registered_name(domain), str(version))
+    except Exception as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+            return None
+        return _mlflow_call("get model version", _raise, exc)  # type: ignore[no-any-return]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _mlflow_call("download", client.download_artifacts, found.run_id, f"model/{ARTIFACT}", tmp)
+        return OnlineModel.from_bytes(Path(path).read_bytes())

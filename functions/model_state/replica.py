@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge
 
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
+from functions.model_state import ab
 from functions.model_state.event_log import EventLog, LogEntry
 from functions.model_state.keys import key, model_key
 from functions.model_state.online_model import OnlineModel, Outcome
@@ -86,21 +87,29 @@ return 0
 class ModelReplica:
     """One process's in-memory copy of a domain model, kept equal to the log. Thread-safe (one lock).
 
-    role "learner" also writes snapshots, history points, drift markers and the live summary to Redis.
+    role "learner" also writes snapshots, history points, drift markers, the live summary and the paired outcomes
+    of A/B comparisons (functions/model_state/ab.py) to Redis; with `score_served`, it also scores the answers
+    predict-one served for the labelled events it learns. params: the model's hyper-parameters (a challenger's).
     """
 
     def __init__(self, client: redis.Redis, domain: Domain, model_name: str | None = None, role: str = "follower",
-                 on_drift: Callable[[ModelReplica, Outcome], None] | None = None) -> None:
+                 on_drift: Callable[[ModelReplica, Outcome], None] | None = None,
+                 params: Mapping[str, Any] | None = None) -> None:
         self.redis: Any = client
         self.domain = domain
         self.model_name = model_name or domain.default_model
         self.role = role
+        self.params = dict(params or {})
+        self.score_served = False
+        self._outcomes: list[tuple[int, str]] = []  # paired outcomes not written yet (learners)
+        self._labelled: list[tuple[str, Any]] = []  # (event id, truth) of labelled entries (score_served)
+        self._served_scorer = ab.ServedScorer(client) if role == "learner" else None
         self.log = EventLog(client, domain)
         self.lock = threading.RLock()
         self.applied = threading.Condition(self.lock)  # notified whenever the local position moves
         self._expected: dict[int, float] = {}  # seq -> when a request of this process appended it (see expect)
         self.on_drift = on_drift
-        self.state = OnlineModel.fresh(domain, self.model_name)
+        self.state = OnlineModel.fresh(domain, self.model_name, self.params)
         self._summary_at = 0.0
         self._set_if_newer = client.register_script(_SET_IF_NEWER)
         self._add_point = client.register_script(_ADD_POINT)
@@ -226,7 +235,7 @@ class ModelReplica:
         if blob is None:
             if needed is not None:
                 raise RuntimeError(f"{self.domain.name}/{self.model_name}: log starts at {needed}, no snapshot covers it")
-            self.state = OnlineModel.fresh(self.domain, self.model_name)
+            self.state = OnlineModel.fresh(self.domain, self.model_name, self.params)
             return
         self.state = OnlineModel.from_bytes(blob)
         if needed is not None and self.state.seq + 1 < needed:
@@ -245,7 +254,31 @@ class ModelReplica:
                     self.on_drift(self, applied)
             if entry.seq % SNAPSHOT_EVERY == 0:
                 self.write_snapshot(self.state)
+            if applied.learned:
+                self._keep_outcome(entry, applied)
         return applied
+
+    def _keep_outcome(self, entry: LogEntry, applied: Outcome) -> None:
+        """Buffer this model's scored answer for the A/B comparison and, with `score_served`, the event's label
+        for the answers predict-one served (written with the summary, `_flush_ab`)."""
+        member = ab.outcome_member(self.domain, entry.seq, entry.event, applied.prediction)
+        if member is not None:
+            self._outcomes.append((entry.seq, member))
+        target = self.domain.target
+        if self.score_served and target is not None and entry.event.get(target) is not None:
+            self._labelled.append((str(entry.event.get(self.domain.id_field)), entry.event[target]))
+        if len(self._outcomes) >= 2000 or len(self._labelled) >= 2000:
+            self._flush_ab()
+
+    def _flush_ab(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        labelled, self._labelled = self._labelled, []
+        try:
+            ab.record_outcomes(self.redis, self.domain, self.model_name, outcomes[-ab.OUTCOMES_KEEP:])
+            if self._served_scorer is not None:
+                self._served_scorer.score(self.domain, labelled)
+        except (redis.RedisError, OSError) as exc:  # monitoring only: the model itself is unaffected
+            log.warning("%s/%s: A/B outcomes not written: %s", self.domain.name, self.model_name, exc)
 
     def _after_learning(self, applied: list[Outcome]) -> None:
         if not applied:
@@ -290,7 +323,8 @@ class ModelReplica:
         return bool(written)
 
     def _trim(self) -> None:
-        names = [n.decode() for n in self.redis.smembers(key(self.domain.name, "models"))]
+        names = [n.decode() for n in self.redis.smembers(key(self.domain.name, "live"))] or [
+            n.decode() for n in self.redis.smembers(key(self.domain.name, "models"))]
         seqs = [int(s or 0) for s in (self.redis.hget(model_key(self.domain.name, n, "snapshot"), "seq") for n in names)]
         oldest = min(seqs, default=0) - TRIM_MARGIN
         if oldest > 1:
@@ -298,6 +332,8 @@ class ModelReplica:
 
     def write_summary(self) -> None:
         self._summary_at = time.monotonic()
+        if self._outcomes or self._labelled:
+            self._flush_ab()
         summary = self.state.summary()
         self._set_if_newer(keys=[self.mkey("summary")], args=[self.state.seq, "json", json.dumps(summary)])
 
@@ -328,3 +364,28 @@ def replicas_for(client: redis.Redis, role: str, domains: Iterable[str] | None =
         out[domain.name] = [ModelReplica(client, domain, m, role=role, on_drift=on_drift) for m in models_for(domain)]
     return out
 
+
+
+def sync_replicas(client: redis.Redis, domain: Domain, role: str, current: list[ModelReplica],
+                  on_drift: Callable[[ModelReplica, Outcome], None] | None = None,
+                  catch_up: bool = True) -> list[ModelReplica]:
+    """The replicas of the domain's live models (functions/model_state/ab.py), in the live order: the ones of
+    `current` that are still live, plus a new replica (its snapshot loaded and, with `catch_up`, the log applied)
+    for each model added since. The caller swaps its list for the result: one assignment, so concurrent readers see
+    the old list or the new one."""
+    specs = ab.live_models(client, domain, models_for(domain))
+    have = {r.model_name: r for r in current}
+    out = []
+    for spec in specs:
+        replica = have.get(spec.name)
+        if replica is None or replica.params != spec.params:
+            replica = ModelReplica(client, domain, spec.name, role=role, on_drift=on_drift, params=spec.params)
+            replica.load_snapshot()
+            if catch_up:
+                replica.catch_up()
+            log.info("%s/%s: %s replica started at seq %d", domain.name, spec.name, role, replica.state.seq)
+        out.append(replica)
+    if role == "learner":
+        for index, replica in enumerate(out):
+            replica.score_served = index == 0  # one model per process takes the served answers (atomically)
+    return out

@@ -4,7 +4,10 @@ Takes `com.coelho.realtime.checkpoint.requested` (and `dev.knative.sources.ping`
 default) with optional data {"domain": "tfd"} or {"domains": ["tfd", "eta"]} (default: all). For each model
 of each domain it brings its own in-memory replica up to the end of the log (learning never waits: this
 process only reads the log), pickles that copy, and logs one MLflow run with the metrics and the state as an
-artifact on S3, plus a new version of the registered model `coelho-<domain>` tagged with the events learned.
+artifact on S3, plus a new version of the registered model `coelho-<domain>` tagged with the events learned: a
+pyfunc model (functions/model_state/pyfunc.py). The models are the domain's live ones (functions/model_state/ab.py);
+a version takes the alias `champion` when it is the first of the champion's model, `challenger` when it is the first
+of another live model while none is set, and an alias follows its model's newer versions.
 Replies with a `com.coelho.realtime.<domain>.checkpoint` CloudEvent (several domains:
 `com.coelho.realtime.checkpoint.completed` listing each). Run: `python -m functions.checkpoint`.
 """
@@ -26,7 +29,8 @@ from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
 from functions.middleware.app import Event, create_app, event_data, make_event, reply, serve
 from functions.middleware.events import post_event
-from functions.model_state.keys import connect, key
+from functions.model_state import ab
+from functions.model_state.keys import connect
 from functions.model_state.replica import ModelReplica, models_for
 
 log = logging.getLogger("coelho.functions.checkpoint")
@@ -48,18 +52,20 @@ class Checkpointer:
         self.replicas: dict[tuple[str, str], ModelReplica] = {}
         self.lock = threading.Lock()  # one checkpoint at a time per process
 
-    def models(self, domain: str) -> list[str]:
-        known = {m.decode() for m in self.redis.smembers(key(domain, "models"))}
-        return sorted(known | set(models_for(get_domain(domain))))
+    def models(self, domain: str) -> list[ab.ModelSpec]:
+        d = get_domain(domain)
+        return ab.live_models(self.redis, d, models_for(d))
 
-    def replica(self, domain: str, model: str) -> ModelReplica:
-        found = self.replicas.get((domain, model))
-        if found is None:
-            found = self.replicas[(domain, model)] = ModelReplica(self.redis, get_domain(domain), model, role="checkpoint")
+    def replica(self, domain: str, spec: ab.ModelSpec | str) -> ModelReplica:
+        spec = spec if isinstance(spec, ab.ModelSpec) else ab.ModelSpec(spec)
+        found = self.replicas.get((domain, spec.name))
+        if found is None or found.params != spec.params:
+            found = self.replicas[(domain, spec.name)] = ModelReplica(self.redis, get_domain(domain), spec.name,
+                                                                      role="checkpoint", params=spec.params)
             found.load_snapshot()
         return found
 
-    def checkpoint(self, domain: str, model: str) -> dict[str, Any]:
+    def checkpoint(self, domain: str, model: ab.ModelSpec | str) -> dict[str, Any]:
         from functions.model_state.registry import log_checkpoint
 
         started = time.perf_counter()
@@ -72,7 +78,9 @@ class Checkpointer:
         record = log_checkpoint(state, blob, summary)
         record["bytes"] = len(blob)
         self.redis.set(replica.mkey("checkpoint"), json.dumps(record))
-        CHECKPOINT_DURATION.labels(domain, model).observe(time.perf_counter() - started)
+        record["aliases"] = sorted(ab.after_checkpoint(self.redis, replica.domain, replica.model_name,
+                                                       record["version"], state.seq))
+        CHECKPOINT_DURATION.labels(domain, replica.model_name).observe(time.perf_counter() - started)
         return record
 
     def run(self, domains: list[str]) -> list[dict[str, Any]]:

@@ -2,8 +2,14 @@
 
 Takes `com.coelho.realtime.<domain>.record` (features + target; without the target it waits for its label),
 `com.coelho.realtime.<domain>.label` ({id field, target}: the delayed label of an earlier record),
-`dev.knative.kafka.event` (a KafkaSource record; the domain comes from the topic after `#` in the source) and
-`com.coelho.realtime.training.control` ({"domain": ..., "action": "pause"|"resume"}).
+`dev.knative.kafka.event` (a KafkaSource record; the domain comes from the topic after `#` in the source),
+`com.coelho.realtime.training.control` ({"domain": ..., "action": "pause"|"resume"}) and
+`com.coelho.realtime.model.control` ({"domain": ..., "action": "add"|"remove"|"promote"|"rollback"|"split", ...}:
+A/B testing, functions/model_state/ab.py; the reply is the domain's `model.changed`, `model.promoted` or
+`split.changed` event).
+
+The models each domain learns are its live models in Redis (`coelho:<domain>:live`): every replica re-reads them
+every `MODEL_SET_CHECK_S` and starts or drops replicas, so a challenger added anywhere learns within seconds.
 
 The event is committed when it is appended to the domain's log in Redis (functions/model_state/replica.py); the reply
 is a `learned` CloudEvent with its sequence number and what each model did. The learn Triggers deliver to
@@ -21,12 +27,13 @@ import os
 import queue
 import re
 import threading
+import time
 from typing import Any, NamedTuple
 
 import requests
 from flask import Flask
 
-from eventing.cloudevent_types import KAFKA_EVENT, TRAINING_CONTROL, parse_event_type
+from eventing.cloudevent_types import KAFKA_EVENT, MODEL_CONTROL, TRAINING_CONTROL, parse_event_type
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
@@ -41,18 +48,21 @@ from functions.middleware.app import (
     serve,
 )
 from functions.middleware.events import post_event
+from functions.model_state import ab
 from functions.model_state.batch_learner import BatchLearner
 from functions.model_state.event_log import Appended, EventLog, LogEntry
 from functions.model_state.keys import connect, key
 from functions.model_state.online_model import Outcome
-from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for
+from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for, sync_replicas
 
 log = logging.getLogger("coelho.functions.learn")
 
 ACCEPTED = sorted(
     [d.type("record") for d in DOMAINS.values()] + [d.type("label") for d in DOMAINS.values()]
-    + [KAFKA_EVENT, TRAINING_CONTROL]
+    + [KAFKA_EVENT, TRAINING_CONTROL, MODEL_CONTROL]
 )
+CONTROL_REPLY = {"add": "model.changed", "remove": "model.changed", "promote": "model.promoted",
+                 "rollback": "model.promoted", "split": "split.changed"}
 _KAFKA_ID = re.compile(r"partition:(\d+)/offset:(\d+)")
 
 
@@ -98,7 +108,9 @@ class Learner:
         self.loaded = False
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         threading.Thread(target=self._post_drifts, name="coelho-drift-poster", daemon=True).start()
+        threading.Thread(target=self._watch_models, name="coelho-model-set", daemon=True).start()
 
     # --- start-up: snapshot or MLflow, then replay ----------------------------------------------
     def load(self) -> None:
@@ -110,8 +122,32 @@ class Learner:
                     restore_if_empty(self.redis, replica)
                     replica.load_snapshot()
                     replica.catch_up()
+            self.sync_models()
             self.loaded = True
             self.load_error = None
+
+    # --- the live models (A/B testing) ------------------------------------------------------------
+    def sync_models(self) -> None:
+        """Start a replica for each model added to a domain's live set, drop the removed ones."""
+        with self._sync_lock:
+            for name in list(self.replicas):
+                current = self.replicas[name]
+                updated = sync_replicas(self.redis, get_domain(name), "learner", current, on_drift=self._notify_drift)
+                if [r.model_name for r in updated] != [r.model_name for r in current] or any(
+                        a is not b for a, b in zip(updated, current, strict=False)):
+                    self.replicas[name] = updated
+                    self.batch_learners[name].replicas = updated
+                    self.batch_learners[name].poke()
+
+    def _watch_models(self) -> None:
+        while True:
+            time.sleep(ab.MODEL_SET_CHECK_S)
+            if not self.loaded:
+                continue
+            try:
+                self.sync_models()
+            except Exception as exc:  # Redis away: the replicas keep learning what they have, retried next time
+                log.warning("live models not checked: %s", exc)
 
     def ready(self) -> None:
         """Readiness probe: Redis answers and the models are loaded."""
@@ -131,6 +167,8 @@ class Learner:
         ce_type = event.get_type()
         if ce_type == TRAINING_CONTROL:
             return self.control(event)
+        if ce_type == MODEL_CONTROL:
+            return self.model_control(event)
         self.ensure_loaded()
         kafka: tuple[Any, Any] | None = None
         if ce_type == KAFKA_EVENT:
@@ -221,6 +259,23 @@ class Learner:
             for replica in self.replicas.get(domain.name, []):
                 replica.catch_up()
         return reply(event, domain.type("learned"), domain.source("functions/learn"), status, domain=domain.name)
+
+    def model_control(self, event: Event) -> Event:
+        """A/B testing: add, remove, promote, rollback or split (functions/model_state/ab.py), then start or drop
+        this process's replicas at once (the others follow within MODEL_SET_CHECK_S)."""
+        data = event_data(event) or {}
+        if not isinstance(data, dict):
+            raise ValidationError({"data": "expected a JSON object with domain and action"})
+        try:
+            domain = get_domain(str(data.get("domain")))
+        except ValueError as exc:
+            raise ValidationError({"domain": str(exc)}) from None
+        result = ab.control(self.redis, domain, data)  # Redis or MLflow down: 503, the sender retries
+        if data.get("action") in ("add", "remove"):
+            self.ensure_loaded()
+            self.sync_models()
+        kind = CONTROL_REPLY[str(data["action"])]
+        return reply(event, domain.type(kind), domain.source("functions/learn"), result, domain=domain.name)
 
     # --- drift notifications: best effort, never blocking learning -----------------------------
     def _notify_drift(self, replica: ModelReplica, applied: Outcome) -> None:

@@ -11,6 +11,8 @@ from eventing.cloudevent_types import (
     CHECKPOINT_REQUESTED,
     EVENT_KINDS,
     KAFKA_EVENT,
+    LAKE_MAINTENANCE_COMPLETED,
+    LAKE_MAINTENANCE_REQUESTED,
     MODEL_CONTROL,
     SQL_REQUESTED,
     SQL_RESULT,
@@ -109,6 +111,11 @@ def render() -> str:
         "(data: query, optional limit, version or as_of) |",
         f"| all | | | SQL result | `{SQL_RESULT}` | `/coelho/functions/sql` | the query's columns, rows, row count, "
         "whether rows were cut at the limit, and the Delta version of each table read |",
+        f"| all | | | lake maintenance requested | `{LAKE_MAINTENANCE_REQUESTED}` | "
+        "`/apis/v1/namespaces/<ns>/pingsources/<name>` or `/coelho/cli` | ask the lake function to compact, vacuum and "
+        "checkpoint its Delta tables (PingSource schedule or on demand; data: optional tables) |",
+        f"| all | | | lake maintenance completed | `{LAKE_MAINTENANCE_COMPLETED}` | `/coelho/functions/lake` | "
+        "what maintenance did to each table (files compacted and vacuumed, version) |",
         f"| all | | | Kafka record | `{KAFKA_EVENT}` | `/apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>` | "
         "what a KafkaSource emits for a record that is not a CloudEvent |",
         "",

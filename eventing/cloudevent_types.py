@@ -40,6 +40,8 @@ CHAT_ANSWER = f"{TYPE_PREFIX}.chat.answer"  # the assistant's whole answer (repl
 SQL_REQUESTED = f"{TYPE_PREFIX}.sql.requested"  # a read-only SQL query over the lake (sql function)
 SQL_RESULT = f"{TYPE_PREFIX}.sql.result"  # its columns and rows (reply to sql.requested)
 KAFKA_EVENT = "dev.knative.kafka.event"  # what a KafkaSource emits for a record that is not a CloudEvent
+LAKE_MAINTENANCE_REQUESTED = f"{TYPE_PREFIX}.lake.maintenance.requested"  # compact, vacuum, checkpoint the lake
+LAKE_MAINTENANCE_COMPLETED = f"{TYPE_PREFIX}.lake.maintenance.completed"  # the lake function's reply to it
 
 
 def event_type(domain: str, kind: str) -> str:

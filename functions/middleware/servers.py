@@ -37,8 +37,10 @@ def server_name(environ: Mapping[str, str], default: str) -> str:
     return name
 
 
-def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_server: str = "waitress") -> None:
-    """Serve the app on HOST:PORT until stopped, with `server_name(os.environ, default_server)`.
+def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_server: str = "waitress",
+          threads: int | None = None) -> None:
+    """Serve the app on HOST:PORT until stopped, with `server_name(os.environ, default_server)` and `threads`
+    request threads (default COELHO_THREADS, 16).
 
     The app is built by `app_factory` inside the serving process (after any fork), so background threads
     (e.g. predict's log follower) start where they are used.
@@ -46,7 +48,7 @@ def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_se
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(default_port)))
-    threads = int(os.environ.get("COELHO_THREADS", "16"))
+    threads = threads or int(os.environ.get("COELHO_THREADS", "16"))
     try:
         server = server_name(os.environ, default_server)
     except ValueError as exc:

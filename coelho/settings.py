@@ -41,6 +41,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "predict": 18082,
     "checkpoint": 18083,
     "chat": 18085,
+    "sql": 18087,  # SQL over the lake's Delta tables
     "producer_tfd": 18101,  # producers' Prometheus metrics
     "producer_eta": 18102,
     "producer_ecci": 18103,
@@ -111,6 +112,7 @@ class Settings:
             "LEARN_URL": self.url("learn"),
             "PREDICT_URL": self.url("predict"),
             "CHECKPOINT_URL": self.url("checkpoint"),
+            "SQL_URL": self.url("sql"),
             "PROMETHEUS_URL": self.url("prometheus"),
             "ANTHROPIC_MODEL": self.anthropic_model,
             "MLFLOW_DISABLE_TELEMETRY": "true",

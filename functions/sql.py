@@ -1,6 +1,7 @@
 """sql: read-only SQL over the lake's Delta tables (DuckDB over their Arrow datasets, functions/lake/sql.py).
 
-    POST /sql     {"query": "SELECT ...", "limit": 100, "version": 3 | {"transactions": 3}, "as_of": "2026-..."}
+    POST /sql     {"query": "SELECT ...", "limit": 100, "version": 3 | {"transactions": 3}, "as_of": "2026-...",
+                   "timeout_s": 5 (at most the service's limit)}
                   -> {"columns": [{"name", "type"}], "rows": [[...]], "row_count", "truncated", "limit",
                       "elapsed_ms", "versions": {table: Delta version read}}
     GET  /tables  -> {"tables": [{name, domain, uri, version, row_count, files, partition_columns, columns,
@@ -34,7 +35,7 @@ from functions.middleware.contract import error_response
 
 SOURCE = "/coelho/functions/sql"
 ACCEPTED = [SQL_REQUESTED]
-REQUEST_KEYS = ("query", "limit", "version", "as_of")
+REQUEST_KEYS = ("query", "limit", "version", "as_of", "timeout_s")
 
 QUERY_SECONDS = Histogram(
     "coelho_sql_query_seconds",
@@ -57,7 +58,11 @@ class SqlService:
             raise ValidationError({"query": "missing: a SQL SELECT statement"})
         with QUERY_SECONDS.time():
             return self.engine.query(
-                payload["query"], payload.get("limit"), payload.get("version"), payload.get("as_of")
+                payload["query"],
+                payload.get("limit"),
+                payload.get("version"),
+                payload.get("as_of"),
+                payload.get("timeout_s"),
             )
 
     def sql_json(self, rest: str, payload: Any, query: Mapping[str, str]) -> dict[str, Any]:

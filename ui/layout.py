@@ -76,6 +76,7 @@ def service_links(settings: Settings) -> list[tuple[str, str, str]]:
         ("predict-one health", s.url("predict") + "/health/readiness", "function"),
         ("checkpoint health", s.url("checkpoint") + "/health/readiness", "function"),
         ("chat health", s.url("chat") + "/health/readiness", "function"),
+        ("SQL tables", s.url("sql") + "/tables", "the lake's Delta tables (POST /sql)"),
     ]
 
 

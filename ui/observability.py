@@ -303,7 +303,7 @@ def metrics_endpoints(settings: Any) -> dict[str, str]:
     """Job name -> /metrics URL of every component that exports metrics, from the settings' port table (the job
     names are the embedded Prometheus's: coelho-<service>)."""
     ports: Mapping[str, int] = settings.ports
-    jobs = [name for name in ("learn", "predict", "checkpoint", "chat") if name in ports]
+    jobs = [name for name in ("learn", "predict", "checkpoint", "chat", "sql") if name in ports]
     endpoints = {f"coelho-{job}": f"http://{settings.host}:{ports[job]}/metrics" for job in jobs}
     if "router_metrics" in ports:
         endpoints["coelho-router"] = f"http://{settings.host}:{ports['router_metrics']}/metrics"

@@ -184,6 +184,12 @@ class LakeCatalog:
             loaded.checked = now
             return loaded
 
+    def forget(self) -> None:
+        """Drop every opened table and dataset."""
+        with self._lock:
+            self._loaded.clear()
+            self._versions.clear()
+
     def existing(self) -> list[str]:
         return [name for name in self.names if self.current(name).table is not None]
 
@@ -439,9 +445,25 @@ class SqlEngine:
         finally:
             self._pool.put(con)
 
+    def close(self) -> None:
+        """Close the pooled connections and forget the tables (a process that queried once, before it exits)."""
+        while True:
+            try:
+                con = self._pool.get_nowait()
+            except queue.Empty:
+                break
+            con.duckdb.close()
+        with self._pool_lock:
+            self._created = 0
+        self.catalog.forget()
+
     # --- queries ---------------------------------------------------------------------------------------------
-    def query(self, sql: str, limit: int | None = None, version: Any = None, as_of: Any = None) -> dict[str, Any]:
-        """{columns: [{name, type}], rows, row_count, truncated, limit, elapsed_ms, versions: {table: version}}."""
+    def query(
+        self, sql: str, limit: int | None = None, version: Any = None, as_of: Any = None, timeout_s: Any = None
+    ) -> dict[str, Any]:
+        """{columns: [{name, type}], rows, row_count, truncated, limit, elapsed_ms, versions: {table: version}}.
+
+        `timeout_s` may lower the time limit of this query, never raise it."""
         started = time.perf_counter()
         if not isinstance(sql, str):
             raise ValidationError({"query": "a SQL SELECT statement (a string)"})
@@ -451,12 +473,20 @@ class SqlEngine:
             raise ValidationError({"limit": f"an integer between 1 and {self.limits.max_rows}"})
         versions = _parse_version(version)
         when = _parse_as_of(as_of)
+        if timeout_s is None:
+            timeout_s = self.limits.timeout_s
+        if (
+            isinstance(timeout_s, bool)
+            or not isinstance(timeout_s, int | float)
+            or not 0 < timeout_s <= self.limits.timeout_s
+        ):
+            raise ValidationError({"timeout_s": f"seconds, more than 0 and at most {self.limits.timeout_s:g}"})
         if versions is not None and when is not None:
             raise ValidationError({"as_of": "send either version or as_of, not both"})
         with self.connection() as con:
             checked = check_query(con.duckdb, sql, self.limits.max_query_chars)
             read = self._register(con, checked, versions, when)
-            table, names, types = con.run(sql, limit, self.limits.timeout_s, lambda exc: self._explain(exc, checked))
+            table, names, types = con.run(sql, limit, timeout_s, lambda exc: self._explain(exc, checked, timeout_s))
         truncated = table.num_rows > limit
         if truncated:
             table = table.slice(0, limit)
@@ -498,14 +528,14 @@ class SqlEngine:
             con.register(name, dataset)
         return read
 
-    def _explain(self, exc: BaseException, checked: CheckedQuery) -> BaseException:
+    def _explain(self, exc: BaseException, checked: CheckedQuery, timeout_s: float) -> BaseException:
         """The error to raise for an exception of DuckDB while running `checked`."""
         import duckdb
 
         message = _clean(exc).removeprefix("INTERRUPT Error: ")
         if isinstance(exc, duckdb.InterruptException):
             return SqlError(
-                f"the query ran longer than the time limit of {self.limits.timeout_s:g} s and was stopped: "
+                f"the query ran longer than the time limit of {timeout_s:g} s and was stopped: "
                 "filter or aggregate more, or add a LIMIT"
             )
         if isinstance(exc, duckdb.OutOfMemoryException):

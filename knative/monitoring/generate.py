@@ -168,7 +168,7 @@ KUBERNETES = Dashboard(
             Panel("Available replicas per deployment", [(f'sum by (deployment) (kube_deployment_status_replicas_available{{namespace="{NAMESPACE}"}})', "{{deployment}}")]),
         ]),
         ("Scrape targets", [
-            Panel("Targets up", [('sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|chat|router|producer_.+)"})', "{{job}}")], width=24),
+            Panel("Targets up", [('sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|chat|sql|router|producer_.+)"})', "{{job}}")], width=24),
         ]),
     ],
 )

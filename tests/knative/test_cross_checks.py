@@ -261,7 +261,7 @@ def test_function_env_reader_finds_what_the_code_reads() -> None:
     assert {"REDIS_URL", "BROKER_URL", "MLFLOW_TRACKING_URI"} <= reads
 
 
-FUNCTION_SERVICES = ["coelho-learn", "coelho-predict", "coelho-checkpoint", "coelho-chat"]
+FUNCTION_SERVICES = ["coelho-learn", "coelho-predict", "coelho-checkpoint", "coelho-chat", "coelho-sql"]
 
 
 def test_every_knative_service_runs_an_existing_function(manifests: Manifests) -> None:

@@ -38,6 +38,7 @@ TOOL_LABELS = {
     "explain_prediction": "explain prediction",
     "get_platform_health": "platform health",
     "describe_domain": "domain declaration",
+    "query_lake": "lake SQL",
 }
 EXAMPLES = {
     "home": "What does this page show?",

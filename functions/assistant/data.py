@@ -28,6 +28,7 @@ from coelho.settings import Settings
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
 from functions.assistant.explain import explain
+from functions.assistant.tools import LAKE_QUERY_ROWS, LAKE_QUERY_SECONDS
 from functions.model_state.keys import key, model_key
 from functions.model_state.replica import models_for
 from functions.model_state.tasks import task_of
@@ -89,7 +90,7 @@ def _finite(value: Any, digits: int = 4) -> Any:
 # Where each service is when the chat function runs in a cluster: the environment (the coelho-config ConfigMap)
 # names it; on one machine the Settings' local ports do. (HTTP services by URL, the others by host:port.)
 SERVICE_URL_ENV = {"learn": "LEARN_URL", "predict": "PREDICT_URL", "checkpoint": "CHECKPOINT_URL",
-                   "prometheus": "PROMETHEUS_URL"}
+                   "prometheus": "PROMETHEUS_URL", "sql": "SQL_URL"}
 SERVICE_ADDRESS_ENV = {"broker": "BROKER_URL", "kafka": "KAFKA_BOOTSTRAP_SERVERS", "s3": "S3_ENDPOINT_URL",
                        "dashboard": "DASHBOARD_URL"}
 
@@ -319,6 +320,24 @@ class PlatformReader:
             "fields": fields, "metric_meaning": dict(d.metric_help),
         }
 
+    def query_lake(self, query: str, limit: int = 50) -> dict[str, Any]:
+        """One read-only SQL query over the lake, run by the sql function with the assistant's tighter limits
+        (at most LAKE_QUERY_ROWS rows and LAKE_QUERY_SECONDS seconds); a refused query comes back as its reason."""
+        body = {"query": query, "limit": min(limit, LAKE_QUERY_ROWS), "timeout_s": LAKE_QUERY_SECONDS}
+        url = f"{self.service_url('sql')}/sql"
+        try:
+            response = requests.post(url, json=body, timeout=LAKE_QUERY_SECONDS + 5)
+        except requests.RequestException as exc:
+            return {"error": f"the sql function is not reachable ({type(exc).__name__}): the lake cannot be queried now"}
+        try:
+            answer = response.json()
+        except ValueError:
+            return {"error": f"the sql function answered HTTP {response.status_code} without JSON"}
+        if response.status_code != 200:
+            reason = answer.get("message") if answer.get("fields") else answer.get("error")
+            return {"error": f"query refused (HTTP {response.status_code}): {reason}"}
+        return {name: answer.get(name) for name in ("columns", "rows", "row_count", "truncated", "versions")}
+
     def platform_health(self) -> dict[str, Any]:
         services = self._services()
         domains = {}
@@ -339,7 +358,7 @@ class PlatformReader:
             out["redis"] = "up"
         except redis.RedisError:
             out["redis"] = "down"
-        for name in ("learn", "predict", "checkpoint"):
+        for name in ("learn", "predict", "checkpoint", "sql"):
             out[name] = _http_status(f"{self.service_url(name)}/health/readiness")
         out["mlflow"] = _http_status(f"{self.mlflow_uri}/health")
         out["prometheus"] = _http_status(f"{self.service_url('prometheus')}/-/ready")

@@ -24,10 +24,15 @@ from typing import Any
 from eventing.domains import DOMAINS
 from eventing.domains.ecci import PROFILE_FIELDS
 from functions.assistant.redaction import SecretRedactor
+from functions.lake.tables import TABLES
 
 MAX_RESULT_CHARS = 6_000
 MAX_EVENT_CHARS = 4_000
+# What one query_lake call may take from the sql function (less than a person's query on the SQL page).
+LAKE_QUERY_ROWS = 200
+LAKE_QUERY_SECONDS = 5.0
 
+_LAKE_TABLES = ", ".join(f"{table} ({domain})" for table, domain in TABLES.items())
 _DOMAIN = {"type": "string", "enum": sorted(DOMAINS), "description": ", ".join(f"{d.name} ({d.title})" for d in DOMAINS.values())}
 
 
@@ -103,6 +108,21 @@ TOOLS: dict[str, Tool] = {
             "and what each metric means.",
             _schema({"domain": _DOMAIN}, ("domain",)),
         ),
+        Tool(
+            "query_lake",
+            "Run one read-only SQL query (DuckDB dialect, a single SELECT) over the lake: every event of the streams "
+            f"in Delta tables {_LAKE_TABLES}, and `<table>_labels` (delayed labels) where it exists. Columns are "
+            "the domain's event fields with nested ones joined by `_` (origin.lat -> origin_lat), plus the "
+            "CloudEvent id and source, the arrival time and an event-date partition column: `DESCRIBE <table>` "
+            f"lists them. At most {LAKE_QUERY_ROWS} rows and {LAKE_QUERY_SECONDS:g} s: aggregate (GROUP BY, "
+            "count, avg) rather than list rows. A refused query comes back with the reason (syntax error with its "
+            "position, unknown table or column with those that exist): fix it and try again.",
+            _schema({
+                "query": {"type": "string", "maxLength": 4_000, "description": "one SELECT (or WITH ... SELECT)"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": LAKE_QUERY_ROWS,
+                          "description": "rows returned at most (default 50)"},
+            }, ("query",)),
+        ),
     )
 }
 
@@ -112,7 +132,7 @@ def _check(name: str, schema: Mapping[str, Any], value: Any) -> Any:
     if kind == "string":
         if not isinstance(value, str):
             raise ToolInputError(f"{name} must be a string")
-        if len(value) > 200:
+        if len(value) > schema.get("maxLength", 200):
             raise ToolInputError(f"{name} is too long")
         if "enum" in schema and value not in schema["enum"]:
             raise ToolInputError(f"{name} must be one of {', '.join(map(str, schema['enum']))}")
@@ -196,6 +216,7 @@ class ToolBox:
             "explain_prediction": self._explain,
             "get_platform_health": reader.platform_health,
             "describe_domain": reader.describe_domain,
+            "query_lake": reader.query_lake,
         }
         assert set(self._functions) == set(TOOLS), "every registered tool has exactly one implementation"
 

@@ -33,7 +33,7 @@ OBSERVABILITY_CONTEXT = {"page": "observability", "status": "collecting metrics,
 RUNTIME_NAME = {
     "redis": "redis", "learn": "learn", "predict": "predict", "checkpoint": "checkpoint",
     "mlflow": "mlflow", "prometheus": "prometheus", "broker": "router", "kafka": "kafka", "s3": "s3",
-    "dashboard": "dashboard",
+    "dashboard": "dashboard", "sql": "sql",
 }
 
 

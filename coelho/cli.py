@@ -27,6 +27,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "models": "coelho.platform_commands:models",
     "training": "coelho.platform_commands:training",
     "checkpoint": "coelho.platform_commands:checkpoint",
+    "lake": "coelho.lake_command:lake",
     "sql": "coelho.sql_command:sql",
 }
 

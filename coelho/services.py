@@ -530,6 +530,7 @@ SERVICES: list[Service] = [
     function_row("predict", ("redis", "kafka", "s3")),
     function_row("checkpoint", ("redis", "s3", "mlflow")),
     function_row("chat", ("redis",)),
+    function_row("lake", ("s3",)),
     function_row("sql", ("s3",)),  # reads the lake's Delta tables on S3
     *[producer_row(d) for d in DOMAINS],
     Service(

@@ -40,6 +40,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "learn": 18081,
     "predict": 18082,
     "checkpoint": 18083,
+    "lake": 18084,
     "chat": 18085,
     "sql": 18087,  # SQL over the lake's Delta tables
     "producer_tfd": 18101,  # producers' Prometheus metrics
@@ -113,6 +114,7 @@ class Settings:
             "PREDICT_URL": self.url("predict"),
             "CHECKPOINT_URL": self.url("checkpoint"),
             "SQL_URL": self.url("sql"),
+            "LAKE_URL": self.url("lake"),
             "PROMETHEUS_URL": self.url("prometheus"),
             "ANTHROPIC_MODEL": self.anthropic_model,
             "MLFLOW_DISABLE_TELEMETRY": "true",

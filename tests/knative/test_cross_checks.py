@@ -13,7 +13,14 @@ import pytest
 import yaml
 from knative_schemas import KNATIVE, ROOT, documents
 
-from eventing.cloudevent_types import CHECKPOINT_REQUESTED, EVENT_KINDS, KAFKA_EVENT, TRAINING_CONTROL, parse_event_type
+from eventing.cloudevent_types import (
+    CHECKPOINT_REQUESTED,
+    EVENT_KINDS,
+    KAFKA_EVENT,
+    LAKE_MAINTENANCE_REQUESTED,
+    TRAINING_CONTROL,
+    parse_event_type,
+)
 from eventing.domains import DOMAINS
 from eventing.router.manifests import Manifests
 
@@ -34,7 +41,16 @@ def _by_kind(kind: str) -> list[dict[str, Any]]:
 
 
 def _function_module(service_name: str) -> Path:
-    return FUNCTIONS / f"{service_name.removeprefix('coelho-')}.py"
+    """functions/<name>.py, or functions/<name>/__main__.py for a function that is a package (the lake)."""
+    name = service_name.removeprefix("coelho-")
+    package_main = FUNCTIONS / name / "__main__.py"
+    return package_main if package_main.exists() else FUNCTIONS / f"{name}.py"
+
+
+def _function_files(service_name: str) -> frozenset[Path]:
+    """The files of a function: its module, or every module of its package."""
+    module = _function_module(service_name)
+    return frozenset(module.parent.glob("*.py")) if module.name == "__main__.py" else frozenset({module})
 
 
 # --- references -------------------------------------------------------------------------------------------
@@ -56,7 +72,7 @@ def test_every_subscribed_service_runs_an_existing_function(manifests: Manifests
         assert module.exists(), f"Trigger {trigger.name} routes to {trigger.subscriber.name}, but {module} does not exist"
         service = manifests.services[("coelho", str(trigger.subscriber.name))]
         command = service["spec"]["template"]["spec"]["containers"][0]["command"]
-        assert command[-1] == f"functions.{module.stem}", command
+        assert command[-1] == f"functions.{str(trigger.subscriber.name).removeprefix('coelho-')}", command
 
 
 def test_sinks_and_dead_letter_sinks_exist(manifests: Manifests) -> None:
@@ -129,7 +145,8 @@ def _code_emitted_types(excluded: frozenset[Path]) -> frozenset[str]:
     """Types built in code outside `excluded`: `<x>.type("kind")` / `event_type(x, "kind")` calls (every domain),
     full type strings, and the platform-wide constants."""
     types: set[str] = set()
-    constants = {"CHECKPOINT_REQUESTED": CHECKPOINT_REQUESTED, "TRAINING_CONTROL": TRAINING_CONTROL}
+    constants = {"CHECKPOINT_REQUESTED": CHECKPOINT_REQUESTED, "TRAINING_CONTROL": TRAINING_CONTROL,
+                 "LAKE_MAINTENANCE_REQUESTED": LAKE_MAINTENANCE_REQUESTED}
     for package in EMITTER_PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             if path in excluded:
@@ -152,7 +169,7 @@ def _code_emitted_types(excluded: frozenset[Path]) -> frozenset[str]:
 def test_every_trigger_type_is_a_declared_event_type() -> None:
     for doc in _by_kind("Trigger"):
         for ce_type in trigger_types(doc):
-            if ce_type in (KAFKA_EVENT, PING_TYPE, CHECKPOINT_REQUESTED, TRAINING_CONTROL):
+            if ce_type in (KAFKA_EVENT, PING_TYPE, CHECKPOINT_REQUESTED, TRAINING_CONTROL, LAKE_MAINTENANCE_REQUESTED):
                 continue
             parsed = parse_event_type(ce_type)
             assert parsed, f"{doc['metadata']['name']}: {ce_type} is outside com.coelho.realtime.<domain>.<kind>"
@@ -165,7 +182,7 @@ def test_every_trigger_type_is_a_declared_event_type() -> None:
 @pytest.mark.parametrize("doc", _by_kind("Trigger"), ids=lambda d: d["metadata"]["name"])
 def test_every_type_a_trigger_waits_for_is_emitted(doc: dict[str, Any]) -> None:
     subscriber = doc["spec"]["subscriber"]["ref"]["name"]
-    emitted = set(_produced_types() | _code_emitted_types(frozenset({_function_module(subscriber)})))
+    emitted = set(_produced_types() | _code_emitted_types(_function_files(subscriber)))
     if _by_kind("KafkaSource"):
         emitted.add(KAFKA_EVENT)
     if _by_kind("PingSource"):
@@ -261,7 +278,7 @@ def test_function_env_reader_finds_what_the_code_reads() -> None:
     assert {"REDIS_URL", "BROKER_URL", "MLFLOW_TRACKING_URI"} <= reads
 
 
-FUNCTION_SERVICES = ["coelho-learn", "coelho-predict", "coelho-checkpoint", "coelho-chat", "coelho-sql"]
+FUNCTION_SERVICES = ["coelho-learn", "coelho-predict", "coelho-checkpoint", "coelho-chat", "coelho-sql", "coelho-lake"]
 
 
 def test_every_knative_service_runs_an_existing_function(manifests: Manifests) -> None:

@@ -5,9 +5,10 @@
 - predict-one's latency (Predictor.predict in-process, µs p50/p99) with the champion only and with a 90/10 split;
 - promotion switch time: from `promote` returning to the first prediction answered by the new champion (ms), with
   predict-one's routing refresh at its default;
-- the comparison of every pair of live models on their paired outcomes (ms).
+- the comparison of every pair of live models on their paired outcomes (ms);
+- with --mlflow: a checkpoint's time now that it logs a pyfunc model, and mlflow.pyfunc's load and predict.
 
-    .venv/bin/python bench/ab.py [--domain tfd] [--events 3000]
+    .venv/bin/python bench/ab.py [--domain tfd] [--events 3000] [--mlflow]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--predictions", type=int, default=3000)
     parser.add_argument("--promotions", type=int, default=10)
+    parser.add_argument("--mlflow", action="store_true", help="also time checkpoints and pyfunc loads (starts MLflow)")
     args = parser.parse_args()
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # aliases in Redis only: the switch itself, not MLflow's API
 
@@ -54,7 +56,7 @@ def main() -> None:
         for e in events(domain.name, 500, seed=6)
     ]
     out: dict[str, Any] = {"bench": "ab", "domain": domain.name, "events": args.events, "load_average": load_average()}
-    with private_platform(["redis"]) as platform:
+    with private_platform(["redis", "s3", "mlflow"] if args.mlflow else ["redis"]) as platform:
         client: Any = redis.Redis.from_url(platform.settings.redis_url)
         for name in MODELS[domain.name]:  # warm-up: imports and first-call costs out of the measurement
             warm = OnlineModel.fresh(domain, name)
@@ -139,8 +141,51 @@ def main() -> None:
                 "promotions": len(switches),
             }
         finally:
-            predictor.follower.stop()
+            predictor.stop()
+        if args.mlflow:
+            out.update(registry_costs(platform, client, domain))
     print(json.dumps(out))
+
+
+def registry_costs(platform: Any, client: Any, domain: Any) -> dict[str, Any]:
+    """A checkpoint (catch up, pickle, MLflow run, pyfunc model, registered version, aliases), then the champion
+    loaded with mlflow.pyfunc and a dataframe of 100 events answered."""
+    import mlflow
+    import pandas as pd
+
+    from functions.checkpoint import Checkpointer
+    from functions.model_state.pyfunc import input_schema
+    from tests.functions.streams import events
+
+    os.environ["MLFLOW_TRACKING_URI"] = platform.settings.mlflow_uri
+    checkpointer = Checkpointer(client)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        checkpointer.checkpoint(domain.name, MODELS[domain.name][0])
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    model = mlflow.pyfunc.load_model(f"models:/coelho-{domain.name}@champion")
+    loaded = time.perf_counter() - t0
+    columns = [str(c.name) for c in input_schema(domain).inputs]
+    rows = []
+    for event in events(domain.name, 100, seed=9):
+        row = {}
+        for path in columns:
+            value: Any = event
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            row[path] = value
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    t0 = time.perf_counter()
+    model.predict(frame)
+    predicted = time.perf_counter() - t0
+    return {
+        "checkpoint_with_pyfunc_s": [round(t, 2) for t in times],
+        "pyfunc_load_s": round(loaded, 2),
+        "pyfunc_predict_100_rows_ms": round(1000 * predicted, 1),
+    }
 
 
 if __name__ == "__main__":

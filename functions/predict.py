@@ -94,6 +94,7 @@ class Predictor:
         self._frozen_lock = threading.Lock()
         self._served: queue.Queue[tuple[str, str, str, Any]] = queue.Queue(maxsize=10_000)
         self._refresh_lock = threading.Lock()
+        self.stopping = threading.Event()
         self.loaded = False
         self._threads_started = False
 
@@ -142,9 +143,13 @@ class Predictor:
             if changed:
                 self.follower.replicas = [r for rs in self.replicas.values() for r in rs]
 
+    def stop(self) -> None:
+        """Stop following the logs and refreshing the routing (tests, benches)."""
+        self.stopping.set()
+        self.follower.stop()
+
     def _watch_routing(self) -> None:
-        while True:
-            time.sleep(ROUTING_REFRESH_S)
+        while not self.stopping.wait(ROUTING_REFRESH_S):
             try:
                 self.refresh_routing()
             except Exception as exc:  # Redis away: keep serving with the routing we have

@@ -157,7 +157,7 @@ def test_predict_routes_by_alias_and_split_and_scores_served_answers(redis_url: 
         assert sum(s["scored"] for s in scores) >= 30 and {s["mode"] for s in scores} == {"live"}
         assert all(0 <= s["accuracy"] <= 1 for s in scores)
     finally:
-        predictor.follower.stop()
+        predictor.stop()
 
 
 def test_promotion_under_load_never_fails_and_settles(redis_url: str) -> None:
@@ -196,7 +196,7 @@ def test_promotion_under_load_never_fails_and_settles(redis_url: str) -> None:
         stop.set()
         for t in threads:
             t.join()
-        predictor.follower.stop()
+        predictor.stop()
     assert not errors and len(replies) > 100
     assert {m for _, m in replies} <= {"logreg_rus", "logreg"}
     assert {m for t, m in replies if t > promoted_at + 2.0} == {"logreg"}

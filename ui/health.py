@@ -25,6 +25,7 @@ LABELS = {
     "predict": "predict-one function",
     "checkpoint": "checkpoint function",
     "chat": "chat function",
+    "lake": "lake function",
     "sql": "SQL function (lake)",
     "producer_tfd": "TFD producer",
     "producer_eta": "ETA producer",

@@ -88,6 +88,8 @@ LATENCY = "coelho_function_request_seconds"
 ROUTER_LAG = "coelho_router_consumer_lag"
 DEAD_LETTERED = "coelho_router_dead_lettered_total"
 DRIFT = "coelho_drift_detected_total"
+LAKE_ROWS = "coelho_lake_rows_written_total"
+LAKE_LAG = "coelho_lake_lag_seconds"
 
 CHARTS: tuple[Chart, ...] = (
     Chart(
@@ -113,6 +115,8 @@ CHARTS: tuple[Chart, ...] = (
     ),
     Chart("Consumer lag", "events", (ChartQuery("lag", ROUTER_LAG, "value", by="consumer"),)),
     Chart("Drift detections", "detections", (ChartQuery("drift", DRIFT, "value", by="domain"),)),
+    Chart("Lake: rows committed per second", "rows/s", (ChartQuery("rows", LAKE_ROWS, "rate", by="domain"),)),
+    Chart("Lake: arrival to commit", "seconds", (ChartQuery("p95", LAKE_LAG, "quantile", quantile=0.95),)),
 )
 
 
@@ -303,7 +307,7 @@ def metrics_endpoints(settings: Any) -> dict[str, str]:
     """Job name -> /metrics URL of every component that exports metrics, from the settings' port table (the job
     names are the embedded Prometheus's: coelho-<service>)."""
     ports: Mapping[str, int] = settings.ports
-    jobs = [name for name in ("learn", "predict", "checkpoint", "chat", "sql") if name in ports]
+    jobs = [name for name in ("learn", "predict", "checkpoint", "chat", "lake", "sql") if name in ports]
     endpoints = {f"coelho-{job}": f"http://{settings.host}:{ports[job]}/metrics" for job in jobs}
     if "router_metrics" in ports:
         endpoints["coelho-router"] = f"http://{settings.host}:{ports['router_metrics']}/metrics"

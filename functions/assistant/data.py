@@ -90,7 +90,7 @@ def _finite(value: Any, digits: int = 4) -> Any:
 # Where each service is when the chat function runs in a cluster: the environment (the coelho-config ConfigMap)
 # names it; on one machine the Settings' local ports do. (HTTP services by URL, the others by host:port.)
 SERVICE_URL_ENV = {"learn": "LEARN_URL", "predict": "PREDICT_URL", "checkpoint": "CHECKPOINT_URL",
-                   "prometheus": "PROMETHEUS_URL", "sql": "SQL_URL"}
+                   "prometheus": "PROMETHEUS_URL", "sql": "SQL_URL", "lake": "LAKE_URL"}
 SERVICE_ADDRESS_ENV = {"broker": "BROKER_URL", "kafka": "KAFKA_BOOTSTRAP_SERVERS", "s3": "S3_ENDPOINT_URL",
                        "dashboard": "DASHBOARD_URL"}
 
@@ -358,7 +358,7 @@ class PlatformReader:
             out["redis"] = "up"
         except redis.RedisError:
             out["redis"] = "down"
-        for name in ("learn", "predict", "checkpoint", "sql"):
+        for name in ("learn", "predict", "checkpoint", "sql", "lake"):
             out[name] = _http_status(f"{self.service_url(name)}/health/readiness")
         out["mlflow"] = _http_status(f"{self.mlflow_uri}/health")
         out["prometheus"] = _http_status(f"{self.service_url('prometheus')}/-/ready")
@@ -396,7 +396,7 @@ class PlatformReader:
         from prometheus_client.parser import text_string_to_metric_families
 
         out: dict[str, Any] = {}
-        for name in ("learn", "predict", "checkpoint"):
+        for name in ("learn", "predict", "checkpoint", "lake"):
             try:
                 response = requests.get(f"{self.service_url(name)}/metrics", timeout=HTTP_TIMEOUT)
             except requests.RequestException:

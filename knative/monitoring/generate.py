@@ -168,7 +168,7 @@ KUBERNETES = Dashboard(
             Panel("Available replicas per deployment", [(f'sum by (deployment) (kube_deployment_status_replicas_available{{namespace="{NAMESPACE}"}})', "{{deployment}}")]),
         ]),
         ("Scrape targets", [
-            Panel("Targets up", [('sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|chat|sql|router|producer_.+)"})', "{{job}}")], width=24),
+            Panel("Targets up", [('sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|chat|lake|sql|router|producer_.+)"})', "{{job}}")], width=24),
         ]),
     ],
 )
@@ -202,7 +202,7 @@ EVENTING = Dashboard(
 FUNCTIONS = Dashboard(
     uid="coelho-functions",
     title="COELHO / Functions",
-    description="learn-one, predict-one, checkpoint and chat: requests, errors, latency, predictions.",
+    description="learn-one, predict-one, checkpoint, chat and the lake: requests, errors, latency, predictions, lake commits.",
     rows=[
         ("Traffic", [
             Panel("Requests per second by function", [("sum by (function) (rate(coelho_function_requests_total[1m]))", "{{function}}")], unit="reqps"),
@@ -222,6 +222,14 @@ FUNCTIONS = Dashboard(
                 (f"histogram_quantile({q}, sum by (le, function) (rate(coelho_function_request_seconds_bucket[5m])))", f"{{{{function}}}} p{int(q * 100)}")
                 for q in (0.5, 0.95, 0.99)
             ], unit="s", width=24),
+        ]),
+        ("Lake", [
+            Panel("Rows written per second by table", [(f"sum by (domain, kind) (rate(coelho_lake_rows_written_total{{{F}}}[1m]))", "{{domain}} {{kind}}")], unit="ops", width=8, description="Records and labels committed to the Delta tables (duplicates dropped are not rows)."),
+            Panel("Lag: arrival to commit (p95)", [(f"histogram_quantile(0.95, sum by (le, domain, kind) (rate(coelho_lake_lag_seconds_bucket{{{F}}}[5m])))", "{{domain}} {{kind}}")], unit="s", width=8, description="A request is answered once its batch is committed: this is how long the lake makes the stream wait. CoelhoLakeBehind fires above 30 s."),
+            Panel("Commit duration (p95)", [(f"histogram_quantile(0.95, sum by (le, domain, kind) (rate(coelho_lake_commit_seconds_bucket{{{F}}}[5m])))", "{{domain}} {{kind}}")], unit="s", width=8, description="Write a batch's Parquet files and raw snapshot, commit it to the Delta log."),
+            Panel("Active files per table", [(f"max by (domain, kind) (coelho_lake_table_files{{{F}}})", "{{domain}} {{kind}}")], width=8, description="One file per micro-batch until the hourly maintenance compacts them."),
+            Panel("Duplicates dropped", [(f"sum by (domain, kind) (rate(coelho_lake_duplicates_total{{{F}}}[5m]))", "{{domain}} {{kind}}")], unit="ops", width=8),
+            Panel("Failed commits", [(f'sum by (domain, kind) (rate(coelho_lake_commits_total{{{F},outcome="error"}}[5m]))', "{{domain}} {{kind}}")], unit="ops", width=8, description="Their requests were answered 503 and are redelivered by the Broker."),
         ]),
     ],
 )

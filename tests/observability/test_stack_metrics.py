@@ -19,13 +19,14 @@ from .conftest import ROOT, prometheus_url, promql_metric_names
 pytestmark = pytest.mark.stack
 
 # Components whose /metrics the platform serves, and the metric families each must export (names as exposed).
-COMPONENTS = ["learn", "predict", "checkpoint", "chat", "router", "producer_tfd", "producer_eta", "producer_ecci"]
+COMPONENTS = ["learn", "predict", "checkpoint", "chat", "lake", "router", "producer_tfd", "producer_eta", "producer_ecci"]
 FUNCTION_METRICS = {"coelho_function_requests_total", "coelho_function_request_seconds"}
 EXPECTED: dict[str, set[str]] = {
     "learn": FUNCTION_METRICS | {"coelho_drift_detected_total", "coelho_model_events_learned"},
     "predict": FUNCTION_METRICS,
     "checkpoint": FUNCTION_METRICS,
     "chat": FUNCTION_METRICS | {"coelho_chat_requests_total"},
+    "lake": FUNCTION_METRICS | {"coelho_lake_rows_written_total", "coelho_lake_lag_seconds", "coelho_lake_oldest_pending_seconds"},
     "router": {
         "coelho_router_events_in_total", "coelho_router_events_out_total", "coelho_router_retries_total",
         "coelho_router_dead_lettered_total", "coelho_router_delivery_latency_seconds", "coelho_router_consumer_lag",

@@ -27,9 +27,8 @@ def main() -> None:
     parser.add_argument("--domain", default="tfd")
     args = parser.parse_args()
 
-    from streams import events
-
     from eventing.domains import get_domain
+    from tests.functions.streams import events
 
     domain = get_domain(args.domain)
     stream = events(domain.name, args.samples + int(args.rate * 120) + 10, seed=17)

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "functions"))  # streams.py: seeded events
+sys.path.insert(0, str(ROOT))  # the packages, and tests.functions.streams (seeded events)
 
 
 @contextmanager

@@ -28,12 +28,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import redis
-    from streams import events
 
     from eventing.domains import DOMAINS
     from functions.model_state.event_log import EventLog, LogEntry
     from functions.model_state.online_model import OnlineModel
     from functions.model_state.replica import ModelReplica
+    from tests.functions.streams import events
 
     results: dict[str, Any] = {}
     with private_platform(["redis"]) as platform:

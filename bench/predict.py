@@ -28,7 +28,8 @@ from function_harness import ce_request, cpu_seconds, function_process, load, lo
 def teach(settings: object, n: int) -> dict[str, int]:
     """Fill each domain's log (and a snapshot) with `n` events, as learn-one would."""
     import redis
-    from streams import teach as teach_log
+
+    from tests.functions.streams import teach as teach_log
 
     replicas = teach_log(redis.Redis.from_url(settings.redis_url), n, "/bench")  # type: ignore[attr-defined]
     out = {}
@@ -50,9 +51,8 @@ def main() -> None:
     parser.add_argument("--learned", type=int, default=3000, help="events each model learns first")
     args = parser.parse_args()
 
-    from streams import events
-
     from eventing.domains import DOMAINS
+    from tests.functions.streams import events
 
     domains = list(DOMAINS) if args.domain == "mixed" else [args.domain]
     requests_ = []

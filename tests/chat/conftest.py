@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import redis
@@ -27,10 +26,8 @@ from coelho.runtime import Platform
 from coelho.services import python_service_env
 from coelho.settings import free_port
 from eventing.domains import DOMAINS
-
-sys.path.insert(0, str(Path(__file__).parent))
-from anthropic_standin import AnthropicStandIn  # noqa: E402
-from chat_testkit import EVENTS_PER_DOMAIN, PROJECT, TEST_KEY, sample_event  # noqa: E402
+from tests.chat.anthropic_standin import AnthropicStandIn
+from tests.chat.chat_testkit import EVENTS_PER_DOMAIN, PROJECT, TEST_KEY, sample_event
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anthropic_standin import AnthropicStandIn, text, tool_use
-from chat_testkit import PROJECT, tool_result_json
 
 from coelho.runtime import Platform
+from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
+from tests.chat.chat_testkit import PROJECT, tool_result_json
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 

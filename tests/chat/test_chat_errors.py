@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from anthropic_standin import AnthropicStandIn, error, text, tool_use
-from chat_testkit import TEST_KEY, answer_text, ask
 
 from coelho.settings import free_port
+from tests.chat.anthropic_standin import AnthropicStandIn, error, text, tool_use
+from tests.chat.chat_testkit import TEST_KEY, answer_text, ask
 
 pytestmark = pytest.mark.stack
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 import redis
-from anthropic_standin import AnthropicStandIn, text, tool_use
-from chat_testkit import answer_text, ask, sample_event, tool_result_json
 from river import compose, linear_model, preprocessing
 
 from coelho.runtime import Platform
 from eventing.domains import DOMAINS, ECCI, ETA, TFD
 from functions.model_state.replica import ModelReplica
+from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
+from tests.chat.chat_testkit import answer_text, ask, sample_event, tool_result_json
 
 pytestmark = pytest.mark.stack
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import requests
-from anthropic_standin import AnthropicStandIn, text, tool_use
-from chat_testkit import answer_text, ask, post_event, sample_event, tool_result_json
 
 from coelho.runtime import Platform
 from eventing.cloudevent_types import CHECKPOINT_REQUESTED
 from eventing.domains import TFD
+from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
+from tests.chat.chat_testkit import answer_text, ask, post_event, sample_event, tool_result_json
 
 pytestmark = pytest.mark.stack
 

@@ -7,12 +7,12 @@ import uuid
 import pytest
 import redis
 import requests
-from anthropic_standin import AnthropicStandIn, text, tool_use
-from chat_testkit import TEST_KEY, answer_text, ask
 
 from coelho.runtime import Platform
 from functions.assistant.data import ReadOnlyRedis, ReadOnlyViolation
 from functions.assistant.tools import MAX_RESULT_CHARS
+from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
+from tests.chat.chat_testkit import TEST_KEY, answer_text, ask
 
 pytestmark = pytest.mark.stack
 

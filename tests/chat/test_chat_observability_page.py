@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import redis
 import requests
-from anthropic_standin import AnthropicStandIn, text, tool_use
-from chat_testkit import answer_text, ask, tool_result_json
 from prometheus_client.parser import text_string_to_metric_families
 
 from coelho.runtime import Platform
 from eventing.domains import DOMAINS
 from functions.assistant.prompt import PAGES
+from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
+from tests.chat.chat_testkit import answer_text, ask, tool_result_json
 
 pytestmark = pytest.mark.stack
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import redis
-from anthropic_standin import AnthropicStandIn, text, tool_use
-from chat_testkit import answer_text, ask, finite, tool_result_json
+from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
+from tests.chat.chat_testkit import answer_text, ask, finite, tool_result_json
 
 from coelho.runtime import Platform
 from eventing.domains import DOMAINS

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from anthropic_standin import AnthropicStandIn, error
-from chat_testkit import sample_event
 
 from coelho.runtime import Platform
 from eventing.domains import get_domain
+from tests.chat.anthropic_standin import AnthropicStandIn, error
+from tests.chat.chat_testkit import sample_event
 
 pytestmark = pytest.mark.stack
 

@@ -9,11 +9,11 @@ import re
 
 import anthropic
 import pytest
-from anthropic_standin import AnthropicStandIn, error, text, tool_use
 
 from functions.assistant.prompt import PAGES, base_prompt, system_blocks
 from functions.assistant.redaction import SecretRedactor, StreamRedactor
 from functions.assistant.tools import MAX_RESULT_CHARS, TOOLS, ToolInputError, bound, validate_input
+from tests.chat.anthropic_standin import AnthropicStandIn, error, text, tool_use
 
 SECRET = "sk-ant-api03-" + "Zx9" * 12
 

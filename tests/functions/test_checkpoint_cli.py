@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import cloudevent
-from streams import events
 
 from coelho.platform_commands import checkpoint
 from eventing.domains import get_domain
+from tests.functions.function_testkit import cloudevent
+from tests.functions.streams import events
 
 pytestmark = pytest.mark.stack
 

@@ -22,8 +22,6 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import cloudevent, free_port, function_env, function_process, post
-from streams import events
 
 import producers
 from eventing.domains import DOMAINS, get_domain
@@ -31,6 +29,8 @@ from eventing.domains.ecci import PROFILE_FIELDS
 from functions.model_state.event_log import EventLog
 from functions.model_state.keys import model_key
 from functions.model_state.replica import models_for
+from tests.functions.function_testkit import cloudevent, free_port, function_env, function_process, post
+from tests.functions.streams import events
 
 pytestmark = pytest.mark.stack
 

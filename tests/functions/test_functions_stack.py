@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import cloudevent, function_env, function_process, post
-from streams import events
-from test_model_state import assert_same_model, replay
 
 from eventing.domains import get_domain
 from functions.model_state.keys import model_key
 from functions.model_state.online_model import OnlineModel
 from functions.model_state.replica import ModelReplica
+from tests.functions.function_testkit import cloudevent, function_env, function_process, post
+from tests.functions.streams import events
+from tests.functions.test_model_state import assert_same_model, replay
 
 pytestmark = pytest.mark.stack
 

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from conftest import cloudevent, free_port
-from streams import events
 
 from eventing.domains import get_domain
 from functions import learn
+from tests.functions.function_testkit import cloudevent, free_port
+from tests.functions.streams import events
 
 
 def post(client: Any, message: Any) -> Any:

@@ -12,16 +12,16 @@ from urllib.parse import unquote
 
 import pytest
 import redis
-from conftest import cloudevent, free_port
 from flask import Flask
 from prometheus_client import REGISTRY
-from streams import events
 
 from eventing.cloudevent_types import TRAINING_CONTROL
 from eventing.domains import DOMAINS
 from functions import learn
 from functions.middleware.app import REQUESTS  # noqa: F401  (registers the function metrics)
 from functions.model_state.batch_learner import BatchLearner
+from tests.functions.function_testkit import cloudevent, free_port
+from tests.functions.streams import events
 
 VOLATILE = {"ce-id", "ce-time"}
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 import redis
-from streams import events
 
 from eventing.domains import get_domain
 from functions.model_state import replica as replica_module
-from functions.model_state.keys import model_key
 from functions.model_state.event_log import EventLog, LogEntry
+from functions.model_state.keys import model_key
 from functions.model_state.online_model import OnlineModel
 from functions.model_state.replica import ModelReplica
+from tests.functions.streams import events
 
 
 def replay(domain_name: str, entries: list[tuple[str, dict]], model: str | None = None) -> OnlineModel:

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 import redis
-import streams
-from conftest import cloudevent
 from flask import Flask
 from prometheus_client import REGISTRY
-from streams import events
 
 from eventing.domains import DOMAINS
 from functions.middleware.app import REQUESTS, DependencyUnavailable  # noqa: F401  (REQUESTS: registers the metrics)
+from tests.functions import streams
+from tests.functions.function_testkit import cloudevent
+from tests.functions.streams import events
 
 
 def teach(url: str, n: int = 300) -> None:

@@ -1,16 +1,13 @@
-"""Fixtures of the manifest tests (helpers live in knative_schemas.py, importable from this folder)."""
+"""Fixtures of the manifest tests (helpers live in knative_schemas.py, imported as tests.knative.knative_schemas)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from knative_schemas import documents, schema_path, strict_schema  # noqa: E402
+from tests.knative.knative_schemas import documents, schema_path, strict_schema
 
 
 @pytest.fixture(scope="session")

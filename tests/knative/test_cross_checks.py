@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from knative_schemas import KNATIVE, ROOT, documents
 
 from eventing.cloudevent_types import (
     CHECKPOINT_REQUESTED,
@@ -23,6 +22,7 @@ from eventing.cloudevent_types import (
 )
 from eventing.domains import DOMAINS
 from eventing.router.manifests import Manifests
+from tests.knative.knative_schemas import KNATIVE, ROOT, documents
 
 PING_TYPE = "dev.knative.sources.ping"
 # Set by Knative Serving in every revision's container.
@@ -309,7 +309,7 @@ def test_function_env_names_of_settings_are_in_the_configmap_or_secret(manifests
 
 
 def test_func_yaml_sets_the_same_environment_as_the_services(manifests: Manifests) -> None:
-    from knative_schemas import StringTimestampLoader
+    from tests.knative.knative_schemas import StringTimestampLoader
 
     func = yaml.load((ROOT / "func.yaml").read_text(), Loader=StringTimestampLoader)  # noqa: S506 - a SafeLoader
     names = {e["name"] for e in func["run"]["envs"]}

@@ -13,7 +13,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from knative_schemas import (
+
+from tests.knative.knative_schemas import (
     KNATIVE,
     ROOT,
     SCHEMAS,

@@ -15,11 +15,11 @@ import re
 from typing import Any
 
 import pytest
-from knative_schemas import KNATIVE, documents
 
 from eventing.domains import DOMAINS
 from eventing.router.filters import compile_filter
 from eventing.router.manifests import Manifests
+from tests.knative.knative_schemas import KNATIVE, documents
 
 NS = "coelho"
 AUTOSCALING = "autoscaling.knative.dev/"

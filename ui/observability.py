@@ -199,7 +199,7 @@ def parse_metrics(text: str, extra_labels: Mapping[str, str] | None = None) -> d
 def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:
     """PromQL's histogram_quantile over cumulative (upper bound, count) pairs.
 
-    >>> histogram_quantile(0.5, [(0.1, 10), (0.2, 30), (float("inf"), 40)])
+    >>> round(histogram_quantile(0.5, [(0.1, 10), (0.2, 30), (float("inf"), 40)]), 6)  # rounded: float arithmetic
     0.15
     """
     ordered = sorted(buckets)

@@ -10,6 +10,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from coelho.cli import summary_line
 from coelho.runtime import Platform
 from coelho.services import Health, Service
@@ -65,6 +67,7 @@ def _counts(line: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+@pytest.mark.process  # the runtime starts and kills the stand-in rows
 def test_live_summary_names_a_killed_service_unhealthy(tmp_path: Path) -> None:
     s = Settings.load(environ={}, config_file=tmp_path / "none.toml").with_free_ports(tmp_path / "data")
     plat = Platform(s, services=[_row("learn", "learn", METRICS), _row("sidecar", "chat", LISTENER)])

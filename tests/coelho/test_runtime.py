@@ -49,6 +49,7 @@ def test_port_in_use_is_one_clear_line_and_nothing_starts(tmp_path: Path) -> Non
     assert plat.entries() == {}
 
 
+@pytest.mark.process
 def test_never_healthy_stops_everything_this_start_began(tmp_path: Path) -> None:
     s = _settings(tmp_path)
     sleeper = _row("sleeper", "import time; time.sleep(120)", depends_on=("redis",), startup_timeout=2.0)
@@ -61,6 +62,7 @@ def test_never_healthy_stops_everything_this_start_began(tmp_path: Path) -> None
     assert not [p for p in psutil.process_iter(["cmdline"]) if "time.sleep(120)" in " ".join(p.info["cmdline"] or [])]
 
 
+@pytest.mark.process
 def test_crash_during_start_names_the_log_line(tmp_path: Path) -> None:
     plat = Platform(
         _settings(tmp_path), services=[_row("crasher", "import sys; print('boom: no config'); sys.exit(3)")]
@@ -97,6 +99,7 @@ def test_a_missing_module_is_a_start_up_error_naming_the_row(tmp_path: Path) -> 
     assert plat.entries() == {}
 
 
+@pytest.mark.process
 def test_kill_shows_unhealthy_and_restart_recovers(tmp_path: Path) -> None:
     plat = Platform(_settings(tmp_path), services=[BY_NAME["redis"]])
     try:
@@ -165,6 +168,7 @@ def _listener(name: str, port: str, *flag: Path, **kw: object) -> Service:
     )
 
 
+@pytest.mark.process
 def test_a_slow_service_does_not_hold_up_the_others(tmp_path: Path) -> None:
     """The scheduler starts what does not depend on a slow service (MLflow) at once; only its dependents wait."""
     flag = tmp_path / "slow-may-listen"

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from coelho import prometheus
@@ -56,6 +57,7 @@ def test_prometheus_config_from_table(tmp_path: Path) -> None:
     assert not Path(target_file).exists()
 
 
+@pytest.mark.process  # write_config checks the rules with promtool, when installed
 def test_rule_groups_plain_and_prometheusrule(tmp_path: Path) -> None:
     rule = {"alert": "X", "expr": "up == 0", "for": "1m"}
     plain = tmp_path / "plain.yaml"
@@ -79,6 +81,7 @@ def test_rule_groups_plain_and_prometheusrule(tmp_path: Path) -> None:
     assert cfg["rule_files"] == [str(s.run_dir / "prometheus-rules.yml")]
 
 
+@pytest.mark.process  # promtool, when installed
 def test_invalid_rules_are_left_out(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"groups": [{"name": "a", "rules": [{"alert": "X", "expr": "up ==== 0("}]}]}))

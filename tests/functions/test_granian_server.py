@@ -9,9 +9,12 @@ import sys
 import time
 
 import psutil
+import pytest
 import requests
 
 from coelho.settings import free_port
+
+pytestmark = pytest.mark.process  # a function process under Granian
 
 
 def test_sigkill_of_the_function_takes_granian_worker_and_port_with_it() -> None:

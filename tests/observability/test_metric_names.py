@@ -131,6 +131,7 @@ def test_promql_name_extraction() -> None:
     assert promql_metric_names('a_total{domain=~"$domain"} unless on(domain) b > 0') == {"a_total", "b"}
 
 
+@pytest.mark.process  # promtool, when installed
 def test_every_dashboard_and_page_query_is_valid_promql(tmp_path: Path) -> None:
     import shutil
     import subprocess

@@ -130,6 +130,7 @@ def test_parse_metrics_keeps_every_sample_with_its_labels(exporter: FakeFunction
     assert samples[key] == 2
 
 
+@pytest.mark.process
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed")
 def test_prometheus_source_agrees_with_the_direct_scrape(exporter: FakeFunction, tmp_path: Path) -> None:
     port = free_port()

@@ -177,11 +177,11 @@ def test_eta_rush_hours_by_weekday_and_weather_slow_trips() -> None:
 def test_eta_is_learnable_beyond_the_naive_estimate() -> None:
     from river import metrics
 
-    events = stream("eta", 40000)[:20000]
+    events = stream("eta", 40000)[:12000]  # MAE ends near 0.44 of the naive one (0.38 after 20000: 3x the time)
     model, mae, naive = ETA.make_model(), metrics.MAE(), metrics.MAE()
     for i, event in enumerate(events):
         x, y = ETA.features(event.data), event.data["simulated_actual_travel_time_seconds"]
-        if i >= 10000:
+        if i >= 6000:
             mae.update(y, model.predict_one(x))
             naive.update(y, event.data["initial_estimated_travel_time_seconds"])
         model.learn_one(x, y)

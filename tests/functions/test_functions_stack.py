@@ -26,6 +26,7 @@ from functions.model_state.replica import ModelReplica
 from tests.functions.function_testkit import cloudevent, function_env, function_process, post
 from tests.functions.streams import events
 from tests.functions.test_model_state import assert_same_model, replay
+from tests.prometheus_text import family_names
 
 pytestmark = pytest.mark.stack
 
@@ -88,7 +89,7 @@ def test_failure_contract(stack: Any) -> None:
     assert response.status_code == 400 and "currency" in response.json()["fields"]
     for url in (learn, predict, checkpoint):
         assert requests.get(url + "/health/liveness", timeout=5).status_code == 200
-        assert "coelho_function_requests_total" in requests.get(url + "/metrics", timeout=5).text
+        assert "coelho_function_requests" in family_names(requests.get(url + "/metrics", timeout=5).text)
 
 
 @pytest.mark.parametrize("path", ["", "/?reply=none"], ids=["with-reply", "trigger-no-reply"])

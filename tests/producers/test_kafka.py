@@ -19,6 +19,7 @@ from cloudevents.core.bindings import kafka as kafka_binding
 
 import producers
 from eventing.domains import DOMAINS, ECCI, ETA, TFD
+from tests.prometheus_text import sample_value
 
 pytestmark = pytest.mark.stack
 
@@ -140,10 +141,7 @@ def _metric(port: int, name: str, domain: str) -> float | None:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except requests.ConnectionError:  # not serving yet (still importing) or gone
         return None
-    for line in text.splitlines():
-        if line.startswith(f'{name}{{domain="{domain}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return sample_value(text, name, domain=domain)
 
 
 def _wait_for(condition: Any, timeout_s: float = 30.0) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from coelho.settings import PROJECT_ROOT
+from tests.prometheus_text import samples
 
 pytestmark = pytest.mark.stack
 
@@ -31,8 +32,7 @@ def test_sigterm_flushes_and_exits_quickly(kafka_bootstrap: str, redis_url: str,
                 text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
             except OSError:
                 text = ""
-            produced = sum(float(line.split()[-1]) for line in text.splitlines()
-                           if line.startswith("coelho_producer_events_total{"))
+            produced = sum(samples(text, "coelho_producer_events_total").values())
             time.sleep(0.2)
         assert produced >= 50, "the producer did not get going"
         started = time.monotonic()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from tests.prometheus_text import sample_value
+
 pytestmark = pytest.mark.stack
 
 
@@ -18,11 +20,7 @@ def metric(platform: Any, name: str, **labels: str) -> float:
     port = platform.settings.ports["router_metrics"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-    for line in text.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return sample_value(text, name, **labels) or 0.0
 
 
 def test_producer_records_reach_learn_and_no_reply_reenters_the_broker(platform: Any) -> None:

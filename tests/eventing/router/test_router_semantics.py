@@ -30,6 +30,7 @@ from eventing.router.testing import (
     router_settings,
     unique_namespace,
 )
+from tests.prometheus_text import family_names, sample_names, sample_value
 
 pytestmark = pytest.mark.stack
 
@@ -327,8 +328,9 @@ def test_a_500_is_retried_and_the_event_delivered_once(router: Router, subscribe
     time.sleep(0.5)
     ids = subscribers["retry"].ids()
     assert ids == ["retry-1", "retry-1"], "one failed attempt, then one successful delivery"
-    assert router.metrics.retries.labels("retry")._value.get() == 1
-    assert router.metrics.events_out.labels("retry")._value.get() == 1
+    registry = router.metrics.registry
+    assert registry.get_sample_value("coelho_router_retries_total", {"trigger": "retry"}) == 1
+    assert registry.get_sample_value("coelho_router_events_out_total", {"trigger": "retry"}) == 1
     assert len(got) == 2
 
 
@@ -389,8 +391,7 @@ def test_metrics_count_events_per_source_and_trigger(router: Router, subscribers
     time.sleep(0.5)
     with urllib.request.urlopen(f"http://127.0.0.1:{router.settings.ports['router_metrics']}/metrics") as resp:
         text = resp.read().decode()
-    assert 'coelho_router_events_in_total{source="ingress"}' in text
-    assert 'coelho_router_events_out_total{trigger="ingress"}' in text
-    assert "coelho_router_delivery_latency_seconds_bucket" in text
-    assert "coelho_router_consumer_lag" in text
-    assert "coelho_router_dead_lettered_total" in text
+    assert (sample_value(text, "coelho_router_events_in_total", source="ingress") or 0) >= 1
+    assert (sample_value(text, "coelho_router_events_out_total", trigger="ingress") or 0) >= 1
+    assert "coelho_router_delivery_latency_seconds_bucket" in sample_names(text)
+    assert {"coelho_router_consumer_lag", "coelho_router_dead_lettered"} <= family_names(text)  # samples or not

@@ -246,7 +246,7 @@ def test_ping_source_runner_sends_its_data_when_the_schedule_fires() -> None:
     assert len(sent) == 1
     assert sent[0].attributes["time"] == "2026-01-01T10:05:00.000Z"
     assert sent[0].data == b'{"reason": "schedule"}'
-    assert metrics.events_in.labels(source.name)._value.get() == 1
+    assert metrics.registry.get_sample_value("coelho_router_events_in_total", {"source": source.name}) == 1
     assert clock(None) - start_fake < timedelta(seconds=5)
 
 

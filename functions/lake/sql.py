@@ -76,11 +76,12 @@ class Limits:
     threads: int = 2
     concurrent: int = 4
     max_query_chars: int = 20_000
+    cache_mb: int = 1024  # the lake's latest tables held in memory, at most (LakeCatalog)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
         """COELHO_SQL_ROWS, COELHO_SQL_MAX_ROWS, COELHO_SQL_TIMEOUT_S, COELHO_SQL_MEMORY_LIMIT, COELHO_SQL_THREADS,
-        COELHO_SQL_CONCURRENT; unset or empty: the defaults.
+        COELHO_SQL_CONCURRENT, COELHO_SQL_CACHE_MB; unset or empty: the defaults.
 
         >>> Limits.from_env({"COELHO_SQL_TIMEOUT_S": "5", "COELHO_SQL_ROWS": ""}).timeout_s
         5.0
@@ -94,6 +95,7 @@ class Limits:
             memory_limit=str(env.get("COELHO_SQL_MEMORY_LIMIT") or base.memory_limit),
             threads=int(env.get("COELHO_SQL_THREADS") or base.threads),
             concurrent=int(env.get("COELHO_SQL_CONCURRENT") or base.concurrent),
+            cache_mb=int(env.get("COELHO_SQL_CACHE_MB") or base.cache_mb),
         )
 
     def tighter(self, rows: int, timeout_s: float) -> Limits:
@@ -115,18 +117,49 @@ def domain_of(name: str) -> str:
 # --- the catalog: Delta tables as Arrow datasets ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a table as DuckDB scans it: the Arrow table in memory (`files` holds its data files), else
+    the Arrow dataset on the store (`files` empty)."""
+
+    version: int
+    dataset: Any
+    files: frozenset[str] = frozenset()
+    nbytes: int = 0
+
+    @property
+    def in_memory(self) -> bool:
+        return bool(self.files)
+
+
 @dataclass
 class _Loaded:
-    table: Any  # deltalake.DeltaTable, or None while the table does not exist
-    dataset: Any = None
-    checked: float = 0.0
+    table: Any = None  # deltalake.DeltaTable; only the refresh touches it (under `lock`)
+    snapshot: Snapshot | None = None  # None while the table does not exist
+    checked: float = -math.inf
+    refreshing: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# Arrow bytes in memory per byte of Parquet on the store, to decide before loading whether a table fits the cache.
+_EXPANSION = 6
+_MAX_CHUNKS = 64  # a table appended to this often in memory is made contiguous again
 
 
 class LakeCatalog:
-    """The lake's Delta tables, each opened once and brought up to date at most every `refresh_s` seconds.
+    """The lake's Delta tables, each opened once and kept at its latest version.
+
+    A query reads the snapshot at hand; when it is older than `refresh_s`, a background thread brings it up to date
+    (a query never waits for the store, and sees a commit within about `refresh_s`); `refresh_s=0` refreshes before
+    every read instead. A table not seen yet is looked for when asked.
+
+    The latest version of each table is held in memory as an Arrow table while all of them fit in `cache_bytes`
+    (0: none): a query then scans memory, not the store, and a new version appends only the files it added (a
+    version that removed files, e.g. a compaction, is read again whole). A table that does not fit is scanned on the
+    store through its Arrow dataset (projection and filters pushed down, files pruned by their Delta statistics).
 
     `root` (a local directory or URI prefix) replaces the S3 bucket: `<root>/<table>`. Versions read by time travel
-    are kept too (a few, least recently used out): a version never changes.
+    are kept as datasets (a few, least recently used out): a version never changes.
     """
 
     def __init__(
@@ -135,7 +168,9 @@ class LakeCatalog:
         environ: Mapping[str, str] | None = None,
         refresh_s: float = 1.0,
         tables: list[str] | None = None,
+        cache_bytes: int = 1 << 30,
     ) -> None:
+        self.cache_bytes = cache_bytes
         self.environ = dict(os.environ if environ is None else environ)
         self.root = root.rstrip("/") if root else None
         self.options = {} if root else storage_options(self.environ)
@@ -163,26 +198,117 @@ class LakeCatalog:
         except OSError as exc:  # the object store did not answer
             raise DependencyUnavailable(f"the lake's store is unreachable: {_clean(exc).splitlines()[0]}") from None
 
-    def current(self, name: str) -> _Loaded:
-        """The table at its latest version (refreshed when older than `refresh_s`); `.table` None when absent."""
+    def current(self, name: str) -> Snapshot | None:
+        """The table's latest snapshot (None: the table does not exist)."""
         with self._lock:
-            loaded = self._loaded.get(name)
-            now = time.monotonic()
-            if loaded is not None and now - loaded.checked < self.refresh_s:
-                return loaded
-            if loaded is None or loaded.table is None:
-                table = self._open(name)
-                loaded = self._loaded[name] = _Loaded(table, table.to_pyarrow_dataset() if table else None, now)
-                return loaded
-            before = loaded.table.version()
-            try:
-                loaded.table.update_incremental()
-            except OSError as exc:
-                raise DependencyUnavailable(f"the lake's store is unreachable: {_clean(exc).splitlines()[0]}") from None
-            if loaded.table.version() != before:
-                loaded.dataset = loaded.table.to_pyarrow_dataset()
-            loaded.checked = now
-            return loaded
+            loaded = self._loaded.setdefault(name, _Loaded())
+        if time.monotonic() - loaded.checked < self.refresh_s:
+            return loaded.snapshot
+        if loaded.snapshot is None or self.refresh_s <= 0:
+            self._refresh(name, loaded)  # nothing to serve yet, or no staleness wanted
+        elif not loaded.refreshing:
+            loaded.refreshing = True
+            threading.Thread(
+                target=self._refresh_quietly, args=(name, loaded), name=f"sql-refresh-{name}", daemon=True
+            ).start()
+        return loaded.snapshot
+
+    def _refresh_quietly(self, name: str, loaded: _Loaded) -> None:
+        try:
+            self._refresh(name, loaded)
+        except Exception as exc:  # the store is down: keep serving what is at hand, try again on a later query
+            log.warning("refreshing lake table %s failed: %s", name, _clean(exc).splitlines()[0])
+        finally:
+            loaded.refreshing = False
+
+    def _refresh(self, name: str, loaded: _Loaded) -> None:
+        with loaded.lock:
+            started = time.monotonic()
+            if started - loaded.checked < self.refresh_s:
+                return  # another thread just did
+            if loaded.table is None:
+                loaded.table = self._open(name)
+            else:
+                try:
+                    loaded.table.update_incremental()
+                except OSError as exc:
+                    message = _clean(exc).splitlines()[0]
+                    raise DependencyUnavailable(f"the lake's store is unreachable: {message}") from None
+            table = loaded.table
+            if table is not None and (loaded.snapshot is None or loaded.snapshot.version != table.version()):
+                loaded.snapshot = self._load(name, table, loaded.snapshot)
+            loaded.checked = started
+
+    def _load(self, name: str, table: Any, previous: Snapshot | None) -> Snapshot:
+        """The table's latest version: in memory when it fits (appending the files added since `previous`), else
+        its dataset on the store."""
+        import pyarrow as pa
+        import pyarrow.dataset as pds
+
+        version = table.version()
+        dataset = table.to_pyarrow_dataset()
+        fragments = list(dataset.get_fragments())
+        paths = frozenset(f.path for f in fragments)
+        with self._lock:
+            others = sum(v.snapshot.nbytes for k, v in self._loaded.items() if k != name and v.snapshot)
+        stored = sum(pa.table(table.get_add_actions(flatten=True)).column("size_bytes").to_pylist() or [0])
+        if self.cache_bytes <= 0 or others + stored * _EXPANSION > self.cache_bytes:
+            return Snapshot(version, dataset)
+        if (
+            previous is not None
+            and previous.in_memory
+            and previous.files <= paths
+            and (previous.dataset.schema == dataset.schema)
+        ):
+            cached = previous.dataset
+            added = [f for f in fragments if f.path not in previous.files]
+            if added:
+                new = pds.FileSystemDataset(added, dataset.schema, dataset.format, dataset.filesystem).to_table()
+                cached = pa.concat_tables([cached, new])
+                if cached.column(0).num_chunks > _MAX_CHUNKS:
+                    cached = cached.combine_chunks()
+        else:
+            cached = dataset.to_table()
+        if others + cached.nbytes > self.cache_bytes:  # the estimate was low: read it on the store instead
+            return Snapshot(version, dataset)
+        return Snapshot(version, cached, paths, cached.nbytes)
+
+    def describe(self, name: str, history: int) -> dict[str, Any] | None:
+        """The latest snapshot's Delta facts: files, partition columns, recent commits (None: no such table)."""
+        import pyarrow as pa
+
+        self.current(name)
+        with self._lock:
+            loaded = self._loaded[name]
+        with loaded.lock:
+            snapshot, table = loaded.snapshot, loaded.table
+            if snapshot is None or table is None:
+                return None
+            actions = pa.table(table.get_add_actions(flatten=True))
+            commits = sorted(table.history(history), key=lambda c: -int(c["version"]))
+            partitions = list(table.metadata().partition_columns)
+        counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else []
+        if snapshot.in_memory:
+            rows = snapshot.dataset.num_rows
+        elif counts and all(c is not None for c in counts):
+            rows = int(sum(counts))
+        else:
+            rows = int(snapshot.dataset.count_rows())
+        return {
+            "version": snapshot.version,
+            "row_count": rows,
+            "files": actions.num_rows,
+            "in_memory": snapshot.in_memory,
+            "partition_columns": partitions,
+            "versions": [
+                {
+                    "version": int(c["version"]),
+                    "operation": c.get("operation"),
+                    "timestamp": dt.datetime.fromtimestamp(int(c["timestamp"]) / 1000, dt.UTC).isoformat(),
+                }
+                for c in commits
+            ],
+        }
 
     def forget(self) -> None:
         """Drop every opened table and dataset."""
@@ -191,26 +317,28 @@ class LakeCatalog:
             self._versions.clear()
 
     def existing(self) -> list[str]:
-        return [name for name in self.names if self.current(name).table is not None]
+        return [name for name in self.names if self.current(name) is not None]
 
     def at_version(self, name: str, version: int) -> Any:
-        """(DeltaTable, dataset) of `name` at `version`; SqlError when the table or the version does not exist."""
+        """The dataset of `name` at `version`; SqlError when the table or the version does not exist."""
         key = (name, version)
         with self._lock:
             found = self._versions.get(key)
             if found is not None:
                 self._versions[key] = self._versions.pop(key)  # most recently used last
                 return found
-        latest = self.current(name).table
+        latest = self.current(name)
         if latest is None:
             raise SqlError(f"table {name} does not exist yet: no version {version} to read")
-        if version < 0 or version > latest.version():
-            raise SqlError(f"table {name} has no version {version}: its versions are 0 to {latest.version()}")
+        if version < 0 or version > latest.version:
+            raise SqlError(f"table {name} has no version {version}: its versions are 0 to {latest.version}")
+        if version == latest.version:
+            return latest.dataset
         try:
             table = self._open(name, version)
         except Exception as exc:  # e.g. a version whose log entry was cleaned up
             raise SqlError(f"table {name} cannot be read at version {version}: {_clean(exc).splitlines()[0]}") from None
-        found = (table, table.to_pyarrow_dataset())
+        found = table.to_pyarrow_dataset()
         with self._lock:
             self._versions[key] = found
             while len(self._versions) > 16:
@@ -219,10 +347,13 @@ class LakeCatalog:
 
     def version_as_of(self, name: str, when: dt.datetime) -> int:
         """The table's version at time `when` (its last commit at or before it)."""
-        latest = self.current(name).table
-        if latest is None:
+        if self.current(name) is None:
             raise SqlError(f"table {name} does not exist yet")
-        commits = sorted((int(c["version"]), int(c["timestamp"])) for c in latest.history())
+        with self._lock:
+            loaded = self._loaded[name]
+        with loaded.lock:
+            history = loaded.table.history()
+        commits = sorted((int(c["version"]), int(c["timestamp"])) for c in history)
         millis = when.timestamp() * 1000
         before = [v for v, ts in commits if ts <= millis]
         if not before:
@@ -397,7 +528,8 @@ class SqlEngine:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SqlEngine:
-        return cls(LakeCatalog(environ=environ), Limits.from_env(environ))
+        limits = Limits.from_env(environ)
+        return cls(LakeCatalog(environ=environ, cache_bytes=limits.cache_mb << 20), limits)
 
     # --- connections ------------------------------------------------------------------------------------------
     def _connect(self) -> _Connection:
@@ -517,14 +649,13 @@ class SqlEngine:
             if pinned is None and when is not None:
                 pinned = self.catalog.version_as_of(name, when)
             if pinned is None:
-                loaded = self.catalog.current(name)
-                if loaded.table is None:
+                snapshot = self.catalog.current(name)
+                if snapshot is None:
                     con.unregister(name)
                     continue  # absent: DuckDB says the table does not exist, _explain adds what does
-                dataset, read[name] = loaded.dataset, loaded.table.version()
+                dataset, read[name] = snapshot.dataset, snapshot.version
             else:
-                _, dataset = self.catalog.at_version(name, pinned)
-                read[name] = pinned
+                dataset, read[name] = self.catalog.at_version(name, pinned), pinned
             con.register(name, dataset)
         return read
 
@@ -561,9 +692,9 @@ class SqlEngine:
         if isinstance(exc, duckdb.BinderException) and "not found" in message and "column" in message.lower():
             described = []
             for name in sorted(n for n in checked.tables if n in self.catalog.names):
-                loaded = self.catalog.current(name)
-                if loaded.dataset is not None:
-                    described.append(f"{name}: {', '.join(loaded.dataset.schema.names)}")
+                snapshot = self.catalog.current(name)
+                if snapshot is not None:
+                    described.append(f"{name}: {', '.join(snapshot.dataset.schema.names)}")
             first = message.splitlines()[0].removeprefix("Binder Error: ")
             columns = f"; columns of {'; of '.join(described)}" if described else ""
             return SqlError(f"unknown column: {first}{columns}{_line(message)}")
@@ -582,44 +713,17 @@ class SqlEngine:
         out: list[dict[str, Any]] = []
         missing: list[str] = []
         for name in self.catalog.names:
-            loaded = self.catalog.current(name)
-            if loaded.table is None:
+            snapshot = self.catalog.current(name)
+            facts = self.catalog.describe(name, history) if snapshot is not None else None
+            if snapshot is None or facts is None:
                 missing.append(name)
                 continue
-            table = loaded.table
             with self.connection() as con:
-                con.register(name, loaded.dataset)
+                con.register(name, snapshot.dataset)
                 names, types = con.describe(name)
-            files = table.get_add_actions(flatten=True)
-            import pyarrow as pa
-
-            actions = pa.table(files)
-            counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else []
-            rows = (
-                int(sum(c or 0 for c in counts))
-                if counts and all(c is not None for c in counts)
-                else int(loaded.dataset.count_rows())
-            )
-            commits = sorted(table.history(history), key=lambda c: -int(c["version"]))
+            columns = [{"name": n, "type": t} for n, t in zip(names, types, strict=True)]
             out.append(
-                {
-                    "name": name,
-                    "domain": domain_of(name),
-                    "uri": self.catalog.uri(name),
-                    "version": table.version(),
-                    "row_count": rows,
-                    "files": actions.num_rows,
-                    "partition_columns": list(table.metadata().partition_columns),
-                    "columns": [{"name": n, "type": t} for n, t in zip(names, types, strict=True)],
-                    "versions": [
-                        {
-                            "version": int(c["version"]),
-                            "operation": c.get("operation"),
-                            "timestamp": dt.datetime.fromtimestamp(int(c["timestamp"]) / 1000, dt.UTC).isoformat(),
-                        }
-                        for c in commits
-                    ],
-                }
+                {"name": name, "domain": domain_of(name), "uri": self.catalog.uri(name), **facts, "columns": columns}
             )
         return {"tables": out, "missing": missing}
 

@@ -174,7 +174,7 @@ TABLE_FUNCTIONS = {
     "WITH x AS (SELECT * FROM glob('/etc/*')) SELECT * FROM x": "glob",
     "SELECT * FROM '/etc/passwd'": "",  # a file as a table (DuckDB's replacement scan)
     "SELECT * FROM 'data.csv'": "",
-    "SELECT * FROM \"s3://delta-lake/transactions\"": "",
+    'SELECT * FROM "s3://delta-lake/transactions"': "",
 }
 
 
@@ -315,14 +315,39 @@ def test_a_version_that_does_not_exist_is_a_400(client: Any) -> None:
     assert response.status_code == 400 and "the query does not read trips" in response.json["message"]
 
 
-def test_a_table_written_after_start_is_seen(tmp_path: Path) -> None:
-    engine = SqlEngine(LakeCatalog(root=str(tmp_path), refresh_s=0.0))
+@pytest.mark.parametrize("cache_bytes", [1 << 30, 0], ids=["in memory", "on the store"])
+def test_a_table_written_after_start_is_seen(tmp_path: Path, cache_bytes: int) -> None:
+    engine = SqlEngine(LakeCatalog(root=str(tmp_path), refresh_s=0.0, cache_bytes=cache_bytes))
     with pytest.raises(SqlError, match="does not exist yet"):
         engine.query("SELECT * FROM trips_labels")
     deltalake.write_deltalake(str(tmp_path / "trips_labels"), pa.table({"trip_id": ["e1"]}))
     assert engine.query("SELECT count(*) FROM trips_labels")["rows"] == [[1]]
     deltalake.write_deltalake(str(tmp_path / "trips_labels"), pa.table({"trip_id": ["e2"]}), mode="append")
     assert engine.query("SELECT count(*) FROM trips_labels")["rows"] == [[2]]
+    deltalake.DeltaTable(str(tmp_path / "trips_labels")).optimize.compact()  # files removed: read again whole
+    deltalake.write_deltalake(str(tmp_path / "trips_labels"), pa.table({"trip_id": ["e3"]}), mode="append")
+    assert engine.query("SELECT string_agg(trip_id, ',' ORDER BY trip_id) FROM trips_labels")["rows"] == [["e1,e2,e3"]]
+    (listed,) = engine.tables()["tables"]
+    assert listed["in_memory"] is bool(cache_bytes) and listed["row_count"] == 3 and listed["version"] == 3
+
+
+def test_a_commit_is_seen_within_the_refresh_interval_without_waiting_for_the_store(tmp_path: Path) -> None:
+    engine = SqlEngine(LakeCatalog(root=str(tmp_path), refresh_s=0.2))
+    deltalake.write_deltalake(str(tmp_path / "trips"), pa.table({"trip_id": ["a"]}))
+    assert engine.query("SELECT count(*) FROM trips")["rows"] == [[1]]
+    deltalake.write_deltalake(str(tmp_path / "trips"), pa.table({"trip_id": ["b"]}), mode="append")
+    deadline = time.monotonic() + 20
+    while (answer := engine.query("SELECT count(*) FROM trips"))["rows"] != [[2]]:
+        assert answer["versions"] == {"trips": 0} and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert answer["versions"] == {"trips": 1}
+
+
+def test_a_table_larger_than_the_cache_is_read_on_the_store(lake: Path) -> None:
+    engine = SqlEngine(LakeCatalog(root=str(lake), cache_bytes=50_000))
+    tables = {t["name"]: t for t in engine.tables()["tables"]}
+    assert tables["transactions_labels"]["in_memory"] and not tables["transactions"]["in_memory"]
+    assert engine.query("SELECT count(*) FROM transactions")["rows"] == [[EVENTS_PER_DOMAIN]]
 
 
 # --- the tables, the CloudEvent, the store being down ---------------------------------------------------------

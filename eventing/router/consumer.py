@@ -258,7 +258,7 @@ class CommittingConsumer:
         self.inflight = 0
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python has no type hints: Any
     def __init__(self, owner: CommittingConsumer):
         self.owner = owner
 

@@ -107,7 +107,7 @@ class DeliverySpec:
         """Delay before retry number `attempt` (1-based): delay*n (linear) or delay*2^n (exponential)."""
         if self.backoff_policy == "linear":
             return self.backoff_delay * attempt
-        return self.backoff_delay * (2**attempt)
+        return self.backoff_delay * (2.0**attempt)  # (int ** int is typed Any: a negative power is a float)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import redis
-from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
-from tests.chat.chat_testkit import answer_text, ask, finite, tool_result_json
 
 from coelho.runtime import Platform
 from eventing.domains import DOMAINS
+from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
+from tests.chat.chat_testkit import answer_text, ask, finite, tool_result_json
 
 pytestmark = pytest.mark.stack
 

@@ -109,6 +109,15 @@ TOOLS: dict[str, Tool] = {
             _schema({"domain": _DOMAIN}, ("domain",)),
         ),
         Tool(
+            "compare_models",
+            "A/B comparison of a domain's live models: which is the champion (served by default) and the challenger, "
+            "the traffic split, and for each pair of live models paired tests on the same events (McNemar and log "
+            "loss for tfd, absolute error for eta, ARI and silhouette for ecci) with the difference, its 95% "
+            "confidence interval and a plain verdict naming the sample size; plus each served version's score on "
+            "live traffic once labels arrived.",
+            _schema({"domain": _DOMAIN}, ("domain",)),
+        ),
+        Tool(
             "query_lake",
             "Run one read-only SQL query (DuckDB dialect, a single SELECT) over the lake: every event of the streams "
             f"in Delta tables {_LAKE_TABLES}, and `<table>_labels` (delayed labels) where it exists. Columns are "
@@ -217,6 +226,7 @@ class ToolBox:
             "get_platform_health": reader.platform_health,
             "describe_domain": reader.describe_domain,
             "query_lake": reader.query_lake,
+            "compare_models": self._compare,
         }
         assert set(self._functions) == set(TOOLS), "every registered tool has exactly one implementation"
 
@@ -228,6 +238,19 @@ class ToolBox:
                 return {"error": f"no event given and the page ({page or 'unknown'}) has no {domain} form to explain"}
             event = form
         return self.reader.explain_prediction(domain, event)
+
+    def _compare(self, domain: str) -> Any:
+        from eventing.domains import get_domain
+        from functions.model_state import ab
+        from functions.model_state.keys import key
+
+        d = get_domain(domain)
+        redis = self.reader.redis  # read-only: every command below is a read
+        result = ab.compare(redis, d, seed=False)
+        result["aliases"] = ab.aliases(redis, d)
+        result["split"] = ab.read_split(redis.get(key(d.name, "split"))) or None
+        result["live_scores"] = ab.live_scores(redis, d)
+        return result
 
     def run(self, tool_name: str, tool_input: Any) -> tuple[str, bool]:
         """(result text for the model, is_error). Never raises."""

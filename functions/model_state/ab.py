@@ -69,11 +69,14 @@ class ModelSpec:
         )
 
 
-def live_models(client: Any, domain: Domain, configured: Sequence[str] = ()) -> list[ModelSpec]:
+def live_models(client: Any, domain: Domain, configured: Sequence[str] = (), seed: bool = True) -> list[ModelSpec]:
     """The domain's live models, oldest first (the first is the champion before any checkpoint). The first call on
-    an empty Redis seeds the set with `configured` (COELHO_MODEL_<DOMAIN>, default the domain's default model)."""
+    an empty Redis seeds the set with `configured` (COELHO_MODEL_<DOMAIN>, default the domain's default model);
+    with seed False (a read-only reader) it only answers with them."""
     live_key = key(domain.name, "live")
     names = [_text(n) for n in client.smembers(live_key)]
+    if not names and not seed:
+        return [ModelSpec(name, added_ms=index) for index, name in enumerate(configured or [domain.default_model])]
     if not names:
         seed = list(configured) or [domain.default_model]
         pipe = client.pipeline(transaction=True)
@@ -389,12 +392,13 @@ def outcomes(client: Any, domain: Domain, model: str, count: int = OUTCOMES_KEEP
     return out
 
 
-def compare(client: Any, domain: Domain, count: int = OUTCOMES_KEEP) -> dict[str, Any]:
+def compare(client: Any, domain: Domain, count: int = OUTCOMES_KEEP, seed: bool = True) -> dict[str, Any]:
     """Every pair of the domain's live models compared on the same log positions (the last `count` each holds),
-    champion first: functions/model_state/comparison.py."""
+    champion first: functions/model_state/comparison.py. Only reads with seed False."""
     from functions.model_state.comparison import compare_outcomes
+    from functions.model_state.replica import models_for
 
-    names = [s.name for s in live_models(client, domain)]
+    names = [s.name for s in live_models(client, domain, models_for(domain), seed=seed)]
     first = champion(client, domain, names)["model"]
     names = sorted(names, key=lambda n: n != first)
     held = {n: outcomes(client, domain, n, count) for n in names}

@@ -62,7 +62,7 @@ def test_tfd_page_what_does_this_page_show(chat_url: str, standin: AnthropicStan
     assert '<page_context page="tfd">' in first.system_text and "123.45" in first.system_text
     assert set(first.tool_names) == {
         "get_page_state", "get_model_info", "get_cluster_analytics", "get_recent_predictions",
-        "explain_prediction", "get_platform_health", "describe_domain", "query_lake",
+        "explain_prediction", "get_platform_health", "describe_domain", "query_lake", "compare_models",
     }
     assert first.body["stream"] is True and first.body["model"] == "claude-sonnet-4-5"
     assert [b["type"] for b in second.messages[-1]["content"]] == ["tool_result", "tool_result"]

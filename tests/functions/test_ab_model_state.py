@@ -95,6 +95,7 @@ def test_a_challenger_starts_from_the_log_start_or_from_now(redis_url: str) -> N
         deliver(process, event, f"s-{i}")
     for replica in process:
         replica.catch_up()
+        replica.write_summary()  # flushes the paired outcomes
     assert_same_model(process[1].state, replay("eta", [("record", e) for e in stream], challenger), stream[:10])
     reference = OnlineModel.fresh(domain, third, seq=200)
     for seq, event in enumerate(stream[200:], start=201):
@@ -226,3 +227,28 @@ def test_model_control_cloudevent_through_learn_one(redis_url: str) -> None:
     assert control({"domain": "ecci", "action": "add", "model": "nope"}).json["fields"]["model"]
     assert control({"domain": "ecci", "action": "rollback"}).status_code == 400  # no earlier champion
     assert control({"domain": "ecci", "action": "remove", "model": "dbstream"}).status_code == 400  # the champion
+
+
+def test_the_assistant_reads_the_comparison_without_writing(redis_url: str) -> None:
+    import json
+
+    from coelho.settings import Settings
+    from functions.assistant.data import PlatformReader
+    from functions.assistant.redaction import SecretRedactor
+    from functions.assistant.tools import ToolBox
+
+    domain = get_domain("tfd")
+    client: Any = redis.Redis.from_url(redis_url)
+    box = ToolBox(PlatformReader(Settings.load(), redis_url=redis_url), {}, SecretRedactor.from_environ({}))
+    text, is_error = box.run("compare_models", {"domain": "tfd"})  # an empty Redis: nothing seeded, no pair
+    assert not is_error and json.loads(text)["pairs"] == [] and not client.exists("coelho:tfd:live")
+    ab.live_models(client, domain, ("logreg_rus", "logreg"))
+    learners = sync_replicas(client, domain, "learner", [])
+    for i, event in enumerate(events("tfd", 120, seed=3)):
+        deliver(learners, event, f"t-{i}")
+    for replica in learners:
+        replica.write_summary()
+    text, is_error = box.run("compare_models", {"domain": "tfd"})
+    result = json.loads(text)
+    assert not is_error and result["champion"] == "logreg_rus"
+    assert result["pairs"][0]["n"] == 120 and "n=120 paired events" in result["pairs"][0]["verdict"]

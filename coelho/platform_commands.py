@@ -22,7 +22,7 @@ import click
 
 DEFAULT_TYPE = "boson.fn"  # what `kn func invoke` sends by default
 DEFAULT_DATA = '{"message": "Hello World"}'
-FUNCTIONS = ("learn", "predict", "checkpoint", "chat")
+FUNCTIONS = ("learn", "predict", "checkpoint", "chat", "lake")
 
 
 def _settings() -> Any:
@@ -217,13 +217,18 @@ def _run_control(domain: str, data: dict[str, Any]) -> dict[str, Any]:
     from functions.model_state import ab
 
     settings = _settings()
-    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
+    unset = "MLFLOW_TRACKING_URI" not in os.environ
+    if unset:  # the platform's MLflow, for this action only
+        os.environ["MLFLOW_TRACKING_URI"] = settings.mlflow_uri
     try:
         return ab.control(_redis(), _domain(domain), data)
     except ValidationError as exc:
         raise click.ClickException("; ".join(f"{k}: {v}" for k, v in exc.errors.items())) from None
     except (redis.ConnectionError, DependencyUnavailable) as exc:
         raise click.ClickException(f"a dependency is not reachable ({exc}): is the platform up? (coelho up)") from None
+    finally:
+        if unset:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @models.command("add")

@@ -41,7 +41,8 @@ class PredictionReply:
     event_id: str = ""
 
 
-def prediction_event(domain: Domain, payload: dict[str, Any], model: str | None = None) -> CloudEvent:
+def prediction_event(domain: Domain, payload: dict[str, Any], model: str | None = None,
+                     version: str | None = None) -> CloudEvent:
     key = payload.get(domain.key_field)
     attributes: dict[str, Any] = {
         "specversion": "1.0",
@@ -55,18 +56,24 @@ def prediction_event(domain: Domain, payload: dict[str, Any], model: str | None 
         attributes["partitionkey"] = str(key)
     if model:  # which of the domain's models answers (predict-one reads the `model` extension)
         attributes["model"] = model
+    if version:  # a registered version number or an alias, served frozen (the `modelversion` extension)
+        attributes["modelversion"] = version
     return CloudEvent(attributes, payload)
 
 
 def request_prediction(
-    settings: Settings, domain: Domain, payload: dict[str, Any], timeout: float = 3.0, model: str | None = None
+    settings: Settings, domain: Domain, payload: dict[str, Any], timeout: float = 3.0, model: str | None = None,
+    version: str | None = None,
 ) -> PredictionReply:
-    """POST the request to predict-one (to `model`, else the domain's default) and return its reply.
+    """POST the request to predict-one (to `model`, or registered `version` frozen, else the domain's champion or
+    split) and return its reply. A first request for a version waits for predict-one to load it from MLflow.
 
     A reply is ok when it has every field the domain declares for it (`Domain.reply_fields`), with the declared
     types. Never raises for network or HTTP errors.
     """
-    event = prediction_event(domain, payload, model)
+    event = prediction_event(domain, payload, model, version)
+    if version:
+        timeout = max(timeout, 30.0)
     message = to_binary_event(event)
     start = time.perf_counter()
     try:

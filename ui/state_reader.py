@@ -202,3 +202,60 @@ def set_training(settings: Settings, domain: str, paused: bool) -> dict[str, Any
         return dict(functions_set_training(client, domain, "pause" if paused else "resume"))
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
+
+
+# --- A/B testing (functions/model_state/ab.py) -----------------------------------------------------------
+def ab_state(settings: Settings, domain: str) -> dict[str, Any]:
+    """The comparison of the domain's live models, their aliases, the split, live-traffic scores and preferences."""
+    from eventing.domains import get_domain
+    from functions.model_state import ab
+
+    d = get_domain(domain)
+    client = redis_client(settings)
+    try:
+        out = ab.compare(client, d)
+        out["aliases"] = ab.aliases(client, d)
+        out["split"] = ab.read_split(client.get(key(domain, "split"))) or None
+        out["live_scores"] = ab.live_scores(client, d)
+        out["preferences"] = ab.preferences(client, d)
+        return out
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err
+
+
+def ab_control(settings: Settings, domain: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Promote or roll back (or any model.control action), as `coelho models` does (the aliases also in MLflow when
+    MLFLOW_TRACKING_URI is set, as it is for the platform's dashboard)."""
+    from eventing.domains import get_domain
+    from functions.model_state import ab
+
+    try:
+        return ab.control(redis_client(settings), get_domain(domain), data)
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err
+
+
+def record_preference(settings: Settings, domain: str, a: str, b: str, choice: str) -> dict[str, Any]:
+    """Count a person's preference between two models' answers, and announce it (`preference.recorded`, best
+    effort, in the background)."""
+    import contextlib
+    import threading
+
+    from eventing.domains import get_domain
+    from functions.model_state import ab
+
+    d = get_domain(domain)
+    try:
+        result = ab.record_preference(redis_client(settings), d, a, b, choice)
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err
+
+    def announce() -> None:
+        from functions.middleware.events import make_event, post_event
+
+        event = make_event(d.type("preference.recorded"), d.source("dashboard"), result, domain=d.name)
+        with contextlib.suppress(Exception):  # the count is kept; the event is a courtesy
+            post_event(f"{settings.broker_url}/{settings.namespace}/default", event)
+
+    threading.Thread(target=announce, name="coelho-preference", daemon=True).start()
+    return result

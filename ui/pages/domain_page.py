@@ -4,6 +4,7 @@ live metric cards with info popovers and metric charts. TFD, ETA and ECCI pages 
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import math
@@ -27,6 +28,8 @@ log = logging.getLogger("coelho.ui")
 
 MUTED = "#6b7280"
 
+
+DEFAULT_CHOICE = "champion (default)"  # the Model select's choice of predict-one's default routing
 
 def format_metric(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -155,11 +158,33 @@ class DomainPage:
         self.predict_button.on_click(self._predict)
         self.prediction_status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
         # Which of the domain's models Predict asks (options follow the poller; "" = predict-one's default).
-        self.model_select = pn.widgets.Select(name="Model", options={"default model": ""}, value="", width=190,
+        self.model_select = pn.widgets.Select(name="Model", options={DEFAULT_CHOICE: ""}, value="", width=190,
                                               margin=(0, 6), css_classes=["model-select"])
+        # Or a registered version (a number or an alias), answered frozen; empty: the live model.
+        self.version_input = pn.widgets.TextInput(name="Version", placeholder="live", value="", width=110,
+                                                  margin=(0, 6), css_classes=["version-input"])
         self.models_table = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10))
         self._model_names: list[str] = []
         self.model_select.param.watch(self._model_chosen, "value")
+
+        # A/B testing: the Compare tab (built when first opened)
+        self.compare_html = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["compare-result"])
+        self.compare_button = pn.widgets.Button(name="Compare now", width=130)
+        self.compare_button.on_click(self._compare)
+        self.promote_select = pn.widgets.Select(name="Model to promote", options=[], width=210,
+                                                css_classes=["promote-select"])
+        self.promote_button = pn.widgets.Button(name="Promote", button_type="warning", width=110, margin=(22, 6, 6, 6))
+        self.promote_button.on_click(self._promote)
+        self.rollback_button = pn.widgets.Button(name="Roll back", width=110, margin=(22, 6, 6, 6))
+        self.rollback_button.on_click(self._rollback)
+        self.ab_message = pn.pane.HTML("", margin=(0, 10), css_classes=["ab-message"])
+        self.ask_both_button = pn.widgets.Button(name="Ask A and B", width=130, disabled=True)
+        self.ask_both_button.on_click(self._ask_both)
+        self.both_html = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["ab-answers"])
+        self.prefer_buttons = [pn.widgets.Button(name=label, width=100, disabled=True) for label in ("Prefer A", "Prefer B", "Tie")]
+        for button, choice in zip(self.prefer_buttons, ("a", "b", "tie"), strict=True):
+            button.on_click(functools.partial(self._prefer_clicked, choice))
+        self._pair: tuple[str, str] | None = None
 
         # metrics
         self.cards = MetricCards(self.card_metrics(), dict(domain.metric_help))
@@ -219,14 +244,16 @@ class DomainPage:
             return None
         # No loading spinner: predict-one answers in ~10 ms, and toggling `loading` twice cost two extra
         # re-renders of the button before the result could be drawn (ADR 0073).
-        reply = request_prediction(self.settings, self.domain, self.form.payload(), model=self.model_select.value or None)
+        reply = request_prediction(self.settings, self.domain, self.form.payload(), model=self.model_select.value or None,
+                                   version=(self.version_input.value or "").strip() or None)
         if reply.ok:
             self.last_reply = reply
             self.show_prediction(reply.data)
             model, version, learned = reply.data["model"], reply.data["version"], reply.data["events_learned"]
+            frozen = " (frozen)" if reply.data.get("frozen") else ""
             bits = [
                 f"answered in {reply.latency_ms:.0f} ms",
-                f"model {html.escape(str(model))}" + (f" v{html.escape(str(version))}" if version is not None else ""),
+                f"model {html.escape(str(model))}" + (f" v{html.escape(str(version))}" if version is not None else "") + frozen,
                 f"after {int(learned):,} events learned",
             ]
             self.prediction_status.object = f"<span style='color:{MUTED}' class='prediction-meta'>Prediction {' · '.join(bits)}</span>"
@@ -347,8 +374,8 @@ class DomainPage:
         if names and names != self._model_names:
             self._model_names = names
             current = self.model_select.value
-            self.model_select.options = {name: name for name in names}
-            self.model_select.value = current if current in names else names[0]
+            self.model_select.options = {DEFAULT_CHOICE: "", **{name: name for name in names}}
+            self.model_select.value = current if current in names else ""
         self.models_table.object = self.models_html(live.models, self.model_select.value)
 
     def models_html(self, rows: list[dict[str, Any]], selected: str | None = None) -> str:
@@ -456,7 +483,8 @@ class DomainPage:
         return pn.Row(model, training, producer, sizing_mode="stretch_width")
 
     def predict_tab(self) -> Any:
-        buttons = pn.Row(self.form.randomize_button, self.predict_button, self.model_select, margin=(4, 6))
+        buttons = pn.Row(self.form.randomize_button, self.predict_button, self.model_select, self.version_input,
+                         margin=(4, 6))
         form = card(buttons, self.form_view(), title="Prediction request", sizing_mode="stretch_width")
         result = card(self.prediction_status, self.result_view(), title="Prediction", sizing_mode="stretch_width")
         return pn.Row(pn.Column(form, sizing_mode="stretch_width"), pn.Column(result, width=520, sizing_mode=None), sizing_mode="stretch_width")
@@ -471,11 +499,139 @@ class DomainPage:
         charts = pn.GridBox(*[card(c.figure) for c in self.charts.values()], ncols=3, sizing_mode="stretch_width")
         return pn.Column(charts, card(self.all_metrics, title="All metrics (progressive validation)"), sizing_mode="stretch_width")
 
+    # --- A/B testing ---------------------------------------------------------------------------------
+    def compare_tab(self) -> Any:
+        return lazy(self._build_compare_tab)
+
+    def _build_compare_tab(self) -> Any:
+        """Champion, challenger and split; each pair of live models compared on the same events, with its verdict;
+        Promote and Roll back; and a person's preference between two models' answers to the form's event."""
+        self._compare()
+        controls = pn.Row(self.compare_button, self.promote_select, self.promote_button, self.rollback_button,
+                          margin=(4, 6))
+        verdicts = card(controls, self.ab_message, self.compare_html,
+                        title="A/B comparison: the live models on the same events (paired tests)",
+                        sizing_mode="stretch_width")
+        prefer = card(pn.Row(self.ask_both_button, *self.prefer_buttons, margin=(4, 6)), self.both_html,
+                      title="Which answer is better? (the event in the Predict tab's form)", sizing_mode="stretch_width")
+        return pn.Column(verdicts, prefer, sizing_mode="stretch_width")
+
+    def _compare(self, event: Any = None) -> None:
+        try:
+            state = state_reader.ab_state(self.settings, self.domain.name)
+        except Exception as err:
+            log.warning("comparison failed: %s", err)
+            self.compare_html.object = f"<span style='color:#b42318'>Comparison unavailable: {html.escape(str(err))}</span>"
+            return
+        self.compare_html.object = self.compare_view(state)
+        self.promote_select.options = list(state["models"])
+        self._pair = (state["pairs"][0]["a"], state["pairs"][0]["b"]) if state["pairs"] else None
+        self.ask_both_button.disabled = self._pair is None
+
+    def compare_view(self, state: dict[str, Any]) -> str:
+        aliases = state.get("aliases") or {}
+
+        def held(alias: str) -> str:
+            value = aliases.get(alias)
+            if not value:
+                return "—" if alias != "champion" else html.escape(str(state["champion"])) + " (first model)"
+            version = f" v{value['version']}" if value.get("version") is not None else ""
+            return html.escape(f"{value.get('model')}{version}")
+
+        split = state.get("split")
+        split_text = ", ".join(f"{html.escape(str(a))} {w}" for a, w in split) if split else "none (the champion answers)"
+        parts = [f"<div class='ab-aliases'><b>Champion</b> {held('champion')} · <b>Challenger</b> {held('challenger')}"
+                 f" · <b>Split</b> {split_text}</div>"]
+        if not state["pairs"]:
+            parts.append(f"<div style='color:{MUTED}'>One live model: add a challenger with "
+                         f"<code>coelho models add {self.domain.name} MODEL</code>.</div>")
+        rows = "".join(
+            f"<tr style='border-top:1px solid #eef0f3'><td style='padding:4px 8px'><b>A</b> {html.escape(p['a'])}<br>"
+            f"<b>B</b> {html.escape(p['b'])}</td><td style='padding:4px 8px;text-align:right'>{p['n']:,}</td>"
+            f"<td style='padding:4px 8px' class='ab-verdict'>{html.escape(p['verdict'])}</td></tr>"
+            for p in state["pairs"]
+        )
+        if rows:
+            parts.append("<table style='border-collapse:collapse;width:100%;font-size:13px'><thead><tr>"
+                         f"<th style='text-align:left;color:{MUTED}'>Pair</th><th style='color:{MUTED}'>Events</th>"
+                         f"<th style='text-align:left;color:{MUTED}'>Verdict</th></tr></thead><tbody>{rows}</tbody></table>")
+        scores = state.get("live_scores") or []
+        if scores:
+            items = "".join(
+                f"<li>{html.escape(s['model'])} v{s['version'] if s['version'] is not None else '—'} ({s['mode']}): "
+                f"{s['scored']:,} scored"
+                + "".join(f", {k.replace('_', ' ')} {format_metric(s[k])}" for k in ("accuracy", "log_loss", "mae", "rmse") if k in s)
+                + "</li>"
+                for s in scores
+            )
+            parts.append(f"<div style='margin-top:6px'><b>Served on live traffic</b>, scored when labels arrived:<ul>{items}</ul></div>")
+        prefs = state.get("preferences") or {}
+        if prefs:
+            items = "".join(f"<li>{html.escape(pair.replace('|', ' vs '))}: A {c['a']}, B {c['b']}, tie {c['tie']}</li>"
+                            for pair, c in prefs.items())
+            parts.append(f"<div><b>People's preferences</b><ul>{items}</ul></div>")
+        return "".join(parts)
+
+    def _promote(self, event: Any = None) -> None:
+        self._control({"action": "promote", "target": self.promote_select.value})
+
+    def _rollback(self, event: Any = None) -> None:
+        self._control({"action": "rollback"})
+
+    def _control(self, data: dict[str, Any]) -> None:
+        try:
+            result = state_reader.ab_control(self.settings, self.domain.name, data)
+        except Exception as err:
+            errors = getattr(err, "errors", None)
+            text = "; ".join(errors.values()) if isinstance(errors, dict) else str(err)
+            self.ab_message.object = f"<span style='color:#b42318'>{html.escape(text)}</span>"
+            return
+        new = result["champion"]
+        version = f" v{new['version']}" if new.get("version") is not None else ""
+        self.ab_message.object = (f"<span style='color:#059669'>Champion is now {html.escape(str(new['model']))}{version}: "
+                                  "predict-one follows within 2 s.</span>")
+        self._compare()
+
+    def _ask_both(self, event: Any = None) -> None:
+        if self._pair is None:
+            return
+        payload = self.form.payload()
+        answers = [request_prediction(self.settings, self.domain, payload, model=m) for m in self._pair]
+        fields = [f.name for f in self.domain.prediction_fields]
+        cells = []
+        for label, model, reply in zip(("A", "B"), self._pair, answers, strict=True):
+            shown = ", ".join(f"{f} {format_metric(reply.data.get(f)) if isinstance(reply.data.get(f), float) else html.escape(str(reply.data.get(f)))}"
+                              for f in fields) if reply.ok else html.escape(reply.error or "no answer")
+            cells.append(f"<div><b>{label}</b> {html.escape(model)}: {shown}</div>")
+        self.both_html.object = "".join(cells)
+        for button in self.prefer_buttons:
+            button.disabled = not all(r.ok for r in answers)
+
+    def _prefer_clicked(self, choice: str, event: Any = None) -> None:
+        self._prefer(choice)
+
+    def _prefer(self, choice: str) -> None:
+        if self._pair is None:
+            return
+        a, b = self._pair
+        try:
+            result = state_reader.record_preference(self.settings, self.domain.name, a, b, choice)
+        except Exception as err:
+            self.ab_message.object = f"<span style='color:#b42318'>Preference not recorded: {html.escape(str(err))}</span>"
+            return
+        for button in self.prefer_buttons:
+            button.disabled = True
+        picked = {"a": a, "b": b, "tie": "a tie"}[choice]
+        self.ab_message.object = (f"<span style='color:#059669'>Recorded: {html.escape(picked)} "
+                                  f"({result['count']} so far)</span>")
+        self._compare()
+
     def layout(self) -> list[Any]:
         tabs = pn.Tabs(
             ("Predict", self.predict_tab()),
             ("Metric charts", self.metrics_tab()),
             *self.extra_tabs(),
+            ("Compare", self.compare_tab()),
             sizing_mode="stretch_width", dynamic=True,  # other tabs are sent when opened: faster first load
         )
         self.refresh()

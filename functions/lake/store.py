@@ -35,6 +35,15 @@ TABLE_CONFIGURATION = {
 COMMIT_ATTEMPTS = 4
 
 
+def post_commit_hooks() -> Any:
+    """After each commit: a log checkpoint every 100 versions (delta-rs's default interval), so a reader replays at
+    most 100 JSON files; but no clean-up of expired log files, which lists the whole log directory (thousands of
+    files at one commit a second): maintenance does it (functions/lake/maintenance.py)."""
+    from deltalake import PostCommitHookProperties
+
+    return PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+
+
 def object_client(options: Mapping[str, str]) -> Any:
     """A MinIO client for the S3 store the Delta options point at."""
     from minio import Minio
@@ -153,7 +162,10 @@ class DeltaStore:
         return actions
 
     def commit(self, actions: list[Any], app_id: str, batch: int, batch_id: str) -> int:
-        """Add the batch's files to the log in one commit, exactly once; the table version that holds them."""
+        """Add the batch's files to the log in one commit, exactly once; the table version that holds them.
+
+        The handle should be fresh (`refresh`, which the writer runs while the batch's files are put): a commit made
+        from an older version is still correct (delta-rs checks the commits in between and retries) but slower."""
         from deltalake import CommitProperties, Transaction
 
         properties = CommitProperties(
@@ -161,6 +173,7 @@ class DeltaStore:
         )
         dt = self.open()
         for attempt in range(COMMIT_ATTEMPTS):
+            read_version = int(dt.version())
             try:
                 dt.create_write_transaction(
                     actions,
@@ -168,19 +181,20 @@ class DeltaStore:
                     schema=self.schema,
                     partition_by=[PARTITION_COLUMN],
                     commit_properties=properties,
+                    post_commithook_properties=post_commit_hooks(),
                 )
-                break
+                return read_version + 1  # exact unless a maintenance commit came in between (then later)
             except Exception as exc:
                 try:
                     if self.committed(app_id) >= batch:  # it went in, only the answer was lost
-                        break
+                        return int(dt.version())
                 except Exception:  # the log cannot be read either: this attempt failed
                     pass
                 if attempt == COMMIT_ATTEMPTS - 1:
                     raise
                 log.warning("%s: commit of batch %s failed (%s), retrying", self.table.name, batch_id, exc)
                 time.sleep(0.1 * 2**attempt)
-        return int(self.refresh().version())
+        raise AssertionError("unreachable")
 
     def load_identities(self, date: str) -> set[str]:
         """The identities (see rows.identities) of the rows committed in one event_date partition."""

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -74,6 +75,7 @@ class Store(Protocol):
     """What the writer needs of a table's storage (functions/lake/store.py's DeltaStore; a fake in unit tests)."""
 
     def open(self) -> Any: ...
+    def refresh(self) -> Any: ...
     def version(self) -> int: ...
     def file_count(self) -> int: ...
     def write_files(self, rows: list[Row], batch_id: str) -> list[Any]: ...
@@ -185,6 +187,7 @@ class TableWriter:
         self.closing = False
         self._opened = False
         self._open_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(3, thread_name_prefix=f"coelho-lake-{table.name}-io")
         self.thread = threading.Thread(target=self._run, name=f"coelho-lake-{table.name}", daemon=True)
         self.thread.start()
         metrics.register_writer(self)
@@ -287,9 +290,14 @@ class TableWriter:
     def _commit(self, rows: list[Row], fresh: list[Pending]) -> None:
         self.batches += 1
         batch_id = f"{self.writer_id}-{self.batches:08d}"
-        actions = self.store.write_files(rows, batch_id)
-        if self.raw is not None:
-            self.raw.put(self.table.name, batch_id, rows)
+        # the Parquet files, the raw snapshot and a fresh look at the log, at once (each is a round trip to S3)
+        files = self.pool.submit(self.store.write_files, rows, batch_id)
+        raw = self.pool.submit(self.raw.put, self.table.name, batch_id, rows) if self.raw is not None else None
+        fresh_log = self.pool.submit(self.store.refresh)
+        actions = files.result()
+        if raw is not None:
+            raw.result()
+        fresh_log.result()
         if self.config.fault == "crash-before-commit":
             log.error("COELHO_LAKE_FAULT=crash-before-commit: exiting after writing batch %s", batch_id)
             self.exit_now(9)

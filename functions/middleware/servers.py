@@ -61,7 +61,10 @@ def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_se
     elif server == "waitress":
         import waitress
 
-        waitress.serve(app_factory(), host=host, port=port, threads=threads, ident=None)
+        # as many open connections as threads (waitress's default is 100): a lake request holds its connection while
+        # it waits for its batch's commit
+        waitress.serve(app_factory(), host=host, port=port, threads=threads, ident=None,
+                       connection_limit=max(100, threads))
     else:  # gunicorn
         _serve_gunicorn(app_factory, host, port, threads)
 

@@ -127,6 +127,9 @@ class FakeStore:
     def open(self) -> None:
         return None
 
+    def refresh(self) -> None:
+        return None
+
     def version(self) -> int:
         return len(self.commits)
 

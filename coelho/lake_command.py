@@ -7,6 +7,7 @@ coelho lake maintain trips    # compact, vacuum and checkpoint now (through the 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from typing import Any
 
@@ -34,7 +35,7 @@ def status(as_json: bool) -> None:
     from functions.lake.service import uri_of
     from functions.lake.tables import storage_options
 
-    env = _settings().function_env()
+    env = {**os.environ, **_settings().function_env()}  # COELHO_LAKE_BUCKET too
     options = storage_options(env)
     out: list[dict[str, Any]] = []
     for table in all_tables():

@@ -227,6 +227,9 @@ class ModelReplica:
                 self._after_learning(applied)
                 return applied
             if entry.seq <= self.state.seq:
+                if self.state.seq > self.log.head():  # the log lost what this replica learned (flushed, restored)
+                    self._reset_to_snapshot()
+                    return self.catch_up(paused_at=paused_at, check_pause=False)
                 return []
             return self.catch_up(paused_at=paused_at, check_pause=False)
 

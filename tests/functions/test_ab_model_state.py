@@ -252,3 +252,18 @@ def test_the_assistant_reads_the_comparison_without_writing(redis_url: str) -> N
     result = json.loads(text)
     assert not is_error and result["champion"] == "logreg_rus"
     assert result["pairs"][0]["n"] == 120 and "n=120 paired events" in result["pairs"][0]["verdict"]
+
+
+def test_a_learner_ahead_of_a_wiped_log_starts_again_from_it(redis_url: str) -> None:
+    """A learner that outlives its Redis state (flushed, or wiped by hand) must not skip the new log's first
+    entries as if it had learned them, nor learn the rest on top of the old model."""
+    domain = get_domain("tfd")
+    client: Any = redis.Redis.from_url(redis_url)
+    stale = sync_replicas(client, domain, "learner", [])
+    for i, event in enumerate(events("tfd", 50, seed=1)):
+        deliver(stale, event, f"old-{i}")
+    client.flushall()
+    stream = events("tfd", 80, seed=2)
+    for i, event in enumerate(stream):
+        deliver(stale, event, f"new-{i}")
+    assert_same_model(stale[0].state, replay("tfd", [("record", e) for e in stream]), stream[:10])

@@ -68,6 +68,12 @@ def main() -> None:
         runs = [(server, tree) for server in args.servers.split(",") for tree in trees]
         for server, tree in runs:
             label = server if tree is None else f"{server}-compared"
+            if tree is not None:  # another version may not read this one's snapshots: let it replay the log
+                import redis
+
+                client = redis.Redis.from_url(platform.settings.redis_url)
+                for key in client.scan_iter(match="coelho:*:model:*:snapshot"):
+                    client.delete(key)
             with function_process(platform.settings, "predict", server=server, threads=args.threads,
                                   tree=tree) as url:
                 load(url, requests_, 4, 1.0)  # warm-up

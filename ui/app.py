@@ -54,6 +54,12 @@ def _ecci(settings: Settings) -> tuple[list[Any], Any]:
     return ecci.build(settings)
 
 
+def _sql(settings: Settings) -> tuple[list[Any], Any]:
+    from ui.pages import sql
+
+    return sql.build(settings)
+
+
 def _observability(settings: Settings) -> tuple[list[Any], Any]:
     from ui import observability
 
@@ -66,6 +72,7 @@ PAGES: list[Page] = [
     Page("/tfd", "Fraud detection", _tfd),
     Page("/eta", "ETA", _eta),
     Page("/ecci", "E-commerce", _ecci),
+    Page("/sql", "SQL", _sql),
     Page("/observability", "Observability", _observability),
 ]
 

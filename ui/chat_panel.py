@@ -46,6 +46,7 @@ EXAMPLES = {
     "eta": "What drove this ETA?",
     "ecci": "What does a cluster represent?",
     "observability": "What does this page show?",
+    "sql": "Which product category has the highest fraud rate?",
 }
 PANEL_CSS = """
 :host { font-size: 13px; }

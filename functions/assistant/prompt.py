@@ -45,6 +45,12 @@ PAGES: dict[str, str] = {
         "Observability: live charts of events per second, latency percentiles, errors, consumer lag and drift "
         "markers, read from Prometheus or from each component's /metrics endpoint."
     ),
+    "sql": (
+        "SQL: read-only queries over the lake's Delta tables (every event of the streams), a table browser with "
+        "columns, types, rows and Delta versions, example queries per domain, the result table with a CSV download "
+        "and a quick bar chart. The page context holds the query and the first rows of its result (or its error); "
+        "query_lake runs queries of your own."
+    ),
 }
 
 _RULES = """\

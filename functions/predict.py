@@ -61,7 +61,7 @@ log = logging.getLogger("coelho.functions.predict")
 ACCEPTED = sorted(d.type("prediction.requested") for d in DOMAINS.values())
 STALE_AFTER_S = float(os.environ.get("COELHO_STALE_AFTER_S", "5"))
 VERSION_REFRESH_S = 2.0
-ROUTING_REFRESH_S = float(os.environ.get("COELHO_ROUTING_REFRESH_S", "0.5"))  # promotions show within 2 s
+ROUTING_REFRESH_S = 0.5  # live models, aliases and split re-read: a promotion shows within 2 s
 FROZEN_KEEP = 8  # registered versions kept loaded per process
 
 

@@ -42,10 +42,10 @@ from eventing.schema import ValidationError
 from functions.model_state.keys import key, model_key
 
 ALIASES = ("champion", "challenger")
-MODEL_SET_CHECK_S = float(os.environ.get("COELHO_MODEL_SET_CHECK_S", "1.0"))  # learn-one/predict-one re-read
-OUTCOMES_KEEP = int(os.environ.get("COELHO_OUTCOMES_KEEP", "5000"))  # paired outcomes kept per model
-SERVED_KEEP = int(os.environ.get("COELHO_SERVED_KEEP", "20000"))  # served answers awaiting a label, per domain
-SERVED_TTL_S = int(os.environ.get("COELHO_SERVED_TTL_S", "86400"))
+MODEL_SET_CHECK_S = 1.0  # how often learn-one and checkpoint re-read the live models
+OUTCOMES_KEEP = 5000  # paired outcomes kept per model
+SERVED_KEEP = 20_000  # served answers awaiting a label, per domain
+SERVED_TTL_S = 86_400  # and for at most a day
 LOG_LOSS_CLIP = 1e-12
 
 
@@ -78,12 +78,12 @@ def live_models(client: Any, domain: Domain, configured: Sequence[str] = (), see
     if not names and not seed:
         return [ModelSpec(name, added_ms=index) for index, name in enumerate(configured or [domain.default_model])]
     if not names:
-        seed = list(configured) or [domain.default_model]
+        initial = list(configured) or [domain.default_model]
         pipe = client.pipeline(transaction=True)
-        for index, name in enumerate(seed):
+        for index, name in enumerate(initial):
             pipe.hsetnx(key(domain.name, "specs"), name, ModelSpec(name, added_ms=index).to_json())
-        pipe.sadd(live_key, *seed)
-        pipe.sadd(key(domain.name, "models"), *seed)
+        pipe.sadd(live_key, *initial)
+        pipe.sadd(key(domain.name, "models"), *initial)
         pipe.execute()
         names = [_text(n) for n in client.smembers(live_key)]
     raw = client.hmget(key(domain.name, "specs"), names)
@@ -407,7 +407,10 @@ def compare(client: Any, domain: Domain, count: int = OUTCOMES_KEEP, seed: bool 
         for b in names[i + 1 :]:
             result = compare_outcomes(domain.task, held[a], held[b])
             pairs.append({"a": a, "b": b, **result})
-    return _finite({"domain": domain.name, "task": domain.task, "champion": first, "models": names, "pairs": pairs})
+    report: dict[str, Any] = _finite(
+        {"domain": domain.name, "task": domain.task, "champion": first, "models": names, "pairs": pairs}
+    )
+    return report
 
 
 def _finite(value: Any) -> Any:

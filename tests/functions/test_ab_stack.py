@@ -62,8 +62,9 @@ def versions(stack: Any) -> dict[str, int]:
     stream = iter(events(DOMAIN, 400, seed=123))
 
     def learned_by() -> set[str]:
-        response = session.post(settings.url("learn"), **_http(cloudevent(domain.type("record"), next(stream))),
-                                timeout=10)
+        response = session.post(
+            settings.url("learn"), **_http(cloudevent(domain.type("record"), next(stream))), timeout=10
+        )
         assert response.status_code == 200, response.text
         return {m["model"] for m in response.json()["models"]} if len(response.json()["models"]) > 1 else set()
 
@@ -71,11 +72,23 @@ def versions(stack: Any) -> dict[str, int]:
     for _ in range(80):
         learned_by()
     # predict-one serves it too, within its routing refresh
-    answer = wait_for(lambda: session.post(f"{settings.url('predict')}/predict/{DOMAIN}?model={CHALLENGER}",
-                                           json=events(DOMAIN, 1, seed=5)[0], timeout=10).json().get("model"))
+    answer = wait_for(
+        lambda: (
+            session.post(
+                f"{settings.url('predict')}/predict/{DOMAIN}?model={CHALLENGER}",
+                json=events(DOMAIN, 1, seed=5)[0],
+                timeout=10,
+            )
+            .json()
+            .get("model")
+        )
+    )
     assert answer == CHALLENGER
-    response = post(settings.url("checkpoint"), cloudevent("com.coelho.realtime.checkpoint.requested",
-                                                           {"domain": DOMAIN}), timeout=180)
+    response = post(
+        settings.url("checkpoint"),
+        cloudevent("com.coelho.realtime.checkpoint.requested", {"domain": DOMAIN}),
+        timeout=180,
+    )
     assert response.status_code == 200, response.text
     records = {r["model"]: r for r in json.loads(response.content)["checkpoints"]}
     assert set(records) >= {domain.default_model, CHALLENGER}
@@ -87,19 +100,23 @@ def versions(stack: Any) -> dict[str, int]:
     return {m: r["version"] for m, r in records.items()}
 
 
-def test_a_version_loaded_by_mlflow_in_a_fresh_process_answers_as_predict_one(stack: Any,
-                                                                              versions: dict[str, int]) -> None:
+def test_a_version_loaded_by_mlflow_in_a_fresh_process_answers_as_predict_one(
+    stack: Any, versions: dict[str, int]
+) -> None:
     settings = stack.settings
     probes = events(DOMAIN, 5, seed=77)
     frozen = []
     for probe in probes:
         request = {k: v for k, v in probe.items() if k != "travel_time_seconds"}
-        reply = requests.post(f"{settings.url('predict')}/predict/{DOMAIN}?version={versions[CHALLENGER]}",
-                              json=request, timeout=60).json()
+        reply = requests.post(
+            f"{settings.url('predict')}/predict/{DOMAIN}?version={versions[CHALLENGER]}", json=request, timeout=60
+        ).json()
         assert (reply["model"], reply["version"], reply["frozen"]) == (CHALLENGER, versions[CHALLENGER], True), reply
         frozen.append(reply["eta_seconds"])
-    champion = [requests.post(f"{settings.url('predict')}/predict/{DOMAIN}?alias=champion", json=p, timeout=60).json()
-                for p in probes]
+    champion = [
+        requests.post(f"{settings.url('predict')}/predict/{DOMAIN}?alias=champion", json=p, timeout=60).json()
+        for p in probes
+    ]
     script = f"""
 import json, sys
 import mlflow, pandas as pd
@@ -118,8 +135,15 @@ for uri in ("models:/coelho-{DOMAIN}/{versions[CHALLENGER]}", "models:/coelho-{D
 print(json.dumps(out))
 """
     env = {**function_env(settings, "learn")}
-    done = subprocess.run([sys.executable, "-c", script], input=json.dumps(probes), capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(probes),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded[f"models:/coelho-{DOMAIN}/{versions[CHALLENGER]}"] == pytest.approx(frozen, rel=1e-9)

@@ -29,6 +29,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "checkpoint": "coelho.platform_commands:checkpoint",
     "lake": "coelho.lake_command:lake",
     "sql": "coelho.sql_command:sql",
+    "batch": "coelho.batch_commands:batch",
 }
 
 

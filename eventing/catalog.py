@@ -6,6 +6,7 @@ test checks the file matches.
 from __future__ import annotations
 
 from eventing.cloudevent_types import (
+    BATCH_STUDY_REQUESTED,
     CHAT_ANSWER,
     CHAT_REQUESTED,
     CHECKPOINT_REQUESTED,
@@ -116,6 +117,8 @@ def render() -> str:
         "checkpoint its Delta tables (PingSource schedule or on demand; data: optional tables) |",
         f"| all | | | lake maintenance completed | `{LAKE_MAINTENANCE_COMPLETED}` | `/coelho/functions/lake` | "
         "what maintenance did to each table (files compacted and vacuumed, version) |",
+        f"| all | | | batch study requested | `{BATCH_STUDY_REQUESTED}` | `/coelho/cli` or any client | run "
+        "`coelho batch train` as a Job (JobSink): data domain, optional version, model, rows |",
         f"| all | | | Kafka record | `{KAFKA_EVENT}` | `/apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>` | "
         "what a KafkaSource emits for a record that is not a CloudEvent |",
         "",

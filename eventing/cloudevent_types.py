@@ -42,6 +42,7 @@ SQL_RESULT = f"{TYPE_PREFIX}.sql.result"  # its columns and rows (reply to sql.r
 KAFKA_EVENT = "dev.knative.kafka.event"  # what a KafkaSource emits for a record that is not a CloudEvent
 LAKE_MAINTENANCE_REQUESTED = f"{TYPE_PREFIX}.lake.maintenance.requested"  # compact, vacuum, checkpoint the lake
 LAKE_MAINTENANCE_COMPLETED = f"{TYPE_PREFIX}.lake.maintenance.completed"  # the lake function's reply to it
+BATCH_STUDY_REQUESTED = f"{TYPE_PREFIX}.batch.study.requested"  # train a batch study on a lake table version
 
 
 def event_type(domain: str, kind: str) -> str:

@@ -91,6 +91,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.process)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _attempts.clear()  # an earlier test's refused start (in a fixture that then failed) is not this test's
+
+
 @pytest.fixture(autouse=True)
 def _no_process_started() -> Iterator[None]:
     """Fails a test whose process was refused, even when the code under test swallowed the error."""

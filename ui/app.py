@@ -60,6 +60,12 @@ def _sql(settings: Settings) -> tuple[list[Any], Any]:
     return sql.build(settings)
 
 
+def _batch(settings: Settings) -> tuple[list[Any], Any]:
+    from ui.pages import batch
+
+    return batch.build(settings)
+
+
 def _observability(settings: Settings) -> tuple[list[Any], Any]:
     from ui import observability
 
@@ -73,6 +79,7 @@ PAGES: list[Page] = [
     Page("/eta", "ETA", _eta),
     Page("/ecci", "E-commerce", _ecci),
     Page("/sql", "SQL", _sql),
+    Page("/batch", "Batch", _batch),
     Page("/observability", "Observability", _observability),
 ]
 

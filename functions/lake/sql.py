@@ -42,7 +42,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -96,12 +96,6 @@ class Limits:
             threads=int(env.get("COELHO_SQL_THREADS") or base.threads),
             concurrent=int(env.get("COELHO_SQL_CONCURRENT") or base.concurrent),
             cache_mb=int(env.get("COELHO_SQL_CACHE_MB") or base.cache_mb),
-        )
-
-    def tighter(self, rows: int, timeout_s: float) -> Limits:
-        """The same limits, with at most `rows` rows and `timeout_s` seconds (the assistant's)."""
-        return replace(
-            self, rows=min(self.rows, rows), max_rows=min(self.max_rows, rows), timeout_s=min(self.timeout_s, timeout_s)
         )
 
 
@@ -575,7 +569,10 @@ class SqlEngine:
         try:
             yield con
         finally:
-            self._pool.put(con)
+            try:
+                con.clear()
+            finally:
+                self._pool.put(con)
 
     def close(self) -> None:
         """Close the pooled connections and forget the tables (a process that queried once, before it exits)."""
@@ -746,20 +743,25 @@ def _unreachable(message: str) -> bool:
 
 
 class _Connection:
-    """One DuckDB connection of the pool, the datasets registered on it, and the interrupting timer."""
+    """One DuckDB connection of the pool, the datasets registered on it for one query, and the interrupting timer."""
 
     def __init__(self, connection: Any) -> None:
         self.duckdb = connection
-        self.registered: dict[str, int] = {}  # name -> id() of the dataset registered under it
+        self.registered: set[str] = set()
 
     def register(self, name: str, dataset: Any) -> None:
-        if self.registered.get(name) != id(dataset):
-            self.duckdb.register(name, dataset)
-            self.registered[name] = id(dataset)
+        self.duckdb.register(name, dataset)
+        self.registered.add(name)
 
     def unregister(self, name: str) -> None:
-        if self.registered.pop(name, None) is not None:
+        if name in self.registered:
+            self.registered.discard(name)
             self.duckdb.unregister(name)
+
+    def clear(self) -> None:
+        """Unregister every view, so an idle connection holds no table's data (a refresh may have replaced it)."""
+        for name in list(self.registered):
+            self.unregister(name)
 
     def describe(self, name: str) -> tuple[list[str], list[str]]:
         description = self.duckdb.execute(f'SELECT * FROM "{name}" LIMIT 0').description

@@ -47,13 +47,13 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(width: float = 6.0, height: float = 4.5) -> tuple[Any, Any]:
+def _figure(width: float = 6.0, height: float = 4.5, ncols: int = 1) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(1, ncols, figsize=(width, height))
 
 
 def draw(task: str, context: dict[str, Any]) -> dict[str, bytes]:
@@ -181,7 +181,7 @@ def _prediction_panels(ctx: dict[str, Any], kind: str, title: str) -> bytes:
     panels = [("batch", np.asarray(ctx["answers"], dtype=float))]
     if ctx.get("online_progressive") is not None:
         panels.append(("River progressive", np.asarray(ctx["online_progressive"], dtype=float)))
-    fig, axes = _figure(5.5 * len(panels), 4.5)
+    fig, axes = _figure(5.5 * len(panels), 4.5, ncols=len(panels))
     axes = np.atleast_1d(axes)
     y = np.asarray(ctx["y_test"], dtype=float) / 60
     for ax, (name, answers) in zip(axes, panels, strict=True):

@@ -186,7 +186,8 @@ def test_the_real_manifests_load_and_resolve_to_local_ports(tmp_path: object) ->
     settings = Settings()
     router = Router(settings, manifests_dir=PROJECT_ROOT / "knative", serve_metrics=False)
     m = router.manifests
-    assert ("coelho", "default") in m.brokers and len(m.kafka_sources) == 3 and len(m.ping_sources) == 1
+    assert ("coelho", "default") in m.brokers and len(m.kafka_sources) == 3
+    assert {p.name for p in m.ping_sources.values()} == {"coelho-checkpoint-schedule", "coelho-lake-maintenance-schedule"}
     for trigger in m.triggers.values():
         url = router.resolve_url(trigger.subscriber)
         port_name = str(trigger.subscriber.name).removeprefix("coelho-")

@@ -111,7 +111,7 @@ def test_a_checkpoint_observes_its_duration(private_redis: str, monkeypatch: pyt
         "domain": state.domain_name, "model": state.model_name, "version": 1, "time_ms": int(time.time() * 1000)})
     client = redis.Redis.from_url(private_redis)
     checkpointer = Checkpointer(client)
-    model = checkpointer.models("tfd")[0]
+    model = checkpointer.models("tfd")[0].name
     labels = {"domain": "tfd", "model": model}
     before = REGISTRY.get_sample_value("coelho_checkpoint_duration_seconds_count", labels) or 0.0
     checkpointer.checkpoint("tfd", model)

@@ -332,6 +332,8 @@ def read_dataset(
     arrow = dt.to_pyarrow_table(columns=wanted)
     frame = arrow.to_pandas()
     rows_read = len(frame)
+    if rows_read == 0:
+        raise StudyError(f"{records.name} is empty at version {read_version}: a study needs at least {MIN_ROWS} rows")
     labels_version = None
     dropped = 0
     if target:

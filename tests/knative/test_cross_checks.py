@@ -140,29 +140,30 @@ def _produced_types() -> frozenset[str]:
     return frozenset(types)
 
 
-@cache
 def _code_emitted_types(excluded: frozenset[Path]) -> frozenset[str]:
     """Types built in code outside `excluded`: `<x>.type("kind")` / `event_type(x, "kind")` calls (every domain),
     full type strings, and the platform-wide constants."""
+    paths = (path for package in EMITTER_PACKAGES for path in (ROOT / package).rglob("*.py"))
+    return frozenset().union(*(_file_emitted_types(path) for path in paths if path not in excluded))
+
+
+@cache  # each file is parsed once, however many subscribers' exclusions it is checked under
+def _file_emitted_types(path: Path) -> frozenset[str]:
     types: set[str] = set()
     constants = {"CHECKPOINT_REQUESTED": CHECKPOINT_REQUESTED, "TRAINING_CONTROL": TRAINING_CONTROL,
                  "LAKE_MAINTENANCE_REQUESTED": LAKE_MAINTENANCE_REQUESTED}
-    for package in EMITTER_PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            if path in excluded:
-                continue
-            tree = ast.parse(path.read_text())
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Call):
-                    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-                    args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-                    kinds = [a for a in args if a in EVENT_KINDS]
-                    if name in ("type", "event_type") and kinds:
-                        types |= {d.type(kinds[-1]) for d in DOMAINS.values()}
-                elif isinstance(node, ast.Constant) and isinstance(node.value, str) and parse_event_type(node.value):
-                    types.add(node.value)
-                elif isinstance(node, ast.Name) and node.id in constants:
-                    types.add(constants[node.id])
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            kinds = [a for a in args if a in EVENT_KINDS]
+            if name in ("type", "event_type") and kinds:
+                types |= {d.type(kinds[-1]) for d in DOMAINS.values()}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and parse_event_type(node.value):
+            types.add(node.value)
+        elif isinstance(node, ast.Name) and node.id in constants:
+            types.add(constants[node.id])
     return frozenset(types)
 
 
@@ -194,7 +195,8 @@ def test_every_type_a_trigger_waits_for_is_emitted(doc: dict[str, Any]) -> None:
 
 
 # --- environment ------------------------------------------------------------------------------------------
-def _module_imports(path: Path) -> set[Path]:
+@cache
+def _module_imports(path: Path) -> frozenset[Path]:
     tree = ast.parse(path.read_text())
     found: set[Path] = set()
     for node in ast.walk(tree):
@@ -208,7 +210,7 @@ def _module_imports(path: Path) -> set[Path]:
                 candidate = ROOT / (name.replace(".", "/") + ".py")
                 if candidate.exists():
                     found.add(candidate)
-    return found
+    return frozenset(found)
 
 
 def _reachable(path: Path) -> set[Path]:
@@ -222,7 +224,8 @@ def _reachable(path: Path) -> set[Path]:
     return seen
 
 
-def _env_reads(path: Path) -> set[str]:
+@cache
+def _env_reads(path: Path) -> frozenset[str]:
     """Names read with os.environ.get/[...], os.getenv, or `<something env>.get("NAME")`; f-strings like
     f"COELHO_MODEL_{domain...}" expand to every domain."""
     reads: set[str] = set()
@@ -255,7 +258,7 @@ def _env_reads(path: Path) -> set[str]:
                 reads |= literal(node.args[0])
         elif isinstance(node, ast.Subscript) and is_env(node.value):
             reads |= literal(node.slice)
-    return reads
+    return frozenset(reads)
 
 
 def _service_env(manifests: Manifests, service: dict[str, Any]) -> set[str]:

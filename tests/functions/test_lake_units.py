@@ -248,7 +248,7 @@ def test_a_failed_commit_answers_503_and_the_retry_is_written() -> None:
 
 def test_a_commit_whose_answer_was_lost_is_not_written_twice() -> None:
     store = FakeStore(lose_answer=1)
-    w = writer(store)
+    w = writer(store, batch_rows=5, batch_ms=10_000.0)  # the five rows in one batch, however slow the threads start
     rows = [record_row("tfd", e, f"c{i}") for i, e in enumerate(stream(5))]
     assert all(isinstance(r, DependencyUnavailable) for r in write_all(w, rows))  # not known to be done: 503
     assert all(isinstance(r, Pending) and r.duplicate for r in write_all(w, rows))  # the log says it is

@@ -38,9 +38,20 @@ from coelho.runtime import Platform  # noqa: E402
 from coelho.settings import Settings, free_port  # noqa: E402
 from eventing.domains import DOMAINS  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 INTERACTIVE = "() => window.Bokeh !== undefined && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
-PAGES = {"/": "Real-time machine learning", "/tfd": "Randomize All Fields", "/eta": "Randomize All Fields", "/ecci": "Randomize All Fields"}
+PAGES = {
+    "/": "Real-time machine learning",
+    "/tfd": "Randomize All Fields",
+    "/eta": "Randomize All Fields",
+    "/ecci": "Randomize All Fields",
+}
 RESULT = {"tfd": "Not fraud", "eta": "ETA (minutes)", "ecci": "Predicted segment"}
 
 
@@ -50,8 +61,15 @@ def feed(url: str, domain: str, count: int) -> None:
     d = DOMAINS[domain]
     with requests.Session() as session:
         for event in make_generator(domain, seed=1, start="now").take(count):
-            attrs = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": d.type(event.kind), "source": d.source("bench"),
-                     "datacontenttype": "application/json", "domain": domain, "partitionkey": event.key}
+            attrs = {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "type": d.type(event.kind),
+                "source": d.source("bench"),
+                "datacontenttype": "application/json",
+                "domain": domain,
+                "partitionkey": event.key,
+            }
             msg = to_binary_event(CloudEvent(attrs, event.data))
             session.post(url, headers=dict(msg.headers), data=msg.body, timeout=60)
 
@@ -95,7 +113,10 @@ def measure(bases: dict[str, str], loads: int, clicks: int) -> dict[str, dict[st
                         times[label].setdefault(route, []).append(seconds)
                         page.close()
             for domain, text in RESULT.items():
-                pages = {label: _open(browser, f"{base}/{domain}", "Randomize All Fields")[0] for label, base in bases.items()}
+                pages = {
+                    label: _open(browser, f"{base}/{domain}", "Randomize All Fields")[0]
+                    for label, base in bases.items()
+                }
                 for _ in range(clicks):
                     for label, page in pages.items():
                         clicks_ms[label].setdefault(domain, []).append(_click(page, text))
@@ -126,8 +147,9 @@ def run(settings: Settings, loads: int, clicks: int, compare: str | None = None)
     if compare:
         port = free_port()
         env = {**os.environ, **settings.to_environ(), "PORT": str(port), "PYTHONPATH": compare}
-        other = subprocess.Popen([sys.executable, "-m", "ui"], cwd=compare, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        other = subprocess.Popen(
+            [sys.executable, "-m", "ui"], cwd=compare, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         bases["compare"] = f"http://{settings.host}:{port}"
         deadline = time.monotonic() + 120
         while True:
@@ -161,8 +183,10 @@ def run(settings: Settings, loads: int, clicks: int, compare: str | None = None)
     worst_page = max(v["median"] for v in out["page_interactive_s"].values())
     worst_prediction = max(v["p50"] for v in out["prediction_ms"].values())
     out["targets"] = {
-        "page_interactive_s": 3.0, "prediction_ms": 300.0,
-        "page_interactive_met": worst_page <= 3.0, "prediction_met": worst_prediction <= 300.0,
+        "page_interactive_s": 3.0,
+        "prediction_ms": 300.0,
+        "page_interactive_met": worst_page <= 3.0,
+        "prediction_met": worst_prediction <= 300.0,
     }
     return out
 

@@ -54,9 +54,15 @@ def main() -> None:
     parser.add_argument("--domains", default=",".join(DOMAINS))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    out: dict[str, Any] = {"count": args.count, "drift_at": args.drift_at, "seeds": seeds,
-                           "settings": {name: vars(t.drift) for name, t in TASKS.items()},
-                           "false_alarms_per_1000": {}, "detection_delay": {}, "runs": {}}
+    out: dict[str, Any] = {
+        "count": args.count,
+        "drift_at": args.drift_at,
+        "seeds": seeds,
+        "settings": {name: vars(t.drift) for name, t in TASKS.items()},
+        "false_alarms_per_1000": {},
+        "detection_delay": {},
+        "runs": {},
+    }
     for domain in args.domains.split(","):
         false_alarms = 0
         events = 0
@@ -72,13 +78,18 @@ def main() -> None:
             events += args.count + args.drift_at
             delays.append(after[0] if after else None)
             runs[str(seed)] = {"stationary": stationary, "with_drift": drifted}
-            print(f"{domain} seed {seed}: stationary {stationary}, drift at {args.drift_at}: {drifted} "
-                  f"({time.perf_counter() - started:.1f} s)", flush=True)
+            print(
+                f"{domain} seed {seed}: stationary {stationary}, drift at {args.drift_at}: {drifted} "
+                f"({time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
         found = [d for d in delays if d is not None]
         out["false_alarms_per_1000"][domain] = round(1000 * false_alarms / events, 3)
         out["detection_delay"][domain] = {
-            "per_seed": delays, "missed": sum(d is None for d in delays),
-            "median": statistics.median(found) if found else None, "max": max(found) if found else None,
+            "per_seed": delays,
+            "missed": sum(d is None for d in delays),
+            "median": statistics.median(found) if found else None,
+            "max": max(found) if found else None,
         }
         out["runs"][domain] = runs
     print(json.dumps(out, separators=(",", ":")))

@@ -146,8 +146,9 @@ def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -
     for t in threads:
         t.start()
     done = {name: wait_head(client, name, heads[name] + len(streams[name]), timeout) for name in names}
-    learned_at = {name: wait_learned(settings.url("learn"), name, heads[name] + len(streams[name]), timeout)
-                  for name in names}
+    learned_at = {
+        name: wait_learned(settings.url("learn"), name, heads[name] + len(streams[name]), timeout) for name in names
+    }
     for t in threads:
         t.join()
     out = {}
@@ -157,18 +158,28 @@ def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -
         first_send = min(sent[name].values())
         last_send = max(sent[name].values())
         finished = done[name]
-        latencies = [(t - sent[name][str(d[_id(name)])]) * 1000 for _s, d, t in entries if str(d[_id(name)]) in sent[name]]
+        latencies = [
+            (t - sent[name][str(d[_id(name)])]) * 1000 for _s, d, t in entries if str(d[_id(name)]) in sent[name]
+        ]
         out[name] = {
             "events": len(streams[name]),
             "learned": len(entries),
             "produce_per_s": round(len(streams[name]) / max(last_send - first_send, 1e-3), 1),
-            "end_to_end_per_s": round(len(streams[name]) / (finished - min(first_send, started)), 1) if finished else None,
+            "end_to_end_per_s": round(len(streams[name]) / (finished - min(first_send, started)), 1)
+            if finished
+            else None,
             # committed = in the log (durable, exactly once from there); learned = applied by every model in learn-one
-            "learned_per_s": (round(len(streams[name]) / (learned_at[name] - min(first_send, started)), 1)
-                              if learned_at[name] else None),
+            "learned_per_s": (
+                round(len(streams[name]) / (learned_at[name] - min(first_send, started)), 1)
+                if learned_at[name]
+                else None
+            ),
             "seconds": round(finished - first_send, 2) if finished else None,
-            "latency_ms": {"p50": _r(percentile(latencies, 50)), "p99": _r(percentile(latencies, 99)),
-                           "max": _r(max(latencies) if latencies else None)},
+            "latency_ms": {
+                "p50": _r(percentile(latencies, 50)),
+                "p99": _r(percentile(latencies, 99)),
+                "max": _r(max(latencies) if latencies else None),
+            },
             **check(name, streams[name], entries),
         }
     return out
@@ -181,9 +192,14 @@ def paced(settings: Any, client: Any, name: str, rate: float, seconds: float, ti
     wait_head(client, name, start_head + len(events), timeout)
     entries = committed(client, name, start_head)
     latencies = [(t - sent[str(d[_id(name)])]) * 1000 for _s, d, t in entries if str(d[_id(name)]) in sent]
-    return {"rate_per_s": rate, "events": len(events), "learned": len(entries),
-            "p50_ms": _r(percentile(latencies, 50)), "p99_ms": _r(percentile(latencies, 99)),
-            **check(name, events, entries)}
+    return {
+        "rate_per_s": rate,
+        "events": len(events),
+        "learned": len(entries),
+        "p50_ms": _r(percentile(latencies, 50)),
+        "p99_ms": _r(percentile(latencies, 99)),
+        **check(name, events, entries),
+    }
 
 
 def _id(name: str) -> str:
@@ -215,7 +231,11 @@ def main() -> None:
     # Keep the whole log: the check reads every record of the run back from it (the learner trims the log 10,000
     # entries below its oldest snapshot, which made long runs look lossy).
     os.environ.setdefault("COELHO_LOG_KEEP", str(10 * (args.events + 1000)))
-    result: dict[str, Any] = {"bench": "e2e_learn", "events_per_domain": args.events, "load_average_start": load_average()}
+    result: dict[str, Any] = {
+        "bench": "e2e_learn",
+        "events_per_domain": args.events,
+        "load_average_start": load_average(),
+    }
     with tempfile.TemporaryDirectory(prefix="coelho-e2e-") as tmp:
         settings = Settings.load().with_free_ports(Path(tmp))
         platform = Platform(settings, echo=lambda _line: None)

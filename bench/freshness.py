@@ -34,11 +34,13 @@ def main() -> None:
     stream = events(domain.name, args.samples + int(args.rate * 120) + 10, seed=17)
     probes = stream[:1]
     delays: list[float] = []
-    with private_platform(["redis"]) as platform, \
-            function_process(platform.settings, "learn", extra_env={"COELHO_RESTORE": "0"}) as learn_url, \
-            function_process(platform.settings, "predict") as predict_url:
+    with (
+        private_platform(["redis"]) as platform,
+        function_process(platform.settings, "learn", extra_env={"COELHO_RESTORE": "0"}) as learn_url,
+        function_process(platform.settings, "predict") as predict_url,
+    ):
         stop = threading.Event()
-        background = stream[args.samples:]
+        background = stream[args.samples :]
 
         def feed() -> None:
             client = Client(learn_url)
@@ -72,12 +74,22 @@ def main() -> None:
             time.sleep(0.02)
         stop.set()
     delays.sort()
-    print(json.dumps({
-        "bench": "freshness", "domain": domain.name, "samples": len(delays), "background_rate_per_s": args.rate,
-        "p50_ms": round(percentile(delays, 50), 1), "p99_ms": round(percentile(delays, 99), 1),
-        "max_ms": round(delays[-1], 1), "mean_ms": round(statistics.fmean(delays), 1),
-        "load_average": load_average(), "target_ms": 1000,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "freshness",
+                "domain": domain.name,
+                "samples": len(delays),
+                "background_rate_per_s": args.rate,
+                "p50_ms": round(percentile(delays, 50), 1),
+                "p99_ms": round(percentile(delays, 99), 1),
+                "max_ms": round(delays[-1], 1),
+                "mean_ms": round(statistics.fmean(delays), 1),
+                "load_average": load_average(),
+                "target_ms": 1000,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

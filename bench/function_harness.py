@@ -62,8 +62,14 @@ def cpu_seconds(url: str) -> float:
 
 
 @contextmanager
-def function_process(settings: Any, name: str, server: str = "gunicorn", threads: int = 16,
-                     extra_env: dict[str, str] | None = None, tree: str | None = None) -> Iterator[str]:
+def function_process(
+    settings: Any,
+    name: str,
+    server: str = "gunicorn",
+    threads: int = 16,
+    extra_env: dict[str, str] | None = None,
+    tree: str | None = None,
+) -> Iterator[str]:
     """`python -m functions.<name>` on a free port with COELHO_SERVER=server; yields its URL.
 
     tree: another checkout of the project to run the function from (e.g. a `git worktree` of an earlier commit),
@@ -71,13 +77,26 @@ def function_process(settings: Any, name: str, server: str = "gunicorn", threads
     from coelho.services import python_service_env
 
     port = free_port()
-    env = {**os.environ, **python_service_env(settings, name), "PORT": str(port), "COELHO_SERVER": server,
-           "COELHO_THREADS": str(threads), "LOG_LEVEL": "WARNING", **(extra_env or {})}
+    env = {
+        **os.environ,
+        **python_service_env(settings, name),
+        "PORT": str(port),
+        "COELHO_SERVER": server,
+        "COELHO_THREADS": str(threads),
+        "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
     log = open(settings.data_dir / f"bench-{name}-{port}.log", "wb")  # noqa: SIM115
     if tree:
         env["PYTHONPATH"] = tree
-    proc = subprocess.Popen([sys.executable, "-m", f"functions.{name}"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=tree)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"functions.{name}"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tree,
+    )
     url = f"http://127.0.0.1:{port}"
     PIDS[url] = proc.pid
     try:
@@ -109,10 +128,17 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
-def ce_request(ce_type: str, data: Any, source: str = "/coelho/bench", ce_id: str | None = None,
-               **ext: str) -> tuple[dict[str, str], bytes]:
-    headers = {"ce-specversion": "1.0", "ce-id": ce_id or str(uuid.uuid4()), "ce-source": source, "ce-type": ce_type,
-               "content-type": "application/json", **{f"ce-{k}": v for k, v in ext.items()}}
+def ce_request(
+    ce_type: str, data: Any, source: str = "/coelho/bench", ce_id: str | None = None, **ext: str
+) -> tuple[dict[str, str], bytes]:
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": ce_id or str(uuid.uuid4()),
+        "ce-source": source,
+        "ce-type": ce_type,
+        "content-type": "application/json",
+        **{f"ce-{k}": v for k, v in ext.items()},
+    }
     return headers, json.dumps(data).encode()
 
 
@@ -129,8 +155,9 @@ class Client:
         return response.status, response.read()
 
 
-def load(url: str, requests_: list[tuple[dict[str, str], bytes]], concurrency: int, duration: float,
-         path: str = "/") -> dict[str, Any]:
+def load(
+    url: str, requests_: list[tuple[dict[str, str], bytes]], concurrency: int, duration: float, path: str = "/"
+) -> dict[str, Any]:
     """Closed-loop load: `concurrency` clients send requests back to back for `duration` s."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
@@ -159,9 +186,12 @@ def load(url: str, requests_: list[tuple[dict[str, str], bytes]], concurrency: i
     elapsed = time.perf_counter() - started
     flat = sorted(x for lat in latencies for x in lat)
     return {
-        "concurrency": concurrency, "requests": len(flat), "errors": sum(errors),
+        "concurrency": concurrency,
+        "requests": len(flat),
+        "errors": sum(errors),
         "per_s": round(len(flat) / elapsed, 1),
-        "p50_ms": round(percentile(flat, 50) * 1000, 2), "p99_ms": round(percentile(flat, 99) * 1000, 2),
+        "p50_ms": round(percentile(flat, 50) * 1000, 2),
+        "p99_ms": round(percentile(flat, 99) * 1000, 2),
         "mean_ms": round(statistics.fmean(flat) * 1000, 2) if flat else None,
     }
 

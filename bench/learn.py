@@ -95,8 +95,10 @@ def commit_times(client: Any, domain_name: str, after: int, id_field: str) -> di
 
 def commit_seqs(client: Any, domain_name: str, after: int, id_field: str) -> dict[str, int]:
     """Log sequence number of each record id committed after `after`."""
-    return {str(json.loads(fields[b"d"])[id_field]): int(entry_id.decode().split("-")[0])
-            for entry_id, fields in client.xrange(key(domain_name, "log"), min=f"{after + 1}-0")}
+    return {
+        str(json.loads(fields[b"d"])[id_field]): int(entry_id.decode().split("-")[0])
+        for entry_id, fields in client.xrange(key(domain_name, "log"), min=f"{after + 1}-0")
+    }
 
 
 def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurrency: int = 4) -> float:
@@ -130,7 +132,9 @@ def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurr
 CLIENTS = [4]  # concurrent HTTP clients of --http-only (--clients)
 
 
-def http_only_domain(url: str, name: str, events: int, latency_seconds: float, model: str | None = None) -> dict[str, Any]:
+def http_only_domain(
+    url: str, name: str, events: int, latency_seconds: float, model: str | None = None
+) -> dict[str, Any]:
     """One domain against one learn-one process: HTTP peak, CPU per event, latency at half the peak."""
     from function_harness import cpu_seconds
 
@@ -159,9 +163,12 @@ def http_only_domain(url: str, name: str, events: int, latency_seconds: float, m
         assert status == 200, body
         latencies.append((time.perf_counter() - t0) * 1000)
     latencies.sort()
-    row["latency_at_half_peak"] = {"rate_per_s": round(rate, 1), "events": len(latencies),
-                                   "p50_ms": round(percentile(latencies, 50), 2),
-                                   "p99_ms": round(percentile(latencies, 99), 2)}
+    row["latency_at_half_peak"] = {
+        "rate_per_s": round(rate, 1),
+        "events": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+    }
     row["http_vs_in_process"] = round(row["http_per_s"] / row["in_process"]["test_then_train_per_s"], 2)
     return row
 
@@ -184,13 +191,25 @@ def http_only_run(args: Any) -> None:
                     results[name] = http_only_domain(url, name, args.events, args.latency_seconds, args.model)
                     print(variant, name, json.dumps(results[name]), flush=True)
             variants[variant] = results
-    out: dict[str, Any] = {"bench": "learn", "path": "HTTP -> learn-one -> committed (no Kafka/router)",
-                           "server": args.server, "load_average": load_average(), "variants": variants}
+    out: dict[str, Any] = {
+        "bench": "learn",
+        "path": "HTTP -> learn-one -> committed (no Kafka/router)",
+        "server": args.server,
+        "load_average": load_average(),
+        "variants": variants,
+    }
     if "compared" in variants:
         out["current_vs_compared"] = {
-            name: {"http_per_s": round(variants["current"][name]["http_per_s"] / variants["compared"][name]["http_per_s"], 2),
-                   "cpu_per_event": round(variants["current"][name]["learn_cpu_us_per_event"]
-                                          / variants["compared"][name]["learn_cpu_us_per_event"], 2)}
+            name: {
+                "http_per_s": round(
+                    variants["current"][name]["http_per_s"] / variants["compared"][name]["http_per_s"], 2
+                ),
+                "cpu_per_event": round(
+                    variants["current"][name]["learn_cpu_us_per_event"]
+                    / variants["compared"][name]["learn_cpu_us_per_event"],
+                    2,
+                ),
+            }
             for name in variants["current"]
         }
     out["targets"] = {"linear_and_dbstream_per_s": 2000, "forests_vs_in_process": 0.8}
@@ -202,10 +221,17 @@ def main() -> None:
     parser.add_argument("--domains", default="tfd,eta,ecci")
     parser.add_argument("--events", type=int, default=3000, help="records per domain for the peak run")
     parser.add_argument("--latency-seconds", type=float, default=6.0)
-    parser.add_argument("--http-only", action="store_true",
-                        help="skip Kafka and the router: HTTP -> learn-one -> committed only (quick)")
-    parser.add_argument("--compare-with", default=None, metavar="DIR",
-                        help="with --http-only: also run learn-one from another checkout of the project, same session")
+    parser.add_argument(
+        "--http-only",
+        action="store_true",
+        help="skip Kafka and the router: HTTP -> learn-one -> committed only (quick)",
+    )
+    parser.add_argument(
+        "--compare-with",
+        default=None,
+        metavar="DIR",
+        help="with --http-only: also run learn-one from another checkout of the project, same session",
+    )
     parser.add_argument("--server", default="granian", help="with --http-only: the function server (COELHO_SERVER)")
     parser.add_argument("--clients", type=int, default=4, help="with --http-only: concurrent HTTP clients")
     parser.add_argument("--model", default=None, help="the model to learn (one domain; default: the domain's default)")
@@ -236,7 +262,9 @@ def main() -> None:
             row: dict[str, Any] = {"in_process": in_process(name, clean, args.model)}
             # peak, end to end through Kafka and the router
             head = int(client.get(key(name, "seq")) or 0)
-            sender = threading.Thread(target=lambda r=row, n=name, s=stream: r.update(sent=produce_records(settings, n, s)))
+            sender = threading.Thread(
+                target=lambda r=row, n=name, s=stream: r.update(sent=produce_records(settings, n, s))
+            )
             started = time.time()
             sender.start()
             done = wait_committed(client, name, head + len(stream), timeout=600)
@@ -265,24 +293,37 @@ def main() -> None:
             commits = commit_times(client, name, head, domain.id_field)
             seqs = commit_seqs(client, name, head, domain.id_field)
             latencies = sorted((commits[i] - t) * 1000 for i, t in sent.items() if i in commits)
-            learned = sorted((at - t) * 1000 for i, t in sent.items()
-                             if i in seqs and (at := clock.learned_at(seqs[i])) is not None)
+            learned = sorted(
+                (at - t) * 1000 for i, t in sent.items() if i in seqs and (at := clock.learned_at(seqs[i])) is not None
+            )
             row["latency_at_half_peak"] = {
-                "rate_per_s": round(rate, 1), "events": len(latencies),
+                "rate_per_s": round(rate, 1),
+                "events": len(latencies),
                 # produce -> committed to the log (Redis time of the entry)
-                "p50_ms": round(percentile(latencies, 50), 1), "p99_ms": round(percentile(latencies, 99), 1),
+                "p50_ms": round(percentile(latencies, 50), 1),
+                "p99_ms": round(percentile(latencies, 99), 1),
                 "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
                 # produce -> applied by every model in learn-one (its log position, sampled every 20 ms)
-                "learned_p50_ms": round(percentile(learned, 50), 1), "learned_p99_ms": round(percentile(learned, 99), 1),
+                "learned_p50_ms": round(percentile(learned, 50), 1),
+                "learned_p99_ms": round(percentile(learned, 99), 1),
             }
             row["model"] = args.model or domain.default_model
             if row["learned_per_s"]:
                 row["end_to_end_vs_in_process"] = round(
-                    row["learned_per_s"] / row["in_process"]["test_then_train_per_s"], 2)
+                    row["learned_per_s"] / row["in_process"]["test_then_train_per_s"], 2
+                )
             results[name] = row
             print(name, json.dumps(row), flush=True)
-    print(json.dumps({"bench": "learn", "load_average": load_average(), "domains": results,
-                      "targets": {"linear_and_dbstream_per_s": 2000, "forests_vs_in_process": 0.8}}))
+    print(
+        json.dumps(
+            {
+                "bench": "learn",
+                "load_average": load_average(),
+                "domains": results,
+                "targets": {"linear_and_dbstream_per_s": 2000, "forests_vs_in_process": 0.8},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

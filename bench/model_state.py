@@ -45,7 +45,11 @@ def main() -> None:
             times = []
             for i, event in enumerate(stream[:1000]):
                 t0 = time.perf_counter()
-                log.append("record", event, log.dedup_keys("/bench", f"a{i}", dict(event, **{domain.id_field: f"a{i}"}), "record"))
+                log.append(
+                    "record",
+                    event,
+                    log.dedup_keys("/bench", f"a{i}", dict(event, **{domain.id_field: f"a{i}"}), "record"),
+                )
                 times.append(time.perf_counter() - t0)
             client.delete(*client.keys(f"coelho:{name}:*"))
             times.sort()
@@ -72,7 +76,7 @@ def main() -> None:
             state = OnlineModel.fresh(domain)
             client.set(key, pickle.dumps(state))
             started = time.perf_counter()
-            for i, event in enumerate(stream[args.events:], start=1):
+            for i, event in enumerate(stream[args.events :], start=1):
                 state = pickle.loads(client.get(key))
                 state.learn_one(i, "record", event, 0)
                 client.set(key, pickle.dumps(state))
@@ -85,11 +89,15 @@ def main() -> None:
             replay_per_s = follower.state.seq / (time.perf_counter() - t0)
             results[name] = {
                 "model": domain.default_model,
-                "append_us_p50": round(percentile(times, 50) * 1e6), "append_us_p99": round(percentile(times, 99) * 1e6),
-                "learn_path_per_s": round(learn_path), "naive_write_through_per_s": round(naive),
+                "append_us_p50": round(percentile(times, 50) * 1e6),
+                "append_us_p99": round(percentile(times, 99) * 1e6),
+                "learn_path_per_s": round(learn_path),
+                "naive_write_through_per_s": round(naive),
                 "replay_per_s": round(replay_per_s),
-                "snapshot_bytes_lz4": len(blob), "snapshot_bytes_raw_pickle": raw_bytes,
-                "snapshot_write_ms": round(snapshot_ms, 2), "snapshot_load_ms": round(load_ms, 2),
+                "snapshot_bytes_lz4": len(blob),
+                "snapshot_bytes_raw_pickle": raw_bytes,
+                "snapshot_write_ms": round(snapshot_ms, 2),
+                "snapshot_load_ms": round(load_ms, 2),
                 "events": args.events,
             }
             print(name, json.dumps(results[name]), flush=True)

@@ -42,8 +42,12 @@ def teach(settings: object, n: int) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", default="granian,waitress")
-    parser.add_argument("--compare-with", default=None, metavar="DIR",
-                        help="another checkout of the project, run in the same session (label '<server>-compared')")
+    parser.add_argument(
+        "--compare-with",
+        default=None,
+        metavar="DIR",
+        help="another checkout of the project, run in the same session (label '<server>-compared')",
+    )
     parser.add_argument("--threads", type=int, default=16, help="server worker threads (COELHO_THREADS)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,16,64")
@@ -74,8 +78,7 @@ def main() -> None:
                 client = redis.Redis.from_url(platform.settings.redis_url)
                 for key in client.scan_iter(match="coelho:*:model:*:snapshot"):
                     client.delete(key)
-            with function_process(platform.settings, "predict", server=server, threads=args.threads,
-                                  tree=tree) as url:
+            with function_process(platform.settings, "predict", server=server, threads=args.threads, tree=tree) as url:
                 load(url, requests_, 4, 1.0)  # warm-up
                 rows = []
                 for c in (int(x) for x in args.concurrency.split(",")):
@@ -90,8 +93,13 @@ def main() -> None:
                 results[label] = rows
     at16 = {s: next((float(r["per_s"]) for r in rows if r["concurrency"] == 16), 0.0) for s, rows in results.items()}
     summary = {
-        "bench": "predict", "domain": args.domain, "events_learned": learned, "seconds_per_level": args.seconds,
-        "threads": args.threads, "load_average": load_average(), "servers": results,
+        "bench": "predict",
+        "domain": args.domain,
+        "events_learned": learned,
+        "seconds_per_level": args.seconds,
+        "threads": args.threads,
+        "load_average": load_average(),
+        "servers": results,
         "best_at_16": max(at16, key=lambda s: at16[s]) if at16 else None,
         "targets": {"p50_ms_at_16": 3, "p99_ms_at_16": 15, "per_s": 1500},
     }

@@ -55,7 +55,9 @@ def record_rate(domain: str, events: int) -> float:
 def produce_rate(domain: str, events: int, bootstrap: str, config: dict[str, Any] | None = None) -> tuple[float, float]:
     """(events/s, producer CPU µs per event) for `events` records sent as fast as possible and acknowledged."""
     started = cpu_seconds()
-    stats = produce(domain, rate=0, count=events, seed=int(time.time()), bootstrap_servers=bootstrap, producer_config=config)
+    stats = produce(
+        domain, rate=0, count=events, seed=int(time.time()), bootstrap_servers=bootstrap, producer_config=config
+    )
     cpu_us = (cpu_seconds() - started) / events * 1e6
     assert stats.acknowledged == stats.sent == events, (stats.acknowledged, stats.sent, stats.errors)
     return stats.events_per_second, cpu_us
@@ -77,8 +79,11 @@ def main() -> None:
         platform = Platform(settings)
         platform.start(["kafka"])
         bootstrap = settings.kafka_bootstrap
-    results: dict[str, Any] = {"events": args.events, "bootstrap_servers": bootstrap,
-                               "loadavg_at_start": round(os.getloadavg()[0], 1)}
+    results: dict[str, Any] = {
+        "events": args.events,
+        "bootstrap_servers": bootstrap,
+        "loadavg_at_start": round(os.getloadavg()[0], 1),
+    }
     try:
         generated, records, produced, cpu = {}, {}, {}, {}
         for domain in DOMAINS:
@@ -86,27 +91,35 @@ def main() -> None:
             records[domain] = round(record_rate(domain, args.events))
             rate, cpu_us = produce_rate(domain, args.events, bootstrap)
             produced[domain], cpu[domain] = round(rate), round(cpu_us, 1)
-            print(f"{domain}: generate {generated[domain]:,} ev/s, + CloudEvent record {records[domain]:,} ev/s, "
-                  f"+ Kafka {produced[domain]:,} ev/s ({cpu_us:.0f} µs producer CPU per event)", flush=True)
+            print(
+                f"{domain}: generate {generated[domain]:,} ev/s, + CloudEvent record {records[domain]:,} ev/s, "
+                f"+ Kafka {produced[domain]:,} ev/s ({cpu_us:.0f} µs producer CPU per event)",
+                flush=True,
+            )
         acks1, acks1_cpu = produce_rate("tfd", args.events, bootstrap, {"acks": 1, "enable_idempotence": False})
         again, again_cpu = produce_rate("tfd", args.events, bootstrap)
-        print(f"tfd acks=1: {acks1:,.0f} ev/s ({acks1_cpu:.0f} µs CPU/event); acks=all + idempotence again: "
-              f"{again:,.0f} ev/s ({again_cpu:.0f} µs CPU/event)", flush=True)
-        results.update({
-            "produce_events_per_second": produced,
-            "producer_cpu_us_per_event": cpu,
-            "events_per_producer_cpu_second": {d: round(1e6 / c) for d, c in cpu.items()},
-            "generate_events_per_second": generated,
-            "generate_and_encode_events_per_second": records,
-            "tfd_acks_1_events_per_second": round(acks1),
-            "tfd_acks_1_cpu_us_per_event": round(acks1_cpu, 1),
-            "tfd_acks_all_idempotent_repeat_events_per_second": round(again),
-            "tfd_acks_all_idempotent_repeat_cpu_us_per_event": round(again_cpu, 1),
-            "target_events_per_second": 5000,
-            "meets_target": all(v >= 5000 for v in produced.values()),
-            "one_free_core_meets_target": all(1e6 / c >= 5000 for c in cpu.values()),
-            "loadavg_at_end": round(os.getloadavg()[0], 1),
-        })
+        print(
+            f"tfd acks=1: {acks1:,.0f} ev/s ({acks1_cpu:.0f} µs CPU/event); acks=all + idempotence again: "
+            f"{again:,.0f} ev/s ({again_cpu:.0f} µs CPU/event)",
+            flush=True,
+        )
+        results.update(
+            {
+                "produce_events_per_second": produced,
+                "producer_cpu_us_per_event": cpu,
+                "events_per_producer_cpu_second": {d: round(1e6 / c) for d, c in cpu.items()},
+                "generate_events_per_second": generated,
+                "generate_and_encode_events_per_second": records,
+                "tfd_acks_1_events_per_second": round(acks1),
+                "tfd_acks_1_cpu_us_per_event": round(acks1_cpu, 1),
+                "tfd_acks_all_idempotent_repeat_events_per_second": round(again),
+                "tfd_acks_all_idempotent_repeat_cpu_us_per_event": round(again_cpu, 1),
+                "target_events_per_second": 5000,
+                "meets_target": all(v >= 5000 for v in produced.values()),
+                "one_free_core_meets_target": all(1e6 / c >= 5000 for c in cpu.values()),
+                "loadavg_at_end": round(os.getloadavg()[0], 1),
+            }
+        )
     finally:
         if platform is not None:
             platform.stop()

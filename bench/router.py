@@ -139,8 +139,13 @@ def direct_pipeline(bootstrap: str, topic: str, url_port: int, stop: threading.E
     from eventing.router.consumer import FETCH_MAX_WAIT_MS
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id="bench-direct", enable_auto_commit=False,
-        auto_offset_reset="latest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id="bench-direct",
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     conn = http.client.HTTPConnection("127.0.0.1", url_port)
@@ -201,9 +206,21 @@ def main() -> None:
 
         env = {**os.environ, **settings.to_environ()}
         router = subprocess.Popen(
-            [sys.executable, "-m", "eventing.router", "--manifests", str(tmp / "manifests"), "--workers", str(args.workers),
-             "--subscriber", f"coelho-bench=http://127.0.0.1:{sub_port}/", "--log-level", "WARNING"],
-            cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "eventing.router",
+                "--manifests",
+                str(tmp / "manifests"),
+                "--workers",
+                str(args.workers),
+                "--subscriber",
+                f"coelho-bench=http://127.0.0.1:{sub_port}/",
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
         )
         procs.append(router)
         proc = psutil.Process(router.pid)

@@ -1,13 +1,13 @@
 """`coelho invoke`, `coelho models` and `coelho training`: talk to the functions and their model state.
 
-    coelho invoke learn --type com.coelho.realtime.tfd.record --file tx.json
-    coelho invoke predict --data '{"amount": 12.5, ...}' -e domain=tfd
-    coelho models --json
-    coelho models add tfd logreg --params '{"LogisticRegression": {"l2": 0.001}}'
-    coelho models split tfd champion=90 challenger=10
-    coelho models compare tfd
-    coelho models promote tfd logreg && coelho models rollback tfd
-    coelho training pause tfd && coelho training resume tfd
+coelho invoke learn --type com.coelho.realtime.tfd.record --file tx.json
+coelho invoke predict --data '{"amount": 12.5, ...}' -e domain=tfd
+coelho models --json
+coelho models add tfd logreg --params '{"LogisticRegression": {"l2": 0.001}}'
+coelho models split tfd champion=90 challenger=10
+coelho models compare tfd
+coelho models promote tfd logreg && coelho models rollback tfd
+coelho training pause tfd && coelho training resume tfd
 """
 
 from __future__ import annotations
@@ -47,8 +47,17 @@ def _redis() -> Any:
 @click.option("-e", "--extension", "extensions", multiple=True, help="extension attribute key=value (repeatable)")
 @click.option("--structured", is_flag=True, help="send in structured mode instead of binary mode")
 @click.option("--url", default=None, help="function URL (default: the local platform's port for FUNCTION)")
-def invoke(function: str, ce_type: str, source: str, ce_id: str | None, data: str | None, data_file: Any,
-           extensions: tuple[str, ...], structured: bool, url: str | None) -> None:
+def invoke(
+    function: str,
+    ce_type: str,
+    source: str,
+    ce_id: str | None,
+    data: str | None,
+    data_file: Any,
+    extensions: tuple[str, ...],
+    structured: bool,
+    url: str | None,
+) -> None:
     """Send a CloudEvent to FUNCTION the way `kn func invoke` does and print the reply."""
     import requests
     from cloudevents.core.bindings.http import to_binary_event, to_structured_event
@@ -60,7 +69,10 @@ def invoke(function: str, ce_type: str, source: str, ce_id: str | None, data: st
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--data/--file") from None
     attributes: dict[str, Any] = {
-        "specversion": "1.0", "id": ce_id or str(uuid.uuid4()), "source": source, "type": ce_type,
+        "specversion": "1.0",
+        "id": ce_id or str(uuid.uuid4()),
+        "source": source,
+        "type": ce_type,
         "datacontenttype": "application/json",
     }
     for item in extensions:
@@ -145,8 +157,14 @@ def serving_rows(client: Any) -> list[dict[str, Any]]:
     from functions.model_state import ab
     from functions.model_state.keys import key
 
-    return [{"domain": d.name, "split": ab.read_split(client.get(key(d.name, "split"))) or None,
-             "live_scores": ab.live_scores(client, d)} for d in DOMAINS.values()]
+    return [
+        {
+            "domain": d.name,
+            "split": ab.read_split(client.get(key(d.name, "split"))) or None,
+            "live_scores": ab.live_scores(client, d),
+        }
+        for d in DOMAINS.values()
+    ]
 
 
 @click.group(invoke_without_command=True)
@@ -189,11 +207,15 @@ def models(ctx: click.Context, as_json: bool) -> None:
     for entry in serving:
         if entry["split"]:
             total = sum(w for _, w in entry["split"])
-            click.echo(f"{entry['domain']:<5} split: " + ", ".join(f"{a} {100 * w / total:.0f}%" for a, w in entry["split"]))
+            click.echo(
+                f"{entry['domain']:<5} split: " + ", ".join(f"{a} {100 * w / total:.0f}%" for a, w in entry["split"])
+            )
         for score in entry["live_scores"]:
             figures = "  ".join(f"{k} {_fmt(score[k])}" for k in ("accuracy", "log_loss", "mae", "rmse") if k in score)
-            click.echo(f"{entry['domain']:<5} served {score['model']} v{_fmt(score['version'])} ({score['mode']}): "
-                       f"{score['scored']:,} scored on live traffic  {figures}")
+            click.echo(
+                f"{entry['domain']:<5} served {score['model']} v{_fmt(score['version'])} ({score['mode']}): "
+                f"{score['scored']:,} scored on live traffic  {figures}"
+            )
 
 
 def _domain(name: str) -> Any:
@@ -234,7 +256,7 @@ def _run_control(domain: str, data: dict[str, Any]) -> dict[str, Any]:
 @models.command("add")
 @click.argument("domain")
 @click.argument("model")
-@click.option("--params", default=None, help="hyper-parameters as JSON, e.g. '{\"LogisticRegression\": {\"l2\": 0.001}}'")
+@click.option("--params", default=None, help='hyper-parameters as JSON, e.g. \'{"LogisticRegression": {"l2": 0.001}}\'')
 def models_add(domain: str, model: str, params: str | None) -> None:
     """Start MODEL learning DOMAIN's log beside the others (from the start of the log if it still holds its first
     event, else from now); learn-one and predict-one pick it up within seconds."""
@@ -246,11 +268,15 @@ def models_add(domain: str, model: str, params: str | None) -> None:
     if not result["added"]:
         click.echo(f"{result['domain']}/{model} is already live (started at seq {result['start_seq']})")
     elif result["start_seq"] == 0:
-        click.echo(f"{result['domain']}/{model} added: starts from the start of the log (the log holds seq 1): "
-                   f"it replays {result['to_replay']:,} events, then learns live")
+        click.echo(
+            f"{result['domain']}/{model} added: starts from the start of the log (the log holds seq 1): "
+            f"it replays {result['to_replay']:,} events, then learns live"
+        )
     else:
-        click.echo(f"{result['domain']}/{model} added: starts from now (the log no longer holds seq 1): it learns "
-                   f"the events after seq {result['start_seq']:,}")
+        click.echo(
+            f"{result['domain']}/{model} added: starts from now (the log no longer holds seq 1): it learns "
+            f"the events after seq {result['start_seq']:,}"
+        )
 
 
 @models.command("remove")
@@ -265,8 +291,10 @@ def models_remove(domain: str, model: str) -> None:
 
 def _crowned(result: dict[str, Any]) -> str:
     new, old = result["champion"], result["previous"]
-    text = (f"{result['domain']}: champion is now {new['model']} v{_fmt(new.get('version'))} "
-            f"(was {old.get('model')} v{_fmt(old.get('version'))}); predict-one follows within 2 s")
+    text = (
+        f"{result['domain']}: champion is now {new['model']} v{_fmt(new.get('version'))} "
+        f"(was {old.get('model')} v{_fmt(old.get('version'))}); predict-one follows within 2 s"
+    )
     challenger = result.get("challenger")
     if challenger:
         text += f"; challenger {challenger.get('model')} v{_fmt(challenger.get('version'))}"
@@ -305,8 +333,11 @@ def models_split(domain: str, weights: tuple[str, ...]) -> None:
     if result["split"] is None:
         click.echo(f"{result['domain']}: no split, the champion answers every request")
     else:
-        click.echo(f"{result['domain']}: split " + ", ".join(f"{a} {w:g}%" for a, w in result["split"].items())
-                   + " (sticky per entity key)")
+        click.echo(
+            f"{result['domain']}: split "
+            + ", ".join(f"{a} {w:g}%" for a, w in result["split"].items())
+            + " (sticky per entity key)"
+        )
 
 
 @models.command("compare")
@@ -326,13 +357,14 @@ def models_compare(domain: str, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
         return
     if not result["pairs"]:
-        click.echo(f"{result['domain']}: one live model ({', '.join(result['models'])}): "
-                   f"`coelho models add {result['domain']} MODEL` starts a challenger")
+        click.echo(
+            f"{result['domain']}: one live model ({', '.join(result['models'])}): "
+            f"`coelho models add {result['domain']} MODEL` starts a challenger"
+        )
     for pair in result["pairs"]:
         span = f"seq {pair['first_seq']}..{pair['last_seq']}" if pair["first_seq"] is not None else "no common events"
         click.echo(f"{result['domain']}: A={pair['a']} B={pair['b']}, {pair['n']:,} paired events ({span})")
         click.echo(f"  {pair['verdict']}")
-
 
 
 @click.group()
@@ -394,7 +426,10 @@ def checkpoint(domains: tuple[str, ...], broker: str | None) -> None:
     target = broker or f"{settings.broker_url}/{settings.namespace}/default"
     event = CloudEvent(
         {
-            "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/coelho/cli", "type": CHECKPOINT_REQUESTED,
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/coelho/cli",
+            "type": CHECKPOINT_REQUESTED,
             "datacontenttype": "application/json",
         },
         {"reason": "on demand", **({"domains": names} if names else {})},
@@ -403,8 +438,14 @@ def checkpoint(domains: tuple[str, ...], broker: str | None) -> None:
     try:
         response = requests.post(target, data=message.body, headers=dict(message.headers), timeout=15)
     except requests.ConnectionError:
-        raise click.ClickException(f"the Broker ingress is not reachable at {target}: is the platform running?") from None
+        raise click.ClickException(
+            f"the Broker ingress is not reachable at {target}: is the platform running?"
+        ) from None
     if response.status_code != 202:
-        raise click.ClickException(f"the Broker refused the request: HTTP {response.status_code} {response.text.strip()}")
-    click.echo(f"checkpoint requested for {', '.join(names) or 'all domains'} (event {event.get_id()}); "
-               "`coelho models` shows the new versions once registered")
+        raise click.ClickException(
+            f"the Broker refused the request: HTTP {response.status_code} {response.text.strip()}"
+        )
+    click.echo(
+        f"checkpoint requested for {', '.join(names) or 'all domains'} (event {event.get_id()}); "
+        "`coelho models` shows the new versions once registered"
+    )

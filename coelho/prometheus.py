@@ -42,7 +42,9 @@ def scrape_jobs(settings: Settings) -> list[dict[str, Any]]:
             {
                 "job_name": f"coelho-{svc.name}",
                 "metrics_path": svc.metrics_path,
-                "file_sd_configs": [{"files": [str(targets_dir(settings) / f"{svc.name}.json")], "refresh_interval": "5s"}],
+                "file_sd_configs": [
+                    {"files": [str(targets_dir(settings) / f"{svc.name}.json")], "refresh_interval": "5s"}
+                ],
             }
         )
     return jobs

@@ -59,7 +59,9 @@ def _field_rows(domain: Domain) -> list[str]:
     for path, f in domain.leaf_fields():
         key = " (entity key)" if path == domain.key_field else " (event id)" if path == domain.id_field else ""
         required = "yes" if f.required else "no"
-        rows.append(f"| `{path}` | {f.type} | {f.role}{key} | {_cell(f.unit or '')} | {_cell(_allowed(f))} | {required} | {_cell(f.description)} |")
+        rows.append(
+            f"| `{path}` | {f.type} | {f.role}{key} | {_cell(f.unit or '')} | {_cell(_allowed(f))} | {required} | {_cell(f.description)} |"
+        )
     return rows
 
 
@@ -68,7 +70,9 @@ def _reply_rows(domain: Domain) -> list[str]:
     for path, f in iter_leaf_fields(domain.reply_fields()):
         always = "yes" if f.required else "no"
         null = "yes" if f.nullable else "no"
-        rows.append(f"| `{path}` | {f.type} | {f.role} | {_cell(f.unit or '')} | {_cell(_allowed(f))} | {always} | {null} | {_cell(f.description)} |")
+        rows.append(
+            f"| `{path}` | {f.type} | {f.role} | {_cell(f.unit or '')} | {_cell(_allowed(f))} | {always} | {null} | {_cell(f.description)} |"
+        )
     return rows
 
 
@@ -140,7 +144,7 @@ def render() -> str:
         "Generated from `Domain.reply_fields()` (`eventing/domain.py`, each domain's `prediction_fields`).",
         "The data of a `prediction` event, and of the JSON answer of `POST /predict/<domain>`: the fields every reply",
         "has, the request's event id when it carries one, then the model's answer (role prediction).",
-        "\"always\" no: absent when the request has no event id; \"null\" yes: the value may be null.",
+        '"always" no: absent when the request has no event id; "null" yes: the value may be null.',
         "",
     ]
     for d in DOMAINS.values():

@@ -23,10 +23,21 @@ DECISION_THRESHOLD = 0.5
 REPLY_FIELDS: tuple[Field, ...] = (
     Field("domain", "string", "context", "The domain's short name"),
     Field("model", "string", "context", "The model that answered"),
-    Field("version", "integer", "context", "Last MLflow version registered for this model; null before its first checkpoint",
-          minimum=1, nullable=True),
-    Field("frozen", "boolean", "context", "true: the registered version `version` answered as it was registered (it "
-          "learns nothing); false: the live model, which keeps learning"),
+    Field(
+        "version",
+        "integer",
+        "context",
+        "Last MLflow version registered for this model; null before its first checkpoint",
+        minimum=1,
+        nullable=True,
+    ),
+    Field(
+        "frozen",
+        "boolean",
+        "context",
+        "true: the registered version `version` answered as it was registered (it "
+        "learns nothing); false: the live model, which keeps learning",
+    ),
     Field("events_learned", "integer", "context", "Events the model had learned when it answered", minimum=0),
     Field("seq", "integer", "context", "Position in the domain's event log the model reflects", minimum=0),
 )
@@ -95,8 +106,14 @@ class Domain:
         carried one, then the domain's `prediction_fields`."""
         echoed = next(f for f in self.fields if f.name == self.id_field)
         return (
-            *(replace(f, choices=(self.name,)) if f.name == "domain" else
-              replace(f, choices=tuple(self.model_factories)) if f.name == "model" else f for f in REPLY_FIELDS),
+            *(
+                replace(f, choices=(self.name,))
+                if f.name == "domain"
+                else replace(f, choices=tuple(self.model_factories))
+                if f.name == "model"
+                else f
+                for f in REPLY_FIELDS
+            ),
             replace(echoed, description=f"{echoed.description}, echoed when the request carries it", required=False),
             *self.prediction_fields,
         )
@@ -106,7 +123,9 @@ class Domain:
         try:
             return self.model_factories[model_name]()
         except KeyError:
-            raise ValueError(f"unknown model {model_name!r} for {self.name}: choose one of {', '.join(self.model_factories)}") from None
+            raise ValueError(
+                f"unknown model {model_name!r} for {self.name}: choose one of {', '.join(self.model_factories)}"
+            ) from None
 
     def describe(self) -> dict[str, Any]:
         return {

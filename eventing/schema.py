@@ -168,7 +168,9 @@ def _clean_mapping(
     return clean
 
 
-def validate_fields(fields: tuple[Field, ...], payload: Any, purpose: Purpose = "record", domain: str | None = None) -> dict[str, Any]:
+def validate_fields(
+    fields: tuple[Field, ...], payload: Any, purpose: Purpose = "record", domain: str | None = None
+) -> dict[str, Any]:
     """Return the clean payload (typed, normalised) or raise ValidationError naming every bad field.
 
     Unknown extra keys are dropped: the schema is the contract, not what a sender happens to add.

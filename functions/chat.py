@@ -59,7 +59,8 @@ CHAT_REQUESTS = Counter("coelho_chat_requests_total", "Chat questions by outcome
 TOOL_CALLS = Counter("coelho_chat_tool_calls_total", "Tool calls made by the assistant", ["tool", "outcome"])
 API_ERRORS = Counter("coelho_chat_api_errors_total", "Failed calls to the Messages API by kind", ["kind"])
 ANSWER_SECONDS = Histogram(
-    "coelho_chat_answer_seconds", "Time from question to the end of the answer",
+    "coelho_chat_answer_seconds",
+    "Time from question to the end of the answer",
     buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
 )
 
@@ -121,7 +122,12 @@ def api_failure(exc: Exception) -> ChatRefused:
     if isinstance(exc, anthropic.RateLimitError):
         API_ERRORS.labels("rate_limit").inc()
         retry = _retry_after(exc) or 20
-        return ChatRefused(503, f"The assistant is rate limited by the Claude API right now. Try again in about {retry} s.", True, retry)
+        return ChatRefused(
+            503,
+            f"The assistant is rate limited by the Claude API right now. Try again in about {retry} s.",
+            True,
+            retry,
+        )
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code == 529:
         API_ERRORS.labels("overloaded").inc()
         return ChatRefused(503, "The Claude API is overloaded at the moment. Try again in a minute.", True, 30)
@@ -133,7 +139,9 @@ def api_failure(exc: Exception) -> ChatRefused:
         return ChatRefused(503, "The assistant cannot reach the Claude API (network). Try again later.", True, 10)
     if isinstance(exc, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
         API_ERRORS.labels("auth").inc()
-        return ChatRefused(502, "The Claude API rejected the assistant's API key: an operator must fix ANTHROPIC_API_KEY.")
+        return ChatRefused(
+            502, "The Claude API rejected the assistant's API key: an operator must fix ANTHROPIC_API_KEY."
+        )
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 500:
         API_ERRORS.labels("server").inc()
         return ChatRefused(503, "The Claude API failed on its side. Try again in a moment.", True, 10)
@@ -186,13 +194,19 @@ class Assistant:
         if not isinstance(question, str) or not question.strip():
             raise ChatRefused(400, "message must be a non-empty string.")
         if len(question) > self.config.max_message_chars:
-            raise ChatRefused(413, f"The message is too long ({len(question)} characters; the limit is {self.config.max_message_chars}).")
+            raise ChatRefused(
+                413,
+                f"The message is too long ({len(question)} characters; the limit is {self.config.max_message_chars}).",
+            )
         page = page if page is not None else {}
         if not isinstance(page, dict):
             raise ChatRefused(400, "page must be a JSON object (the page context).")
         page_chars = len(json.dumps(page, default=str))
         if page_chars > self.config.max_page_chars:
-            raise ChatRefused(413, f"The page context is too large ({page_chars} characters; the limit is {self.config.max_page_chars}).")
+            raise ChatRefused(
+                413,
+                f"The page context is too large ({page_chars} characters; the limit is {self.config.max_page_chars}).",
+            )
         if self.client is None:
             raise ChatRefused(
                 503,
@@ -208,7 +222,9 @@ class Assistant:
         try:
             history = self.memory.messages(session_id)
         except redis.RedisError as exc:
-            raise ChatRefused(503, "The assistant's memory (Redis) is unavailable. Try again shortly.", True, 5) from exc
+            raise ChatRefused(
+                503, "The assistant's memory (Redis) is unavailable. Try again shortly.", True, 5
+            ) from exc
         messages: list[dict[str, Any]] = [*history, {"role": "user", "content": question}]
         toolbox = ToolBox(self.reader, page, self.redactor)
         system = system_blocks(page)
@@ -264,7 +280,13 @@ class Assistant:
                 yield {"type": "tool", "name": call.name[:60], "input": self.redactor.redact_data(call.input)}
                 result, is_error = toolbox.run(call.name, call.input)
                 TOOL_CALLS.labels(call.name if call.name in TOOLS else "unknown", "error" if is_error else "ok").inc()
-                log.info("session %s tool %s -> %s (%d chars)", session_id, call.name[:60], "error" if is_error else "ok", len(result))
+                log.info(
+                    "session %s tool %s -> %s (%d chars)",
+                    session_id,
+                    call.name[:60],
+                    "error" if is_error else "ok",
+                    len(result),
+                )
                 yield {"type": "tool_result", "name": call.name[:60], "ok": not is_error, "chars": len(result)}
                 block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call.id, "content": result}
                 if is_error:
@@ -299,7 +321,9 @@ def create_chat_app(config: ChatConfig | None = None, settings: Settings | None 
     redis_url = os.environ.get("REDIS_URL", settings.redis_url)
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2)
     memory = ConversationMemory(
-        client, ttl_seconds=config.session_ttl_seconds, max_messages=config.max_history_messages,
+        client,
+        ttl_seconds=config.session_ttl_seconds,
+        max_messages=config.max_history_messages,
         max_chars=config.max_history_chars,
     )
     assistant = Assistant(config, memory, PlatformReader(settings, redis_url), redactor)
@@ -320,7 +344,11 @@ def create_chat_app(config: ChatConfig | None = None, settings: Settings | None 
         error = next((e for e in events if e["type"] == "error"), None)
         if done is None and error is not None:
             raise DependencyUnavailable(error["error"])
-        body = {"session_id": session_id, "answer": done["answer"] if done else "", "tools": done["tools"] if done else []}
+        body = {
+            "session_id": session_id,
+            "answer": done["answer"] if done else "",
+            "tools": done["tools"] if done else [],
+        }
         return reply(event, CHAT_ANSWER, SOURCE, body)
 
     def ready() -> None:
@@ -356,7 +384,11 @@ def create_chat_app(config: ChatConfig | None = None, settings: Settings | None 
                 yield _format(event, sse)
 
         mimetype = "text/event-stream" if sse else "application/x-ndjson"
-        return Response(stream_with_context(stream()), mimetype=mimetype, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return Response(
+            stream_with_context(stream()),
+            mimetype=mimetype,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @app.get("/chat/history")
     def history() -> Response:

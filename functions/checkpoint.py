@@ -41,8 +41,10 @@ COMPLETED = f"{TYPE_PREFIX}.checkpoint.completed"
 
 # Catch up + pickle + MLflow run + registered version of one model. MLflow dominates: a second or more.
 CHECKPOINT_DURATION = Histogram(
-    "coelho_checkpoint_duration_seconds", "Time to checkpoint one model to MLflow (catch up, pickle, log, register)",
-    ["domain", "model"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+    "coelho_checkpoint_duration_seconds",
+    "Time to checkpoint one model to MLflow (catch up, pickle, log, register)",
+    ["domain", "model"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 
 
@@ -60,8 +62,9 @@ class Checkpointer:
         spec = spec if isinstance(spec, ab.ModelSpec) else ab.ModelSpec(spec)
         found = self.replicas.get((domain, spec.name))
         if found is None or found.params != spec.params:
-            found = self.replicas[(domain, spec.name)] = ModelReplica(self.redis, get_domain(domain), spec.name,
-                                                                      role="checkpoint", params=spec.params)
+            found = self.replicas[(domain, spec.name)] = ModelReplica(
+                self.redis, get_domain(domain), spec.name, role="checkpoint", params=spec.params
+            )
             found.load_snapshot()
         return found
 
@@ -78,8 +81,9 @@ class Checkpointer:
         record = log_checkpoint(state, blob, summary)
         record["bytes"] = len(blob)
         self.redis.set(replica.mkey("checkpoint"), json.dumps(record))
-        record["aliases"] = sorted(ab.after_checkpoint(self.redis, replica.domain, replica.model_name,
-                                                       record["version"], state.seq))
+        record["aliases"] = sorted(
+            ab.after_checkpoint(self.redis, replica.domain, replica.model_name, record["version"], state.seq)
+        )
         CHECKPOINT_DURATION.labels(domain, replica.model_name).observe(time.perf_counter() - started)
         return record
 
@@ -93,12 +97,23 @@ class Checkpointer:
         source = "/coelho/functions/checkpoint"
         if len(domains) == 1:
             d = get_domain(domains[0])
-            return reply(event, d.type("checkpoint"), d.source("functions/checkpoint"),
-                         {"domain": d.name, "checkpoints": records}, domain=d.name)
+            return reply(
+                event,
+                d.type("checkpoint"),
+                d.source("functions/checkpoint"),
+                {"domain": d.name, "checkpoints": records},
+                domain=d.name,
+            )
         for name in domains:  # one event per domain for whoever subscribes (dashboard), best effort
             dom = get_domain(name)
-            _post(make_event(dom.type("checkpoint"), dom.source("functions/checkpoint"),
-                             {"domain": name, "checkpoints": [r for r in records if r["domain"] == name]}, domain=name))
+            _post(
+                make_event(
+                    dom.type("checkpoint"),
+                    dom.source("functions/checkpoint"),
+                    {"domain": name, "checkpoints": [r for r in records if r["domain"] == name]},
+                    domain=name,
+                )
+            )
         return reply(event, COMPLETED, source, {"domains": domains, "checkpoints": records})
 
 
@@ -133,6 +148,7 @@ def _warm_up() -> None:
 def create() -> Flask:
     client = connect()
     checkpointer = Checkpointer(client)
+
     def ready() -> None:
         client.ping()
 

@@ -58,11 +58,17 @@ from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for
 log = logging.getLogger("coelho.functions.learn")
 
 ACCEPTED = sorted(
-    [d.type("record") for d in DOMAINS.values()] + [d.type("label") for d in DOMAINS.values()]
+    [d.type("record") for d in DOMAINS.values()]
+    + [d.type("label") for d in DOMAINS.values()]
     + [KAFKA_EVENT, TRAINING_CONTROL, MODEL_CONTROL]
 )
-CONTROL_REPLY = {"add": "model.changed", "remove": "model.changed", "promote": "model.promoted",
-                 "rollback": "model.promoted", "split": "split.changed"}
+CONTROL_REPLY = {
+    "add": "model.changed",
+    "remove": "model.changed",
+    "promote": "model.promoted",
+    "rollback": "model.promoted",
+    "split": "split.changed",
+}
 _KAFKA_ID = re.compile(r"partition:(\d+)/offset:(\d+)")
 
 
@@ -92,7 +98,13 @@ def classify(domain: Domain, kind: str, data: Any) -> tuple[str, dict[str, Any]]
 def _looks_like_label(domain: Domain, data: Any) -> bool:
     if not isinstance(data, dict) or domain.target is None:
         return False
-    return domain.target in data and set(data) <= {domain.id_field, domain.target, domain.key_field, "timestamp", "kind"}
+    return domain.target in data and set(data) <= {
+        domain.id_field,
+        domain.target,
+        domain.key_field,
+        "timestamp",
+        "kind",
+    }
 
 
 class Learner:
@@ -134,7 +146,8 @@ class Learner:
                 current = self.replicas[name]
                 updated = sync_replicas(self.redis, get_domain(name), "learner", current, on_drift=self._notify_drift)
                 if [r.model_name for r in updated] != [r.model_name for r in current] or any(
-                        a is not b for a, b in zip(updated, current, strict=False)):
+                    a is not b for a, b in zip(updated, current, strict=False)
+                ):
                     self.replicas[name] = updated
                     self.batch_learners[name].replicas = updated
                     self.batch_learners[name].poke()
@@ -176,7 +189,9 @@ class Learner:
             try:
                 domain = get_domain(topic)
             except ValueError:
-                raise UnsupportedEvent(f"Kafka record from topic {topic!r}: no domain reads it (source {event.get_source()})") from None
+                raise UnsupportedEvent(
+                    f"Kafka record from topic {topic!r}: no domain reads it (source {event.get_source()})"
+                ) from None
             kind = "auto"
             match = _KAFKA_ID.search(event.get_id() or "")
             partition = event.get_extension("knativekafkapartition") or (match.group(1) if match else None)
@@ -187,17 +202,32 @@ class Learner:
             assert parsed is not None  # only accepted types reach the handler
             domain, kind = get_domain(parsed[0]), parsed[1]
         quiet = not event.wants_reply
-        committed = self.commit(domain, kind, event.get_source(), event.get_id(), event_data(event), kafka,
-                                direct=not quiet)
+        committed = self.commit(
+            domain, kind, event.get_source(), event.get_id(), event_data(event), kafka, direct=not quiet
+        )
         if quiet:  # a learn Trigger: no `learned` reply, the applier thread learns it (the middleware answers 204)
             self.learn_later(committed)
             return None
         data = self.learn(committed)
-        return reply(event, domain.type("learned"), domain.source("functions/learn"), data,
-                     domain=domain.name, partitionkey=committed.clean.get(domain.key_field))
+        return reply(
+            event,
+            domain.type("learned"),
+            domain.source("functions/learn"),
+            data,
+            domain=domain.name,
+            partitionkey=committed.clean.get(domain.key_field),
+        )
 
-    def commit(self, domain: Domain, kind: str, source: str | None, ce_id: str | None, data: Any,
-               kafka: tuple[Any, Any] | None, direct: bool = True) -> Committed:
+    def commit(
+        self,
+        domain: Domain,
+        kind: str,
+        source: str | None,
+        ce_id: str | None,
+        data: Any,
+        kafka: tuple[Any, Any] | None,
+        direct: bool = True,
+    ) -> Committed:
         """Validate the event and append it to the domain's log (the commit point; dedup by source+id, Kafka
         partition/offset and the domain's event id). Nothing is changed if this raises.
 
@@ -232,18 +262,24 @@ class Learner:
         for replica in self.replicas[domain.name]:
             applied = replica.learn_committed(entry, appended.paused_at)
             mine = next((a for a in applied if a.seq == entry.seq), None)
-            models.append({
-                "model": replica.model_name,
-                "applied": mine is not None or replica.state.seq >= entry.seq,  # or by the applier thread
-                "learned": bool(mine and mine.learned),
-                "prediction": mine.prediction if mine else None,
-                "drift": bool(mine and mine.drift),
-                "events_learned": replica.state.events_learned,
-                "position": replica.state.seq,
-            })
+            models.append(
+                {
+                    "model": replica.model_name,
+                    "applied": mine is not None or replica.state.seq >= entry.seq,  # or by the applier thread
+                    "learned": bool(mine and mine.learned),
+                    "prediction": mine.prediction if mine else None,
+                    "drift": bool(mine and mine.drift),
+                    "events_learned": replica.state.events_learned,
+                    "position": replica.state.seq,
+                }
+            )
         return {
-            "domain": domain.name, "seq": appended.seq, "duplicate": False, "kind": log_kind,
-            "paused": appended.paused_at is not None, "models": models,
+            "domain": domain.name,
+            "seq": appended.seq,
+            "duplicate": False,
+            "kind": log_kind,
+            "paused": appended.paused_at is not None,
+            "models": models,
         }
 
     def control(self, event: Event) -> Event:
@@ -280,10 +316,18 @@ class Learner:
     # --- drift notifications: best effort, never blocking learning -----------------------------
     def _notify_drift(self, replica: ModelReplica, applied: Outcome) -> None:
         domain = replica.domain
-        event = make_event(domain.type("drift"), domain.source("functions/learn"), {
-            "domain": domain.name, "model": replica.model_name, "seq": applied.seq,
-            "events_learned": replica.state.events_learned, "drifts": replica.state.drifts,
-        }, domain=domain.name)
+        event = make_event(
+            domain.type("drift"),
+            domain.source("functions/learn"),
+            {
+                "domain": domain.name,
+                "model": replica.model_name,
+                "seq": applied.seq,
+                "events_learned": replica.state.events_learned,
+                "drifts": replica.state.drifts,
+            },
+            domain=domain.name,
+        )
         try:
             self._drifts.put_nowait(event)
         except queue.Full:

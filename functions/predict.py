@@ -201,11 +201,14 @@ class Predictor:
             return int(text[1:])
         held = routing.aliases.get(text)
         if held is None:
-            raise UnsupportedEvent(f"{domain.name}: {text!r} is neither a version number nor an alias that is set "
-                                   f"({', '.join(routing.aliases) or 'none yet'})")
+            raise UnsupportedEvent(
+                f"{domain.name}: {text!r} is neither a version number nor an alias that is set "
+                f"({', '.join(routing.aliases) or 'none yet'})"
+            )
         if held.get("version") is None:
-            raise UnsupportedEvent(f"{domain.name}: alias {text!r} points to {held.get('model')}, which has no "
-                                   "registered version yet")
+            raise UnsupportedEvent(
+                f"{domain.name}: alias {text!r} points to {held.get('model')}, which has no registered version yet"
+            )
         return int(held["version"])
 
     def frozen(self, domain: Domain, version: int) -> tuple[OnlineModel, threading.Lock]:
@@ -229,8 +232,14 @@ class Predictor:
             return found
 
     # --- one prediction -------------------------------------------------------------------------------
-    def predict(self, domain: Domain, payload: Any, model: str | None = None, version: str | None = None,
-                entity: str | None = None) -> dict[str, Any]:
+    def predict(
+        self,
+        domain: Domain,
+        payload: Any,
+        model: str | None = None,
+        version: str | None = None,
+        entity: str | None = None,
+    ) -> dict[str, Any]:
         """The reply to a prediction request. model: a live model; version: a registered version number or an
         alias (frozen); neither: the split's arm for `entity` (the entity key) or the champion."""
         if not self.loaded:
@@ -257,8 +266,9 @@ class Predictor:
         self._keep(domain, clean, replica.model_name, latest, False, raw)
         return answer
 
-    def _keep(self, domain: Domain, clean: Mapping[str, Any], model: str, version: int | None, frozen: bool,
-              raw: Any) -> None:
+    def _keep(
+        self, domain: Domain, clean: Mapping[str, Any], model: str, version: int | None, frozen: bool, raw: Any
+    ) -> None:
         """Queue the answer to a request that names its event, to be scored when the label is learned."""
         event_id = clean.get(domain.id_field)
         if event_id is None or domain.target is None:
@@ -299,13 +309,24 @@ class Predictor:
         version = event.get_extension("modelversion")
         entity = event.get_extension("partitionkey")
         payload = event_data(event)
-        data = self.predict(domain, payload, str(model) if model else None, str(version) if version else None,
-                            str(entity) if entity else None)
+        data = self.predict(
+            domain,
+            payload,
+            str(model) if model else None,
+            str(version) if version else None,
+            str(entity) if entity else None,
+        )
         partitionkey = None
         if isinstance(payload, dict):
             partitionkey = payload.get(domain.key_field)
-        return reply(event, domain.type("prediction"), domain.source("functions/predict"), data,
-                     domain=domain.name, partitionkey=partitionkey)
+        return reply(
+            event,
+            domain.type("prediction"),
+            domain.source("functions/predict"),
+            data,
+            domain=domain.name,
+            partitionkey=partitionkey,
+        )
 
 
 def _entity(domain: Domain, clean: Mapping[str, Any]) -> str | None:
@@ -321,10 +342,16 @@ def create() -> Flask:
         predictor.load()
     except Exception as exc:
         log.warning("model state not loaded yet: %s", exc)
-    app = create_app("predict", predictor.handle, accepts=ACCEPTED, ready=predictor.ready,
-                     json_routes={"/predict/": predictor.predict_json})
+    app = create_app(
+        "predict",
+        predictor.handle,
+        accepts=ACCEPTED,
+        ready=predictor.ready,
+        json_routes={"/predict/": predictor.predict_json},
+    )
     app.config["predictor"] = predictor
     return app
+
 
 if __name__ == "__main__":
     serve(create, default_server="granian")  # ADR 0075

@@ -20,8 +20,15 @@ from typing import Any
 from producers.generators import GENERATORS, GeneratedEvent, make_generator, sample_record
 
 
-def generate(domain: str, seed: int | None = None, count: int | None = None, *, start: datetime | str | float | None = None,
-             drift_at: int | None = None, delayed_labels: bool = False) -> Iterator[GeneratedEvent]:
+def generate(
+    domain: str,
+    seed: int | None = None,
+    count: int | None = None,
+    *,
+    start: datetime | str | float | None = None,
+    drift_at: int | None = None,
+    delayed_labels: bool = False,
+) -> Iterator[GeneratedEvent]:
     """`domain`'s synthetic stream: `count` records (forever if None) and, with delayed labels, their labels."""
     return make_generator(domain, seed=seed, start=start, drift_at=drift_at, delayed_labels=delayed_labels).take(count)
 

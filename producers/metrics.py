@@ -19,16 +19,27 @@ class ProducerMetrics:
     def __init__(self, domain: str) -> None:
         self.registry = CollectorRegistry()
         labels = ["domain"]
-        self.events = Counter("coelho_producer_events", "Events acknowledged by the broker", labels, registry=self.registry).labels(domain)
-        self.errors = Counter("coelho_producer_errors", "Events not produced (broker errors, invalid replay lines)", labels,
-                              registry=self.registry).labels(domain)
-        self._fraud_ratio = Gauge("coelho_producer_fraud_ratio", "Share of fraudulent transactions produced", labels,
-                                  registry=self.registry)
-        self._active_sessions = Gauge("coelho_producer_active_sessions", "Shopping sessions in progress", labels,
-                                      registry=self.registry)
-        self.rate = Gauge("coelho_producer_rate", "Target rate, events/s (0 = as fast as possible)", labels,
-                          registry=self.registry).labels(domain)
-        self.enabled = Gauge("coelho_producer_enabled", "1 producing, 0 paused", labels, registry=self.registry).labels(domain)
+        self.events = Counter(
+            "coelho_producer_events", "Events acknowledged by the broker", labels, registry=self.registry
+        ).labels(domain)
+        self.errors = Counter(
+            "coelho_producer_errors",
+            "Events not produced (broker errors, invalid replay lines)",
+            labels,
+            registry=self.registry,
+        ).labels(domain)
+        self._fraud_ratio = Gauge(
+            "coelho_producer_fraud_ratio", "Share of fraudulent transactions produced", labels, registry=self.registry
+        )
+        self._active_sessions = Gauge(
+            "coelho_producer_active_sessions", "Shopping sessions in progress", labels, registry=self.registry
+        )
+        self.rate = Gauge(
+            "coelho_producer_rate", "Target rate, events/s (0 = as fast as possible)", labels, registry=self.registry
+        ).labels(domain)
+        self.enabled = Gauge("coelho_producer_enabled", "1 producing, 0 paused", labels, registry=self.registry).labels(
+            domain
+        )
         self.domain = domain
 
     def set_gauges(self, gauges: dict[str, float]) -> None:

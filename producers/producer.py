@@ -92,15 +92,24 @@ class Pacer:
 class KafkaSink:
     """kafka-python producer writing CloudEvent records to the domain's topic."""
 
-    def __init__(self, domain: str, bootstrap_servers: str, partitions: int = 6, replication_factor: int = 1,
-                 config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        domain: str,
+        bootstrap_servers: str,
+        partitions: int = 6,
+        replication_factor: int = 1,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         from kafka import KafkaProducer
 
         self.domain = get_domain(domain)
         self.topic = self.domain.topic
         ensure_topic(bootstrap_servers, self.topic, partitions, replication_factor)
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers, client_id=f"coelho-producer-{self.domain.name}",
-                                      **{**PRODUCER_CONFIG, **(config or {})})
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"coelho-producer-{self.domain.name}",
+            **{**PRODUCER_CONFIG, **(config or {})},
+        )
         self.acknowledged = 0
         self.errors = 0
 
@@ -115,7 +124,9 @@ class KafkaSink:
 
     def send(self, event: GeneratedEvent) -> None:
         message = to_kafka_message(self.domain.name, event)
-        future = self.producer.send(self.topic, key=message.key, value=message.value, headers=list(message.headers.items()))
+        future = self.producer.send(
+            self.topic, key=message.key, value=message.value, headers=list(message.headers.items())
+        )
         future.add_callback(self._ok)
         future.add_errback(self._failed)
 
@@ -159,9 +170,17 @@ class JsonlSink:
             self.handle.close()
 
 
-def events_of(domain: str, *, count: int | None = None, seed: int | None = None, start: datetime | str | float | None = None,
-              drift_at: int | None = None, delayed_labels: bool = False, replay: str | Path | None = None,
-              replay_errors: list[InvalidLine] | None = None) -> tuple[Iterator[GeneratedEvent], StreamGenerator | None]:
+def events_of(
+    domain: str,
+    *,
+    count: int | None = None,
+    seed: int | None = None,
+    start: datetime | str | float | None = None,
+    drift_at: int | None = None,
+    delayed_labels: bool = False,
+    replay: str | Path | None = None,
+    replay_errors: list[InvalidLine] | None = None,
+) -> tuple[Iterator[GeneratedEvent], StreamGenerator | None]:
     """The stream to send (generated, or replayed from a JSONL file) and its generator (None for a replay)."""
     d = get_domain(domain)
     if replay is not None:
@@ -171,12 +190,26 @@ def events_of(domain: str, *, count: int | None = None, seed: int | None = None,
     return generator.take(count), generator
 
 
-def produce(domain: str, *, rate: float = 3.0, count: int | None = None, duration: float | None = None,
-            seed: int | None = None, start: datetime | str | float | None = None, drift_at: int | None = None,
-            delayed_labels: bool = False, replay: str | Path | None = None, bootstrap_servers: str | None = None,
-            metrics_port: int | None = None, redis_url: str | None = None, partitions: int = 6,
-            replication_factor: int = 1, output: str | Path | IO[str] | None = None,
-            stop: threading.Event | None = None, producer_config: dict[str, Any] | None = None) -> ProduceStats:
+def produce(
+    domain: str,
+    *,
+    rate: float = 3.0,
+    count: int | None = None,
+    duration: float | None = None,
+    seed: int | None = None,
+    start: datetime | str | float | None = None,
+    drift_at: int | None = None,
+    delayed_labels: bool = False,
+    replay: str | Path | None = None,
+    bootstrap_servers: str | None = None,
+    metrics_port: int | None = None,
+    redis_url: str | None = None,
+    partitions: int = 6,
+    replication_factor: int = 1,
+    output: str | Path | IO[str] | None = None,
+    stop: threading.Event | None = None,
+    producer_config: dict[str, Any] | None = None,
+) -> ProduceStats:
     """Produce `domain`'s stream until `count` records, `duration` seconds, the end of a replay, or `stop`.
 
     rate: events/s (0 = as fast as possible), overridden while running by the Redis controls when `redis_url`
@@ -189,8 +222,16 @@ def produce(domain: str, *, rate: float = 3.0, count: int | None = None, duratio
         metrics.serve(metrics_port)
     controls = ProducerControls(d.name, rate, redis_url)
     replay_errors: list[InvalidLine] = []
-    events, generator = events_of(d.name, count=count, seed=seed, start=start, drift_at=drift_at,
-                                  delayed_labels=delayed_labels, replay=replay, replay_errors=replay_errors)
+    events, generator = events_of(
+        d.name,
+        count=count,
+        seed=seed,
+        start=start,
+        drift_at=drift_at,
+        delayed_labels=delayed_labels,
+        replay=replay,
+        replay_errors=replay_errors,
+    )
     sink: KafkaSink | JsonlSink
     if output is not None:
         sink = JsonlSink(d.name, output)
@@ -215,6 +256,7 @@ def produce(domain: str, *, rate: float = 3.0, count: int | None = None, duratio
         metrics.events.inc(acknowledged - published["acknowledged"])
         metrics.errors.inc(errors - published["errors"])
         published.update(acknowledged=acknowledged, errors=errors)
+
     try:
         for event in events:
             now = time.monotonic()
@@ -262,6 +304,12 @@ def produce(domain: str, *, rate: float = 3.0, count: int | None = None, duratio
         metrics.close()
         stats.acknowledged = sink.acknowledged
         stats.errors = sink.errors + len(replay_errors)
-    log.info("produced %d %s events (%d acknowledged, %d errors) in %.1f s", stats.sent, d.name,
-             stats.acknowledged, stats.errors, stats.seconds)
+    log.info(
+        "produced %d %s events (%d acknowledged, %d errors) in %.1f s",
+        stats.sent,
+        d.name,
+        stats.acknowledged,
+        stats.errors,
+        stats.seconds,
+    )
     return stats

@@ -59,7 +59,9 @@ def parse_line(domain: Domain, number: int, line: str) -> GeneratedEvent:
         data = obj["data"]
     else:
         data = obj
-    purpose: Purpose = "label" if kind == "label" else "unlabeled" if domain.target and domain.target not in data else "record"
+    purpose: Purpose = (
+        "label" if kind == "label" else "unlabeled" if domain.target and domain.target not in data else "record"
+    )
     try:
         domain.validate(data, purpose=purpose)
     except ValidationError as err:
@@ -69,7 +71,9 @@ def parse_line(domain: Domain, number: int, line: str) -> GeneratedEvent:
     return GeneratedEvent(kind, data, key, event_id, _event_time(data, time.time()))
 
 
-def replay_events(domain: Domain, path: str | Path, errors: list[InvalidLine] | None = None) -> Iterator[GeneratedEvent]:
+def replay_events(
+    domain: Domain, path: str | Path, errors: list[InvalidLine] | None = None
+) -> Iterator[GeneratedEvent]:
     """The events of a JSONL file in order; invalid lines are logged, appended to `errors` and skipped."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):

@@ -12,7 +12,9 @@ from ui.app import serve
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("COELHO_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("COELHO_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     # `kill -USR1 <pid>` writes every thread's stack to the log: how to see what a stuck dashboard is doing.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     settings = Settings.load()

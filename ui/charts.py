@@ -26,7 +26,8 @@ PALETTE = ("#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#d
 
 # Fraud risk zones of the gauge: predict-one's risk levels (eventing/domains/tfd.py), in capitals, with a colour.
 RISK_ZONES = tuple(
-    (level.upper(), low, high, color) for (level, low, high), color in zip(RISK_LEVELS, (GREEN, AMBER, RED), strict=True)
+    (level.upper(), low, high, color)
+    for (level, low, high), color in zip(RISK_LEVELS, (GREEN, AMBER, RED), strict=True)
 )
 
 
@@ -102,7 +103,9 @@ class FraudGauge:
             color = {name: c for name, _, _, c in RISK_ZONES}[level]
             text = f"{p:.1%} · {level}"
             nx, ny = self._xy(p, 82)
-            needle = f"<line x1='0' y1='0' x2='{nx}' y2='{ny}' stroke='#111827' stroke-width='4' stroke-linecap='round'/>"
+            needle = (
+                f"<line x1='0' y1='0' x2='{nx}' y2='{ny}' stroke='#111827' stroke-width='4' stroke-linecap='round'/>"
+            )
         parts.append(needle)
         parts.append("<circle cx='0' cy='0' r='6' fill='#111827'/>")
         parts.append(
@@ -141,9 +144,16 @@ class PointMap:
     def __init__(self, title: str, route: bool = False, height: int = 340) -> None:
         self.tiles = tile_url()
         fig = figure(
-            title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset",
-            active_scroll=None, match_aspect=True, x_range=bm.Range1d(-1, 1), y_range=bm.Range1d(-1, 1),
-            x_axis_type="mercator" if self.tiles else "linear", y_axis_type="mercator" if self.tiles else "linear",
+            title=title,
+            height=height,
+            sizing_mode="stretch_width",
+            tools="pan,wheel_zoom,reset",
+            active_scroll=None,
+            match_aspect=True,
+            x_range=bm.Range1d(-1, 1),
+            y_range=bm.Range1d(-1, 1),
+            x_axis_type="mercator" if self.tiles else "linear",
+            y_axis_type="mercator" if self.tiles else "linear",
         )
         _style(fig)
         if self.tiles:
@@ -163,11 +173,22 @@ class PointMap:
         )
         fig.add_layout(
             bm.LabelSet(
-                x="x", y="y", text="name", source=self.points, x_offset=12, y_offset=6, text_font_size="12px",
-                text_color="#111827", text_font_style="bold",
+                x="x",
+                y="y",
+                text="name",
+                source=self.points,
+                x_offset=12,
+                y_offset=6,
+                text_font_size="12px",
+                text_color="#111827",
+                text_font_style="bold",
             )
         )
-        fig.add_tools(bm.HoverTool(renderers=[renderer], tooltips=[("", "@name"), ("lat", "@lat{0.0000}"), ("lon", "@lon{0.0000}")]))
+        fig.add_tools(
+            bm.HoverTool(
+                renderers=[renderer], tooltips=[("", "@name"), ("lat", "@lat{0.0000}"), ("lon", "@lon{0.0000}")]
+            )
+        )
         self.figure = fig
 
     def update(self, points: Sequence[tuple[str, float, float, str]]) -> None:
@@ -175,8 +196,12 @@ class PointMap:
         valid = [(n, la, lo, c) for n, la, lo, c in points if la is not None and lo is not None]
         xy = [_mercator(la, lo) if self.tiles else (lo, la) for _, la, lo, _ in valid]
         self.points.data = {
-            "x": [p[0] for p in xy], "y": [p[1] for p in xy], "name": [v[0] for v in valid],
-            "color": [v[3] for v in valid], "lat": [v[1] for v in valid], "lon": [v[2] for v in valid],
+            "x": [p[0] for p in xy],
+            "y": [p[1] for p in xy],
+            "name": [v[0] for v in valid],
+            "color": [v[3] for v in valid],
+            "lat": [v[1] for v in valid],
+            "lon": [v[2] for v in valid],
         }
         self.route.data = {"x": [p[0] for p in xy], "y": [p[1] for p in xy]}
         if not xy:
@@ -197,8 +222,13 @@ class ConfusionMatrixChart:
     def __init__(self, labels: Sequence[str] = ("legit", "fraud")) -> None:
         self.labels = [str(x) for x in labels]
         fig = figure(
-            title="rows: actual class · columns: predicted class", height=300, sizing_mode="stretch_width",
-            x_range=self.labels, y_range=list(reversed(self.labels)), toolbar_location=None, tools="",
+            title="rows: actual class · columns: predicted class",
+            height=300,
+            sizing_mode="stretch_width",
+            x_range=self.labels,
+            y_range=list(reversed(self.labels)),
+            toolbar_location=None,
+            tools="",
         )
         _style(fig)
         fig.grid.visible = False
@@ -207,8 +237,15 @@ class ConfusionMatrixChart:
         self.source = bm.ColumnDataSource({"pred": [], "true": [], "count": [], "color": [], "text": [], "tc": []})
         fig.rect("pred", "true", 0.96, 0.96, source=self.source, color="color")
         fig.text(
-            "pred", "true", "text", source=self.source, text_align="center", text_baseline="middle",
-            text_font_size="16px", text_font_style="bold", text_color="tc",
+            "pred",
+            "true",
+            "text",
+            source=self.source,
+            text_align="center",
+            text_baseline="middle",
+            text_font_size="16px",
+            text_font_style="bold",
+            text_color="tc",
         )
         self.figure = fig
         self.update({})
@@ -224,8 +261,12 @@ class ConfusionMatrixChart:
             colors.append(f"#{r:02x}{g:02x}{b:02x}")
             text_colors.append("#ffffff" if strength > 0.55 else "#111827")
         self.source.data = {
-            "pred": [p for _, p, _ in cells], "true": [t for t, _, _ in cells], "count": [c for *_, c in cells],
-            "color": colors, "text": [f"{int(c):,}" for *_, c in cells], "tc": text_colors,
+            "pred": [p for _, p, _ in cells],
+            "true": [t for t, _, _ in cells],
+            "count": [c for *_, c in cells],
+            "color": colors,
+            "text": [f"{int(c):,}" for *_, c in cells],
+            "tc": text_colors,
         }
 
 
@@ -234,7 +275,12 @@ class BarChart:
 
     def __init__(self, title: str, height: int = 260, color: str = BLUE, y_label: str = "", x_label: str = "") -> None:
         fig = figure(
-            title=title, height=height, sizing_mode="stretch_width", x_range=[], toolbar_location=None, tools="",
+            title=title,
+            height=height,
+            sizing_mode="stretch_width",
+            x_range=[],
+            toolbar_location=None,
+            tools="",
         )
         _style(fig)
         fig.xgrid.visible = False
@@ -251,7 +297,8 @@ class BarChart:
         keys = [str(k) for k in values]
         self.figure.x_range.factors = keys
         self.source.data = {
-            "x": keys, "y": [float(v) for v in values.values()],
+            "x": keys,
+            "y": [float(v) for v in values.values()],
             "color": list(colors) if colors else [self.color] * len(keys),
         }
 
@@ -302,15 +349,27 @@ class StackedBarChart:
         self.figure = self._empty()
 
     def _empty(self) -> Any:
-        fig = figure(title=self.title, height=self.height, sizing_mode="stretch_width", x_range=[], toolbar_location=None, tools="")
+        fig = figure(
+            title=self.title,
+            height=self.height,
+            sizing_mode="stretch_width",
+            x_range=[],
+            toolbar_location=None,
+            tools="",
+        )
         _style(fig)
         return fig
 
     def build(self, groups: Sequence[str], shares: Mapping[str, Sequence[float]]) -> Any:
         """A new figure: `shares[category][i]` is the share of `category` in `groups[i]`."""
         fig = figure(
-            title=self.title, height=self.height, sizing_mode="stretch_width", x_range=list(groups),
-            toolbar_location=None, tools="hover", tooltips="$name: @$name{0.0%}",
+            title=self.title,
+            height=self.height,
+            sizing_mode="stretch_width",
+            x_range=list(groups),
+            toolbar_location=None,
+            tools="hover",
+            tooltips="$name: @$name{0.0%}",
         )
         _style(fig)
         fig.xgrid.visible = False
@@ -319,8 +378,12 @@ class StackedBarChart:
         data.update({c: list(v) for c, v in shares.items()})
         if cats:
             fig.vbar_stack(
-                cats, x="group", width=0.7, source=bm.ColumnDataSource(data),
-                color=[PALETTE[i % len(PALETTE)] for i in range(len(cats))], legend_label=cats,
+                cats,
+                x="group",
+                width=0.7,
+                source=bm.ColumnDataSource(data),
+                color=[PALETTE[i % len(PALETTE)] for i in range(len(cats))],
+                legend_label=cats,
             )
             fig.legend.label_text_font_size = "11px"
             fig.legend.glyph_width = 12
@@ -338,7 +401,11 @@ class MetricChart:
 
     def __init__(self, name: str, color: str = BLUE, height: int = 190) -> None:
         fig = figure(
-            title=name, height=height, sizing_mode="stretch_width", toolbar_location=None, tools="",
+            title=name,
+            height=height,
+            sizing_mode="stretch_width",
+            toolbar_location=None,
+            tools="",
         )
         _style(fig)
         fig.xaxis.axis_label = "events learned"
@@ -358,7 +425,9 @@ class MetricChart:
             self.source.data = {"x": list(xs), "y": list(ys)}  # history grows every ~100 events: send only then
         wanted = set(drifts)
         for at in wanted - set(self._spans):
-            self._spans[at] = bm.Span(location=at, dimension="height", line_color=RED, line_dash="dashed", line_width=1.5)
+            self._spans[at] = bm.Span(
+                location=at, dimension="height", line_color=RED, line_dash="dashed", line_width=1.5
+            )
             self.figure.add_layout(self._spans[at])
         for at, span in self._spans.items():  # a drift no longer in the live data (model reset, restored): unmark
             span.visible = at in wanted  # Bokeh sends a property only when its value changes

@@ -116,15 +116,33 @@ class ChatClient:
                     try:
                         put(dict(response.json(), type="error"))
                     except ValueError:
-                        put({"type": "error", "error": f"The chat function answered {response.status_code}.", "retryable": True})
+                        put(
+                            {
+                                "type": "error",
+                                "error": f"The chat function answered {response.status_code}.",
+                                "retryable": True,
+                            }
+                        )
                     return
                 for line in response.iter_lines(decode_unicode=True):
                     if line:
                         put(json.loads(line))
         except requests.ConnectionError:
-            put({"type": "error", "error": "The chat function is not running (`coelho up` starts it).", "retryable": True})
+            put(
+                {
+                    "type": "error",
+                    "error": "The chat function is not running (`coelho up` starts it).",
+                    "retryable": True,
+                }
+            )
         except requests.RequestException as exc:
-            put({"type": "error", "error": f"The chat function did not answer ({type(exc).__name__}).", "retryable": True})
+            put(
+                {
+                    "type": "error",
+                    "error": f"The chat function did not answer ({type(exc).__name__}).",
+                    "retryable": True,
+                }
+            )
         except ValueError:
             put({"type": "error", "error": "The chat function sent a malformed answer.", "retryable": True})
         finally:
@@ -158,7 +176,9 @@ def _safe_context(context: Callable[[], dict[str, Any]], page: str) -> dict[str,
     return json.loads(json.dumps(data, default=str))
 
 
-def chat_panel(settings: Settings, page: str = "home", context: Callable[[], dict[str, Any]] = dict) -> pn.viewable.Viewable:
+def chat_panel(
+    settings: Settings, page: str = "home", context: Callable[[], dict[str, Any]] = dict
+) -> pn.viewable.Viewable:
     """The chat panel for one page view: the conversation so far, then a box to ask the next question."""
     client = ChatClient(settings.url("chat"))
     session = {"id": browser_session_id()}
@@ -186,7 +206,9 @@ def chat_panel(settings: Settings, page: str = "home", context: Callable[[], dic
                 status = f"\n\n_Looking up {TOOL_LABELS.get(tools[-1], tools[-1])}…_"
             elif kind == "error":
                 suffix = " You can try again." if event.get("retryable") else ""
-                answer = (answer + "\n\n" if answer else "") + f"⚠️ {event.get('error', 'The assistant failed.')}{suffix}"
+                answer = (
+                    answer + "\n\n" if answer else ""
+                ) + f"⚠️ {event.get('error', 'The assistant failed.')}{suffix}"
                 status = ""
             elif kind == "done":
                 answer = event.get("answer", answer)
@@ -206,10 +228,14 @@ def chat_panel(settings: Settings, page: str = "home", context: Callable[[], dic
         sizing_mode="stretch_width",
         # Letters, not emoji: these machines have no emoji font.
         message_params={
-            "show_reaction_icons": False, "show_copy_icon": False, "show_timestamp": False,
+            "show_reaction_icons": False,
+            "show_copy_icon": False,
+            "show_timestamp": False,
             "default_avatars": {ASSISTANT.lower(): "A", USER.lower(): "Y"},
         },
-        widgets=[pn.chat.ChatAreaInput(placeholder=f"Ask about this page, e.g. “{EXAMPLES.get(page, EXAMPLES['home'])}”")],
+        widgets=[
+            pn.chat.ChatAreaInput(placeholder=f"Ask about this page, e.g. “{EXAMPLES.get(page, EXAMPLES['home'])}”")
+        ],
         stylesheets=[PANEL_CSS],
     )
 
@@ -229,4 +255,6 @@ def chat_panel(settings: Settings, page: str = "home", context: Callable[[], dic
         "<div style='color:#64748b;font-size:12px'>Answers from the platform's live data, with read-only tools.</div>",
         margin=(4, 10),
     )
-    return pn.Column(header, interface, cookie, sizing_mode="stretch_width", name="chat-panel", css_classes=["chat-panel"])
+    return pn.Column(
+        header, interface, cookie, sizing_mode="stretch_width", name="chat-panel", css_classes=["chat-panel"]
+    )

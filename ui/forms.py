@@ -50,7 +50,8 @@ def is_visible(path: str, field: Field) -> bool:
 def _make_widget(path: str, field: Field) -> pn.widgets.Widget:
     label = field_label(path, field)
     common: dict[str, Any] = {
-        "name": label, "sizing_mode": "stretch_width",
+        "name": label,
+        "sizing_mode": "stretch_width",
         "css_classes": ["field-" + path.replace(".", "-")],  # stable hooks for the browser tests
     }
     if field.choices:

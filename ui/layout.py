@@ -49,7 +49,12 @@ def card(*objects: Any, title: str | None = None, **kwargs: Any) -> pn.Column:
     """A white rounded card, optionally with a small heading."""
     items = list(objects)
     if title:
-        items.insert(0, pn.pane.HTML(f"<h3 style='margin:4px 0 2px 0;font-size:15px;color:#111827'>{html.escape(title)}</h3>", margin=(0, 10)))
+        items.insert(
+            0,
+            pn.pane.HTML(
+                f"<h3 style='margin:4px 0 2px 0;font-size:15px;color:#111827'>{html.escape(title)}</h3>", margin=(0, 10)
+            ),
+        )
     kwargs.setdefault("sizing_mode", "stretch_width")
     kwargs.setdefault("margin", (6, 6))
     return pn.Column(*items, stylesheets=[CARD_CSS], **kwargs)
@@ -99,7 +104,9 @@ class ServiceBanner:
     def __init__(self, live: LiveData) -> None:
         self.live = live
         # Styled inline (not pn.pane.Alert): the banner must look alarming even if a stylesheet loads late.
-        self.pane = pn.pane.HTML("", visible=False, sizing_mode="stretch_width", margin=(4, 6), css_classes=["service-banner"])
+        self.pane = pn.pane.HTML(
+            "", visible=False, sizing_mode="stretch_width", margin=(4, 6), css_classes=["service-banner"]
+        )
         self.refresh()
 
     def refresh(self) -> None:
@@ -130,7 +137,14 @@ def page_template(
     """The shared frame: header navigation, banner + `main`, and the chat panel in the sidebar."""
     live = LiveData.get(settings)
     banner = ServiceBanner(live)
-    nav = pn.pane.HTML(nav_html(active, pages, settings), stylesheets=[NAV_CSS], margin=(0, 10), sizing_mode="fixed", width=760, height=40)
+    nav = pn.pane.HTML(
+        nav_html(active, pages, settings),
+        stylesheets=[NAV_CSS],
+        margin=(0, 10),
+        sizing_mode="fixed",
+        width=760,
+        height=40,
+    )
     sidebar: list[Any] = []
 
     def chat_view() -> Any:

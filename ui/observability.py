@@ -402,7 +402,9 @@ class ObservabilityData:
         except (requests.RequestException, KeyError, ValueError) as exc:
             targets = {}
             errors.append(f"targets: {exc}")
-        markers = redis_drift_markers(self.settings.redis_url, self.window_s) if hasattr(self.settings, "redis_url") else None
+        markers = (
+            redis_drift_markers(self.settings.redis_url, self.window_s) if hasattr(self.settings, "redis_url") else None
+        )
         drift_from = "learn-one's markers in Redis"
         if markers is None:
             drift_from = "coelho_drift_detected_total"
@@ -466,7 +468,9 @@ class LiveChart:
         for at, _domain in drift:
             if at not in self.spans:
                 self.spans.add(at)
-                self.figure.add_layout(Span(location=at * 1000, dimension="height", line_color="#d62728", line_dash="dashed"))
+                self.figure.add_layout(
+                    Span(location=at * 1000, dimension="height", line_color="#d62728", line_dash="dashed")
+                )
 
 
 def _figure(chart: Chart, lines: Mapping[str, list[Point]], drift: Sequence[tuple[float, str]]) -> Any:

@@ -41,8 +41,9 @@ class PredictionReply:
     event_id: str = ""
 
 
-def prediction_event(domain: Domain, payload: dict[str, Any], model: str | None = None,
-                     version: str | None = None) -> CloudEvent:
+def prediction_event(
+    domain: Domain, payload: dict[str, Any], model: str | None = None, version: str | None = None
+) -> CloudEvent:
     key = payload.get(domain.key_field)
     attributes: dict[str, Any] = {
         "specversion": "1.0",
@@ -62,7 +63,11 @@ def prediction_event(domain: Domain, payload: dict[str, Any], model: str | None 
 
 
 def request_prediction(
-    settings: Settings, domain: Domain, payload: dict[str, Any], timeout: float = 3.0, model: str | None = None,
+    settings: Settings,
+    domain: Domain,
+    payload: dict[str, Any],
+    timeout: float = 3.0,
+    model: str | None = None,
     version: str | None = None,
 ) -> PredictionReply:
     """POST the request to predict-one (to `model`, or registered `version` frozen, else the domain's champion or
@@ -77,12 +82,16 @@ def request_prediction(
     message = to_binary_event(event)
     start = time.perf_counter()
     try:
-        resp = _session().post(settings.url("predict") + "/", headers=dict(message.headers), data=message.body, timeout=timeout)
+        resp = _session().post(
+            settings.url("predict") + "/", headers=dict(message.headers), data=message.body, timeout=timeout
+        )
     except requests.RequestException:
         _local.session = None
         return PredictionReply(
-            ok=False, error="The predict-one function is not reachable: it may be stopped or restarting.",
-            latency_ms=(time.perf_counter() - start) * 1000, event_id=str(event.get_id()),
+            ok=False,
+            error="The predict-one function is not reachable: it may be stopped or restarting.",
+            latency_ms=(time.perf_counter() - start) * 1000,
+            event_id=str(event.get_id()),
         )
     latency = (time.perf_counter() - start) * 1000
     try:
@@ -93,7 +102,10 @@ def request_prediction(
         wrong = check_values(domain.reply_fields(), body, extra_allowed=True)
         if wrong:  # the pages read the declared fields only, and all of them
             return PredictionReply(
-                ok=False, status=200, latency_ms=latency, event_id=str(event.get_id()),
+                ok=False,
+                status=200,
+                latency_ms=latency,
+                event_id=str(event.get_id()),
                 error="predict-one's reply does not have the declared fields: "
                 + "; ".join(f"{k}: {v}" for k, v in wrong.items()),
             )
@@ -105,7 +117,9 @@ def request_prediction(
             reply.field_errors = {str(k): str(v) for k, v in fields.items()}
         reply.error = str(body.get("message") or body.get("error") or "")
     if resp.status_code == 503:
-        reply.error = "The model is not available right now (a dependency of predict-one is down): " + (reply.error or "")
+        reply.error = "The model is not available right now (a dependency of predict-one is down): " + (
+            reply.error or ""
+        )
     elif not reply.error:
         reply.error = f"predict-one answered HTTP {resp.status_code}"
     return reply

@@ -182,14 +182,16 @@ def read_models(client: redis.Redis, domain: str, names: list[str] | None = None
     for i, name in enumerate(names):
         summary, checkpoint, restored = _json(raw[3 * i]), _json(raw[3 * i + 1]), raw[3 * i + 2]
         summary = summary if isinstance(summary, dict) else {}
-        rows.append({
-            "name": name,
-            "version": _version(checkpoint, restored),
-            "events_learned": int(summary.get("events_learned") or 0) if summary else None,
-            "metric": metric,
-            "value": (summary.get("metrics") or {}).get(metric) if summary else None,
-            "available": bool(summary),
-        })
+        rows.append(
+            {
+                "name": name,
+                "version": _version(checkpoint, restored),
+                "events_learned": int(summary.get("events_learned") or 0) if summary else None,
+                "metric": metric,
+                "value": (summary.get("metrics") or {}).get(metric) if summary else None,
+                "available": bool(summary),
+            }
+        )
     return rows
 
 

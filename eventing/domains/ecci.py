@@ -28,7 +28,10 @@ FIELDS: tuple[Field, ...] = (
     Field("page_url", "string", "context", "Page where it happened"),
     Field("referrer_url", "string", "context", "Where the customer came from", required=False),
     Field(
-        "device_info", "object", "feature", "Customer's device",
+        "device_info",
+        "object",
+        "feature",
+        "Customer's device",
         fields=(
             Field("device_type", "string", "feature", "Kind of device", choices=DEVICE_TYPES),
             Field("browser", "string", "context", "Browser or app", choices=BROWSERS),
@@ -36,7 +39,10 @@ FIELDS: tuple[Field, ...] = (
         ),
     ),
     Field(
-        "location", "object", "context", "Customer's approximate location",
+        "location",
+        "object",
+        "context",
+        "Customer's approximate location",
         fields=(
             Field("lat", "number", "context", "Latitude", unit="degrees", minimum=-90, maximum=90),
             Field("lon", "number", "context", "Longitude", unit="degrees", minimum=-180, maximum=180),
@@ -44,14 +50,20 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("time_on_page_seconds", "number", "feature", "Time spent on the page", unit="s", minimum=0, maximum=7_200),
     Field("search_query", "string", "context", "Text searched, for search events", required=False),
-    Field("session_event_sequence", "integer", "feature", "Position of the event in its session", minimum=1, maximum=500),
+    Field(
+        "session_event_sequence", "integer", "feature", "Position of the event in its session", minimum=1, maximum=500
+    ),
 )
 
 
 PREDICTION_FIELDS: tuple[Field, ...] = (
-    Field("cluster", "integer", "prediction",
-          "The behaviour segment (cluster id) the model puts the interaction in; null before it has clusters",
-          nullable=True),
+    Field(
+        "cluster",
+        "integer",
+        "prediction",
+        "The behaviour segment (cluster id) the model puts the interaction in; null before it has clusters",
+        nullable=True,
+    ),
     Field("cluster_description", "string", "prediction", "What the interactions of that cluster mostly look like"),
 )
 

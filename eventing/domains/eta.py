@@ -33,19 +33,36 @@ FIELDS: tuple[Field, ...] = (
     Field("driver_rating", "number", "feature", "Driver's rating", unit="stars", minimum=1, maximum=5),
     Field("vehicle_type", "string", "feature", "Kind of vehicle", choices=VEHICLE_TYPES),
     Field(
-        "initial_estimated_travel_time_seconds", "number", "feature", "Routing engine's naive estimate",
-        unit="s", minimum=0, maximum=86_400,
+        "initial_estimated_travel_time_seconds",
+        "number",
+        "feature",
+        "Routing engine's naive estimate",
+        unit="s",
+        minimum=0,
+        maximum=86_400,
     ),
     Field(
-        "simulated_actual_travel_time_seconds", "number", "target", "Ground truth: the trip's actual duration",
-        unit="s", minimum=0, maximum=86_400,
+        "simulated_actual_travel_time_seconds",
+        "number",
+        "target",
+        "Ground truth: the trip's actual duration",
+        unit="s",
+        minimum=0,
+        maximum=86_400,
     ),
 )
 
 
 PREDICTION_FIELDS: tuple[Field, ...] = (
     Field("eta_seconds", "number", "prediction", "Predicted travel time", unit="s", minimum=0),
-    Field("eta_minutes", "number", "prediction", "Predicted travel time in minutes: eta_seconds / 60", unit="min", minimum=0),
+    Field(
+        "eta_minutes",
+        "number",
+        "prediction",
+        "Predicted travel time in minutes: eta_seconds / 60",
+        unit="min",
+        minimum=0,
+    ),
 )
 
 
@@ -79,8 +96,13 @@ def features(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 NUMERIC = (
-    "estimated_distance_km", "initial_estimated_travel_time_seconds", "temperature_celsius", "driver_rating",
-    "hour_of_day", "rush_hour", "weekday",
+    "estimated_distance_km",
+    "initial_estimated_travel_time_seconds",
+    "temperature_celsius",
+    "driver_rating",
+    "hour_of_day",
+    "rush_hour",
+    "weekday",
 )
 CATEGORICAL = ("weather", "vehicle_type", "day_of_week", "hour_bucket")
 

@@ -12,7 +12,16 @@ from eventing.schema import Field
 
 CURRENCIES = ("USD", "EUR", "GBP", "BRL", "JPY", "CAD")
 PRODUCT_CATEGORIES = (
-    "electronics", "groceries", "clothing", "travel", "gaming", "home", "health", "jewelry", "gift_cards", "restaurants",
+    "electronics",
+    "groceries",
+    "clothing",
+    "travel",
+    "gaming",
+    "home",
+    "health",
+    "jewelry",
+    "gift_cards",
+    "restaurants",
 )
 TRANSACTION_TYPES = ("purchase", "withdrawal", "transfer", "refund", "subscription")
 PAYMENT_METHODS = ("credit_card", "debit_card", "paypal", "bank_transfer", "crypto", "apple_pay")
@@ -30,7 +39,10 @@ FIELDS: tuple[Field, ...] = (
     Field("transaction_type", "string", "feature", "Kind of transaction", choices=TRANSACTION_TYPES),
     Field("payment_method", "string", "feature", "How it was paid", choices=PAYMENT_METHODS),
     Field(
-        "location", "object", "context", "Where the card was used",
+        "location",
+        "object",
+        "context",
+        "Where the card was used",
         fields=(
             Field("lat", "number", "context", "Latitude", unit="degrees", minimum=-90, maximum=90),
             Field("lon", "number", "context", "Longitude", unit="degrees", minimum=-180, maximum=180),
@@ -38,14 +50,19 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("ip_address", "string", "context", "Client IP address"),
     Field(
-        "device_info", "object", "feature", "Client device",
+        "device_info",
+        "object",
+        "feature",
+        "Client device",
         fields=(
             Field("os", "string", "feature", "Operating system", choices=OSES),
             Field("browser", "string", "feature", "Browser or app", choices=BROWSERS),
         ),
     ),
     Field("user_agent", "string", "context", "HTTP user agent string", required=False),
-    Field("account_age_days", "integer", "feature", "Age of the user's account", unit="days", minimum=0, maximum=20_000),
+    Field(
+        "account_age_days", "integer", "feature", "Age of the user's account", unit="days", minimum=0, maximum=20_000
+    ),
     Field("cvv_provided", "boolean", "feature", "Whether the card's CVV was given"),
     Field("billing_address_match", "boolean", "feature", "Whether the billing address matched the card's"),
     Field("is_fraud", "boolean", "target", "Ground truth: the transaction was fraudulent"),
@@ -69,12 +86,17 @@ def risk_level(probability: float) -> str:
 
 
 PREDICTION_FIELDS: tuple[Field, ...] = (
-    Field("fraud_probability", "number", "prediction", "Probability that the transaction is a fraud",
-          minimum=0, maximum=1),
+    Field(
+        "fraud_probability", "number", "prediction", "Probability that the transaction is a fraud", minimum=0, maximum=1
+    ),
     Field("is_fraud", "boolean", "prediction", f"The verdict: fraud_probability >= {DECISION_THRESHOLD:g}"),
-    Field("risk_level", "string", "prediction",
-          "Risk band of fraud_probability: " + ", ".join(f"{lv} from {lo:g}" for lv, lo, _ in RISK_LEVELS),
-          choices=tuple(level for level, _, _ in RISK_LEVELS)),
+    Field(
+        "risk_level",
+        "string",
+        "prediction",
+        "Risk band of fraud_probability: " + ", ".join(f"{lv} from {lo:g}" for lv, lo, _ in RISK_LEVELS),
+        choices=tuple(level for level, _, _ in RISK_LEVELS),
+    ),
 )
 
 
@@ -115,7 +137,9 @@ CATEGORICAL = ["currency", "product_category", "transaction_type", "payment_meth
 def _linear_pipeline() -> Any:
     from river import compose, linear_model, optim, preprocessing
 
-    numeric = compose.Select("amount", "log_amount", "account_age_days", "new_account", "cvv_provided", "billing_address_match", "night")
+    numeric = compose.Select(
+        "amount", "log_amount", "account_age_days", "new_account", "cvv_provided", "billing_address_match", "night"
+    )
     return (
         (numeric | preprocessing.StandardScaler()) + (compose.Select(*CATEGORICAL) | preprocessing.OneHotEncoder())
     ) | linear_model.LogisticRegression(optimizer=optim.SGD(0.05))
@@ -174,7 +198,6 @@ def metric_factories() -> dict[str, Any]:
         "ConfusionMatrix": metrics.ConfusionMatrix(),
         "ClassificationReport": metrics.ClassificationReport(),
     }
-
 
 
 METRIC_HELP = {

@@ -160,7 +160,11 @@ class TriggerDispatcher:
                 if self.dead_letter_sink is None:
                     log.error(
                         "%s: dropped event %s after %d attempts (%s %s), no dead-letter sink",
-                        self.trigger.name, event.get("id"), outcome.attempts, outcome.status, outcome.error,
+                        self.trigger.name,
+                        event.get("id"),
+                        outcome.attempts,
+                        outcome.status,
+                        outcome.error,
                     )
                     done()
                 else:
@@ -196,15 +200,30 @@ class BrokerFanout:
     of the others; `max_inflight` records may be pending before reading pauses.
     """
 
-    def __init__(self, topic: str, group: str, bootstrap: str, dispatchers: list[TriggerDispatcher],
-                 metrics: RouterMetrics, legacy_groups: list[str] | None = None, max_inflight: int = 20000):
+    def __init__(
+        self,
+        topic: str,
+        group: str,
+        bootstrap: str,
+        dispatchers: list[TriggerDispatcher],
+        metrics: RouterMetrics,
+        legacy_groups: list[str] | None = None,
+        max_inflight: int = 20000,
+    ):
         self.topic = topic
         self.bootstrap = bootstrap
         self.dispatchers = dispatchers
         self.legacy_groups = list(legacy_groups or [])
         self.consumer = CommittingConsumer(
-            name=group, bootstrap=bootstrap, group=group, topics=[topic], handler=self.handle, metrics=metrics,
-            initial_offset="earliest", max_inflight=max_inflight, seeds=self._seeds,
+            name=group,
+            bootstrap=bootstrap,
+            group=group,
+            topics=[topic],
+            handler=self.handle,
+            metrics=metrics,
+            initial_offset="earliest",
+            max_inflight=max_inflight,
+            seeds=self._seeds,
         )
 
     def start(self) -> None:

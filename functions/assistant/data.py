@@ -42,11 +42,39 @@ class ReadOnlyViolation(PermissionError):
     """A tool tried a Redis command that writes: tools only read."""
 
 
-READ_COMMANDS = frozenset({
-    "get", "mget", "hget", "hmget", "hgetall", "hkeys", "hlen", "exists", "ttl", "type", "lrange", "llen",
-    "smembers", "scard", "sismember", "zrange", "zrevrange", "zrangebyscore", "zrevrangebyscore", "zcard",
-    "zcount", "xrange", "xrevrange", "xlen", "xinfo_stream", "ping", "scan_iter", "info", "dbsize",
-})
+READ_COMMANDS = frozenset(
+    {
+        "get",
+        "mget",
+        "hget",
+        "hmget",
+        "hgetall",
+        "hkeys",
+        "hlen",
+        "exists",
+        "ttl",
+        "type",
+        "lrange",
+        "llen",
+        "smembers",
+        "scard",
+        "sismember",
+        "zrange",
+        "zrevrange",
+        "zrangebyscore",
+        "zrevrangebyscore",
+        "zcard",
+        "zcount",
+        "xrange",
+        "xrevrange",
+        "xlen",
+        "xinfo_stream",
+        "ping",
+        "scan_iter",
+        "info",
+        "dbsize",
+    }
+)
 
 
 class _NoScript:
@@ -89,10 +117,20 @@ def _finite(value: Any, digits: int = 4) -> Any:
 
 # Where each service is when the chat function runs in a cluster: the environment (the coelho-config ConfigMap)
 # names it; on one machine the Settings' local ports do. (HTTP services by URL, the others by host:port.)
-SERVICE_URL_ENV = {"learn": "LEARN_URL", "predict": "PREDICT_URL", "checkpoint": "CHECKPOINT_URL",
-                   "prometheus": "PROMETHEUS_URL", "sql": "SQL_URL", "lake": "LAKE_URL"}
-SERVICE_ADDRESS_ENV = {"broker": "BROKER_URL", "kafka": "KAFKA_BOOTSTRAP_SERVERS", "s3": "S3_ENDPOINT_URL",
-                       "dashboard": "DASHBOARD_URL"}
+SERVICE_URL_ENV = {
+    "learn": "LEARN_URL",
+    "predict": "PREDICT_URL",
+    "checkpoint": "CHECKPOINT_URL",
+    "prometheus": "PROMETHEUS_URL",
+    "sql": "SQL_URL",
+    "lake": "LAKE_URL",
+}
+SERVICE_ADDRESS_ENV = {
+    "broker": "BROKER_URL",
+    "kafka": "KAFKA_BOOTSTRAP_SERVERS",
+    "s3": "S3_ENDPOINT_URL",
+    "dashboard": "DASHBOARD_URL",
+}
 
 
 class PlatformReader:
@@ -101,8 +139,13 @@ class PlatformReader:
     environ: where the services are (SERVICE_URL_ENV, SERVICE_ADDRESS_ENV, MLFLOW_TRACKING_URI); unset names fall
     back to the Settings' local addresses."""
 
-    def __init__(self, settings: Settings, redis_url: str | None = None, mlflow_uri: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str | None = None,
+        mlflow_uri: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.environ = os.environ if environ is None else environ
         raw = redis.Redis.from_url(redis_url or settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
@@ -134,7 +177,9 @@ class PlatformReader:
     def live_model(self, domain: str) -> str:
         """The model the dashboard shows: the first configured model that has state in Redis."""
         for name in self.model_names(domain):
-            if self.redis.exists(model_key(domain, name, "summary")) or self.redis.exists(model_key(domain, name, "snapshot")):
+            if self.redis.exists(model_key(domain, name, "summary")) or self.redis.exists(
+                model_key(domain, name, "snapshot")
+            ):
                 return name
         return self.model_names(domain)[0]
 
@@ -187,13 +232,16 @@ class PlatformReader:
         try:
             response = requests.get(
                 f"{self.mlflow_uri}/api/2.0/mlflow/model-versions/search",
-                params={"filter": f"name='{name}'", "max_results": "200"}, timeout=HTTP_TIMEOUT,
+                params={"filter": f"name='{name}'", "max_results": "200"},
+                timeout=HTTP_TIMEOUT,
             )
             if response.status_code != 200:
                 return {"registered_model": name, "error": f"MLflow answered {response.status_code}"}
             versions = response.json().get("model_versions", [])
             aliases: dict[str, list[str]] = {}
-            model = requests.get(f"{self.mlflow_uri}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=HTTP_TIMEOUT)
+            model = requests.get(
+                f"{self.mlflow_uri}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=HTTP_TIMEOUT
+            )
             if model.status_code == 200:
                 for alias in model.json().get("registered_model", {}).get("aliases", []):
                     aliases.setdefault(str(alias.get("version")), []).append(alias.get("alias"))
@@ -203,23 +251,31 @@ class PlatformReader:
         shown: list[dict[str, Any]] = []
         for v in versions[:limit]:
             tags = {t["key"]: t["value"] for t in v.get("tags", [])}
-            shown.append({
-                "version": int(v["version"]),
-                "aliases": aliases.get(str(v["version"]), []),
-                "model": tags.get("model"),
-                "events_learned": int(tags["events_learned"]) if "events_learned" in tags else None,
-                "created_ms": v.get("creation_timestamp"),
-                "run_id": v.get("run_id"),
-                "metrics_at_checkpoint": self._run_metrics(v.get("run_id")) if len(shown) < 2 else "(ask for fewer versions)",
-            })
+            shown.append(
+                {
+                    "version": int(v["version"]),
+                    "aliases": aliases.get(str(v["version"]), []),
+                    "model": tags.get("model"),
+                    "events_learned": int(tags["events_learned"]) if "events_learned" in tags else None,
+                    "created_ms": v.get("creation_timestamp"),
+                    "run_id": v.get("run_id"),
+                    "metrics_at_checkpoint": self._run_metrics(v.get("run_id"))
+                    if len(shown) < 2
+                    else "(ask for fewer versions)",
+                }
+            )
         return {"registered_model": name, "versions_total": len(versions), "latest_versions": shown}
 
     def _run_metrics(self, run_id: str | None) -> dict[str, Any]:
         if not run_id:
             return {}
         try:
-            response = requests.get(f"{self.mlflow_uri}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=HTTP_TIMEOUT)
-            metrics = response.json().get("run", {}).get("data", {}).get("metrics", []) if response.status_code == 200 else []
+            response = requests.get(
+                f"{self.mlflow_uri}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=HTTP_TIMEOUT
+            )
+            metrics = (
+                response.json().get("run", {}).get("data", {}).get("metrics", []) if response.status_code == 200 else []
+            )
         except (requests.RequestException, ValueError):
             return {}
         return {m["key"]: _finite(m["value"]) for m in metrics[:20]}
@@ -315,9 +371,16 @@ class PlatformReader:
                 item["choices"] = list(f.choices)
             fields.append(item)
         return {
-            "domain": d.name, "title": d.title, "task": d.task, "description": d.description, "target": d.target,
-            "entity_key": d.key_field, "models": list(d.model_factories), "default_model": d.default_model,
-            "fields": fields, "metric_meaning": dict(d.metric_help),
+            "domain": d.name,
+            "title": d.title,
+            "task": d.task,
+            "description": d.description,
+            "target": d.target,
+            "entity_key": d.key_field,
+            "models": list(d.model_factories),
+            "default_model": d.default_model,
+            "fields": fields,
+            "metric_meaning": dict(d.metric_help),
         }
 
     def query_lake(self, query: str, limit: int = 50) -> dict[str, Any]:
@@ -328,7 +391,9 @@ class PlatformReader:
         try:
             response = requests.post(url, json=body, timeout=LAKE_QUERY_SECONDS + 5)
         except requests.RequestException as exc:
-            return {"error": f"the sql function is not reachable ({type(exc).__name__}): the lake cannot be queried now"}
+            return {
+                "error": f"the sql function is not reachable ({type(exc).__name__}): the lake cannot be queried now"
+            }
         try:
             answer = response.json()
         except ValueError:
@@ -432,6 +497,7 @@ class PlatformReader:
 
     def _follow(self, replica: Any, recent: deque[dict[str, Any]]) -> None:
         """Bring the replica to the end of the log (up to a pause), recording each test-then-train prediction."""
+
         def record(entry: Any, outcome: Any) -> None:
             if entry.kind != "label":
                 state = replica.state

@@ -94,12 +94,14 @@ def explain_linear(model: Any, estimator: Any, xt: Mapping[str, Any], features: 
             continue
         weight = float(weights.get(name, 0.0))
         raw += weight * numeric
-        contributions.append({
-            "feature": name,
-            "value": _round(numeric),
-            "weight": _round(weight),
-            "contribution": _round(weight * numeric),
-        })
+        contributions.append(
+            {
+                "feature": name,
+                "value": _round(numeric),
+                "weight": _round(weight),
+                "contribution": _round(weight * numeric),
+            }
+        )
     contributions.sort(key=lambda c: abs(float(c["contribution"])), reverse=True)
     shown = contributions[:MAX_CONTRIBUTIONS]
     rest = contributions[MAX_CONTRIBUTIONS:]
@@ -157,7 +159,10 @@ def explain_clusters(estimator: Any, xt: Mapping[str, Any]) -> dict[str, Any]:
     nearest = []
     for d, cluster_id, centre in distances[:NEAREST_CENTRES]:
         gaps: list[dict[str, Any]] = sorted(
-            ({"feature": k, "event": _round(point.get(k, 0.0), 4), "centre": _round(float(centre.get(k, 0.0)), 4)} for k in point),
+            (
+                {"feature": k, "event": _round(point.get(k, 0.0), 4), "centre": _round(float(centre.get(k, 0.0)), 4)}
+                for k in point
+            ),
             key=lambda g: abs(g["event"] - g["centre"]),
             reverse=True,
         )

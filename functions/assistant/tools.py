@@ -33,7 +33,11 @@ LAKE_QUERY_ROWS = 200
 LAKE_QUERY_SECONDS = 5.0
 
 _LAKE_TABLES = ", ".join(f"{table} ({domain})" for table, domain in TABLES.items())
-_DOMAIN = {"type": "string", "enum": sorted(DOMAINS), "description": ", ".join(f"{d.name} ({d.title})" for d in DOMAINS.values())}
+_DOMAIN = {
+    "type": "string",
+    "enum": sorted(DOMAINS),
+    "description": ", ".join(f"{d.name} ({d.title})" for d in DOMAINS.values()),
+}
 
 
 class ToolInputError(ValueError):
@@ -75,10 +79,16 @@ TOOLS: dict[str, Tool] = {
             "E-commerce (ecci) clusters found by DBSTREAM: samples per cluster, each cluster's description and "
             "value distributions (event type, category, device, price, time on page), and the standardised "
             "features that separate each cluster centre from the average interaction.",
-            _schema({
-                "cluster": {"type": "integer", "minimum": 0, "maximum": 10_000, "description": "only this cluster"},
-                "feature": {"type": "string", "enum": list(PROFILE_FIELDS), "description": "only this profile feature"},
-            }),
+            _schema(
+                {
+                    "cluster": {"type": "integer", "minimum": 0, "maximum": 10_000, "description": "only this cluster"},
+                    "feature": {
+                        "type": "string",
+                        "enum": list(PROFILE_FIELDS),
+                        "description": "only this profile feature",
+                    },
+                }
+            ),
         ),
         Tool(
             "get_recent_predictions",
@@ -91,10 +101,16 @@ TOOLS: dict[str, Tool] = {
             "Explain one prediction from the live model itself: for linear models each feature's contribution "
             "(weight x scaled value), for trees the decision path, for DBSTREAM the distances to the nearest "
             "cluster centres. Without `event`, explains the prediction form currently on the page.",
-            _schema({
-                "domain": _DOMAIN,
-                "event": {"type": "object", "description": "the event's fields (as in the prediction form); omit to use the page's form"},
-            }, ("domain",)),
+            _schema(
+                {
+                    "domain": _DOMAIN,
+                    "event": {
+                        "type": "object",
+                        "description": "the event's fields (as in the prediction form); omit to use the page's form",
+                    },
+                },
+                ("domain",),
+            ),
         ),
         Tool(
             "get_platform_health",
@@ -126,11 +142,18 @@ TOOLS: dict[str, Tool] = {
             f"lists them. At most {LAKE_QUERY_ROWS} rows and {LAKE_QUERY_SECONDS:g} s: aggregate (GROUP BY, "
             "count, avg) rather than list rows. A refused query comes back with the reason (syntax error with its "
             "position, unknown table or column with those that exist): fix it and try again.",
-            _schema({
-                "query": {"type": "string", "maxLength": 4_000, "description": "one SELECT (or WITH ... SELECT)"},
-                "limit": {"type": "integer", "minimum": 1, "maximum": LAKE_QUERY_ROWS,
-                          "description": "rows returned at most (default 50)"},
-            }, ("query",)),
+            _schema(
+                {
+                    "query": {"type": "string", "maxLength": 4_000, "description": "one SELECT (or WITH ... SELECT)"},
+                    "limit": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": LAKE_QUERY_ROWS,
+                        "description": "rows returned at most (default 50)",
+                    },
+                },
+                ("query",),
+            ),
         ),
     )
 }
@@ -218,7 +241,9 @@ class ToolBox:
         self.page_context = dict(page_context)
         self.redactor = redactor
         self._functions: dict[str, ToolFunction] = {
-            "get_page_state": lambda: self.page_context or {"page": "unknown", "note": "the dashboard sent no page state"},
+            "get_page_state": lambda: (
+                self.page_context or {"page": "unknown", "note": "the dashboard sent no page state"}
+            ),
             "get_model_info": reader.model_info,
             "get_cluster_analytics": reader.cluster_analytics,
             "get_recent_predictions": reader.recent_predictions,

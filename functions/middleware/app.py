@@ -58,8 +58,17 @@ from functions.middleware.events import (
 from functions.middleware.servers import StartResponse, WSGIApp, serve
 
 __all__ = [
-    "LATENCY", "REQUESTS", "DependencyUnavailable", "Event", "FunctionApp", "UnsupportedEvent", "create_app",
-    "event_data", "make_event", "reply", "serve",
+    "LATENCY",
+    "REQUESTS",
+    "DependencyUnavailable",
+    "Event",
+    "FunctionApp",
+    "UnsupportedEvent",
+    "create_app",
+    "event_data",
+    "make_event",
+    "reply",
+    "serve",
 ]
 
 Handler = Callable[[Event], "Event | None"]
@@ -67,11 +76,13 @@ Handler = Callable[[Event], "Event | None"]
 JsonRoute = Callable[[str, Any, Mapping[str, str]], Mapping[str, Any]]
 
 REQUESTS = Counter(
-    "coelho_function_requests_total", "CloudEvents received by a function, by event type and HTTP status code",
+    "coelho_function_requests_total",
+    "CloudEvents received by a function, by event type and HTTP status code",
     ["function", "type", "code"],
 )
 LATENCY = Histogram(
-    "coelho_function_request_seconds", "Time to handle one request (decode, handle, encode the reply)",
+    "coelho_function_request_seconds",
+    "Time to handle one request (decode, handle, encode the reply)",
     ["function", "type"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
@@ -86,8 +97,16 @@ class FunctionApp:
     """The WSGI callable of a function: POST / (CloudEvents), its plain-JSON routes, probes and metrics; any other
     request goes to the Flask app behind it."""
 
-    def __init__(self, name: str, handler: Handler, is_accepted: Callable[[str], bool], accepted: list[str],
-                 ready: Callable[[], None] | None, json_routes: Mapping[str, JsonRoute], flask_app: WSGIApp) -> None:
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        is_accepted: Callable[[str], bool],
+        accepted: list[str],
+        ready: Callable[[], None] | None,
+        json_routes: Mapping[str, JsonRoute],
+        flask_app: WSGIApp,
+    ) -> None:
         self.name = name
         self.handler = handler
         self.is_accepted = is_accepted
@@ -105,7 +124,7 @@ class FunctionApp:
                 return self.cloudevent(environ, start_response)
             for prefix, route in self.json_routes.items():
                 if path.startswith(prefix):
-                    return self.plain_json(route, path[len(prefix):], environ, start_response)
+                    return self.plain_json(route, path[len(prefix) :], environ, start_response)
         elif any(path.startswith(prefix) for prefix in self.json_routes):
             start_response("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "0")])
             return []
@@ -143,8 +162,9 @@ class FunctionApp:
         return self._finish(start_response, label, status, headers, body, started)
 
     # --- plain-JSON routes --------------------------------------------------------------------------------------
-    def plain_json(self, route: JsonRoute, rest: str, environ: dict[str, Any],
-                   start_response: StartResponse) -> Iterable[bytes]:
+    def plain_json(
+        self, route: JsonRoute, rest: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         started = time.perf_counter()
         try:
             content_type = environ.get("CONTENT_TYPE", "")
@@ -169,13 +189,21 @@ class FunctionApp:
             try:
                 self.ready()
             except Exception as exc:
-                return self._json(start_response, 503, {"status": "not ready", "function": self.name,
-                                                        "reason": str(exc)})
+                return self._json(
+                    start_response, 503, {"status": "not ready", "function": self.name, "reason": str(exc)}
+                )
         return self._json(start_response, 200, {"status": "ready", "function": self.name})
 
     # --- responses ------------------------------------------------------------------------------------------------
-    def _finish(self, start_response: StartResponse, label: str, status: int, headers: list[tuple[str, str]],
-                body: bytes, started: float) -> Iterable[bytes]:
+    def _finish(
+        self,
+        start_response: StartResponse,
+        label: str,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        started: float,
+    ) -> Iterable[bytes]:
         if status != 204:
             headers.append(("Content-Length", str(len(body))))
         start_response(_status_line(status), headers)

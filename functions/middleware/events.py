@@ -35,10 +35,22 @@ from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 _ids = random.Random()  # event ids need uniqueness, not secrecy: os.urandom per reply was ~4% of predict's CPU
 
 # Attributes `decode` reads itself; an event with any other goes through the SDK.
-DIRECT_ATTRIBUTES = frozenset({
-    "specversion", "id", "source", "type", "time", "subject", "domain", "partitionkey", "model", "modelversion",
-    "traceparent", "tracestate",
-})
+DIRECT_ATTRIBUTES = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "domain",
+        "partitionkey",
+        "model",
+        "modelversion",
+        "traceparent",
+        "tracestate",
+    }
+)
 # Characters a header value keeps as they are (CloudEvents HTTP binding 3.1.3.2: printable ASCII but space,
 # double quote and percent).
 _HEADER_SAFE = "!#$&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"

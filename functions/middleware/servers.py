@@ -37,15 +37,21 @@ def server_name(environ: Mapping[str, str], default: str) -> str:
     return name
 
 
-def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_server: str = "waitress",
-          threads: int | None = None) -> None:
+def serve(
+    app_factory: Callable[[], Flask],
+    default_port: int = 8080,
+    default_server: str = "waitress",
+    threads: int | None = None,
+) -> None:
     """Serve the app on HOST:PORT until stopped, with `server_name(os.environ, default_server)` and `threads`
     request threads (default COELHO_THREADS, 16).
 
     The app is built by `app_factory` inside the serving process (after any fork), so background threads
     (e.g. predict's log follower) start where they are used.
     """
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", str(default_port)))
     threads = threads or int(os.environ.get("COELHO_THREADS", "16"))
@@ -63,8 +69,9 @@ def serve(app_factory: Callable[[], Flask], default_port: int = 8080, default_se
 
         # as many open connections as threads (waitress's default is 100): a lake request holds its connection while
         # it waits for its batch's commit
-        waitress.serve(app_factory(), host=host, port=port, threads=threads, ident=None,
-                       connection_limit=max(100, threads))
+        waitress.serve(
+            app_factory(), host=host, port=port, threads=threads, ident=None, connection_limit=max(100, threads)
+        )
     else:  # gunicorn
         _serve_gunicorn(app_factory, host, port, threads)
 
@@ -85,8 +92,17 @@ def _serve_granian(app_factory: Callable[[], Flask], host: str, port: int, threa
     if module == "__main__":  # `python -m functions.predict`: name the module by its real name
         module = _main_module_name() or module
     os.environ[GRANIAN_APP_ENV] = f"{module}:{app_factory.__name__}"
-    Granian("functions.middleware.servers:granian_app", address=host, port=port, interface=Interfaces.WSGI,
-            factory=True, workers=1, blocking_threads=threads, log_access=False, log_level=LogLevels.warning).serve()
+    Granian(
+        "functions.middleware.servers:granian_app",
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        factory=True,
+        workers=1,
+        blocking_threads=threads,
+        log_access=False,
+        log_level=LogLevels.warning,
+    ).serve()
 
 
 def _main_module_name() -> str | None:

@@ -30,8 +30,9 @@ class BatchLearner:
     with a backoff (up to MAX_BACKOFF_S), logging the first failure and the recovery: the entries wait in the log.
     """
 
-    def __init__(self, domain_name: str, replicas: list[ModelReplica], idle_s: float = 1.0,
-                 exit_after_s: float = 30.0) -> None:
+    def __init__(
+        self, domain_name: str, replicas: list[ModelReplica], idle_s: float = 1.0, exit_after_s: float = 30.0
+    ) -> None:
         self.domain_name = domain_name
         self.replicas = replicas
         self.idle_s = idle_s

@@ -62,8 +62,14 @@ class EventLog:
         self.log_key = key(domain.name, "log")
         self.paused_key = key(domain.name, "paused_at")
 
-    def dedup_keys(self, source: str | None, event_id: str | None, event: Mapping[str, Any], kind: str,
-                   kafka: tuple[Any, Any] | None = None) -> list[str]:
+    def dedup_keys(
+        self,
+        source: str | None,
+        event_id: str | None,
+        event: Mapping[str, Any],
+        kind: str,
+        kafka: tuple[Any, Any] | None = None,
+    ) -> list[str]:
         """The identities of one delivery: any one already seen makes it a duplicate."""
         keys = []
         if source and event_id:
@@ -104,4 +110,3 @@ class EventLog:
 def _entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> LogEntry:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return LogEntry(int(text.split("-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]), int(fields[b"t"]))
-

@@ -59,5 +59,3 @@ class LogFollower(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
-
-

@@ -48,9 +48,10 @@ def log_behind(head: Any, applied: Any) -> int:
     return max(0, int(head or 0) - int(applied or 0))
 
 
-
 def connect(url: str | None = None) -> redis.Redis:
     return redis.Redis.from_url(
         url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=10,
     )

@@ -43,28 +43,37 @@ class ModelMetricsCollector(Collector):
     def _models(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for name in DOMAINS:
-            for model in sorted(m.decode() if isinstance(m, bytes) else str(m) for m in self.redis.smembers(key(name, "models"))):
+            for model in sorted(
+                m.decode() if isinstance(m, bytes) else str(m) for m in self.redis.smembers(key(name, "models"))
+            ):
                 out.append((name, model))
         return out
 
     def collect(self) -> Iterable[Any]:
-        learned = CounterMetricFamily("coelho_events_learned", "Events the model has learned", labels=["domain", "model"])
+        learned = CounterMetricFamily(
+            "coelho_events_learned", "Events the model has learned", labels=["domain", "model"]
+        )
         metric = GaugeMetricFamily(
-            "coelho_model_metric", "Main progressive-validation (test-then-train) metrics of the live model",
+            "coelho_model_metric",
+            "Main progressive-validation (test-then-train) metrics of the live model",
             labels=["domain", "model", "model_version", "metric"],
         )
         state_bytes = GaugeMetricFamily(
             "coelho_model_state_bytes", "Size of the model's latest snapshot (pickle + lz4)", labels=["domain", "model"]
         )
         checkpoint_at = GaugeMetricFamily(
-            "coelho_checkpoint_last_success_timestamp_seconds", "When the model's last checkpoint was registered in MLflow",
+            "coelho_checkpoint_last_success_timestamp_seconds",
+            "When the model's last checkpoint was registered in MLflow",
             labels=["domain", "model"],
         )
         checkpoint_version = GaugeMetricFamily(
-            "coelho_checkpoint_model_version", "MLflow registered model version of the last checkpoint", labels=["domain", "model"]
+            "coelho_checkpoint_model_version",
+            "MLflow registered model version of the last checkpoint",
+            labels=["domain", "model"],
         )
         behind = GaugeMetricFamily(
-            "coelho_model_log_behind", "Events committed to the domain's log that the model has not applied yet",
+            "coelho_model_log_behind",
+            "Events committed to the domain's log that the model has not applied yet",
             labels=["domain", "model"],
         )
         try:

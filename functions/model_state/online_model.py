@@ -87,7 +87,9 @@ class ClusterProfile:
         for path, counts in self.categories.items():
             total = sum(counts.values()) or 1
             value, n = max(counts.items(), key=lambda kv: kv[1])
-            parts.append(f"{path.split('.')[-1]} {'mostly ' if n / total >= 0.5 else 'often '}{value} ({n / total:.0%})")
+            parts.append(
+                f"{path.split('.')[-1]} {'mostly ' if n / total >= 0.5 else 'often '}{value} ({n / total:.0%})"
+            )
         for path, (_n, mean, _m2, _lo, _hi) in self.numbers.items():
             parts.append(f"avg {path} {mean:,.1f}")
         return f"{self.count} interactions: " + ", ".join(parts) if parts else f"{self.count} interactions"
@@ -114,8 +116,9 @@ class OnlineModel:
     last_event_ms: int = 0
 
     @classmethod
-    def fresh(cls, domain: Domain, model_name: str | None = None, params: Mapping[str, Any] | None = None,
-              seq: int = 0) -> OnlineModel:
+    def fresh(
+        cls, domain: Domain, model_name: str | None = None, params: Mapping[str, Any] | None = None, seq: int = 0
+    ) -> OnlineModel:
         """A model that has learned nothing, at log position `seq` (it learns the entries after it). params: River
         hyper-parameters replacing the factory's (`River Base.clone`, nested dicts for pipeline steps)."""
         name = model_name or domain.default_model
@@ -123,8 +126,9 @@ class OnlineModel:
         if params:
             model = model.clone(dict(params))
         # Drift: ADWIN on the task's error signal (functions/model_state/tasks.py, ADR 0071).
-        return cls(domain.name, name, model, domain.metric_factories(), seq=seq,
-                   drift_detector=task_of(domain).drift_watch())
+        return cls(
+            domain.name, name, model, domain.metric_factories(), seq=seq, drift_detector=task_of(domain).drift_watch()
+        )
 
     @property
     def domain(self) -> Domain:
@@ -139,15 +143,20 @@ class OnlineModel:
         """The model's raw answer: fraud probability (classification), seconds (regression), cluster id."""
         return self.task.predict(self, x)
 
-    def reply(self, raw: Any, version: int | None = None, request: Mapping[str, Any] | None = None,
-              frozen: bool = False) -> dict[str, Any]:
+    def reply(
+        self, raw: Any, version: int | None = None, request: Mapping[str, Any] | None = None, frozen: bool = False
+    ) -> dict[str, Any]:
         """predict-one's reply with the raw answer `raw` of this state: exactly the fields the domain declares
         (`Domain.reply_fields`). version: the model's last registered MLflow version (frozen: the registered
         version this state is); request: the clean prediction request, whose event id the reply echoes."""
         domain = self.domain
         out: dict[str, Any] = {
-            "domain": domain.name, "model": self.model_name, "version": version, "frozen": frozen,
-            "events_learned": self.events_learned, "seq": self.seq,
+            "domain": domain.name,
+            "model": self.model_name,
+            "version": version,
+            "frozen": frozen,
+            "events_learned": self.events_learned,
+            "seq": self.seq,
         }
         if request is not None and domain.id_field in request:
             out[domain.id_field] = request[domain.id_field]
@@ -188,7 +197,9 @@ class OnlineModel:
         y = event.get(domain.target) if domain.target else None
         return self._score_and_learn(x, prediction, y, event, t_ms)
 
-    def _score_and_learn(self, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int) -> Outcome:
+    def _score_and_learn(
+        self, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int
+    ) -> Outcome:
         task = self.task
         y = task.target(y)
         drifted = task.score(self, x, prediction, y, event, t_ms)

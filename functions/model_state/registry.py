@@ -51,7 +51,16 @@ def _mlflow_call(what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
     except Exception as exc:
         text = str(exc)
-        signs = ("Connection refused", "Max retries", "ConnectionError", "503", "502", "500", "timed out", "reset by peer")
+        signs = (
+            "Connection refused",
+            "Max retries",
+            "ConnectionError",
+            "503",
+            "502",
+            "500",
+            "timed out",
+            "reset by peer",
+        )
         if any(s in text for s in signs):
             raise DependencyUnavailable(f"MLflow unavailable during {what}: {text[:300]}") from exc
         raise
@@ -63,11 +72,18 @@ def log_checkpoint(state: OnlineModel, blob: bytes, summary: dict[str, Any]) -> 
     domain, model = state.domain_name, state.model_name
     experiment_name = f"coelho-{domain}"
     experiment = _mlflow_call("get experiment", client.get_experiment_by_name, experiment_name)
-    experiment_id = experiment.experiment_id if experiment else _mlflow_call(
-        "create experiment", client.create_experiment, experiment_name
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else _mlflow_call("create experiment", client.create_experiment, experiment_name)
     )
-    run = _mlflow_call("create run", client.create_run, experiment_id, run_name=f"{model}-seq{state.seq}",
-                       tags={"coelho.domain": domain, "coelho.model": model, "coelho.seq": str(state.seq)})
+    run = _mlflow_call(
+        "create run",
+        client.create_run,
+        experiment_id,
+        run_name=f"{model}-seq{state.seq}",
+        tags={"coelho.domain": domain, "coelho.model": model, "coelho.seq": str(state.seq)},
+    )
     run_id = run.info.run_id
     now_ms = int(time.time() * 1000)
     from mlflow.entities import Metric, Param
@@ -103,12 +119,26 @@ def log_checkpoint(state: OnlineModel, blob: bytes, summary: dict[str, Any]) -> 
             _mlflow_call("create registered model", _raise, exc)
     source = info.model_uri
     tags = {"model": model, "seq": str(state.seq), "events_learned": str(state.events_learned)}
-    version = _mlflow_call("create model version", client.create_model_version, name, source, run_id=run_id, tags=tags,
-                           model_id=info.model_id)
+    version = _mlflow_call(
+        "create model version",
+        client.create_model_version,
+        name,
+        source,
+        run_id=run_id,
+        tags=tags,
+        model_id=info.model_id,
+    )
     return {
-        "domain": domain, "model": model, "registered_model": name, "version": int(version.version),
-        "run_id": run_id, "seq": state.seq, "events_learned": state.events_learned, "time_ms": now_ms,
-        "artifact_uri": f"{run.info.artifact_uri}/model/{ARTIFACT}", "model_uri": f"models:/{name}/{version.version}",
+        "domain": domain,
+        "model": model,
+        "registered_model": name,
+        "version": int(version.version),
+        "run_id": run_id,
+        "seq": state.seq,
+        "events_learned": state.events_learned,
+        "time_ms": now_ms,
+        "artifact_uri": f"{run.info.artifact_uri}/model/{ARTIFACT}",
+        "model_uri": f"models:/{name}/{version.version}",
     }
 
 
@@ -151,8 +181,12 @@ def version_info(domain: str, version: int) -> dict[str, Any] | None:
             return None
         return _mlflow_call("get model version", _raise, exc)  # type: ignore[no-any-return]
     tags = found.tags or {}
-    return {"model": tags.get("model"), "version": int(found.version), "seq": int(tags.get("seq", 0)),
-            "events_learned": int(tags.get("events_learned", 0))}
+    return {
+        "model": tags.get("model"),
+        "version": int(found.version),
+        "seq": int(tags.get("seq", 0)),
+        "events_learned": int(tags.get("events_learned", 0)),
+    }
 
 
 def set_alias(domain: str, alias: str, version: int) -> None:

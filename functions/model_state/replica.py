@@ -48,7 +48,9 @@ SUMMARY_EVERY_S = 0.5
 DIRECT_WAIT_S = float(os.environ.get("COELHO_DIRECT_WAIT_S", "0.2"))
 
 EVENTS_LEARNED = Gauge("coelho_model_events_learned", "Events the model has learned", ["domain", "model"])
-LOG_POSITION = Gauge("coelho_model_log_position", "Last event-log sequence number applied by this process", ["domain", "model"])
+LOG_POSITION = Gauge(
+    "coelho_model_log_position", "Last event-log sequence number applied by this process", ["domain", "model"]
+)
 DRIFTS = Counter("coelho_drift_detected_total", "Drifts detected by the models' ADWIN detectors", ["domain", "model"])
 SNAPSHOTS = Counter("coelho_model_snapshots_total", "Model snapshots written to Redis", ["domain", "model"])
 DUPLICATES = Counter("coelho_events_duplicate_total", "Deliveries dropped as duplicates", ["domain"])
@@ -61,10 +63,10 @@ def models_for(domain: Domain, environ: Mapping[str, str] | None = None) -> list
     names = [n.strip() for n in raw.split(",") if n.strip()] or [domain.default_model]
     for name in names:
         if name not in domain.model_factories:
-            raise ValueError(f"COELHO_MODEL_{domain.name.upper()}: unknown model {name!r}, choose from {', '.join(domain.model_factories)}")
+            raise ValueError(
+                f"COELHO_MODEL_{domain.name.upper()}: unknown model {name!r}, choose from {', '.join(domain.model_factories)}"
+            )
     return names
-
-
 
 
 _SET_IF_NEWER = """
@@ -92,9 +94,15 @@ class ModelReplica:
     predict-one served for the labelled events it learns. params: the model's hyper-parameters (a challenger's).
     """
 
-    def __init__(self, client: redis.Redis, domain: Domain, model_name: str | None = None, role: str = "follower",
-                 on_drift: Callable[[ModelReplica, Outcome], None] | None = None,
-                 params: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        domain: Domain,
+        model_name: str | None = None,
+        role: str = "follower",
+        on_drift: Callable[[ModelReplica, Outcome], None] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         self.redis: Any = client
         self.domain = domain
         self.model_name = model_name or domain.default_model
@@ -146,8 +154,13 @@ class ModelReplica:
         self.load_snapshot()
 
     # --- learning the log ---------------------------------------------------------------------
-    def catch_up(self, paused_at: int | None = None, check_pause: bool = True, batch: int = 2000,
-                 on_learned: Callable[[LogEntry, Outcome], None] | None = None) -> list[Outcome]:
+    def catch_up(
+        self,
+        paused_at: int | None = None,
+        check_pause: bool = True,
+        batch: int = 2000,
+        on_learned: Callable[[LogEntry, Outcome], None] | None = None,
+    ) -> list[Outcome]:
         """Learn every log entry after the local position (up to a pause), in order. Returns what each did.
 
         The one replay loop of the platform: learners, followers and the assistant's read-only replicas all catch up
@@ -237,12 +250,16 @@ class ModelReplica:
         blob, seq = self.redis.hmget(self.mkey("snapshot"), ["blob", "seq"])
         if blob is None:
             if needed is not None:
-                raise RuntimeError(f"{self.domain.name}/{self.model_name}: log starts at {needed}, no snapshot covers it")
+                raise RuntimeError(
+                    f"{self.domain.name}/{self.model_name}: log starts at {needed}, no snapshot covers it"
+                )
             self.state = OnlineModel.fresh(self.domain, self.model_name, self.params)
             return
         self.state = OnlineModel.from_bytes(blob)
         if needed is not None and self.state.seq + 1 < needed:
-            raise RuntimeError(f"{self.domain.name}/{self.model_name}: snapshot at {self.state.seq}, log starts at {needed}")
+            raise RuntimeError(
+                f"{self.domain.name}/{self.model_name}: snapshot at {self.state.seq}, log starts at {needed}"
+            )
         log.warning("%s/%s: reloaded snapshot at seq %d", self.domain.name, self.model_name, self.state.seq)
 
     def _learn_entry(self, entry: LogEntry) -> Outcome:
@@ -277,7 +294,7 @@ class ModelReplica:
         outcomes, self._outcomes = self._outcomes, []
         labelled, self._labelled = self._labelled, []
         try:
-            ab.record_outcomes(self.redis, self.domain, self.model_name, outcomes[-ab.OUTCOMES_KEEP:])
+            ab.record_outcomes(self.redis, self.domain, self.model_name, outcomes[-ab.OUTCOMES_KEEP :])
             if self._served_scorer is not None:
                 self._served_scorer.score(self.domain, labelled)
         except (redis.RedisError, OSError) as exc:  # monitoring only: the model itself is unaffected
@@ -317,7 +334,15 @@ class ModelReplica:
         blob = state.to_bytes()
         written = self._set_if_newer(
             keys=[self.mkey("snapshot")],
-            args=[state.seq, "blob", blob, "events_learned", state.events_learned, "written_ms", int(time.time() * 1000)],
+            args=[
+                state.seq,
+                "blob",
+                blob,
+                "events_learned",
+                state.events_learned,
+                "written_ms",
+                int(time.time() * 1000),
+            ],
         )
         self.redis.sadd(key(self.domain.name, "models"), self.model_name)
         if written:
@@ -327,8 +352,11 @@ class ModelReplica:
 
     def _trim(self) -> None:
         names = [n.decode() for n in self.redis.smembers(key(self.domain.name, "live"))] or [
-            n.decode() for n in self.redis.smembers(key(self.domain.name, "models"))]
-        seqs = [int(s or 0) for s in (self.redis.hget(model_key(self.domain.name, n, "snapshot"), "seq") for n in names)]
+            n.decode() for n in self.redis.smembers(key(self.domain.name, "models"))
+        ]
+        seqs = [
+            int(s or 0) for s in (self.redis.hget(model_key(self.domain.name, n, "snapshot"), "seq") for n in names)
+        ]
         oldest = min(seqs, default=0) - TRIM_MARGIN
         if oldest > 1:
             self.redis.xtrim(self.log.log_key, minid=f"{oldest}-0", approximate=False)
@@ -358,8 +386,12 @@ class ModelReplica:
             return self.state.predict_one(x), self.state
 
 
-def replicas_for(client: redis.Redis, role: str, domains: Iterable[str] | None = None,
-                 on_drift: Callable[[ModelReplica, Outcome], None] | None = None) -> dict[str, list[ModelReplica]]:
+def replicas_for(
+    client: redis.Redis,
+    role: str,
+    domains: Iterable[str] | None = None,
+    on_drift: Callable[[ModelReplica, Outcome], None] | None = None,
+) -> dict[str, list[ModelReplica]]:
     """The replicas a process keeps: each domain's configured models (COELHO_MODEL_<DOMAIN>)."""
     out: dict[str, list[ModelReplica]] = {}
     for name in domains or DOMAINS:
@@ -368,10 +400,14 @@ def replicas_for(client: redis.Redis, role: str, domains: Iterable[str] | None =
     return out
 
 
-
-def sync_replicas(client: redis.Redis, domain: Domain, role: str, current: list[ModelReplica],
-                  on_drift: Callable[[ModelReplica, Outcome], None] | None = None,
-                  catch_up: bool = True) -> list[ModelReplica]:
+def sync_replicas(
+    client: redis.Redis,
+    domain: Domain,
+    role: str,
+    current: list[ModelReplica],
+    on_drift: Callable[[ModelReplica, Outcome], None] | None = None,
+    catch_up: bool = True,
+) -> list[ModelReplica]:
     """The replicas of the domain's live models (functions/model_state/ab.py), in the live order: the ones of
     `current` that are still live, plus a new replica (its snapshot loaded and, with `catch_up`, the log applied)
     for each model added since. The caller swaps its list for the result: one assignment, so concurrent readers see

@@ -58,8 +58,9 @@ class Task:
         """The target as the model and metrics take it."""
         return y
 
-    def score(self, state: OnlineModel, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any],
-              t_ms: int) -> bool:
+    def score(
+        self, state: OnlineModel, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int
+    ) -> bool:
         """Update the metrics with `prediction` against `y` and feed the drift detector; True if it reports a drift."""
         raise NotImplementedError
 
@@ -115,8 +116,9 @@ class Classification(Task):
     def target(self, y: Any) -> bool:
         return bool(y)
 
-    def score(self, state: OnlineModel, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any],
-              t_ms: int) -> bool:
+    def score(
+        self, state: OnlineModel, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int
+    ) -> bool:
         label = prediction >= DECISION_THRESHOLD
         proba = {True: prediction, False: 1.0 - prediction}
         for metric in state.metrics.values():
@@ -143,8 +145,9 @@ class Regression(Task):
     def target(self, y: Any) -> float:
         return float(y)
 
-    def score(self, state: OnlineModel, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any],
-              t_ms: int) -> bool:
+    def score(
+        self, state: OnlineModel, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int
+    ) -> bool:
         when = _event_time(event, t_ms)
         for metric in state.metrics.values():
             if isinstance(metric, utils.TimeRolling):
@@ -179,8 +182,9 @@ class Clustering(Task):
     def target(self, y: Any) -> None:
         return None
 
-    def score(self, state: OnlineModel, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any],
-              t_ms: int) -> bool:
+    def score(
+        self, state: OnlineModel, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int
+    ) -> bool:
         if prediction is None:
             return False
         state.cluster_profile(prediction).update(event, state.domain.profile_fields)
@@ -189,7 +193,9 @@ class Clustering(Task):
             return False
         scaled = state.scaled(x)
         drifted = False
-        if centers.get(prediction) is not None:  # behaviour shift: how far the interaction is from the population the scaler knows
+        if (
+            centers.get(prediction) is not None
+        ):  # behaviour shift: how far the interaction is from the population the scaler knows
             drifted = state.watch_error(novelty(scaled))
         if len(centers) >= 2:
             for metric in state.metrics.values():

@@ -83,12 +83,20 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         "description": panel.description,
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
         "gridPos": {"x": x, "y": y, "w": panel.width, "h": height},
-        "fieldConfig": {"defaults": {"unit": panel.unit, **({"custom": custom} if panel.kind == "timeseries" else {})}, "overrides": []},
+        "fieldConfig": {
+            "defaults": {"unit": panel.unit, **({"custom": custom} if panel.kind == "timeseries" else {})},
+            "overrides": [],
+        },
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}
         if panel.kind == "timeseries"
         else {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"},
         "targets": [
-            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend, "datasource": {"type": "prometheus", "uid": "${datasource}"}}
+            {
+                "refId": chr(ord("A") + i),
+                "expr": expr,
+                "legendFormat": legend,
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            }
             for i, (expr, legend) in enumerate(panel.targets)
         ],
     }
@@ -99,7 +107,16 @@ def dashboard_json(dash: Dashboard) -> dict[str, Any]:
     y = 0
     next_id = 1
     for row_title, row_panels in dash.rows:
-        panels.append({"id": next_id, "type": "row", "title": row_title, "collapsed": False, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []})
+        panels.append(
+            {
+                "id": next_id,
+                "type": "row",
+                "title": row_title,
+                "collapsed": False,
+                "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
+                "panels": [],
+            }
+        )
         next_id += 1
         y += 1
         x = 0
@@ -115,27 +132,48 @@ def dashboard_json(dash: Dashboard) -> dict[str, Any]:
         y += row_height
     annotations: list[dict[str, Any]] = [
         {
-            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
-            "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard",
+            "builtIn": 1,
+            "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True,
+            "hide": True,
+            "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts",
+            "type": "dashboard",
         }
     ]
     if dash.drift_annotations:
-        annotations.append({
-            "name": "Drift detected",
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "enable": True,
-            "iconColor": "red",
-            "expr": "sum by (domain) (increase(coelho_drift_detected_total[1m])) > 0",
-            "step": "30s",
-            "titleFormat": "Drift in {{domain}}",
-            "textFormat": "the {{domain}} model's drift detector fired",
-        })
+        annotations.append(
+            {
+                "name": "Drift detected",
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "enable": True,
+                "iconColor": "red",
+                "expr": "sum by (domain) (increase(coelho_drift_detected_total[1m])) > 0",
+                "step": "30s",
+                "titleFormat": "Drift in {{domain}}",
+                "textFormat": "the {{domain}} model's drift detector fired",
+            }
+        )
     templating = [
-        {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0},
         {
-            "name": "domain", "label": "Domain", "type": "custom", "query": ",".join(DOMAINS), "multi": True, "includeAll": True,
-            "current": {"text": "All", "value": "$__all"}, "allValue": ".*",
-            "options": [], "hide": 0,
+            "name": "datasource",
+            "label": "Prometheus",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "hide": 0,
+        },
+        {
+            "name": "domain",
+            "label": "Domain",
+            "type": "custom",
+            "query": ",".join(DOMAINS),
+            "multi": True,
+            "includeAll": True,
+            "current": {"text": "All", "value": "$__all"},
+            "allValue": ".*",
+            "options": [],
+            "hide": 0,
         },
     ]
     return {
@@ -161,15 +199,64 @@ KUBERNETES = Dashboard(
     title="COELHO / Kubernetes resources",
     description="CPU, memory, restarts and replicas of the platform's pods (cAdvisor, kube-state-metrics, Knative).",
     rows=[
-        ("Pods", [
-            Panel("CPU by pod", [(f'sum by (pod) (rate(container_cpu_usage_seconds_total{{namespace="{NAMESPACE}",container!=""}}[5m]))', "{{pod}}")], unit="cores"),
-            Panel("Memory working set by pod", [(f'sum by (pod) (container_memory_working_set_bytes{{namespace="{NAMESPACE}",container!=""}})', "{{pod}}")], unit="bytes"),
-            Panel("Container restarts (1h)", [(f'sum by (pod) (increase(kube_pod_container_status_restarts_total{{namespace="{NAMESPACE}"}}[1h]))', "{{pod}}")]),
-            Panel("Available replicas per deployment", [(f'sum by (deployment) (kube_deployment_status_replicas_available{{namespace="{NAMESPACE}"}})', "{{deployment}}")]),
-        ]),
-        ("Scrape targets", [
-            Panel("Targets up", [('sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|chat|lake|sql|router|producer_.+)"})', "{{job}}")], width=24),
-        ]),
+        (
+            "Pods",
+            [
+                Panel(
+                    "CPU by pod",
+                    [
+                        (
+                            f'sum by (pod) (rate(container_cpu_usage_seconds_total{{namespace="{NAMESPACE}",container!=""}}[5m]))',
+                            "{{pod}}",
+                        )
+                    ],
+                    unit="cores",
+                ),
+                Panel(
+                    "Memory working set by pod",
+                    [
+                        (
+                            f'sum by (pod) (container_memory_working_set_bytes{{namespace="{NAMESPACE}",container!=""}})',
+                            "{{pod}}",
+                        )
+                    ],
+                    unit="bytes",
+                ),
+                Panel(
+                    "Container restarts (1h)",
+                    [
+                        (
+                            f'sum by (pod) (increase(kube_pod_container_status_restarts_total{{namespace="{NAMESPACE}"}}[1h]))',
+                            "{{pod}}",
+                        )
+                    ],
+                ),
+                Panel(
+                    "Available replicas per deployment",
+                    [
+                        (
+                            f'sum by (deployment) (kube_deployment_status_replicas_available{{namespace="{NAMESPACE}"}})',
+                            "{{deployment}}",
+                        )
+                    ],
+                ),
+            ],
+        ),
+        (
+            "Scrape targets",
+            [
+                Panel(
+                    "Targets up",
+                    [
+                        (
+                            'sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|chat|lake|sql|router|producer_.+)"})',
+                            "{{job}}",
+                        )
+                    ],
+                    width=24,
+                ),
+            ],
+        ),
     ],
 )
 
@@ -178,24 +265,96 @@ EVENTING = Dashboard(
     title="COELHO / Kafka and eventing",
     description="Events produced into Kafka, routed by the broker and triggers, retried, dead-lettered; consumer lag.",
     rows=[
-        ("Producers", [
-            Panel("Events produced per second", [(f"sum by (domain) (rate(coelho_producer_events_total{{{F}}}[1m]))", "{{domain}}")], unit="ops", stacked=True),
-            Panel("Producer errors per second", [(f"sum by (domain) (rate(coelho_producer_errors_total{{{F}}}[5m]))", "{{domain}}")], unit="ops"),
-        ]),
-        ("Broker and triggers", [
-            Panel("Events in per source", [("sum by (source) (rate(coelho_router_events_in_total[1m]))", "{{source}}")], unit="ops"),
-            Panel("Events delivered per trigger", [("sum by (trigger) (rate(coelho_router_events_out_total[1m]))", "{{trigger}}")], unit="ops"),
-            Panel("Retries per trigger", [("sum by (trigger) (rate(coelho_router_retries_total[5m]))", "{{trigger}}")], unit="ops"),
-            Panel("Dead-lettered events (5m)", [("sum by (trigger) (increase(coelho_router_dead_lettered_total[5m]))", "{{trigger}}")]),
-            Panel("Delivery latency p95 per trigger", [("histogram_quantile(0.95, sum by (le, trigger) (rate(coelho_router_delivery_latency_seconds_bucket[5m])))", "{{trigger}}")], unit="s"),
-            Panel("Events rejected by functions (4xx, dead-lettered)", [('sum by (function, type) (rate(coelho_function_requests_total{code=~"4.."}[5m]))', "{{function}} {{type}}")], unit="ops"),
-        ]),
-        ("Lag", [
-            Panel("Consumer lag per consumer group (local router)", [("max by (consumer) (coelho_router_consumer_lag)", "{{consumer}}")], description="Computed by the router from what it read and committed (the embedded broker's end offsets are unreliable)."),
-            Panel("Consumer group lag (Kafka exporter, cluster)", [("sum by (consumergroup, topic) (kafka_consumergroup_lag)", "{{consumergroup}} {{topic}}")], description="Strimzi's Kafka exporter, in a cluster."),
-            Panel("Dead-letter topic writes (Kafka exporter, cluster)", [('sum by (topic) (increase(kafka_topic_partition_current_offset{topic="coelho-dead-letters"}[5m]))', "{{topic}}")], description="Events the Broker's dead-letter KafkaSink wrote, in a cluster."),
-            Panel("Records per second per topic (Kafka exporter, cluster)", [("sum by (topic) (rate(kafka_topic_partition_current_offset[1m]))", "{{topic}}")], unit="ops"),
-        ]),
+        (
+            "Producers",
+            [
+                Panel(
+                    "Events produced per second",
+                    [(f"sum by (domain) (rate(coelho_producer_events_total{{{F}}}[1m]))", "{{domain}}")],
+                    unit="ops",
+                    stacked=True,
+                ),
+                Panel(
+                    "Producer errors per second",
+                    [(f"sum by (domain) (rate(coelho_producer_errors_total{{{F}}}[5m]))", "{{domain}}")],
+                    unit="ops",
+                ),
+            ],
+        ),
+        (
+            "Broker and triggers",
+            [
+                Panel(
+                    "Events in per source",
+                    [("sum by (source) (rate(coelho_router_events_in_total[1m]))", "{{source}}")],
+                    unit="ops",
+                ),
+                Panel(
+                    "Events delivered per trigger",
+                    [("sum by (trigger) (rate(coelho_router_events_out_total[1m]))", "{{trigger}}")],
+                    unit="ops",
+                ),
+                Panel(
+                    "Retries per trigger",
+                    [("sum by (trigger) (rate(coelho_router_retries_total[5m]))", "{{trigger}}")],
+                    unit="ops",
+                ),
+                Panel(
+                    "Dead-lettered events (5m)",
+                    [("sum by (trigger) (increase(coelho_router_dead_lettered_total[5m]))", "{{trigger}}")],
+                ),
+                Panel(
+                    "Delivery latency p95 per trigger",
+                    [
+                        (
+                            "histogram_quantile(0.95, sum by (le, trigger) (rate(coelho_router_delivery_latency_seconds_bucket[5m])))",
+                            "{{trigger}}",
+                        )
+                    ],
+                    unit="s",
+                ),
+                Panel(
+                    "Events rejected by functions (4xx, dead-lettered)",
+                    [
+                        (
+                            'sum by (function, type) (rate(coelho_function_requests_total{code=~"4.."}[5m]))',
+                            "{{function}} {{type}}",
+                        )
+                    ],
+                    unit="ops",
+                ),
+            ],
+        ),
+        (
+            "Lag",
+            [
+                Panel(
+                    "Consumer lag per consumer group (local router)",
+                    [("max by (consumer) (coelho_router_consumer_lag)", "{{consumer}}")],
+                    description="Computed by the router from what it read and committed (the embedded broker's end offsets are unreliable).",
+                ),
+                Panel(
+                    "Consumer group lag (Kafka exporter, cluster)",
+                    [("sum by (consumergroup, topic) (kafka_consumergroup_lag)", "{{consumergroup}} {{topic}}")],
+                    description="Strimzi's Kafka exporter, in a cluster.",
+                ),
+                Panel(
+                    "Dead-letter topic writes (Kafka exporter, cluster)",
+                    [
+                        (
+                            'sum by (topic) (increase(kafka_topic_partition_current_offset{topic="coelho-dead-letters"}[5m]))',
+                            "{{topic}}",
+                        )
+                    ],
+                    description="Events the Broker's dead-letter KafkaSink wrote, in a cluster.",
+                ),
+                Panel(
+                    "Records per second per topic (Kafka exporter, cluster)",
+                    [("sum by (topic) (rate(kafka_topic_partition_current_offset[1m]))", "{{topic}}")],
+                    unit="ops",
+                ),
+            ],
+        ),
     ],
 )
 
@@ -204,33 +363,131 @@ FUNCTIONS = Dashboard(
     title="COELHO / Functions",
     description="learn-one, predict-one, checkpoint, chat and the lake: requests, errors, latency, predictions, lake commits.",
     rows=[
-        ("Traffic", [
-            Panel("Requests per second by function", [("sum by (function) (rate(coelho_function_requests_total[1m]))", "{{function}}")], unit="reqps"),
-            Panel("Predictions per second by domain", [(
-                'label_replace(sum by (type) (rate(coelho_function_requests_total{function="predict",code="200",'
-                'type=~"com\\\\.coelho\\\\.realtime\\\\.($domain)\\\\.prediction\\\\.requested"}[1m])), '
-                '"domain", "$1", "type", "com\\\\.coelho\\\\.realtime\\\\.([a-z]+)\\\\..*")',
-                "{{domain}}",
-            )], unit="ops", description="Prediction requests predict-one answered (200), per domain."),
-        ]),
-        ("Errors", [
-            Panel("Error ratio (5xx) by function", [('sum by (function) (rate(coelho_function_requests_total{code=~"5.."}[5m])) / sum by (function) (rate(coelho_function_requests_total[5m]))', "{{function}}")], unit="percentunit"),
-            Panel("Responses by status code", [("sum by (function, code) (rate(coelho_function_requests_total[5m]))", "{{function}} {{code}}")], unit="reqps"),
-        ]),
-        ("Latency", [
-            Panel("p50 / p95 / p99 latency by function", [
-                (f"histogram_quantile({q}, sum by (le, function) (rate(coelho_function_request_seconds_bucket[5m])))", f"{{{{function}}}} p{int(q * 100)}")
-                for q in (0.5, 0.95, 0.99)
-            ], unit="s", width=24),
-        ]),
-        ("Lake", [
-            Panel("Rows written per second by table", [(f"sum by (domain, kind) (rate(coelho_lake_rows_written_total{{{F}}}[1m]))", "{{domain}} {{kind}}")], unit="ops", width=8, description="Records and labels committed to the Delta tables (duplicates dropped are not rows)."),
-            Panel("Lag: arrival to commit (p95)", [(f"histogram_quantile(0.95, sum by (le, domain, kind) (rate(coelho_lake_lag_seconds_bucket{{{F}}}[5m])))", "{{domain}} {{kind}}")], unit="s", width=8, description="A request is answered once its batch is committed: this is how long the lake makes the stream wait. CoelhoLakeBehind fires above 30 s."),
-            Panel("Commit duration (p95)", [(f"histogram_quantile(0.95, sum by (le, domain, kind) (rate(coelho_lake_commit_seconds_bucket{{{F}}}[5m])))", "{{domain}} {{kind}}")], unit="s", width=8, description="Write a batch's Parquet files and raw snapshot, commit it to the Delta log."),
-            Panel("Active files per table", [(f"max by (domain, kind) (coelho_lake_table_files{{{F}}})", "{{domain}} {{kind}}")], width=8, description="One file per micro-batch until the hourly maintenance compacts them."),
-            Panel("Duplicates dropped", [(f"sum by (domain, kind) (rate(coelho_lake_duplicates_total{{{F}}}[5m]))", "{{domain}} {{kind}}")], unit="ops", width=8),
-            Panel("Failed commits", [(f'sum by (domain, kind) (rate(coelho_lake_commits_total{{{F},outcome="error"}}[5m]))', "{{domain}} {{kind}}")], unit="ops", width=8, description="Their requests were answered 503 and are redelivered by the Broker."),
-        ]),
+        (
+            "Traffic",
+            [
+                Panel(
+                    "Requests per second by function",
+                    [("sum by (function) (rate(coelho_function_requests_total[1m]))", "{{function}}")],
+                    unit="reqps",
+                ),
+                Panel(
+                    "Predictions per second by domain",
+                    [
+                        (
+                            'label_replace(sum by (type) (rate(coelho_function_requests_total{function="predict",code="200",'
+                            'type=~"com\\\\.coelho\\\\.realtime\\\\.($domain)\\\\.prediction\\\\.requested"}[1m])), '
+                            '"domain", "$1", "type", "com\\\\.coelho\\\\.realtime\\\\.([a-z]+)\\\\..*")',
+                            "{{domain}}",
+                        )
+                    ],
+                    unit="ops",
+                    description="Prediction requests predict-one answered (200), per domain.",
+                ),
+            ],
+        ),
+        (
+            "Errors",
+            [
+                Panel(
+                    "Error ratio (5xx) by function",
+                    [
+                        (
+                            'sum by (function) (rate(coelho_function_requests_total{code=~"5.."}[5m])) / sum by (function) (rate(coelho_function_requests_total[5m]))',
+                            "{{function}}",
+                        )
+                    ],
+                    unit="percentunit",
+                ),
+                Panel(
+                    "Responses by status code",
+                    [("sum by (function, code) (rate(coelho_function_requests_total[5m]))", "{{function}} {{code}}")],
+                    unit="reqps",
+                ),
+            ],
+        ),
+        (
+            "Latency",
+            [
+                Panel(
+                    "p50 / p95 / p99 latency by function",
+                    [
+                        (
+                            f"histogram_quantile({q}, sum by (le, function) (rate(coelho_function_request_seconds_bucket[5m])))",
+                            f"{{{{function}}}} p{int(q * 100)}",
+                        )
+                        for q in (0.5, 0.95, 0.99)
+                    ],
+                    unit="s",
+                    width=24,
+                ),
+            ],
+        ),
+        (
+            "Lake",
+            [
+                Panel(
+                    "Rows written per second by table",
+                    [
+                        (
+                            f"sum by (domain, kind) (rate(coelho_lake_rows_written_total{{{F}}}[1m]))",
+                            "{{domain}} {{kind}}",
+                        )
+                    ],
+                    unit="ops",
+                    width=8,
+                    description="Records and labels committed to the Delta tables (duplicates dropped are not rows).",
+                ),
+                Panel(
+                    "Lag: arrival to commit (p95)",
+                    [
+                        (
+                            f"histogram_quantile(0.95, sum by (le, domain, kind) (rate(coelho_lake_lag_seconds_bucket{{{F}}}[5m])))",
+                            "{{domain}} {{kind}}",
+                        )
+                    ],
+                    unit="s",
+                    width=8,
+                    description="A request is answered once its batch is committed: this is how long the lake makes the stream wait. CoelhoLakeBehind fires above 30 s.",
+                ),
+                Panel(
+                    "Commit duration (p95)",
+                    [
+                        (
+                            f"histogram_quantile(0.95, sum by (le, domain, kind) (rate(coelho_lake_commit_seconds_bucket{{{F}}}[5m])))",
+                            "{{domain}} {{kind}}",
+                        )
+                    ],
+                    unit="s",
+                    width=8,
+                    description="Write a batch's Parquet files and raw snapshot, commit it to the Delta log.",
+                ),
+                Panel(
+                    "Active files per table",
+                    [(f"max by (domain, kind) (coelho_lake_table_files{{{F}}})", "{{domain}} {{kind}}")],
+                    width=8,
+                    description="One file per micro-batch until the hourly maintenance compacts them.",
+                ),
+                Panel(
+                    "Duplicates dropped",
+                    [(f"sum by (domain, kind) (rate(coelho_lake_duplicates_total{{{F}}}[5m]))", "{{domain}} {{kind}}")],
+                    unit="ops",
+                    width=8,
+                ),
+                Panel(
+                    "Failed commits",
+                    [
+                        (
+                            f'sum by (domain, kind) (rate(coelho_lake_commits_total{{{F},outcome="error"}}[5m]))',
+                            "{{domain}} {{kind}}",
+                        )
+                    ],
+                    unit="ops",
+                    width=8,
+                    description="Their requests were answered 503 and are redelivered by the Broker.",
+                ),
+            ],
+        ),
     ],
 )
 
@@ -240,22 +497,89 @@ ML = Dashboard(
     description="Online learning: events learned, the models' progressive-validation metrics, drift, state size, checkpoints.",
     drift_annotations=True,
     rows=[
-        ("Learning", [
-            Panel("Events learned per second", [(f"sum by (domain) (rate(coelho_events_learned_total{{{F}}}[1m]))", "{{domain}}")], unit="ops"),
-            Panel("Model metrics (progressive validation)", [(f"coelho_model_metric{{{F}}}", "{{domain}} {{model}} v{{model_version}} {{metric}}")], description="Test-then-train: every event is scored before it is learned. model_version: the MLflow version of the last checkpoint."),
-        ]),
-        ("Drift", [
-            Panel("Drift detections (1h)", [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[1h]))", "{{domain}}")], kind="stat", width=12),
-            Panel("Drift detections over time", [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[5m]))", "{{domain}}")], width=12),
-            Panel("Duplicate deliveries dropped", [(f"sum by (domain) (rate(coelho_events_duplicate_total{{{F}}}[5m]))", "{{domain}}")], unit="ops", width=12, description="At-least-once delivery: redeliveries learn-one recognised and did not learn twice."),
-            Panel("Model snapshots written", [(f"sum by (domain) (increase(coelho_model_snapshots_total{{{F}}}[15m]))", "{{domain}}")], width=12),
-        ]),
-        ("State and checkpoints", [
-            Panel("Model state size", [(f"sum by (domain) (coelho_model_state_bytes{{{F}}})", "{{domain}}")], unit="bytes", width=6),
-            Panel("Time since last checkpoint", [(f"time() - max by (domain) (coelho_checkpoint_last_success_timestamp_seconds{{{F}}})", "{{domain}}")], unit="s", width=6, description="The alert CoelhoCheckpointTooOld fires above 2 hours."),
-            Panel("Checkpoint duration (p95, 1h)", [(f"histogram_quantile(0.95, sum by (domain, le) (rate(coelho_checkpoint_duration_seconds_bucket{{{F}}}[1h])))", "{{domain}}")], unit="s", width=6, description="Catch up, pickle, MLflow run and registered version of one model."),
-            Panel("Registered model version (last checkpoint)", [(f"max by (domain, model) (coelho_checkpoint_model_version{{{F}}})", "{{domain}} {{model}}")], width=6),
-        ]),
+        (
+            "Learning",
+            [
+                Panel(
+                    "Events learned per second",
+                    [(f"sum by (domain) (rate(coelho_events_learned_total{{{F}}}[1m]))", "{{domain}}")],
+                    unit="ops",
+                ),
+                Panel(
+                    "Model metrics (progressive validation)",
+                    [(f"coelho_model_metric{{{F}}}", "{{domain}} {{model}} v{{model_version}} {{metric}}")],
+                    description="Test-then-train: every event is scored before it is learned. model_version: the MLflow version of the last checkpoint.",
+                ),
+            ],
+        ),
+        (
+            "Drift",
+            [
+                Panel(
+                    "Drift detections (1h)",
+                    [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[1h]))", "{{domain}}")],
+                    kind="stat",
+                    width=12,
+                ),
+                Panel(
+                    "Drift detections over time",
+                    [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[5m]))", "{{domain}}")],
+                    width=12,
+                ),
+                Panel(
+                    "Duplicate deliveries dropped",
+                    [(f"sum by (domain) (rate(coelho_events_duplicate_total{{{F}}}[5m]))", "{{domain}}")],
+                    unit="ops",
+                    width=12,
+                    description="At-least-once delivery: redeliveries learn-one recognised and did not learn twice.",
+                ),
+                Panel(
+                    "Model snapshots written",
+                    [(f"sum by (domain) (increase(coelho_model_snapshots_total{{{F}}}[15m]))", "{{domain}}")],
+                    width=12,
+                ),
+            ],
+        ),
+        (
+            "State and checkpoints",
+            [
+                Panel(
+                    "Model state size",
+                    [(f"sum by (domain) (coelho_model_state_bytes{{{F}}})", "{{domain}}")],
+                    unit="bytes",
+                    width=6,
+                ),
+                Panel(
+                    "Time since last checkpoint",
+                    [
+                        (
+                            f"time() - max by (domain) (coelho_checkpoint_last_success_timestamp_seconds{{{F}}})",
+                            "{{domain}}",
+                        )
+                    ],
+                    unit="s",
+                    width=6,
+                    description="The alert CoelhoCheckpointTooOld fires above 2 hours.",
+                ),
+                Panel(
+                    "Checkpoint duration (p95, 1h)",
+                    [
+                        (
+                            f"histogram_quantile(0.95, sum by (domain, le) (rate(coelho_checkpoint_duration_seconds_bucket{{{F}}}[1h])))",
+                            "{{domain}}",
+                        )
+                    ],
+                    unit="s",
+                    width=6,
+                    description="Catch up, pickle, MLflow run and registered version of one model.",
+                ),
+                Panel(
+                    "Registered model version (last checkpoint)",
+                    [(f"max by (domain, model) (coelho_checkpoint_model_version{{{F}}})", "{{domain}} {{model}}")],
+                    width=6,
+                ),
+            ],
+        ),
     ],
 )
 

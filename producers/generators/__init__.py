@@ -25,8 +25,13 @@ GENERATORS: dict[str, type[StreamGenerator]] = {
 }
 
 
-def make_generator(domain: str, seed: int | None = None, start: datetime | str | float | None = None,
-                   drift_at: int | None = None, delayed_labels: bool = False) -> StreamGenerator:
+def make_generator(
+    domain: str,
+    seed: int | None = None,
+    start: datetime | str | float | None = None,
+    drift_at: int | None = None,
+    delayed_labels: bool = False,
+) -> StreamGenerator:
     """The generator of `domain` (short name or topic). `delayed_labels` applies to tfd only."""
     name = get_domain(domain).name
     if name == "tfd":

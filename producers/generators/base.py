@@ -78,7 +78,9 @@ class StreamGenerator:
 
     domain: Domain
 
-    def __init__(self, seed: int | None = None, start: datetime | str | float | None = None, drift_at: int | None = None) -> None:
+    def __init__(
+        self, seed: int | None = None, start: datetime | str | float | None = None, drift_at: int | None = None
+    ) -> None:
         self.seed = seed if seed is not None else random.SystemRandom().getrandbits(48)
         self.rng = random.Random(self.seed)
         self.now = to_epoch(start, seeded=seed is not None)

@@ -55,39 +55,137 @@ class Segment:
 
 
 SEGMENTS = (
-    Segment("bargain_hunter", 0.28, 0.95, 18, 22, (1, 3), 12,
-            {"page_view": 6, "search": 3, "add_to_cart": 1.2, "remove_from_cart": 0.4, "purchase": 0.5, "wishlist": 0.8, "review": 0.1},
-            {"fashion": 3, "home": 2, "toys": 2, "beauty": 2, "sports": 1}),
-    Segment("researcher", 0.20, 0.05, 320, 240, (1, 1), 10,
-            {"page_view": 5, "search": 4, "add_to_cart": 0.5, "remove_from_cart": 0.2, "purchase": 0.3, "wishlist": 1, "review": 0.6},
-            {"electronics": 4, "books": 2, "sports": 2, "home": 1}),
-    Segment("impulse_buyer", 0.22, 0.97, 60, 6, (1, 2), 4,
-            {"page_view": 3, "search": 0.4, "add_to_cart": 3, "remove_from_cart": 0.1, "purchase": 2.5, "wishlist": 0.1},
-            {"fashion": 3, "beauty": 3, "toys": 1, "electronics": 1}),
-    Segment("premium", 0.12, 0.08, 1600, 90, (1, 1), 6,
-            {"page_view": 4, "search": 1, "add_to_cart": 1.5, "remove_from_cart": 0.3, "purchase": 1.2, "wishlist": 0.6, "review": 0.3},
-            {"electronics": 3, "fashion": 2, "home": 2, "sports": 1}),
-    Segment("bulk_buyer", 0.18, 0.1, 6, 45, (6, 24), 8,
-            {"page_view": 3, "search": 1.5, "add_to_cart": 3, "remove_from_cart": 0.5, "purchase": 1.5, "review": 0.1},
-            {"grocery": 5, "home": 1.5, "beauty": 1}),
+    Segment(
+        "bargain_hunter",
+        0.28,
+        0.95,
+        18,
+        22,
+        (1, 3),
+        12,
+        {
+            "page_view": 6,
+            "search": 3,
+            "add_to_cart": 1.2,
+            "remove_from_cart": 0.4,
+            "purchase": 0.5,
+            "wishlist": 0.8,
+            "review": 0.1,
+        },
+        {"fashion": 3, "home": 2, "toys": 2, "beauty": 2, "sports": 1},
+    ),
+    Segment(
+        "researcher",
+        0.20,
+        0.05,
+        320,
+        240,
+        (1, 1),
+        10,
+        {
+            "page_view": 5,
+            "search": 4,
+            "add_to_cart": 0.5,
+            "remove_from_cart": 0.2,
+            "purchase": 0.3,
+            "wishlist": 1,
+            "review": 0.6,
+        },
+        {"electronics": 4, "books": 2, "sports": 2, "home": 1},
+    ),
+    Segment(
+        "impulse_buyer",
+        0.22,
+        0.97,
+        60,
+        6,
+        (1, 2),
+        4,
+        {"page_view": 3, "search": 0.4, "add_to_cart": 3, "remove_from_cart": 0.1, "purchase": 2.5, "wishlist": 0.1},
+        {"fashion": 3, "beauty": 3, "toys": 1, "electronics": 1},
+    ),
+    Segment(
+        "premium",
+        0.12,
+        0.08,
+        1600,
+        90,
+        (1, 1),
+        6,
+        {
+            "page_view": 4,
+            "search": 1,
+            "add_to_cart": 1.5,
+            "remove_from_cart": 0.3,
+            "purchase": 1.2,
+            "wishlist": 0.6,
+            "review": 0.3,
+        },
+        {"electronics": 3, "fashion": 2, "home": 2, "sports": 1},
+    ),
+    Segment(
+        "bulk_buyer",
+        0.18,
+        0.1,
+        6,
+        45,
+        (6, 24),
+        8,
+        {"page_view": 3, "search": 1.5, "add_to_cart": 3, "remove_from_cart": 0.5, "purchase": 1.5, "review": 0.1},
+        {"grocery": 5, "home": 1.5, "beauty": 1},
+    ),
 )
-SALE_HUNTER = Segment("sale_hunter", 0.4, 0.9, 2500, 3, (30, 60), 7,
-                      {"page_view": 3, "search": 1, "add_to_cart": 3, "remove_from_cart": 1, "purchase": 1.5, "wishlist": 1},
-                      {"electronics": 2, "fashion": 2, "home": 2, "toys": 1, "sports": 1})
+SALE_HUNTER = Segment(
+    "sale_hunter",
+    0.4,
+    0.9,
+    2500,
+    3,
+    (30, 60),
+    7,
+    {"page_view": 3, "search": 1, "add_to_cart": 3, "remove_from_cart": 1, "purchase": 1.5, "wishlist": 1},
+    {"electronics": 2, "fashion": 2, "home": 2, "toys": 1, "sports": 1},
+)
 SALE_DISCOUNT = 0.6
 SEGMENT = Categorical({s: s.share for s in SEGMENTS})
-SEGMENT_IN_SALE = Categorical({s: s.share * (1 - SALE_HUNTER.share) for s in SEGMENTS} | {SALE_HUNTER: SALE_HUNTER.share})
+SEGMENT_IN_SALE = Categorical(
+    {s: s.share * (1 - SALE_HUNTER.share) for s in SEGMENTS} | {SALE_HUNTER: SALE_HUNTER.share}
+)
 
 DEVICES = {
     "mobile": Categorical({("Android", "Chrome"): 4, ("Android", "App"): 2, ("iOS", "Safari"): 4, ("iOS", "App"): 2}),
     "tablet": Categorical({("iOS", "Safari"): 3, ("Android", "Chrome"): 2}),
-    "desktop": Categorical({("Windows", "Chrome"): 5, ("Windows", "Edge"): 2, ("macOS", "Safari"): 3,
-                            ("macOS", "Chrome"): 2, ("Linux", "Firefox"): 1, ("Windows", "Firefox"): 1}),
+    "desktop": Categorical(
+        {
+            ("Windows", "Chrome"): 5,
+            ("Windows", "Edge"): 2,
+            ("macOS", "Safari"): 3,
+            ("macOS", "Chrome"): 2,
+            ("Linux", "Firefox"): 1,
+            ("Windows", "Firefox"): 1,
+        }
+    ),
 }
-CITIES = Categorical({(40.7128, -74.006): 5, (34.0522, -118.2437): 4, (41.8781, -87.6298): 3, (29.7604, -95.3698): 3,
-                      (47.6062, -122.3321): 2, (25.7617, -80.1918): 2, (39.7392, -104.9903): 1})
-REFERRERS = Categorical({"https://www.google.com/": 5, "https://www.facebook.com/": 2, "https://www.instagram.com/": 2,
-                         "https://mail.coelho.example/newsletter": 1, "": 3})
+CITIES = Categorical(
+    {
+        (40.7128, -74.006): 5,
+        (34.0522, -118.2437): 4,
+        (41.8781, -87.6298): 3,
+        (29.7604, -95.3698): 3,
+        (47.6062, -122.3321): 2,
+        (25.7617, -80.1918): 2,
+        (39.7392, -104.9903): 1,
+    }
+)
+REFERRERS = Categorical(
+    {
+        "https://www.google.com/": 5,
+        "https://www.facebook.com/": 2,
+        "https://www.instagram.com/": 2,
+        "https://mail.coelho.example/newsletter": 1,
+        "": 3,
+    }
+)
 QUERIES = {
     "electronics": ("wireless earbuds", "4k tv", "laptop", "phone case", "smartwatch", "usb-c charger"),
     "fashion": ("summer dress", "running shoes", "denim jacket", "sunglasses", "wool scarf"),
@@ -150,15 +248,22 @@ class InteractionGenerator(StreamGenerator):
 
     domain = DOMAIN
 
-    def __init__(self, seed: int | None = None, start: datetime | str | float | None = None,
-                 drift_at: int | None = None, customers: int = 3000) -> None:
+    def __init__(
+        self,
+        seed: int | None = None,
+        start: datetime | str | float | None = None,
+        drift_at: int | None = None,
+        customers: int = 3000,
+    ) -> None:
         super().__init__(seed, start, drift_at)
         self.catalog = Catalog(self.rng)
         self.customers: list[Customer] = [self._new_customer(SEGMENT.draw(self.rng)) for _ in range(customers)]
         self.categories = {s.name: Categorical(s.categories) for s in (*SEGMENTS, SALE_HUNTER)}
         self.actions = {s.name: Categorical(s.actions) for s in (*SEGMENTS, SALE_HUNTER)}
-        self.browsing = {s.name: Categorical({a: w for a, w in s.actions.items() if a not in ("purchase", "remove_from_cart")})
-                         for s in (*SEGMENTS, SALE_HUNTER)}
+        self.browsing = {
+            s.name: Categorical({a: w for a, w in s.actions.items() if a not in ("purchase", "remove_from_cart")})
+            for s in (*SEGMENTS, SALE_HUNTER)
+        }
         self.sessions: list[tuple[float, int, Session]] = []  # heap of (time of the next event, tie-break, session)
         self.started = 0
         self.pushes = 0
@@ -169,8 +274,15 @@ class InteractionGenerator(StreamGenerator):
         device_type = "mobile" if rng.random() < segment.mobile else ("tablet" if rng.random() < 0.15 else "desktop")
         os, browser = DEVICES[device_type].draw(rng)
         lat, lon = CITIES.draw(rng)
-        return Customer(f"customer-{rng.getrandbits(40):010x}", segment, device_type, os, browser,
-                        round(lat + rng.gauss(0, 0.1), 4), round(lon + rng.gauss(0, 0.1), 4))
+        return Customer(
+            f"customer-{rng.getrandbits(40):010x}",
+            segment,
+            device_type,
+            os,
+            browser,
+            round(lat + rng.gauss(0, 0.1), 4),
+            round(lon + rng.gauss(0, 0.1), 4),
+        )
 
     def _arrival_after(self, t: float) -> float:
         return t + self.rng.expovariate(SESSIONS_PER_HOUR / 3600 * INTENSITY[hour_of(t)])
@@ -192,7 +304,11 @@ class InteractionGenerator(StreamGenerator):
         segment = session.segment
         session.events += 1
         if session.events == 1:
-            action = "search" if rng.random() < segment.actions.get("search", 0) / sum(segment.actions.values()) * 2 else "page_view"
+            action = (
+                "search"
+                if rng.random() < segment.actions.get("search", 0) / sum(segment.actions.values()) * 2
+                else "page_view"
+            )
         elif session.cart:
             action = self.actions[segment.name].draw(rng)
         else:

@@ -38,8 +38,12 @@ FREE_FLOW_KMH = 40.0  # what the routing engine assumes
 
 # vehicle -> (share of the fleet, speed factor on free roads, how much of the congestion it suffers)
 VEHICLES = {
-    "sedan": (40, 1.0, 1.0), "suv": (20, 1.04, 1.0), "electric": (15, 1.0, 1.0), "van": (12, 1.15, 1.05),
-    "motorbike": (8, 0.85, 0.55), "truck": (5, 1.3, 1.1),
+    "sedan": (40, 1.0, 1.0),
+    "suv": (20, 1.04, 1.0),
+    "electric": (15, 1.0, 1.0),
+    "van": (12, 1.15, 1.05),
+    "motorbike": (8, 0.85, 0.55),
+    "truck": (5, 1.3, 1.1),
 }
 assert set(VEHICLES) == set(VEHICLE_TYPES)
 VEHICLE = Categorical({v: s for v, (s, _, _) in VEHICLES.items()})
@@ -102,8 +106,13 @@ class TripGenerator(StreamGenerator):
 
     domain = DOMAIN
 
-    def __init__(self, seed: int | None = None, start: datetime | str | float | None = None,
-                 drift_at: int | None = None, drivers: int = 600) -> None:
+    def __init__(
+        self,
+        seed: int | None = None,
+        start: datetime | str | float | None = None,
+        drift_at: int | None = None,
+        drivers: int = 600,
+    ) -> None:
         super().__init__(seed, start, drift_at)
         rng = self.rng
         self.drivers: list[Driver] = []
@@ -111,7 +120,9 @@ class TripGenerator(StreamGenerator):
             skill = min(max(rng.gauss(1.0, 0.08), 0.8), 1.3)
             rating = min(max(4.6 - 3.0 * (skill - 1.0) + rng.gauss(0, 0.15), 1.0), 5.0)
             vehicle = VEHICLE.draw(rng)
-            self.drivers.append(Driver(f"driver-{i:04d}", f"vehicle-{rng.getrandbits(24):06x}", vehicle, skill, round(rating, 2)))
+            self.drivers.append(
+                Driver(f"driver-{i:04d}", f"vehicle-{rng.getrandbits(24):06x}", vehicle, skill, round(rating, 2))
+            )
         self.weather = "clear"
         self.weather_until = self.now
         self.temperature_base = rng.gauss(16.0, 4.0)  # the season
@@ -137,7 +148,10 @@ class TripGenerator(StreamGenerator):
         rng = self.rng
         radius = abs(rng.gauss(0, 6.0)) if rng.random() < 0.85 else rng.uniform(6, 25)
         angle = rng.uniform(0, 2 * math.pi)
-        return (CENTER[0] + radius * math.sin(angle) / KM_PER_DEG_LAT, CENTER[1] + radius * math.cos(angle) / KM_PER_DEG_LON)
+        return (
+            CENTER[0] + radius * math.sin(angle) / KM_PER_DEG_LAT,
+            CENTER[1] + radius * math.cos(angle) / KM_PER_DEG_LON,
+        )
 
     def next_record(self) -> GeneratedEvent:
         rng = self.rng
@@ -166,7 +180,9 @@ class TripGenerator(StreamGenerator):
         detour = drifted and rng.random() < DETOUR_SHARE  # drawn only after the drift: the stream before is unchanged
         if detour:
             moving_s *= DETOUR_FACTOR
-        incident_p = 0.03 * (2.0 if weather in ("rain", "heavy_rain", "snow") else 1.0) * (1.5 if congestion > 1.4 else 1.0)
+        incident_p = (
+            0.03 * (2.0 if weather in ("rain", "heavy_rain", "snow") else 1.0) * (1.5 if congestion > 1.4 else 1.0)
+        )
         incident_s = rng.uniform(240, 1500) if rng.random() < incident_p else 0.0
         actual_s = (moving_s + incident_s + rng.uniform(60, 180)) * math.exp(rng.gauss(0, 0.07))
 
@@ -187,5 +203,10 @@ class TripGenerator(StreamGenerator):
             "initial_estimated_travel_time_seconds": round(naive_s, 1),
             "simulated_actual_travel_time_seconds": round(min(actual_s, 86_400.0), 1),
         }
-        truth = {"incident_s": round(incident_s, 1), "driver_skill": driver.skill, "traffic": round(congestion, 3), "detour": detour}
+        truth = {
+            "incident_s": round(incident_s, 1),
+            "driver_skill": driver.skill,
+            "traffic": round(congestion, 3),
+            "detour": detour,
+        }
         return GeneratedEvent("record", data, driver.driver_id, data["trip_id"], t, truth)

@@ -66,17 +66,30 @@ USER_AGENTS = {
     "iOS": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)",
 }
 BROWSER_AGENT = {
-    "Chrome": "Chrome/120.0.0.0 Safari/537.36", "Edge": "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
-    "Firefox": "Firefox/121.0", "Opera": "Chrome/120.0.0.0 Safari/537.36 OPR/106.0.0.0",
-    "Safari": "Version/17.2 Safari/605.1.15", "App": "CoelhoPay/4.2",
+    "Chrome": "Chrome/120.0.0.0 Safari/537.36",
+    "Edge": "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
+    "Firefox": "Firefox/121.0",
+    "Opera": "Chrome/120.0.0.0 Safari/537.36 OPR/106.0.0.0",
+    "Safari": "Version/17.2 Safari/605.1.15",
+    "App": "CoelhoPay/4.2",
 }
 
 # Owners' habits.
 OWNER_CATEGORY = {
-    "groceries": 4, "restaurants": 3, "clothing": 2, "home": 2, "health": 1.5, "electronics": 1, "travel": 0.7,
-    "gaming": 0.8, "jewelry": 0.2, "gift_cards": 0.4,
+    "groceries": 4,
+    "restaurants": 3,
+    "clothing": 2,
+    "home": 2,
+    "health": 1.5,
+    "electronics": 1,
+    "travel": 0.7,
+    "gaming": 0.8,
+    "jewelry": 0.2,
+    "gift_cards": 0.4,
 }
-OWNER_PAYMENT = Categorical({"credit_card": 35, "debit_card": 30, "apple_pay": 15, "paypal": 12, "bank_transfer": 6, "crypto": 2})
+OWNER_PAYMENT = Categorical(
+    {"credit_card": 35, "debit_card": 30, "apple_pay": 15, "paypal": 12, "bank_transfer": 6, "crypto": 2}
+)
 OWNER_TYPE = Categorical({"purchase": 82, "subscription": 7, "withdrawal": 5, "transfer": 4, "refund": 2})
 
 # Fraud patterns: (categories, payment methods, transaction types, log-amount shift and spread over the
@@ -107,19 +120,53 @@ class FraudPattern:
 
 CARD_NOT_PRESENT = FraudPattern(
     "card_not_present",
-    Categorical({"gift_cards": 4, "electronics": 3, "jewelry": 2.5, "gaming": 2, "travel": 1.2, "clothing": 0.8,
-                 "home": 0.3, "health": 0.2, "groceries": 0.15, "restaurants": 0.15}),
+    Categorical(
+        {
+            "gift_cards": 4,
+            "electronics": 3,
+            "jewelry": 2.5,
+            "gaming": 2,
+            "travel": 1.2,
+            "clothing": 0.8,
+            "home": 0.3,
+            "health": 0.2,
+            "groceries": 0.15,
+            "restaurants": 0.15,
+        }
+    ),
     Categorical({"credit_card": 50, "crypto": 20, "paypal": 14, "debit_card": 10, "bank_transfer": 4, "apple_pay": 2}),
     Categorical({"purchase": 72, "transfer": 14, "withdrawal": 12, "subscription": 2}),
-    amount_shift=1.0, amount_sd=0.9, cvv=0.6, billing=0.5, hours=NIGHT, share=0.0175,
+    amount_shift=1.0,
+    amount_sd=0.9,
+    cvv=0.6,
+    billing=0.5,
+    hours=NIGHT,
+    share=0.0175,
 )
 WALLET_TAKEOVER = FraudPattern(
     "wallet_takeover",
-    Categorical({"travel": 4, "restaurants": 2.5, "groceries": 1.5, "clothing": 1.5, "electronics": 1, "health": 0.6,
-                 "home": 0.6, "gaming": 0.4, "jewelry": 0.3, "gift_cards": 0.2}),
+    Categorical(
+        {
+            "travel": 4,
+            "restaurants": 2.5,
+            "groceries": 1.5,
+            "clothing": 1.5,
+            "electronics": 1,
+            "health": 0.6,
+            "home": 0.6,
+            "gaming": 0.4,
+            "jewelry": 0.3,
+            "gift_cards": 0.2,
+        }
+    ),
     Categorical({"apple_pay": 45, "paypal": 30, "debit_card": 15, "credit_card": 8, "bank_transfer": 2}),
     Categorical({"purchase": 90, "subscription": 6, "transfer": 4}),
-    amount_shift=0.25, amount_sd=0.6, cvv=0.97, billing=0.95, hours=DAYTIME, share=0.04,
+    amount_shift=0.25,
+    amount_sd=0.6,
+    cvv=0.97,
+    billing=0.95,
+    hours=DAYTIME,
+    share=0.04,
 )
 
 TRANSACTIONS_PER_DAY = 7000  # of the simulated card network: a simulated week is ~50k events
@@ -152,8 +199,14 @@ class TransactionGenerator(StreamGenerator):
 
     domain = DOMAIN
 
-    def __init__(self, seed: int | None = None, start: datetime | str | float | None = None,
-                 drift_at: int | None = None, delayed_labels: bool = False, initial_users: int = 2000) -> None:
+    def __init__(
+        self,
+        seed: int | None = None,
+        start: datetime | str | float | None = None,
+        drift_at: int | None = None,
+        delayed_labels: bool = False,
+        initial_users: int = 2000,
+    ) -> None:
         super().__init__(seed, start, drift_at)
         self.delayed_labels = delayed_labels
         self.users: list[CardHolder] = [self._new_user(self._account_age_s()) for _ in range(initial_users)]
@@ -284,7 +337,11 @@ class TransactionGenerator(StreamGenerator):
             "billing_address_match": billing,
             "is_fraud": is_fraud,
         }
-        truth = {"fraudster": fraudster, "pattern": pattern.name if fraudster else None, "synthetic_identity": user.synthetic}
+        truth = {
+            "fraudster": fraudster,
+            "pattern": pattern.name if fraudster else None,
+            "synthetic_identity": user.synthetic,
+        }
         if self.delayed_labels:
             del data["is_fraud"]
             label = {"transaction_id": transaction_id, "user_id": user.user_id, "is_fraud": is_fraud}

@@ -145,10 +145,14 @@ class AnthropicStandIn:
                 try:
                     body = json.loads(raw or b"{}")
                 except ValueError:
-                    self._send_json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad JSON"}})
+                    self._send_json(
+                        400, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad JSON"}}
+                    )
                     return
                 with standin._lock:
-                    standin.requests.append(RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    standin.requests.append(
+                        RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                 if not self.path.startswith("/v1/messages"):
                     self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
                     return
@@ -157,7 +161,10 @@ class AnthropicStandIn:
                     status = int(reply["error_status"])
                     self._send_json(
                         status,
-                        {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": reply["message"]}},
+                        {
+                            "type": "error",
+                            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": reply["message"]},
+                        },
                         extra={"retry-after": "0"} if status in (429, 529) else None,
                     )
                     return
@@ -229,32 +236,52 @@ class AnthropicStandIn:
         }
 
     def _stream_events(self, message: dict[str, Any]) -> list[dict[str, Any]]:
-        start = dict(message, content=[], stop_reason=None, usage={"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1})
+        start = dict(
+            message,
+            content=[],
+            stop_reason=None,
+            usage={"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1},
+        )
         events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
         n = self.chunk_size
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
-                events.append({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+                events.append(
+                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+                )
                 value = block["text"]
                 for i in range(0, len(value), n):
-                    events.append({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": value[i : i + n]}})
+                    events.append(
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "text_delta", "text": value[i : i + n]},
+                        }
+                    )
             else:
-                events.append({
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}},
-                })
+                events.append(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}},
+                    }
+                )
                 partial = json.dumps(block["input"])
                 for i in range(0, len(partial), n):
-                    events.append({
-                        "type": "content_block_delta", "index": index,
-                        "delta": {"type": "input_json_delta", "partial_json": partial[i : i + n]},
-                    })
+                    events.append(
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": partial[i : i + n]},
+                        }
+                    )
             events.append({"type": "content_block_stop", "index": index})
-        events.append({
-            "type": "message_delta",
-            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-            "usage": {"output_tokens": message["usage"]["output_tokens"]},
-        })
+        events.append(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            }
+        )
         events.append({"type": "message_stop"})
         return events

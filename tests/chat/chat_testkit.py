@@ -71,12 +71,17 @@ def post_event(url: str, domain: Domain, kind: str, data: dict[str, Any]) -> req
     return requests.post(url, data=json.dumps(data), headers=headers, timeout=10)
 
 
-def ask(url: str, session_id: str, message: str, page: dict[str, Any] | None = None, sse: bool = False) -> tuple[int, list[dict[str, Any]]]:
+def ask(
+    url: str, session_id: str, message: str, page: dict[str, Any] | None = None, sse: bool = False
+) -> tuple[int, list[dict[str, Any]]]:
     """POST /chat and read the whole stream: (status, events in arrival order)."""
     headers = {"accept": "text/event-stream"} if sse else {}
     response = requests.post(
-        f"{url}/chat", json={"session_id": session_id, "message": message, "page": page or {}},
-        headers=headers, stream=True, timeout=60,
+        f"{url}/chat",
+        json={"session_id": session_id, "message": message, "page": page or {}},
+        headers=headers,
+        stream=True,
+        timeout=60,
     )
     if response.status_code != 200:
         return response.status_code, [response.json()]
@@ -84,7 +89,7 @@ def ask(url: str, session_id: str, message: str, page: dict[str, Any] | None = N
     if sse:
         for line in response.iter_lines(decode_unicode=True):
             if line and line.startswith("data: "):
-                events.append(json.loads(line[len("data: "):]))
+                events.append(json.loads(line[len("data: ") :]))
     else:
         for line in response.iter_lines(decode_unicode=True):
             if line:

@@ -57,9 +57,13 @@ def live_platform(platform: Platform) -> Platform:
         for i in range(EVENTS_PER_DOMAIN):
             event = sample_event(domain, rng, start + timedelta(seconds=7 * i))
             headers = {
-                "ce-specversion": "1.0", "ce-id": str(uuid.uuid4()), "ce-source": "/coelho/tests/chat",
-                "ce-type": domain.type("record"), "ce-domain": domain.name,
-                "ce-partitionkey": str(event[domain.key_field]), "content-type": "application/json",
+                "ce-specversion": "1.0",
+                "ce-id": str(uuid.uuid4()),
+                "ce-source": "/coelho/tests/chat",
+                "ce-type": domain.type("record"),
+                "ce-domain": domain.name,
+                "ce-partitionkey": str(event[domain.key_field]),
+                "content-type": "application/json",
             }
             response = session.post(url, data=json.dumps(event), headers=headers, timeout=10)
             assert response.status_code in (200, 204), response.text
@@ -105,7 +109,9 @@ def start_chat(live_platform: Platform) -> Iterator[Callable[[dict[str, str]], s
         full.update(python_service_env(live_platform.settings, "chat"))
         full.update(PORT=str(port), CHAT_API_MAX_RETRIES="0", CHAT_API_TIMEOUT_SECONDS="5", **env)
         log = (log_dir / f"chat-extra-{port}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "functions.chat"], env=full, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "functions.chat"], env=full, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT
+        )
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/health/readiness")
@@ -119,5 +125,3 @@ def start_chat(live_platform: Platform) -> Iterator[Callable[[dict[str, str]], s
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-

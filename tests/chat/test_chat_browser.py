@@ -16,7 +16,13 @@ from tests.chat.chat_testkit import PROJECT, tool_result_json
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
 SHOTS = PROJECT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +46,13 @@ def test_chat_panel_streams_an_answer_and_keeps_it_across_pages(
 
     def answer(body: dict[str, Any]) -> Any:
         info = tool_result_json(body)
-        return [text(
-            f"This page shows the fraud model learning live: **{info['model']}** has learned "
-            f"{info['events_learned']} transactions so far, and its ROC AUC is {info['main_metrics']['ROCAUC']}. "
-            "The form asks it for a prediction; the gauge shows the fraud probability."
-        )]
+        return [
+            text(
+                f"This page shows the fraud model learning live: **{info['model']}** has learned "
+                f"{info['events_learned']} transactions so far, and its ROC AUC is {info['main_metrics']['ROCAUC']}. "
+                "The form asks it for a prediction; the gauge shows the fraud probability."
+            )
+        ]
 
     standin.script([text("Let me check the live model."), tool_use("get_model_info", {"domain": "tfd"})], answer)
     page = browser.new_page(viewport={"width": 1500, "height": 1000})

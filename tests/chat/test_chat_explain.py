@@ -34,8 +34,9 @@ def _replica(platform: Platform, domain: Any, seq: int) -> ModelReplica:
     return replica
 
 
-def _explain_through_chat(chat_url: str, standin: AnthropicStandIn, domain: Any, form: dict[str, Any], question: str,
-                          answer: Any = None) -> tuple[dict[str, Any], str]:
+def _explain_through_chat(
+    chat_url: str, standin: AnthropicStandIn, domain: Any, form: dict[str, Any], question: str, answer: Any = None
+) -> tuple[dict[str, Any], str]:
     standin.script(
         [tool_use("explain_prediction", {"domain": domain.name})],
         answer or (lambda body: [text("Explained: " + json.dumps(tool_result_json(body)["explanation"]["kind"]))]),
@@ -51,14 +52,18 @@ def _linear_parts(model: Any) -> tuple[Any, preprocessing.StandardScaler, linear
     pipeline = model.classifier  # RandomUnderSampler around the pipeline
     union, regression = list(pipeline.steps.values())
     scaler = next(
-        step for branch in union.transformers.values() for step in branch.steps.values()
+        step
+        for branch in union.transformers.values()
+        for step in branch.steps.values()
         if isinstance(step, preprocessing.StandardScaler)
     )
     assert isinstance(union, compose.TransformerUnion) and isinstance(regression, linear_model.LogisticRegression)
     return union, scaler, regression
 
 
-def test_why_was_this_transaction_flagged_linear_contributions(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
+def test_why_was_this_transaction_flagged_linear_contributions(
+    chat_url: str, standin: AnthropicStandIn, live_platform: Platform
+) -> None:
     assert TFD.default_model == "logreg_rus", "the test checks the default linear fraud model"
     form = sample_event(TFD, random.Random(99), datetime(2026, 11, 27, 2, 30, tzinfo=UTC))
     form.update(payment_method="crypto", cvv_provided=False, account_age_days=3, amount=1890.5)
@@ -81,7 +86,18 @@ def test_why_was_this_transaction_flagged_linear_contributions(chat_url: str, st
         assert c["value"] == pytest.approx(seen[c["feature"]], abs=1e-6)
         assert c["contribution"] == pytest.approx(weights.get(c["feature"], 0.0) * seen[c["feature"]], abs=1e-6)
     # Checked by hand, not through the pipeline: standardised numbers, one-hot categories.
-    categories = {f"{name}_{x[name]}" for name in ("currency", "product_category", "transaction_type", "payment_method", "os", "browser", "hour_of_day")}
+    categories = {
+        f"{name}_{x[name]}"
+        for name in (
+            "currency",
+            "product_category",
+            "transaction_type",
+            "payment_method",
+            "os",
+            "browser",
+            "hour_of_day",
+        )
+    }
     for c in explanation["contributions"]:
         name = c["feature"]
         if name in scaler.means:
@@ -106,13 +122,16 @@ def test_why_was_this_transaction_flagged_linear_contributions(chat_url: str, st
 def test_what_drove_this_eta_decision_path(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
     form = sample_event(ETA, random.Random(5), datetime(2026, 11, 27, 8, 15, tzinfo=UTC))
     form.pop(ETA.target)
+
     def answer(body: dict[str, Any]) -> Any:
         result = tool_result_json(body)
         path = result["explanation"]["decision_path"]
         return [text(f"The model predicts {result['eta_seconds']} s. Its path: {path[0]}.")]
 
     result, said = _explain_through_chat(chat_url, standin, ETA, form, "What drove this ETA?", answer)
-    assert said == f"The model predicts {result['eta_seconds']} s. Its path: {result['explanation']['decision_path'][0]}."
+    assert (
+        said == f"The model predicts {result['eta_seconds']} s. Its path: {result['explanation']['decision_path'][0]}."
+    )
     replica = _replica(live_platform, ETA, result["log_position"])
     x = ETA.features(ETA.validate(form, purpose="prediction"))
     assert result["eta_seconds"] == pytest.approx(replica.state.predict_one(x), abs=1e-3)

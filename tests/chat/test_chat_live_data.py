@@ -20,7 +20,9 @@ from tests.chat.chat_testkit import answer_text, ask, post_event, sample_event, 
 pytestmark = pytest.mark.stack
 
 
-def test_recent_predictions_are_the_learners_own(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
+def test_recent_predictions_are_the_learners_own(
+    chat_url: str, standin: AnthropicStandIn, live_platform: Platform
+) -> None:
     rng = random.Random(2024)
     learned: list[tuple[str, float, bool]] = []
     for i in range(3):
@@ -32,9 +34,15 @@ def test_recent_predictions_are_the_learners_own(chat_url: str, standin: Anthrop
 
     standin.script(
         [tool_use("get_recent_predictions", {"domain": "tfd", "limit": 3})],
-        lambda body: [text("Latest: " + ", ".join(
-            f"{p['id'][:6]}={p['fraud_probability']}" for p in tool_result_json(body)["predictions_newest_first"]
-        ))],
+        lambda body: [
+            text(
+                "Latest: "
+                + ", ".join(
+                    f"{p['id'][:6]}={p['fraud_probability']}"
+                    for p in tool_result_json(body)["predictions_newest_first"]
+                )
+            )
+        ],
     )
     status, events = ask(chat_url, "r-" + uuid.uuid4().hex[:12], "Show me the latest predictions.", {"page": "tfd"})
     assert status == 200, events
@@ -46,12 +54,19 @@ def test_recent_predictions_are_the_learners_own(chat_url: str, standin: Anthrop
     assert answer_text(events) == "Latest: " + ", ".join(f"{r['id'][:6]}={r['fraud_probability']}" for r in rows)
 
 
-def test_model_info_shows_the_registered_mlflow_version(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
+def test_model_info_shows_the_registered_mlflow_version(
+    chat_url: str, standin: AnthropicStandIn, live_platform: Platform
+) -> None:
     headers = {
-        "ce-specversion": "1.0", "ce-id": str(uuid.uuid4()), "ce-source": "/coelho/tests/chat",
-        "ce-type": CHECKPOINT_REQUESTED, "content-type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid4()),
+        "ce-source": "/coelho/tests/chat",
+        "ce-type": CHECKPOINT_REQUESTED,
+        "content-type": "application/json",
     }
-    response = requests.post(live_platform.settings.url("checkpoint"), data=json.dumps({"domain": "tfd"}), headers=headers, timeout=120)
+    response = requests.post(
+        live_platform.settings.url("checkpoint"), data=json.dumps({"domain": "tfd"}), headers=headers, timeout=120
+    )
     assert response.status_code == 200, response.text
     record = response.json()["checkpoints"][0]
 
@@ -68,4 +83,6 @@ def test_model_info_shows_the_registered_mlflow_version(chat_url: str, standin: 
     assert latest["version"] == record["version"] and latest["events_learned"] == record["events_learned"]
     assert latest["run_id"] == record["run_id"] and latest["model"] == TFD.default_model
     assert latest["metrics_at_checkpoint"]["events_learned"] == record["events_learned"]
-    assert answer_text(events) == f"Version {record['version']} was checkpointed after {record['events_learned']} events."
+    assert (
+        answer_text(events) == f"Version {record['version']} was checkpointed after {record['events_learned']} events."
+    )

@@ -31,9 +31,17 @@ OBSERVABILITY_CONTEXT = {"page": "observability", "status": "collecting metrics,
 
 # get_platform_health's service names -> the runtime's service rows.
 RUNTIME_NAME = {
-    "redis": "redis", "learn": "learn", "predict": "predict", "checkpoint": "checkpoint",
-    "mlflow": "mlflow", "prometheus": "prometheus", "broker": "router", "kafka": "kafka", "s3": "s3",
-    "dashboard": "dashboard", "sql": "sql",
+    "redis": "redis",
+    "learn": "learn",
+    "predict": "predict",
+    "checkpoint": "checkpoint",
+    "mlflow": "mlflow",
+    "prometheus": "prometheus",
+    "broker": "router",
+    "kafka": "kafka",
+    "s3": "s3",
+    "dashboard": "dashboard",
+    "sql": "sql",
 }
 
 
@@ -57,15 +65,16 @@ def test_observability_page_is_everything_healthy_and_any_drift(
     def answer(body: dict[str, Any]) -> Any:
         health = tool_result_json(body)
         per_domain = "; ".join(
-            f"{d}: {v['events_in_log']} events in the log, {v['events_learned']} learned, "
-            f"{v['drifts_detected']} drifts"
+            f"{d}: {v['events_in_log']} events in the log, {v['events_learned']} learned, {v['drifts_detected']} drifts"
             for d, v in health["domains"].items()
         )
-        return [text(
-            f"Down: {', '.join(health['down']) or 'nothing'}. {per_domain}. "
-            f"learn-one answered {health['request_errors']['learn']['requests']} requests, "
-            f"{health['request_errors']['learn']['5xx']} with a 5xx."
-        )]
+        return [
+            text(
+                f"Down: {', '.join(health['down']) or 'nothing'}. {per_domain}. "
+                f"learn-one answered {health['request_errors']['learn']['requests']} requests, "
+                f"{health['request_errors']['learn']['5xx']} with a 5xx."
+            )
+        ]
 
     standin.script([text("Checking the platform."), tool_use("get_platform_health", {})], answer)
     client: Any = redis.Redis.from_url(live_platform.settings.redis_url)  # its stubs type every reply as a union
@@ -87,7 +96,9 @@ def test_observability_page_is_everything_healthy_and_any_drift(
 def _ask_and_check(chat_url: str, standin: AnthropicStandIn, live_platform: Platform, client: Any) -> None:
     requests_before = _learn_requests(live_platform)
     status, events = ask(
-        chat_url, "t-" + uuid.uuid4().hex[:16], "Is everything healthy, and has any drift been detected?",
+        chat_url,
+        "t-" + uuid.uuid4().hex[:16],
+        "Is everything healthy, and has any drift been detected?",
         OBSERVABILITY_CONTEXT,
     )
     assert status == 200, events
@@ -109,7 +120,9 @@ def _ask_and_check(chat_url: str, standin: AnthropicStandIn, live_platform: Plat
     for tool_name, service in RUNTIME_NAME.items():
         running = service in live_platform.entries() and live_platform.healthy(service)
         assert health["services"][tool_name] == ("up" if running else "down"), (tool_name, health["services"])
-    assert {"redis", "learn", "checkpoint", "mlflow", "kafka", "s3"} <= {n for n, v in health["services"].items() if v == "up"}
+    assert {"redis", "learn", "checkpoint", "mlflow", "kafka", "s3"} <= {
+        n for n, v in health["services"].items() if v == "up"
+    }
     assert health["down"] == sorted(n for n, v in health["services"].items() if v != "up")
     for name, domain in DOMAINS.items():
         got = health["domains"][name]
@@ -137,7 +150,10 @@ def _ask_and_check(chat_url: str, standin: AnthropicStandIn, live_platform: Plat
     assert f"Down: {', '.join(health['down']) or 'nothing'}." in said
     for name in DOMAINS:
         got = health["domains"][name]
-        assert f"{name}: {got['events_in_log']} events in the log, {got['events_learned']} learned, {got['drifts_detected']} drifts" in said
+        assert (
+            f"{name}: {got['events_in_log']} events in the log, {got['events_learned']} learned, {got['drifts_detected']} drifts"
+            in said
+        )
     eta = health["domains"]["eta"]
     assert eta["drifts_detected"] >= 1 and eta["last_drift"]["seq"] == eta["events_in_log"]
     assert f"learn-one answered {learn['requests']} requests, {learn['5xx']} with a 5xx." in said

@@ -37,16 +37,22 @@ def test_tfd_page_what_does_this_page_show(chat_url: str, standin: AnthropicStan
         info = tool_result_json(body, 0)
         page = tool_result_json(body, 1)
         metrics = info["main_metrics"]
-        return [text(
-            f"This page shows the live fraud model {info['model']}: it has learned {info['events_learned']} transactions, "
-            f"ROC AUC {metrics['ROCAUC']}. Your form has amount {page['form']['amount']}."
-        )]
+        return [
+            text(
+                f"This page shows the live fraud model {info['model']}: it has learned {info['events_learned']} transactions, "
+                f"ROC AUC {metrics['ROCAUC']}. Your form has amount {page['form']['amount']}."
+            )
+        ]
 
     standin.script(
         [text("Let me look."), tool_use("get_model_info", {"domain": "tfd"}), tool_use("get_page_state", {})],
         answer,
     )
-    page = {"page": "tfd", "form": {"amount": 123.45, "currency": "EUR"}, "last_prediction": {"fraud_probability": 0.12}}
+    page = {
+        "page": "tfd",
+        "form": {"amount": 123.45, "currency": "EUR"},
+        "last_prediction": {"fraud_probability": 0.12},
+    }
     status, events = ask(chat_url, _session(), "What does this page show?", page)
     assert status == 200, events
     kinds = [e["type"] for e in events]
@@ -61,8 +67,15 @@ def test_tfd_page_what_does_this_page_show(chat_url: str, standin: AnthropicStan
     assert "Transaction Fraud Detection" in first.system_text and "What does this page show?" in first.system_text
     assert '<page_context page="tfd">' in first.system_text and "123.45" in first.system_text
     assert set(first.tool_names) == {
-        "get_page_state", "get_model_info", "get_cluster_analytics", "get_recent_predictions",
-        "explain_prediction", "get_platform_health", "describe_domain", "query_lake", "compare_models",
+        "get_page_state",
+        "get_model_info",
+        "get_cluster_analytics",
+        "get_recent_predictions",
+        "explain_prediction",
+        "get_platform_health",
+        "describe_domain",
+        "query_lake",
+        "compare_models",
     }
     assert first.body["stream"] is True and first.body["model"] == "claude-sonnet-4-5"
     assert [b["type"] for b in second.messages[-1]["content"]] == ["tool_result", "tool_result"]
@@ -85,20 +98,26 @@ def test_tfd_page_what_does_this_page_show(chat_url: str, standin: AnthropicStan
     assert done["tools"] == ["get_model_info", "get_page_state"] and done["answer"] == text_out.strip()
 
 
-def test_ecci_page_what_does_a_cluster_represent(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
+def test_ecci_page_what_does_a_cluster_represent(
+    chat_url: str, standin: AnthropicStandIn, live_platform: Platform
+) -> None:
     def answer(body: dict[str, Any]) -> Any:
         data = tool_result_json(body)
         biggest = max(data["samples_per_cluster"], key=lambda c: data["samples_per_cluster"][c])
         profile = data["profiles"][biggest]
         top_type = max(profile["event_type"], key=profile["event_type"].get)
-        return [text(
-            f"A cluster is a group of similar interactions. Cluster {biggest} is the largest with "
-            f"{data['samples_per_cluster'][biggest]} interactions, mostly {top_type}; "
-            f"DBSTREAM finds {data['n_clusters']} clusters now."
-        )]
+        return [
+            text(
+                f"A cluster is a group of similar interactions. Cluster {biggest} is the largest with "
+                f"{data['samples_per_cluster'][biggest]} interactions, mostly {top_type}; "
+                f"DBSTREAM finds {data['n_clusters']} clusters now."
+            )
+        ]
 
     standin.script([tool_use("get_cluster_analytics", {})], answer)
-    status, events = ask(chat_url, _session(), "What does a cluster represent?", {"page": "ecci", "tab": "Cluster Analytics"})
+    status, events = ask(
+        chat_url, _session(), "What does a cluster represent?", {"page": "ecci", "tab": "Cluster Analytics"}
+    )
     assert status == 200, events
     data = tool_result_json(standin.requests[1].body)
     live = _summary(live_platform, "ecci")
@@ -109,16 +128,20 @@ def test_ecci_page_what_does_a_cluster_represent(chat_url: str, standin: Anthrop
     assert sum(data["samples_per_cluster"].values()) <= live["events_learned"]
     assert isinstance(data["separating_features"], dict) and data["separating_features"]["centres"]
     biggest = max(data["samples_per_cluster"], key=lambda c: data["samples_per_cluster"][c])
-    assert f"Cluster {biggest} is the largest with {data['samples_per_cluster'][biggest]} interactions" in answer_text(events)
+    assert f"Cluster {biggest} is the largest with {data['samples_per_cluster'][biggest]} interactions" in answer_text(
+        events
+    )
     assert "Cluster Analytics" in standin.requests[0].system_text
 
 
 def test_home_page_platform_health(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
     def answer(body: dict[str, Any]) -> Any:
         health = tool_result_json(body)
-        return [text(
-            f"Down: {', '.join(health['down']) or 'nothing'}. The fraud log holds {health['domains']['tfd']['events_in_log']} events."
-        )]
+        return [
+            text(
+                f"Down: {', '.join(health['down']) or 'nothing'}. The fraud log holds {health['domains']['tfd']['events_in_log']} events."
+            )
+        ]
 
     standin.script([tool_use("get_platform_health", {})], answer)
     status, events = ask(chat_url, _session(), "What does this page show? Is everything healthy?", {"page": "home"})

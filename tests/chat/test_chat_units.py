@@ -38,7 +38,11 @@ def test_a_secret_split_across_chunks_never_leaks(seed: int) -> None:
 def test_redaction_of_structures_and_urls() -> None:
     redactor = SecretRedactor(["hunter2-password"])
     data = {"url": "redis://user:pa55word@host:6379/0", "nested": [{"p": "hunter2-password"}], "n": 3}
-    assert redactor.redact_data(data) == {"url": "redis://[redacted]@host:6379/0", "nested": [{"p": "[redacted]"}], "n": 3}
+    assert redactor.redact_data(data) == {
+        "url": "redis://[redacted]@host:6379/0",
+        "nested": [{"p": "[redacted]"}],
+        "n": 3,
+    }
 
 
 def test_results_are_bounded() -> None:
@@ -71,8 +75,12 @@ def test_system_prompt_covers_every_page_and_the_four_questions() -> None:
     prompt = base_prompt()
     for page in ("home", "tfd", "eta", "ecci"):
         assert page in PAGES and PAGES[page][:30] in prompt
-    for question in ("What does this page show?", "What does a cluster represent?", "Why was this transaction flagged?",
-                     "What drove this ETA?"):
+    for question in (
+        "What does this page show?",
+        "What does a cluster represent?",
+        "Why was this transaction flagged?",
+        "What drove this ETA?",
+    ):
         assert question in prompt
     blocks = system_blocks({"page": "eta", "form": {"weather": "rain"}})
     assert blocks[0]["text"] == prompt and '"weather": "rain"' in blocks[1]["text"]
@@ -129,9 +137,14 @@ def test_platform_health_checks_the_services_where_the_environment_says_they_are
     kafka.listen()
     try:
         here = f"http://127.0.0.1:{server.server_address[1]}"
-        settings = Settings.load(environ={}, config_file=Path(str(tmp_path)) / "none.toml").with_free_ports(Path(str(tmp_path)) / "d")
-        environ = {"LEARN_URL": here, "MLFLOW_TRACKING_URI": here + "/",
-                   "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka.getsockname()[1]},other:9092"}
+        settings = Settings.load(environ={}, config_file=Path(str(tmp_path)) / "none.toml").with_free_ports(
+            Path(str(tmp_path)) / "d"
+        )
+        environ = {
+            "LEARN_URL": here,
+            "MLFLOW_TRACKING_URI": here + "/",
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka.getsockname()[1]},other:9092",
+        }
         reader = PlatformReader(settings, settings.redis_url, environ=environ)
         services = reader._services()
         assert services["learn"] == "up" and services["mlflow"] == "up" and services["kafka"] == "up"
@@ -139,10 +152,15 @@ def test_platform_health_checks_the_services_where_the_environment_says_they_are
         assert services["predict"] == services["checkpoint"] == services["s3"] == services["redis"] == "down"
         assert reader.service_url("predict") == settings.url("predict")
         assert reader.service_address("s3") == ("127.0.0.1", settings.ports["s3"])
-        cluster = PlatformReader(settings, settings.redis_url, environ={
-            "S3_ENDPOINT_URL": "http://coelho-minio.coelho.svc.cluster.local:9000",
-            "BROKER_URL": "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/coelho/default",
-            "PREDICT_URL": "http://coelho-predict.coelho.svc.cluster.local"})
+        cluster = PlatformReader(
+            settings,
+            settings.redis_url,
+            environ={
+                "S3_ENDPOINT_URL": "http://coelho-minio.coelho.svc.cluster.local:9000",
+                "BROKER_URL": "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/coelho/default",
+                "PREDICT_URL": "http://coelho-predict.coelho.svc.cluster.local",
+            },
+        )
         assert cluster.service_address("s3") == ("coelho-minio.coelho.svc.cluster.local", 9000)
         assert cluster.service_address("broker") == ("kafka-broker-ingress.knative-eventing.svc.cluster.local", 80)
         assert cluster.service_url("predict") == "http://coelho-predict.coelho.svc.cluster.local"

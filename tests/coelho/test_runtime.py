@@ -172,7 +172,9 @@ def _listener(name: str, port: str, *flag: Path, **kw: object) -> Service:
 def test_a_slow_service_does_not_hold_up_the_others(tmp_path: Path) -> None:
     """The scheduler starts what does not depend on a slow service (MLflow) at once; only its dependents wait."""
     flag = tmp_path / "slow-may-listen"
-    slow = _listener("slow", "mlflow", flag, startup_timeout=60.0)  # first in the table, like MLflow before the functions
+    slow = _listener(
+        "slow", "mlflow", flag, startup_timeout=60.0
+    )  # first in the table, like MLflow before the functions
     fast = _listener("fast", "chat", startup_timeout=60.0)
     after = _listener("after", "predict", depends_on=("slow",), startup_timeout=60.0)
     lines: list[str] = []

@@ -12,7 +12,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 
 def test_docs_events_md_matches_the_code() -> None:
-    assert DOC.read_text() == catalog.render(), "docs/events.md is stale: run `python -m eventing.catalog > docs/events.md`"
+    assert DOC.read_text() == catalog.render(), (
+        "docs/events.md is stale: run `python -m eventing.catalog > docs/events.md`"
+    )
 
 
 def test_the_table_has_every_type_and_source_of_every_domain() -> None:

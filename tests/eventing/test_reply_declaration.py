@@ -82,6 +82,8 @@ def test_check_values_names_every_departure_from_the_declaration() -> None:
         "x": "not declared",
     }
     assert check_values(fields, {"p": True, "flag": True, "level": "high"}) == {
-        "p": "expected a number, got True", "n": "missing"}
+        "p": "expected a number, got True",
+        "n": "missing",
+    }
     assert check_values(fields, {**good, "extra": 1}, extra_allowed=True) == {}
     assert check_values(fields, {**good, "p": float("nan")}) == {"p": "expected a finite number, got nan"}

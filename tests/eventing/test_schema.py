@@ -126,7 +126,9 @@ def test_purposes_prediction_unlabeled_and_label() -> None:
     label = {"transaction_id": "t-1", "user_id": "user-1", "is_fraud": "true", "extra": 1}
     assert TFD.validate(label, purpose="label") == {"transaction_id": "t-1", "user_id": "user-1", "is_fraud": True}
     assert _errors("tfd", {"transaction_id": "t-1", "is_fraud": 2}, "label") == {
-        "user_id": "missing", "is_fraud": "wrong type: expected a boolean, got 2"}
+        "user_id": "missing",
+        "is_fraud": "wrong type: expected a boolean, got 2",
+    }
     with pytest.raises(ValueError, match="no target"):
         ECCI.validate({}, purpose="label")
     assert ETA.validate(_record("eta"), purpose="label")["trip_id"]

@@ -28,7 +28,9 @@ def teach(client: redis.Redis, n: int, source: str) -> dict[str, Any]:
     for name, domain in DOMAINS.items():
         replica = ModelReplica(client, domain, role="learner")
         for i, event in enumerate(events(name, n, seed=1)):
-            appended = replica.log.append("record", event, replica.log.dedup_keys(source, f"{name}-{i}", event, "record"))
+            appended = replica.log.append(
+                "record", event, replica.log.dedup_keys(source, f"{name}-{i}", event, "record")
+            )
             replica.learn_committed(LogEntry(appended.seq, "record", event, appended.t_ms), None)
         replica.write_snapshot(replica.state)
         replicas[name] = replica

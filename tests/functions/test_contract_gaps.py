@@ -36,8 +36,23 @@ pytestmark = pytest.mark.stack
 
 # The metrics kept with each domain's model state, under the names the summary uses.
 EXPECTED_METRICS = {
-    "tfd": {"Accuracy", "Precision", "Recall", "F1", "FBeta(2)", "BalancedAccuracy", "MCC", "GeometricMean",
-            "CohenKappa", "Jaccard", "ROCAUC", "RollingROCAUC", "LogLoss", "ConfusionMatrix", "ClassificationReport"},
+    "tfd": {
+        "Accuracy",
+        "Precision",
+        "Recall",
+        "F1",
+        "FBeta(2)",
+        "BalancedAccuracy",
+        "MCC",
+        "GeometricMean",
+        "CohenKappa",
+        "Jaccard",
+        "ROCAUC",
+        "RollingROCAUC",
+        "LogLoss",
+        "ConfusionMatrix",
+        "ClassificationReport",
+    },
     "eta": {"MAE", "RMSE", "MAPE", "SMAPE", "R2", "RMSLE", "RollingMAE", "TimeRollingMAE"},
     "ecci": {"Silhouette", "RollingSilhouette"},
 }
@@ -67,7 +82,9 @@ class Recorder(ThreadingHTTPServer):
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                recorder.received.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                recorder.received.append(
+                    (self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
                 recorder.arrived.set()
                 if recorder.hold:
                     recorder.release.wait(60)
@@ -196,8 +213,10 @@ def test_checkpointing_never_pauses_learning(stack: Any, tmp_path: Path) -> None
     domain = get_domain("tfd")
     learn = stack.settings.url("learn")
     client = redis.Redis.from_url(stack.settings.redis_url)
-    with Recorder(status=503, hold=True) as mlflow, \
-            function_process(stack.settings, "checkpoint", tmp_path, MLFLOW_TRACKING_URI=mlflow.url) as url:
+    with (
+        Recorder(status=503, hold=True) as mlflow,
+        function_process(stack.settings, "checkpoint", tmp_path, MLFLOW_TRACKING_URI=mlflow.url) as url,
+    ):
         answer: dict[str, Any] = {}
         done = threading.Event()
 
@@ -279,7 +298,8 @@ def test_detected_drift_is_posted_as_a_drift_cloudevent(redis_url: str, monkeypa
             time.sleep(0.05)
     assert len(broker.received) == len(drifted_at), broker.received
     markers: list[bytes] = redis.Redis.from_url(redis_url).zrange(  # type: ignore[assignment]
-        model_key("eta", domain.default_model, "drift"), 0, -1)
+        model_key("eta", domain.default_model, "drift"), 0, -1
+    )
     for (method, path, headers, body), seq in zip(broker.received, drifted_at, strict=True):
         assert (method, path) == ("POST", "/coelho/default")
         assert headers["ce-specversion"] == "1.0" and headers["ce-id"]
@@ -287,6 +307,11 @@ def test_detected_drift_is_posted_as_a_drift_cloudevent(redis_url: str, monkeypa
         assert headers["ce-source"] == "/coelho/functions/learn/eta"
         assert headers["ce-domain"] == "eta"
         data = json.loads(body)
-        assert data == {"domain": "eta", "model": domain.default_model, "seq": seq, "events_learned": seq,
-                        "drifts": drifted_at.index(seq) + 1}
+        assert data == {
+            "domain": "eta",
+            "model": domain.default_model,
+            "seq": seq,
+            "events_learned": seq,
+            "drifts": drifted_at.index(seq) + 1,
+        }
         assert any(json.loads(m)["seq"] == seq for m in markers)  # the same drift the dashboard marks

@@ -245,8 +245,12 @@ def test_checkpoint_registers_versions_and_restores_an_empty_redis(stack: Any) -
     mlflow_client = mlflow.tracking.MlflowClient(tracking_uri=settings.mlflow_uri)
     version = mlflow_client.get_model_version("coelho-tfd", str(tfd_record["version"]))
     assert version.tags["events_learned"] == str(tfd_record["events_learned"])
-    s3 = Minio(f"{settings.host}:{settings.ports['s3']}", access_key=settings.s3_access_key,
-               secret_key=settings.s3_secret_key, secure=False)
+    s3 = Minio(
+        f"{settings.host}:{settings.ports['s3']}",
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=False,
+    )
     objects = [o.object_name for o in s3.list_objects("mlflow-artifacts", recursive=True)]
     assert any(tfd_record["run_id"] in name and name.endswith("state.pkl.lz4") for name in objects), objects[:5]
     # Empty Redis: learn-one restores every model from its latest registered version.
@@ -285,7 +289,10 @@ def test_coelho_invoke_with_kn_defaults_lists_accepted_types(stack: Any) -> None
     assert result.exit_code == 1
     assert "HTTP 400" in result.output and "accepted_types" in result.output
     record = json.dumps(events("eta", 1, seed=71)[0])
-    result = runner.invoke(invoke, ["learn", "--type", get_domain("eta").type("record"), "--data", record,
-                                    "-e", "partitionkey=d1"], env=env)
+    result = runner.invoke(
+        invoke,
+        ["learn", "--type", get_domain("eta").type("record"), "--data", record, "-e", "partitionkey=d1"],
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     assert "HTTP 200" in result.output and "ce-type: com.coelho.realtime.eta.learned" in result.output.lower()

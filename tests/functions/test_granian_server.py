@@ -20,8 +20,9 @@ pytestmark = pytest.mark.process  # a function process under Granian
 def test_sigkill_of_the_function_takes_granian_worker_and_port_with_it() -> None:
     port = free_port()
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "COELHO_SERVER": "granian", "LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "functions.predict"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "functions.predict"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -39,8 +40,11 @@ def test_sigkill_of_the_function_takes_granian_worker_and_port_with_it() -> None
         proc.wait(10)
         gone, alive = psutil.wait_procs([worker], timeout=10)
         assert worker in gone and not alive, "the worker outlived its killed parent"
-        listening = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
-                     and c.status == psutil.CONN_LISTEN]
+        listening = [
+            c
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+        ]
         assert not listening, f"port {port} still held after the function was killed"
     finally:
         if proc.poll() is None:

@@ -42,13 +42,22 @@ def test_kafka_event_takes_its_domain_from_the_topic(app: Any) -> None:
     eta = get_domain("eta")
     client = app.test_client()
     trip = events("eta", 1, seed=13)[0]
-    message = cloudevent("dev.knative.kafka.event", trip, ce_id="partition:2/offset:17",
-                         source=f"/apis/v1/namespaces/coelho/kafkasources/records#{eta.topic}")
+    message = cloudevent(
+        "dev.knative.kafka.event",
+        trip,
+        ce_id="partition:2/offset:17",
+        source=f"/apis/v1/namespaces/coelho/kafkasources/records#{eta.topic}",
+    )
     reply = json.loads(post(client, message).data)
     assert reply["domain"] == "eta" and reply["models"][0]["learned"] is True
-    again = cloudevent("dev.knative.kafka.event", dict(trip, trip_id="other"), ce_id="x",
-                       source=f"/apis/v1/namespaces/coelho/kafkasources/records#{eta.topic}",
-                       knativekafkapartition="2", knativekafkaoffset="17")
+    again = cloudevent(
+        "dev.knative.kafka.event",
+        dict(trip, trip_id="other"),
+        ce_id="x",
+        source=f"/apis/v1/namespaces/coelho/kafkasources/records#{eta.topic}",
+        knativekafkapartition="2",
+        knativekafkaoffset="17",
+    )
     assert json.loads(post(client, again).data)["duplicate"] is True  # same partition and offset
     unknown = cloudevent("dev.knative.kafka.event", trip, source="/apis/v1/namespaces/coelho/kafkasources/x#nope")
     response = post(client, unknown)

@@ -49,8 +49,9 @@ def post(app: Flask, ce_type: str, data: Any, path: str = "/", **kwargs: Any) ->
         return app.test_client().post(path, headers=dict(message.headers), data=message.body)
     attributes = {k[3:]: unquote(v) for k, v in message.headers.items() if k.startswith("ce-")}
     envelope = {**attributes, "datacontenttype": "application/json", "data": json.loads(message.body)}
-    return app.test_client().post(path, data=json.dumps(envelope),
-                                  headers={"content-type": "application/cloudevents+json"})
+    return app.test_client().post(
+        path, data=json.dumps(envelope), headers={"content-type": "application/cloudevents+json"}
+    )
 
 
 def answer(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -65,13 +66,22 @@ def state_of(app: Flask) -> list[tuple[Any, ...]]:
     for rs in learner.replicas.values():
         for r in rs:
             probe = [r.state.predict_one(r.domain.features(e)) for e in events(r.domain.name, 5, seed=99)]
-            out.append((r.domain.name, r.model_name, r.state.seq, r.state.events_learned,
-                        json.dumps(r.state.metric_values(), default=str, sort_keys=True), probe))
+            out.append(
+                (
+                    r.domain.name,
+                    r.model_name,
+                    r.state.seq,
+                    r.state.events_learned,
+                    json.dumps(r.state.metric_values(), default=str, sort_keys=True),
+                    probe,
+                )
+            )
     return out
 
 
-def run_both(redis_url: str, monkeypatch: pytest.MonkeyPatch,
-             script: Callable[[Flask], list[Any]]) -> tuple[list[Any], list[Any], Flask, Flask]:
+def run_both(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, script: Callable[[Flask], list[Any]]
+) -> tuple[list[Any], list[Any], Flask, Flask]:
     """The same requests on a fresh Redis, once in binary mode and once in structured mode."""
     client = redis.Redis.from_url(redis_url)
     client.flushall()
@@ -88,7 +98,9 @@ def run_both(redis_url: str, monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize("domain_name", list(DOMAINS))
-def test_binary_and_structured_mode_answer_alike(redis_url: str, monkeypatch: pytest.MonkeyPatch, domain_name: str) -> None:
+def test_binary_and_structured_mode_answer_alike(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, domain_name: str
+) -> None:
     domain = DOMAINS[domain_name]
     stream = events(domain_name, 40, seed=9)
 
@@ -97,15 +109,19 @@ def test_binary_and_structured_mode_answer_alike(redis_url: str, monkeypatch: py
         for i, event in enumerate(stream):
             extra: dict[str, Any] = {"partitionkey": str(event.get(domain.key_field)), "domain": domain_name}
             if i % 2:
-                extra["time"] = datetime(2026, 11, 28, 12, i % 60, tzinfo=UTC)  # as the router delivers the producers' events
-            response = post(app, domain.type("record"), event, source="/coelho/producers/" + domain_name,
-                            ce_id=f"ev-{i}", **extra)
+                extra["time"] = datetime(
+                    2026, 11, 28, 12, i % 60, tzinfo=UTC
+                )  # as the router delivers the producers' events
+            response = post(
+                app, domain.type("record"), event, source="/coelho/producers/" + domain_name, ce_id=f"ev-{i}", **extra
+            )
             assert response.status_code == 200, response.data
             assert response.headers["ce-time"].endswith("Z") and len(response.headers["ce-id"]) == 36
             out.append(answer(response))
         # duplicates: same source+id, and the same domain event id under another CloudEvent id
-        out.append(answer(post(app, domain.type("record"), stream[0], source="/coelho/producers/" + domain_name,
-                               ce_id="ev-0")))
+        out.append(
+            answer(post(app, domain.type("record"), stream[0], source="/coelho/producers/" + domain_name, ce_id="ev-0"))
+        )
         out.append(answer(post(app, domain.type("record"), stream[1], ce_id="other")))
         return out
 
@@ -184,8 +200,12 @@ def test_reply_none_learns_the_same_and_answers_204(redis_url: str, monkeypatch:
     assert all(status == 204 and body == b"" for status, _, body in a[:-1]), a[:3]
     status, _, body = a[-1]
     assert status == 400 and "amount" in json.loads(body)["fields"], body
-    learned = {r.model_name: r.state.events_learned for rs in fast.config["learner"].replicas.values() for r in rs
-               if r.domain.name == "tfd"}
+    learned = {
+        r.model_name: r.state.events_learned
+        for rs in fast.config["learner"].replicas.values()
+        for r in rs
+        if r.domain.name == "tfd"
+    }
     assert learned and all(n == len(stream) for n in learned.values()), learned
     assert state_of(fast) == state_of(plain)
     # with the reply (`kn func invoke`, `coelho invoke`): the same events give a `learned` CloudEvent
@@ -236,14 +256,25 @@ def test_errors_and_other_forms_get_the_contract(redis_url: str, monkeypatch: py
 
     # other forms: structured mode, other extensions, Kafka records, unknown types
     fast = make(monkeypatch)
-    structured = {"specversion": "1.0", "id": "s1", "source": "/t", "type": tfd.type("record"),
-                  "datacontenttype": "application/json", "data": event}
-    response = fast.test_client().post("/", data=json.dumps(structured),
-                                       headers={"content-type": "application/cloudevents+json"})
+    structured = {
+        "specversion": "1.0",
+        "id": "s1",
+        "source": "/t",
+        "type": tfd.type("record"),
+        "datacontenttype": "application/json",
+        "data": event,
+    }
+    response = fast.test_client().post(
+        "/", data=json.dumps(structured), headers={"content-type": "application/cloudevents+json"}
+    )
     assert response.status_code == 200 and json.loads(response.data)["duplicate"] is False
     assert post(fast, tfd.type("record"), event, someext="x").status_code == 200  # duplicate by transaction id
-    kafka = cloudevent("dev.knative.kafka.event", dict(event, transaction_id="k1"), ce_id="partition:1/offset:2",
-                       source=f"/apis/v1/namespaces/coelho/kafkasources/records#{tfd.topic}")
+    kafka = cloudevent(
+        "dev.knative.kafka.event",
+        dict(event, transaction_id="k1"),
+        ce_id="partition:1/offset:2",
+        source=f"/apis/v1/namespaces/coelho/kafkasources/records#{tfd.topic}",
+    )
     response = fast.test_client().post("/", headers=dict(kafka.headers), data=kafka.body)
     assert response.status_code == 200 and json.loads(response.data)["duplicate"] is False
     assert post(fast, "boson.fn", {"message": "Hello World"}).status_code == 400
@@ -277,14 +308,18 @@ def test_redis_unreachable_is_503(redis_url: str, monkeypatch: pytest.MonkeyPatc
     assert answers[0] == answers[1]
 
 
-def test_the_applier_thread_ends_when_idle_and_a_later_poke_starts_it(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_applier_thread_ends_when_idle_and_a_later_poke_starts_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`?reply=none` deliveries are applied by the domain's applier thread; it ends after a quiet spell (no thread
     is left behind) and the next delivery starts it again, with nothing skipped in between."""
     redis.Redis.from_url(redis_url).flushall()
     app = make(monkeypatch)
     learner = app.config["learner"]
     tfd = DOMAINS["tfd"]
-    applier = learner.batch_learners["tfd"] = BatchLearner("tfd", learner.replicas["tfd"], idle_s=0.05, exit_after_s=0.3)
+    applier = learner.batch_learners["tfd"] = BatchLearner(
+        "tfd", learner.replicas["tfd"], idle_s=0.05, exit_after_s=0.3
+    )
     stream = events("tfd", 12, seed=31)
     for i, record in enumerate(stream[:6]):
         assert post(app, tfd.type("record"), record, path="/?reply=none", ce_id=f"a-{i}").status_code == 204

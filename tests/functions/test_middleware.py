@@ -17,11 +17,16 @@ from functions.middleware.servers import SERVERS, serve, server_name
 ATTRIBUTE_VALUES: list[dict[str, Any]] = [
     {},
     {"domain": "tfd", "partitionkey": "customer 42"},
-    {"partitionkey": "São Paulo / 100% \"quoted\""},
+    {"partitionkey": 'São Paulo / 100% "quoted"'},
     {"subject": "trip-1", "partitionkey": 123},
     {"domain": "eta", "partitionkey": "d\u00e9j\u00e0 vu\u2014ok"},
 ]
-DATA: list[Any] = [{"amount": 12.5, "when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}, {"nested": {"a": [1, 2]}}, [1, 2], None]
+DATA: list[Any] = [
+    {"amount": 12.5, "when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)},
+    {"nested": {"a": [1, 2]}},
+    [1, 2],
+    None,
+]
 
 
 @pytest.mark.parametrize("extensions", ATTRIBUTE_VALUES)
@@ -36,11 +41,23 @@ def test_to_http_writes_what_the_sdk_writes(extensions: dict[str, Any], data: An
 
 
 @pytest.mark.parametrize("extensions", ATTRIBUTE_VALUES)
-@pytest.mark.parametrize("when", [None, datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
-                                  datetime(2026, 11, 28, 9, 0, 0, 250000, tzinfo=timezone(timedelta(hours=-3)))])
+@pytest.mark.parametrize(
+    "when",
+    [
+        None,
+        datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
+        datetime(2026, 11, 28, 9, 0, 0, 250000, tzinfo=timezone(timedelta(hours=-3))),
+    ],
+)
 def test_decode_reads_what_the_sdk_reads(extensions: dict[str, Any], when: datetime | None) -> None:
-    attributes = {"specversion": "1.0", "id": "e-1", "source": "/coelho/tests", "type": "com.coelho.realtime.tfd.record",
-                  "datacontenttype": "application/json", **extensions}
+    attributes = {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "/coelho/tests",
+        "type": "com.coelho.realtime.tfd.record",
+        "datacontenttype": "application/json",
+        **extensions,
+    }
     if when is not None:
         attributes["time"] = when
     message = to_binary_event(CloudEvent(attributes, {"amount": 3}))
@@ -50,16 +67,25 @@ def test_decode_reads_what_the_sdk_reads(extensions: dict[str, Any], when: datet
     assert event_data(ours) == event_data(sdk) == {"amount": 3}
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"ce-time": "2026-11-28T12:00:00"}, "naive time"),
-    ({"ce-time": "yesterday"}, "bad time"),
-    ({"ce-specversion": "0.9"}, "unknown specversion"),
-    ({"ce-id": ""}, "empty id"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"ce-time": "2026-11-28T12:00:00"}, "naive time"),
+        ({"ce-time": "yesterday"}, "bad time"),
+        ({"ce-specversion": "0.9"}, "unknown specversion"),
+        ({"ce-id": ""}, "empty id"),
+    ],
+)
 def test_what_the_direct_decoder_leaves_alone_the_sdk_judges(change: dict[str, str], reason: str) -> None:
     """The direct decoder never accepts what the SDK rejects: such requests get the SDK's verdict (a 400)."""
-    headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/t", "ce-type": "x.y",
-               "content-type": "application/json", **change}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "1",
+        "ce-source": "/t",
+        "ce-type": "x.y",
+        "content-type": "application/json",
+        **change,
+    }
     sdk_error = None
     try:
         from_http_event(HTTPMessage(headers=headers, body=b"{}"))
@@ -74,8 +100,15 @@ def test_what_the_direct_decoder_leaves_alone_the_sdk_judges(change: dict[str, s
 
 
 def test_structured_mode_and_other_extensions_go_through_the_sdk() -> None:
-    envelope = {"specversion": "1.0", "id": "s1", "source": "/t", "type": "x.y", "datacontenttype": "application/json",
-                "someext": "v", "data": {"a": 1}}
+    envelope = {
+        "specversion": "1.0",
+        "id": "s1",
+        "source": "/t",
+        "type": "x.y",
+        "datacontenttype": "application/json",
+        "someext": "v",
+        "data": {"a": 1},
+    }
     event = decode({"Content-Type": "application/cloudevents+json"}, json.dumps(envelope).encode())
     assert isinstance(event, Event) and event.get_extension("someext") == "v" and event_data(event) == {"a": 1}
     with pytest.raises(ValueError, match="not a CloudEvent"):

@@ -159,7 +159,11 @@ def test_delayed_label_is_scored_with_the_prediction_made_on_arrival(redis_url: 
     for i, event in enumerate(stream[301:350], start=301):  # the model moves on meanwhile
         send(learner, event, f"l-{i}")
     assert learner.state.pending[record["transaction_id"]][1] == expected
-    label = {"transaction_id": record["transaction_id"], "user_id": record["user_id"], "is_fraud": stream[300]["is_fraud"]}
+    label = {
+        "transaction_id": record["transaction_id"],
+        "user_id": record["user_id"],
+        "is_fraud": stream[300]["is_fraud"],
+    }
     learned = learner.state.events_learned
     assert send(learner, label, "the-label", kind="label")
     assert not send(learner, label, "the-label-again", kind="label")  # a label counts once

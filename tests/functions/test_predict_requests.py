@@ -49,9 +49,17 @@ def post(app: Flask, ce_type: str, data: Any, **ext: Any) -> Any:
 
 
 def structured(app: Flask, ce_type: str, data: Any) -> Any:
-    envelope = {"specversion": "1.0", "id": "s1", "source": "/t", "type": ce_type,
-                "datacontenttype": "application/json", "data": data}
-    return app.test_client().post("/", data=json.dumps(envelope), headers={"content-type": "application/cloudevents+json"})
+    envelope = {
+        "specversion": "1.0",
+        "id": "s1",
+        "source": "/t",
+        "type": ce_type,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    return app.test_client().post(
+        "/", data=json.dumps(envelope), headers={"content-type": "application/cloudevents+json"}
+    )
 
 
 @pytest.mark.parametrize("domain_name", list(DOMAINS))
@@ -91,7 +99,9 @@ def test_errors_and_other_forms_get_the_contract(app: Flask, monkeypatch: pytest
     message = cloudevent(ce_type, event)
     assert client.post("/", headers=message.headers, data=b"{not json").status_code == 400
     assert client.post("/", data=b"{}", headers={"content-type": "application/json"}).status_code == 400  # no CE
-    assert post(app, ce_type, event, someext="x").status_code == 200  # an extension the direct decoder leaves to the SDK
+    assert (
+        post(app, ce_type, event, someext="x").status_code == 200
+    )  # an extension the direct decoder leaves to the SDK
     model = app.config["predictor"].replicas["tfd"][0].model_name
     a = post(app, ce_type, event, model=model)
     assert a.status_code == 200 and json.loads(a.data)["model"] == model

@@ -33,7 +33,9 @@ StringTimestampLoader.yaml_implicit_resolvers = {
 def manifest_files() -> list[Path]:
     """Kubernetes manifests under knative/ (Helm values in helm/ and kustomizations excluded)."""
     return sorted(
-        p for p in KNATIVE.rglob("*.yaml") if "helm" not in p.relative_to(KNATIVE).parts and p.name != "kustomization.yaml"
+        p
+        for p in KNATIVE.rglob("*.yaml")
+        if "helm" not in p.relative_to(KNATIVE).parts and p.name != "kustomization.yaml"
     )
 
 
@@ -84,4 +86,3 @@ def strict_schema(name: str, kind: str) -> dict[str, Any]:
         **schema.get("properties", {}),
     }
     return strictify(schema, kind)
-

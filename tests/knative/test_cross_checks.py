@@ -69,7 +69,9 @@ def test_every_trigger_names_an_existing_broker_and_subscriber_service(manifests
 def test_every_subscribed_service_runs_an_existing_function(manifests: Manifests) -> None:
     for trigger in manifests.triggers.values():
         module = _function_module(str(trigger.subscriber.name))
-        assert module.exists(), f"Trigger {trigger.name} routes to {trigger.subscriber.name}, but {module} does not exist"
+        assert module.exists(), (
+            f"Trigger {trigger.name} routes to {trigger.subscriber.name}, but {module} does not exist"
+        )
         service = manifests.services[("coelho", str(trigger.subscriber.name))]
         command = service["spec"]["template"]["spec"]["containers"][0]["command"]
         assert command[-1] == f"functions.{str(trigger.subscriber.name).removeprefix('coelho-')}", command
@@ -150,8 +152,11 @@ def _code_emitted_types(excluded: frozenset[Path]) -> frozenset[str]:
 @cache  # each file is parsed once, however many subscribers' exclusions it is checked under
 def _file_emitted_types(path: Path) -> frozenset[str]:
     types: set[str] = set()
-    constants = {"CHECKPOINT_REQUESTED": CHECKPOINT_REQUESTED, "TRAINING_CONTROL": TRAINING_CONTROL,
-                 "LAKE_MAINTENANCE_REQUESTED": LAKE_MAINTENANCE_REQUESTED}
+    constants = {
+        "CHECKPOINT_REQUESTED": CHECKPOINT_REQUESTED,
+        "TRAINING_CONTROL": TRAINING_CONTROL,
+        "LAKE_MAINTENANCE_REQUESTED": LAKE_MAINTENANCE_REQUESTED,
+    }
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -254,7 +259,12 @@ def _env_reads(path: Path) -> frozenset[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args:
             func = node.func
-            if isinstance(func, ast.Attribute) and func.attr == "get" and is_env(func.value) or ast.unparse(func) in ("os.getenv", "getenv"):
+            if (
+                isinstance(func, ast.Attribute)
+                and func.attr == "get"
+                and is_env(func.value)
+                or ast.unparse(func) in ("os.getenv", "getenv")
+            ):
                 reads |= literal(node.args[0])
         elif isinstance(node, ast.Subscript) and is_env(node.value):
             reads |= literal(node.slice)
@@ -268,9 +278,7 @@ def _service_env(manifests: Manifests, service: dict[str, Any]) -> set[str]:
         if "configMapRef" in source:
             names |= set(manifests.config_maps[("coelho", source["configMapRef"]["name"])])
         if "secretRef" in source:
-            secret = next(
-                d for d in _by_kind("Secret") if d["metadata"]["name"] == source["secretRef"]["name"]
-            )
+            secret = next(d for d in _by_kind("Secret") if d["metadata"]["name"] == source["secretRef"]["name"])
             names |= set(secret.get("stringData", {})) | set(secret.get("data", {}))
     return names
 

@@ -44,7 +44,10 @@ def _docs() -> list[tuple[str, dict[str, Any]]]:
 DOCS = _docs()
 KNATIVE_DOCS = [(name, doc) for name, doc in DOCS if is_knative(doc)]
 BUILTIN_DOCS = [
-    (name, doc) for name, doc in DOCS if not is_knative(doc) and "." not in str(doc["apiVersion"]).split("/")[0]
+    (name, doc)
+    for name, doc in DOCS
+    if not is_knative(doc)
+    and "." not in str(doc["apiVersion"]).split("/")[0]
     or str(doc["apiVersion"]).startswith(("apps/", "batch/"))
 ]
 
@@ -86,7 +89,9 @@ TYPOS = [
 
 
 @pytest.mark.parametrize("kind,path,wrong", TYPOS, ids=[f"{k}:{w}" for k, _, w in TYPOS])
-def test_strict_schema_rejects_a_misspelled_field(kind: str, path: list[str | int], wrong: str, schema_for: Any) -> None:
+def test_strict_schema_rejects_a_misspelled_field(
+    kind: str, path: list[str | int], wrong: str, schema_for: Any
+) -> None:
     doc = _first(kind)
     assert validator(doc, schema_for).is_valid(doc)
     bad = _misspell(doc, path, wrong)
@@ -119,7 +124,9 @@ def test_every_document_is_a_known_kind() -> None:
         group = str(doc["apiVersion"]).split("/")[0] if "/" in str(doc["apiVersion"]) else ""
         if is_knative(doc) or (name, doc) in BUILTIN_DOCS:
             continue
-        assert doc["kind"] in OPERATOR_KINDS.get(group, set()), f"{name}: {doc['apiVersion']} {doc['kind']} is unchecked"
+        assert doc["kind"] in OPERATOR_KINDS.get(group, set()), (
+            f"{name}: {doc['apiVersion']} {doc['kind']} is unchecked"
+        )
 
 
 def test_func_yaml_matches_the_func_schema() -> None:
@@ -158,6 +165,9 @@ def test_every_vendored_schema_says_where_it_comes_from() -> None:
     assert vendored
     sources = (Path(SCHEMAS) / "SOURCES.md").read_text()
     listed = set(re.findall(r"^\| ([\w.-]+\.json) \|", sources, flags=re.M))
-    assert listed == vendored, {"not in SOURCES.md": sorted(vendored - listed), "no such file": sorted(listed - vendored)}
+    assert listed == vendored, {
+        "not in SOURCES.md": sorted(vendored - listed),
+        "no such file": sorted(listed - vendored),
+    }
     for row in re.findall(r"^\| [\w.-]+\.json \|.*$", sources, flags=re.M):
         assert re.search(r"\| `[0-9a-f]{40}` \| Apache-2\.0 \|", row), row

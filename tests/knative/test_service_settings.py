@@ -57,8 +57,17 @@ def _int(value: Any, what: str) -> int:
 
 _CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
 _MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-_MEMORY_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_MEMORY_UNITS = {
+    None: 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def cpu(quantity: Any) -> float:
@@ -83,7 +92,9 @@ def test_quantity_parsers() -> None:
 def test_every_function_has_its_service() -> None:
     assert {"coelho-learn", "coelho-predict", "coelho-checkpoint"} <= set(FUNCTION_SERVICES)
     # Every runnable function module (`python -m functions.X`) has its Service coelho-X.
-    runnable = {m.stem for m in (KNATIVE.parent / "functions").glob("*.py") if '__name__ == "__main__"' in m.read_text()}
+    runnable = {
+        m.stem for m in (KNATIVE.parent / "functions").glob("*.py") if '__name__ == "__main__"' in m.read_text()
+    }
     assert runnable >= {"learn", "predict", "checkpoint"}
     assert {f"coelho-{m}" for m in runnable} <= set(FUNCTION_SERVICES)
 
@@ -216,8 +227,11 @@ def test_service_env_comes_from_the_configmap_and_the_secret(manifests: Manifest
     # Both exist in knative/, in the Service's namespace, with data.
     assert manifests.config_maps.get((NS, "coelho-config")), "no ConfigMap coelho-config with data in knative/"
     secret_docs = [
-        doc for _, doc in documents()
-        if doc["kind"] == "Secret" and doc["metadata"]["name"] == "coelho-secrets" and doc["metadata"].get("namespace") == NS
+        doc
+        for _, doc in documents()
+        if doc["kind"] == "Secret"
+        and doc["metadata"]["name"] == "coelho-secrets"
+        and doc["metadata"].get("namespace") == NS
     ]
     assert len(secret_docs) == 1 and (secret_docs[0].get("stringData") or secret_docs[0].get("data"))
 

@@ -39,7 +39,13 @@ DRIFT_AT = 2000  # records before the change (the detector listens after its 1,0
 COUNT = 2600
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def drifted_streams(folder: Path) -> tuple[Path, Path]:
@@ -87,8 +93,16 @@ def replay_and_wait(platform: Any, stream: Path, until_seq: int) -> int:
     while time.monotonic() < deadline:
         # learn-one's own position in the domain's log (the Redis summary is refreshed only as events arrive).
         samples = parse_metrics(requests.get(f"{s.url('learn')}/metrics", timeout=5).text)
-        position = int(max((v for (name, labels), v in samples.items()
-                            if name == "coelho_model_log_position" and dict(labels).get("domain") == DOMAIN), default=0))
+        position = int(
+            max(
+                (
+                    v
+                    for (name, labels), v in samples.items()
+                    if name == "coelho_model_log_position" and dict(labels).get("domain") == DOMAIN
+                ),
+                default=0,
+            )
+        )
         if position >= until_seq:
             return position
         time.sleep(1)
@@ -125,7 +139,9 @@ def test_injected_drift_is_counted_and_alerted(drifted: dict[str, Any]) -> None:
     alerts: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         alerts = requests.get(f"{url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
-        if any(a["labels"]["alertname"] == "CoelhoDriftDetected" and a["labels"].get("domain") == DOMAIN for a in alerts):
+        if any(
+            a["labels"]["alertname"] == "CoelhoDriftDetected" and a["labels"].get("domain") == DOMAIN for a in alerts
+        ):
             break
         time.sleep(2)
     drift_alerts = [a for a in alerts if a["labels"]["alertname"] == "CoelhoDriftDetected"]

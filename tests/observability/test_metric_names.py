@@ -31,11 +31,48 @@ EXTERNAL = {
 # Label names whose values are bounded by the platform's configuration (domains, models, functions, triggers,
 # event types, status codes, ...). An entity key or event id as a label would create a series per entity.
 BOUNDED_LABELS = {
-    "domain", "model", "model_version", "metric", "function", "type", "code", "trigger", "source", "consumer",
-    "outcome", "tool", "kind", "le", "quantile", "topic", "state", "reason", "component", "status", "service",
-    "alias", "mode", "cluster", "partition", "stage", "operation", "method", "endpoint", "result",
+    "domain",
+    "model",
+    "model_version",
+    "metric",
+    "function",
+    "type",
+    "code",
+    "trigger",
+    "source",
+    "consumer",
+    "outcome",
+    "tool",
+    "kind",
+    "le",
+    "quantile",
+    "topic",
+    "state",
+    "reason",
+    "component",
+    "status",
+    "service",
+    "alias",
+    "mode",
+    "cluster",
+    "partition",
+    "stage",
+    "operation",
+    "method",
+    "endpoint",
+    "result",
 }
-UNBOUNDED_LABELS = {"id", "event_id", "user_id", "customer_id", "trip_id", "transaction_id", "session_id", "key", "partitionkey"}
+UNBOUNDED_LABELS = {
+    "id",
+    "event_id",
+    "user_id",
+    "customer_id",
+    "trip_id",
+    "transaction_id",
+    "session_id",
+    "key",
+    "partitionkey",
+}
 
 
 def queried() -> dict[str, str]:
@@ -80,7 +117,11 @@ def test_every_exported_metric_is_in_the_metrics_table_of_the_docs() -> None:
     table = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`(coelho_[a-z0-9_]+)`", table))
     missing = sorted(
-        {m.name for m in exported_metrics() if not {m.name, m.name.removesuffix("_total"), f"{m.name}_total"} & documented}
+        {
+            m.name
+            for m in exported_metrics()
+            if not {m.name, m.name.removesuffix("_total"), f"{m.name}_total"} & documented
+        }
     )
     assert not missing, f"exported but not in the Metrics table of docs/observability.md: {missing}"
 
@@ -111,9 +152,13 @@ def test_the_dashboards_cover_kubernetes_eventing_functions_and_models() -> None
 @pytest.mark.parametrize("metric", exported_metrics(), ids=lambda m: m.name)
 def test_metric_names_follow_prometheus_conventions(metric) -> None:  # type: ignore[no-untyped-def]
     name = metric.name
-    assert re.fullmatch(r"coelho_[a-z0-9_]+", name), f"{metric.where}: {name} lacks the coelho_ prefix or is not snake_case"
+    assert re.fullmatch(r"coelho_[a-z0-9_]+", name), (
+        f"{metric.where}: {name} lacks the coelho_ prefix or is not snake_case"
+    )
     if metric.kind != "Counter":  # prometheus_client exposes a counter as <name>_total whether or not it is written
-        assert not name.endswith("_total"), f"{metric.where}: {metric.kind.lower()} {name} ends in _total (counters only)"
+        assert not name.endswith("_total"), (
+            f"{metric.where}: {metric.kind.lower()} {name} ends in _total (counters only)"
+        )
     for bad_unit in ("_milliseconds", "_ms", "_millis", "_kb", "_mb", "_minutes", "_hours", "_percent"):
         assert bad_unit not in name, f"{metric.where}: {name}: use base units (seconds, bytes, ratio)"
     if metric.kind in ("Histogram", "Summary") and any(w in name for w in ("latency", "duration", "time")):
@@ -121,11 +166,15 @@ def test_metric_names_follow_prometheus_conventions(metric) -> None:  # type: ig
     unbounded = set(metric.labels) & UNBOUNDED_LABELS
     assert not unbounded, f"{metric.where}: {name} has unbounded labels {unbounded}"
     unknown = set(metric.labels) - BOUNDED_LABELS
-    assert not unknown, f"{metric.where}: {name} has labels {unknown}: add them to BOUNDED_LABELS if their values are bounded"
+    assert not unknown, (
+        f"{metric.where}: {name} has labels {unknown}: add them to BOUNDED_LABELS if their values are bounded"
+    )
 
 
 def test_promql_name_extraction() -> None:
-    assert promql_metric_names('histogram_quantile(0.95, sum by (le, trigger) (rate(x_bucket{a="b"}[5m])))') == {"x_bucket"}
+    assert promql_metric_names('histogram_quantile(0.95, sum by (le, trigger) (rate(x_bucket{a="b"}[5m])))') == {
+        "x_bucket"
+    }
     assert promql_metric_names("time() - max by (domain) (ts_seconds)") == {"ts_seconds"}
     assert promql_metric_names('up{job=~"coelho-(a|b)"} == 0') == {"up"}
     assert promql_metric_names('a_total{domain=~"$domain"} unless on(domain) b > 0') == {"a_total", "b"}
@@ -140,8 +189,17 @@ def test_every_dashboard_and_page_query_is_valid_promql(tmp_path: Path) -> None:
     if promtool is None:
         pytest.skip("promtool is not installed")
     # promtool parses expressions through a rule file: one recording rule per query (Grafana's $domain -> .*).
-    exprs = {where: expr.replace("$domain", ".*") for where, expr in queried().items() if not where.startswith("alert ")}
-    rules = {"groups": [{"name": "queries", "rules": [{"record": f"coelho:query:{i}", "expr": e} for i, e in enumerate(exprs.values())]}]}
+    exprs = {
+        where: expr.replace("$domain", ".*") for where, expr in queried().items() if not where.startswith("alert ")
+    }
+    rules = {
+        "groups": [
+            {
+                "name": "queries",
+                "rules": [{"record": f"coelho:query:{i}", "expr": e} for i, e in enumerate(exprs.values())],
+            }
+        ]
+    }
     path = tmp_path / "queries.yaml"
     path.write_text(yaml.safe_dump(rules))
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)

@@ -56,9 +56,14 @@ def test_model_metrics_come_from_the_state_in_redis(private_redis: str) -> None:
     now_ms = int(time.time() * 1000)
     client.set(learner.mkey("checkpoint"), json.dumps({"version": 4, "time_ms": now_ms, "events_learned": 300}))
     samples = scrape(client)
-    assert value(samples, "coelho_checkpoint_last_success_timestamp_seconds", domain="eta", model=model) == now_ms / 1000
+    assert (
+        value(samples, "coelho_checkpoint_last_success_timestamp_seconds", domain="eta", model=model) == now_ms / 1000
+    )
     assert value(samples, "coelho_checkpoint_model_version", domain="eta", model=model) == 4
-    assert value(samples, "coelho_model_metric", domain="eta", model=model, model_version="4", metric="MAE") == metrics["MAE"]
+    assert (
+        value(samples, "coelho_model_metric", domain="eta", model=model, model_version="4", metric="MAE")
+        == metrics["MAE"]
+    )
 
 
 def test_redis_down_exports_nothing_instead_of_failing_the_scrape() -> None:
@@ -107,8 +112,16 @@ def test_a_checkpoint_observes_its_duration(private_redis: str, monkeypatch: pyt
     import functions.model_state.registry
     from functions.checkpoint import Checkpointer
 
-    monkeypatch.setattr(functions.model_state.registry, "log_checkpoint", lambda state, blob, summary: {
-        "domain": state.domain_name, "model": state.model_name, "version": 1, "time_ms": int(time.time() * 1000)})
+    monkeypatch.setattr(
+        functions.model_state.registry,
+        "log_checkpoint",
+        lambda state, blob, summary: {
+            "domain": state.domain_name,
+            "model": state.model_name,
+            "version": 1,
+            "time_ms": int(time.time() * 1000),
+        },
+    )
     client = redis.Redis.from_url(private_redis)
     checkpointer = Checkpointer(client)
     model = checkpointer.models("tfd")[0].name

@@ -41,7 +41,9 @@ class FakeFunction:
         self.registry = CollectorRegistry()
         self.learned = Counter(LEARNED, "events learned", ["domain"], registry=self.registry)
         self.requests = Counter(REQUESTS, "requests", ["function", "type", "code"], registry=self.registry)
-        self.latency = Histogram(LATENCY, "latency", ["function", "type"], buckets=(0.01, 0.1, 1.0), registry=self.registry)
+        self.latency = Histogram(
+            LATENCY, "latency", ["function", "type"], buckets=(0.01, 0.1, 1.0), registry=self.registry
+        )
         self.drift = Counter(DRIFT, "drifts", ["domain", "model"], registry=self.registry)
         self.lag = Gauge("coelho_router_consumer_lag", "lag", ["consumer"], registry=self.registry)
         self.port = free_port()
@@ -86,7 +88,7 @@ def test_scrape_source_computes_rates_quantiles_and_drift_markers(exporter: Fake
     assert source.targets() == {"coelho-learn": True}
 
     rates = source.series(ChartQuery("learned", LEARNED, "rate", by="domain"), 60)
-    (first, *_), = rates.values()
+    ((first, *_),) = rates.values()
     assert list(rates) == ["learned tfd"]
     assert 50 / 0.8 < first[1] < 50 / 0.4  # 50 events in about 0.5 s
     errors = source.series(ChartQuery("errors", REQUESTS, "rate", by="function", exclude={"code": "2.."}), 60)
@@ -136,14 +138,21 @@ def test_prometheus_source_agrees_with_the_direct_scrape(exporter: FakeFunction,
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "coelho-learn", "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}],
+        "scrape_configs": [
+            {"job_name": "coelho-learn", "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}
+        ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     assert PROMETHEUS is not None
     proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--web.listen-address=127.0.0.1:{port}",
-         f"--storage.tsdb.path={tmp_path / 'data'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         source = PrometheusSource(f"http://127.0.0.1:{port}")
@@ -165,7 +174,9 @@ def test_prometheus_source_agrees_with_the_direct_scrape(exporter: FakeFunction,
         assert 0.1 < p99 <= 1.0
         assert source.targets() == {"coelho-learn": True}
         # The page prefers Prometheus when it answers.
-        settings = SimpleNamespace(ports={"prometheus": port}, host="127.0.0.1", url=lambda name: f"http://127.0.0.1:{port}")
+        settings = SimpleNamespace(
+            ports={"prometheus": port}, host="127.0.0.1", url=lambda name: f"http://127.0.0.1:{port}"
+        )
         assert isinstance(ObservabilityData(settings).source(), PrometheusSource)
     finally:
         proc.terminate()

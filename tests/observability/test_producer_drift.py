@@ -42,7 +42,9 @@ def test_producer_drift_is_detected_after_the_drift_point_and_not_before(domain:
     assert detections(domain, SEED, COUNT, None) == [], "false alarm on the stationary stream"
     found = detections(domain, SEED, COUNT, DRIFT_AT)
     assert [p for p in found if p <= DRIFT_AT] == [], f"detection before the drift at {DRIFT_AT}: {found}"
-    assert any(DRIFT_AT < p <= DRIFT_AT + WITHIN for p in found), f"drift at {DRIFT_AT} not detected within {WITHIN}: {found}"
+    assert any(DRIFT_AT < p <= DRIFT_AT + WITHIN for p in found), (
+        f"drift at {DRIFT_AT} not detected within {WITHIN}: {found}"
+    )
 
 
 def test_the_detector_reports_increases_after_its_warm_up_and_keeps_a_gap() -> None:

@@ -17,6 +17,7 @@ MONITORING = ROOT / "knative" / "monitoring"
 RULES = MONITORING / "alert-rules.yaml"
 PROMTOOL = shutil.which("promtool")
 
+
 def needs_promtool(test: Any) -> Any:
     """Runs promtool: skipped when it is not installed, a `process` test when it is."""
     skip = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian package prometheus)")
@@ -115,4 +116,7 @@ def test_promtool_checks_the_generated_prometheus_config(tmp_path: Path) -> None
     assert yaml.safe_load(Path(rules_file).read_text())["groups"] == yaml.safe_load(RULES.read_text())["groups"]
     assert "rules found" in result.stdout, result.stdout  # promtool also checked the rule file the config loads
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert {f"coelho-{name}" for name in ("learn", "predict", "checkpoint", "router", "producer_tfd", "producer_eta", "producer_ecci")} <= jobs
+    assert {
+        f"coelho-{name}"
+        for name in ("learn", "predict", "checkpoint", "router", "producer_tfd", "producer_eta", "producer_ecci")
+    } <= jobs

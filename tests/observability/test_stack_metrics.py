@@ -19,19 +19,37 @@ from .conftest import ROOT, prometheus_url, promql_metric_names
 pytestmark = pytest.mark.stack
 
 # Components whose /metrics the platform serves, and the metric families each must export (names as exposed).
-COMPONENTS = ["learn", "predict", "checkpoint", "chat", "lake", "router", "producer_tfd", "producer_eta", "producer_ecci"]
+COMPONENTS = [
+    "learn",
+    "predict",
+    "checkpoint",
+    "chat",
+    "lake",
+    "router",
+    "producer_tfd",
+    "producer_eta",
+    "producer_ecci",
+]
 FUNCTION_METRICS = {"coelho_function_requests_total", "coelho_function_request_seconds"}
 EXPECTED: dict[str, set[str]] = {
     "learn": FUNCTION_METRICS | {"coelho_drift_detected_total", "coelho_model_events_learned"},
     "predict": FUNCTION_METRICS,
     "checkpoint": FUNCTION_METRICS,
     "chat": FUNCTION_METRICS | {"coelho_chat_requests_total"},
-    "lake": FUNCTION_METRICS | {"coelho_lake_rows_written_total", "coelho_lake_lag_seconds", "coelho_lake_oldest_pending_seconds"},
+    "lake": FUNCTION_METRICS
+    | {"coelho_lake_rows_written_total", "coelho_lake_lag_seconds", "coelho_lake_oldest_pending_seconds"},
     "router": {
-        "coelho_router_events_in_total", "coelho_router_events_out_total", "coelho_router_retries_total",
-        "coelho_router_dead_lettered_total", "coelho_router_delivery_latency_seconds", "coelho_router_consumer_lag",
+        "coelho_router_events_in_total",
+        "coelho_router_events_out_total",
+        "coelho_router_retries_total",
+        "coelho_router_dead_lettered_total",
+        "coelho_router_delivery_latency_seconds",
+        "coelho_router_consumer_lag",
     },
-    **{f"producer_{d}": {"coelho_producer_events_total", "coelho_producer_errors_total"} for d in ("tfd", "eta", "ecci")},
+    **{
+        f"producer_{d}": {"coelho_producer_events_total", "coelho_producer_errors_total"}
+        for d in ("tfd", "eta", "ecci")
+    },
 }
 
 
@@ -137,11 +155,17 @@ def test_prometheus_evaluates_the_alert_rules(stack: Any) -> None:
     def evaluated() -> list[dict[str, Any]]:
         groups = requests.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        return rules if rules and all(r.get("lastEvaluation", "").startswith("2") and r["health"] != "unknown" for r in rules) else []
+        return (
+            rules
+            if rules and all(r.get("lastEvaluation", "").startswith("2") and r["health"] != "unknown" for r in rules)
+            else []
+        )
 
     rules = wait_for(evaluated, 30, "rules evaluated")
     assert {r["name"] for r in rules} == {r["alert"] for g in local for r in g["rules"]}
-    assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert all(r["health"] == "ok" for r in rules), [
+        (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"
+    ]
     # No service-down alert for a running component (one may still be resolving if Prometheus saw it before it
     # was started: the runtime's scrape config lists every service, started or not).
     running = {f"coelho-{name}" for name in started(stack)}

@@ -70,7 +70,9 @@ def _consume(bootstrap: str, topic: str, want: int, match: Any = None, timeout_s
         while len(found) < want and time.monotonic() < deadline:
             for tp, messages in consumer.poll(timeout_ms=1000).items():
                 for m in messages:
-                    item = Consumed(m.key.decode() if m.key else "", m.value, dict(m.headers or []), tp.partition, m.offset)
+                    item = Consumed(
+                        m.key.decode() if m.key else "", m.value, dict(m.headers or []), tp.partition, m.offset
+                    )
                     if match is None or match(item):
                         found.append(item)
     finally:
@@ -78,10 +80,15 @@ def _consume(bootstrap: str, topic: str, want: int, match: Any = None, timeout_s
     return sorted(found, key=lambda c: (c.partition, c.offset))
 
 
-def _run_producer(*args: str, command: tuple[str, ...] = (sys.executable, "-m", "producers"), timeout: float = 180,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+def _run_producer(
+    *args: str,
+    command: tuple[str, ...] = (sys.executable, "-m", "producers"),
+    timeout: float = 180,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture

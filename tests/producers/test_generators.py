@@ -70,7 +70,10 @@ def test_delayed_labels_follow_their_records() -> None:
 
 def test_same_seed_same_stream_and_different_seed_another() -> None:
     def run(seed: int, domain: str) -> list[tuple[Any, ...]]:
-        return [(e.kind, e.data, e.key, e.id, e.time) for e in producers.generate(domain, seed=seed, count=500, drift_at=200)]
+        return [
+            (e.kind, e.data, e.key, e.id, e.time)
+            for e in producers.generate(domain, seed=seed, count=500, drift_at=200)
+        ]
 
     for domain in DOMAINS:
         assert run(42, domain) == run(42, domain)
@@ -218,8 +221,10 @@ def test_ecci_sessions_start_continue_and_end() -> None:
     ended = [s for s in sessions.values() if s[-1].truth["session_ends"]]
     assert len(ended) > 0.9 * len(sessions)
     assert 3 < statistics.mean(len(s) for s in ended) < 12
-    mean_by_segment = {seg: statistics.mean(len(s) for s in ended if s[0].truth["segment"] == seg)
-                       for seg in {s[0].truth["segment"] for s in ended}}
+    mean_by_segment = {
+        seg: statistics.mean(len(s) for s in ended if s[0].truth["segment"] == seg)
+        for seg in {s[0].truth["segment"] for s in ended}
+    }
     assert mean_by_segment["impulse_buyer"] < mean_by_segment["premium"] < mean_by_segment["bargain_hunter"]
     assert 20 < generator.gauges()["active_sessions"] < 1000
     starts = [e for e in events if e.data["session_event_sequence"] == 1]
@@ -239,12 +244,16 @@ def test_ecci_segments_are_separable_on_the_model_features_and_never_sent() -> N
     # every pair of segments is apart by more than two within-segment standard deviations on some feature
     segments = sorted(mean)
     for i, a in enumerate(segments):
-        for b in segments[i + 1:]:
+        for b in segments[i + 1 :]:
             gap = max(abs(mean[a][k] - mean[b][k]) / max(sd[a][k], sd[b][k], 1e-9) for k in mean[a])
             assert gap > 2, (a, b, gap)
     assert mean["bulk_buyer"]["quantity"] > 3 * max(m["quantity"] for s, m in mean.items() if s != "bulk_buyer")
     assert mean["premium"]["log_price"] > mean["researcher"]["log_price"] > mean["impulse_buyer"]["log_price"]
-    assert mean["researcher"]["log_time_on_page"] > mean["bargain_hunter"]["log_time_on_page"] > mean["impulse_buyer"]["log_time_on_page"]
+    assert (
+        mean["researcher"]["log_time_on_page"]
+        > mean["bargain_hunter"]["log_time_on_page"]
+        > mean["impulse_buyer"]["log_time_on_page"]
+    )
     assert mean["impulse_buyer"]["is_mobile"] > 0.8 > 0.2 > mean["researcher"]["is_mobile"]
 
     # a clustering of the per-event features recovers the segments

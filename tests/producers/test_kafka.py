@@ -40,19 +40,35 @@ def _cloudevent(m: Any) -> Any:
     return kafka_binding.from_binary_event(kafka_binding.KafkaMessage(headers=m.headers, key=m.key, value=m.value))
 
 
-@pytest.mark.parametrize(("domain", "command"), [
-    ("tfd", (sys.executable, "-m", "producers")),
-    ("eta", (shutil.which("coelho") or str(Path(sys.executable).with_name("coelho")), "produce")),
-    ("ecci", (sys.executable, "-m", "producers")),
-])
+@pytest.mark.parametrize(
+    ("domain", "command"),
+    [
+        ("tfd", (sys.executable, "-m", "producers")),
+        ("eta", (shutil.which("coelho") or str(Path(sys.executable).with_name("coelho")), "produce")),
+        ("ecci", (sys.executable, "-m", "producers")),
+    ],
+)
 def test_produced_records_are_read_back_by_a_consumer_group_with_their_keys(
-        domain: str, command: tuple[str, ...], kafka_bootstrap: str, unused_redis_url: str, run_producer: Any,
-        consume: Any) -> None:
+    domain: str, command: tuple[str, ...], kafka_bootstrap: str, unused_redis_url: str, run_producer: Any, consume: Any
+) -> None:
     d = DOMAINS[domain]
     seed, count = 1000 + list(DOMAINS).index(domain), 400
-    summary = _summary(run_producer(domain, "--count", str(count), "--rate", "0", "--seed", str(seed),
-                                    "--bootstrap-servers", kafka_bootstrap, "--redis-url", unused_redis_url,
-                                    command=command))
+    summary = _summary(
+        run_producer(
+            domain,
+            "--count",
+            str(count),
+            "--rate",
+            "0",
+            "--seed",
+            str(seed),
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--redis-url",
+            unused_redis_url,
+            command=command,
+        )
+    )
     assert summary["sent"] == summary["acknowledged"] == count and summary["errors"] == 0
 
     expected = producers.records(domain, count, seed=seed)  # same seed, same stream
@@ -77,9 +93,9 @@ def test_produced_records_are_read_back_by_a_consumer_group_with_their_keys(
     assert _by_key(got) == expected_by_key  # intact, and in order per key
 
 
-def test_a_replayed_jsonl_file_arrives_intact_and_in_order_per_key(tmp_path: Path, kafka_bootstrap: str,
-                                                                      unused_redis_url: str, run_producer: Any,
-                                                                      consume: Any) -> None:
+def test_a_replayed_jsonl_file_arrives_intact_and_in_order_per_key(
+    tmp_path: Path, kafka_bootstrap: str, unused_redis_url: str, run_producer: Any, consume: Any
+) -> None:
     recorded = tmp_path / "ecci.jsonl"
     summary = _summary(run_producer("ecci", "--count", "600", "--seed", "77", "--rate", "0", "--output", str(recorded)))
     assert summary["sent"] == 600
@@ -87,8 +103,17 @@ def test_a_replayed_jsonl_file_arrives_intact_and_in_order_per_key(tmp_path: Pat
     # a real data set has the odd broken line: it is skipped with its reason, the rest goes through
     lines.insert(10, json.dumps({"event_id": "broken", "customer_id": "c", "price": "free"}))
     recorded.write_text("\n".join(lines) + "\n")
-    result = run_producer("ecci", "--replay", str(recorded), "--rate", "0", "--bootstrap-servers", kafka_bootstrap,
-                          "--redis-url", unused_redis_url)
+    result = run_producer(
+        "ecci",
+        "--replay",
+        str(recorded),
+        "--rate",
+        "0",
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--redis-url",
+        unused_redis_url,
+    )
     summary = _summary(result)
     assert summary["sent"] == summary["acknowledged"] == 600 and summary["errors"] == 1
     assert "line 11" in result.stderr and "price" in result.stderr
@@ -106,16 +131,42 @@ def test_a_replayed_jsonl_file_arrives_intact_and_in_order_per_key(tmp_path: Pat
 def test_replay_at_a_given_rate(tmp_path: Path, kafka_bootstrap: str, unused_redis_url: str, run_producer: Any) -> None:
     recorded = tmp_path / "eta.jsonl"
     recorded.write_text("".join(json.dumps(r) + "\n" for r in producers.records("eta", 30, seed=5)))
-    summary = _summary(run_producer("eta", "--replay", str(recorded), "--rate", "20", "--bootstrap-servers",
-                                    kafka_bootstrap, "--redis-url", unused_redis_url))
+    summary = _summary(
+        run_producer(
+            "eta",
+            "--replay",
+            str(recorded),
+            "--rate",
+            "20",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--redis-url",
+            unused_redis_url,
+        )
+    )
     assert summary["sent"] == 30
     assert summary["seconds"] >= 1.3  # 30 events at 20 ev/s take 1.5 s
 
 
-def test_delayed_labels_arrive_after_their_transactions_on_the_same_key(kafka_bootstrap: str, unused_redis_url: str,
-                                                                        run_producer: Any, consume: Any) -> None:
-    summary = _summary(run_producer("tfd", "--count", "300", "--rate", "0", "--seed", "4242", "--delayed-labels",
-                                    "--bootstrap-servers", kafka_bootstrap, "--redis-url", unused_redis_url))
+def test_delayed_labels_arrive_after_their_transactions_on_the_same_key(
+    kafka_bootstrap: str, unused_redis_url: str, run_producer: Any, consume: Any
+) -> None:
+    summary = _summary(
+        run_producer(
+            "tfd",
+            "--count",
+            "300",
+            "--rate",
+            "0",
+            "--seed",
+            "4242",
+            "--delayed-labels",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--redis-url",
+            unused_redis_url,
+        )
+    )
     assert summary["record"] == 300 and summary["label"] == 300
     events = list(producers.generate("tfd", seed=4242, count=300, delayed_labels=True))
     ids = {e.id for e in events}
@@ -169,16 +220,33 @@ def private_kafka(tmp_path: Path) -> Iterator[str]:
         own.stop()
 
 
-def test_metrics_and_redis_controls_while_running(private_kafka: str, redis_url: str,
-                                                  started_processes: list[subprocess.Popen[str]], free_port: Any) -> None:
+def test_metrics_and_redis_controls_while_running(
+    private_kafka: str, redis_url: str, started_processes: list[subprocess.Popen[str]], free_port: Any
+) -> None:
     import redis
 
     r = redis.Redis.from_url(redis_url)
     r.delete("coelho:producer:ecci:rate", "coelho:producer:ecci:enabled")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "producers", "ecci", "--rate", "5", "--metrics-port", str(port),
-                             "--bootstrap-servers", private_kafka, "--redis-url", redis_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "producers",
+            "ecci",
+            "--rate",
+            "5",
+            "--metrics-port",
+            str(port),
+            "--bootstrap-servers",
+            private_kafka,
+            "--redis-url",
+            redis_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     started_processes.append(proc)
     _wait_for(lambda: (_metric(port, "coelho_producer_events_total", "ecci") or 0) >= 3, 60)
     assert _metric(port, "coelho_producer_rate", "ecci") == 5
@@ -216,15 +284,39 @@ def test_metrics_and_redis_controls_while_running(private_kafka: str, redis_url:
     r.delete("coelho:producer:ecci:rate", "coelho:producer:ecci:enabled")
 
 
-def test_tfd_metrics_show_the_fraud_ratio(private_kafka: str, unused_redis_url: str,
-                                          started_processes: list[subprocess.Popen[str]], free_port: Any) -> None:
+def test_tfd_metrics_show_the_fraud_ratio(
+    private_kafka: str, unused_redis_url: str, started_processes: list[subprocess.Popen[str]], free_port: Any
+) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "producers", "tfd", "--rate", "0", "--count", "20000",
-                             "--metrics-port", str(port), "--bootstrap-servers", private_kafka,
-                             "--redis-url", unused_redis_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "producers",
+            "tfd",
+            "--rate",
+            "0",
+            "--count",
+            "20000",
+            "--metrics-port",
+            str(port),
+            "--bootstrap-servers",
+            private_kafka,
+            "--redis-url",
+            unused_redis_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     started_processes.append(proc)
-    ratio = _wait_for(lambda: (_metric(port, "coelho_producer_events_total", "tfd") or 0) > 1000
-                      and _metric(port, "coelho_producer_fraud_ratio", "tfd"), 180)  # the broker is shared and busy in CI
+    ratio = _wait_for(
+        lambda: (
+            (_metric(port, "coelho_producer_events_total", "tfd") or 0) > 1000
+            and _metric(port, "coelho_producer_fraud_ratio", "tfd")
+        ),
+        180,
+    )  # the broker is shared and busy in CI
     assert 0.003 < ratio < 0.06
     proc.terminate()
     proc.communicate(timeout=30)

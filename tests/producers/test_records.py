@@ -22,7 +22,9 @@ def test_each_domain_record_is_a_binary_cloudevent_keyed_by_the_entity() -> None
         assert message.key == event.data[d.key_field].encode()
         assert json.loads(message.value) == event.data
         assert message.headers["content-type"] == b"application/json"
-        assert {"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_domain", "ce_partitionkey"} <= set(message.headers)
+        assert {"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_domain", "ce_partitionkey"} <= set(
+            message.headers
+        )
         back = kafka_binding.from_binary_event(message)
         assert back.get_type() == d.type("record") and back.get_source() == f"/coelho/producers/{name}"
         assert back.get_id() == event.data[d.id_field]

@@ -25,14 +25,26 @@ from eventing.domains import DOMAINS
 log = logging.getLogger("tests.ui")
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SERVICES = ["router", "learn", "predict", "checkpoint", "producer_tfd", "producer_eta", "producer_ecci", "dashboard"]
 FED_PER_DOMAIN = 400
 
 
 def post_event(url: str, ce_type: str, source: str, data: Any, **extensions: str) -> requests.Response:
-    attributes = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": ce_type, "source": source,
-                  "datacontenttype": "application/json", **extensions}
+    attributes = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": ce_type,
+        "source": source,
+        "datacontenttype": "application/json",
+        **extensions,
+    }
     message = to_binary_event(CloudEvent(attributes, data))
     return requests.post(url, headers=dict(message.headers), data=message.body, timeout=180)
 
@@ -45,8 +57,15 @@ def feed_records(url: str, domain: str, count: int, seed: int) -> int:
     accepted = 0
     with requests.Session() as session:
         for event in make_generator(domain, seed=seed, start="now").take(count):
-            attributes = {"specversion": "1.0", "id": event.id, "type": d.type(event.kind), "source": d.source("tests"),
-                          "datacontenttype": "application/json", "domain": domain, "partitionkey": event.key}
+            attributes = {
+                "specversion": "1.0",
+                "id": event.id,
+                "type": d.type(event.kind),
+                "source": d.source("tests"),
+                "datacontenttype": "application/json",
+                "domain": domain,
+                "partitionkey": event.key,
+            }
             message = to_binary_event(CloudEvent(attributes, event.data))
             resp = session.post(url, headers=dict(message.headers), data=message.body, timeout=30)
             accepted += resp.status_code < 300

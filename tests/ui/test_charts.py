@@ -26,7 +26,7 @@ def test_the_gauge_zones_end_at_30_and_70_percent_and_the_needle_points_at_the_p
     assert ends == pytest.approx([0.0, 0.3, 0.3, 0.7, 0.7, 1.0], abs=1e-3)
     colours = re.findall(r"<path [^>]*fill='(#[0-9a-fA-F]+)'", svg)
     assert colours == [c for *_, c in RISK_ZONES]
-    (x2, y2), = re.findall(r"<line x1='0' y1='0' x2='([-\d.]+)' y2='([-\d.]+)'", svg)
+    ((x2, y2),) = re.findall(r"<line x1='0' y1='0' x2='([-\d.]+)' y2='([-\d.]+)'", svg)
     assert _polar(float(x2), float(y2))[1] == pytest.approx(0.42, abs=1e-3)
     label = re.search(r"fill='(#[0-9a-fA-F]+)' class='gauge-label'>([^<]+)<", svg)
     assert label is not None and label.group(2) == "42.0% · MEDIUM"
@@ -43,10 +43,18 @@ def test_the_confusion_matrix_puts_each_count_where_truth_meets_prediction() -> 
     chart = ConfusionMatrixChart(("legit", "fraud"))
     chart.update({"legit": {"legit": 900, "fraud": 30}, "fraud": {"legit": 12, "fraud": 58}})
     data = chart.source.data
-    cells = {(t, p): (c, colour, text) for t, p, c, colour, text in
-             zip(data["true"], data["pred"], data["count"], data["color"], data["text"], strict=True)}
+    cells = {
+        (t, p): (c, colour, text)
+        for t, p, c, colour, text in zip(
+            data["true"], data["pred"], data["count"], data["color"], data["text"], strict=True
+        )
+    }
     assert {k: v[0] for k, v in cells.items()} == {
-        ("legit", "legit"): 900, ("legit", "fraud"): 30, ("fraud", "legit"): 12, ("fraud", "fraud"): 58}
+        ("legit", "legit"): 900,
+        ("legit", "fraud"): 30,
+        ("fraud", "legit"): 12,
+        ("fraud", "fraud"): 58,
+    }
     assert cells[("legit", "legit")][2] == "900"
 
     def rgb(colour: str) -> tuple[int, int, int]:

@@ -268,7 +268,9 @@ def test_banner_names_a_stopped_redis(dashboard: Any, page: Any) -> None:
             os.kill(dashboard.pid("dashboard"), signal.SIGUSR1)  # thread stacks into the dashboard's log
             seen = requests.get(dashboard.settings.url("dashboard") + "/api/health", timeout=10).text
             screenshot(page, "banner-redis-missing")
-            raise AssertionError(f"no banner; the dashboard's view: {seen}; the page: {page_text(page)[:1500]}") from err
+            raise AssertionError(
+                f"no banner; the dashboard's view: {seen}; the page: {page_text(page)[:1500]}"
+            ) from err
         # The functions whose readiness needs Redis may be reported a poll before Redis itself: wait for its name.
         deadline = time.monotonic() + 60
         while "Redis" not in page_text(page):
@@ -310,7 +312,13 @@ def test_services_menu_links_the_running_services(dashboard: Any, page: Any) -> 
     open_page(page, dashboard, "/", "Real-time machine learning")
     page.get_by_text("Services ▾").first.click()
     links = service_links(dashboard.settings)
-    assert {label for label, _, _ in links} >= {"MLflow", "Prometheus", "S3 (SeaweedFS)", "Broker ingress", "predict-one health"}
+    assert {label for label, _, _ in links} >= {
+        "MLflow",
+        "Prometheus",
+        "S3 (SeaweedFS)",
+        "Broker ingress",
+        "predict-one health",
+    }
     for label, url, _ in links:
         link = page.locator("nav .menu a", has_text=label).first
         link.wait_for()
@@ -382,7 +390,9 @@ def test_ecci_cluster_behaviour_and_feature_across_clusters(dashboard: Any, page
     assert note.inner_text().split()[-1] in cluster
     page.locator(".behaviour-feature select").first.select_option(label="price")
     page.get_by_text(re.compile(r"^mean -?[\d,.]+ ± [\d,.]+$")).first.wait_for()  # numeric: min / mean / max, spread
-    bars = page.locator(".html-bars").first.evaluate(DEEP_TEXT.replace("() =>", "(root) =>").replace("walk(document.body)", "walk(root)"))
+    bars = page.locator(".html-bars").first.evaluate(
+        DEEP_TEXT.replace("() =>", "(root) =>").replace("walk(document.body)", "walk(root)")
+    )
     assert "min" in bars and "mean" in bars and "max" in bars, bars
     screenshot(page, "ecci-cluster-behaviour-price")
 

@@ -79,7 +79,10 @@ def test_labels_carry_unit_and_range() -> None:
 
 
 def test_classification_report_from_a_confusion_matrix() -> None:
-    rows = {r["class"]: r for r in classification_report({"False": {"False": 90, "True": 10}, "True": {"False": 2, "True": 8}})}
+    rows = {
+        r["class"]: r
+        for r in classification_report({"False": {"False": 90, "True": 10}, "True": {"False": 2, "True": 8}})
+    }
     assert rows["fraud"]["precision"] == pytest.approx(8 / 18)
     assert rows["fraud"]["recall"] == pytest.approx(0.8)
     assert rows["macro avg"]["recall"] == pytest.approx((0.9 + 0.8) / 2)

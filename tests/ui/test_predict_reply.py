@@ -46,8 +46,14 @@ def _ask(monkeypatch: pytest.MonkeyPatch, name: str, body: dict[str, Any]) -> pr
 
 @pytest.mark.parametrize("name", list(DOMAINS))
 def test_a_declared_reply_is_shown_and_anything_else_is_an_error(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    common = {"domain": name, "model": DOMAINS[name].default_model, "version": None, "frozen": False,
-              "events_learned": 10, "seq": 12}
+    common = {
+        "domain": name,
+        "model": DOMAINS[name].default_model,
+        "version": None,
+        "frozen": False,
+        "events_learned": 10,
+        "seq": 12,
+    }
     reply = _ask(monkeypatch, name, {**common, **REPLIES[name]})
     assert reply.ok and reply.data == {**common, **REPLIES[name]}
     first, *_ = REPLIES[name]

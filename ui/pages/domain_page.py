@@ -31,6 +31,7 @@ MUTED = "#6b7280"
 
 DEFAULT_CHOICE = "champion (default)"  # the Model select's choice of predict-one's default routing
 
+
 def format_metric(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
@@ -137,13 +138,23 @@ class DomainPage:
 
         # model status, training, producer
         self.model_info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
-        self.training_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10), css_classes=["training-switch"])
+        self.training_switch = pn.widgets.Switch(
+            value=True, width=50, margin=(14, 6, 6, 10), css_classes=["training-switch"]
+        )
         self.training_state = pn.pane.HTML("", margin=(6, 6))
         self.training_switch.param.watch(self._toggle_training, "value")
-        self.producer_switch = pn.widgets.Switch(value=True, width=50, margin=(14, 6, 6, 10), css_classes=["producer-switch"])
+        self.producer_switch = pn.widgets.Switch(
+            value=True, width=50, margin=(14, 6, 6, 10), css_classes=["producer-switch"]
+        )
         self.producer_switch.param.watch(self._toggle_producer, "value")
         self.rate_input = pn.widgets.EditableFloatSlider(
-            name="Rate (events/s)", start=0.5, end=100.0, step=0.5, value=settings.producer_rate, width=220, margin=(0, 10),
+            name="Rate (events/s)",
+            start=0.5,
+            end=100.0,
+            step=0.5,
+            value=settings.producer_rate,
+            width=220,
+            margin=(0, 10),
             css_classes=["producer-rate"],
         )
         self.producer_state = pn.pane.HTML("", margin=(6, 6))
@@ -158,11 +169,13 @@ class DomainPage:
         self.predict_button.on_click(self._predict)
         self.prediction_status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
         # Which of the domain's models Predict asks (options follow the poller; "" = predict-one's default).
-        self.model_select = pn.widgets.Select(name="Model", options={DEFAULT_CHOICE: ""}, value="", width=190,
-                                              margin=(0, 6), css_classes=["model-select"])
+        self.model_select = pn.widgets.Select(
+            name="Model", options={DEFAULT_CHOICE: ""}, value="", width=190, margin=(0, 6), css_classes=["model-select"]
+        )
         # Or a registered version (a number or an alias), answered frozen; empty: the live model.
-        self.version_input = pn.widgets.TextInput(name="Version", placeholder="live", value="", width=110,
-                                                  margin=(0, 6), css_classes=["version-input"])
+        self.version_input = pn.widgets.TextInput(
+            name="Version", placeholder="live", value="", width=110, margin=(0, 6), css_classes=["version-input"]
+        )
         self.models_table = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10))
         self._model_names: list[str] = []
         self.model_select.param.watch(self._model_chosen, "value")
@@ -171,8 +184,9 @@ class DomainPage:
         self.compare_html = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["compare-result"])
         self.compare_button = pn.widgets.Button(name="Compare now", width=130)
         self.compare_button.on_click(self._compare)
-        self.promote_select = pn.widgets.Select(name="Model to promote", options=[], width=210,
-                                                css_classes=["promote-select"])
+        self.promote_select = pn.widgets.Select(
+            name="Model to promote", options=[], width=210, css_classes=["promote-select"]
+        )
         self.promote_button = pn.widgets.Button(name="Promote", button_type="warning", width=110, margin=(22, 6, 6, 6))
         self.promote_button.on_click(self._promote)
         self.rollback_button = pn.widgets.Button(name="Roll back", width=110, margin=(22, 6, 6, 6))
@@ -181,7 +195,9 @@ class DomainPage:
         self.ask_both_button = pn.widgets.Button(name="Ask A and B", width=130, disabled=True)
         self.ask_both_button.on_click(self._ask_both)
         self.both_html = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["ab-answers"])
-        self.prefer_buttons = [pn.widgets.Button(name=label, width=100, disabled=True) for label in ("Prefer A", "Prefer B", "Tie")]
+        self.prefer_buttons = [
+            pn.widgets.Button(name=label, width=100, disabled=True) for label in ("Prefer A", "Prefer B", "Tie")
+        ]
         for button, choice in zip(self.prefer_buttons, ("a", "b", "tie"), strict=True):
             button.on_click(functools.partial(self._prefer_clicked, choice))
         self._pair: tuple[str, str] | None = None
@@ -205,7 +221,9 @@ class DomainPage:
     def clear_prediction(self) -> None:
         """Forget the last prediction (its inputs changed)."""
         self.last_reply = None
-        self.prediction_status.object = f"<span style='color:{MUTED}'>Inputs changed: press Predict for a fresh prediction.</span>"
+        self.prediction_status.object = (
+            f"<span style='color:{MUTED}'>Inputs changed: press Predict for a fresh prediction.</span>"
+        )
 
     def extra_tabs(self) -> list[tuple[str, Any]]:
         return []
@@ -234,7 +252,9 @@ class DomainPage:
             self.predict()
         except Exception:  # a bug must never put a traceback on screen
             log.exception("prediction failed")
-            self.prediction_status.object = "<span style='color:#b42318'>Something went wrong while predicting; see the dashboard log.</span>"
+            self.prediction_status.object = (
+                "<span style='color:#b42318'>Something went wrong while predicting; see the dashboard log.</span>"
+            )
 
     def predict(self) -> PredictionReply | None:
         clean = self.form.validate()
@@ -244,8 +264,13 @@ class DomainPage:
             return None
         # No loading spinner: predict-one answers in ~10 ms, and toggling `loading` twice cost two extra
         # re-renders of the button before the result could be drawn (ADR 0073).
-        reply = request_prediction(self.settings, self.domain, self.form.payload(), model=self.model_select.value or None,
-                                   version=(self.version_input.value or "").strip() or None)
+        reply = request_prediction(
+            self.settings,
+            self.domain,
+            self.form.payload(),
+            model=self.model_select.value or None,
+            version=(self.version_input.value or "").strip() or None,
+        )
         if reply.ok:
             self.last_reply = reply
             self.show_prediction(reply.data)
@@ -253,17 +278,23 @@ class DomainPage:
             frozen = " (frozen)" if reply.data.get("frozen") else ""
             bits = [
                 f"answered in {reply.latency_ms:.0f} ms",
-                f"model {html.escape(str(model))}" + (f" v{html.escape(str(version))}" if version is not None else "") + frozen,
+                f"model {html.escape(str(model))}"
+                + (f" v{html.escape(str(version))}" if version is not None else "")
+                + frozen,
                 f"after {int(learned):,} events learned",
             ]
-            self.prediction_status.object = f"<span style='color:{MUTED}' class='prediction-meta'>Prediction {' · '.join(bits)}</span>"
+            self.prediction_status.object = (
+                f"<span style='color:{MUTED}' class='prediction-meta'>Prediction {' · '.join(bits)}</span>"
+            )
             log.info("prediction %s answered in %.1f ms", self.domain.name, reply.latency_ms)
         else:
             for path, message in reply.field_errors.items():
                 if path in self.form.messages:
                     self.form.messages[path].object = f"⚠ {html.escape(message)}"
                     self.form.messages[path].visible = True
-            self.prediction_status.object = f"<span style='color:#b42318'>⚠ {html.escape(reply.error or 'No prediction')}</span>"
+            self.prediction_status.object = (
+                f"<span style='color:#b42318'>⚠ {html.escape(reply.error or 'No prediction')}</span>"
+            )
         return reply
 
     def _toggle_training(self, event: Any) -> None:
@@ -314,7 +345,9 @@ class DomainPage:
             self.live.refresh_now()
         except Exception as err:
             log.warning("producer control failed: %s", err)
-            self.control_message.object = "<span style='color:#b42318'>Could not change the producer: Redis is not reachable.</span>"
+            self.control_message.object = (
+                "<span style='color:#b42318'>Could not change the producer: Redis is not reachable.</span>"
+            )
 
     # --- live refresh --------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -348,8 +381,15 @@ class DomainPage:
             self._show_producer(live.producer_enabled)
         # The poller stamps a new snapshot every second even when nothing was learned: redraw cards, charts and
         # the extra views only when the model moved on (a paused or idle model costs the page nothing).
-        key = (live.model, live.available, live.events_learned, live.behind, live.version, tuple(live.drifts_at),
-               sum(len(v) for v in live.history.values()))
+        key = (
+            live.model,
+            live.available,
+            live.events_learned,
+            live.behind,
+            live.version,
+            tuple(live.drifts_at),
+            sum(len(v) for v in live.history.values()),
+        )
         if key == self._data_key:
             return
         self._data_key = key
@@ -423,8 +463,10 @@ class DomainPage:
                 f"<div style='color:{MUTED}'>No model state yet: the model appears once learn-one has learned its "
                 "first event (or Redis is unreachable).</div>"
             )
-        status = badge("● LIVE", "#059669") if live.learning else (
-            badge("PAUSED", "#d97706") if live.paused else badge("IDLE", "#6b7280")
+        status = (
+            badge("● LIVE", "#059669")
+            if live.learning
+            else (badge("PAUSED", "#d97706") if live.paused else badge("IDLE", "#6b7280"))
         )
         version = f"version {html.escape(str(live.version))}" if live.version else "no registered version yet"
         events = f"{live.events_learned:,}" if live.events_learned is not None else "—"
@@ -437,11 +479,13 @@ class DomainPage:
             cp_version = cp.get("version") or cp.get("model_version")
             cp_events = cp.get("events_learned")
             checkpoint = "Last checkpoint: " + " · ".join(
-                x for x in (
+                x
+                for x in (
                     f"v{cp_version}" if cp_version else "",
                     f"{int(cp_events):,} events" if cp_events is not None else "",
                     when,
-                ) if x
+                )
+                if x
             )
         else:
             checkpoint = "No checkpoint yet"
@@ -473,31 +517,49 @@ class DomainPage:
         model = card(self.model_info, self.models_table, title=self.domain.title, sizing_mode="stretch_width")
         training = card(
             pn.Row(self.training_switch, self.training_state, margin=0),
-            pn.pane.HTML(f"<span style='color:{MUTED};font-size:12px'>Pause keeps events queued; resume catches up.</span>", margin=(0, 10)),
-            title="Real-time training", width=260, sizing_mode=None,
+            pn.pane.HTML(
+                f"<span style='color:{MUTED};font-size:12px'>Pause keeps events queued; resume catches up.</span>",
+                margin=(0, 10),
+            ),
+            title="Real-time training",
+            width=260,
+            sizing_mode=None,
         )
         producer = card(
             pn.Row(self.producer_switch, self.producer_state, margin=0),
-            self.rate_input, self.control_message, title="Producer", width=270, sizing_mode=None,
+            self.rate_input,
+            self.control_message,
+            title="Producer",
+            width=270,
+            sizing_mode=None,
         )
         return pn.Row(model, training, producer, sizing_mode="stretch_width")
 
     def predict_tab(self) -> Any:
-        buttons = pn.Row(self.form.randomize_button, self.predict_button, self.model_select, self.version_input,
-                         margin=(4, 6))
+        buttons = pn.Row(
+            self.form.randomize_button, self.predict_button, self.model_select, self.version_input, margin=(4, 6)
+        )
         form = card(buttons, self.form_view(), title="Prediction request", sizing_mode="stretch_width")
         result = card(self.prediction_status, self.result_view(), title="Prediction", sizing_mode="stretch_width")
-        return pn.Row(pn.Column(form, sizing_mode="stretch_width"), pn.Column(result, width=520, sizing_mode=None), sizing_mode="stretch_width")
+        return pn.Row(
+            pn.Column(form, sizing_mode="stretch_width"),
+            pn.Column(result, width=520, sizing_mode=None),
+            sizing_mode="stretch_width",
+        )
 
     def metrics_tab(self) -> Any:
         return lazy(self._build_metrics_tab)
 
     def _build_metrics_tab(self) -> Any:
         """The metric charts (one figure per main metric), built when the tab is first opened."""
-        self.charts = {m: MetricChart(m, color=PALETTE[i % len(PALETTE)]) for i, m in enumerate(self.domain.main_metrics)}
+        self.charts = {
+            m: MetricChart(m, color=PALETTE[i % len(PALETTE)]) for i, m in enumerate(self.domain.main_metrics)
+        }
         self._draw_charts(self.live.domains[self.domain.name])
         charts = pn.GridBox(*[card(c.figure) for c in self.charts.values()], ncols=3, sizing_mode="stretch_width")
-        return pn.Column(charts, card(self.all_metrics, title="All metrics (progressive validation)"), sizing_mode="stretch_width")
+        return pn.Column(
+            charts, card(self.all_metrics, title="All metrics (progressive validation)"), sizing_mode="stretch_width"
+        )
 
     # --- A/B testing ---------------------------------------------------------------------------------
     def compare_tab(self) -> Any:
@@ -507,13 +569,22 @@ class DomainPage:
         """Champion, challenger and split; each pair of live models compared on the same events, with its verdict;
         Promote and Roll back; and a person's preference between two models' answers to the form's event."""
         self._compare()
-        controls = pn.Row(self.compare_button, self.promote_select, self.promote_button, self.rollback_button,
-                          margin=(4, 6))
-        verdicts = card(controls, self.ab_message, self.compare_html,
-                        title="A/B comparison: the live models on the same events (paired tests)",
-                        sizing_mode="stretch_width")
-        prefer = card(pn.Row(self.ask_both_button, *self.prefer_buttons, margin=(4, 6)), self.both_html,
-                      title="Which answer is better? (the event in the Predict tab's form)", sizing_mode="stretch_width")
+        controls = pn.Row(
+            self.compare_button, self.promote_select, self.promote_button, self.rollback_button, margin=(4, 6)
+        )
+        verdicts = card(
+            controls,
+            self.ab_message,
+            self.compare_html,
+            title="A/B comparison: the live models on the same events (paired tests)",
+            sizing_mode="stretch_width",
+        )
+        prefer = card(
+            pn.Row(self.ask_both_button, *self.prefer_buttons, margin=(4, 6)),
+            self.both_html,
+            title="Which answer is better? (the event in the Predict tab's form)",
+            sizing_mode="stretch_width",
+        )
         return pn.Column(verdicts, prefer, sizing_mode="stretch_width")
 
     def _compare(self, event: Any = None) -> None:
@@ -521,7 +592,9 @@ class DomainPage:
             state = state_reader.ab_state(self.settings, self.domain.name)
         except Exception as err:
             log.warning("comparison failed: %s", err)
-            self.compare_html.object = f"<span style='color:#b42318'>Comparison unavailable: {html.escape(str(err))}</span>"
+            self.compare_html.object = (
+                f"<span style='color:#b42318'>Comparison unavailable: {html.escape(str(err))}</span>"
+            )
             return
         self.compare_html.object = self.compare_view(state)
         self.promote_select.options = list(state["models"])
@@ -539,12 +612,18 @@ class DomainPage:
             return html.escape(f"{value.get('model')}{version}")
 
         split = state.get("split")
-        split_text = ", ".join(f"{html.escape(str(a))} {w}" for a, w in split) if split else "none (the champion answers)"
-        parts = [f"<div class='ab-aliases'><b>Champion</b> {held('champion')} · <b>Challenger</b> {held('challenger')}"
-                 f" · <b>Split</b> {split_text}</div>"]
+        split_text = (
+            ", ".join(f"{html.escape(str(a))} {w}" for a, w in split) if split else "none (the champion answers)"
+        )
+        parts = [
+            f"<div class='ab-aliases'><b>Champion</b> {held('champion')} · <b>Challenger</b> {held('challenger')}"
+            f" · <b>Split</b> {split_text}</div>"
+        ]
         if not state["pairs"]:
-            parts.append(f"<div style='color:{MUTED}'>One live model: add a challenger with "
-                         f"<code>coelho models add {self.domain.name} MODEL</code>.</div>")
+            parts.append(
+                f"<div style='color:{MUTED}'>One live model: add a challenger with "
+                f"<code>coelho models add {self.domain.name} MODEL</code>.</div>"
+            )
         rows = "".join(
             f"<tr style='border-top:1px solid #eef0f3'><td style='padding:4px 8px'><b>A</b> {html.escape(p['a'])}<br>"
             f"<b>B</b> {html.escape(p['b'])}</td><td style='padding:4px 8px;text-align:right'>{p['n']:,}</td>"
@@ -552,23 +631,33 @@ class DomainPage:
             for p in state["pairs"]
         )
         if rows:
-            parts.append("<table style='border-collapse:collapse;width:100%;font-size:13px'><thead><tr>"
-                         f"<th style='text-align:left;color:{MUTED}'>Pair</th><th style='color:{MUTED}'>Events</th>"
-                         f"<th style='text-align:left;color:{MUTED}'>Verdict</th></tr></thead><tbody>{rows}</tbody></table>")
+            parts.append(
+                "<table style='border-collapse:collapse;width:100%;font-size:13px'><thead><tr>"
+                f"<th style='text-align:left;color:{MUTED}'>Pair</th><th style='color:{MUTED}'>Events</th>"
+                f"<th style='text-align:left;color:{MUTED}'>Verdict</th></tr></thead><tbody>{rows}</tbody></table>"
+            )
         scores = state.get("live_scores") or []
         if scores:
             items = "".join(
                 f"<li>{html.escape(s['model'])} v{s['version'] if s['version'] is not None else '—'} ({s['mode']}): "
                 f"{s['scored']:,} scored"
-                + "".join(f", {k.replace('_', ' ')} {format_metric(s[k])}" for k in ("accuracy", "log_loss", "mae", "rmse") if k in s)
+                + "".join(
+                    f", {k.replace('_', ' ')} {format_metric(s[k])}"
+                    for k in ("accuracy", "log_loss", "mae", "rmse")
+                    if k in s
+                )
                 + "</li>"
                 for s in scores
             )
-            parts.append(f"<div style='margin-top:6px'><b>Served on live traffic</b>, scored when labels arrived:<ul>{items}</ul></div>")
+            parts.append(
+                f"<div style='margin-top:6px'><b>Served on live traffic</b>, scored when labels arrived:<ul>{items}</ul></div>"
+            )
         prefs = state.get("preferences") or {}
         if prefs:
-            items = "".join(f"<li>{html.escape(pair.replace('|', ' vs '))}: A {c['a']}, B {c['b']}, tie {c['tie']}</li>"
-                            for pair, c in prefs.items())
+            items = "".join(
+                f"<li>{html.escape(pair.replace('|', ' vs '))}: A {c['a']}, B {c['b']}, tie {c['tie']}</li>"
+                for pair, c in prefs.items()
+            )
             parts.append(f"<div><b>People's preferences</b><ul>{items}</ul></div>")
         return "".join(parts)
 
@@ -588,8 +677,10 @@ class DomainPage:
             return
         new = result["champion"]
         version = f" v{new['version']}" if new.get("version") is not None else ""
-        self.ab_message.object = (f"<span style='color:#059669'>Champion is now {html.escape(str(new['model']))}{version}: "
-                                  "predict-one follows within 2 s.</span>")
+        self.ab_message.object = (
+            f"<span style='color:#059669'>Champion is now {html.escape(str(new['model']))}{version}: "
+            "predict-one follows within 2 s.</span>"
+        )
         self._compare()
 
     def _ask_both(self, event: Any = None) -> None:
@@ -600,8 +691,14 @@ class DomainPage:
         fields = [f.name for f in self.domain.prediction_fields]
         cells = []
         for label, model, reply in zip(("A", "B"), self._pair, answers, strict=True):
-            shown = ", ".join(f"{f} {format_metric(reply.data.get(f)) if isinstance(reply.data.get(f), float) else html.escape(str(reply.data.get(f)))}"
-                              for f in fields) if reply.ok else html.escape(reply.error or "no answer")
+            shown = (
+                ", ".join(
+                    f"{f} {format_metric(reply.data.get(f)) if isinstance(reply.data.get(f), float) else html.escape(str(reply.data.get(f)))}"
+                    for f in fields
+                )
+                if reply.ok
+                else html.escape(reply.error or "no answer")
+            )
             cells.append(f"<div><b>{label}</b> {html.escape(model)}: {shown}</div>")
         self.both_html.object = "".join(cells)
         for button in self.prefer_buttons:
@@ -617,13 +714,16 @@ class DomainPage:
         try:
             result = state_reader.record_preference(self.settings, self.domain.name, a, b, choice)
         except Exception as err:
-            self.ab_message.object = f"<span style='color:#b42318'>Preference not recorded: {html.escape(str(err))}</span>"
+            self.ab_message.object = (
+                f"<span style='color:#b42318'>Preference not recorded: {html.escape(str(err))}</span>"
+            )
             return
         for button in self.prefer_buttons:
             button.disabled = True
         picked = {"a": a, "b": b, "tie": "a tie"}[choice]
-        self.ab_message.object = (f"<span style='color:#059669'>Recorded: {html.escape(picked)} "
-                                  f"({result['count']} so far)</span>")
+        self.ab_message.object = (
+            f"<span style='color:#059669'>Recorded: {html.escape(picked)} ({result['count']} so far)</span>"
+        )
         self._compare()
 
     def layout(self) -> list[Any]:
@@ -632,7 +732,8 @@ class DomainPage:
             ("Metric charts", self.metrics_tab()),
             *self.extra_tabs(),
             ("Compare", self.compare_tab()),
-            sizing_mode="stretch_width", dynamic=True,  # other tabs are sent when opened: faster first load
+            sizing_mode="stretch_width",
+            dynamic=True,  # other tabs are sent when opened: faster first load
         )
         self.refresh()
         pn.state.add_periodic_callback(self.refresh, period=1000)

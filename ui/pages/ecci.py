@@ -35,7 +35,9 @@ class EcommercePage(DomainPage):
         self.cluster = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self.map = PointMap("Customer location (longitude / latitude)", height=280)
         self.behaviour_feature = pn.widgets.Select(
-            name="Cluster behaviour: feature", options={v: k for k, v in FEATURE_LABELS.items()}, width=260,
+            name="Cluster behaviour: feature",
+            options={v: k for k, v in FEATURE_LABELS.items()},
+            width=260,
             css_classes=["behaviour-feature"],
         )
         self.behaviour = HtmlBars()  # HTML, not a Bokeh figure: cheaper to build and to update per prediction
@@ -88,12 +90,18 @@ class EcommercePage(DomainPage):
 
     def result_view(self) -> Any:
         behaviour = pn.Column(
-            self.behaviour_feature, self.behaviour_note, self.behaviour.pane,
+            self.behaviour_feature,
+            self.behaviour_note,
+            self.behaviour.pane,
             sizing_mode="stretch_width",
         )
-        return pn.Column(self.cluster, pn.pane.Bokeh(self.map.figure, sizing_mode="stretch_width"),
-                         pn.pane.HTML("<h4 style='margin:8px 0 0 0'>Cluster behaviour</h4>", margin=(0, 10)), behaviour,
-                         sizing_mode="stretch_width")
+        return pn.Column(
+            self.cluster,
+            pn.pane.Bokeh(self.map.figure, sizing_mode="stretch_width"),
+            pn.pane.HTML("<h4 style='margin:8px 0 0 0'>Cluster behaviour</h4>", margin=(0, 10)),
+            behaviour,
+            sizing_mode="stretch_width",
+        )
 
     # --- cluster behaviour and analytics -------------------------------------------------------------
     def draw_behaviour(self) -> None:
@@ -107,7 +115,9 @@ class EcommercePage(DomainPage):
         if _is_numeric(profile):
             self.behaviour.label = FEATURE_LABELS[feature]
             self.behaviour.update({k: profile[k] for k in ("min", "mean", "max")})
-            self.behaviour_note.object = f"<span style='font-size:12px;color:#374151'>mean {profile['mean']:,.2f} ± {profile['std']:,.2f}</span>"
+            self.behaviour_note.object = (
+                f"<span style='font-size:12px;color:#374151'>mean {profile['mean']:,.2f} ± {profile['std']:,.2f}</span>"
+            )
         else:
             self.behaviour.label = "share of the cluster's events"
             self.behaviour.update(profile, colors=[PALETTE[i % len(PALETTE)] for i in range(len(profile))])
@@ -149,7 +159,9 @@ class EcommercePage(DomainPage):
     def _build_analytics_tab(self) -> Any:
         self.sizes = BarChart("Samples per cluster", height=300, y_label="events", x_label="cluster")
         self.analytics_feature = pn.widgets.Select(
-            name="Feature distribution across clusters", options={v: k for k, v in FEATURE_LABELS.items()}, width=300,
+            name="Feature distribution across clusters",
+            options={v: k for k, v in FEATURE_LABELS.items()},
+            width=300,
             css_classes=["analytics-feature"],
         )
         self.distribution_pane = pn.pane.Bokeh(

@@ -87,7 +87,9 @@ class EtaPage(DomainPage):
     def clear_prediction(self, initial: bool = False) -> None:
         if not initial:
             super().clear_prediction()
-        self.eta.object = f"<div style='color:{MUTED};text-align:center;padding:14px'>Press <b>Predict</b> for this trip's ETA.</div>"
+        self.eta.object = (
+            f"<div style='color:{MUTED};text-align:center;padding:14px'>Press <b>Predict</b> for this trip's ETA.</div>"
+        )
 
     def result_view(self) -> Any:
         return pn.Column(self.eta, self.distance, sizing_mode="stretch_width")

@@ -56,12 +56,20 @@ class HomePage:
                 f"<td style='padding:5px 10px'>{state}</td>"
                 f"<td style='padding:5px 10px;font-family:ui-monospace,monospace;font-size:12px;color:#4b5563'>{html.escape(s.url)}</td></tr>"
             )
-        return "<table class='service-status' style='border-collapse:collapse;width:100%;font-size:14px'>" + "".join(rows) + "</table>"
+        return (
+            "<table class='service-status' style='border-collapse:collapse;width:100%;font-size:14px'>"
+            + "".join(rows)
+            + "</table>"
+        )
 
     def domain_html(self, name: str) -> str:
         domain = DOMAINS[name]
         live = self.live.domains[name]
-        state = badge("● LIVE", "#059669") if live.learning else (badge("PAUSED", "#d97706") if live.paused else badge("IDLE", "#6b7280"))
+        state = (
+            badge("● LIVE", "#059669")
+            if live.learning
+            else (badge("PAUSED", "#d97706") if live.paused else badge("IDLE", "#6b7280"))
+        )
         learned = f"{live.events_learned:,}" if live.events_learned is not None else "—"
         return (
             f"<a href='{ROUTES[name]}' style='text-decoration:none;color:inherit'>"
@@ -80,7 +88,10 @@ class HomePage:
         pn.state.add_periodic_callback(self.refresh, period=1500)
         domains = pn.Row(*[card(p) for p in self.domain_cards.values()], sizing_mode="stretch_width")
         return [
-            card(pn.pane.HTML(INTRO, sizing_mode="stretch_width"), title="Real-time machine learning, one event at a time"),
+            card(
+                pn.pane.HTML(INTRO, sizing_mode="stretch_width"),
+                title="Real-time machine learning, one event at a time",
+            ),
             domains,
             card(self.status, title="Services"),
         ]

@@ -36,16 +36,26 @@ def classification_report(matrix: dict[str, dict[str, float]]) -> list[dict[str,
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         correct += tp
-        rows.append({"class": CLASS_NAMES[label], "precision": precision, "recall": recall, "f1": f1, "support": int(support)})
+        rows.append(
+            {"class": CLASS_NAMES[label], "precision": precision, "recall": recall, "f1": f1, "support": int(support)}
+        )
     if total:
         per_class = list(rows)
         for avg in ("macro avg", "weighted avg"):
             weights = [r["support"] / total if avg == "weighted avg" else 1 / len(per_class) for r in per_class]
-            rows.append({
-                "class": avg, "support": int(total),
-                **{m: sum(w * r[m] for w, r in zip(weights, per_class, strict=True)) for m in ("precision", "recall", "f1")},
-            })
-        rows.append({"class": "accuracy", "precision": None, "recall": None, "f1": correct / total, "support": int(total)})
+            rows.append(
+                {
+                    "class": avg,
+                    "support": int(total),
+                    **{
+                        m: sum(w * r[m] for w, r in zip(weights, per_class, strict=True))
+                        for m in ("precision", "recall", "f1")
+                    },
+                }
+            )
+        rows.append(
+            {"class": "accuracy", "precision": None, "recall": None, "f1": correct / total, "support": int(total)}
+        )
     return rows
 
 
@@ -56,7 +66,9 @@ def report_html(rows: list[dict[str, Any]]) -> str:
     def cell(v: Any) -> str:
         return "" if v is None else f"{v:.3f}"
 
-    head = "".join(f"<th style='padding:6px 12px;text-align:right'>{h}</th>" for h in ("Precision", "Recall", "F1", "Support"))
+    head = "".join(
+        f"<th style='padding:6px 12px;text-align:right'>{h}</th>" for h in ("Precision", "Recall", "F1", "Support")
+    )
     body = "".join(
         f"<tr style='border-top:1px solid #eef0f3'><td style='padding:6px 12px;font-weight:600'>{html.escape(r['class'])}</td>"
         f"<td style='padding:6px 12px;text-align:right'>{cell(r['precision'])}</td>"
@@ -116,7 +128,9 @@ class FraudPage(DomainPage):
         if not initial:
             super().clear_prediction()
         self.gauge.update(None)
-        self.split.object = f"<div style='color:{MUTED};text-align:center'>Press <b>Predict</b> to score this transaction.</div>"
+        self.split.object = (
+            f"<div style='color:{MUTED};text-align:center'>Press <b>Predict</b> to score this transaction.</div>"
+        )
 
     def extra_tabs(self) -> list[tuple[str, Any]]:
         return [("Confusion matrix & report", lazy(self._build_matrix_tab))]

@@ -131,7 +131,9 @@ def test_pingsource_every_minute_reaches_subscribers_through_the_broker_and_dire
     _assert_is_a_ping(via_broker.received[0], TO_BROKER, BROKER_DATA, started)
     _assert_is_a_ping(direct.received[0], TO_SERVICE, SERVICE_DATA, started)
     # The Trigger takes only its PingSource: the direct one never went through the Broker to it.
-    assert {r.headers["ce-source"] for r in via_broker.received} == {f"/apis/v1/namespaces/{NS}/pingsources/{TO_BROKER}"}
+    assert {r.headers["ce-source"] for r in via_broker.received} == {
+        f"/apis/v1/namespaces/{NS}/pingsources/{TO_BROKER}"
+    }
     # Both fired for the same scheduled minute, each once for it.
     assert via_broker.received[0].headers["ce-time"] == direct.received[0].headers["ce-time"]
     assert len({r.headers["ce-time"] for r in via_broker.received}) == len(via_broker.received)
@@ -149,7 +151,8 @@ def test_the_real_checkpoint_pingsource_routes_to_the_checkpoint_function() -> N
 
     event = ping_event(source, datetime(2026, 1, 1, 10, 5, tzinfo=UTC))
     matching = [
-        t for t in m.triggers.values()
+        t
+        for t in m.triggers.values()
         if (t.namespace, t.broker) == (source.sink.namespace, source.sink.name)
         and compile_filter(t.filter_attributes, t.filters)(event.attributes)
     ]
@@ -173,10 +176,15 @@ def test_a_pingsource_with_database64_sends_the_decoded_bytes() -> None:
     """Knative's PingSource takes its body from `data` or, base64-encoded, from `dataBase64` (mutually exclusive)."""
     body = b"\x00\x01binary\xff"
     doc: dict[str, Any] = {
-        "apiVersion": "sources.knative.dev/v1", "kind": "PingSource", "metadata": {"name": "b64", "namespace": NS},
-        "spec": {"schedule": "* * * * *", "contentType": "application/octet-stream",
-                 "dataBase64": base64.b64encode(body).decode(),
-                 "sink": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "x"}}},
+        "apiVersion": "sources.knative.dev/v1",
+        "kind": "PingSource",
+        "metadata": {"name": "b64", "namespace": NS},
+        "spec": {
+            "schedule": "* * * * *",
+            "contentType": "application/octet-stream",
+            "dataBase64": base64.b64encode(body).decode(),
+            "sink": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "x"}},
+        },
     }
     source = Manifests.from_documents([doc]).ping_sources[(NS, "b64")]
     event = ping_event(source, datetime(2026, 1, 1, 10, 5, tzinfo=UTC))

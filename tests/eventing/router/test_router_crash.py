@@ -65,7 +65,9 @@ def subscriber() -> Iterator[RecordingSubscriber]:
 
 
 @pytest.fixture
-def router_process(kafka_settings: Settings, subscriber: RecordingSubscriber, tmp_path: Path) -> Iterator[RouterProcess]:
+def router_process(
+    kafka_settings: Settings, subscriber: RecordingSubscriber, tmp_path: Path
+) -> Iterator[RouterProcess]:
     (tmp_path / "m.yaml").write_text(manifests())
     proc = RouterProcess(router_settings(kafka_settings, NS, tmp_path / "data"), tmp_path, subscriber.url)
     yield proc
@@ -85,8 +87,12 @@ def test_router_killed_mid_stream_and_restarted_loses_no_event(
     # Accepted by the ingress just before the crash: must survive it.
     accepted = []
     for i in range(20):
-        resp = requests.post(router_process.settings.broker_url, headers=ce_headers("test.crash.ingress", f"in-{i}"),
-                             data=b"{}", timeout=10)
+        resp = requests.post(
+            router_process.settings.broker_url,
+            headers=ce_headers("test.crash.ingress", f"in-{i}"),
+            data=b"{}",
+            timeout=10,
+        )
         assert resp.status_code == 202
         accepted.append(f"in-{i}")
     before = subscriber.wait_for(200, timeout=60)
@@ -113,4 +119,3 @@ def test_router_killed_mid_stream_and_restarted_loses_no_event(
         first_seen.setdefault(got.headers["ce-partitionkey"], []).append(int(ce_id.rsplit(":", 1)[1]))
     for key, offsets in first_seen.items():
         assert offsets == sorted(offsets), f"{key} out of order"
-

@@ -90,10 +90,12 @@ def test_a_chunked_reply_with_trailers_becomes_the_reply_event_and_the_connectio
     reply = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n"
         b"ce-specversion: 1.0\r\nce-id: r1\r\nce-source: /reply\r\nce-type: reply.t\r\n\r\n"
-        b"4\r\n{\"a\"\r\n3;ext=1\r\n: 1\r\n1\r\n}\r\n0\r\nx-trailer: yes\r\n\r\n"
+        b'4\r\n{"a"\r\n3;ext=1\r\n: 1\r\n1\r\n}\r\n0\r\nx-trailer: yes\r\n\r\n'
     )
     # Transfer-Encoding wins over a (wrong) Content-Length, as RFC 9112 says.
-    with_length = reply.replace(b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: chunked\r\nContent-Length: 999\r\n")
+    with_length = reply.replace(
+        b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: chunked\r\nContent-Length: 999\r\n"
+    )
     sub = ScriptedSubscriber([(reply, False), (with_length, False), (reply, False)])
     try:
         for _ in range(3):

@@ -41,8 +41,9 @@ def test_producer_records_reach_learn_and_no_reply_reenters_the_broker(platform:
     count = 20
     for event in itertools.islice(iter(make_generator("tfd", seed=11)), count):
         message = to_kafka_message("tfd", event)
-        producer.send("transaction_fraud_detection", key=message.key, value=message.value,
-                      headers=list(message.headers.items()))
+        producer.send(
+            "transaction_fraud_detection", key=message.key, value=message.value, headers=list(message.headers.items())
+        )
     producer.flush()
     producer.close()
     deadline = time.monotonic() + 120

@@ -39,8 +39,23 @@ SOURCE_TOPIC = f"{NS}-source"
 DEAD_TOPIC = f"{NS}-dead-letters"
 
 SUBSCRIBERS = [
-    "convert", "passthrough", "ingress", "exact", "prefix", "suffix", "all", "any", "not", "attributes",
-    "retry", "dead", "exhausted", "ordered", "parallel", "reply", "replied",
+    "convert",
+    "passthrough",
+    "ingress",
+    "exact",
+    "prefix",
+    "suffix",
+    "all",
+    "any",
+    "not",
+    "attributes",
+    "retry",
+    "dead",
+    "exhausted",
+    "ordered",
+    "parallel",
+    "reply",
+    "replied",
 ]
 
 
@@ -80,8 +95,11 @@ TRIGGERS = [
     trigger("attributes", attrs(type="test.filter.a", subject="filter-s2")),
     trigger("retry", attrs(type="test.retry")),
     trigger("dead", attrs(type="test.dead")),
-    trigger("exhausted", attrs(type="test.exhausted"),
-            delivery="  delivery: {retry: 2, backoffPolicy: exponential, backoffDelay: PT0.01S}"),
+    trigger(
+        "exhausted",
+        attrs(type="test.exhausted"),
+        delivery="  delivery: {retry: 2, backoffPolicy: exponential, backoffDelay: PT0.01S}",
+    ),
     trigger("ordered", attrs(type="test.ordered"), ordered=True),
     trigger("parallel", attrs(type="test.parallel")),
     trigger("reply", attrs(type="test.reply.request")),
@@ -133,8 +151,11 @@ class FailFirst:
 
 def answer_with_reply(got: Received) -> tuple[int, dict[str, str], bytes]:
     headers = {
-        "ce-specversion": "1.0", "ce-id": "reply-" + got.headers["ce-id"], "ce-source": "/tests/replier",
-        "ce-type": "test.reply.response", "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": "reply-" + got.headers["ce-id"],
+        "ce-source": "/tests/replier",
+        "ce-type": "test.reply.response",
+        "Content-Type": "application/json",
     }
     return 200, headers, json.dumps({"answer": 42}).encode()
 
@@ -154,7 +175,9 @@ def subscribers() -> Iterator[dict[str, RecordingSubscriber]]:
 
 
 @pytest.fixture(scope="module")
-def router(kafka_settings: Settings, subscribers: dict[str, RecordingSubscriber], tmp_path_factory: Any) -> Iterator[Router]:
+def router(
+    kafka_settings: Settings, subscribers: dict[str, RecordingSubscriber], tmp_path_factory: Any
+) -> Iterator[Router]:
     directory: Path = tmp_path_factory.mktemp("router-manifests")
     (directory / "test.yaml").write_text(MANIFESTS)
     settings = router_settings(kafka_settings, NS, directory / "data")
@@ -186,7 +209,10 @@ def send(router: Router, ce_type: str, ce_id: str, data: Any = None, **ext: str)
 # --- KafkaSource ------------------------------------------------------------------------------------------
 def test_kafka_source_converts_a_plain_record_as_knative_does(router: Router, subscribers: Any, producer: Any) -> None:
     future = producer.send(
-        SOURCE_TOPIC, key=b"user-7", value=b'{"amount": 12.5}', timestamp_ms=1767225600123,
+        SOURCE_TOPIC,
+        key=b"user-7",
+        value=b'{"amount": 12.5}',
+        timestamp_ms=1767225600123,
         headers=[("X-Trace-Id", b"abc123"), ("content-type", b"application/json")],
     )
     meta = future.get(timeout=10)
@@ -207,18 +233,28 @@ def test_kafka_source_converts_a_plain_record_as_knative_does(router: Router, su
     assert json.loads(got[0].body) == {"amount": 12.5}
 
 
-def test_kafka_source_passes_a_cloudevent_record_through_unchanged(router: Router, subscribers: Any, producer: Any) -> None:
+def test_kafka_source_passes_a_cloudevent_record_through_unchanged(
+    router: Router, subscribers: Any, producer: Any
+) -> None:
     headers = [
-        ("ce_specversion", b"1.0"), ("ce_id", b"tx-1"), ("ce_source", b"/coelho/producers/tfd"),
-        ("ce_type", b"test.passthrough"), ("ce_time", b"2026-01-01T10:00:00Z"), ("ce_domain", b"tfd"),
-        ("ce_partitionkey", b"user-1"), ("content-type", b"application/json"),
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"tx-1"),
+        ("ce_source", b"/coelho/producers/tfd"),
+        ("ce_type", b"test.passthrough"),
+        ("ce_time", b"2026-01-01T10:00:00Z"),
+        ("ce_domain", b"tfd"),
+        ("ce_partitionkey", b"user-1"),
+        ("content-type", b"application/json"),
     ]
     producer.send(SOURCE_TOPIC, key=b"user-1", value=b'{"amount": 3.0}', headers=headers).get(timeout=10)
     got = subscribers["passthrough"].wait_for(1)
     assert got
     h = got[0].headers
     assert (h["ce-id"], h["ce-source"], h["ce-type"], h["ce-time"]) == (
-        "tx-1", "/coelho/producers/tfd", "test.passthrough", "2026-01-01T10:00:00Z"
+        "tx-1",
+        "/coelho/producers/tfd",
+        "test.passthrough",
+        "2026-01-01T10:00:00Z",
     )
     assert h["ce-domain"] == "tfd" and h["ce-partitionkey"] == "user-1"
     assert not any(k.startswith("ce-kafkaheader") or k == "ce-knativekafkaoffset" for k in h)
@@ -236,8 +272,14 @@ def test_ingress_accepts_binary_mode_with_202_and_delivers_in_binary_mode(router
 
 
 def test_ingress_accepts_structured_mode_on_the_namespaced_path(router: Router, subscribers: Any) -> None:
-    event = {"specversion": "1.0", "id": "struct-1", "source": "/tests", "type": "test.ingress",
-             "datacontenttype": "application/json", "data": {"y": 2}}
+    event = {
+        "specversion": "1.0",
+        "id": "struct-1",
+        "source": "/tests",
+        "type": "test.ingress",
+        "datacontenttype": "application/json",
+        "data": {"y": 2},
+    }
     resp = post(router, {"content-type": "application/cloudevents+json"}, json.dumps(event).encode(), f"/{NS}/default")
     assert resp.status_code == 202
     got = [g for g in subscribers["ingress"].wait_for(2) if g.headers["ce-id"] == "struct-1"]
@@ -249,10 +291,32 @@ def test_ingress_accepts_structured_mode_on_the_namespaced_path(router: Router, 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_ingress_takes_the_curl_request_from_knatives_documentation(router: Router, subscribers: Any) -> None:
     out = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", router.settings.broker_url + f"/{NS}/default",
-         "-H", "Ce-Id: say-hello", "-H", "Ce-Specversion: 1.0", "-H", "Ce-Type: test.ingress",
-         "-H", "Ce-Source: mycurl", "-H", "Content-Type: application/json", "-d", '{"msg":"Hello Knative!"}'],
-        capture_output=True, text=True, timeout=20,
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            router.settings.broker_url + f"/{NS}/default",
+            "-H",
+            "Ce-Id: say-hello",
+            "-H",
+            "Ce-Specversion: 1.0",
+            "-H",
+            "Ce-Type: test.ingress",
+            "-H",
+            "Ce-Source: mycurl",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"msg":"Hello Knative!"}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert out.stdout == "202"
     deadline = time.monotonic() + 20
@@ -307,8 +371,14 @@ EXPECTED = {
 @pytest.fixture(scope="module")
 def filtered(router: Router, subscribers: Any) -> dict[str, set[str]]:
     for ce_id, a in FILTER_EVENTS.items():
-        headers = {"ce-specversion": "1.0", "ce-id": ce_id, "ce-source": a["source"], "ce-type": a["type"],
-                   "ce-subject": a["subject"], "content-type": "application/json"}
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": ce_id,
+            "ce-source": a["source"],
+            "ce-type": a["type"],
+            "ce-subject": a["subject"],
+            "content-type": "application/json",
+        }
         assert post(router, headers, b"{}").status_code == 202
     for name, ids in EXPECTED.items():
         subscribers[name].wait_for(len(ids), timeout=20)

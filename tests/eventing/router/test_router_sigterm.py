@@ -20,7 +20,8 @@ TRIGGERS = 8  # several consumer groups, as the real manifests have: they all st
 
 
 def manifests() -> str:
-    docs = [f"""
+    docs = [
+        f"""
 apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata: {{name: default, namespace: {NS}}}
@@ -37,7 +38,8 @@ spec:
   initialOffset: earliest
   sink:
     ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
-"""]
+"""
+    ]
     for i in range(TRIGGERS):
         docs.append(f"""
 apiVersion: eventing.knative.dev/v1
@@ -78,8 +80,12 @@ def test_sigterm_exits_quickly_and_leaves_the_abandoned_delivery_uncommitted(
     router = RouterProcess(settings, tmp_path, slow_subscriber.url)
     router.start()
     try:
-        response = requests.post(settings.broker_url, data=b'{"n": 1}',
-                                 headers=ce_headers("test.sigterm.t0", "in-flight-1", partitionkey="k"), timeout=10)
+        response = requests.post(
+            settings.broker_url,
+            data=b'{"n": 1}',
+            headers=ce_headers("test.sigterm.t0", "in-flight-1", partitionkey="k"),
+            timeout=10,
+        )
         assert response.status_code == 202, response.text
         wait_received(slow_subscriber, 1, 60)  # the subscriber now holds the delivery for 20 s
         seconds, code = router.terminate()

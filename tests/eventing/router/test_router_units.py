@@ -29,8 +29,14 @@ from eventing.router.testing import RecordingSubscriber
 
 @pytest.mark.parametrize(
     "module",
-    [eventing.router.consumer, eventing.router.cron, eventing.router.delivery, eventing.router.event,
-     eventing.router.filters, eventing.router.manifests],
+    [
+        eventing.router.consumer,
+        eventing.router.cron,
+        eventing.router.delivery,
+        eventing.router.event,
+        eventing.router.filters,
+        eventing.router.manifests,
+    ],
 )
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
@@ -84,9 +90,23 @@ def test_backoff_policies() -> None:
         parse_duration("1s")
 
 
-@pytest.mark.parametrize("status,retry", [(500, True), (503, True), (404, True), (408, True), (409, True),
-                                          (429, True), (None, True), (400, False), (401, False), (403, False),
-                                          (410, False), (422, False)])
+@pytest.mark.parametrize(
+    "status,retry",
+    [
+        (500, True),
+        (503, True),
+        (404, True),
+        (408, True),
+        (409, True),
+        (429, True),
+        (None, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (410, False),
+        (422, False),
+    ],
+)
 def test_only_knatives_retryable_statuses_are_retried(status: int | None, retry: bool) -> None:
     assert is_retryable(status) is retry
 
@@ -131,8 +151,17 @@ def test_filters_take_precedence_over_filter_attributes() -> None:
     assert match({"type": "used"}) and not match({"type": "ignored"})
 
 
-@pytest.mark.parametrize("bad", [{}, {"exact": {}}, {"exact": {"a": "b"}, "prefix": {"a": "b"}}, {"cesql": "a = 'b'"},
-                                 {"any": "not-a-list"}, {"unknown": {"a": "b"}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        {"exact": {}},
+        {"exact": {"a": "b"}, "prefix": {"a": "b"}},
+        {"cesql": "a = 'b'"},
+        {"any": "not-a-list"},
+        {"unknown": {"a": "b"}},
+    ],
+)
 def test_bad_filters_are_rejected_at_load(bad: dict) -> None:
     with pytest.raises(ManifestError):
         compile_dialect(bad)
@@ -168,16 +197,34 @@ def test_from_http_keeps_only_the_attributes_that_were_sent() -> None:
 
 
 def test_a_record_without_key_or_headers() -> None:
-    e = from_kafka_record(namespace="ns", source_name="s", topic="t", partition=0, offset=5, timestamp_ms=0,
-                          key=None, headers=None, value=b"raw")
+    e = from_kafka_record(
+        namespace="ns",
+        source_name="s",
+        topic="t",
+        partition=0,
+        offset=5,
+        timestamp_ms=0,
+        key=None,
+        headers=None,
+        value=b"raw",
+    )
     assert "partitionkey" not in e.attributes and "key" not in e.attributes
     assert e.attributes["time"] == "1970-01-01T00:00:00.000Z" and e.data == b"raw"
 
 
 def test_a_structured_cloudevent_record_passes_through() -> None:
     value = b'{"specversion": "1.0", "id": "s1", "source": "/p", "type": "x.y", "data": {"a": 1}}'
-    e = from_kafka_record(namespace="ns", source_name="s", topic="t", partition=0, offset=5, timestamp_ms=0, key=b"k",
-                          headers=[("content-type", b"application/cloudevents+json")], value=value)
+    e = from_kafka_record(
+        namespace="ns",
+        source_name="s",
+        topic="t",
+        partition=0,
+        offset=5,
+        timestamp_ms=0,
+        key=b"k",
+        headers=[("content-type", b"application/cloudevents+json")],
+        value=value,
+    )
     assert (e.attributes["id"], e.attributes["type"]) == ("s1", "x.y")
 
 
@@ -187,7 +234,10 @@ def test_the_real_manifests_load_and_resolve_to_local_ports(tmp_path: object) ->
     router = Router(settings, manifests_dir=PROJECT_ROOT / "knative", serve_metrics=False)
     m = router.manifests
     assert ("coelho", "default") in m.brokers and len(m.kafka_sources) == 3
-    assert {p.name for p in m.ping_sources.values()} == {"coelho-checkpoint-schedule", "coelho-lake-maintenance-schedule"}
+    assert {p.name for p in m.ping_sources.values()} == {
+        "coelho-checkpoint-schedule",
+        "coelho-lake-maintenance-schedule",
+    }
     for trigger in m.triggers.values():
         url = router.resolve_url(trigger.subscriber)
         port_name = str(trigger.subscriber.name).removeprefix("coelho-")
@@ -198,13 +248,16 @@ def test_the_real_manifests_load_and_resolve_to_local_ports(tmp_path: object) ->
 
 
 def test_a_subscriber_override_wins(tmp_path: object) -> None:
-    router = Router(Settings(), manifests_dir=PROJECT_ROOT / "knative", subscribers={"coelho-learn": "http://x:1/"},
-                    serve_metrics=False)
+    router = Router(
+        Settings(),
+        manifests_dir=PROJECT_ROOT / "knative",
+        subscribers={"coelho-learn": "http://x:1/"},
+        serve_metrics=False,
+    )
     trigger = router.manifests.triggers[("coelho", "tfd-learn-records")]
     assert router.resolve_url(trigger.subscriber) == "http://x:1/?reply=none"  # the override is the ref's address
     predict = router.manifests.triggers[("coelho", "tfd-predict")]
     assert router.resolve_url(predict.subscriber) == f"http://127.0.0.1:{Settings().ports['predict']}/"
-
 
 
 class ListSink:
@@ -251,8 +304,10 @@ def test_ping_source_runner_sends_its_data_when_the_schedule_fires() -> None:
     assert clock(None) - start_fake < timedelta(seconds=5)
 
 
-@pytest.mark.parametrize(("zone", "expected"), [("America/Sao_Paulo", "2026-01-01T13:00:00.000Z"),
-                                                 ("Asia/Kolkata", "2026-01-01T04:30:00.000Z")])
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [("America/Sao_Paulo", "2026-01-01T13:00:00.000Z"), ("Asia/Kolkata", "2026-01-01T04:30:00.000Z")],
+)
 def test_a_ping_source_fires_at_its_schedule_in_its_own_timezone(zone: str, expected: str) -> None:
     """`spec.timezone`: "0 10 * * *" in São Paulo (UTC-3) is 13:00 UTC, in Kolkata (UTC+5:30) 04:30 UTC."""
     from dataclasses import replace

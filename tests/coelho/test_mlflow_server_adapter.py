@@ -32,6 +32,12 @@ def mlflow_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     try:
         yield server
     finally:
+        # MLflow's server command also sets this process's tracking and registry URIs to its SQLite store: left
+        # set, every later MlflowClient of the test session would read that file instead of the platform's server.
+        import mlflow
+
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
         os.environ.clear()
         os.environ.update(environ)
 

@@ -282,8 +282,8 @@ class LakeCatalog:
             commits = sorted(table.history(history), key=lambda c: -int(c["version"]))
             partitions = list(table.metadata().partition_columns)
         counts = actions.column("num_records").to_pylist() if "num_records" in actions.column_names else []
-        if snapshot.in_memory:
-            rows = snapshot.dataset.num_rows
+        if snapshot.in_memory or not hasattr(snapshot.dataset, "count_rows"):  # an Arrow table: counted already
+            rows = int(snapshot.dataset.num_rows)
         elif counts and all(c is not None for c in counts):
             rows = int(sum(counts))
         else:

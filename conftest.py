@@ -73,8 +73,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("forbid_processes"):
         return
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
-        return  # pytest-xdist's controller: it starts the workers, where the tests run and the guard is
     # subprocess (through the reference it took at import) and multiprocessing call _posixsubprocess.fork_exec;
     # subprocess may use os.posix_spawn instead.
     subprocess._fork_exec = _posixsubprocess.fork_exec = _refuse("fork_exec")  # type: ignore[attr-defined]

@@ -368,9 +368,13 @@ def restore_if_empty(client: Any, replica: ModelReplica) -> bool:
         restored = restore_latest(domain, replica.model_name)
     except DependencyUnavailable:
         raise
-    except Exception as exc:  # no registry yet, or an unreadable artifact: start fresh, loudly
-        log.warning("%s/%s: no restore from MLflow: %s", domain, replica.model_name, exc)
-        return False
+    except Exception as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc):  # no registered model yet: nothing to restore
+            return False
+        # Any other failure (a slow or failing registry, an artifact that cannot be read yet) must not start the
+        # model from scratch while a checkpoint exists: readiness fails and the restore is tried again.
+        log.warning("%s/%s: restore from MLflow failed, will retry: %s", domain, replica.model_name, exc)
+        raise DependencyUnavailable(f"restoring {domain}/{replica.model_name} from MLflow: {exc}") from exc
     if restored is None:
         return False
     state, version = restored

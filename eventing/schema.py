@@ -1,7 +1,8 @@
 """Field declarations and the one validation entry point for domain events.
 
 A domain's event schema is a tuple of `Field`s. `validate` turns a raw payload into a clean event or raises a
-`ValidationError` naming every bad field and why (missing, wrong type, out of range, unknown value).
+`ValidationError` naming every bad field and why (missing, wrong type, out of range, unknown value, too long).
+Every string is bounded: its declared `max_length`, else DEFAULT_MAX_LENGTH characters.
 The reply predict-one sends back is declared with `Field`s too; `check_values` tells whether a reply fits them.
 
 >>> amount = Field("amount", "number", "feature", "Transaction amount", unit="currency units", minimum=0)
@@ -12,6 +13,11 @@ The reply predict-one sends back is declared with `Field`s too; `check_values` t
 ... except ValidationError as err:
 ...     print(err.errors)
 {'amount': 'out of range: -1 is below the minimum 0'}
+>>> try:
+...     validate_fields((amount,), {"amount": 10**400}, purpose="record")
+... except ValidationError as err:
+...     print(err.errors)
+{'amount': 'out of range: the number is too large'}
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ FieldRole = Literal["feature", "target", "identifier", "context", "prediction"]
 # context optional); unlabeled: a record whose target comes later in a `label` event (delayed labels);
 # label: {id_field, key_field, target} of an earlier record (Domain.validate selects those fields).
 Purpose = Literal["record", "prediction", "unlabeled", "label"]
+DEFAULT_MAX_LENGTH = 256  # characters of a string field that declares no max_length of its own
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Field:
     required: bool = True
     fields: tuple[Field, ...] = ()  # members of an "object" field
     nullable: bool = False  # a reply's value may be null (events: a null value counts as missing)
+    max_length: int | None = None  # characters of a string (None: DEFAULT_MAX_LENGTH)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly description (docs, the dashboard, the assistant)."""
@@ -55,6 +63,8 @@ class Field:
                 out[key] = getattr(self, key)
         if self.choices is not None:
             out["choices"] = list(self.choices)
+        elif self.type == "string":
+            out["max_length"] = self.max_length or DEFAULT_MAX_LENGTH
         if not self.required:
             out["required"] = False
         if self.nullable:
@@ -107,23 +117,29 @@ def _clean_value(field: Field, value: Any, path: str, purpose: Purpose, errors: 
             return value.lower() == "true"
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        errors[path] = f"wrong type: expected a boolean, got {value!r}"
+        errors[path] = f"wrong type: expected a boolean, got {_short(value)}"
         return None
     if kind in ("integer", "number"):
         if isinstance(value, bool):
             errors[path] = f"wrong type: expected a {kind}, got a boolean"
             return None
+        if isinstance(value, str) and len(value) > 64:
+            errors[path] = f"wrong type: expected a {kind}, got a string of {len(value)} characters"
+            return None
         try:
             number = float(value)
+        except OverflowError:
+            errors[path] = "out of range: the number is too large"
+            return None
         except (TypeError, ValueError):
-            errors[path] = f"wrong type: expected a {kind}, got {value!r}"
+            errors[path] = f"wrong type: expected a {kind}, got {_short(value)}"
             return None
         if not math.isfinite(number):
             errors[path] = f"wrong type: expected a finite {kind}, got {value!r}"
             return None
         if kind == "integer":
             if number != int(number):
-                errors[path] = f"wrong type: expected an integer, got {value!r}"
+                errors[path] = f"wrong type: expected an integer, got {_short(value)}"
                 return None
             _check_range(field, number, path, errors)
             return int(number)
@@ -131,7 +147,10 @@ def _clean_value(field: Field, value: Any, path: str, purpose: Purpose, errors: 
         return number
     if kind == "timestamp":
         if not isinstance(value, str):
-            errors[path] = f"wrong type: expected an ISO 8601 timestamp string, got {value!r}"
+            errors[path] = f"wrong type: expected an ISO 8601 timestamp string, got {_short(value)}"
+            return None
+        if len(value) > 64:
+            errors[path] = f"wrong type: expected an ISO 8601 timestamp, got a string of {len(value)} characters"
             return None
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -140,15 +159,34 @@ def _clean_value(field: Field, value: Any, path: str, purpose: Purpose, errors: 
             return None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC).isoformat()
+        try:
+            return parsed.astimezone(UTC).isoformat()
+        except OverflowError:
+            errors[path] = f"out of range: {value!r} is not a date in UTC (years 1 to 9999)"
+            return None
     # string
     if not isinstance(value, str):
-        errors[path] = f"wrong type: expected a string, got {value!r}"
+        errors[path] = f"wrong type: expected a string, got {_short(value)}"
         return None
-    if field.choices is not None and value not in field.choices:
-        errors[path] = f"unknown value {value!r}: allowed are {', '.join(field.choices)}"
+    if field.choices is not None:
+        if value not in field.choices:
+            errors[path] = f"unknown value {_short(value)}: allowed are {', '.join(field.choices)}"
+            return None
+        return value
+    longest = field.max_length or DEFAULT_MAX_LENGTH
+    if len(value) > longest:
+        errors[path] = f"too long: {len(value)} characters, the maximum is {longest}"
         return None
     return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: an error message names a bad value without echoing a large one."""
+    try:
+        text = repr(value) if not isinstance(value, Mapping | list) else type(value).__name__
+    except ValueError:  # an int too long to print
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _clean_mapping(

@@ -49,6 +49,7 @@ from functions.middleware.app import (
     reply,
     serve,
 )
+from functions.middleware.limits import MAX_JSON_DEPTH, loads_json, max_body_bytes, nesting_depth
 
 log = logging.getLogger("coelho.functions.chat")
 
@@ -201,6 +202,8 @@ class Assistant:
         page = page if page is not None else {}
         if not isinstance(page, dict):
             raise ChatRefused(400, "page must be a JSON object (the page context).")
+        if nesting_depth(page) > MAX_JSON_DEPTH:
+            raise ChatRefused(400, f"The page context nests too deeply (more than {MAX_JSON_DEPTH} levels).")
         page_chars = len(json.dumps(page, default=str))
         if page_chars > self.config.max_page_chars:
             raise ChatRefused(
@@ -357,16 +360,19 @@ def create_chat_app(config: ChatConfig | None = None, settings: Settings | None 
         except redis.RedisError as exc:
             raise DependencyUnavailable(f"redis: {exc}") from None
 
-    app = create_app("chat", handle_event, accepts=[CHAT_REQUESTED], ready=ready)
+    # the largest body a question within the limits can take, JSON-escaped (the middleware answers 413 past it)
+    max_body = max_body_bytes(default=4 * (config.max_message_chars + config.max_page_chars))
+    app = create_app("chat", handle_event, accepts=[CHAT_REQUESTED], ready=ready, max_body=max_body)
 
     @app.post("/chat")
     def chat() -> Response:
-        body = request.get_json(silent=True)
         sse = "text/event-stream" in request.headers.get("accept", "")
+        try:
+            body = loads_json(request.get_data(cache=False)) if request.is_json else None
+        except ValueError as exc:
+            return _refusal(ChatRefused(400, f"send a JSON object: {{session_id, message, page}} ({exc})"))
         if not isinstance(body, dict):
             return _refusal(ChatRefused(400, "send a JSON object: {session_id, message, page}"))
-        if request.content_length and request.content_length > 4 * (config.max_message_chars + config.max_page_chars):
-            return _refusal(ChatRefused(413, "The request is too large."))
         try:
             checked = assistant.check(body.get("session_id"), body.get("message"), body.get("page"))
             events = assistant.answer(*checked)

@@ -16,17 +16,23 @@ BROWSERS = ("Chrome", "Firefox", "Safari", "Edge", "App")
 OSES = ("Windows", "macOS", "Linux", "Android", "iOS")
 
 FIELDS: tuple[Field, ...] = (
-    Field("event_id", "string", "identifier", "Unique id of the interaction"),
-    Field("customer_id", "string", "identifier", "Customer; the entity key that orders a customer's events"),
-    Field("session_id", "string", "identifier", "Browsing session"),
+    Field("event_id", "string", "identifier", "Unique id of the interaction", max_length=128),
+    Field(
+        "customer_id",
+        "string",
+        "identifier",
+        "Customer; the entity key that orders a customer's events",
+        max_length=128,
+    ),
+    Field("session_id", "string", "identifier", "Browsing session", max_length=128),
     Field("timestamp", "timestamp", "context", "When it happened (ISO 8601, UTC)"),
     Field("event_type", "string", "feature", "What the customer did", choices=EVENT_TYPES),
-    Field("product_id", "string", "identifier", "Product involved", required=False),
+    Field("product_id", "string", "identifier", "Product involved", required=False, max_length=128),
     Field("product_category", "string", "feature", "Category of the product", choices=PRODUCT_CATEGORIES),
     Field("price", "number", "feature", "Unit price of the product", unit="USD", minimum=0, maximum=50_000),
     Field("quantity", "integer", "feature", "Units involved", minimum=0, maximum=100),
-    Field("page_url", "string", "context", "Page where it happened"),
-    Field("referrer_url", "string", "context", "Where the customer came from", required=False),
+    Field("page_url", "string", "context", "Page where it happened", max_length=2048),
+    Field("referrer_url", "string", "context", "Where the customer came from", required=False, max_length=2048),
     Field(
         "device_info",
         "object",
@@ -49,7 +55,7 @@ FIELDS: tuple[Field, ...] = (
         ),
     ),
     Field("time_on_page_seconds", "number", "feature", "Time spent on the page", unit="s", minimum=0, maximum=7_200),
-    Field("search_query", "string", "context", "Text searched, for search events", required=False),
+    Field("search_query", "string", "context", "Text searched, for search events", required=False, max_length=512),
     Field(
         "session_event_sequence", "integer", "feature", "Position of the event in its session", minimum=1, maximum=500
     ),
@@ -64,7 +70,13 @@ PREDICTION_FIELDS: tuple[Field, ...] = (
         "The behaviour segment (cluster id) the model puts the interaction in; null before it has clusters",
         nullable=True,
     ),
-    Field("cluster_description", "string", "prediction", "What the interactions of that cluster mostly look like"),
+    Field(
+        "cluster_description",
+        "string",
+        "prediction",
+        "What the interactions of that cluster mostly look like",
+        max_length=2048,
+    ),
 )
 
 

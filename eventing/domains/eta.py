@@ -19,9 +19,11 @@ _coordinates = (
 )
 
 FIELDS: tuple[Field, ...] = (
-    Field("trip_id", "string", "identifier", "Unique id of the trip"),
-    Field("driver_id", "string", "identifier", "Driver; the entity key that orders this driver's trips"),
-    Field("vehicle_id", "string", "identifier", "Vehicle used"),
+    Field("trip_id", "string", "identifier", "Unique id of the trip", max_length=128),
+    Field(
+        "driver_id", "string", "identifier", "Driver; the entity key that orders this driver's trips", max_length=128
+    ),
+    Field("vehicle_id", "string", "identifier", "Vehicle used", max_length=128),
     Field("timestamp", "timestamp", "context", "Trip start (ISO 8601, UTC)"),
     Field("origin", "object", "feature", "Pick-up point", fields=_coordinates),
     Field("destination", "object", "feature", "Drop-off point", fields=_coordinates),

@@ -29,12 +29,14 @@ OSES = ("Windows", "macOS", "Linux", "Android", "iOS")
 BROWSERS = ("Chrome", "Firefox", "Safari", "Edge", "Opera", "App")
 
 FIELDS: tuple[Field, ...] = (
-    Field("transaction_id", "string", "identifier", "Unique id of the transaction"),
-    Field("user_id", "string", "identifier", "Card holder; the entity key that orders this user's events"),
+    Field("transaction_id", "string", "identifier", "Unique id of the transaction", max_length=128),
+    Field(
+        "user_id", "string", "identifier", "Card holder; the entity key that orders this user's events", max_length=128
+    ),
     Field("timestamp", "timestamp", "context", "When the transaction happened (ISO 8601, UTC)"),
     Field("amount", "number", "feature", "Transaction amount", unit="currency units", minimum=0.01, maximum=100_000),
     Field("currency", "string", "feature", "ISO 4217 currency code", choices=CURRENCIES),
-    Field("merchant_id", "string", "identifier", "Merchant receiving the payment"),
+    Field("merchant_id", "string", "identifier", "Merchant receiving the payment", max_length=128),
     Field("product_category", "string", "feature", "What was bought", choices=PRODUCT_CATEGORIES),
     Field("transaction_type", "string", "feature", "Kind of transaction", choices=TRANSACTION_TYPES),
     Field("payment_method", "string", "feature", "How it was paid", choices=PAYMENT_METHODS),
@@ -48,7 +50,7 @@ FIELDS: tuple[Field, ...] = (
             Field("lon", "number", "context", "Longitude", unit="degrees", minimum=-180, maximum=180),
         ),
     ),
-    Field("ip_address", "string", "context", "Client IP address"),
+    Field("ip_address", "string", "context", "Client IP address", max_length=45),
     Field(
         "device_info",
         "object",
@@ -59,7 +61,7 @@ FIELDS: tuple[Field, ...] = (
             Field("browser", "string", "feature", "Browser or app", choices=BROWSERS),
         ),
     ),
-    Field("user_agent", "string", "context", "HTTP user agent string", required=False),
+    Field("user_agent", "string", "context", "HTTP user agent string", required=False, max_length=1024),
     Field(
         "account_age_days", "integer", "feature", "Age of the user's account", unit="days", minimum=0, maximum=20_000
     ),

@@ -12,6 +12,9 @@ plain-JSON routes (`json_routes`, e.g. predict-one's POST /predict/<domain>) and
   GET /metrics (Prometheus).
 - Failure contract (`functions.middleware.contract`): not a CloudEvent, a type the function does not take,
   invalid data -> 400 with the reason; a dependency down -> 503 (retried); anything else -> 500.
+- Bounded input (`functions.middleware.limits`), before anything else and for every route, Flask's included: a body
+  larger than the function's limit (COELHO_MAX_BODY_BYTES) -> 413, decided from Content-Length without reading the
+  body; a Content-Length that is not a non-negative integer -> 400; JSON nested too deeply -> 400.
 
 Every request is served by one WSGI callable in front of Flask, without Flask's request context: measured on
 predict-one, Flask's request and response objects and the SDK's generic decode/encode cost more than validation and
@@ -55,6 +58,7 @@ from functions.middleware.events import (
     reseed_ids,
     to_http,
 )
+from functions.middleware.limits import check_body, loads_json, max_body_bytes, scrub
 from functions.middleware.servers import StartResponse, WSGIApp, serve
 
 __all__ = [
@@ -106,6 +110,7 @@ class FunctionApp:
         ready: Callable[[], None] | None,
         json_routes: Mapping[str, JsonRoute],
         flask_app: WSGIApp,
+        max_body: int,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -114,11 +119,15 @@ class FunctionApp:
         self.ready = ready
         self.json_routes = dict(json_routes)
         self.flask_app = flask_app
+        self.max_body = max_body
         self._requests: dict[tuple[str, int], Any] = {}  # metric children, looked up once per (type, status)
         self._latency: dict[str, Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        problem = check_body(environ, self.max_body)
+        if problem is not None:
+            return self.refuse(start_response, problem[0], problem[1])
         if method == "POST":
             if path == "/":
                 return self.cloudevent(environ, start_response)
@@ -171,9 +180,9 @@ class FunctionApp:
             payload = None
             if content_type == "application/json" or content_type.startswith("application/json;"):
                 try:
-                    payload = json.loads(_body(environ) or b"null")
-                except ValueError:
-                    payload = None
+                    payload = loads_json(_body(environ) or b"null")
+                except ValueError as exc:
+                    raise UnsupportedEvent(f"the body is not JSON: {exc}") from None
             if payload is None:
                 raise UnsupportedEvent("send a JSON object (Content-Type: application/json)")
             query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -190,11 +199,16 @@ class FunctionApp:
                 self.ready()
             except Exception as exc:
                 return self._json(
-                    start_response, 503, {"status": "not ready", "function": self.name, "reason": str(exc)}
+                    start_response, 503, {"status": "not ready", "function": self.name, "reason": scrub(str(exc))}
                 )
         return self._json(start_response, 200, {"status": "ready", "function": self.name})
 
     # --- responses ------------------------------------------------------------------------------------------------
+    def refuse(self, start_response: StartResponse, status: int, reason: str) -> Iterable[bytes]:
+        """A request refused before it was read (size, Content-Length): counted as type "refused"."""
+        body = json.dumps({"error": reason}).encode("utf-8")
+        return self._finish(start_response, "refused", status, list(_JSON), body, time.perf_counter())
+
     def _finish(
         self,
         start_response: StartResponse,
@@ -248,12 +262,14 @@ def create_app(
     ready: Callable[[], None] | None = None,
     accepted_types: Collection[str] = (),
     json_routes: Mapping[str, JsonRoute] | None = None,
+    max_body: int | None = None,
 ) -> Flask:
     """A Flask app whose every request first meets the function's `FunctionApp`.
 
     accepts: the CloudEvent types the handler takes, or a predicate on the type (then pass `accepted_types`, the
     human-readable list returned with a 400). ready: raises (DependencyUnavailable, ...) when the function cannot
     serve yet. json_routes: path prefix -> plain-JSON route (POST, same failure contract, metric type "json").
+    max_body: the largest request body in bytes (default: COELHO_MAX_BODY_BYTES, else 256 KiB).
     """
     app = Flask(name)
     reseed_ids()
@@ -262,7 +278,8 @@ def create_app(
     else:
         accepted_set = frozenset(accepts)
         is_accepted, listed = accepted_set.__contains__, sorted(accepted_set)
-    function_app = FunctionApp(name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app)
+    limit = max_body if max_body is not None else max_body_bytes()
+    function_app = FunctionApp(name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app, limit)
     app.wsgi_app = function_app  # type: ignore[method-assign]
     app.config["function_app"] = function_app
     return app

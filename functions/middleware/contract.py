@@ -2,22 +2,26 @@
 
 What the Knative dispatcher retries: only 5xx, 404, 408, 409, 429. So: not a CloudEvent, a type the function does
 not take, bad data -> 400 with the reason (never retried, nothing lost: the Broker dead-letters it);
-a dependency that is down -> 503 (retried); anything else -> 500. Never a 2xx for work not done.
+a dependency that is down -> 503 (retried); anything else -> 500. Never a 2xx for work not done. What a client is
+told never holds an internal address or a stack trace: a 503 names the dependency's failure with its addresses
+scrubbed, a 500 only the kind of error and a reference to the log line that holds the rest.
 
     >>> error_response("learn", UnsupportedEvent("data is not JSON"))
     (400, {'error': 'data is not JSON'})
-    >>> error_response("learn", DependencyUnavailable("redis is loading"))[0]
-    503
+    >>> error_response("learn", DependencyUnavailable("Error 111 connecting to 10.0.0.5:6379."))
+    (503, {'error': 'dependency unavailable, retry later: Error 111 connecting to <internal address>.'})
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Collection
 from typing import Any
 
 from eventing.schema import ValidationError
 from functions.middleware.events import UnsupportedEvent
+from functions.middleware.limits import scrub
 
 log = logging.getLogger("coelho.functions")
 
@@ -54,11 +58,12 @@ def error_response(function: str, exc: BaseException, accepts: Collection[str] =
     if isinstance(exc, ValidationError):
         return 400, exc.to_dict()
     if isinstance(exc, UnsupportedEvent):
-        body: dict[str, Any] = {"error": str(exc)}
+        body: dict[str, Any] = {"error": scrub(str(exc))}
         if accepts:
             body["accepted_types"] = sorted(accepts)
         return 400, body
     if is_dependency_error(exc):
-        return 503, {"error": f"dependency unavailable, retry later: {exc}"}
-    log.exception("%s failed", function, exc_info=exc)
-    return 500, {"error": f"{type(exc).__name__}: {exc}"}
+        return 503, {"error": f"dependency unavailable, retry later: {scrub(str(exc))}"}
+    ref = uuid.uuid4().hex[:12]
+    log.error("%s failed (ref %s)", function, ref, exc_info=exc)
+    return 500, {"error": f"internal error ({type(exc).__name__}); the function's log has it as ref {ref}"}

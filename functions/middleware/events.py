@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, quote, unquote
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 
+from functions.middleware.limits import TooDeep, loads_json
+
 _ids = random.Random()  # event ids need uniqueness, not secrecy: os.urandom per reply was ~4% of predict's CPU
 
 # Attributes `decode` reads itself; an event with any other goes through the SDK.
@@ -143,7 +145,9 @@ def event_data(event: Event | BaseCloudEvent) -> Any:
         if not text:
             return None
         try:
-            return json.loads(text)
+            return loads_json(text)
+        except TooDeep:
+            raise UnsupportedEvent("data is JSON nested too deeply: the platform's events nest a few levels") from None
         except ValueError:
             raise UnsupportedEvent("data is not JSON: the platform's events carry a JSON object") from None
     return data
@@ -177,9 +181,21 @@ def decode(headers: Mapping[str, str], body: bytes, lower_case: bool = False) ->
             "or structured mode (Content-Type: application/cloudevents+json)"
         )
     try:
-        return Event.from_sdk(from_http_event(HTTPMessage(headers=dict(lower), body=body)))
+        event = Event.from_sdk(from_http_event(HTTPMessage(headers=dict(lower), body=body)))
     except Exception as exc:  # the SDK raises several kinds (validation, JSON, ...): all mean a bad request
         raise UnsupportedEvent(f"not a valid CloudEvent: {exc}") from None
+    when = event.attributes.get("time")
+    if isinstance(when, datetime):
+        _check_time(when)
+    return event
+
+
+def _check_time(when: datetime) -> None:
+    """A `time` every reader can use: one that is still a date in UTC (9999-12-31T23:00-05:00 is not)."""
+    try:
+        when.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise UnsupportedEvent(f"time {when.isoformat()} is out of range") from None
 
 
 def _decode_direct(lower: Mapping[str, str], body: bytes) -> Event | None:
@@ -205,6 +221,7 @@ def _decode_direct(lower: Mapping[str, str], body: bytes) -> Event | None:
             return None
         if when.tzinfo is None:
             return None  # the SDK rejects it, with its reason
+        _check_time(when)
         attributes["time"] = when
     attributes["datacontenttype"] = content_type
     return Event(attributes, body)

@@ -69,8 +69,17 @@ def serve(
 
         # as many open connections as threads (waitress's default is 100): a lake request holds its connection while
         # it waits for its batch's commit
+        from functions.middleware.limits import max_body_bytes
+
+        # a chunked body is buffered by waitress before the app sees it: bounded here too (413 past the limit)
         waitress.serve(
-            app_factory(), host=host, port=port, threads=threads, ident=None, connection_limit=max(100, threads)
+            app_factory(),
+            host=host,
+            port=port,
+            threads=threads,
+            ident=None,
+            connection_limit=max(100, threads),
+            max_request_body_size=max_body_bytes(),
         )
     else:  # gunicorn
         _serve_gunicorn(app_factory, host, port, threads)

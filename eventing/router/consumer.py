@@ -45,7 +45,10 @@ IDLE_AFTER_S = 2.0
 # after a non-empty fetch lets the next records land first (bench/router, ADR 0020: 4 ms measured best).
 FETCH_PAUSE_S = 0.004
 CLOSE_TIMEOUT_MS = 1000  # leaving the group on stop: bounded, the broker times a silent member out anyway
+RESTART_DELAY_S = 1.0  # after the polling loop failed: a new KafkaConsumer, from the committed offsets
 Handler = Callable[[Any, Done], None]
+# What to do with a record the handler could not take (it raised): (record, reason, done). Dead-letter it.
+Poison = Callable[[Any, str, Done], None]
 
 
 class OffsetTracker:
@@ -85,6 +88,7 @@ class CommittingConsumer:
         max_inflight: int = 2000,
         commit_interval: float = 0.2,
         seeds: Callable[[str], dict[TopicPartition, int]] | None = None,
+        poison: Poison | None = None,
     ):
         self.name = name
         self.bootstrap = bootstrap
@@ -111,6 +115,10 @@ class CommittingConsumer:
         self._last_records = time.monotonic()
         self._seeds = seeds  # start offsets for a group that has none (read once, before joining)
         self._pending_seeds: dict[TopicPartition, int] = {}
+        self._poison = poison
+        self._poisoned = metrics.poisoned
+        self.restarts = 0
+        self._restarts = metrics.consumer_restarts.labels(group)
 
     # --- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -120,6 +128,11 @@ class CommittingConsumer:
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
         self.join(timeout)
+
+    @property
+    def healthy(self) -> bool:
+        """The polling thread runs and the group has its partitions (what readiness reports)."""
+        return self.assigned.is_set() and self._thread is not None and self._thread.is_alive()
 
     def join(self, timeout: float) -> None:
         """Wait for the polling thread to commit what is finished and leave the group (after `stopping` is set)."""
@@ -145,47 +158,94 @@ class CommittingConsumer:
         return consumer
 
     def _run(self) -> None:
+        """Poll until stopped. A failure of the loop (the broker gone, a record kafka-python cannot parse) is
+        logged, readiness turns red, and a new consumer starts from the committed offsets after a pause: the
+        thread never ends while the router runs (a dead consumer with green readiness would stall silently)."""
+        while not self.stopping.is_set():
+            consumer = self._connect()
+            if consumer is None:
+                return
+            try:
+                self._poll_loop(consumer)
+                return
+            except Exception:
+                self.restarts += 1
+                self._restarts.inc()
+                log.exception("%s: consumer loop failed; restarting from the committed offsets", self.name)
+                self.assigned.clear()
+                self._forget_work()
+            finally:
+                consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+            self.stopping.wait(RESTART_DELAY_S)
+
+    def _connect(self) -> KafkaConsumer | None:
         while not self.stopping.is_set():
             try:
                 self._consumer = self._make_consumer()
-                break
+                return self._consumer
             except Exception as exc:  # broker not up yet
                 log.warning("%s: cannot connect to Kafka (%s); retrying", self.name, exc)
                 self.stopping.wait(1.0)
-        consumer = self._consumer
-        if consumer is None:
-            return
+        return None
+
+    def _poll_loop(self, consumer: KafkaConsumer) -> None:
         last_commit = time.monotonic()
-        try:
-            while not self.stopping.is_set():
-                self._drain_completions()
-                if self.inflight >= self.max_inflight:
-                    self._wait_completion(0.05)
-                else:
-                    # Short polls while deliveries are in flight (their offsets get committed), long ones when idle.
-                    batches = consumer.poll(timeout_ms=50 if self.inflight else 500)
-                    if consumer.assignment():
-                        self.assigned.set()
-                    self._adapt_fetch_wait(consumer, bool(batches))
-                    for tp, records in batches.items():
-                        tracker = self.trackers.setdefault(tp, OffsetTracker())
-                        generation = self.generation
-                        for record in records:
-                            tracker.add(record.offset)
-                            self.inflight += 1
-                            self.handler(record, self._done_callback(tp, record.offset, generation))
-                        self._fetched.inc(len(records))
-                    if batches:
-                        self.stopping.wait(FETCH_PAUSE_S)
-                if self._to_commit and time.monotonic() - last_commit >= self.commit_interval:
-                    self._commit(consumer)
-                    last_commit = time.monotonic()
+        while not self.stopping.is_set():
             self._drain_completions()
-            self._commit(consumer)
-        except Exception:
-            log.exception("%s: consumer loop failed", self.name)
-        finally:
-            consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+            if self.inflight >= self.max_inflight:
+                self._wait_completion(0.05)
+            else:
+                # Short polls while deliveries are in flight (their offsets get committed), long ones when idle.
+                batches = consumer.poll(timeout_ms=50 if self.inflight else 500)
+                if consumer.assignment():
+                    self.assigned.set()
+                self._adapt_fetch_wait(consumer, bool(batches))
+                for tp, records in batches.items():
+                    tracker = self.trackers.setdefault(tp, OffsetTracker())
+                    generation = self.generation
+                    for record in records:
+                        tracker.add(record.offset)
+                        self.inflight += 1
+                        self._hand_over(record, self._done_callback(tp, record.offset, generation))
+                    self._fetched.inc(len(records))
+                if batches:
+                    self.stopping.wait(FETCH_PAUSE_S)
+            if self._to_commit and time.monotonic() - last_commit >= self.commit_interval:
+                self._commit(consumer)
+                last_commit = time.monotonic()
+        self._drain_completions()
+        self._commit(consumer)
+
+    def _hand_over(self, record: Any, done: Done) -> None:
+        """The handler takes the record; if it raises, the record is poison: dead-letter it and carry on."""
+        try:
+            self.handler(record, done)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self._poisoned.labels(self.group, type(exc).__name__).inc()
+            log.error(
+                "%s: record %s-%s@%s cannot be routed (%s); dead-lettering it",
+                self.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                reason,
+            )
+            if self._poison is None:
+                done()
+                return
+            try:
+                self._poison(record, reason, done)
+            except Exception:
+                log.exception("%s: dead-lettering record at offset %s failed; skipping it", self.name, record.offset)
+                done()
+
+    def _forget_work(self) -> None:
+        """After a failed loop: what was handed out is redelivered by the next consumer (at-least-once)."""
+        self.trackers.clear()
+        self._to_commit.clear()
+        self.generation += 1
+        self.inflight = 0
 
     def _adapt_fetch_wait(self, consumer: KafkaConsumer, got_records: bool) -> None:
         now = time.monotonic()
@@ -252,10 +312,7 @@ class CommittingConsumer:
         if self._consumer is not None:
             self._drain_completions()
             self._commit(self._consumer)
-        self.trackers.clear()
-        self._to_commit.clear()
-        self.generation += 1
-        self.inflight = 0
+        self._forget_work()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python has no type hints: Any

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from eventing.router.event import InvalidEvent, WireEvent
+from eventing.router.event import InvalidEvent, WireEvent, check_attributes
 from eventing.router.manifests import DeliverySpec
 
 RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
@@ -168,6 +168,7 @@ class Outcome:
     attempts: int
     reply: WireEvent | None = None
     abandoned: bool = False  # the router is stopping: neither delivered nor dead-lettered, do not commit
+    invalid: bool = False  # the event cannot be written as an HTTP request (never sent): dead-letter at once
 
     def dead_letter_extensions(self, destination: str) -> dict[str, str]:
         """knativeerrordest, knativeerrorcode and knativeerrordata (base64 of the response body, as Knative)."""
@@ -188,7 +189,16 @@ def deliver(
     stopping: threading.Event,
     on_retry: object = None,
 ) -> Outcome:
-    """Post `event` to `url` in binary mode, retrying as `spec` says; never raises."""
+    """Post `event` to `url` in binary mode, retrying as `spec` says; never raises for what the subscriber does.
+
+    An event whose attributes cannot be a request (a CR or LF in `datacontenttype`, an attribute name that is
+    not a header token) is never sent: the outcome is a failure with the reason, dead-lettered at once.
+    A response the client cannot parse (a garbled status line, chunk size or length) counts as a network error.
+    """
+    try:
+        check_attributes(event.attributes, strict=False)  # other values are percent-encoded into the headers
+    except InvalidEvent as exc:
+        return Outcome(False, None, b"", f"InvalidEvent: {exc}", 0, invalid=True)
     headers = event.http_headers()
     attempt = 0
     while True:
@@ -197,7 +207,7 @@ def deliver(
         error = None
         try:
             status, resp_headers, body = sender.post(url, headers, event.data)
-        except (http.client.HTTPException, OSError) as exc:
+        except (http.client.HTTPException, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         if status is not None and 200 <= status < 300:
             reply = None

@@ -12,6 +12,7 @@ S3-backed broker serve every stored batch ten times and cost the router ~1.5 ms 
 
 from __future__ import annotations
 
+import base64
 import logging
 import queue
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 
 from eventing.router.consumer import CommittingConsumer, Done
 from eventing.router.delivery import HttpSender, deliver
-from eventing.router.event import WireEvent
+from eventing.router.event import WireEvent, poison_record_event
 from eventing.router.filters import compile_filter
 from eventing.router.manifests import Trigger
 from eventing.router.metrics import RouterMetrics
@@ -60,7 +61,9 @@ class TriggerDispatcher:
                 handler=self.handle,
                 metrics=metrics,
                 initial_offset="earliest",
+                poison=self.poison,
             )
+        self.broker_topic = broker_topic
         name = trigger.name
         self._filtered = metrics.filtered.labels(name)
         self._out = metrics.events_out.labels(name)
@@ -70,6 +73,7 @@ class TriggerDispatcher:
         self._reply_in = metrics.events_in.labels("reply")
         self._inflight = metrics.inflight.labels(name)
         self._dead = metrics.dead_lettered
+        self._errors = metrics.worker_errors.labels(name)
         self.queues: list[queue.SimpleQueue[WorkItem]] = [
             queue.SimpleQueue() for _ in range(workers if trigger.ordered else 1)
         ]
@@ -111,12 +115,24 @@ class TriggerDispatcher:
 
     # --- the consumer thread ---------------------------------------------------------------------------
     def handle(self, record: Any, done: Done) -> None:
+        """Offer the record's event; InvalidEvent (raised) makes the consumer call `poison` with the reason."""
         event = WireEvent.from_kafka_cloudevent(record.key, record.headers, record.value)
         if event is None:
             log.warning("%s: skipping a record that is not a CloudEvent at offset %s", self.trigger.name, record.offset)
             done()
         elif not self.offer(event, record.partition, done):
             done()
+
+    def poison(self, record: Any, reason: str, done: Done) -> None:
+        """A record no Trigger can read goes to this Trigger's dead-letter sink with the reason."""
+        dead_letter(
+            record,
+            reason,
+            done,
+            self.dead_letter_sink,
+            f"/apis/v1/namespaces/{self.trigger.namespace}/triggers/{self.trigger.name}",
+            f"kafka://{self.broker_topic}",
+        )
 
     def offer(self, event: WireEvent, partition: int, done: Done) -> bool:
         """Queue `event` for delivery if the filter takes it (then `done` runs once it is finished)."""
@@ -132,45 +148,97 @@ class TriggerDispatcher:
 
     # --- the delivery workers --------------------------------------------------------------------------
     def _work(self, work: queue.SimpleQueue[WorkItem]) -> None:
+        """Deliver events until stopped. An unexpected error with one event dead-letters that event (reason
+        `knativeerrordata`) and the worker carries on: a dead worker would leave its offsets uncommitted for ever
+        and, for an ordered Trigger, stall every key hashed onto it."""
         sender = HttpSender(self.trigger.delivery.timeout)
-        spec = self.trigger.delivery
         try:
             while True:
                 item = work.get()
                 if item is None or self.stopping.is_set():
                     return
                 event, done = item
-                self._inflight.inc()
-                started = time.perf_counter()
-                outcome = deliver(event, self.url, spec, sender, self.stopping, on_retry=self._retries.inc)
-                self._inflight.dec()
-                if outcome.abandoned:
-                    return  # stopping: leave the offset uncommitted, the event comes again
-                self._latency.observe(time.perf_counter() - started)
-                if outcome.delivered:
-                    self._out.inc()
-                    if outcome.reply is not None:
-                        self._replies.inc()
-                        self._reply_in.inc()
-                        self.broker_sink.send(outcome.reply, done)
-                    else:
-                        done()
-                    continue
-                self._dead.labels(self.trigger.name, str(outcome.status or "network")).inc()
-                if self.dead_letter_sink is None:
-                    log.error(
-                        "%s: dropped event %s after %d attempts (%s %s), no dead-letter sink",
-                        self.trigger.name,
-                        event.get("id"),
-                        outcome.attempts,
-                        outcome.status,
-                        outcome.error,
-                    )
-                    done()
-                else:
-                    self.dead_letter_sink.send(event.with_extensions(outcome.dead_letter_extensions(self.url)), done)
+                try:
+                    if not self._deliver_one(event, done, sender):
+                        return  # stopping: leave the offset uncommitted, the event comes again
+                except Exception as exc:
+                    self._errors.inc()
+                    log.exception("%s: delivering event %s failed in the router", self.trigger.name, event.get("id"))
+                    self._fail(event, done, f"router error: {type(exc).__name__}: {exc}")
         finally:
             sender.close()
+
+    def _deliver_one(self, event: WireEvent, done: Done, sender: HttpSender) -> bool:
+        """Deliver (with retries), then reply / dead-letter / finish. False when abandoned because stopping."""
+        self._inflight.inc()
+        started = time.perf_counter()
+        try:
+            outcome = deliver(event, self.url, self.trigger.delivery, sender, self.stopping, on_retry=self._retries.inc)
+        finally:
+            self._inflight.dec()
+        if outcome.abandoned:
+            return False
+        self._latency.observe(time.perf_counter() - started)
+        if outcome.delivered:
+            self._out.inc()
+            if outcome.reply is not None:
+                self._replies.inc()
+                self._reply_in.inc()
+                self.broker_sink.send(outcome.reply, done)
+            else:
+                done()
+            return True
+        code = "invalid" if outcome.invalid else str(outcome.status or "network")
+        self._dead.labels(self.trigger.name, code).inc()
+        if self.dead_letter_sink is None:
+            log.error(
+                "%s: dropped event %s after %d attempts (%s %s), no dead-letter sink",
+                self.trigger.name,
+                event.get("id"),
+                outcome.attempts,
+                outcome.status,
+                outcome.error,
+            )
+            done()
+        else:
+            self.dead_letter_sink.send(event.with_extensions(outcome.dead_letter_extensions(self.url)), done)
+        return True
+
+    def _fail(self, event: WireEvent, done: Done, reason: str) -> None:
+        self._dead.labels(self.trigger.name, "error").inc()
+        if self.dead_letter_sink is None:
+            log.error("%s: dropped event %s (%s), no dead-letter sink", self.trigger.name, event.get("id"), reason)
+            done()
+            return
+        extensions = {"knativeerrordest": self.url, "knativeerrordata": base64.b64encode(reason.encode()).decode()}
+        try:
+            self.dead_letter_sink.send(event.with_extensions(extensions), done)
+        except Exception:
+            log.exception("%s: dead-lettering event %s failed; dropping it", self.trigger.name, event.get("id"))
+            done()
+
+
+def dead_letter(record: Any, reason: str, done: Done, sink: Sink | None, source: str, consumer: str) -> None:
+    """Send a record that cannot be routed to `sink` as a poison-record event (or log it when there is none)."""
+    if sink is None:
+        log.error(
+            "%s: no dead-letter sink: dropped record %s@%s (%s)", consumer, record.partition, record.offset, reason
+        )
+        done()
+        return
+    event = poison_record_event(
+        source=source,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        headers=record.headers,
+        value=record.value,
+        reason=reason,
+        destination=consumer,
+    )
+    sink.send(event, done)
 
 
 class _Countdown:
@@ -209,8 +277,12 @@ class BrokerFanout:
         metrics: RouterMetrics,
         legacy_groups: list[str] | None = None,
         max_inflight: int = 20000,
+        dead_letter_sink: Sink | None = None,
+        source: str = "",
     ):
         self.topic = topic
+        self.dead_letter_sink = dead_letter_sink
+        self.source = source or f"kafka://{topic}"
         self.bootstrap = bootstrap
         self.dispatchers = dispatchers
         self.legacy_groups = list(legacy_groups or [])
@@ -224,12 +296,14 @@ class BrokerFanout:
             initial_offset="earliest",
             max_inflight=max_inflight,
             seeds=self._seeds,
+            poison=self.poison,
         )
 
     def start(self) -> None:
         self.consumer.start()
 
     def handle(self, record: Any, done: Done) -> None:
+        """Offer the record to every matching Trigger; InvalidEvent (raised) makes the consumer call `poison`."""
         event = WireEvent.from_kafka_cloudevent(record.key, record.headers, record.value)
         if event is None:
             log.warning("%s: skipping a record that is not a CloudEvent at offset %s", self.topic, record.offset)
@@ -242,6 +316,10 @@ class BrokerFanout:
         finished: Done = done if len(takers) == 1 else _Countdown(len(takers), done)
         for dispatcher in takers:
             dispatcher.offer(event, record.partition, finished)
+
+    def poison(self, record: Any, reason: str, done: Done) -> None:
+        """A record no Trigger can read (InvalidEvent from `handle`) goes to the Broker's dead-letter sink."""
+        dead_letter(record, reason, done, self.dead_letter_sink, self.source, f"kafka://{self.topic}")
 
     def _seeds(self, group: str) -> dict[Any, int]:
         """Start offsets for a group without any: the lowest the legacy per-Trigger groups committed."""

@@ -28,6 +28,10 @@ KAFKA_EVENT = "dev.knative.kafka.event"
 _FORMAT = JSONFormat()
 # CloudEvents HTTP binding: percent-encode space, double quote, percent and anything outside printable ASCII.
 _HEADER_UNSAFE = re.compile(r"[^\x21\x23-\x24\x26-\x7e]")
+# CloudEvents: attribute names are lower-case letters and digits; String values exclude the control characters
+# (U+0000-U+001F, U+007F-U+009F). Checked on everything the router takes in, so no CR/LF ever reaches a header.
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class InvalidEvent(ValueError):
@@ -38,6 +42,35 @@ def _encode_header(value: str) -> str:
     if not _HEADER_UNSAFE.search(value):
         return value
     return "".join(c if not _HEADER_UNSAFE.match(c) else "".join(f"%{b:02X}" for b in c.encode()) for c in value)
+
+
+def check_attributes(attributes: Mapping[str, str], strict: bool = True) -> None:
+    """Raise InvalidEvent for an attribute name or value the CloudEvents spec does not allow.
+
+    `strict=False` (a KafkaSource converting a plain record, whose headers become extensions) checks the names
+    and `datacontenttype` only: the other values travel percent-encoded and cannot break a request.
+
+    >>> check_attributes({"id": "1", "datacontenttype": "application/json"})
+    >>> try:
+    ...     check_attributes({"datacontenttype": "text/plain\\r\\nX-Injected: 1"})
+    ... except InvalidEvent as exc:
+    ...     print(exc)
+    attribute datacontenttype holds a control character (CR, LF, ...)
+    """
+    for name, value in attributes.items():
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            raise InvalidEvent(f"attribute name {name!r} is not lower-case letters and digits")
+        if (strict or name == "datacontenttype") and _CONTROL.search(value):
+            raise InvalidEvent(f"attribute {name} holds a control character (CR, LF, ...)")
+
+
+def _decode_header(name: str, raw: bytes | None) -> str:
+    if raw is None:
+        return ""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"Kafka header {name!r} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def _attr_str(value: Any) -> str:
@@ -134,34 +167,42 @@ class WireEvent:
             raise InvalidEvent(str(exc) or type(exc).__name__) from exc
         wire = cls.from_sdk(event, body if binary else None)
         wire.attributes = {k: v for k, v in wire.attributes.items() if k in present}
+        check_attributes(wire.attributes)
         return wire
 
     @classmethod
     def from_kafka_cloudevent(
         cls, key: bytes | None, headers: Iterable[tuple[str, bytes]], value: bytes | None
     ) -> WireEvent | None:
-        """The CloudEvent in a Kafka record (binary or structured mode), or None when the record is not one."""
+        """The CloudEvent in a Kafka record (binary or structured mode), or None when the record is not one.
+
+        InvalidEvent when it claims to be one but cannot be (a header that is not UTF-8, a control character in
+        an attribute, a structured body that does not parse): such a record is dead-lettered with the reason.
+        """
         header_list = list(headers or ())
         attributes: dict[str, str] = {}
         content_type = None
         for name, raw in header_list:
             lname = name.lower()
             if lname.startswith("ce_"):
-                attributes[lname[3:]] = raw.decode() if raw is not None else ""
+                attributes[lname[3:]] = _decode_header(name, raw)
             elif lname == "content-type" and raw is not None:
-                content_type = raw.decode()
+                content_type = _decode_header(name, raw)
         if "specversion" in attributes:  # binary mode: copy without decoding the data
             if content_type is not None:
                 attributes["datacontenttype"] = content_type
             if key is not None and "partitionkey" not in attributes:
                 attributes["partitionkey"] = key.decode(errors="replace")
+            check_attributes(attributes)
             return cls(attributes, value or b"")
         if content_type and content_type.startswith(CE_JSON):
             message = ce_kafka.KafkaMessage(headers={k: v for k, v in header_list}, key=key, value=value or b"")
             try:
-                return cls.from_sdk(ce_kafka.from_structured(message, _FORMAT))
-            except Exception:
-                return None
+                event = cls.from_sdk(ce_kafka.from_structured(message, _FORMAT))
+            except Exception as exc:  # the SDK raises several exception types; all mean "not a valid CloudEvent"
+                raise InvalidEvent(f"structured-mode record: {str(exc) or type(exc).__name__}") from exc
+            check_attributes(event.attributes)
+            return event
         return None
 
 
@@ -201,7 +242,7 @@ def from_kafka_record(
     }
     for name, raw in header_list:
         if name.lower() == "content-type" and raw is not None:
-            attributes["datacontenttype"] = raw.decode()
+            attributes["datacontenttype"] = _decode_header(name, raw)
             continue
         ext = "kafkaheader" + _EXT_CHARS.sub("", name.lower())
         attributes[ext] = raw.decode(errors="replace") if raw is not None else ""
@@ -211,4 +252,49 @@ def from_kafka_record(
         attributes["partitionkey"] = text
     attributes["knativekafkapartition"] = str(partition)
     attributes["knativekafkaoffset"] = str(offset)
+    check_attributes(attributes, strict=False)
+    return WireEvent(attributes, value or b"")
+
+
+def poison_record_event(
+    *,
+    source: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    key: bytes | None,
+    headers: Iterable[tuple[str, bytes]] | None,
+    value: bytes | None,
+    reason: str,
+    destination: str,
+) -> WireEvent:
+    """A record the router cannot route, as a dead letter: the record as a dev.knative.kafka.event whose every
+    header is a `kafkaheader*` extension (decoded leniently), with knativeerrordest and knativeerrordata (base64
+    of the reason) as Knative's dispatcher adds them. Its data is the record's value, untouched.
+
+    >>> e = poison_record_event(source="/s", topic="t", partition=0, offset=7, timestamp_ms=0, key=b"k",
+    ...     headers=[("ce_id", b"\\xff")], value=b"{}", reason="not UTF-8", destination="kafka://t")
+    >>> e.attributes["kafkaheaderceid"], base64.b64decode(e.attributes["knativeerrordata"])
+    ('\\\\xff', b'not UTF-8')
+    """
+    attributes = {
+        "specversion": "1.0",
+        "id": f"partition:{partition}/offset:{offset}",
+        "source": f"{source}#{topic}",
+        "type": KAFKA_EVENT,
+        "subject": f"partition:{partition}#{offset}",
+        "time": kafka_time(timestamp_ms),
+    }
+    for name, raw in headers or ():
+        ext = "kafkaheader" + _EXT_CHARS.sub("", name.lower())
+        text = raw.decode(errors="backslashreplace") if raw is not None else ""
+        attributes[ext] = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if key is not None:
+        text = key.decode(errors="replace")
+        attributes["key"] = attributes["partitionkey"] = _CONTROL.sub("", text)
+    attributes["knativekafkapartition"] = str(partition)
+    attributes["knativekafkaoffset"] = str(offset)
+    attributes["knativeerrordest"] = destination
+    attributes["knativeerrordata"] = base64.b64encode(reason.encode()[:1024]).decode()
     return WireEvent(attributes, value or b"")

@@ -103,6 +103,35 @@ class DeliverySpec:
             dead_letter_sink=Destination.parse(raw.get("deadLetterSink"), namespace) or base.dead_letter_sink,
         )
 
+    @classmethod
+    def for_trigger(cls, raw: Mapping[str, Any] | None, namespace: str, broker: DeliverySpec) -> DeliverySpec:
+        """A Trigger's delivery merged with its Broker's as Knative's Kafka broker merges them.
+
+        A Trigger without `retry`, `timeout` and `deadLetterSink` takes the Broker's spec whole. Otherwise each of
+        retry, backoffDelay, timeout and deadLetterSink is the Trigger's when it is set and not zero, else the
+        Broker's; so an explicit `retry: 0` (a zero is "unset" in Knative's data-plane contract) inherits the
+        Broker's retries. backoffPolicy is the Trigger's (exponential when it names none).
+
+        >>> broker = DeliverySpec(retry=5, backoff_policy="linear", backoff_delay=0.2, timeout=30.0)
+        >>> DeliverySpec.for_trigger({"retry": 0}, "ns", broker).retry
+        5
+        >>> t = DeliverySpec.for_trigger({"timeout": "PT5S"}, "ns", broker)
+        >>> (t.retry, t.backoff_policy, t.backoff_delay, t.timeout)
+        (5, 'exponential', 0.2, 5.0)
+        >>> DeliverySpec.for_trigger({"backoffPolicy": "linear"}, "ns", broker) == broker
+        True
+        """
+        if not raw or not any(k in raw for k in ("retry", "timeout", "deadLetterSink")):
+            return broker
+        own = cls.parse(raw, namespace, base=cls(retry=0, backoff_delay=0.0))
+        return cls(
+            retry=own.retry or broker.retry,
+            backoff_policy=own.backoff_policy,
+            backoff_delay=own.backoff_delay or broker.backoff_delay,
+            timeout=own.timeout or broker.timeout,
+            dead_letter_sink=own.dead_letter_sink or broker.dead_letter_sink,
+        )
+
     def backoff(self, attempt: int) -> float:
         """Delay before retry number `attempt` (1-based): delay*n (linear) or delay*2^n (exponential)."""
         if self.backoff_policy == "linear":
@@ -147,6 +176,8 @@ class KafkaSource:
     initial_offset: str
     sink: Destination
     ce_extensions: Mapping[str, str] = field(default_factory=dict)
+    # spec.delivery: retries towards an HTTP sink, and the dead-letter sink of records that cannot be converted
+    delivery: DeliverySpec | None = None
 
 
 @dataclass(frozen=True)
@@ -240,6 +271,7 @@ class Manifests:
                     ce_extensions={
                         str(k): str(v) for k, v in ((spec.get("ceOverrides") or {}).get("extensions") or {}).items()
                     },
+                    delivery=DeliverySpec.parse(spec["delivery"], ns) if spec.get("delivery") else None,
                 )
             elif kind == "PingSource" and api.startswith("sources.knative.dev/"):
                 if spec.get("data") and spec.get("dataBase64"):
@@ -280,7 +312,7 @@ class Manifests:
                     str(k): str(v) for k, v in ((spec.get("filter") or {}).get("attributes") or {}).items()
                 },
                 filters=tuple(spec.get("filters") or ()),
-                delivery=DeliverySpec.parse(spec.get("delivery"), ns, base=broker.delivery),
+                delivery=DeliverySpec.for_trigger(spec.get("delivery"), ns, broker.delivery),
                 ordered=annotations.get(ORDERED_ANNOTATION) == "ordered",
             )
         return m

@@ -71,6 +71,25 @@ class RouterMetrics:
             ["consumer"],
             registry=r,
         )
+        self.poisoned = Counter(
+            "coelho_router_poison_records_total",
+            "Records that could not be routed (not UTF-8, CR/LF in an attribute, ...) and were dead-lettered,"
+            " per consumer group and reason",
+            ["consumer", "reason"],
+            registry=r,
+        )
+        self.worker_errors = Counter(
+            "coelho_router_worker_errors_total",
+            "Unexpected errors in a delivery worker (the event is dead-lettered, the worker carries on), per trigger",
+            ["trigger"],
+            registry=r,
+        )
+        self.consumer_restarts = Counter(
+            "coelho_router_consumer_restarts_total",
+            "Times a consumer group's polling loop failed and was restarted from its committed offsets",
+            ["consumer"],
+            registry=r,
+        )
         self.inflight = Gauge(
             "coelho_router_inflight_events", "Events being delivered right now, per trigger", ["trigger"], registry=r
         )

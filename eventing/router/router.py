@@ -11,15 +11,17 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from prometheus_client import start_http_server
 
 from coelho.settings import PROJECT_ROOT, Settings
+from eventing.domains import DOMAINS
 from eventing.router.consumer import CommittingConsumer
 from eventing.router.dispatcher import BrokerFanout, TriggerDispatcher
+from eventing.router.httpserver import MetricsHandler, bounded_handler, limits_from_env, serve
 from eventing.router.ingress import BrokerIngress
 from eventing.router.manifests import DeliverySpec, Destination, ManifestError, Manifests
 from eventing.router.metrics import RouterMetrics
@@ -46,6 +48,8 @@ class Router:
         workers: int = 16,
         serve_metrics: bool = True,
         shared_group: bool | None = None,
+        max_body_bytes: int | None = None,
+        http_timeout: float | None = None,
     ):
         self.settings = settings
         self.manifests = Manifests.load(manifests_dir, settings.namespace)
@@ -66,12 +70,20 @@ class Router:
         self.ping_sources: list[PingSourceRunner] = []
         self.ingress: BrokerIngress | None = None
         self._metrics_server: object = None
+        # Limits of the router's HTTP servers: arguments, else COELHO_ROUTER_MAX_BODY_BYTES / _HTTP_TIMEOUT_S.
+        env_body, env_timeout = limits_from_env()
+        self.max_body_bytes = max_body_bytes if max_body_bytes is not None else env_body
+        self.http_timeout = http_timeout if http_timeout is not None else env_timeout
 
     # --- resolving references ------------------------------------------------------------------------
     def service_url(self, name: str) -> str:
-        """Local address of a Knative Service: the override map, else the Settings port of the function."""
+        """Local address of a Knative Service: the override map, else the Settings port of the function. A
+        per-domain Service (coelho-learn-tfd: one per domain on a cluster) is its function's one local process."""
         if name in self.subscribers:
             return self.subscribers[name]
+        function, _, domain = name.rpartition("-")
+        if domain in DOMAINS and function.removeprefix(SERVICE_PREFIX) in self.settings.ports:
+            return self.service_url(function)
         port_name = name.removeprefix(SERVICE_PREFIX)
         if port_name not in self.settings.ports:
             raise ManifestError(f"Service {name} has no local port (Settings.ports[{port_name!r}])")
@@ -87,7 +99,7 @@ class Router:
             return base.rstrip("/") + dest.uri if dest.uri else base
         raise ManifestError(f"cannot resolve {dest.describe()} to a URL")
 
-    def resolve_sink(self, dest: Destination) -> Sink:
+    def resolve_sink(self, dest: Destination, spec: DeliverySpec | None = None) -> Sink:
         assert self.producer is not None
         if dest.kind == "Broker":
             broker = self.manifests.broker(str(dest.namespace), str(dest.name))
@@ -99,7 +111,7 @@ class Router:
             if sink is None:
                 raise ManifestError(f"no KafkaSink {dest.namespace}/{dest.name} in the manifests")
             return KafkaTopicSink(self.producer, sink.topic, self.stopping)
-        return HttpSink(self.resolve_url(dest), self._default_delivery(), self.stopping)
+        return HttpSink(self.resolve_url(dest), spec or self._default_delivery(), self.stopping)
 
     def _broker_address(self, namespace: str, name: str) -> str:
         return f"{self.settings.url('broker')}/{namespace}/{name}"
@@ -165,7 +177,7 @@ class Router:
                 broker.topic,
                 self.bootstrap,
                 broker_sinks[(broker.namespace, broker.name)],
-                self.resolve_sink(dls_dest) if dls_dest else None,
+                self.resolve_sink(dls_dest, trigger.delivery) if dls_dest else None,
                 self.metrics,
                 workers=self.workers,
                 own_consumer=not self.shared_group,
@@ -174,19 +186,30 @@ class Router:
             by_broker.setdefault((broker.namespace, broker.name), []).append(dispatcher)
         if self.shared_group:
             for (namespace, name), dispatchers in by_broker.items():
+                broker = self.manifests.broker(namespace, name)
+                broker_dls = broker.delivery.dead_letter_sink
                 self.fanouts.append(
                     BrokerFanout(
-                        self.manifests.broker(namespace, name).topic,
+                        broker.topic,
                         f"knative-broker-{namespace}-{name}-triggers",
                         self.bootstrap,
                         dispatchers,
                         self.metrics,
                         legacy_groups=[d.trigger.consumer_group for d in dispatchers],
+                        dead_letter_sink=self.resolve_sink(broker_dls) if broker_dls else None,
+                        source=f"/apis/v1/namespaces/{namespace}/brokers/{name}",
                     )
                 )
         for source in self.manifests.kafka_sources.values():
+            source_dls = source.delivery.dead_letter_sink if source.delivery else None
             self.kafka_sources.append(
-                KafkaSourceAdapter(source, self.resolve_sink(source.sink), self.bootstrap, self.metrics)
+                KafkaSourceAdapter(
+                    source,
+                    self.resolve_sink(source.sink, source.delivery),
+                    self.bootstrap,
+                    self.metrics,
+                    dead_letter_sink=self.resolve_sink(source_dls) if source_dls else None,
+                )
             )
         for ping in self.manifests.ping_sources.values():
             self.ping_sources.append(PingSourceRunner(ping, self.resolve_sink(ping.sink), self.metrics))
@@ -205,12 +228,15 @@ class Router:
             self.settings.namespace,
             self.ready,
             self.metrics,
+            max_body_bytes=self.max_body_bytes,
+            timeout=self.http_timeout,
         )
         self.ingress.start()
         if self.serve_metrics:
-            self._metrics_server = start_http_server(
-                self.settings.ports["router_metrics"], addr=self.settings.host, registry=self.metrics.registry
-            )
+            handler = bounded_handler(MetricsHandler, 0, self.http_timeout, registry=self.metrics.registry)
+            server = serve(self.settings.host, self.settings.ports["router_metrics"], handler)
+            threading.Thread(target=server.serve_forever, name="router-metrics", daemon=True).start()
+            self._metrics_server = server
         log.info(
             "router: %d triggers, %d KafkaSources, %d PingSources; ingress %s",
             len(self.dispatchers),
@@ -219,12 +245,25 @@ class Router:
             self.settings.broker_url,
         )
 
+    def planned_consumer_groups(self) -> list[str]:
+        """The consumer groups `start` joins: one per KafkaSource, then one per Broker with Triggers (shared
+        group, ADR 0070) or, with `shared_group=False`, one per Trigger (`knative-trigger-<ns>-<name>`, as
+        Knative's Kafka broker)."""
+        groups = [source.consumer_group for source in self.manifests.kafka_sources.values()]
+        if self.shared_group:
+            brokers = dict.fromkeys((t.namespace, t.broker) for t in self.manifests.triggers.values())
+            groups += [f"knative-broker-{ns}-{name}-triggers" for ns, name in brokers]
+        else:
+            groups += [t.consumer_group for t in self.manifests.triggers.values()]
+        return groups
+
     def consumers(self) -> list[CommittingConsumer]:
         own = [d.consumer for d in self.dispatchers if d.consumer is not None]
         return [s.consumer for s in self.kafka_sources] + [f.consumer for f in self.fanouts] + own
 
     def ready(self) -> bool:
-        return all(c.assigned.is_set() for c in self.consumers())
+        """Every consumer group has its partitions and its polling thread runs."""
+        return all(c.healthy for c in self.consumers())
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -262,6 +301,6 @@ class Router:
         if self.producer is not None:
             self.producer.close(0.5)
         server = self._metrics_server
-        if isinstance(server, tuple):
-            server[0].shutdown()
-            server[0].server_close()
+        if isinstance(server, ThreadingHTTPServer):
+            server.shutdown()
+            server.server_close()

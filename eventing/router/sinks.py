@@ -14,13 +14,14 @@ from typing import Protocol
 
 from kafka import KafkaProducer
 
-from eventing.router.delivery import HttpSender, deliver
+from eventing.router.delivery import HttpSender, Outcome, deliver
 from eventing.router.event import WireEvent
 from eventing.router.manifests import DeliverySpec
 
 log = logging.getLogger(__name__)
 
 OnDone = Callable[[], None]
+RETRY_DELAY_S = 1.0  # a write Kafka refused is tried again after this long, until it is taken
 
 
 class Sink(Protocol):
@@ -39,7 +40,14 @@ class KafkaTopicSink:
         self.address = address or f"kafka://{topic}"
 
     def send(self, event: WireEvent, on_done: OnDone) -> None:
-        future = self.producer.send(self.topic, key=event.kafka_key, value=event.data, headers=event.kafka_headers())
+        """Never raises: a send kafka-python refuses at once (buffer full, metadata unavailable) is retried too."""
+        try:
+            future = self.producer.send(
+                self.topic, key=event.kafka_key, value=event.data, headers=event.kafka_headers()
+            )
+        except Exception as exc:
+            self._retry_later(event, on_done, exc)
+            return
         future.add_callback(lambda _meta: on_done())
         future.add_errback(lambda exc: self._retry_later(event, on_done, exc))
 
@@ -48,9 +56,9 @@ class KafkaTopicSink:
         future.get(timeout=timeout)
 
     def _retry_later(self, event: WireEvent, on_done: OnDone, exc: BaseException) -> None:
-        log.warning("writing to %s failed (%s); retrying in 1 s", self.topic, exc)
+        log.warning("writing to %s failed (%s); retrying in %.1f s", self.topic, exc, RETRY_DELAY_S)
         if not self.stopping.is_set():
-            timer = threading.Timer(1.0, self.send, args=(event, on_done))
+            timer = threading.Timer(RETRY_DELAY_S, self.send, args=(event, on_done))
             timer.daemon = True
             timer.start()
 
@@ -66,8 +74,14 @@ class HttpSink:
         self._lock = threading.Lock()
 
     def send(self, event: WireEvent, on_done: OnDone) -> None:
+        """Deliver with the spec's retries. A sink that keeps failing loses the event after logging it, as
+        Knative does when a dead-letter sink fails (the record is committed, the failure logged)."""
         with self._lock:
-            outcome = deliver(event, self.address, self.spec, self._sender, self.stopping)
+            try:
+                outcome = deliver(event, self.address, self.spec, self._sender, self.stopping)
+            except Exception as exc:  # deliver() does not raise for what the sink answers; this is a router bug
+                log.exception("sink %s: sending event %s failed", self.address, event.get("id"))
+                outcome = Outcome(False, None, b"", f"{type(exc).__name__}: {exc}", 1)
         if not outcome.delivered and not outcome.abandoned:
             log.error("sink %s refused event %s: %s %s", self.address, event.get("id"), outcome.status, outcome.error)
         if not outcome.abandoned:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from eventing.router.consumer import CommittingConsumer, Done
 from eventing.router.cron import CronSchedule
+from eventing.router.dispatcher import dead_letter
 from eventing.router.event import WireEvent, from_kafka_record
 from eventing.router.manifests import KafkaSource, PingSource
 from eventing.router.metrics import RouterMetrics
@@ -26,9 +27,17 @@ PING_TYPE = "dev.knative.sources.ping"
 class KafkaSourceAdapter:
     """Consumes the source's topics with its consumer group; commits a record once its event is in the sink."""
 
-    def __init__(self, source: KafkaSource, sink: Sink, bootstrap: str, metrics: RouterMetrics):
+    def __init__(
+        self,
+        source: KafkaSource,
+        sink: Sink,
+        bootstrap: str,
+        metrics: RouterMetrics,
+        dead_letter_sink: Sink | None = None,
+    ):
         self.source = source
         self.sink = sink
+        self.dead_letter_sink = dead_letter_sink
         self._in = metrics.events_in.labels(source.name)
         self.consumer = CommittingConsumer(
             name=f"kafkasource-{source.name}",
@@ -38,6 +47,7 @@ class KafkaSourceAdapter:
             handler=self.handle,
             metrics=metrics,
             initial_offset=source.initial_offset,
+            poison=self.poison,
         )
 
     def handle(self, record: Any, done: Done) -> None:
@@ -56,6 +66,11 @@ class KafkaSourceAdapter:
             event = event.with_extensions(self.source.ce_extensions)
         self._in.inc()
         self.sink.send(event, done)
+
+    def poison(self, record: Any, reason: str, done: Done) -> None:
+        """A record that cannot become an event goes to the source's `delivery.deadLetterSink` with the reason."""
+        source = f"/apis/v1/namespaces/{self.source.namespace}/kafkasources/{self.source.name}"
+        dead_letter(record, reason, done, self.dead_letter_sink, source, f"kafka://{record.topic}")
 
     def start(self) -> None:
         self.consumer.start()

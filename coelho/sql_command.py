@@ -38,7 +38,9 @@ def _http(method: str, url: str, body: Mapping[str, Any] | None = None, timeout:
     import requests
 
     try:
-        response = requests.request(method, url, json=body, timeout=timeout)
+        from functions.middleware.auth import auth_headers
+
+        response = requests.request(method, url, json=body, timeout=timeout, headers=auth_headers())
     except requests.ConnectionError:
         raise Unreachable(url) from None
     try:

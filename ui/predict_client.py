@@ -16,6 +16,7 @@ from cloudevents.core.v1.event import CloudEvent
 from coelho.settings import Settings
 from eventing.domain import Domain
 from eventing.schema import check_values
+from functions.middleware.auth import auth_headers
 
 _local = threading.local()
 
@@ -83,7 +84,10 @@ def request_prediction(
     start = time.perf_counter()
     try:
         resp = _session().post(
-            settings.url("predict") + "/", headers=dict(message.headers), data=message.body, timeout=timeout
+            settings.url("predict") + "/",
+            headers={**message.headers, **auth_headers()},
+            data=message.body,
+            timeout=timeout,
         )
     except requests.RequestException:
         _local.session = None

@@ -29,6 +29,7 @@ from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
 from functions.assistant.explain import explain
 from functions.assistant.tools import LAKE_QUERY_ROWS, LAKE_QUERY_SECONDS
+from functions.middleware.auth import auth_headers
 from functions.model_state.keys import key, model_key
 from functions.model_state.replica import models_for
 from functions.model_state.tasks import task_of
@@ -389,7 +390,7 @@ class PlatformReader:
         body = {"query": query, "limit": min(limit, LAKE_QUERY_ROWS), "timeout_s": LAKE_QUERY_SECONDS}
         url = f"{self.service_url('sql')}/sql"
         try:
-            response = requests.post(url, json=body, timeout=LAKE_QUERY_SECONDS + 5)
+            response = requests.post(url, json=body, timeout=LAKE_QUERY_SECONDS + 5, headers=auth_headers())
         except requests.RequestException as exc:
             return {
                 "error": f"the sql function is not reachable ({type(exc).__name__}): the lake cannot be queried now"

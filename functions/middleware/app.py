@@ -12,6 +12,9 @@ plain-JSON routes (`json_routes`, e.g. predict-one's POST /predict/<domain>) and
   GET /metrics (Prometheus).
 - Failure contract (`functions.middleware.contract`): not a CloudEvent, a type the function does not take,
   invalid data -> 400 with the reason; a dependency down -> 503 (retried); anything else -> 500.
+- Who may call (`functions.middleware.auth`): when COELHO_API_TOKEN is set, predict-one, chat and sql answer 401
+  to any request without `Authorization: Bearer <token>`, before anything else; probes, /metrics and /openapi.json
+  stay open.
 - Bounded input (`functions.middleware.limits`), before anything else and for every route, Flask's included: a body
   larger than the function's limit (COELHO_MAX_BODY_BYTES) -> 413, decided from Content-Length without reading the
   body; a Content-Length that is not a non-negative integer -> 400; JSON nested too deeply -> 400.
@@ -46,6 +49,7 @@ from urllib.parse import parse_qs
 from flask import Flask
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from functions.middleware.auth import PROTECTED, TokenGate
 from functions.middleware.contract import DependencyUnavailable, error_response
 from functions.middleware.events import (
     Event,
@@ -111,6 +115,7 @@ class FunctionApp:
         json_routes: Mapping[str, JsonRoute],
         flask_app: WSGIApp,
         max_body: int,
+        gate: TokenGate | None = None,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -120,11 +125,14 @@ class FunctionApp:
         self.json_routes = dict(json_routes)
         self.flask_app = flask_app
         self.max_body = max_body
+        self.gate = gate
         self._requests: dict[tuple[str, int], Any] = {}  # metric children, looked up once per (type, status)
         self._latency: dict[str, Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        if self.gate is not None and not self.gate.allows(environ):
+            return self.unauthorized(environ, start_response)
         problem = check_body(environ, self.max_body)
         if problem is not None:
             return self.refuse(start_response, problem[0], problem[1])
@@ -204,6 +212,11 @@ class FunctionApp:
         return self._json(start_response, 200, {"status": "ready", "function": self.name})
 
     # --- responses ------------------------------------------------------------------------------------------------
+    def unauthorized(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        headers, error = TokenGate.challenge(environ)
+        body = json.dumps(error).encode("utf-8")
+        return self._finish(start_response, "unauthorized", 401, [*_JSON, *headers], body, time.perf_counter())
+
     def refuse(self, start_response: StartResponse, status: int, reason: str) -> Iterable[bytes]:
         """A request refused before it was read (size, Content-Length): counted as type "refused"."""
         body = json.dumps({"error": reason}).encode("utf-8")
@@ -263,6 +276,7 @@ def create_app(
     accepted_types: Collection[str] = (),
     json_routes: Mapping[str, JsonRoute] | None = None,
     max_body: int | None = None,
+    require_token: bool | None = None,
 ) -> Flask:
     """A Flask app whose every request first meets the function's `FunctionApp`.
 
@@ -270,6 +284,7 @@ def create_app(
     human-readable list returned with a 400). ready: raises (DependencyUnavailable, ...) when the function cannot
     serve yet. json_routes: path prefix -> plain-JSON route (POST, same failure contract, metric type "json").
     max_body: the largest request body in bytes (default: COELHO_MAX_BODY_BYTES, else 256 KiB).
+    require_token: ask for COELHO_API_TOKEN when it is set (default: the functions in `auth.PROTECTED`).
     """
     app = Flask(name)
     reseed_ids()
@@ -279,7 +294,9 @@ def create_app(
         accepted_set = frozenset(accepts)
         is_accepted, listed = accepted_set.__contains__, sorted(accepted_set)
     limit = max_body if max_body is not None else max_body_bytes()
-    function_app = FunctionApp(name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app, limit)
+    required = name in PROTECTED if require_token is None else require_token
+    gate = TokenGate.from_environ() if required else None
+    function_app = FunctionApp(name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app, limit, gate)
     app.wsgi_app = function_app  # type: ignore[method-assign]
     app.config["function_app"] = function_app
     return app

@@ -1,0 +1,78 @@
+"""Who may call what: the bearer-token switch of the functions that answer people and programs outside the
+platform's event flow.
+
+predict-one, the assistant (chat) and the SQL service (`PROTECTED`) require `Authorization: Bearer <token>` when
+COELHO_API_TOKEN is set (on a cluster from a Secret; embedded, unset by default and every server on 127.0.0.1).
+The token is compared in constant time; a request without it, or with another, is answered 401 with a
+`WWW-Authenticate: Bearer` challenge before anything else is done. Health probes, /metrics and /openapi.json stay
+open (`OPEN_PATHS`): the kubelet and Prometheus scrape without a token, and they reveal no data.
+learn-one, checkpoint and the lake take events only from the Broker and stay cluster-local: no token.
+
+Clients in the repository send the token with `auth_headers()` (empty when the variable is unset).
+
+    >>> gate = TokenGate.from_environ({"COELHO_API_TOKEN": "s3cret-token-of-32-characters-xx"})
+    >>> gate.allows({"PATH_INFO": "/predict/tfd", "HTTP_AUTHORIZATION": "Bearer s3cret-token-of-32-characters-xx"})
+    True
+    >>> gate.allows({"PATH_INFO": "/predict/tfd", "HTTP_AUTHORIZATION": "Bearer guess"})
+    False
+    >>> gate.allows({"PATH_INFO": "/health/readiness"}), gate.allows({"PATH_INFO": "/metrics"})
+    (True, True)
+    >>> TokenGate.from_environ({}) is None, auth_headers({}), auth_headers({"COELHO_API_TOKEN": "t"})
+    (True, {}, {'Authorization': 'Bearer t'})
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["OPEN_PATHS", "PROTECTED", "TOKEN_ENV", "TokenGate", "auth_headers"]
+
+TOKEN_ENV = "COELHO_API_TOKEN"
+PROTECTED = frozenset({"predict", "chat", "sql"})  # the functions that require the token when it is set
+OPEN_PATHS = ("/health/", "/metrics", "/openapi.json")  # probes, scrapes and the API's description
+CHALLENGE = 'Bearer realm="coelho"'
+
+
+@dataclass(frozen=True)
+class TokenGate:
+    """The expected `Authorization` header value, as bytes for `hmac.compare_digest`."""
+
+    expected: bytes
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> TokenGate | None:
+        """The gate when COELHO_API_TOKEN is set (not empty), else None: no check."""
+        env = os.environ if environ is None else environ
+        token = env.get(TOKEN_ENV, "").strip()
+        return cls(f"Bearer {token}".encode()) if token else None
+
+    def allows(self, environ: Mapping[str, Any]) -> bool:
+        """The request may go on: it carries the token, or asks for an open path."""
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(OPEN_PATHS):
+            return True
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        return hmac.compare_digest(given.encode("latin-1", "replace"), self.expected)
+
+    @staticmethod
+    def challenge(environ: Mapping[str, Any]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        """The 401's headers and body: no token, or a wrong one (never which part was wrong)."""
+        if environ.get("HTTP_AUTHORIZATION"):
+            header = CHALLENGE + ', error="invalid_token"'
+            body = {"error": "the bearer token is not valid"}
+        else:
+            header = CHALLENGE
+            body = {"error": "this endpoint requires a bearer token: send Authorization: Bearer <COELHO_API_TOKEN>"}
+        return [("WWW-Authenticate", header)], body
+
+
+def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers a client sends to predict-one, the assistant or SQL: the bearer token when COELHO_API_TOKEN is
+    set, else none."""
+    env = os.environ if environ is None else environ
+    token = env.get(TOKEN_ENV, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}

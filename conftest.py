@@ -33,6 +33,10 @@ PROCESS_FIXTURES = {
     "started_processes",  # tests/producers: processes a test starts
     "browser",  # tests/ui: Chromium
 }
+# One model-state signing key (functions/model_state/signing.py) for the test process and every platform process it
+# starts (they inherit it): a snapshot a function writes verifies in the test, and the other way round.
+os.environ.setdefault("COELHO_STATE_KEY", "coelho-tests-model-state-key-0123456789abcdef")
+
 PROBES = {("uname", "-p"), ("lscpu", "--parse=core"), ("cat", "/proc/cpuinfo")}
 HINT = "the fast lane starts no process: mark the test `process` (or list its fixture in PROCESS_FIXTURES, conftest.py)"
 

@@ -51,6 +51,7 @@ from functions.middleware.app import (
     serve,
 )
 from functions.model_state import ab
+from functions.model_state.codec import StateRefused
 from functions.model_state.follower import LogFollower
 from functions.model_state.keys import connect, key
 from functions.model_state.online_model import OnlineModel
@@ -223,7 +224,13 @@ class Predictor:
                 raise DependencyUnavailable("MLFLOW_TRACKING_URI is not set: registered versions cannot be loaded")
             from functions.model_state.registry import load_version
 
-            state = load_version(domain.name, version)  # one load at a time per process: seconds, then cached
+            try:  # one load at a time per process: seconds, then cached
+                state = load_version(domain.name, version)
+            except StateRefused as exc:  # reported by the codec; the live models keep answering
+                raise UnsupportedEvent(
+                    f"coelho-{domain.name} version {version} is refused: its state is not signed by this platform "
+                    f"({exc.reason})"
+                ) from None
             if state is None:
                 raise UnsupportedEvent(f"coelho-{domain.name} has no version {version}")
             found = self._frozen[cache_key] = (state, threading.Lock())

@@ -4,7 +4,8 @@
 - `event_log`: the write-ahead log of clean events, duplicate suppression, pause.
 - `online_model`: `OnlineModel`, a model's deterministic state (test-then-train `learn_one`, `predict_one`).
 - `tasks`: what differs between classification, regression and clustering.
-- `codec`: snapshots of an `OnlineModel` to bytes and back.
+- `codec`: snapshots of an `OnlineModel` to signed bytes and back (verified, allow-listed, size-limited).
+- `signing`: the key that signs them (COELHO_STATE_KEY, or one generated in the embedded data directory).
 - `replica`: one process's in-memory copy of a model, kept equal to the log (`ModelReplica`).
 - `follower`: keeps replicas fresh by following the logs (predict-one, checkpoint).
 - `batch_learner`: learns committed entries in batches off the request path (learn-one).

@@ -291,7 +291,10 @@ class OnlineModel:
         return encode(self)
 
     @staticmethod
-    def from_bytes(blob: bytes) -> OnlineModel:
+    def from_bytes(
+        blob: bytes, domain: str | None = None, model: str | None = None, seq: int | None = None, where: str = "redis"
+    ) -> OnlineModel:
+        """The state of a signed blob, verified (codec.decode: StateRefused when it is not the expected one)."""
         from functions.model_state.codec import decode
 
-        return decode(blob)
+        return decode(blob, domain, model, seq, where)

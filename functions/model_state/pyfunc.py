@@ -104,7 +104,8 @@ class OnlineModelPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-de
     """A checkpoint's `OnlineModel`, answering a dataframe of events as predict-one answers that version."""
 
     def load_context(self, context: Any) -> None:
-        self.state = OnlineModel.from_bytes(Path(context.artifacts[STATE]).read_bytes())
+        # Verified like every blob: the loading process needs COELHO_STATE_KEY (codec.StateRefused otherwise).
+        self.state = OnlineModel.from_bytes(Path(context.artifacts[STATE]).read_bytes(), where="pyfunc")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         rows = [answer(self.state, _nested(row)) for row in model_input.to_dict(orient="records")]

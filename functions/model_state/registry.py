@@ -6,7 +6,7 @@ is a pyfunc model (functions/model_state/pyfunc.py: `mlflow.pyfunc.load_model("m
 answers a dataframe of events as predict-one answers that version) with the domain's signature and an input
 example; the aliases `champion` and `challenger` are set by functions/model_state/ab.py. The run also keeps the
 replay state `model/state.pkl.lz4`: a `OnlineModel` (model + metrics + seq), the same bytes as a Redis snapshot,
-which restores and frozen serving read. MLflow is imported lazily: it costs seconds of start-up and only
+which restores and frozen serving read, signed and verified like a snapshot (functions/model_state/codec.py). MLflow is imported lazily: it costs seconds of start-up and only
 checkpoint, restore, promotion and frozen versions need it.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.middleware.app import DependencyUnavailable
+from functions.model_state.codec import StateRefused
 from functions.model_state.online_model import OnlineModel
 
 log = logging.getLogger("coelho.functions.model_state.registry")
@@ -152,23 +153,50 @@ def _metric_name(name: str) -> str:
 
 def latest_version(domain: str, model: str) -> Any | None:
     """The newest registered version of `model` in its domain's registered model, or None."""
+    versions = model_versions(domain, model)
+    return versions[0] if versions else None
+
+
+def model_versions(domain: str, model: str) -> list[Any]:
+    """The registered versions of `model` in its domain's registered model, newest first."""
     client = _client()
     versions = _mlflow_call("search model versions", client.search_model_versions, f"name='{registered_name(domain)}'")
     mine = [v for v in versions if (v.tags or {}).get("model") == model]
-    return max(mine, key=lambda v: int(v.version), default=None)
+    return sorted(mine, key=lambda v: int(v.version), reverse=True)
 
 
 def restore_latest(domain: str, model: str) -> tuple[OnlineModel, int] | None:
-    """The state of the latest registered version (and its version number), or None if there is none."""
-    version = latest_version(domain, model)
-    if version is None:
-        return None
+    """The state of the newest registered version whose state verifies (and its version number), or None if there
+    is no version. A version whose state is refused (codec.StateRefused: unsigned, forged, of another model or
+    position) is reported and skipped; when every version is refused, StateRefused is raised: the caller must not
+    start the model from scratch while checkpoints exist."""
+    versions = model_versions(domain, model)
+    refused: StateRefused | None = None
+    for version in versions:
+        try:
+            state = _read_state(domain, version, "mlflow")
+        except StateRefused as exc:
+            refused = exc
+            log.error("%s/%s: registered version %s refused, trying the one before", domain, model, version.version)
+            continue
+        log.info("restored %s/%s from registered version %s (seq %d)", domain, model, version.version, state.seq)
+        return state, int(version.version)
+    if refused is not None:
+        raise refused
+    return None
+
+
+def _read_state(domain: str, version: Any, where: str) -> OnlineModel:
+    """The replay state of a registered version, verified against the version's own model and seq tags."""
     client = _client()
+    tags = version.tags or {}
+    seq = tags.get("seq")
     with tempfile.TemporaryDirectory() as tmp:
         path = _mlflow_call("download", client.download_artifacts, version.run_id, f"model/{ARTIFACT}", tmp)
-        state = OnlineModel.from_bytes(Path(path).read_bytes())
-    log.info("restored %s/%s from registered version %s (seq %d)", domain, model, version.version, state.seq)
-    return state, int(version.version)
+        blob = Path(path).read_bytes()
+    return OnlineModel.from_bytes(
+        blob, domain, tags.get("model") or "?", int(seq) if seq and seq.isdigit() else None, where=where
+    )
 
 
 def version_info(domain: str, version: int) -> dict[str, Any] | None:
@@ -204,6 +232,4 @@ def load_version(domain: str, version: int) -> OnlineModel | None:
         if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
             return None
         return _mlflow_call("get model version", _raise, exc)  # type: ignore[no-any-return]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = _mlflow_call("download", client.download_artifacts, found.run_id, f"model/{ARTIFACT}", tmp)
-        return OnlineModel.from_bytes(Path(path).read_bytes())
+    return _read_state(domain, found, "frozen")  # StateRefused: not signed by this platform

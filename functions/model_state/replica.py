@@ -29,6 +29,7 @@ from prometheus_client import Counter, Gauge
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
 from functions.model_state import ab
+from functions.model_state.codec import StateRefused
 from functions.model_state.event_log import EventLog, LogEntry
 from functions.model_state.keys import key, model_key
 from functions.model_state.online_model import OnlineModel, Outcome
@@ -141,11 +142,18 @@ class ModelReplica:
         blob, seq = self.redis.hmget(self.mkey("snapshot"), ["blob", "seq"])
         if blob is None or int(seq or 0) <= self.state.seq:
             return False
-        state = OnlineModel.from_bytes(blob)
+        try:
+            state = self._verified(blob, seq)
+        except StateRefused:  # logged and counted by the codec: keep what this replica has, replay the log
+            return False
         with self.lock:
             self.state = state
         log.info("%s/%s: loaded snapshot at seq %d", self.domain.name, self.model_name, state.seq)
         return True
+
+    def _verified(self, blob: bytes, seq: Any) -> OnlineModel:
+        """The state of this model's Redis snapshot, signed for this domain, model and position (StateRefused)."""
+        return OnlineModel.from_bytes(blob, self.domain.name, self.model_name, int(seq or 0), where="redis")
 
     def install(self, state: OnlineModel) -> None:
         """Write `state` as this model's snapshot (compare-and-set) and adopt it if it is ahead (restore)."""
@@ -255,7 +263,11 @@ class ModelReplica:
                 )
             self.state = OnlineModel.fresh(self.domain, self.model_name, self.params)
             return
-        self.state = OnlineModel.from_bytes(blob)
+        try:
+            state = self._verified(blob, seq)
+        except StateRefused as exc:  # never loaded: this replica keeps serving what it has
+            raise RuntimeError(f"{self.domain.name}/{self.model_name}: snapshot refused, not reloaded: {exc}") from exc
+        self.state = state
         if needed is not None and self.state.seq + 1 < needed:
             raise RuntimeError(
                 f"{self.domain.name}/{self.model_name}: snapshot at {self.state.seq}, log starts at {needed}"

@@ -2,7 +2,8 @@
 
 `EventLog.append` runs ONE Lua script per event that atomically drops duplicates (CloudEvent source+id, Kafka
 partition+offset, the domain's id field, each a SET NX key with a TTL) and appends the clean event to the domain's
-stream under the next sequence number. The stream is the commit point: once appended, the event will be learned
+stream under the next sequence number: the entry first, then the sequence number and the dedup keys, so an append
+that fails leaves nothing behind (`AppendRefused`) and its retry is appended, not taken for a duplicate. The stream is the commit point: once appended, the event will be learned
 exactly once by every model of the domain, whatever crashes afterwards (docs/adr/0031-model-state-event-log.md).
 """
 
@@ -21,18 +22,30 @@ from functions.model_state.keys import key
 
 DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a delivery is remembered
 
+# The log entry is written first: if it cannot be (Redis out of memory, an entry id not above the stream's last), the
+# script returns an error having written nothing, and a retry appends the event. Marking the delivery as seen first
+# would make every retry a "duplicate" of an event that was never logged. (Scripts are atomic; Redis refuses a
+# script's first write when out of memory and lets the writes after it through, so the XADD is that gate.)
 _APPEND = """
 for i = 4, #KEYS do
   local prior = redis.call('GET', KEYS[i])
   if prior then return {0, tonumber(prior), 0, redis.call('GET', KEYS[3]) or false} end
 end
-local seq = redis.call('INCR', KEYS[1])
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local added = redis.pcall('XADD', KEYS[2], seq .. '-0', 'k', ARGV[2], 'd', ARGV[3], 't', ms)
+if type(added) == 'table' and added.err then
+  return redis.error_reply('event not appended, nothing written: ' .. added.err)
+end
+redis.call('SET', KEYS[1], seq)
 for i = 4, #KEYS do redis.call('SET', KEYS[i], seq, 'EX', ARGV[1]) end
-redis.call('XADD', KEYS[2], seq .. '-0', 'k', ARGV[2], 'd', ARGV[3], 't', ms)
 return {1, seq, ms, redis.call('GET', KEYS[3]) or false}
 """
+
+
+class AppendRefused(redis.ConnectionError):
+    """Redis refused the append and wrote nothing: the delivery is to be retried (a 503, as for Redis down)."""
 
 
 @dataclass
@@ -82,10 +95,14 @@ class EventLog:
         return keys
 
     def append(self, kind: str, event: Mapping[str, Any], dedup_keys: Iterable[str]) -> Appended:
+        """Append the event unless a dedup key says it is a duplicate. AppendRefused: nothing was written."""
         payload = json.dumps(event, separators=(",", ":"), sort_keys=True)
-        new, seq, t_ms, paused = self._append(
-            keys=[self.seq_key, self.log_key, self.paused_key, *dedup_keys], args=[DEDUP_TTL, kind, payload]
-        )
+        try:
+            new, seq, t_ms, paused = self._append(
+                keys=[self.seq_key, self.log_key, self.paused_key, *dedup_keys], args=[DEDUP_TTL, kind, payload]
+            )
+        except redis.ResponseError as exc:  # out of memory, or the log's ids ahead of its seq: retryable
+            raise AppendRefused(f"{self.domain.name}: {exc}") from exc
         return Appended(int(seq), bool(new), int(t_ms), int(paused) if paused else None)
 
     def read_after(self, seq: int, count: int = 2000) -> list[LogEntry]:

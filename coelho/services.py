@@ -329,6 +329,14 @@ def _redis_argv(s: Settings) -> list[str]:
         "yes",
         "--appendfilename",
         "coelho.aof",
+        "--appendfsync",
+        s.redis_appendfsync,
+        # A full Redis refuses writes (learn-one answers 503, the broker retries) rather than evicting model state
+        # or dedup keys; CoelhoRedisMemoryHigh fires at 80 % (knative/monitoring/alert-rules.yaml).
+        "--maxmemory",
+        s.redis_maxmemory,
+        "--maxmemory-policy",
+        "noeviction",
         "--dbfilename",
         "coelho.rdb",
         "--daemonize",

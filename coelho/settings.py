@@ -65,6 +65,8 @@ class Settings:
     namespace: str = "coelho"  # Knative namespace the manifests are read for
     producer_rate: float = 3.0  # events/s per producer started by `coelho up`
     anthropic_model: str = "claude-sonnet-4-5"
+    redis_maxmemory: str = "1gb"  # Redis refuses writes past this (noeviction): never silently drops model state
+    redis_appendfsync: str = "everysec"  # "always" fsyncs every write (docs/adr/0101-redis-memory-and-fsync.md)
 
     # --- derived addresses -------------------------------------------------------------------------
     def url(self, service: str, scheme: str = "http") -> str:
@@ -150,6 +152,10 @@ class Settings:
             namespace=env.get("COELHO_NAMESPACE", str(raw.get("namespace", base.namespace))),
             producer_rate=float(env.get("COELHO_PRODUCER_RATE", str(raw.get("producer_rate", base.producer_rate)))),
             anthropic_model=env.get("ANTHROPIC_MODEL", str(raw.get("anthropic_model", base.anthropic_model))),
+            redis_maxmemory=env.get("COELHO_REDIS_MAXMEMORY", str(raw.get("redis_maxmemory", base.redis_maxmemory))),
+            redis_appendfsync=env.get(
+                "COELHO_REDIS_APPENDFSYNC", str(raw.get("redis_appendfsync", base.redis_appendfsync))
+            ),
         )
 
     def with_free_ports(self, data_dir: Path) -> Settings:
@@ -166,6 +172,8 @@ class Settings:
             COELHO_KAFKA_STORAGE=self.kafka_storage,
             COELHO_NAMESPACE=self.namespace,
             COELHO_PRODUCER_RATE=str(self.producer_rate),
+            COELHO_REDIS_MAXMEMORY=self.redis_maxmemory,
+            COELHO_REDIS_APPENDFSYNC=self.redis_appendfsync,
         )
         return env
 

@@ -12,6 +12,9 @@ are the model's, not one process's:
     coelho_model_log_behind{domain,model}                           entries committed to the domain's log that the
                                                                     model has not applied yet (summary, <= 0.5 s old)
 
+`RedisMemoryCollector` (registered with it) exports Redis' own memory, which Redis refuses writes past (maxmemory,
+noeviction): coelho_redis_memory_used_bytes and coelho_redis_memory_max_bytes (0: no limit).
+
 model_version is the MLflow version of the last checkpoint the live model builds on ("none" before the first).
 The keys read are the ones functions/model_state/replica.py writes (layout in functions/model_state/keys.py).
 """
@@ -111,17 +114,44 @@ class ModelMetricsCollector(Collector):
         return []  # collected at scrape time only (no Redis call at registration)
 
 
+class RedisMemoryCollector(Collector):
+    """Redis' INFO memory at scrape time: what it uses and its maxmemory (CoelhoRedisMemoryHigh alerts at 80 %)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def collect(self) -> Iterable[Any]:
+        try:
+            memory = self.redis.info("memory")
+        except (redis.RedisError, OSError) as exc:
+            log.warning("Redis memory unavailable: %s", exc)
+            return
+        yield GaugeMetricFamily("coelho_redis_memory_used_bytes", "Memory Redis uses", value=memory["used_memory"])
+        yield GaugeMetricFamily(
+            "coelho_redis_memory_max_bytes",
+            "Redis maxmemory (0: no limit); past it Redis refuses writes",
+            value=memory.get("maxmemory", 0),
+        )
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+
 _registered: ModelMetricsCollector | None = None
+_memory: RedisMemoryCollector | None = None
 
 
 def register(client: redis.Redis) -> ModelMetricsCollector:
     """Export the model metrics in this process's default registry (once; later calls switch the Redis client)."""
-    global _registered
+    global _registered, _memory
     from prometheus_client import REGISTRY
 
-    if _registered is None:
+    if _registered is None or _memory is None:
         _registered = ModelMetricsCollector(client)
+        _memory = RedisMemoryCollector(client)
         REGISTRY.register(_registered)
+        REGISTRY.register(_memory)
     else:
         _registered.redis = client
+        _memory.redis = client
     return _registered

@@ -7,8 +7,10 @@ unavailable and running it fails with that reason (never a silent "no such comma
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
 import signal
 import sys
 import time
@@ -16,6 +18,7 @@ import urllib.request
 from typing import Any
 
 import click
+import psutil
 
 from coelho.runtime import Platform, StartError
 from coelho.services import DOMAINS
@@ -30,6 +33,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "lake": "coelho.lake_command:lake",
     "sql": "coelho.sql_command:sql",
     "batch": "coelho.batch_commands:batch",
+    "dlq": "coelho.dlq_command:dlq",
 }
 
 
@@ -145,6 +149,12 @@ def summary_line(plat: Platform) -> str:
     line = f"{time.strftime('%H:%M:%S')}  healthy {len(healthy)}/{len(status)}"
     if bad:
         line += f"  UNHEALTHY: {', '.join(bad)}"
+    looping = [n for n, st in status.items() if st.phase == "crash-loop"]
+    if looping:
+        line += f"  CRASH-LOOPING: {', '.join(looping)}"
+    restarted = {n: st.restarts for n, st in status.items() if st.restarts}
+    if restarted:
+        line += "  restarts: " + " ".join(f"{n}={k}" for n, k in restarted.items())
     learned = learned_per_domain(plat)
     if learned is not None:
         line += "  learned: " + " ".join(f"{d}={learned.get(d, 0)}" for d in DOMAINS)
@@ -159,40 +169,135 @@ def summary_line(plat: Platform) -> str:
 @click.option("--no-producers", is_flag=True, help="Do not start the synthetic event producers.")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between live summary lines.")
 def up(detach: bool, no_producers: bool, interval: float) -> None:
-    """Start the whole platform, wait until healthy, then show a live summary (Ctrl-C stops everything)."""
+    """Start the whole platform, wait until healthy, then show a live summary (Ctrl-C stops everything).
+
+    A supervisor restarts any service that exits, with an exponential backoff (coelho/supervisor.py): this process
+    in the foreground, a detached `python -m coelho.supervisor` with --detach."""
     plat = _platform()
     s = plat.settings
+    existing = plat.supervisor()
+    if existing is not None:
+        click.echo(f"COELHO RealTime: already running in {s.data_dir}, supervised by pid {existing['pid']}")
+        if detach:
+            _print_urls(plat)
+            return
+        _stop_on_interrupt()
+        _summary_until_interrupted(plat, interval)
+        _down_supervised(plat)
+        return
     click.echo(f"COELHO RealTime: starting (data in {s.data_dir}, logs in {s.log_dir})")
     _stop_on_interrupt()
+    if detach:
+        _up_detached(plat, producers=not no_producers)
+        return
+    from coelho.supervisor import Supervisor
+
+    sup = Supervisor(plat)
+    sup.register()
     t0 = time.monotonic()
     try:
-        plat.start(None, producers=not no_producers)
-    except StartError as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.echo("nothing was left running from this attempt.", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted while starting: stopping what was started")
+        try:
+            plat.start(None, producers=not no_producers)
+        except StartError as exc:
+            click.echo(f"error: {exc}", err=True)
+            click.echo("nothing was left running from this attempt.", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted while starting: stopping what was started")
+            _stop_all(plat)
+            sys.exit(130)
+        click.echo(f"all {len(plat.entries())} services healthy in {time.monotonic() - t0:.1f} s")
+        _print_urls(plat)
+        click.echo("Ctrl-C stops everything")
+        sup.start_thread()
+        _summary_until_interrupted(plat, interval)
+        sup.stop()
         _stop_all(plat)
-        sys.exit(130)
+    finally:
+        sup.stopping.set()
+        sup.unregister()
+
+
+def _print_urls(plat: Platform) -> None:
+    s = plat.settings
     names = list(plat.entries())
-    click.echo(f"all {len(names)} services healthy in {time.monotonic() - t0:.1f} s")
     if "dashboard" in names:
         click.echo(f"dashboard:  {s.url('dashboard')}")
     click.echo(f"MLflow:     {s.mlflow_uri}")
     if "prometheus" in names:
         click.echo(f"Prometheus: {s.url('prometheus')}")
-    if detach:
-        click.echo("running in the background: `coelho status`, `coelho logs SERVICE`, `coelho down`")
-        return
-    click.echo("Ctrl-C stops everything")
+
+
+def _summary_until_interrupted(plat: Platform, interval: float) -> None:
     try:
         while True:
             time.sleep(interval)
             click.echo(summary_line(plat))
     except KeyboardInterrupt:
         click.echo("\nstopping")
-        _stop_all(plat)
+
+
+def _up_detached(plat: Platform, producers: bool) -> None:
+    """Start the detached supervisor and relay its log until every service is healthy (or the start failed)."""
+    from coelho.supervisor import spawn_detached
+
+    proc, log, offset = spawn_detached(plat, producers)
+    ok = False
+    try:
+        with log.open("r", errors="replace") as fh:
+            fh.seek(offset)
+            failing = False
+            while True:
+                line = fh.readline()
+                if not line:
+                    if proc.poll() is not None:
+                        rest = fh.read()
+                        for extra in rest.splitlines():
+                            click.echo(extra, err=True)
+                        break
+                    time.sleep(0.1)
+                    continue
+                text = line.rstrip("\n")
+                failing = failing or text.startswith("error:")
+                click.echo(text, err=failing)
+                if text.startswith("all ") and "services healthy" in text:
+                    ok = True
+                    break
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted while starting: stopping what was started")
+        _down_supervised(plat)
+        sys.exit(130)
+    if not ok:
+        sys.exit(proc.poll() or 1)
+    _print_urls(plat)
+    click.echo(
+        f"running in the background, supervised by pid {proc.pid} (restarts a service that exits): "
+        "`coelho status`, `coelho logs SERVICE`, `coelho down`"
+    )
+
+
+def _down_supervised(plat: Platform, timeout: float = 300.0) -> list[str]:
+    """Stop the platform: its supervisor first (it stops supervising, then every service), then what is left."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave half the platform running
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sup = plat.supervisor()
+    if sup is not None and int(sup["pid"]) != os.getpid():
+        click.echo(f"supervisor     stopping (pid {sup['pid']}): it stops every service")
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(int(sup["pid"])).terminate()
+        deadline = time.monotonic() + timeout
+        while plat.supervisor() is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if plat.supervisor() is not None:
+            click.echo(f"warning: the supervisor (pid {sup['pid']}) did not stop in {timeout:.0f} s: SIGKILL", err=True)
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(int(sup["pid"])).kill()
+            plat.set_supervisor(None)
+    problems = plat.stop() if plat.entries() else []
+    for line in problems:
+        click.echo(f"warning: {line}", err=True)
+    click.echo("stopped" if not problems else "stopped, with the warnings above")
+    return problems
 
 
 @main.command()
@@ -200,18 +305,46 @@ def up(detach: bool, no_producers: bool, interval: float) -> None:
 def down(purge: bool) -> None:
     """Stop every process the platform started (by PID) and check that the ports are free."""
     plat = _platform()
-    if not plat.entries():
+    if not plat.entries() and plat.supervisor() is None:
         click.echo("nothing running")
-    else:
-        problems = plat.stop()
-        for line in problems:
-            click.echo(f"warning: {line}", err=True)
-        click.echo("stopped" if not problems else "stopped, with the warnings above")
-        if problems:
-            sys.exit(1)
+    elif _down_supervised(plat):
+        sys.exit(1)
     if purge:
         plat.purge()
         click.echo(f"deleted {plat.settings.data_dir}")
+
+
+@main.command()
+@click.argument("service")
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait until it is healthy again.")
+def restart(service: str, timeout: float) -> None:
+    """Stop SERVICE and start it again (through the supervisor when one runs), then wait until it is healthy."""
+    plat = _platform()
+    entry = plat.entries().get(service)
+    if service not in plat.by_name:
+        raise click.ClickException(f"no such service {service!r} (known: {', '.join(plat.by_name)})")
+    if entry is None:
+        raise click.ClickException(f"{service} is not running in {plat.settings.data_dir} (coelho up starts it)")
+    if plat.supervisor() is None:
+        try:
+            took = plat.restart(service)
+        except StartError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{service} restarted, healthy in {took:.1f} s")
+        return
+    from coelho.supervisor import request_restart
+
+    old = int(entry["pid"])
+    t0 = time.monotonic()
+    request_restart(plat, service)
+    deadline = t0 + timeout
+    while time.monotonic() < deadline:
+        now = plat.entries().get(service, {})
+        if int(now.get("pid", old)) != old and now.get("phase") == "running" and plat.healthy(service):
+            click.echo(f"{service} restarted (pid {old} -> {now['pid']}), healthy in {time.monotonic() - t0:.1f} s")
+            return
+        time.sleep(0.2)
+    raise click.ClickException(f"{service} not healthy {timeout:.0f} s after the restart; see `coelho logs {service}`")
 
 
 @main.command()
@@ -227,6 +360,7 @@ def status(as_json: bool) -> None:
                 {
                     "data_dir": str(plat.settings.data_dir),
                     "healthy": all_ok,
+                    "supervisor": plat.supervisor(),
                     "services": {name: x.to_json() for name, x in st.items()},
                 }
             )
@@ -234,13 +368,23 @@ def status(as_json: bool) -> None:
     elif not st:
         click.echo(f"not running (no services recorded in {plat.state_path})")
     else:
-        rows = [("SERVICE", "PID", "ADDRESS", "HEALTHY", "URL")]
+        from coelho.supervisor import exit_text
+
+        rows = [("SERVICE", "PID", "ADDRESS", "HEALTHY", "RESTARTS", "LAST EXIT", "URL")]
         for name, x in st.items():
-            health = "yes" if x.healthy else ("NO (not running)" if not x.running else "NO")
-            rows.append((name, str(x.pid or "-"), x.address, health, x.url))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+            health = "yes" if x.healthy else (f"NO ({x.phase})" if not x.running else "NO")
+            if x.running and x.phase == "starting":
+                health = "NO (starting again)"
+            rows.append((name, str(x.pid or "-"), x.address, health, str(x.restarts), exit_text(x.last_exit), x.url))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        sup = plat.supervisor()
+        click.echo(
+            f"supervisor: pid {sup['pid']} (restarts a service that exits)"
+            if sup
+            else "supervisor: none (a service that exits stays down: `coelho up` brings it back)"
+        )
     sys.exit(0 if all_ok else 1)
 
 

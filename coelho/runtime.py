@@ -50,9 +50,24 @@ class ServiceStatus:
     url: str
     ready_in: float | None = None
     rss_bytes: int | None = None
+    restarts: int = 0  # times the supervisor started it again (coelho/supervisor.py)
+    last_exit: dict[str, Any] | None = None  # {"code", "signal", "at", "ran_for"} of its last exit
+    phase: str = "running"  # running | starting (again) | backoff | crash-loop
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _phase(running: bool, recorded: Any) -> str:
+    """What `status` shows: a live process is running (or starting again); a dead one waits for its restart
+    (backoff, crash-loop) or, with no supervisor to restart it, has exited.
+
+    >>> _phase(False, "running"), _phase(False, "crash-loop"), _phase(True, None)
+    ('exited', 'crash-loop', 'running')
+    """
+    if running:
+        return "starting" if recorded == "starting" else "running"
+    return str(recorded) if recorded in ("backoff", "crash-loop") else "exited"
 
 
 # --- the platform --------------------------------------------------------------------------------------------------
@@ -107,6 +122,21 @@ class Platform:
                 state["services"].pop(name, None)
             else:
                 state["services"][name] = entry
+            state["data_dir"] = str(self.settings.data_dir)
+            self._save_state(state)
+
+    def supervisor(self) -> dict[str, Any] | None:
+        """The live supervisor of this platform ({"pid", "create_time", "started_at"}), else None."""
+        entry = self._load_state().get("supervisor")
+        return entry if isinstance(entry, dict) and is_alive(entry) else None
+
+    def set_supervisor(self, entry: dict[str, Any] | None) -> None:
+        with self._lock:
+            state = self._load_state()
+            if entry is None:
+                state.pop("supervisor", None)
+            else:
+                state["supervisor"] = entry
             state["data_dir"] = str(self.settings.data_dir)
             self._save_state(state)
 
@@ -424,6 +454,23 @@ class Platform:
                         problems.append(f"{name}: port {port} still in use{port_holder(int(port))}")
             return problems
 
+    def _stop_group(self, name: str, entry: dict[str, Any]) -> None:
+        """SIGTERM the service's process group, SIGKILL after its stop timeout; keeps the state entry."""
+        signal_group(entry, signal.SIGTERM)
+        deadline = time.monotonic() + self._stop_timeout(name)
+        while group_members(entry):
+            proc = self._procs.get(name)
+            if proc is not None:
+                proc.poll()
+            if time.monotonic() > deadline:
+                signal_group(entry, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            time.sleep(0.05)
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
+
     def _stop_timeout(self, name: str) -> float:
         svc = self.by_name.get(name)
         return svc.stop_timeout if svc else 10.0
@@ -481,6 +528,9 @@ class Platform:
                 url=svc.url(self.settings) if svc else "",
                 ready_in=entry.get("ready_in"),
                 rss_bytes=self.rss(name) if with_rss and running else None,
+                restarts=int(entry.get("restarts", 0)),
+                last_exit=entry.get("last_exit"),
+                phase=_phase(running, entry.get("phase")),
             )
         return out
 

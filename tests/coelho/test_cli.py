@@ -228,22 +228,32 @@ def test_produce_for_a_duration(instance: Instance) -> None:
     assert found == ids, f"{len(ids - found)} of {len(ids)} produced records not read back"
 
 
-def test_killed_service_is_reported_unhealthy(instance: Instance) -> None:
+def test_killed_service_is_restarted_by_the_supervisor(instance: Instance) -> None:
     _, before = instance.status()
+    assert before["supervisor"] and psutil.pid_exists(before["supervisor"]["pid"])
     pid = before["services"]["redis"]["pid"]
     psutil.Process(pid).kill()
-    psutil.Process(pid).wait(5) if psutil.pid_exists(pid) else None
-    rc, st = instance.status()
-    assert rc == 1 and not st["healthy"]
-    assert st["services"]["redis"]["pid"] == pid
-    assert not st["services"]["redis"]["healthy"] and not st["services"]["redis"]["running"]
-    assert st["services"]["kafka"]["healthy"]
-    # `up` brings the dead one back without touching the others
-    proc = instance.run("up", "--detach")
-    assert proc.returncode == 0, proc.stderr
-    rc, st = instance.status()
-    assert rc == 0 and st["services"]["redis"]["pid"] != pid
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rc, st = instance.status()
+        if rc == 0 and st["services"]["redis"]["pid"] != pid:
+            break
+        time.sleep(0.5)
+    assert rc == 0 and st["services"]["redis"]["pid"] != pid, st
+    redis = st["services"]["redis"]
+    assert redis["restarts"] == 1 and redis["last_exit"]["signal"] == "SIGKILL", redis
+    assert st["services"]["kafka"]["pid"] == before["services"]["kafka"]["pid"]  # the others untouched
+    table = instance.run("status").stdout
+    assert "RESTARTS" in table and "killed by SIGKILL" in table, table
+    # `coelho restart` goes through the supervisor: a new process, healthy, the others untouched
+    again = instance.run("restart", "redis", timeout=120)
+    assert again.returncode == 0 and "restarted" in again.stdout, again.stdout + again.stderr
+    _, st = instance.status()
+    assert st["services"]["redis"]["pid"] not in (pid, redis["pid"]) and st["services"]["redis"]["healthy"]
     assert st["services"]["kafka"]["pid"] == before["services"]["kafka"]["pid"]
+    # `up` on a supervised platform starts nothing and says who supervises it
+    proc = instance.run("up", "--detach")
+    assert proc.returncode == 0 and "supervised by pid" in proc.stdout, proc.stdout + proc.stderr
 
 
 def _kafka_write(bootstrap: str, topic: str, group: str) -> None:

@@ -28,6 +28,7 @@ import queue
 import re
 import threading
 import time
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import requests
@@ -50,7 +51,7 @@ from functions.middleware.app import (
 from functions.middleware.events import post_event
 from functions.model_state import ab
 from functions.model_state.batch_learner import BatchLearner
-from functions.model_state.event_log import Appended, EventLog, LogEntry
+from functions.model_state.event_log import Appended, EventLog, KafkaPosition, LogEntry
 from functions.model_state.keys import connect, key
 from functions.model_state.online_model import Outcome
 from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for, sync_replicas
@@ -183,7 +184,7 @@ class Learner:
         if ce_type == MODEL_CONTROL:
             return self.model_control(event)
         self.ensure_loaded()
-        kafka: tuple[Any, Any] | None = None
+        kafka: KafkaPosition | None = None
         if ce_type == KAFKA_EVENT:
             topic = (event.get_source() or "").rpartition("#")[2]
             try:
@@ -193,10 +194,7 @@ class Learner:
                     f"Kafka record from topic {topic!r}: no domain reads it (source {event.get_source()})"
                 ) from None
             kind = "auto"
-            match = _KAFKA_ID.search(event.get_id() or "")
-            partition = event.get_extension("knativekafkapartition") or (match.group(1) if match else None)
-            offset = event.get_extension("knativekafkaoffset") or (match.group(2) if match else None)
-            kafka = (partition, offset)
+            kafka = kafka_position(event, topic)
         else:
             parsed = parse_event_type(ce_type)
             assert parsed is not None  # only accepted types reach the handler
@@ -225,7 +223,7 @@ class Learner:
         source: str | None,
         ce_id: str | None,
         data: Any,
-        kafka: tuple[Any, Any] | None,
+        kafka: KafkaPosition | None,
         direct: bool = True,
     ) -> Committed:
         """Validate the event and append it to the domain's log (the commit point; dedup by source+id, Kafka
@@ -237,7 +235,7 @@ class Learner:
         log_kind, clean = classify(domain, kind, data)
         event_log = self.logs[domain.name]
         keys = event_log.dedup_keys(source, ce_id, clean, log_kind, kafka)
-        appended = event_log.append(log_kind, clean, keys)
+        appended = event_log.append(log_kind, clean, keys, kafka=kafka)
         if appended.new and direct:  # concurrent requests with later entries wait for this one, not re-read the log
             for replica in self.replicas[domain.name]:
                 replica.expect(appended.seq)
@@ -343,6 +341,26 @@ class Learner:
                 post_event(self.broker_url, event, session)
             except requests.RequestException as exc:
                 log.warning("drift notification not delivered: %s", exc)
+
+
+def kafka_position(event: Event, topic: str) -> KafkaPosition | None:
+    """A KafkaSource record's partition, offset and record time (from the knativekafka* extensions, or its id
+    `partition:P/offset:O`); None when it says neither. The time, epoch milliseconds zero-padded so that text order
+    is time order, tells a redelivery (same record) from a recreated topic reusing the offset."""
+    match = _KAFKA_ID.search(event.get_id() or "")
+    partition = event.get_extension("knativekafkapartition") or (match.group(1) if match else None)
+    offset = event.get_extension("knativekafkaoffset") or (match.group(2) if match else None)
+    if partition is None or offset is None or not str(offset).isdigit():
+        return None
+    raw = event.attributes.get("time")
+    when: datetime | None = raw if isinstance(raw, datetime) else None
+    if isinstance(raw, str):
+        try:
+            when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+    stamp = f"{int(when.timestamp() * 1000):015d}" if when is not None and when.tzinfo is not None else ""
+    return KafkaPosition(topic, str(partition), int(offset), stamp)
 
 
 def set_training(client: Any, domain: str, action: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A domain's write-ahead log of clean events: a Redis stream, with duplicate suppression and pause.
 
-`EventLog.append` runs ONE Lua script per event that atomically drops duplicates (CloudEvent source+id, Kafka
-partition+offset, the domain's id field, each a SET NX key with a TTL) and appends the clean event to the domain's
+`EventLog.append` runs ONE Lua script per event that atomically drops duplicates (CloudEvent source+id and the
+domain's id field, SET keys with a TTL; a KafkaSource record by its partition's offset high-water mark, no TTL) and appends the clean event to the domain's
 stream under the next sequence number: the entry first, then the sequence number and the dedup keys, so an append
 that fails leaves nothing behind (`AppendRefused`) and its retry is appended, not taken for a duplicate. The stream is the commit point: once appended, the event will be learned
 exactly once by every model of the domain, whatever crashes afterwards (docs/adr/0031-model-state-event-log.md).
@@ -20,16 +20,49 @@ import redis
 from eventing.domain import Domain
 from functions.model_state.keys import key
 
-DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a delivery is remembered
+DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a CloudEvent id or event id is remembered
+# Offsets of a Kafka partition remembered exactly below its highest (reordered deliveries); older ones are
+# duplicates by the high-water mark, without a time window (docs/adr/0091-dedup-windows.md).
+KAFKA_WINDOW = int(os.environ.get("COELHO_KAFKA_DEDUP_OFFSETS", "10000"))
 
+# KEYS: seq, log, paused_at, the Kafka partition's offset mark (or the seq key when none), then the dedup keys.
+# ARGV: ttl, kind, payload, Kafka offset ('' when none), the Kafka record's time, the offset window.
+#
 # The log entry is written first: if it cannot be (Redis out of memory, an entry id not above the stream's last), the
 # script returns an error having written nothing, and a retry appends the event. Marking the delivery as seen first
 # would make every retry a "duplicate" of an event that was never logged. (Scripts are atomic; Redis refuses a
 # script's first write when out of memory and lets the writes after it through, so the XADD is that gate.)
+#
+# A Kafka partition's mark is a sorted set of "offset|seq|time" (score: offset) holding the offsets within WINDOW
+# of the highest one. An offset in it with the same record time is a duplicate (its seq is known); an offset below
+# the window is a duplicate too, whatever its age (seq 0: not known any more), unless its record is newer than the
+# highest one's: then the offsets started again (a recreated topic) and the mark is reset, as it is when a seen
+# offset comes back with another record time.
 _APPEND = """
-for i = 4, #KEYS do
+local paused = redis.call('GET', KEYS[3]) or false
+for i = 5, #KEYS do
   local prior = redis.call('GET', KEYS[i])
-  if prior then return {0, tonumber(prior), 0, redis.call('GET', KEYS[3]) or false} end
+  if prior then return {0, tonumber(prior), 0, paused} end
+end
+local offset = tonumber(ARGV[4])
+local rtime = ARGV[5]
+local restart = false
+if offset then
+  local hit = redis.call('ZRANGEBYSCORE', KEYS[4], offset, offset, 'LIMIT', 0, 1)[1]
+  if hit then
+    local s, t = string.match(hit, '^[^|]*|([^|]*)|(.*)$')
+    if rtime == '' or t == '' or t == rtime then return {0, tonumber(s), 0, paused} end
+    restart = true
+  else
+    local top = redis.call('ZRANGE', KEYS[4], -1, -1)[1]
+    if top then
+      local o, t = string.match(top, '^([^|]*)|[^|]*|(.*)$')
+      if offset < tonumber(o) - tonumber(ARGV[6]) then
+        if rtime == '' or t == '' or rtime <= t then return {0, 0, 0, paused} end
+        restart = true
+      end
+    end
+  end
 end
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local now = redis.call('TIME')
@@ -39,9 +72,25 @@ if type(added) == 'table' and added.err then
   return redis.error_reply('event not appended, nothing written: ' .. added.err)
 end
 redis.call('SET', KEYS[1], seq)
-for i = 4, #KEYS do redis.call('SET', KEYS[i], seq, 'EX', ARGV[1]) end
-return {1, seq, ms, redis.call('GET', KEYS[3]) or false}
+for i = 5, #KEYS do redis.call('SET', KEYS[i], seq, 'EX', ARGV[1]) end
+if offset then
+  if restart then redis.call('DEL', KEYS[4]) end
+  redis.call('ZADD', KEYS[4], offset, offset .. '|' .. seq .. '|' .. rtime)
+  local high = tonumber(redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (high - tonumber(ARGV[6])))
+end
+return {1, seq, ms, paused}
 """
+
+
+@dataclass(frozen=True)
+class KafkaPosition:
+    """Where a KafkaSource record sits: its partition, offset and record time (CloudEvent `time`, '' if none)."""
+
+    topic: str
+    partition: str
+    offset: int
+    time: str = ""
 
 
 class AppendRefused(redis.ConnectionError):
@@ -81,25 +130,39 @@ class EventLog:
         event_id: str | None,
         event: Mapping[str, Any],
         kind: str,
-        kafka: tuple[Any, Any] | None = None,
+        kafka: KafkaPosition | None = None,
     ) -> list[str]:
-        """The identities of one delivery: any one already seen makes it a duplicate."""
+        """The identities of one delivery that expire (DEDUP_TTL): any one already seen makes it a duplicate.
+        A KafkaSource record (`kafka`) is deduplicated by its partition's offset mark instead (`append`): its
+        CloudEvent id is only its partition and offset, which a recreated topic reuses."""
         keys = []
-        if source and event_id:
+        if source and event_id and kafka is None:
             keys.append(key(self.domain.name, "dedup", f"ce:{source}|{event_id}"))
-        if kafka and kafka[0] is not None and kafka[1] is not None:
-            keys.append(key(self.domain.name, "dedup", f"kafka:{self.domain.topic}:{kafka[0]}:{kafka[1]}"))
         ident = event.get(self.domain.id_field)
         if ident is not None:
             keys.append(key(self.domain.name, "dedup", f"{'label' if kind == 'label' else 'id'}:{ident}"))
         return keys
 
-    def append(self, kind: str, event: Mapping[str, Any], dedup_keys: Iterable[str]) -> Appended:
-        """Append the event unless a dedup key says it is a duplicate. AppendRefused: nothing was written."""
+    def kafka_key(self, kafka: KafkaPosition) -> str:
+        return key(self.domain.name, "kafka", f"{kafka.topic}:{kafka.partition}")
+
+    def append(
+        self,
+        kind: str,
+        event: Mapping[str, Any],
+        dedup_keys: Iterable[str],
+        kafka: KafkaPosition | None = None,
+    ) -> Appended:
+        """Append the event unless a dedup key or its Kafka partition's mark says it is a duplicate (then seq is the
+        first delivery's, or 0 for a Kafka offset below the window). AppendRefused: nothing was written."""
         payload = json.dumps(event, separators=(",", ":"), sort_keys=True)
+        mark = self.kafka_key(kafka) if kafka is not None else self.seq_key
+        args: list[str | int] = [DEDUP_TTL, kind, payload, "", "", KAFKA_WINDOW]
+        if kafka is not None:
+            args[3:5] = [kafka.offset, kafka.time]
         try:
             new, seq, t_ms, paused = self._append(
-                keys=[self.seq_key, self.log_key, self.paused_key, *dedup_keys], args=[DEDUP_TTL, kind, payload]
+                keys=[self.seq_key, self.log_key, self.paused_key, mark, *dedup_keys], args=args
             )
         except redis.ResponseError as exc:  # out of memory, or the log's ids ahead of its seq: retryable
             raise AppendRefused(f"{self.domain.name}: {exc}") from exc

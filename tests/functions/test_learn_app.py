@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from eventing.domains import get_domain
 from functions import learn
 from tests.functions.function_testkit import cloudevent, free_port
 from tests.functions.streams import events
+
+RECORD_TIME = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def post(client: Any, message: Any) -> Any:
@@ -47,6 +50,7 @@ def test_kafka_event_takes_its_domain_from_the_topic(app: Any) -> None:
         trip,
         ce_id="partition:2/offset:17",
         source=f"/apis/v1/namespaces/coelho/kafkasources/records#{eta.topic}",
+        time=RECORD_TIME,  # the Kafka record's timestamp: the same on every redelivery
     )
     reply = json.loads(post(client, message).data)
     assert reply["domain"] == "eta" and reply["models"][0]["learned"] is True
@@ -57,8 +61,9 @@ def test_kafka_event_takes_its_domain_from_the_topic(app: Any) -> None:
         source=f"/apis/v1/namespaces/coelho/kafkasources/records#{eta.topic}",
         knativekafkapartition="2",
         knativekafkaoffset="17",
+        time=RECORD_TIME,
     )
-    assert json.loads(post(client, again).data)["duplicate"] is True  # same partition and offset
+    assert json.loads(post(client, again).data)["duplicate"] is True  # same partition, offset and record
     unknown = cloudevent("dev.knative.kafka.event", trip, source="/apis/v1/namespaces/coelho/kafkasources/x#nope")
     response = post(client, unknown)
     assert response.status_code == 400 and "nope" in response.json["error"]

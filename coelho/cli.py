@@ -20,7 +20,8 @@ from typing import Any
 import click
 import psutil
 
-from coelho.runtime import Platform, StartError
+from coelho.processes import port_holder, port_in_use
+from coelho.runtime import Platform, StartError, other_platforms
 from coelho.services import DOMAINS
 from coelho.settings import Settings
 
@@ -306,12 +307,32 @@ def down(purge: bool) -> None:
     """Stop every process the platform started (by PID) and check that the ports are free."""
     plat = _platform()
     if not plat.entries() and plat.supervisor() is None:
-        click.echo("nothing running")
+        click.echo(f"nothing running in {plat.settings.data_dir}")
+        for line in _elsewhere(plat):
+            click.echo(line)
     elif _down_supervised(plat):
         sys.exit(1)
     if purge:
         plat.purge()
         click.echo(f"deleted {plat.settings.data_dir}")
+
+
+def _elsewhere(plat: Platform) -> list[str]:
+    """Where a platform runs when it is not in this data directory (other data dirs, or who holds the ports)."""
+    lines = []
+    others = other_platforms(plat.settings)
+    for other in others:
+        ports = f" (it holds ports {', '.join(other['ports'])})" if other.get("ports") else ""
+        lines.append(
+            f"but a platform runs with COELHO_DATA_DIR={other['data_dir']}{ports}: "
+            f"{', '.join(other['services']) or 'its processes'}; "
+            f"`COELHO_DATA_DIR={other['data_dir']} coelho status` (or `... coelho down`)"
+        )
+    if not others:
+        held = [(n, p) for n, p in plat.settings.ports.items() if port_in_use(plat.settings.host, p)]
+        for name, port in held:
+            lines.append(f"but port {port} ({name}) is in use{port_holder(port)}: not by a platform coelho knows")
+    return lines
 
 
 @main.command()
@@ -361,12 +382,15 @@ def status(as_json: bool) -> None:
                     "data_dir": str(plat.settings.data_dir),
                     "healthy": all_ok,
                     "supervisor": plat.supervisor(),
+                    "elsewhere": other_platforms(plat.settings) if not st else [],
                     "services": {name: x.to_json() for name, x in st.items()},
                 }
             )
         )
     elif not st:
         click.echo(f"not running (no services recorded in {plat.state_path})")
+        for line in _elsewhere(plat):
+            click.echo(line)
     else:
         from coelho.supervisor import exit_text
 

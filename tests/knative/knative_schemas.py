@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -86,3 +89,37 @@ def strict_schema(name: str, kind: str) -> dict[str, Any]:
         **schema.get("properties", {}),
     }
     return strictify(schema, kind)
+
+
+# --- the rendered tree (`kubectl kustomize knative/`) -------------------------------------------------------
+KUBECTL = shutil.which("kubectl")
+NO_KUBECTL = "kubectl is not installed (./dev installs Debian's kubernetes-client): cannot render knative/"
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize DIR`, parsed: every object `kubectl apply -k DIR` would send to the cluster."""
+    assert KUBECTL, NO_KUBECTL
+    out = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RenderError(out.stderr.strip())
+    return [doc for doc in yaml.safe_load_all(out.stdout) if isinstance(doc, dict)]
+
+
+class RenderError(RuntimeError):
+    """kustomize refused to render the tree."""
+
+
+def copy_with_secrets(target: Path) -> Path:
+    """knative/ copied to `target`, with each secrets/*.env made from its example by secrets/generate.sh (the
+    documented step): what an operator renders."""
+    tree = target / "knative"
+    shutil.copytree(KNATIVE, tree, ignore=shutil.ignore_patterns("*.env"))
+    subprocess.run(["sh", str(tree / "secrets" / "generate.sh")], check=True, capture_output=True, timeout=60)
+    return tree
+
+
+@cache
+def rendered() -> tuple[dict[str, Any], ...]:
+    """The whole tree rendered once per session, with generated credentials."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return tuple(render(copy_with_secrets(Path(tmp))))

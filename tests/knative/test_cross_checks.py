@@ -40,9 +40,16 @@ def _by_kind(kind: str) -> list[dict[str, Any]]:
     return [doc for _, doc in documents() if doc["kind"] == kind]
 
 
+def _function_name(service_name: str) -> str:
+    """The function a Service runs: coelho-sql -> sql, coelho-learn-tfd (learn-one, one Service per domain) -> learn."""
+    name = service_name.removeprefix("coelho-")
+    function, _, domain = name.rpartition("-")
+    return function if domain in DOMAINS else name
+
+
 def _function_module(service_name: str) -> Path:
     """functions/<name>.py, or functions/<name>/__main__.py for a function that is a package (the lake)."""
-    name = service_name.removeprefix("coelho-")
+    name = _function_name(service_name)
     package_main = FUNCTIONS / name / "__main__.py"
     return package_main if package_main.exists() else FUNCTIONS / f"{name}.py"
 
@@ -74,7 +81,7 @@ def test_every_subscribed_service_runs_an_existing_function(manifests: Manifests
         )
         service = manifests.services[("coelho", str(trigger.subscriber.name))]
         command = service["spec"]["template"]["spec"]["containers"][0]["command"]
-        assert command[-1] == f"functions.{str(trigger.subscriber.name).removeprefix('coelho-')}", command
+        assert command[-1] == f"functions.{_function_name(str(trigger.subscriber.name))}", command
 
 
 def test_sinks_and_dead_letter_sinks_exist(manifests: Manifests) -> None:
@@ -289,7 +296,14 @@ def test_function_env_reader_finds_what_the_code_reads() -> None:
     assert {"REDIS_URL", "BROKER_URL", "MLFLOW_TRACKING_URI"} <= reads
 
 
-FUNCTION_SERVICES = ["coelho-learn", "coelho-predict", "coelho-checkpoint", "coelho-chat", "coelho-sql", "coelho-lake"]
+FUNCTION_SERVICES = [
+    *(f"coelho-learn-{d}" for d in DOMAINS),
+    "coelho-predict",
+    "coelho-checkpoint",
+    "coelho-chat",
+    "coelho-sql",
+    "coelho-lake",
+]
 
 
 def test_every_knative_service_runs_an_existing_function(manifests: Manifests) -> None:
@@ -311,17 +325,23 @@ def test_every_env_var_a_function_reads_is_set_by_its_service(manifests: Manifes
     assert not missing, f"{service_name} reads {missing} but its Service does not set them"
 
 
-def test_function_env_names_of_settings_are_in_the_configmap_or_secret(manifests: Manifests) -> None:
+def test_function_env_names_of_settings_are_set_by_every_function_service(manifests: Manifests) -> None:
+    """What the embedded platform gives every function process (Settings.function_env), each Service sets too:
+    from the ConfigMap, or its own credentials (REDIS_URL per Redis user, AWS_* for the S3 users)."""
     from coelho.settings import Settings
 
+    credentials = {"REDIS_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     config = set(manifests.config_maps[("coelho", "coelho-config")])
-    secret = yaml.safe_load((KNATIVE / "config" / "coelho-secrets.yaml").read_text())["stringData"]
-    assert set(Settings().function_env()) <= config | set(secret)
+    assert set(Settings().function_env()) - credentials <= config
+    assert not credentials & config, "credentials in the ConfigMap"
 
 
-def test_func_yaml_sets_the_same_environment_as_the_services(manifests: Manifests) -> None:
+def test_func_yaml_names_an_existing_service_and_claims_no_build(manifests: Manifests) -> None:
+    """A plain `kn func invoke` posts to the Knative Service named in func.yaml: it exists, and the file claims no
+    build or deploy settings (the image comes from knative/Dockerfile)."""
     from tests.knative.knative_schemas import StringTimestampLoader
 
     func = yaml.load((ROOT / "func.yaml").read_text(), Loader=StringTimestampLoader)  # noqa: S506 - a SafeLoader
-    names = {e["name"] for e in func["run"]["envs"]}
-    assert names == _service_env(manifests, manifests.services[("coelho", "coelho-learn")])
+    assert (func["namespace"], func["name"]) in manifests.services
+    assert func["invoke"] == "cloudevent"
+    assert not {"build", "run", "deploy", "image", "registry"} & set(func), "func.yaml claims to build or deploy"

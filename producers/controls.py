@@ -5,13 +5,25 @@
 
 A producer reads them about once per second. Redis is optional: when it is unreachable or a key is absent,
 the producer keeps the rate it was started with and stays enabled.
+
+Each running producer also says that it runs, about once per second, in
+
+    coelho:producer:<domain>:running  hash: producer id -> JSON {rate, enabled, sent, count, t}
+
+so the dashboard shows the producers that really run (the platform's, or a `coelho produce`), not the switch's
+default. An entry older than HEARTBEAT_TTL_S is a producer that stopped or died; the hash itself expires.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +34,32 @@ def rate_key(domain: str) -> str:
 
 def enabled_key(domain: str) -> str:
     return f"coelho:producer:{domain}:enabled"
+
+
+def running_key(domain: str) -> str:
+    return f"coelho:producer:{domain}:running"
+
+
+HEARTBEAT_TTL_S = 5.0  # a producer not heard of for this long no longer runs
+
+
+def running_producers(raw: dict[Any, Any], now: float | None = None) -> list[dict[str, Any]]:
+    """The producers of a `running_key` hash (HGETALL) heard of in the last HEARTBEAT_TTL_S seconds.
+
+    >>> beat = {b"host:1": json.dumps({"rate": 5.0, "enabled": True, "sent": 10, "count": None, "t": 100.0})}
+    >>> [p["id"] for p in running_producers(beat, now=102.0)], running_producers(beat, now=106.0)
+    (['host:1'], [])
+    """
+    now = time.time() if now is None else now
+    out = []
+    for key, value in raw.items():
+        try:
+            beat = json.loads(value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(beat, dict) and now - float(beat.get("t", 0)) <= HEARTBEAT_TTL_S:
+            out.append({"id": _text(key), **beat})
+    return sorted(out, key=lambda b: str(b["id"]))
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -41,6 +79,8 @@ class ProducerControls:
         self.rate = self.default_rate
         self.enabled = True
         self._next_poll = 0.0
+        self._next_beat = 0.0
+        self.producer_id = f"{socket.gethostname()}:{os.getpid()}"
         self._client = None
         self._unreachable_logged = False
         if self.redis_url:
@@ -85,6 +125,29 @@ class ProducerControls:
             return self.rate
         return rate
 
+    def heartbeat(self, sent: int, count: int | None = None, now: float | None = None) -> None:
+        """Say that this producer runs (rate, switch, events sent of `count`), at most once per interval."""
+        now = time.monotonic() if now is None else now
+        if self._client is None or now < self._next_beat:
+            return
+        self._next_beat = now + self.interval_s
+        beat = {"rate": self.rate, "enabled": self.enabled, "sent": sent, "count": count, "t": time.time()}
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hset(running_key(self.domain), self.producer_id, json.dumps(beat))
+            pipe.expire(running_key(self.domain), int(HEARTBEAT_TTL_S * 6))
+            pipe.execute()
+        except Exception:  # Redis down: poll() has said so already
+            pass
+
+    def stopped(self) -> None:
+        """This producer no longer runs (its entry goes at once instead of after HEARTBEAT_TTL_S)."""
+        if self._client is None:
+            return
+        with contextlib.suppress(Exception):  # Redis down: the entry expires by itself
+            self._client.hdel(running_key(self.domain), self.producer_id)
+
     def close(self) -> None:
         if self._client is not None:
+            self.stopped()
             self._client.close()

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -209,11 +209,13 @@ def produce(
     output: str | Path | IO[str] | None = None,
     stop: threading.Event | None = None,
     producer_config: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ProduceStats:
     """Produce `domain`'s stream until `count` records, `duration` seconds, the end of a replay, or `stop`.
 
     rate: events/s (0 = as fast as possible), overridden while running by the Redis controls when `redis_url`
-    is given. output: write JSONL there instead of Kafka. Returns what was sent and acknowledged.
+    is given. output: write JSONL there instead of Kafka. progress: called with the number of events sent after each
+    one (a progress bar; it must be cheap). Returns what was sent and acknowledged.
     """
     d = get_domain(domain)
     stop = stop or threading.Event()
@@ -266,9 +268,11 @@ def produce(
                     pacer.set_rate(controls.rate)
                     metrics.rate.set(controls.rate)
                 metrics.enabled.set(1 if controls.enabled else 0)
+                controls.heartbeat(stats.sent, count)
                 while not controls.enabled and not stop.is_set():
                     stop.wait(0.25)
                     publish()
+                    controls.heartbeat(stats.sent, count)
                     if controls.poll():
                         pacer.set_rate(controls.rate)
                         metrics.rate.set(controls.rate)
@@ -284,6 +288,8 @@ def produce(
             sink.send(event)
             stats.sent += 1
             stats.by_kind[event.kind] = stats.by_kind.get(event.kind, 0) + 1
+            if progress is not None:
+                progress(stats.sent)
         # Stopped (SIGTERM): flush what was sent, but within the runtime's patience (it SIGKILLs after 10 s).
         if stop.is_set():
             from kafka.errors import KafkaTimeoutError

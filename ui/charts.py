@@ -64,7 +64,16 @@ class FraudGauge:
     def __init__(self) -> None:
         import panel as pn
 
-        self.pane = pn.pane.HTML("", width=self.WIDTH, height=self.HEIGHT, margin=0, css_classes=["fraud-gauge"])
+        # As wide as its column allows, up to WIDTH: the SVG scales with its viewBox (never cut off at the right).
+        self.pane = pn.pane.HTML(
+            "",
+            max_width=self.WIDTH,
+            height=self.HEIGHT,
+            margin=0,
+            sizing_mode="stretch_width",
+            align="center",
+            css_classes=["fraud-gauge"],
+        )
         self.update(None)
 
     @staticmethod
@@ -113,7 +122,7 @@ class FraudGauge:
             f"class='gauge-label'>{text}</text>"
         )
         return (
-            f"<svg viewBox='-120 -108 240 150' width='{self.WIDTH}' height='{self.HEIGHT - 10}' role='img' "
+            f"<svg viewBox='-120 -108 240 150' width='100%' height='{self.HEIGHT - 10}' role='img' "
             f"aria-label='fraud probability gauge' style='font-family:inherit'>{''.join(parts)}</svg>"
         )
 

@@ -40,13 +40,14 @@ TOOL_LABELS = {
     "describe_domain": "domain declaration",
     "query_lake": "lake SQL",
 }
+# Short enough to show whole in the sidebar's input (two lines at its width): a clipped hint helps nobody.
 EXAMPLES = {
     "home": "What does this page show?",
-    "tfd": "Why was this transaction flagged?",
+    "tfd": "Why was this flagged?",
     "eta": "What drove this ETA?",
-    "ecci": "What does a cluster represent?",
-    "observability": "What does this page show?",
-    "sql": "Which product category has the highest fraud rate?",
+    "ecci": "What is a cluster?",
+    "observability": "What does this show?",
+    "sql": "Which category has most fraud?",
 }
 PANEL_CSS = """
 :host { font-size: 13px; }
@@ -234,7 +235,14 @@ def chat_panel(
             "default_avatars": {ASSISTANT.lower(): "A", USER.lower(): "Y"},
         },
         widgets=[
-            pn.chat.ChatAreaInput(placeholder=f"Ask about this page, e.g. “{EXAMPLES.get(page, EXAMPLES['home'])}”")
+            pn.chat.ChatAreaInput(
+                placeholder=f"Ask about this page, e.g. “{EXAMPLES.get(page, EXAMPLES['home'])}”",
+                rows=2,
+                auto_grow=True,
+                max_rows=8,
+                # The design fixes a textarea at one line's height: room for the two-line hint (auto_grow adds more).
+                stylesheets=["textarea.bk-input { min-height: 3.6em; }"],
+            )
         ],
         stylesheets=[PANEL_CSS],
     )

@@ -42,6 +42,7 @@ summary:hover, details[open] summary { background: rgba(255,255,255,.14); color:
           padding: 7px 10px; border-radius: 6px; }
 .menu a:hover { background: #eff4ff; }
 .menu small { color: #6b7280; }
+@media (max-width: 1200px) { nav { gap: 0; font-size: 13px; } nav a.page, summary { padding: 6px 7px; } }
 """
 
 
@@ -58,6 +59,28 @@ def card(*objects: Any, title: str | None = None, **kwargs: Any) -> pn.Column:
     kwargs.setdefault("sizing_mode", "stretch_width")
     kwargs.setdefault("margin", (6, 6))
     return pn.Column(*items, stylesheets=[CARD_CSS], **kwargs)
+
+
+def flow(*items: Any, gap: str = "0px", **kwargs: Any) -> pn.FlexBox:
+    """A row that wraps: its items sit side by side while they fit and stack when the window is narrow.
+
+    Give each item its flex with `grow(item, basis)` (or a fixed width): no item is ever pushed past the right
+    edge of the window, which a `pn.Row` of fixed-width items does at laptop widths.
+    """
+    kwargs.setdefault("sizing_mode", "stretch_width")
+    kwargs.setdefault("margin", 0)
+    kwargs.setdefault("align_items", "flex-start")
+    return pn.FlexBox(*items, flex_wrap="wrap", gap=gap, **kwargs)
+
+
+def grow(item: Any, basis: int, max_width: int | None = None) -> Any:
+    """`item` as a flex item that starts at `basis` px, grows into free room and shrinks to the window's width."""
+    styles = dict(getattr(item, "styles", None) or {})
+    styles.update({"flex": f"1 1 {basis}px", "min-width": f"min({basis}px, 100%)"})
+    if max_width is not None:
+        styles["max-width"] = f"{max_width}px"
+    item.styles = styles
+    return item
 
 
 def badge(text: str, color: str, solid: bool = True) -> str:
@@ -141,8 +164,7 @@ def page_template(
         nav_html(active, pages, settings),
         stylesheets=[NAV_CSS],
         margin=(0, 10),
-        sizing_mode="fixed",
-        width=760,
+        sizing_mode="stretch_width",  # the header's room, whatever the window's width (a fixed width overflowed)
         height=40,
     )
     sidebar: list[Any] = []

@@ -39,8 +39,12 @@ class DomainLive:
     clusters: dict[str, Any] = field(default_factory=dict)  # ECCI: cluster id -> profile summary
     n_clusters: int | None = None
     n_micro_clusters: int | None = None
-    producer_enabled: bool | None = None
-    producer_rate: float | None = None
+    producer_enabled: bool | None = None  # the switch in Redis (None: never set, a producer would stream)
+    producer_rate: float | None = None  # the rate the switch sets
+    # The producers that really run (platform service or `coelho produce`): producers.controls heartbeats.
+    producers: list[dict[str, Any]] = field(default_factory=list)
+    log_head: int | None = None  # events committed to the domain's log so far (learn-one's sequence)
+    arriving_per_s: float = 0.0  # how fast that log grows: the events actually arriving, whoever sends them
     learned_per_s: float = 0.0
     learning: bool = False  # events were learned in the last few seconds
     last_event_ms: int | None = None
@@ -65,6 +69,7 @@ class LiveData:
         self.redis_up = True
         self.services_checked_at = 0.0
         self._rates: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
+        self._arrivals: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
         self._model_rates: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -147,6 +152,17 @@ class LiveData:
             live.learned_per_s = max(0.0, (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]))
         last_five = [(t, n) for t, n in samples if now - t <= 5.0]
         live.learning = len(last_five) >= 2 and last_five[-1][1] > last_five[0][1] and not live.paused
+        live.arriving_per_s = self._per_second(self._arrivals[live.domain], now, live.log_head)
+
+    @staticmethod
+    def _per_second(samples: deque[tuple[float, int]], now: float, value: int | None, window: float = 10.0) -> float:
+        """How fast a counter grew over the last `window` seconds, with a new sample of it (None: no reading)."""
+        if value is not None:
+            samples.append((now, value))
+        recent = [(t, n) for t, n in samples if now - t <= window]
+        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
+            return 0.0
+        return max(0.0, (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]))
 
     # --- what pages read -----------------------------------------------------------------------------
     def down_services(self) -> list[ServiceStatus]:

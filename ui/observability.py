@@ -74,9 +74,12 @@ class ChartQuery:
 
 @dataclass(frozen=True)
 class Chart:
+    """A chart of the page. `zero_when_empty`: no series means none happened (errors), drawn as a line at 0."""
+
     title: str
     unit: str
     queries: tuple[ChartQuery, ...]
+    zero_when_empty: bool = False
 
 
 # Metric names exported by the platform (functions/, eventing/router/, producers/); the alert rules and the
@@ -112,6 +115,7 @@ CHARTS: tuple[Chart, ...] = (
             ChartQuery("function errors", REQUESTS, "rate", by="function", exclude={"code": "2.."}),
             ChartQuery("dead-lettered", DEAD_LETTERED, "rate", by="trigger"),
         ),
+        zero_when_empty=True,  # a failure counter is exported once it counts: no series means no errors
     ),
     Chart("Consumer lag", "events", (ChartQuery("lag", ROUTER_LAG, "value", by="consumer"),)),
     Chart("Drift detections", "detections", (ChartQuery("drift", DRIFT, "value", by="domain"),)),
@@ -370,8 +374,20 @@ class Snapshot:
     drift_from: str = ""
 
 
+NONE_SERIES = "none"  # the line of a zero_when_empty chart when nothing happened
+
+
 class ObservabilityData:
     """Chooses Prometheus when it answers, else scrapes the services, and collects one `Snapshot` per refresh."""
+
+    def _zero_line(self, source: MetricsSource) -> list[Point]:
+        """A line at 0 over the time the source has data for (the last minute before its first sample)."""
+        now = time.time()
+        try:
+            start = source.earliest(self.window_s)
+        except (requests.RequestException, KeyError, ValueError):
+            start = None
+        return [(start if start is not None and start < now else now - 60.0, 0.0), (now, 0.0)]
 
     def __init__(self, settings: Any, window_s: float = 900.0) -> None:
         self.settings = settings
@@ -391,11 +407,15 @@ class ObservabilityData:
         drawn: dict[str, dict[str, list[Point]]] = {}
         for chart in charts:
             lines: dict[str, list[Point]] = {}
+            failed = False
             for query in chart.queries:
                 try:
                     lines.update(source.series(query, self.window_s))
                 except (requests.RequestException, KeyError, ValueError) as exc:
+                    failed = True
                     errors.append(f"{chart.title}: {exc}")
+            if chart.zero_when_empty and not failed and not any(lines.values()):
+                lines = {NONE_SERIES: self._zero_line(source)}
             drawn[chart.title] = lines
         try:
             targets = source.targets()
@@ -418,6 +438,7 @@ class ObservabilityData:
 
 # --- the Panel page ----------------------------------------------------------------------------------------
 DRIFT_CHARTS = ("Events per second", "Drift detections")  # charts that carry the drift markers
+LEGEND_COLUMNS = 3
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 
 
@@ -442,11 +463,23 @@ class LiveChart:
         )
         self.sources: dict[str, Any] = {}
         self.spans: set[float] = set()
+        self.legend: Any = None
+
+    def title_for(self, lines: Mapping[str, list[Point]]) -> str:
+        """The chart's title; "(no data yet)" only while it draws no point at all.
+
+        >>> chart = LiveChart(CHARTS[0])
+        >>> chart.title_for({}), chart.title_for({"learned tfd": [(1.0, 0.0)]})
+        ('Events per second (no data yet)', 'Events per second')
+        """
+        return self.chart.title if any(lines.values()) else f"{self.chart.title} (no data yet)"
 
     def update(self, lines: Mapping[str, list[Point]], drift: Sequence[tuple[float, str]]) -> None:
-        from bokeh.models import ColumnDataSource, Span  # type: ignore[attr-defined]
+        """Redraw with these lines and drift markers. Changes the Bokeh document: call it holding the document's
+        lock (a Bokeh server callback, e.g. through `Document.add_next_tick_callback`)."""
+        from bokeh.models import ColumnDataSource, Legend, LegendItem, Span  # type: ignore[attr-defined]
 
-        title = self.chart.title if any(lines.values()) else f"{self.chart.title} (no data yet)"
+        title = self.title_for(lines)
         heading: Any = self.figure.title
         if heading.text != title:
             heading.text = title
@@ -460,9 +493,21 @@ class LiveChart:
                 continue
             source = self.sources[name] = ColumnDataSource(data)
             colour = PALETTE[(len(self.sources) - 1) % len(PALETTE)]
-            self.figure.line("x", "y", source=source, legend_label=name, line_width=2, color=colour)
-            self.figure.legend.location = "top_left"
-            self.figure.legend.label_text_font_size = "9pt"
+            renderer = self.figure.line("x", "y", source=source, line_width=2, color=colour)
+            if self.legend is None:  # below the plot, never over its lines
+                self.legend = Legend(
+                    items=[],
+                    location="top_left",
+                    orientation="horizontal",
+                    label_text_font_size="9pt",
+                    ncols=LEGEND_COLUMNS,
+                    border_line_alpha=0,
+                    margin=2,
+                    padding=2,
+                    spacing=10,
+                )
+                self.figure.add_layout(self.legend, "below")
+            self.legend.items = [*self.legend.items, LegendItem(label=name, renderers=[renderer])]
         for name in set(self.sources) - set(lines):  # a series that disappeared keeps its line, emptied
             self.sources[name].data = {"x": [], "y": []}
         for at, _domain in drift:
@@ -531,13 +576,7 @@ def page_and_context(settings: Any, refresh_ms: int = 5000) -> tuple[Any, Callab
     def collect() -> Snapshot:
         return data.snapshot()
 
-    async def refresh() -> None:
-        if not busy.acquire(blocking=False):  # the previous refresh is still running: skip this tick
-            return
-        try:
-            snap = await asyncio.to_thread(collect)
-        finally:
-            busy.release()
+    def show(snap: Snapshot) -> None:
         shown[:] = [snap]
         status.object = f"Source: **{snap.source}**, refreshed {time.strftime('%H:%M:%S')}" + (
             "  \n" + "  \n".join(f"⚠ {e}" for e in snap.errors[:3]) if snap.errors else ""
@@ -551,6 +590,21 @@ def page_and_context(settings: Any, refresh_ms: int = 5000) -> tuple[Any, Callab
         )
         for title, live in charts.items():
             live.update(snap.charts.get(title, {}), snap.drift if title in DRIFT_CHARTS else [])
+
+    async def refresh() -> None:
+        if not busy.acquire(blocking=False):  # the previous refresh is still running: skip this tick
+            return
+        try:
+            snap = await asyncio.to_thread(collect)
+        finally:
+            busy.release()
+        # After the await this coroutine no longer holds the document's lock, and a change to a Bokeh model
+        # without it raises (the charts' titles then stayed "(no data yet)"): draw in a callback that holds it.
+        doc = pn.state.curdoc
+        if doc is not None and getattr(doc, "session_context", None) is not None:
+            doc.add_next_tick_callback(lambda: show(snap))
+        else:
+            show(snap)
 
     layout = pn.Column(
         header,

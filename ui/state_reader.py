@@ -14,7 +14,7 @@ import redis
 
 from coelho.settings import Settings
 from functions.model_state.keys import key, log_behind
-from producers.controls import enabled_key, rate_key
+from producers.controls import enabled_key, rate_key, running_key, running_producers
 
 if TYPE_CHECKING:
     from ui.live import DomainLive
@@ -113,10 +113,13 @@ def read_domain(client: redis.Redis, domain: str, model: str | None = None) -> D
         pipe.get(key(domain, "paused_at"))
         pipe.get(key(domain, "model", name, "restored_from"))
         pipe.get(key(domain, "seq"))
-        summary_raw, history_raw, drift_raw, checkpoint_raw, paused_raw, restored, head = pipe.execute()
+        pipe.hgetall(running_key(domain))
+        summary_raw, history_raw, drift_raw, checkpoint_raw, paused_raw, restored, head, running = pipe.execute()
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
     live.paused = paused_raw is not None
+    live.producers = running_producers(running or {})
+    live.log_head = int(head) if head is not None else None
     summary = _json(summary_raw)
     if isinstance(summary, dict):
         live.available = True

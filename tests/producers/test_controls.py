@@ -37,3 +37,43 @@ def test_rate_and_switch_come_from_redis(redis_url: str) -> None:
     controls.poll(now=103.0)
     assert (controls.rate, controls.enabled) == (3.0, True)  # keys removed: back to the CLI rate
     controls.close()
+
+
+@pytest.mark.stack
+def test_a_running_producer_says_so_in_redis_and_leaves_when_it_stops(redis_url: str, kafka_bootstrap: str) -> None:
+    """What the dashboard's producer card reads: each producer that runs (here a bounded run, as `coelho produce`
+    does), with its rate and progress; nothing once it stopped."""
+    import json
+    import threading
+
+    import redis
+
+    from producers.controls import running_key, running_producers
+    from producers.producer import produce
+
+    r: Any = redis.Redis.from_url(redis_url)
+    domain = "ecci"
+    r.delete(running_key(domain), rate_key(domain), enabled_key(domain))
+    seen: list[list[dict[str, Any]]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(running_producers(r.hgetall(running_key(domain))))
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        stats = produce(domain, rate=20, count=60, bootstrap_servers=kafka_bootstrap, redis_url=redis_url)
+    finally:
+        done.set()
+        watcher.join()
+    assert stats.sent == 60
+    beats = [b for snapshot in seen for b in snapshot]
+    assert beats, "no heartbeat while producing"
+    assert {b["count"] for b in beats} == {60} and {b["rate"] for b in beats} == {20.0}
+    assert max(b["sent"] for b in beats) > 0
+    assert running_producers(r.hgetall(running_key(domain))) == []  # stopped: gone at once
+    stale = {"stale:1": json.dumps({"rate": 3.0, "enabled": True, "sent": 1, "count": None, "t": 1.0})}
+    assert running_producers(stale) == []  # a producer that died without a word is not "running"

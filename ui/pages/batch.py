@@ -19,7 +19,7 @@ from typing import Any
 import panel as pn
 
 from coelho.settings import Settings
-from ui.layout import card
+from ui.layout import card, flow
 
 DOMAINS = ("tfd", "eta", "ecci")
 RUNS = 10
@@ -121,7 +121,7 @@ class BatchPage:
     def layout(self) -> list[Any]:
         return [
             card(
-                pn.Row(self.domain, self.run, self.refresh, self.start),
+                flow(self.domain, self.run, self.refresh, self.start),
                 self.status,
                 self.progress,
                 title="Batch studies",

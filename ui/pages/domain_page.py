@@ -20,7 +20,7 @@ from eventing.domain import Domain
 from ui import state_reader
 from ui.charts import PALETTE, MetricChart
 from ui.forms import PredictionForm
-from ui.layout import badge, card
+from ui.layout import badge, card, flow, grow
 from ui.live import DomainLive, LiveData
 from ui.predict_client import PredictionReply, request_prediction
 
@@ -92,6 +92,46 @@ CARDS_CSS = """
 """
 
 
+def producer_status_html(
+    domain: str, enabled: bool | None, producers: list[dict[str, Any]], arriving_per_s: float
+) -> tuple[str, str]:
+    """The producer card's badge and detail: whether a producer really runs (its heartbeats), the rate each is
+    set to, and the rate events actually arrive at the domain's log (whoever sends them).
+
+    >>> badge_html, detail = producer_status_html("tfd", None, [], 0.0)
+    >>> "NO PRODUCER" in badge_html, "coelho produce tfd" in detail, "0.0 events/s" in detail
+    (True, True, True)
+    >>> beat = {"id": "h:1", "rate": 5.0, "enabled": True, "sent": 40, "count": 500, "t": 0}
+    >>> badge_html, detail = producer_status_html("tfd", True, [beat], 4.8)
+    >>> "STREAMING" in badge_html, "set to 5 events/s" in detail, "40 of 500 sent" in detail, "4.8" in detail
+    (True, True, True, True)
+    """
+    arriving = (
+        f"<div>Arriving: <b class='arriving-rate'>{arriving_per_s:,.1f} events/s</b> "
+        "<span title='how fast the domain log grows'>(logged)</span></div>"
+    )
+    if not producers:
+        state = badge("NO PRODUCER", "#6b7280", solid=False)
+        detail = (
+            "<div>No producer is running. Start one with "
+            f"<code>coelho produce {html.escape(domain)}</code> (or <code>coelho up</code> without "
+            "<code>--no-producers</code>).</div>"
+        )
+    else:
+        paused = enabled is False or not any(p.get("enabled", True) for p in producers)
+        state = badge("STOPPED", "#6b7280", solid=False) if paused else badge("STREAMING", "#059669", solid=False)
+        lines = []
+        for p in producers:
+            rate = float(p.get("rate") or 0)
+            rate_text = f"set to {rate:g} events/s" if rate > 0 else "as fast as it can"
+            count = p.get("count")
+            sent = int(p.get("sent") or 0)
+            progress = f" · {sent:,} of {int(count):,} sent" if count else f" · {sent:,} sent"
+            lines.append(f"<div class='running-producer'>running, {rate_text}{progress}</div>")
+        detail = "".join(lines)
+    return state, f"<div class='producer-detail' style='color:{MUTED};font-size:12px'>{detail}{arriving}</div>"
+
+
 class MetricCards:
     """Live metric cards, each with an info popover (what it measures, range, what good looks like).
 
@@ -158,6 +198,7 @@ class DomainPage:
             css_classes=["producer-rate"],
         )
         self.producer_state = pn.pane.HTML("", margin=(6, 6))
+        self.producer_detail = pn.pane.HTML("", margin=(0, 10), sizing_mode="stretch_width")
         self.rate_input.param.watch(self._change_rate, "value_throttled")
         self.control_message = pn.pane.HTML("", margin=(0, 10))
         self._syncing = False
@@ -319,12 +360,12 @@ class DomainPage:
             self.training_state.object = badge("LEARNING", "#059669", solid=False)
 
     def _show_producer(self, enabled: bool | None) -> None:
-        if enabled is None:
-            self.producer_state.object = f"<span style='color:{MUTED};font-size:12px'>running (default)</span>"
-        elif enabled:
-            self.producer_state.object = badge("STREAMING", "#059669", solid=False)
-        else:
-            self.producer_state.object = badge("STOPPED", "#6b7280", solid=False)
+        live = self.live.domains[self.domain.name]
+        state, detail = producer_status_html(self.domain.name, enabled, live.producers, live.arriving_per_s)
+        if self.producer_state.object != state:
+            self.producer_state.object = state
+        if self.producer_detail.object != detail:
+            self.producer_detail.object = detail
 
     def _toggle_producer(self, event: Any) -> None:
         if self._syncing:
@@ -378,7 +419,7 @@ class DomainPage:
             finally:
                 self._syncing = False
             self._show_training(live.paused)
-            self._show_producer(live.producer_enabled)
+        self._show_producer(self.producer_switch.value if live.producer_enabled is None else live.producer_enabled)
         # The poller stamps a new snapshot every second even when nothing was learned: redraw cards, charts and
         # the extra views only when the model moved on (a paused or idle model costs the page nothing).
         key = (
@@ -527,24 +568,26 @@ class DomainPage:
         )
         producer = card(
             pn.Row(self.producer_switch, self.producer_state, margin=0),
+            self.producer_detail,
             self.rate_input,
             self.control_message,
             title="Producer",
             width=270,
             sizing_mode=None,
         )
-        return pn.Row(model, training, producer, sizing_mode="stretch_width")
+        # The two control cards wrap together, under the model card when the window is narrow.
+        return flow(grow(model, 460), grow(flow(training, producer), 560, max_width=560))
 
     def predict_tab(self) -> Any:
-        buttons = pn.Row(
+        buttons = flow(
             self.form.randomize_button, self.predict_button, self.model_select, self.version_input, margin=(4, 6)
         )
         form = card(buttons, self.form_view(), title="Prediction request", sizing_mode="stretch_width")
         result = card(self.prediction_status, self.result_view(), title="Prediction", sizing_mode="stretch_width")
-        return pn.Row(
-            pn.Column(form, sizing_mode="stretch_width"),
-            pn.Column(result, width=520, sizing_mode=None),
-            sizing_mode="stretch_width",
+        # Side by side from ~1100 px of main area; the result goes under the form on a narrower window.
+        return flow(
+            grow(pn.Column(form, sizing_mode="stretch_width"), 520),
+            grow(pn.Column(result, sizing_mode="stretch_width"), 420, max_width=640),
         )
 
     def metrics_tab(self) -> Any:
@@ -569,7 +612,7 @@ class DomainPage:
         """Champion, challenger and split; each pair of live models compared on the same events, with its verdict;
         Promote and Roll back; and a person's preference between two models' answers to the form's event."""
         self._compare()
-        controls = pn.Row(
+        controls = flow(
             self.compare_button, self.promote_select, self.promote_button, self.rollback_button, margin=(4, 6)
         )
         verdicts = card(
@@ -580,7 +623,7 @@ class DomainPage:
             sizing_mode="stretch_width",
         )
         prefer = card(
-            pn.Row(self.ask_both_button, *self.prefer_buttons, margin=(4, 6)),
+            flow(self.ask_both_button, *self.prefer_buttons, margin=(4, 6)),
             self.both_html,
             title="Which answer is better? (the event in the Predict tab's form)",
             sizing_mode="stretch_width",

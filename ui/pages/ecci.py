@@ -13,7 +13,7 @@ from coelho.settings import Settings
 from eventing.domains import ECCI
 from eventing.domains.ecci import PROFILE_FIELDS
 from ui.charts import BLUE, PALETTE, BarChart, HtmlBars, PointMap, StackedBarChart
-from ui.layout import card
+from ui.layout import card, flow, grow
 from ui.live import DomainLive
 from ui.pages.domain_page import MUTED, DomainPage, lazy
 
@@ -171,10 +171,12 @@ class EcommercePage(DomainPage):
         self._analytics_at = time.monotonic()
         self.draw_analytics(force=True)
         return pn.Column(
-            pn.Row(
-                card(pn.pane.Bokeh(self.sizes.figure, sizing_mode="stretch_width"), title="Samples per cluster"),
-                card(self.analytics_feature, self.distribution_pane, title="A feature across clusters"),
-                sizing_mode="stretch_width",
+            flow(
+                grow(
+                    card(pn.pane.Bokeh(self.sizes.figure, sizing_mode="stretch_width"), title="Samples per cluster"),
+                    420,
+                ),
+                grow(card(self.analytics_feature, self.distribution_pane, title="A feature across clusters"), 420),
             ),
             sizing_mode="stretch_width",
         )

@@ -9,7 +9,7 @@ import panel as pn
 
 from coelho.settings import Settings
 from eventing.domains import DOMAINS
-from ui.layout import badge, card
+from ui.layout import badge, card, flow, grow
 from ui.live import LiveData
 
 ROUTES = {name: f"/{name}" for name in DOMAINS}  # each domain's page (ui/app.py PAGES)
@@ -86,7 +86,7 @@ class HomePage:
     def layout(self) -> list[Any]:
         self.refresh()
         pn.state.add_periodic_callback(self.refresh, period=1500)
-        domains = pn.Row(*[card(p) for p in self.domain_cards.values()], sizing_mode="stretch_width")
+        domains = flow(*[grow(card(p), 300) for p in self.domain_cards.values()])
         return [
             card(
                 pn.pane.HTML(INTRO, sizing_mode="stretch_width"),

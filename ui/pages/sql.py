@@ -25,7 +25,7 @@ from coelho.settings import Settings
 from eventing.domains import DOMAINS
 from functions.lake.sql_examples import EXAMPLES
 from ui.charts import BarChart
-from ui.layout import card
+from ui.layout import card, flow, grow
 
 log = logging.getLogger("coelho.ui.sql")
 
@@ -333,15 +333,16 @@ class SqlPage:
         editor = card(
             self.examples,
             self.editor,
-            pn.Row(self.limit, self.version, self.run_button, align="end"),
+            flow(self.limit, self.version, self.run_button, align_items="flex-end"),
             self.status,
             title="Query",
         )
         results = card(self.table, self.download, title="Result")
         main = pn.Column(
             intro,
-            pn.Row(
-                pn.Column(editor, results, self.chart_card, sizing_mode="stretch_width"), pn.Column(browser, width=420)
+            flow(
+                grow(pn.Column(editor, results, self.chart_card, sizing_mode="stretch_width"), 560),
+                grow(pn.Column(browser, sizing_mode="stretch_width"), 320, max_width=420),
             ),
             sizing_mode="stretch_width",
         )

@@ -10,7 +10,7 @@ import panel as pn
 from coelho.settings import Settings
 from eventing.domains import TFD
 from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge
-from ui.layout import card
+from ui.layout import card, flow, grow
 from ui.live import DomainLive
 from ui.pages.domain_page import MUTED, DomainPage, lazy
 
@@ -101,7 +101,7 @@ class FraudPage(DomainPage):
             for n, lo, hi, c in RISK_ZONES
         )
         return pn.Column(
-            pn.Row(pn.HSpacer(), self.gauge.pane, pn.HSpacer(), sizing_mode="stretch_width"),
+            self.gauge.pane,
             pn.pane.HTML(f"<div style='text-align:center'>{legend}</div>", sizing_mode="stretch_width"),
             self.split,
             sizing_mode="stretch_width",
@@ -138,10 +138,9 @@ class FraudPage(DomainPage):
     def _build_matrix_tab(self) -> Any:
         self.matrix = ConfusionMatrixChart(labels=("legit", "fraud"))
         self.refresh_extra(self.live.domains[self.domain.name])
-        return pn.Row(
-            card(pn.pane.Bokeh(self.matrix.figure, sizing_mode="stretch_width"), title="Confusion matrix"),
-            card(self.report, title="Classification report (threshold 0.5)"),
-            sizing_mode="stretch_width",
+        return flow(
+            grow(card(pn.pane.Bokeh(self.matrix.figure, sizing_mode="stretch_width"), title="Confusion matrix"), 420),
+            grow(card(self.report, title="Classification report (threshold 0.5)"), 420),
         )
 
     def refresh_extra(self, live: DomainLive) -> None:

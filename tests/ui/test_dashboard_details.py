@@ -1,0 +1,147 @@
+"""The dashboard's details in a real browser, in one browser session: every page lays out inside the window at
+laptop and desktop widths (nothing cut off at the right, no clipped placeholder), with screenshots of every page.
+
+Screenshots of every page at 1440 px go to test-artifacts/screenshots/layout-<page>-1440.png.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.ui.test_dashboard import INTERACTIVE, SCREENSHOTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.stack]
+
+WIDTHS = (1280, 1440, 1920)
+SCREENSHOT_WIDTH = 1440
+
+# Every visible element (inside Bokeh's shadow roots too) must lie within the window horizontally, the page must
+# not scroll sideways, and an empty input's placeholder must fit its box (a textarea's on its wrapped lines).
+OVERFLOWS = """() => {
+  const vw = document.documentElement.clientWidth;
+  const out = [];
+  const canvas = document.createElement("canvas").getContext("2d");
+  const describe = (el) => {
+    let s = el.tagName.toLowerCase();
+    if (el.className && typeof el.className === "string") s += "." + el.className.trim().split(/\\s+/).slice(0, 3).join(".");
+    const text = (el.innerText || el.placeholder || "").trim().slice(0, 40).replace(/\\s+/g, " ");
+    return text ? `${s} "${text}"` : s;
+  };
+  const visible = (el) => {
+    const style = getComputedStyle(el);
+    if (style.display === "none" || style.visibility === "hidden") return false;
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0;
+  };
+  const walk = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) walk(el.shadowRoot);
+      if (el.classList.contains("bk-GlyphRenderer")) continue;  // Bokeh's overlay of a plot's frame lags a resize
+      if (!visible(el)) continue;
+      const details = el.closest("details");  // a closed menu's items are laid out but not shown
+      if (details && !details.open && !el.closest("summary") && el !== details) continue;
+      const r = el.getBoundingClientRect();
+      if (r.right > vw + 1 || r.left < -1) out.push(`${describe(el)} spans ${Math.round(r.left)}..${Math.round(r.right)} px`);
+      if ((el.tagName === "INPUT" || el.tagName === "TEXTAREA") && el.placeholder && !el.value) {
+        const st = getComputedStyle(el);
+        canvas.font = `${st.fontStyle} ${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+        const need = canvas.measureText(el.placeholder).width;
+        const room = el.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+        if (el.tagName === "INPUT") {
+          if (need > room + 1) out.push(`${describe(el)}: placeholder needs ${Math.round(need)} px, has ${Math.round(room)}`);
+        } else {
+          const lineHeight = parseFloat(st.lineHeight) || parseFloat(st.fontSize) * 1.2;
+          const lines = Math.ceil((need * 1.1) / room);  // word wrapping leaves some of each line empty
+          const height = el.clientHeight - parseFloat(st.paddingTop) - parseFloat(st.paddingBottom);
+          if (lines * lineHeight > height + 1) out.push(`${describe(el)}: placeholder needs ${lines} lines`);
+        }
+      }
+    }
+  };
+  walk(document);
+  const se = document.scrollingElement;
+  if (se.scrollWidth > se.clientWidth + 1) out.push(`the page scrolls sideways: ${se.scrollWidth} > ${se.clientWidth} px`);
+  return out;
+}"""
+
+
+LEGEND_LABELS = """() => {
+  const out = [];
+  for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    if (m.label && typeof m.label === "object" && typeof m.label.value === "string") out.push(m.label.value);
+  return out;
+}"""
+
+
+def overflows(page: Any) -> list[str]:
+    return [str(x) for x in page.evaluate(OVERFLOWS)]
+
+
+def open_at(page: Any, url: str, width: int) -> None:
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(url)
+    page.wait_for_function(INTERACTIVE)
+
+
+def settle(page: Any) -> None:
+    """Let the page's first refresh arrive and Bokeh lay out again (no timing is asserted)."""
+    page.wait_for_timeout(1500)
+    page.wait_for_function(INTERACTIVE)
+
+
+def test_every_page_fits_the_window_at_laptop_and_desktop_widths(dashboard: Any, page: Any) -> None:
+    from ui.app import PAGES
+
+    base = dashboard.settings.url("dashboard")
+    found: dict[str, list[str]] = {}
+    for p in PAGES:
+        open_at(page, base + p.route, WIDTHS[0])
+        settle(page)
+        if p.route in ("/tfd", "/eta", "/ecci"):  # the result views fill up: the state that was cut off
+            page.get_by_role("button", name="Predict", exact=True).click()
+            page.locator(".prediction-meta").first.wait_for()
+        for width in WIDTHS:
+            # The template scrolls inside its main area: a tall window shows the whole page in the screenshot.
+            page.set_viewport_size({"width": width, "height": 1800 if width == SCREENSHOT_WIDTH else 900})
+            settle(page)
+            problems = overflows(page)
+            if problems:
+                found[f"{p.route} at {width} px"] = problems[:8]
+            if width == SCREENSHOT_WIDTH:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                name = p.route.strip("/") or "home"
+                page.screenshot(path=str(SCREENSHOTS / f"layout-{name}-{width}.png"), timeout=180_000)
+    assert not found, "elements outside the window:\n" + "\n".join(f"{k}: {v}" for k, v in found.items())
+    assert not page.errors
+
+
+def test_a_narrow_window_stacks_the_prediction_under_the_form(dashboard: Any, page: Any) -> None:
+    open_at(page, dashboard.settings.url("dashboard") + "/tfd", 1024)
+    settle(page)
+    form = page.get_by_text("Prediction request").first.bounding_box()
+    result = page.get_by_text("Prediction", exact=True).first.bounding_box()
+    assert result["y"] > form["y"] + 100, (form, result)  # below the form, not beside it
+    wide = page.get_by_text("Prediction", exact=True).first
+    page.set_viewport_size({"width": 1920, "height": 900})
+    settle(page)
+    form, result = page.get_by_text("Prediction request").first.bounding_box(), wide.bounding_box()
+    assert abs(result["y"] - form["y"]) < 20 and result["x"] > form["x"], (form, result)  # side by side
+    assert overflows(page) == []
+
+
+def test_observability_titles_follow_the_data_and_no_errors_read_zero(dashboard: Any, page: Any) -> None:
+    """A chart with lines is not titled "(no data yet)"; errors that did not happen are a line at 0."""
+    from tests.ui.test_dashboard import bokeh_texts
+
+    open_at(page, dashboard.settings.url("dashboard") + "/observability", 1440)
+    wanted = {"Events per second", "Errors per second"}
+    deadline = time.monotonic() + 90
+    while not wanted <= set(bokeh_texts(page)):  # the producers stream: rates appear after two scrapes
+        assert time.monotonic() < deadline, f"chart titles: {bokeh_texts(page)}"
+        page.wait_for_timeout(1000)
+    legend = page.evaluate(LEGEND_LABELS)
+    assert "none" in legend, legend  # the errors chart's line at 0
+    assert not page.errors

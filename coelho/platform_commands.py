@@ -405,7 +405,13 @@ def resume(domain: str) -> None:
 @click.command()
 @click.argument("domains", nargs=-1)
 @click.option("--broker", default=None, help="Broker ingress URL (default: the local router's /<namespace>/default)")
-def checkpoint(domains: tuple[str, ...], broker: str | None) -> None:
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait until every live model of the domains has its new version (a progress line on a terminal).",
+)
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="With --wait: seconds.")
+def checkpoint(domains: tuple[str, ...], broker: str | None, wait: bool, timeout: float) -> None:
     """Ask the checkpoint function, through the Broker, to register model versions now (all domains by default).
 
     Sends the same `com.coelho.realtime.checkpoint.requested` CloudEvent a PingSource schedule sends, so it goes
@@ -435,6 +441,7 @@ def checkpoint(domains: tuple[str, ...], broker: str | None) -> None:
         {"reason": "on demand", **({"domains": names} if names else {})},
     )
     message = to_binary_event(event)
+    before = _checkpoints(names) if wait else {}
     try:
         response = requests.post(target, data=message.body, headers=dict(message.headers), timeout=15)
     except requests.ConnectionError:
@@ -445,7 +452,49 @@ def checkpoint(domains: tuple[str, ...], broker: str | None) -> None:
         raise click.ClickException(
             f"the Broker refused the request: HTTP {response.status_code} {response.text.strip()}"
         )
-    click.echo(
-        f"checkpoint requested for {', '.join(names) or 'all domains'} (event {event.get_id()}); "
-        "`coelho models` shows the new versions once registered"
-    )
+    if not wait:
+        click.echo(
+            f"checkpoint requested for {', '.join(names) or 'all domains'} (event {event.get_id()}); "
+            "`coelho models` shows the new versions once registered"
+        )
+        return
+    done = _wait_for_checkpoints(names, before, timeout)
+    for (domain, model), record in sorted(done.items()):
+        click.echo(f"{domain} {model}: version {record.get('version')}")
+    if len(done) < len(before):
+        missing = ", ".join(f"{d} {m}" for d, m in sorted(set(before) - set(done)))
+        raise click.ClickException(f"no new version after {timeout:g} s for {missing} (see `coelho logs checkpoint`)")
+
+
+def _checkpoints(names: list[str]) -> dict[tuple[str, str], bytes | None]:
+    """The last checkpoint record of every live model of the domains (all when `names` is empty), as stored."""
+    from eventing.domains import DOMAINS, get_domain
+    from functions.model_state import ab
+    from functions.model_state.keys import model_key
+    from functions.model_state.replica import models_for
+
+    client = _redis()
+    out: dict[tuple[str, str], bytes | None] = {}
+    for d in [get_domain(n) for n in names] or list(DOMAINS.values()):
+        for spec in ab.live_models(client, d, models_for(d)):
+            out[(d.name, spec.name)] = client.get(model_key(d.name, spec.name, "checkpoint"))
+    return out
+
+
+def _wait_for_checkpoints(
+    names: list[str], before: dict[tuple[str, str], bytes | None], timeout: float
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Wait until each model's checkpoint record changed: the new records, with a progress line on a terminal."""
+    from coelho.progress import Progress
+
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    with Progress(total=len(before), label="checkpoints", unit="models") as bar:
+        while len(done) < len(before) and time.monotonic() < deadline:
+            for pair, raw in _checkpoints(names).items():
+                if pair in before and pair not in done and raw is not None and raw != before[pair]:
+                    done[pair] = json.loads(raw)
+            bar.update(len(done), force=True)
+            if len(done) < len(before):
+                time.sleep(0.5)
+    return done

@@ -1,0 +1,130 @@
+"""A progress line on the terminal for the long commands (`coelho produce`, `coelho checkpoint --wait`, ...).
+
+One line on stderr, redrawn in place at most ten times a second: a bar when the total is known, how many, the rate
+and the time left. It draws only when stderr is a terminal (a pipe, a log file or a test runner gets nothing, so
+machine-readable output stays clean) and clears itself when done, leaving the screen to the command's result.
+
+    with Progress(total=500, label="tfd", unit="events") as bar:
+        for ...:
+            bar.update(done)
+
+No dependency: the line is a few characters of ANSI-free text and a carriage return.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from types import TracebackType
+from typing import TextIO
+
+
+def _duration(seconds: float) -> str:
+    """Short human time.
+
+    >>> _duration(7.2), _duration(75), _duration(3725)
+    ('7s', '1m15s', '1h02m')
+    """
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_line(label: str, done: int, total: int | None, elapsed: float, unit: str = "", width: int = 80) -> str:
+    """The text of one progress line, at most `width` characters.
+
+    >>> progress_line("tfd", 250, 500, 5.0, "events", width=72)
+    'tfd [##########..........]  50% 250/500 events  50.0/s  ETA 5s'
+    >>> progress_line("tfd", 120, None, 4.0, "events")
+    'tfd 120 events  30.0/s  4s'
+    >>> len(progress_line("a long label", 1, 10, 1.0, "events", width=30)) <= 30
+    True
+    """
+    rate = done / elapsed if elapsed > 0 else 0.0
+    unit = f" {unit}" if unit else ""
+    if total:
+        fraction = min(max(done / total, 0.0), 1.0)
+        left = (total - done) / rate if rate > 0 else None
+        eta = f"ETA {_duration(left)}" if left is not None else "ETA ?"
+        tail = f" {fraction:4.0%} {done:,}/{total:,}{unit}  {rate:,.1f}/s  {eta}"
+        room = width - len(label) - len(tail) - 3
+        bar = ""
+        if room >= 10:
+            cells = min(room, 20)
+            filled = int(round(fraction * cells))
+            bar = " [" + "#" * filled + "." * (cells - filled) + "]"
+        line = f"{label}{bar}{tail}"
+    else:
+        line = f"{label} {done:,}{unit}  {rate:,.1f}/s  {_duration(elapsed)}"
+    return line[:width]
+
+
+class Progress:
+    """A progress line on `stream` (stderr), drawn only when it is a terminal (or when `enabled` says so)."""
+
+    def __init__(
+        self,
+        total: int | None = None,
+        label: str = "",
+        unit: str = "",
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        interval: float = 0.1,
+    ) -> None:
+        self.total = total
+        self.label = label
+        self.unit = unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self._is_terminal(self.stream) if enabled is None else enabled
+        self.interval = interval
+        self.done = 0
+        self.started = time.monotonic()
+        self._drawn_at = 0.0
+        self._width = 0
+
+    @staticmethod
+    def _is_terminal(stream: TextIO) -> bool:
+        try:
+            return bool(stream.isatty())
+        except (AttributeError, ValueError):  # a closed or unusual stream
+            return False
+
+    def update(self, done: int, force: bool = False) -> None:
+        """`done` of `total` so far; redraws when `interval` has passed since the last drawing (or `force`)."""
+        self.done = done
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._drawn_at < self.interval:
+            return
+        self._drawn_at = now
+        columns = shutil.get_terminal_size((80, 24)).columns
+        line = progress_line(self.label, done, self.total, now - self.started, self.unit, width=max(20, columns - 1))
+        padding = " " * max(0, self._width - len(line))  # wipe what a longer previous line left
+        self._width = len(line)
+        self.stream.write("\r" + line + padding)
+        self.stream.flush()
+
+    def advance(self, n: int = 1) -> None:
+        self.update(self.done + n)
+
+    def close(self) -> None:
+        """Clear the line (the command prints its result next)."""
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            self.update(0, force=True)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

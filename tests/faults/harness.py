@@ -1,0 +1,305 @@
+"""The fault-injection harness: a steady load of tfd records through the Broker, a fault in the middle, then the
+accounting of every event (tests/faults and bench/faults.py share it).
+
+The load posts CloudEvents to the Broker ingress as a producer with retries would: each event has a unique id and
+transaction_id, and a POST that fails (connection refused, 5xx) is sent again until the Broker takes it (so a
+retried send whose first attempt did get through is a duplicate the platform must absorb). After the load, the
+accounting waits until every acknowledged event is in the domain's log or dead-lettered, then counts per event:
+learned exactly once, learned twice, dead-lettered (with the reason), lost.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import requests
+
+import producers
+from coelho.runtime import Platform
+from eventing.router.event import WireEvent
+
+DOMAIN = "tfd"
+RECORD_TYPE = "com.coelho.realtime.tfd.record"
+
+
+def record_event(ce_id: str, data: dict[str, Any]) -> WireEvent:
+    return WireEvent(
+        {
+            "specversion": "1.0",
+            "id": ce_id,
+            "source": "/tests/faults",
+            "type": RECORD_TYPE,
+            "datacontenttype": "application/json",
+            "partitionkey": str(data.get("transaction_id", ce_id)),
+        },
+        json.dumps(data).encode(),
+    )
+
+
+@dataclass
+class Load:
+    """Posts `rate` tfd records per second to the Broker until stopped; remembers what the Broker acknowledged."""
+
+    platform: Platform
+    rate: float = 20.0
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    acknowledged: list[str] = field(default_factory=list)
+    sends: int = 0
+    retries: int = 0
+    first_ack_after: dict[float, float] = field(default_factory=dict)  # fault time -> first ack after it
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @property
+    def ingress(self) -> str:
+        s = self.platform.settings
+        return f"{s.broker_url}/{s.namespace}/default"
+
+    def events(self, n: int, offset: int = 0) -> list[WireEvent]:
+        """n record events (ids tag-offset, tag-offset+1, ...) of a seeded stream."""
+        seed = int(self.tag, 16) % 100_000 + offset
+        out = []
+        for i, data in enumerate(producers.records(DOMAIN, 2 * n + 10, seed=seed)[:n]):
+            ident = f"{self.tag}-{offset + i}"
+            out.append(record_event(ident, dict(data, transaction_id=ident)))
+        return out
+
+    def post_until_taken(self, event: WireEvent, session: requests.Session, give_up: float = 120.0) -> bool:
+        deadline = time.monotonic() + give_up
+        while not self._stop.is_set() or time.monotonic() < deadline:
+            self.sends += 1
+            try:
+                r = session.post(self.ingress, data=event.data, headers=event.http_headers(), timeout=10)
+                if r.status_code == 202:
+                    return True
+                if r.status_code < 500 and r.status_code != 429:
+                    return False  # refused for good: not counted as produced
+            except requests.RequestException:
+                pass
+            self.retries += 1
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return False
+
+    def start(self) -> None:
+        def run() -> None:
+            session = requests.Session()
+            pool = self.events(int(self.rate * 180) + 50)  # enough for three minutes
+            i = 0
+            period = 1.0 / self.rate
+            next_at = time.monotonic()
+            while not self._stop.is_set() and i < len(pool):
+                event = pool[i]
+                i += 1
+                if self.post_until_taken(event, session):
+                    self.acknowledged.append(str(event.get("id")))
+                next_at += period
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+        self._thread = threading.Thread(target=run, name="fault-load", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(150)
+
+
+def log_ids(platform: Platform, after_seq: int) -> tuple[Counter[str], int]:
+    """How often each transaction_id is in the domain's log after `after_seq`, and the log's head."""
+    import redis
+
+    client: Any = redis.Redis.from_url(platform.settings.redis_url, socket_timeout=10)
+    counts: Counter[str] = Counter()
+    start = f"{after_seq + 1}-0"
+    while True:
+        batch = client.xrange(f"coelho:{DOMAIN}:log", min=start, count=5000)
+        if not batch:
+            break
+        for _entry_id, fields in batch:
+            if fields.get(b"k") == b"record":
+                counts[str(json.loads(fields[b"d"]).get("transaction_id"))] += 1
+        last = int(batch[-1][0].decode().split("-")[0])
+        start = f"{last + 1}-0"
+    head = int(client.get(f"coelho:{DOMAIN}:seq") or 0)
+    client.close()
+    return counts, head
+
+
+def log_head(platform: Platform) -> int:
+    import redis
+
+    for _ in range(100):
+        try:
+            client = redis.Redis.from_url(platform.settings.redis_url, socket_timeout=5)
+            head = int(client.get(f"coelho:{DOMAIN}:seq") or 0)
+            client.close()
+            return head
+        except (redis.RedisError, OSError):
+            time.sleep(0.5)
+    raise RuntimeError("Redis unreachable")
+
+
+def dead_letters(platform: Platform, tag: str) -> dict[str, str]:
+    """Dead-lettered events of this run: id -> reason."""
+    from coelho.dlq_command import read_dead_letters
+
+    return {
+        d.id: (f"{d.code} " if d.code else "") + d.reason[:100]
+        for d in read_dead_letters(platform.settings.kafka_bootstrap, idle=2.0)
+        if d.id.startswith(tag)
+    }
+
+
+@dataclass
+class Result:
+    scenario: str
+    produced: int = 0
+    learned_once: int = 0
+    learned_twice: int = 0
+    dead_lettered: int = 0
+    lost: int = 0
+    recover_s: float | None = None
+    model_equals_replay: bool | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+    duplicates_sent: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def account(
+    platform: Platform,
+    load: Load,
+    scenario: str,
+    start_seq: int,
+    settle: float = 90.0,
+    extra_ids: set[str] | None = None,
+) -> Result:
+    """Wait until every acknowledged event is learned or dead-lettered (at most `settle` s), then count."""
+    wanted = set(load.acknowledged) | (extra_ids or set())
+    deadline = time.monotonic() + settle
+    counts: Counter[str] = Counter()
+    dlq: dict[str, str] = {}
+    while True:
+        try:
+            counts, _ = log_ids(platform, start_seq)
+        except Exception:  # noqa: BLE001 — Redis may still be coming back
+            time.sleep(1)
+            continue
+        missing = wanted - set(counts)
+        if not missing or time.monotonic() > deadline:
+            if missing:
+                dlq = dead_letters(platform, load.tag)
+                missing -= set(dlq)
+            if not missing or time.monotonic() > deadline:
+                break
+        time.sleep(1)
+    if not dlq:
+        dlq = dead_letters(platform, load.tag) if wanted - set(counts) else {}
+    result = Result(scenario=scenario, produced=len(wanted))
+    for ident in wanted:
+        n = counts.get(ident, 0)
+        if n == 1:
+            result.learned_once += 1
+        elif n > 1:
+            result.learned_twice += 1
+        elif ident in dlq:
+            result.dead_lettered += 1
+            result.reasons[dlq[ident]] = result.reasons.get(dlq[ident], 0) + 1
+        else:
+            result.lost += 1
+    return result
+
+
+def model_equals_replay(platform: Platform, wait: float = 30.0) -> bool | None:
+    """The learner's latest snapshot equals a fresh model that replays the log up to the snapshot's position
+    (None when the log no longer holds its first entries)."""
+    import redis
+
+    from eventing.domains import get_domain
+    from functions.model_state.online_model import OnlineModel
+    from functions.model_state.replica import ModelReplica
+
+    domain = get_domain(DOMAIN)
+    client = redis.Redis.from_url(platform.settings.redis_url, socket_timeout=10)
+    follower = ModelReplica(client, domain, role="follower")
+    deadline = time.monotonic() + wait
+    while not follower.load_snapshot() and time.monotonic() < deadline:
+        time.sleep(1)
+    snap = follower.state
+    entries = follower.log.read_after(0, count=1_000_000)
+    if not entries or entries[0].seq != 1:
+        return None
+    fresh = OnlineModel.fresh(domain, follower.model_name)
+    for e in entries:
+        if e.seq > snap.seq:
+            break
+        fresh.learn_one(e.seq, e.kind, e.event, e.t_ms)
+    probe = producers.records(DOMAIN, 50, seed=99)
+    x = [domain.validate(p) for p in probe]
+    return bool(fresh.seq == snap.seq and all(fresh.predict_one(p) == snap.predict_one(p) for p in x))
+
+
+def run_scenario(
+    platform: Platform,
+    scenario: str,
+    fault: Callable[[Load], object],
+    *,
+    rate: float = 20.0,
+    before: float = 3.0,
+    after: float = 6.0,
+    settle: float = 90.0,
+    check_model: bool = False,
+) -> Result:
+    """Load for `before` s, the fault (at a random instant within the next second), load for `after` s more, then
+    the accounting. Time to recover: from the fault until the log holds an event sent after it."""
+    start_seq = log_head(platform)
+    load = Load(platform, rate=rate)
+    load.start()
+    time.sleep(before + random.random())
+    fault_at = time.monotonic()
+    sent_before = len(load.acknowledged)
+    fault(load)
+    time.sleep(after)
+    load.stop()
+    result = account(platform, load, scenario, start_seq, settle=settle)
+    # recovery: the first acknowledged event after the fault that is in the log
+    later = load.acknowledged[sent_before + 1 :]
+    if later:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            counts, _ = log_ids(platform, start_seq)
+            if any(i in counts for i in later):
+                break
+            time.sleep(0.5)
+        result.recover_s = round(_first_learned_after(platform, later, start_seq, fault_at), 2)
+    if check_model:
+        result.model_equals_replay = model_equals_replay(platform)
+    result.duplicates_sent = load.retries
+    return result
+
+
+def _first_learned_after(platform: Platform, ids: list[str], start_seq: int, fault_at: float) -> float:
+    """Seconds from the fault to the log time of the first event sent after it (log times are wall clock)."""
+    import redis
+
+    client: Any = redis.Redis.from_url(platform.settings.redis_url, socket_timeout=10)
+    wanted = set(ids)
+    wall_fault = time.time() - (time.monotonic() - fault_at)
+    for _entry_id, fields in client.xrange(f"coelho:{DOMAIN}:log", min=f"{start_seq + 1}-0"):
+        if fields.get(b"k") == b"record" and json.loads(fields[b"d"]).get("transaction_id") in wanted:
+            client.close()
+            return max(0.0, int(fields[b"t"]) / 1000 - wall_fault)
+    client.close()
+    return float("nan")

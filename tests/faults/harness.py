@@ -247,7 +247,7 @@ def model_equals_replay(platform: Platform, wait: float = 30.0) -> bool | None:
             break
         fresh.learn_one(e.seq, e.kind, e.event, e.t_ms)
     probe = producers.records(DOMAIN, 50, seed=99)
-    x = [domain.validate(p) for p in probe]
+    x = [domain.features(domain.validate(p)) for p in probe]
     return bool(fresh.seq == snap.seq and all(fresh.predict_one(p) == snap.predict_one(p) for p in x))
 
 

@@ -522,3 +522,19 @@ def test_every_command_in_the_deploy_guide_says_how_it_is_checked() -> None:
     }, commands
     assert "--version 0.50.0" in guide and STRIMZI == "0.50.0"
     assert guide.index("kubectl apply -f knative/namespace.yaml") < guide.index("helm upgrade --install strimzi")
+
+
+def test_the_pods_strimzi_creates_run_restricted_too() -> None:
+    """Kafka, the topic operator and the exporter are created by Strimzi from these templates."""
+    pool = _named("KafkaNodePool", "dual-role")["spec"]["template"]
+    kafka = _named("Kafka", "coelho-kafka")["spec"]
+    templates = [
+        (pool, "kafkaContainer"),
+        (kafka["entityOperator"]["template"], "topicOperatorContainer"),
+        (kafka["kafkaExporter"]["template"], "container"),
+    ]
+    for template, container in templates:
+        assert template["pod"]["securityContext"]["runAsNonRoot"] is True, container
+        sc = template[container]["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True, container
+        assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -6,13 +6,19 @@ do), then for each domain:
    producer config) as fast as it goes; `end_to_end_per_s` is N / (last entry committed to the domain's event
    log - first send), `learned_per_s` the same up to when every model in learn-one had applied the last entry
    (its /metrics log position, polled every 50 ms); `cpu_us_per_event` is each service's CPU time over the
-   phase divided by N (its whole process group; "bench producer" is this process). The committed log is then checked: every record exactly once, and each partition key's
-   records in the order they were produced.
-2. latency: records paced at a fixed rate for a few seconds; produce-to-learned latency is the log entry's
-   commit time (Redis TIME, ms) minus the send time (same clock, same machine).
-Optionally (--concurrent) all domains at once, the way `coelho up` runs them.
+   phase divided by N (its whole process group; "bench producer" is this process). The committed log is then
+   checked: every record exactly once, and each partition key's records in the order they were produced.
+2. latency: records paced at a fixed rate for a few seconds (--rate; --half-peak adds a run at half the peak
+   just measured): produce->committed is the log entry's commit time (Redis TIME, ms) minus the send time (same
+   clock, same machine), produce->learned the first sample (every 20 ms) of learn-one's log position covering
+   it; p50/p95/p99/max of both, and CPU per event per service over the phase (/proc/<pid>/stat of every process).
+`end_to_end_vs_in_process` is the learned rate over River's in-process test-then-train rate of the same model
+(with --model adaptive_random_forest: the forest ratio). Optionally (--concurrent) all domains at once, the way
+`coelho up` runs them. --compare-with DIR first runs the same bench from another checkout (a `git worktree` of an
+earlier commit) and adds `current_vs_compared` ratios: compare within one run, the machine is shared.
 
-    .venv/bin/python bench/e2e_learn.py [--domains tfd,eta,ecci] [--events 2000] [--rate 200] [--concurrent]
+    .venv/bin/python bench/e2e_learn.py [--domains tfd,eta,ecci] [--events 2000] [--rate 100] [--half-peak]
+        [--model NAME] [--concurrent] [--compare-with DIR]
 
 Prints progress lines, then ONE JSON object on the last line.
 """
@@ -31,7 +37,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from function_harness import produce_records, wait_learned  # noqa: E402  (bench/ is on sys.path when run)
+from function_harness import (  # noqa: E402  (bench/ is on sys.path when run)
+    LearnedClock,
+    cpu_per_event,
+    in_process_rate,
+    percentiles,
+    produce_records,
+    service_cpu,
+    wait_learned,
+)
 
 from functions.model_state.keys import key  # noqa: E402
 
@@ -111,28 +125,6 @@ def check(domain_name: str, events: list[Any], entries: list[tuple[int, dict[str
     }
 
 
-def service_cpu(platform: Any) -> dict[str, float]:
-    """CPU seconds used so far by each running service (its whole process group: Granian's worker too)."""
-    out: dict[str, float] = {}
-    for name in platform.entries():
-        total = 0.0
-        for proc in platform.processes(name):
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except Exception:  # gone meanwhile
-                continue
-        out[name] = total
-    return out
-
-
-def cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
-    """Microseconds of CPU per event, by service, over one phase (start-up excluded)."""
-    rows = {name: (after.get(name, 0.0) - before.get(name, 0.0)) * 1e6 / max(events, 1) for name in after}
-    rows["total"] = sum(rows.values())
-    return {k: round(v) for k, v in sorted(rows.items(), key=lambda kv: -kv[1])}
-
-
 def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -> dict[str, Any]:
     """All `names` produced at once (one producer thread each); per domain: rate, latency, correctness."""
     streams = {name: stream(name, n, seed=101, prefix=f"peak{time.monotonic_ns()}") for name in names}
@@ -170,36 +162,92 @@ def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -
             else None,
             # committed = in the log (durable, exactly once from there); learned = applied by every model in learn-one
             "learned_per_s": (
-                round(len(streams[name]) / (learned_at[name] - min(first_send, started)), 1)
-                if learned_at[name]
+                round(len(streams[name]) / (learned - min(first_send, started)), 1)
+                if (learned := learned_at[name]) is not None
                 else None
             ),
             "seconds": round(finished - first_send, 2) if finished else None,
-            "latency_ms": {
-                "p50": _r(percentile(latencies, 50)),
-                "p99": _r(percentile(latencies, 99)),
-                "max": _r(max(latencies) if latencies else None),
-            },
+            "latency_ms": percentiles(latencies),
             **check(name, streams[name], entries),
         }
     return out
 
 
-def paced(settings: Any, client: Any, name: str, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
+BREAKDOWN = ("coelho_router_fetch_age_seconds", "coelho_router_delivery_latency_seconds")
+
+
+def router_sums(settings: Any) -> dict[str, tuple[float, float]]:
+    """(sum, count) of the router's latency histograms by series: the broker hop (records' age when the router
+    reads them, per consumer group) and the delivery (per Trigger). Empty when the router does not serve them."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(settings.url("router_metrics") + "/metrics", timeout=5) as resp:  # noqa: S310
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for family in BREAKDOWN:
+            for suffix, index in (("_sum", 0), ("_count", 1)):
+                if line.startswith(family + suffix + "{"):
+                    labels, value = line[len(family + suffix) :].rsplit(" ", 1)
+                    out.setdefault(family.split("_")[2] + labels, [0.0, 0.0])[index] = float(value)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def breakdown(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean milliseconds per series over one phase (series that saw no event left out)."""
+    means = {}
+    for series, (total, count) in after.items():
+        old_total, old_count = before.get(series, (0.0, 0.0))
+        if count > old_count:
+            means[series] = round((total - old_total) / (count - old_count) * 1000, 1)
+    return means
+
+
+def paced(
+    settings: Any, client: Any, name: str, rate: float, seconds: float, timeout: float, platform: Any = None
+) -> dict[str, Any]:
+    """Records at a steady `rate`: produce->committed (the log entry's Redis time) and produce->learned (every
+    model of learn-one applied it: its log position, sampled every 20 ms) latency, and CPU per event per service."""
     events = stream(name, int(rate * seconds), seed=202, prefix=f"paced{time.monotonic_ns()}")
     start_head = head(client, name)
+    clock = LearnedClock(settings.url("learn"), name)
+    clock.start()
+    cpu_before = dict(service_cpu(platform), **{"bench producer": time.process_time()}) if platform else {}
+    sums_before = router_sums(settings)
     sent = produce_records(settings, name, events, rate=rate)
     wait_head(client, name, start_head + len(events), timeout)
+    clock.wait_for(start_head + len(events), timeout)
+    cpu_after = dict(service_cpu(platform), **{"bench producer": time.process_time()}) if platform else {}
+    sums_after = router_sums(settings)
+    clock.stop()
     entries = committed(client, name, start_head)
     latencies = [(t - sent[str(d[_id(name)])]) * 1000 for _s, d, t in entries if str(d[_id(name)]) in sent]
-    return {
+    learned = [
+        (at - sent[str(d[_id(name)])]) * 1000
+        for seq, d, _t in entries
+        if str(d[_id(name)]) in sent and (at := clock.learned_at(seq)) is not None
+    ]
+    committed_ms = percentiles(latencies)
+    out: dict[str, Any] = {
         "rate_per_s": rate,
         "events": len(events),
         "learned": len(entries),
-        "p50_ms": _r(percentile(latencies, 50)),
-        "p99_ms": _r(percentile(latencies, 99)),
+        "p50_ms": committed_ms["p50"],
+        "p95_ms": committed_ms["p95"],
+        "p99_ms": committed_ms["p99"],
+        "committed_ms": committed_ms,
+        "learned_ms": percentiles(learned),
+        # where the time goes, means in ms: each broker hop (fetch: a record's age when the router reads it, per
+        # consumer group) and each delivery (queue excluded: from a lane taking the event to the answer)
+        "router_mean_ms": breakdown(sums_before, sums_after),
         **check(name, events, entries),
     }
+    if platform is not None:
+        out["cpu_us_per_event"] = cpu_per_event(cpu_before, cpu_after, len(events))
+    return out
 
 
 def _id(name: str) -> str:
@@ -220,7 +268,20 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--concurrent", action="store_true", help="also run every domain's peak at once")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one phase")
+    parser.add_argument("--half-peak", action="store_true", help="also a paced run at half the measured peak rate")
+    parser.add_argument("--model", default=None, help="the model learn-one learns (one domain), e.g. a forest")
+    parser.add_argument(
+        "--compare-with",
+        default=None,
+        metavar="DIR",
+        help="first run this bench from another checkout (e.g. a git worktree of an earlier commit), same args",
+    )
     args = parser.parse_args()
+    if args.model:
+        if "," in args.domains:
+            parser.error("--model takes one domain (--domains NAME)")
+        os.environ[f"COELHO_MODEL_{args.domains.upper()}"] = args.model  # learn-one inherits it
+    compared = run_compared(args.compare_with) if args.compare_with else None
 
     import redis
 
@@ -254,8 +315,22 @@ def main() -> None:
                 row = {"peak": peak(settings, client, [name], args.events, args.timeout)[name]}
                 cpu_after = dict(service_cpu(platform), **{"bench producer": time.process_time()})
                 row["peak"]["cpu_us_per_event"] = cpu_per_event(cpu_before, cpu_after, args.events)
+                records = [e.data for e in stream(name, args.events, seed=101, prefix="inproc")]
+                row["in_process_test_then_train_per_s"] = round(in_process_rate(name, records, args.model), 1)
+                if row["peak"]["learned_per_s"]:
+                    # the forest ratio with --model adaptive_random_forest (target >= 0.8)
+                    row["end_to_end_vs_in_process"] = round(
+                        row["peak"]["learned_per_s"] / row["in_process_test_then_train_per_s"], 2
+                    )
                 if args.rate > 0:
-                    row["paced"] = paced(settings, client, name, args.rate, args.latency_seconds, args.timeout)
+                    row["paced"] = paced(
+                        settings, client, name, args.rate, args.latency_seconds, args.timeout, platform
+                    )
+                if args.half_peak and row["peak"]["end_to_end_per_s"]:
+                    half = round(row["peak"]["end_to_end_per_s"] / 2, 1)
+                    row["paced_half_peak"] = paced(
+                        settings, client, name, half, args.latency_seconds, args.timeout, platform
+                    )
                 domains[name] = row
                 print(name, json.dumps(row), flush=True)
             result["domains"] = domains
@@ -265,7 +340,45 @@ def main() -> None:
         finally:
             result["stop_problems"] = platform.stop()
     result["load_average_end"] = load_average()
+    result["model"] = args.model
+    if compared is not None:
+        result["compared"] = compared
+        result["current_vs_compared"] = ratios(result, compared)
     print(json.dumps(result))
+
+
+def run_compared(tree: str) -> dict[str, Any]:
+    """This bench, same arguments, run from another checkout: its JSON (last line)."""
+    import subprocess
+
+    argv = [a for a in sys.argv[1:]]
+    i = argv.index("--compare-with")
+    del argv[i : i + 2]
+    bench = Path(tree) / "bench" / "e2e_learn.py"
+    proc = subprocess.run([sys.executable, str(bench), *argv], cwd=tree, capture_output=True, text=True, check=False)
+    print("compared", proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:], flush=True)
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def ratios(current: dict[str, Any], compared: dict[str, Any]) -> dict[str, Any]:
+    """current / compared for each domain's rates, latencies and CPU per event (same run, same machine)."""
+
+    def ratio(a: Any, b: Any) -> float | None:
+        return round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+
+    out: dict[str, Any] = {}
+    for name, row in current.get("domains", {}).items():
+        old = compared.get("domains", {}).get(name, {})
+        out[name] = {
+            "peak_learned_per_s": ratio(row["peak"].get("learned_per_s"), old.get("peak", {}).get("learned_per_s")),
+            "peak_cpu_us_per_event": ratio(
+                row["peak"]["cpu_us_per_event"].get("total"),
+                old.get("peak", {}).get("cpu_us_per_event", {}).get("total"),
+            ),
+            "paced_p50_ms": ratio(row.get("paced", {}).get("p50_ms"), old.get("paced", {}).get("p50_ms")),
+            "paced_p99_ms": ratio(row.get("paced", {}).get("p99_ms"), old.get("paced", {}).get("p99_ms")),
+        }
+    return out
 
 
 if __name__ == "__main__":

@@ -203,6 +203,67 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def percentiles(values: list[float], digits: int = 1) -> dict[str, float | None]:
+    """p50, p95, p99 and max of `values` (any order), rounded; None when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    return {
+        "p50": round(percentile(ordered, 50), digits),
+        "p95": round(percentile(ordered, 95), digits),
+        "p99": round(percentile(ordered, 99), digits),
+        "max": round(ordered[-1], digits),
+    }
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process from /proc/<pid>/stat (fields 14 and 15, in clock ticks); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces: split after its ")"
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def service_cpu(platform: Any) -> dict[str, float]:
+    """CPU seconds used so far by each running service of `platform` (its whole process group: a Granian
+    function's workers too), summed from /proc/<pid>/stat of each process."""
+    out: dict[str, float] = {}
+    for name in platform.entries():
+        try:
+            pids = [proc.pid for proc in platform.processes(name)]
+        except Exception:  # gone meanwhile
+            continue
+        out[name] = sum(proc_cpu_seconds(pid) for pid in pids)
+    return out
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, int]:
+    """Microseconds of CPU per event, by service, over one phase (start-up excluded), plus the total."""
+    rows = {name: (after.get(name, 0.0) - before.get(name, 0.0)) * 1e6 / max(events, 1) for name in after}
+    rows["total"] = sum(rows.values())
+    return {k: round(v) for k, v in sorted(rows.items(), key=lambda kv: -kv[1])}
+
+
+def in_process_rate(domain_name: str, records: list[dict[str, Any]], model_name: str | None = None) -> float:
+    """Events/s of River's test-then-train (`OnlineModel.learn_one`, the domain's metrics) in this process."""
+    from eventing.domains import get_domain
+    from functions.model_state.online_model import OnlineModel
+
+    domain = get_domain(domain_name)
+    state = OnlineModel.fresh(domain, model_name)
+    clean = [domain.validate(r) for r in records]
+    started = time.perf_counter()
+    for i, record in enumerate(clean, start=1):
+        state.learn_one(i, "record", record, 0)
+    return len(clean) / (time.perf_counter() - started)
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 

@@ -9,7 +9,9 @@ For each domain, in one run on a private platform (real Kafka, router, Redis, le
 3. HTTP only: closed-loop clients POSTing the records straight to learn-one (no Kafka, no router);
 4. latency at half the peak rate: records paced at peak/2 for a few seconds; produce-to-committed latency is the
    log entry's commit time (Redis TIME) minus the send time, produce-to-learned the first time learn-one's log
-   position (its /metrics, sampled every 20 ms) covered the entry, minus the send time.
+   position (its /metrics, sampled every 20 ms) covered the entry, minus the send time (p50/p95/p99).
+`cpu_us_per_event` (end to end) is each service's CPU over the peak phase per event, from /proc/<pid>/stat of
+each of its processes; "bench producer" is this process.
 
     .venv/bin/python bench/learn.py [--domains tfd,eta,ecci] [--events 3000]
     .venv/bin/python bench/learn.py --http-only [--compare-with DIR] [--server waitress]
@@ -38,10 +40,12 @@ from function_harness import (
     Client,
     LearnedClock,
     ce_request,
+    cpu_per_event,
     load_average,
     percentile,
     private_platform,
     produce_records,
+    service_cpu,
     wait_learned,
 )
 
@@ -167,6 +171,7 @@ def http_only_domain(
         "rate_per_s": round(rate, 1),
         "events": len(latencies),
         "p50_ms": round(percentile(latencies, 50), 2),
+        "p95_ms": round(percentile(latencies, 95), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
     }
     row["http_vs_in_process"] = round(row["http_per_s"] / row["in_process"]["test_then_train_per_s"], 2)
@@ -265,11 +270,15 @@ def main() -> None:
             sender = threading.Thread(
                 target=lambda r=row, n=name, s=stream: r.update(sent=produce_records(settings, n, s))
             )
+            cpu_before = dict(service_cpu(platform), **{"bench producer": time.process_time()})
             started = time.time()
             sender.start()
             done = wait_committed(client, name, head + len(stream), timeout=600)
             learned_at = wait_learned(settings.url("learn"), name, head + len(stream), timeout=600)
             sender.join()
+            cpu_after = dict(service_cpu(platform), **{"bench producer": time.process_time()})
+            # CPU per event per service (/proc/<pid>/stat of each process) over the peak phase
+            row["cpu_us_per_event"] = cpu_per_event(cpu_before, cpu_after, len(stream))
             sent: dict[str, float] = row.pop("sent")
             row["end_to_end_per_s"] = round(len(stream) / (done - started), 1) if done else None  # committed
             row["learned_per_s"] = round(len(stream) / (learned_at - started), 1) if learned_at else None
@@ -301,10 +310,12 @@ def main() -> None:
                 "events": len(latencies),
                 # produce -> committed to the log (Redis time of the entry)
                 "p50_ms": round(percentile(latencies, 50), 1),
+                "p95_ms": round(percentile(latencies, 95), 1),
                 "p99_ms": round(percentile(latencies, 99), 1),
                 "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
                 # produce -> applied by every model in learn-one (its log position, sampled every 20 ms)
                 "learned_p50_ms": round(percentile(learned, 50), 1),
+                "learned_p95_ms": round(percentile(learned, 95), 1),
                 "learned_p99_ms": round(percentile(learned, 99), 1),
             }
             row["model"] = args.model or domain.default_model

@@ -15,6 +15,7 @@ completions through a queue.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -31,14 +32,18 @@ from eventing.router.metrics import RouterMetrics
 log = logging.getLogger(__name__)
 
 Done = Callable[[], None]
-# Tansu holds a fetch for fetch_max_wait_ms even when data arrives meanwhile, so this bounds the latency the
+# Tansu holds a fetch for fetch_max_wait_ms even when data arrives meanwhile, so the wait bounds the latency the
 # broker adds. With its log on S3, a fetch reads one object per stored batch and returns what it read when the
-# wait ends: at 50 ms most fetches came back (nearly) empty under load and a consumer read ~1 batch/s (ADR 0070).
-# Longer while records flow than the 50 ms of ADR 0020; longer still after IDLE_AFTER_S without any, so idle
-# consumer groups cost the S3 server little.
-FETCH_MAX_WAIT_MS = 500
-IDLE_FETCH_MAX_WAIT_MS = 2000
+# wait ends: under a backlog, short waits return (nearly) empty fetches and a consumer read ~1 batch/s (ADR 0070).
+# So the wait follows the backlog (ADR 0116): while the records fetched are fresh (the newest produced less than
+# BEHIND_MS ago) the consumer keeps up and a short wait keeps latency low; once they are older it is behind and
+# long waits gather many batches per fetch; after IDLE_AFTER_S without records, an idle wait (few S3 reads).
+FETCH_MAX_WAIT_MS = 500  # behind: throughput (ADR 0070)
+# keeping up: latency (COELHO_ROUTER_SHORT_FETCH_WAIT_MS, e.g. to trade S3 reads for latency)
+SHORT_FETCH_MAX_WAIT_MS = int(os.environ.get("COELHO_ROUTER_SHORT_FETCH_WAIT_MS") or 20)
+IDLE_FETCH_MAX_WAIT_MS = 250
 IDLE_AFTER_S = 2.0
+BEHIND_MS = int(os.environ.get("COELHO_ROUTER_BEHIND_MS") or 250)
 # Tansu answers a fetch at once when records are there and holds it for the whole wait when none are (it does not
 # wake up when one arrives). Fetching again the moment a batch was handed out finds the partitions empty and
 # parks the next records for FETCH_MAX_WAIT_MS: 108-120 ms median delivery latency at 300 ev/s. Pausing a few ms
@@ -108,11 +113,13 @@ class CommittingConsumer:
         self._thread: threading.Thread | None = None
         self._fetched = metrics.fetched.labels(group)
         self._committed = metrics.committed.labels(group)
+        self._fetch_age = metrics.fetch_age.labels(group)
         self._lag = metrics.lag.labels(group)
         self._consumer: KafkaConsumer | None = None
         self._finished = 0  # records done (delivered, filtered out, dead-lettered) since start
         self._reported = 0
         self._last_records = time.monotonic()
+        self._wait = FETCH_MAX_WAIT_MS  # the current fetch wait (next_fetch_wait)
         self._seeds = seeds  # start offsets for a group that has none (read once, before joining)
         self._pending_seeds: dict[TopicPartition, int] = {}
         self._poison = poison
@@ -199,12 +206,17 @@ class CommittingConsumer:
                 batches = consumer.poll(timeout_ms=50 if self.inflight else 500)
                 if consumer.assignment():
                     self.assigned.set()
-                self._adapt_fetch_wait(consumer, bool(batches))
+                newest = max((records[-1].timestamp or 0 for records in batches.values()), default=0)
+                self._adapt_fetch_wait(consumer, bool(batches), newest)
+                now_ms = time.time() * 1000
+                observe_age = self._fetch_age.observe
                 for tp, records in batches.items():
                     tracker = self.trackers.setdefault(tp, OffsetTracker())
                     generation = self.generation
                     for record in records:
                         tracker.add(record.offset)
+                        if record.timestamp:
+                            observe_age(max(0.0, now_ms - record.timestamp) / 1000)
                         self.inflight += 1
                         self._hand_over(record, self._done_callback(tp, record.offset, generation))
                     self._fetched.inc(len(records))
@@ -247,14 +259,38 @@ class CommittingConsumer:
         self.generation += 1
         self.inflight = 0
 
-    def _adapt_fetch_wait(self, consumer: KafkaConsumer, got_records: bool) -> None:
-        now = time.monotonic()
-        if got_records:
-            self._last_records = now
-        wait = IDLE_FETCH_MAX_WAIT_MS if now - self._last_records > IDLE_AFTER_S else FETCH_MAX_WAIT_MS
+    def _adapt_fetch_wait(self, consumer: KafkaConsumer, got_records: bool, newest_ms: int = 0) -> None:
+        wait = self.next_fetch_wait(time.monotonic(), got_records, newest_ms, time.time() * 1000)
         fetcher = getattr(consumer, "_fetcher", None)  # kafka-python reads this per fetch request
         if fetcher is not None and fetcher.config.get("fetch_max_wait_ms") != wait:
             fetcher.config["fetch_max_wait_ms"] = wait
+
+    def next_fetch_wait(self, now: float, got_records: bool, newest_ms: int, wall_ms: float) -> int:
+        """The fetch wait after a poll: short while keeping up, long when behind, idle after a silence.
+
+        An empty poll doubles the wait (up to the long one): on the S3-backed broker a fetch shorter than its S3
+        reads comes back empty even when records are there, and short empty fetches would spin (ADR 0070).
+
+        >>> c = CommittingConsumer.__new__(CommittingConsumer)
+        >>> c._last_records, c._wait = 0.0, FETCH_MAX_WAIT_MS
+        >>> c.next_fetch_wait(1.0, True, 99_990, 100_000)     # fresh records: keeping up
+        20
+        >>> [c.next_fetch_wait(1.1, False, 0, 100_000) for _ in range(5)]  # empty polls: longer and longer
+        [40, 80, 160, 320, 500]
+        >>> c.next_fetch_wait(1.2, True, 99_000, 100_000)     # the newest is 1 s old: behind
+        500
+        >>> c.next_fetch_wait(5.0, False, 0, 100_000)         # nothing for 2 s: idle
+        250
+        """
+        if got_records:
+            self._last_records = now
+            behind = newest_ms > 0 and wall_ms - newest_ms > BEHIND_MS
+            self._wait = FETCH_MAX_WAIT_MS if behind else SHORT_FETCH_MAX_WAIT_MS
+        elif now - self._last_records > IDLE_AFTER_S:
+            self._wait = IDLE_FETCH_MAX_WAIT_MS
+        else:
+            self._wait = min(FETCH_MAX_WAIT_MS, self._wait * 2)
+        return self._wait
 
     def _done_callback(self, tp: TopicPartition, offset: int, generation: int) -> Done:
         put = self.completions.put

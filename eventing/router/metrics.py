@@ -59,6 +59,14 @@ class RouterMetrics:
             ["consumer"],
             registry=r,
         )
+        self.fetch_age = Histogram(
+            "coelho_router_fetch_age_seconds",
+            "From a record's Kafka timestamp (its producer's send) to the router reading it, per consumer group:"
+            " the broker hop, its storage and the fetch wait",
+            ["consumer"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.committed = Counter(
             "coelho_router_records_committed_total",
             "Records whose offset was committed (delivered, filtered out or dead-lettered), per consumer group",

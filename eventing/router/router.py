@@ -20,7 +20,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from coelho.settings import PROJECT_ROOT, Settings
 from eventing.domains import DOMAINS
 from eventing.router.consumer import CommittingConsumer
-from eventing.router.dispatcher import BrokerFanout, TriggerDispatcher
+from eventing.router.dispatcher import BrokerFanout, DirectBrokerSink, TriggerDispatcher
 from eventing.router.httpserver import MetricsHandler, bounded_handler, limits_from_env, serve
 from eventing.router.ingress import BrokerIngress
 from eventing.router.manifests import DeliverySpec, Destination, ManifestError, Manifests
@@ -50,6 +50,7 @@ class Router:
         shared_group: bool | None = None,
         max_body_bytes: int | None = None,
         http_timeout: float | None = None,
+        direct_sources: bool | None = None,
     ):
         self.settings = settings
         self.manifests = Manifests.load(manifests_dir, settings.namespace)
@@ -65,6 +66,11 @@ class Router:
         # One consumer group per Broker for all its Triggers (ADR 0070); COELHO_ROUTER_SHARED_GROUP=0: one per Trigger.
         self.shared_group = (
             shared_group if shared_group is not None else (os.environ.get("COELHO_ROUTER_SHARED_GROUP", "1") != "0")
+        )
+        # KafkaSources whose sink is a Broker hand their events to its Triggers directly (ADR 0116);
+        # COELHO_ROUTER_DIRECT_SOURCES=0 (or direct_sources=False) writes them to the Broker topic first.
+        self.direct_sources = (
+            direct_sources if direct_sources is not None else os.environ.get("COELHO_ROUTER_DIRECT_SOURCES", "1") != "0"
         )
         self.kafka_sources: list[KafkaSourceAdapter] = []
         self.ping_sources: list[PingSourceRunner] = []
@@ -200,12 +206,19 @@ class Router:
                         source=f"/apis/v1/namespaces/{namespace}/brokers/{name}",
                     )
                 )
+        fanout_of = {fanout.topic: fanout for fanout in self.fanouts}
         for source in self.manifests.kafka_sources.values():
             source_dls = source.delivery.dead_letter_sink if source.delivery else None
+            sink = self.resolve_sink(source.sink, source.delivery)
+            if self.direct_sources and source.sink.kind == "Broker":
+                broker = self.manifests.broker(str(source.sink.namespace), str(source.sink.name))
+                fanout = fanout_of.get(broker.topic)
+                if fanout is not None:
+                    sink = DirectBrokerSink(fanout, sink.address)
             self.kafka_sources.append(
                 KafkaSourceAdapter(
                     source,
-                    self.resolve_sink(source.sink, source.delivery),
+                    sink,
                     self.bootstrap,
                     self.metrics,
                     dead_letter_sink=self.resolve_sink(source_dls) if source_dls else None,

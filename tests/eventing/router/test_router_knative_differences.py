@@ -222,3 +222,38 @@ def test_kafka_source_delivery_is_read_from_the_manifest() -> None:
     assert source.delivery is not None
     assert (source.delivery.retry, source.delivery.backoff_delay) == (4, 0.5)
     assert source.delivery.dead_letter_sink is not None and source.delivery.dead_letter_sink.name == "dl"
+
+
+# --- differs (internally): a KafkaSource into a Broker skips the Broker topic ---------------------------------------
+def test_a_kafka_source_hands_its_events_to_the_brokers_triggers_directly() -> None:
+    """Knative writes the source's event to the Broker topic and the Triggers read it back; the router hands it to
+    the same Triggers (filters, ordered lanes, retries) and releases the source's offset once they finished."""
+    from eventing.router.dispatcher import BrokerFanout, DirectBrokerSink
+
+    m = Manifests.from_documents(
+        [
+            BROKER,
+            {
+                **trigger_doc("ord", ordered=True),
+                "spec": {**trigger_doc("ord")["spec"], "filter": {"attributes": {"type": "t"}}},
+            },
+        ]
+    )
+    sub = RecordingSubscriber()
+    metrics = RouterMetrics()
+    dispatcher = TriggerDispatcher(
+        m.triggers[("t", "ord")], sub.url, "topic", "unused:9092", NO_SINK, None, metrics, own_consumer=False
+    )
+    fanout = BrokerFanout("knative-broker-t-default", "group", "unused:9092", [dispatcher], metrics)
+    sink = DirectBrokerSink(fanout, "http://broker/t/default")
+    dispatcher.start()
+    try:
+        taken, skipped = threading.Event(), threading.Event()
+        sink.send(event("direct-1", "k"), taken.set)
+        other = WireEvent({"specversion": "1.0", "id": "x", "source": "/s", "type": "other"}, b"")
+        sink.send(other, skipped.set)
+        assert skipped.wait(1)  # no Trigger takes it: finished at once
+        assert taken.wait(10) and sub.ids() == ["direct-1"]
+    finally:
+        dispatcher.stop_workers(2)
+        sub.stop()

@@ -538,3 +538,14 @@ def test_the_pods_strimzi_creates_run_restricted_too() -> None:
         sc = template[container]["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True, container
         assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_every_trigger_whose_subscriber_replies_may_post_its_reply() -> None:
+    """Triggers without `?reply=none` get their subscriber's reply posted back to the Broker: an EventPolicy must
+    admit them (the learn Triggers ask for no reply)."""
+    admitted = set().union(*(_senders(p) for p in _kind("EventPolicy")))
+    for trigger in _kind("Trigger"):
+        subscriber = trigger["spec"]["subscriber"]
+        replies = "reply=none" not in str(subscriber.get("uri", ""))
+        if replies and subscriber["ref"]["name"] in ("coelho-predict", "coelho-checkpoint"):
+            assert ("Trigger", trigger["metadata"]["name"]) in admitted, trigger["metadata"]["name"]

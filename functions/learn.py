@@ -51,10 +51,10 @@ from functions.middleware.app import (
 from functions.middleware.events import post_event
 from functions.model_state import ab
 from functions.model_state.batch_learner import BatchLearner
-from functions.model_state.event_log import Appended, EventLog, KafkaPosition, LogEntry
+from functions.model_state.event_log import Appended, EventLog, KafkaPosition, LogEntry, LogLost
 from functions.model_state.keys import connect, key
 from functions.model_state.online_model import Outcome
-from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for, sync_replicas
+from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for, reseed, sync_replicas
 
 log = logging.getLogger("coelho.functions.learn")
 
@@ -235,9 +235,15 @@ class Learner:
         log_kind, clean = classify(domain, kind, data)
         event_log = self.logs[domain.name]
         keys = event_log.dedup_keys(source, ce_id, clean, log_kind, kafka)
-        appended = event_log.append(log_kind, clean, keys, kafka=kafka)
+        replicas = self.replicas[domain.name]
+        position = max((r.state.seq for r in replicas), default=0)
+        try:
+            appended = event_log.append(log_kind, clean, keys, kafka=kafka, position=position)
+        except LogLost:  # Redis wiped under the models: re-seed it from them (or adopt who did), then append
+            reseed(self.redis, domain, replicas)
+            appended = event_log.append(log_kind, clean, keys, kafka=kafka)
         if appended.new and direct:  # concurrent requests with later entries wait for this one, not re-read the log
-            for replica in self.replicas[domain.name]:
+            for replica in replicas:
                 replica.expect(appended.seq)
         return Committed(domain, log_kind, clean, appended)
 

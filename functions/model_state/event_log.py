@@ -26,7 +26,12 @@ DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a CloudEv
 KAFKA_WINDOW = int(os.environ.get("COELHO_KAFKA_DEDUP_OFFSETS", "10000"))
 
 # KEYS: seq, log, paused_at, the Kafka partition's offset mark (or the seq key when none), then the dedup keys.
-# ARGV: ttl, kind, payload, Kafka offset ('' when none), the Kafka record's time, the offset window.
+# ARGV: ttl, kind, payload, Kafka offset ('' when none), the Kafka record's time, the offset window, the position
+# the caller's models have reached (0: none).
+#
+# A caller whose models have learned entries while Redis has no sequence number at all (Redis wiped, or restarted
+# without its data) gets {2, ...} and nothing is written: it re-seeds Redis from its models first (`LogLost`,
+# functions/model_state/replica.py `reseed`), so the new entries continue after what the models hold.
 #
 # The log entry is written first: if it cannot be (Redis out of memory, an entry id not above the stream's last), the
 # script returns an error having written nothing, and a retry appends the event. Marking the delivery as seen first
@@ -40,6 +45,7 @@ KAFKA_WINDOW = int(os.environ.get("COELHO_KAFKA_DEDUP_OFFSETS", "10000"))
 # offset comes back with another record time.
 _APPEND = """
 local paused = redis.call('GET', KEYS[3]) or false
+if tonumber(ARGV[7]) > 0 and redis.call('EXISTS', KEYS[1]) == 0 then return {2, 0, 0, paused} end
 for i = 5, #KEYS do
   local prior = redis.call('GET', KEYS[i])
   if prior then return {0, tonumber(prior), 0, paused} end
@@ -91,6 +97,10 @@ class KafkaPosition:
     partition: str
     offset: int
     time: str = ""
+
+
+class LogLost(RuntimeError):
+    """The domain's log and sequence number are gone while the caller's models hold a position: re-seed first."""
 
 
 class AppendRefused(redis.ConnectionError):
@@ -152,12 +162,14 @@ class EventLog:
         event: Mapping[str, Any],
         dedup_keys: Iterable[str],
         kafka: KafkaPosition | None = None,
+        position: int = 0,
     ) -> Appended:
         """Append the event unless a dedup key or its Kafka partition's mark says it is a duplicate (then seq is the
-        first delivery's, or 0 for a Kafka offset below the window). AppendRefused: nothing was written."""
+        first delivery's, or 0 for a Kafka offset below the window). position: where the caller's models are
+        (LogLost when Redis has lost the log under them). AppendRefused: nothing was written."""
         payload = json.dumps(event, separators=(",", ":"), sort_keys=True)
         mark = self.kafka_key(kafka) if kafka is not None else self.seq_key
-        args: list[str | int] = [DEDUP_TTL, kind, payload, "", "", KAFKA_WINDOW]
+        args: list[str | int] = [DEDUP_TTL, kind, payload, "", "", KAFKA_WINDOW, position]
         if kafka is not None:
             args[3:5] = [kafka.offset, kafka.time]
         try:
@@ -166,6 +178,8 @@ class EventLog:
             )
         except redis.ResponseError as exc:  # out of memory, or the log's ids ahead of its seq: retryable
             raise AppendRefused(f"{self.domain.name}: {exc}") from exc
+        if new == 2:
+            raise LogLost(f"{self.domain.name}: the log has no sequence number, models are at {position}")
         return Appended(int(seq), bool(new), int(t_ms), int(paused) if paused else None)
 
     def read_after(self, seq: int, count: int = 2000) -> list[LogEntry]:

@@ -55,6 +55,57 @@ LOG_POSITION = Gauge(
 DRIFTS = Counter("coelho_drift_detected_total", "Drifts detected by the models' ADWIN detectors", ["domain", "model"])
 SNAPSHOTS = Counter("coelho_model_snapshots_total", "Model snapshots written to Redis", ["domain", "model"])
 DUPLICATES = Counter("coelho_events_duplicate_total", "Deliveries dropped as duplicates", ["domain"])
+LOG_LOST = Counter(
+    "coelho_model_log_lost_total",
+    "Times a process found Redis holding less of a domain's log than its models learned (Redis wiped or restarted "
+    "without its data), by what it did: reseeded Redis from its models, reloaded the snapshot, kept its model, reset",
+    ["domain", "outcome"],
+)
+
+_RESEED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, #KEYS do
+  local at = 2 + (i - 2) * 3
+  redis.call('HSET', KEYS[i], 'seq', ARGV[at], 'blob', ARGV[at + 1], 'events_learned', ARGV[at + 2],
+    'written_ms', ARGV[#ARGV])
+end
+return 1
+"""
+
+
+def reseed(client: redis.Redis, domain: Domain, replicas: list[ModelReplica]) -> bool:
+    """Redis lost a domain's log (no sequence number) while these replicas hold models: write their snapshots and set
+    the sequence number to the furthest position, in one script, unless another process did first (then its
+    snapshots are the ones every replica reloads). Models behind that position skip the entries in between: they
+    are gone with the log. True if this call re-seeded."""
+    locks = [r.lock for r in replicas]
+    for lock in locks:
+        lock.acquire()
+    try:
+        position = max((r.state.seq for r in replicas), default=0)
+        if position == 0:
+            return False
+        keys = [key(domain.name, "seq")]
+        args: list[int | bytes] = [position]
+        for replica in replicas:
+            replica.state.seq = position  # the entries between are lost with the log
+            keys.append(replica.mkey("snapshot"))
+            args += [position, replica.state.to_bytes(), replica.state.events_learned]
+        done = bool(client.register_script(_RESEED)(keys=keys, args=[*args, int(time.time() * 1000)]))
+    finally:
+        for lock in reversed(locks):
+            lock.release()
+    if done:
+        LOG_LOST.labels(domain.name, "reseeded").inc()
+        log.error(
+            "%s: Redis had lost the log: re-seeded from this process's models at seq %d (%s); entries appended to the "
+            "lost log after what these models learned are gone",
+            domain.name,
+            position,
+            ", ".join(f"{r.model_name} {r.state.events_learned} events" for r in replicas),
+        )
+    return done
 
 
 def models_for(domain: Domain, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -124,6 +175,7 @@ class ModelReplica:
         self._add_point = client.register_script(_ADD_POINT)
         self.synced_at = 0.0  # monotonic time of the last successful read of the log
         self._reset_checked_at = 0.0
+        self._lost_reported: tuple[int, str] | None = None
         self.version: str | None = None  # registered MLflow version of the last checkpoint, if known
         self._summary_timer: threading.Timer | None = None  # trailing summary write after a burst
         if role == "learner":  # listed from the start (dashboard, `coelho models`, exporters)
@@ -261,8 +313,15 @@ class ModelReplica:
                 raise RuntimeError(
                     f"{self.domain.name}/{self.model_name}: log starts at {needed}, no snapshot covers it"
                 )
+            if self.state.seq > 0 and not self.redis.exists(self.log.seq_key):
+                self._log_lost("kept")  # Redis lost the log: keep the model until a learner re-seeds Redis
+                return
+            if self.state.seq > 0:  # a new log was started without re-seeding (a learner holding no model): follow it
+                self._log_lost("reset")
             self.state = OnlineModel.fresh(self.domain, self.model_name, self.params)
             return
+        if self.state.seq > self.log.head():
+            self._log_lost("reloaded")
         try:
             state = self._verified(blob, seq)
         except StateRefused as exc:  # never loaded: this replica keeps serving what it has
@@ -273,6 +332,28 @@ class ModelReplica:
                 f"{self.domain.name}/{self.model_name}: snapshot at {self.state.seq}, log starts at {needed}"
             )
         log.warning("%s/%s: reloaded snapshot at seq %d", self.domain.name, self.model_name, self.state.seq)
+
+    def _log_lost(self, outcome: str) -> None:
+        """Redis holds less of the log than this replica learned (wiped, restarted without its data): say so, once
+        per position. kept: no snapshot yet, the replica keeps its model until a learner re-seeds Redis (`reseed`);
+        reloaded: it takes the snapshot the log continues from, and what it learned beyond is dropped; reset: a new
+        log was started from nothing (by a learner that held no model), the replica follows it from scratch."""
+        if self._lost_reported == (self.state.seq, outcome):
+            return
+        self._lost_reported = (self.state.seq, outcome)
+        LOG_LOST.labels(self.domain.name, outcome).inc()
+        log.error(
+            "%s/%s: Redis holds the log up to %d, this replica learned up to %d: %s",
+            self.domain.name,
+            self.model_name,
+            self.log.head(),
+            self.state.seq,
+            {
+                "kept": "model kept, waiting for a learner to re-seed Redis",
+                "reloaded": "reloading the snapshot the log continues from",
+                "reset": "a new log started from nothing: following it from a fresh model",
+            }[outcome],
+        )
 
     def _learn_entry(self, entry: LogEntry) -> Outcome:
         self._expected.pop(entry.seq, None)

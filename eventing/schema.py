@@ -300,3 +300,45 @@ def check_values(fields: tuple[Field, ...], data: Mapping[str, Any], extra_allow
         declared = {f.name for f in fields}
         errors.update({name: "not declared" for name in data if name not in declared})
     return errors
+
+
+def json_schema(fields: tuple[Field, ...], purpose: Purpose = "record") -> dict[str, Any]:
+    """The JSON Schema of a payload of `fields` for `purpose` (the OpenAPI descriptions of the functions): what a
+    sender should send. `validate_fields` is the judge, and a little more lenient (numbers as strings, "true").
+
+    >>> json_schema((Field("amount", "number", "feature", "Amount", minimum=0),), "record")["properties"]
+    {'amount': {'type': 'number', 'description': 'Amount', 'minimum': 0}}
+    """
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for field in fields:
+        properties[field.name] = _field_schema(field, purpose)
+        if _is_required(field, purpose):
+            required.append(field.name)
+    out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _field_schema(field: Field, purpose: Purpose) -> dict[str, Any]:
+    if field.type == "object":
+        return {**json_schema(field.fields, purpose), "description": field.description}
+    kind = {"timestamp": "string", "integer": "integer", "number": "number", "boolean": "boolean"}.get(
+        field.type, "string"
+    )
+    out: dict[str, Any] = {"type": kind, "description": field.description}
+    if field.type == "timestamp":
+        out["format"] = "date-time"
+    elif field.type == "string":
+        if field.choices is not None:
+            out["enum"] = list(field.choices)
+        else:
+            out["maxLength"] = field.max_length or DEFAULT_MAX_LENGTH
+    if field.minimum is not None:
+        out["minimum"] = field.minimum
+    if field.maximum is not None:
+        out["maximum"] = field.maximum
+    if field.nullable:
+        out["nullable"] = True
+    return out

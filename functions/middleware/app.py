@@ -9,7 +9,7 @@ plain-JSON routes (`json_routes`, e.g. predict-one's POST /predict/<domain>) and
   work and answers 204: a Trigger whose subscriber URI says so sends no reply back into the Broker (the learn
   Triggers). The handler sees it as `event.wants_reply`.
 - GET /health/liveness, GET /health/readiness (runs the `ready` check: 503 with the reason while it raises),
-  GET /metrics (Prometheus).
+  GET /metrics (Prometheus), GET /openapi.json (the function's OpenAPI description, functions/middleware/openapi.py).
 - Failure contract (`functions.middleware.contract`): not a CloudEvent, a type the function does not take,
   invalid data -> 400 with the reason; a dependency down -> 503 (retried); anything else -> 500.
 - Who may call (`functions.middleware.auth`): when COELHO_API_TOKEN is set, predict-one, chat and sql answer 401
@@ -63,6 +63,7 @@ from functions.middleware.events import (
     to_http,
 )
 from functions.middleware.limits import check_body, loads_json, max_body_bytes, scrub
+from functions.middleware.openapi import FUNCTION_PATHS, describe
 from functions.middleware.servers import StartResponse, WSGIApp, serve
 
 __all__ = [
@@ -116,6 +117,7 @@ class FunctionApp:
         flask_app: WSGIApp,
         max_body: int,
         gate: TokenGate | None = None,
+        openapi: bytes = b"{}",
     ) -> None:
         self.name = name
         self.handler = handler
@@ -126,6 +128,7 @@ class FunctionApp:
         self.flask_app = flask_app
         self.max_body = max_body
         self.gate = gate
+        self.openapi = openapi
         self._requests: dict[tuple[str, int], Any] = {}  # metric children, looked up once per (type, status)
         self._latency: dict[str, Any] = {}
 
@@ -150,6 +153,9 @@ class FunctionApp:
                 return self._json(start_response, 200, {"status": "alive", "function": self.name})
             if path == "/health/readiness":
                 return self.readiness(start_response)
+            if path == "/openapi.json":
+                start_response("200 OK", [*_JSON, ("Content-Length", str(len(self.openapi)))])
+                return [self.openapi]
             if path == "/metrics":
                 body = generate_latest()
                 start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
@@ -296,7 +302,11 @@ def create_app(
     limit = max_body if max_body is not None else max_body_bytes()
     required = name in PROTECTED if require_token is None else require_token
     gate = TokenGate.from_environ() if required else None
-    function_app = FunctionApp(name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app, limit, gate)
+    paths = FUNCTION_PATHS.get(name)
+    spec = json.dumps(describe(name, listed, required, paths() if paths else None)).encode()
+    function_app = FunctionApp(
+        name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app, limit, gate, spec
+    )
     app.wsgi_app = function_app  # type: ignore[method-assign]
     app.config["function_app"] = function_app
     return app

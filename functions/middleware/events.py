@@ -139,7 +139,10 @@ def event_data(event: Event | BaseCloudEvent) -> Any:
     """The event's data as JSON (dict, list, ...): bytes and strings are parsed, None stays None."""
     data = event.get_data()
     if isinstance(data, bytes | bytearray):
-        data = data.decode("utf-8")
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsupportedEvent("data is not UTF-8 text: the platform's events carry a JSON object") from None
     if isinstance(data, str):
         text = data.strip()
         if not text:

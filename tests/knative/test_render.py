@@ -549,3 +549,11 @@ def test_every_trigger_whose_subscriber_replies_may_post_its_reply() -> None:
         replies = "reply=none" not in str(subscriber.get("uri", ""))
         if replies and subscriber["ref"]["name"] in ("coelho-predict", "coelho-checkpoint"):
             assert ("Trigger", trigger["metadata"]["name"]) in admitted, trigger["metadata"]["name"]
+
+
+def test_no_committed_file_holds_a_password() -> None:
+    """Credentials live only in the git-ignored env files: no manifest or Helm value carries one."""
+    for path in KNATIVE.rglob("*.yaml"):
+        text = path.read_text().lower()
+        assert not re.search(r"(password|secret_access_key|api_key)\s*:\s*\S", text), path
+        assert "change-me" not in text, path

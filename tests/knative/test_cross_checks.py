@@ -105,7 +105,7 @@ def test_learning_triggers_are_ordered_and_prediction_triggers_parallel(manifest
     for trigger in manifests.triggers.values():
         if trigger.subscriber.name == "coelho-learn":
             assert trigger.ordered, trigger.name
-        if trigger.subscriber.name == "coelho-predict":
+        if str(trigger.subscriber.name).startswith("coelho-predict"):
             assert not trigger.ordered, trigger.name
 
 
@@ -299,6 +299,7 @@ def test_function_env_reader_finds_what_the_code_reads() -> None:
 FUNCTION_SERVICES = [
     *(f"coelho-learn-{d}" for d in DOMAINS),
     "coelho-predict",
+    *(f"coelho-predict-{d}" for d in DOMAINS),
     "coelho-checkpoint",
     "coelho-chat",
     "coelho-sql",

@@ -52,10 +52,10 @@ STRIMZI_KAFKA_VERSIONS = {
     "0.49.1": {"4.0.0", "4.0.1", "4.1.0", "4.1.1"},
     "0.50.0": {"4.0.0", "4.0.1", "4.1.0", "4.1.1"},
 }
-CLUSTER_LOCAL = {"coelho-learn-tfd", "coelho-learn-eta", "coelho-learn-ecci", "coelho-checkpoint", "coelho-lake"}
+PER_DOMAIN = {f"coelho-{f}-{d}" for f in ("learn", "predict") for d in DOMAINS}
+CLUSTER_LOCAL = PER_DOMAIN | {"coelho-checkpoint", "coelho-lake"}
 TOKEN_PROTECTED = {"coelho-predict", "coelho-chat", "coelho-sql"}
-STATE_READERS = {"coelho-learn-tfd", "coelho-learn-eta", "coelho-learn-ecci", "coelho-predict", "coelho-checkpoint"}
-STATE_READERS |= {"coelho-chat"}
+STATE_READERS = PER_DOMAIN | {"coelho-predict", "coelho-checkpoint", "coelho-chat"}
 
 
 def _id(doc: dict[str, Any]) -> str:
@@ -359,6 +359,14 @@ def _ksvc(name: str) -> dict[str, Any]:
     return next(d for d in KNATIVE_DOCS if d["kind"] == "Service" and d["metadata"]["name"] == name)
 
 
+def test_the_broker_delivers_to_cluster_local_services_only() -> None:
+    """The dispatcher cannot send the bearer token: every Trigger's subscriber is cluster-local (and so reachable
+    from inside the cluster only), never a token-protected Service."""
+    for trigger in _kind("Trigger"):
+        name = trigger["spec"]["subscriber"]["ref"]["name"]
+        assert name in CLUSTER_LOCAL and name not in TOKEN_PROTECTED, (trigger["metadata"]["name"], name)
+
+
 def test_learn_checkpoint_and_lake_are_cluster_local_and_the_others_need_the_token() -> None:
     services = {d["metadata"]["name"] for d in KNATIVE_DOCS if d["kind"] == "Service"}
     for name in services:
@@ -547,7 +555,7 @@ def test_every_trigger_whose_subscriber_replies_may_post_its_reply() -> None:
     for trigger in _kind("Trigger"):
         subscriber = trigger["spec"]["subscriber"]
         replies = "reply=none" not in str(subscriber.get("uri", ""))
-        if replies and subscriber["ref"]["name"] in ("coelho-predict", "coelho-checkpoint"):
+        if replies and subscriber["ref"]["name"].startswith(("coelho-predict", "coelho-checkpoint")):
             assert ("Trigger", trigger["metadata"]["name"]) in admitted, trigger["metadata"]["name"]
 
 

@@ -107,8 +107,9 @@ def test_every_function_has_its_service() -> None:
 
 
 # --- predict-one: autoscaled on concurrency above one warm replica ----------------------------------------
-def test_predict_scales_on_concurrency_above_one_warm_replica(manifests: Manifests) -> None:
-    service = _service(manifests, "coelho-predict")
+@pytest.mark.parametrize("name", ["coelho-predict", *(f"coelho-predict-{d}" for d in DOMAINS)])
+def test_predict_scales_on_concurrency_above_one_warm_replica(manifests: Manifests, name: str) -> None:
+    service = _service(manifests, name)
     a = _annotations(service)
     assert a.get("class", "kpa.autoscaling.knative.dev") == "kpa.autoscaling.knative.dev"  # KPA: the one scaling to 0
     assert a.get("metric") == "concurrency"
@@ -129,8 +130,8 @@ def test_predict_scales_on_concurrency_above_one_warm_replica(manifests: Manifes
 
 
 def test_predict_triggers_are_parallel(manifests: Manifests) -> None:
-    predict = [t for t in manifests.triggers.values() if t.subscriber.name == "coelho-predict"]
-    assert {t.name for t in predict} == {f"{d}-predict" for d in DOMAINS}
+    predict = [t for t in manifests.triggers.values() if str(t.subscriber.name).startswith("coelho-predict")]
+    assert {(t.name, t.subscriber.name) for t in predict} == {(f"{d}-predict", f"coelho-predict-{d}") for d in DOMAINS}
     assert not any(t.ordered for t in predict)
 
 

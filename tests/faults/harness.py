@@ -11,6 +11,7 @@ learned exactly once, learned twice, dead-lettered (with the reason), lost.
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -233,11 +234,24 @@ def model_equals_replay(platform: Platform, wait: float = 30.0) -> bool | None:
 
     domain = get_domain(DOMAIN)
     client = redis.Redis.from_url(platform.settings.redis_url, socket_timeout=10)
-    follower = ModelReplica(client, domain, role="follower")
-    deadline = time.monotonic() + wait
-    while not follower.load_snapshot() and time.monotonic() < deadline:
-        time.sleep(1)
+    # the platform's key signs the snapshots: this process reads it as the platform's processes do
+    saved = os.environ.get("COELHO_DATA_DIR")
+    os.environ["COELHO_DATA_DIR"] = str(platform.settings.data_dir)
+    try:
+        follower = ModelReplica(client, domain, role="follower")
+        deadline = time.monotonic() + wait
+        loaded = follower.load_snapshot()
+        while not loaded and time.monotonic() < deadline:
+            time.sleep(1)
+            loaded = follower.load_snapshot()
+    finally:
+        if saved is None:
+            os.environ.pop("COELHO_DATA_DIR", None)
+        else:
+            os.environ["COELHO_DATA_DIR"] = saved
     snap = follower.state
+    if not loaded or snap.seq == 0:
+        return None
     entries = follower.log.read_after(0, count=1_000_000)
     if not entries or entries[0].seq != 1:
         return None

@@ -31,6 +31,11 @@ from eventing.schema import value_at
 from functions.model_state.tasks import Task, task_of
 
 MAX_PENDING = 50_000  # records waiting for a delayed label (oldest dropped first)
+# Labels that arrive before their record wait for it (the record is then learned with it at once): at most this many
+# (oldest dropped first) and for at most this long in log time (the entries' Redis time, so every replica and every
+# replay drops the same ones). Constants, not settings: replicas configured differently would learn differently.
+MAX_EARLY_LABELS = 10_000
+EARLY_LABEL_TTL_MS = 3_600_000
 PROFILE_TOP = 5  # categories kept per cluster profile field in summaries
 
 
@@ -109,7 +114,8 @@ class OnlineModel:
     drift_detector: Any = None
     drifts: int = 0
     pending: OrderedDict[str, tuple[dict[str, Any], Any]] = field(default_factory=OrderedDict)
-    labels_unmatched: int = 0
+    labels_unmatched: int = 0  # labels that found no record: expired or dropped while parked
+    early_labels: OrderedDict[str, tuple[Any, int]] = field(default_factory=OrderedDict)  # id -> (target, t_ms)
     learn_errors: int = 0  # events the model could not learn (same on every replica: the state is deterministic)
     last_error: str | None = None
     clusters: dict[int, ClusterProfile] = field(default_factory=dict)
@@ -179,16 +185,24 @@ class OnlineModel:
 
     def _learn_one(self, seq: int, kind: str, event: dict[str, Any], t_ms: int) -> Outcome:
         domain = self.domain
+        early = self._early_labels(t_ms)
         if kind == "label":
             key = str(event.get(domain.id_field))
             waiting = self.pending.pop(key, None)
-            if waiting is None:
-                self.labels_unmatched += 1
+            if waiting is None:  # before its record: parked until the record comes (or it expires)
+                early.pop(key, None)
+                early[key] = (event[domain.target or ""], t_ms)
+                while len(early) > MAX_EARLY_LABELS:
+                    early.popitem(last=False)
+                    self.labels_unmatched += 1
                 return Outcome(seq, learned=False)
             x, prediction = waiting
             return self._score_and_learn(x, prediction, event[domain.target or ""], event, t_ms)
         x = domain.features(event)
         prediction = self.predict_one(x)
+        parked = early.pop(str(event.get(domain.id_field)), None) if early else None
+        if kind == "unlabeled" and parked is not None:  # its label came first: learn it now
+            return self._score_and_learn(x, prediction, parked[0], event, t_ms)
         if kind == "unlabeled":
             self.pending[str(event.get(domain.id_field))] = (x, prediction)
             while len(self.pending) > MAX_PENDING:
@@ -196,6 +210,16 @@ class OnlineModel:
             return Outcome(seq, learned=False, prediction=prediction)
         y = event.get(domain.target) if domain.target else None
         return self._score_and_learn(x, prediction, y, event, t_ms)
+
+    def _early_labels(self, t_ms: int) -> OrderedDict[str, tuple[Any, int]]:
+        """The parked labels, without those older than EARLY_LABEL_TTL_MS at log time `t_ms` (counted unmatched)."""
+        early = self.__dict__.get("early_labels")
+        if early is None:  # a snapshot written before labels were parked
+            early = self.early_labels = OrderedDict()
+        while early and t_ms - next(iter(early.values()))[1] > EARLY_LABEL_TTL_MS:
+            early.popitem(last=False)
+            self.labels_unmatched += 1
+        return early
 
     def _score_and_learn(
         self, x: dict[str, Any], prediction: Any, y: Any, event: Mapping[str, Any], t_ms: int
@@ -277,6 +301,7 @@ class OnlineModel:
             "drifts": self.drifts,
             "pending_labels": len(self.pending),
             "labels_unmatched": self.labels_unmatched,
+            "labels_waiting_for_record": len(self.__dict__.get("early_labels") or ()),
             "learn_errors": self.learn_errors,
             "last_error": self.last_error,
             "last_event_ms": self.last_event_ms,

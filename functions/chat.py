@@ -25,7 +25,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anthropic
@@ -36,9 +36,10 @@ from prometheus_client import Counter, Histogram
 from coelho.settings import Settings
 from eventing.cloudevent_types import CHAT_ANSWER, CHAT_REQUESTED
 from functions.assistant.data import PlatformReader
-from functions.assistant.memory import ConversationMemory, valid_session_id
+from functions.assistant.limits import ChatLimits, OverLimit
+from functions.assistant.memory import EVENT_KEY_PREFIX, ConversationMemory, valid_session_id
 from functions.assistant.prompt import system_blocks
-from functions.assistant.redaction import RedactingFilter, SecretRedactor, StreamRedactor
+from functions.assistant.redaction import PersonalDataMinimizer, RedactingFilter, SecretRedactor, StreamRedactor
 from functions.assistant.tools import TOOLS, ToolBox
 from functions.middleware.app import (
     DependencyUnavailable,
@@ -80,6 +81,8 @@ class ChatConfig:
     session_ttl_seconds: int = 24 * 3600
     api_timeout_seconds: float = 60.0
     api_max_retries: int = 2
+    rate_per_minute: int = 20  # questions per session and minute (0: no limit)
+    daily_tokens: int = 2_000_000  # Messages API tokens per UTC day, all sessions (0: no budget)
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> ChatConfig:
@@ -101,6 +104,8 @@ class ChatConfig:
             session_ttl_seconds=int(number("CHAT_SESSION_TTL_SECONDS", cls.session_ttl_seconds)),
             api_timeout_seconds=number("CHAT_API_TIMEOUT_SECONDS", cls.api_timeout_seconds),
             api_max_retries=int(number("CHAT_API_MAX_RETRIES", cls.api_max_retries)),
+            rate_per_minute=int(number("CHAT_RATE_PER_MINUTE", cls.rate_per_minute)),
+            daily_tokens=int(number("CHAT_DAILY_TOKENS", cls.daily_tokens)),
         )
 
 
@@ -178,6 +183,8 @@ class Assistant:
     reader: PlatformReader
     redactor: SecretRedactor
     client: Any = field(default=None)
+    limits: ChatLimits | None = None
+    minimizer: PersonalDataMinimizer = field(default_factory=PersonalDataMinimizer)
 
     def __post_init__(self) -> None:
         if self.client is None and self.config.api_key:
@@ -223,13 +230,18 @@ class Assistant:
         ChatRefused before anything is sent; later failures come as an "error" event."""
         started = time.perf_counter()
         try:
+            if self.limits is not None:
+                self.limits.admit(session_id)
             history = self.memory.messages(session_id)
+        except OverLimit as exc:
+            CHAT_REQUESTS.labels("over_limit").inc()
+            raise ChatRefused(429, exc.message, True, exc.retry_after) from None
         except redis.RedisError as exc:
             raise ChatRefused(
                 503, "The assistant's memory (Redis) is unavailable. Try again shortly.", True, 5
             ) from exc
         messages: list[dict[str, Any]] = [*history, {"role": "user", "content": question}]
-        toolbox = ToolBox(self.reader, page, self.redactor)
+        toolbox = ToolBox(self.reader, page, self.redactor, self.minimizer)
         system = system_blocks(page)
         tools = [tool.to_api() for tool in TOOLS.values()]
         text_out = StreamRedactor(self.redactor)
@@ -259,6 +271,7 @@ class Assistant:
                                 answer_parts.append(safe)
                                 yield {"type": "text", "text": safe}
                     final = stream.get_final_message()
+                self._spend(final)
             except anthropic.AnthropicError as exc:
                 refused = api_failure(exc)
                 log.warning("Messages API call failed: %s (%s)", type(exc).__name__, refused.message)
@@ -308,6 +321,16 @@ class Assistant:
         ANSWER_SECONDS.observe(time.perf_counter() - started)
         yield {"type": "done", "answer": answer, "tools": tools_used, "model": self.config.model}
 
+    def _spend(self, message: Any) -> None:
+        """Count the tokens of one API call against the day's budget (never fails the answer)."""
+        usage = getattr(message, "usage", None)
+        if self.limits is None or usage is None:
+            return
+        try:
+            self.limits.spend(int(usage.input_tokens or 0) + int(usage.output_tokens or 0))
+        except redis.RedisError:
+            log.warning("could not count %s tokens against the daily budget", usage)
+
 
 def _format(event: Mapping[str, Any], sse: bool) -> str:
     data = json.dumps(event, default=str)
@@ -329,7 +352,10 @@ def create_chat_app(config: ChatConfig | None = None, settings: Settings | None 
         max_messages=config.max_history_messages,
         max_chars=config.max_history_chars,
     )
-    assistant = Assistant(config, memory, PlatformReader(settings, redis_url), redactor)
+    limits = ChatLimits(client, config.rate_per_minute, config.daily_tokens)
+    assistant = Assistant(config, memory, PlatformReader(settings, redis_url), redactor, limits=limits)
+    # questions that arrive as CloudEvents keep their conversations apart from the dashboard's (memory.py)
+    event_assistant = replace(assistant, memory=replace(memory, prefix=EVENT_KEY_PREFIX))
 
     def handle_event(event: Event) -> Event | None:
         data = event_data(event)
@@ -337,10 +363,10 @@ def create_chat_app(config: ChatConfig | None = None, settings: Settings | None 
             raise UnsupportedEvent("chat.requested data must be a JSON object: {session_id, message, page}")
         session_id = str(data.get("session_id") or uuid.uuid4().hex)
         try:
-            checked = assistant.check(session_id, data.get("message"), data.get("page"))
-            events = list(assistant.answer(*checked))
+            checked = event_assistant.check(session_id, data.get("message"), data.get("page"))
+            events = list(event_assistant.answer(*checked))
         except ChatRefused as exc:
-            if exc.status == 503:
+            if exc.status in (429, 503):  # retried by the Broker's delivery
                 raise DependencyUnavailable(exc.message) from None
             raise UnsupportedEvent(exc.message) from None
         done = next((e for e in events if e["type"] == "done"), None)

@@ -4,6 +4,12 @@ Only the user's questions and the assistant's final answers are kept (tool calls
 re-fetched when needed, so old numbers never pass for live ones). The list lives at
 `coelho:chat:session:<id>:messages`; every append trims it to the last `max_messages` entries, drops the
 oldest turns while the total text exceeds `max_chars`, and renews the expiry (`ttl_seconds`).
+
+A session's history is readable only with its id, and only on the channel it was written on: the dashboard's
+sessions (`/chat`, ids of 128 random bits the dashboard makes) live under `coelho:chat:session:`, the questions that
+arrive as CloudEvents under `coelho:chat:event-session:` (`EVENT_KEY_PREFIX`), so whoever may publish a
+`chat.requested` event cannot read, nor add to, a dashboard conversation by naming its id. No endpoint lists
+sessions.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
 KEY_PREFIX = "coelho:chat:session:"
+EVENT_KEY_PREFIX = "coelho:chat:event-session:"
 
 
 def valid_session_id(session_id: str) -> bool:
@@ -28,12 +35,12 @@ class ConversationMemory:
     ttl_seconds: int = 24 * 3600
     max_messages: int = 20  # user + assistant messages kept per session (10 turns)
     max_chars: int = 24_000  # total text of the kept messages
+    prefix: str = KEY_PREFIX  # the channel's namespace (KEY_PREFIX or EVENT_KEY_PREFIX)
 
-    @staticmethod
-    def key(session_id: str) -> str:
+    def key(self, session_id: str) -> str:
         if not valid_session_id(session_id):
             raise ValueError("session id must be 8-64 characters of letters, digits, '-' or '_'")
-        return f"{KEY_PREFIX}{session_id}:messages"
+        return f"{self.prefix}{session_id}:messages"
 
     def history(self, session_id: str) -> list[dict[str, Any]]:
         """The kept messages, oldest first: [{"role": "user"|"assistant", "content": str, "tools": [...], "at": ts}]."""

@@ -139,3 +139,68 @@ class RedactingFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = self.redactor.redact(record.exc_text)
         return True
+
+
+# --- personal data: what the model API is sent of the people behind the events -----------------------------------
+# Identifiers of people, pseudonymised (the same person gets the same pseudonym within a chat process, so the model
+# can still tell that two rows are one user's); what points at a person or their browsing, removed; coordinates cut
+# to one decimal (about 11 km). Keys are matched as they appear in events ("user_id") and as lake columns
+# ("location_lat"). Transactions' amounts, categories, predictions and metrics pass: they are what is asked about.
+PSEUDONYMISED = frozenset({"user_id", "customer_id", "driver_id", "session_id", "vehicle_id"})
+REMOVED = frozenset({"ip_address", "user_agent", "search_query", "page_url", "referrer_url"})
+COARSENED_SUFFIXES = ("lat", "lon")
+REMOVED_TEXT = "[removed: personal data]"
+
+
+class PersonalDataMinimizer:
+    """Minimises personal data in tool results before they go to the model API.
+
+    >>> m = PersonalDataMinimizer(b"k")
+    >>> out = m.minimize({"user_id": "u-17", "ip_address": "10.2.3.4", "location": {"lat": 40.4168, "lon": -3.7038}})
+    >>> out["user_id"].startswith("user_id~"), out["ip_address"], out["location"]
+    (True, '[removed: personal data]', {'lat': 40.4, 'lon': -3.7})
+    >>> rows = m.minimize({"columns": [{"name": "user_id"}, {"name": "amount"}], "rows": [["u-17", 12.5]]})
+    >>> rows["rows"][0][0] == out["user_id"], rows["rows"][0][1]
+    (True, 12.5)
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        import secrets
+
+        self.key = key if key is not None else secrets.token_bytes(32)
+
+    def pseudonym(self, name: str, value: Any) -> str:
+        import hashlib
+        import hmac
+
+        digest = hmac.new(self.key, str(value).encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+        return f"{name}~{digest[:10]}"
+
+    def field(self, name: str, value: Any) -> Any:
+        lower = name.lower()
+        if value is None or isinstance(value, bool):
+            return value
+        if lower in PSEUDONYMISED:
+            return self.pseudonym(lower, value)
+        if lower in REMOVED:
+            return REMOVED_TEXT
+        if isinstance(value, float) and lower.rsplit("_", 1)[-1] in COARSENED_SUFFIXES:
+            return round(value, 1)
+        return self.minimize(value)
+
+    def minimize(self, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            columns = value.get("columns")
+            rows = value.get("rows")
+            if isinstance(columns, list) and isinstance(rows, list):  # a SQL answer: rows of columns
+                names = [str(c.get("name", "")) if isinstance(c, Mapping) else str(c) for c in columns]
+                out = {k: self.minimize(v) for k, v in value.items() if k != "rows"}
+                out["rows"] = [
+                    [self.field(n, cell) for n, cell in zip(names, row, strict=False)] if isinstance(row, list) else row
+                    for row in rows
+                ]
+                return out
+            return {k: self.field(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.minimize(v) for v in value]
+        return value

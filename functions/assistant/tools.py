@@ -23,7 +23,7 @@ from typing import Any
 
 from eventing.domains import DOMAINS
 from eventing.domains.ecci import PROFILE_FIELDS
-from functions.assistant.redaction import SecretRedactor
+from functions.assistant.redaction import PersonalDataMinimizer, SecretRedactor
 from functions.lake.tables import TABLES
 
 MAX_RESULT_CHARS = 6_000
@@ -236,10 +236,17 @@ ToolFunction = Callable[..., Any]
 class ToolBox:
     """Runs tool calls for one chat request: validated, read-only, redacted, bounded."""
 
-    def __init__(self, reader: Any, page_context: Mapping[str, Any], redactor: SecretRedactor) -> None:
+    def __init__(
+        self,
+        reader: Any,
+        page_context: Mapping[str, Any],
+        redactor: SecretRedactor,
+        minimizer: PersonalDataMinimizer | None = None,
+    ) -> None:
         self.reader = reader
         self.page_context = dict(page_context)
         self.redactor = redactor
+        self.minimizer = minimizer
         self._functions: dict[str, ToolFunction] = {
             "get_page_state": lambda: (
                 self.page_context or {"page": "unknown", "note": "the dashboard sent no page state"}
@@ -287,4 +294,6 @@ class ToolBox:
             result, is_error = {"error": str(exc)}, True
         except Exception as exc:  # a dependency down, a model not there yet: the model should say so
             result, is_error = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}, True
+        if self.minimizer is not None:  # personal data of the events' people stays here (redaction.py)
+            result = self.minimizer.minimize(result)
         return bound(self.redactor.redact_data(result)), is_error

@@ -6,9 +6,12 @@ the new numbers to the browser.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import bokeh.models as _bokeh_models
@@ -143,36 +146,107 @@ def _mercator(lat: float, lon: float) -> tuple[float, float]:
     return x, y
 
 
-class PointMap:
-    """Named points (and optionally a route between the first two) on longitude/latitude axes.
+BASEMAP_FILE = Path(__file__).parent / "data" / "basemap_110m.json"  # Natural Earth 1:110m (ui/data/README.md)
+OCEAN, LAND, BORDER = "#dcebf7", "#f8fafc", "#9fb0c2"
+MIN_MAP_SPAN_DEG = 0.5  # the least a map shows (with the basemap): enough for a coast or a city nearby
 
-    No tile server is needed: points and route are drawn on plain coordinate axes with a grid. When
-    COELHO_TILE_URL is set, the same points are drawn in Web Mercator over those tiles.
+
+@functools.lru_cache(maxsize=1)
+def basemap() -> dict[str, dict[str, list[Any]]]:
+    """The offline basemap as column data: every country ring (`countries`: xs, ys, name) and the major cities
+    (`cities`: x, y, name), in degrees.
+
+    >>> data = basemap()
+    >>> len(data["countries"]["xs"]) > 200, "Paris" in data["cities"]["name"]
+    (True, True)
+    """
+    raw = json.loads(BASEMAP_FILE.read_text(encoding="utf-8"))
+    xs: list[list[float]] = []
+    ys: list[list[float]] = []
+    names: list[str] = []
+    for country in raw["countries"]:
+        for ring in country["rings"]:
+            xs.append([p[0] for p in ring])
+            ys.append([p[1] for p in ring])
+            names.append(country["name"])
+    cities = raw["cities"]
+    return {
+        "countries": {"xs": xs, "ys": ys, "name": names},
+        "cities": {
+            "x": [c["lon"] for c in cities],
+            "y": [c["lat"] for c in cities],
+            "name": [c["name"] for c in cities],
+        },
+    }
+
+
+def add_basemap(fig: Any) -> None:
+    """Countries (their coasts too) and major cities under a map's data, for when there are no tiles."""
+    data = basemap()
+    fig.background_fill_color = OCEAN
+    fig.patches(
+        "xs",
+        "ys",
+        source=bm.ColumnDataSource(dict(data["countries"])),
+        fill_color=LAND,
+        line_color=BORDER,
+        line_width=0.8,
+        name="basemap-countries",
+    )
+    cities = bm.ColumnDataSource(dict(data["cities"]))
+    dots = fig.scatter("x", "y", source=cities, size=5, color="#64748b", alpha=0.8, name="basemap-cities")
+    fig.add_tools(bm.HoverTool(renderers=[dots], tooltips=[("city", "@name")]))
+
+
+def map_figure(title: str, height: int, tiles: str | None) -> Any:
+    """A map figure: Web Mercator over tiles when a tile URL is configured, else degrees over the basemap."""
+    fig = figure(
+        title=title,
+        height=height,
+        sizing_mode="stretch_width",
+        tools="pan,wheel_zoom,reset",
+        active_scroll=None,
+        match_aspect=True,
+        x_range=bm.Range1d(-1, 1),
+        y_range=bm.Range1d(-1, 1),
+        x_axis_type="mercator" if tiles else "linear",
+        y_axis_type="mercator" if tiles else "linear",
+    )
+    _style(fig)
+    if tiles:
+        fig.add_tile(bm.WMTSTileSource(url=tiles, attribution="Map tiles"))
+    else:
+        add_basemap(fig)
+        fig.xaxis.axis_label = "longitude (°)"
+        fig.yaxis.axis_label = "latitude (°)"
+        fig.xgrid.grid_line_color = "#c9d6e3"
+        fig.ygrid.grid_line_color = "#c9d6e3"
+        fig.xgrid.grid_line_alpha = fig.ygrid.grid_line_alpha = 0.6
+    return fig
+
+
+def fit_ranges(fig: Any, xs: Sequence[float], ys: Sequence[float], min_span: float, room: float = 0.35) -> None:
+    """Show every point with `room` (a share of the span) around it, at least `min_span` across, wider than high."""
+    if not xs:
+        return
+    span = max(max(xs) - min(xs), max(ys) - min(ys), min_span)
+    half = span / 2 + span * room
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    fig.x_range.start, fig.x_range.end = cx - half * 1.6, cx + half * 1.6
+    fig.y_range.start, fig.y_range.end = cy - half, cy + half
+
+
+class PointMap:
+    """Named points (and optionally a route between the first two) on a map.
+
+    No tile server is needed: without one, points and route are drawn in degrees over an offline basemap (Natural
+    Earth's countries, coasts and major cities, shipped in ui/data). When COELHO_TILE_URL is set, the same points
+    are drawn in Web Mercator over those tiles.
     """
 
     def __init__(self, title: str, route: bool = False, height: int = 340) -> None:
         self.tiles = tile_url()
-        fig = figure(
-            title=title,
-            height=height,
-            sizing_mode="stretch_width",
-            tools="pan,wheel_zoom,reset",
-            active_scroll=None,
-            match_aspect=True,
-            x_range=bm.Range1d(-1, 1),
-            y_range=bm.Range1d(-1, 1),
-            x_axis_type="mercator" if self.tiles else "linear",
-            y_axis_type="mercator" if self.tiles else "linear",
-        )
-        _style(fig)
-        if self.tiles:
-            fig.add_tile(bm.WMTSTileSource(url=self.tiles, attribution="Map tiles"))
-        else:
-            fig.background_fill_color = "#f3f6fa"
-            fig.xaxis.axis_label = "longitude (°)"
-            fig.yaxis.axis_label = "latitude (°)"
-            fig.xgrid.grid_line_color = "#dbe2ea"
-            fig.ygrid.grid_line_color = "#dbe2ea"
+        fig = map_figure(title, height, self.tiles)
         self.route = bm.ColumnDataSource({"x": [], "y": []})
         if route:
             fig.line("x", "y", source=self.route, line_width=4, line_color=BLUE, line_alpha=0.75, line_dash="solid")
@@ -213,15 +287,66 @@ class PointMap:
             "lon": [v[2] for v in valid],
         }
         self.route.data = {"x": [p[0] for p in xy], "y": [p[1] for p in xy]}
-        if not xy:
+        fit_ranges(self.figure, [p[0] for p in xy], [p[1] for p in xy], 20000.0 if self.tiles else MIN_MAP_SPAN_DEG)
+
+
+class TransactionMap:
+    """Where transactions happen, coloured by risk: the recent transactions of the domain's log (fraud in red, legit
+    in green, as labelled) and the transaction of the Predict form in its predicted risk zone's colour."""
+
+    FRAUD, LEGIT = RED, GREEN
+
+    def __init__(self, title: str = "", height: int = 400) -> None:
+        self.tiles = tile_url()
+        fig = map_figure(title, height, self.tiles)
+        self.recent = bm.ColumnDataSource({"x": [], "y": [], "color": [], "label": [], "amount": []})
+        dots = fig.scatter("x", "y", source=self.recent, size=7, color="color", alpha=0.75, name="transactions")
+        self.current = bm.ColumnDataSource({"x": [], "y": [], "color": [], "label": []})
+        fig.scatter(
+            "x",
+            "y",
+            source=self.current,
+            size=16,
+            marker="diamond",
+            color="color",
+            line_color="#111827",
+            line_width=1.5,
+            name="this-transaction",
+        )
+        fig.add_tools(bm.HoverTool(renderers=[dots], tooltips=[("", "@label"), ("amount", "@amount{0,0.00}")]))
+        self.figure = fig
+        self._fitted = False
+
+    def _xy(self, lat: float, lon: float) -> tuple[float, float]:
+        return _mercator(lat, lon) if self.tiles else (lon, lat)
+
+    def update(self, transactions: Sequence[Mapping[str, Any]]) -> None:
+        """`transactions`: dicts with lat, lon, is_fraud (bool or None) and amount, newest last."""
+        xy = [self._xy(float(t["lat"]), float(t["lon"])) for t in transactions]
+        fraud = [bool(t.get("is_fraud")) for t in transactions]
+        self.recent.data = {
+            "x": [p[0] for p in xy],
+            "y": [p[1] for p in xy],
+            "color": [self.FRAUD if f else self.LEGIT for f in fraud],
+            "label": ["fraud (labelled)" if f else "legit (labelled)" for f in fraud],
+            "amount": [float(t.get("amount") or 0.0) for t in transactions],
+        }
+        if xy and not self._fitted:  # once: afterwards the person's pan and zoom stay
+            self._fitted = True
+            fit_ranges(self.figure, [p[0] for p in xy], [p[1] for p in xy], MIN_MAP_SPAN_DEG, room=0.05)
+
+    def show_transaction(self, lat: float | None, lon: float | None, probability: float | None) -> None:
+        """The Predict form's transaction, in the colour of its risk zone (grey before a prediction)."""
+        if lat is None or lon is None:
+            self.current.data = {"x": [], "y": [], "color": [], "label": []}
             return
-        xs, ys = [p[0] for p in xy], [p[1] for p in xy]
-        span = max(max(xs) - min(xs), max(ys) - min(ys), 20000.0 if self.tiles else 0.02)
-        pad = span * 0.35
-        cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-        half = span / 2 + pad
-        self.figure.x_range.start, self.figure.x_range.end = cx - half * 1.6, cx + half * 1.6
-        self.figure.y_range.start, self.figure.y_range.end = cy - half, cy + half
+        x, y = self._xy(lat, lon)
+        if probability is None:
+            color, label = GREY, "this transaction"
+        else:
+            level = risk_level(probability).upper()
+            color, label = {n: c for n, _, _, c in RISK_ZONES}[level], f"this transaction: {level} risk"
+        self.current.data = {"x": [x], "y": [y], "color": [color], "label": [label]}
 
 
 # --- heatmaps and bars ---------------------------------------------------------------------------------

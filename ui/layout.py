@@ -6,9 +6,12 @@ in the sidebar.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import panel as pn
@@ -37,9 +40,14 @@ summary { list-style: none; cursor: pointer; color: #e5edff; padding: 6px 12px; 
 summary::-webkit-details-marker { display: none; }
 summary:hover, details[open] summary { background: rgba(255,255,255,.14); color: #fff; }
 .menu { position: absolute; right: 0; top: 34px; background: #fff; border: 1px solid #e5e7eb; border-radius: 10px;
-        box-shadow: 0 10px 30px rgba(0,0,0,.18); padding: 6px; min-width: 300px; z-index: 1000; }
-.menu a { display: flex; justify-content: space-between; gap: 12px; color: #111827; text-decoration: none;
+        box-shadow: 0 10px 30px rgba(0,0,0,.18); padding: 6px; min-width: 380px; z-index: 1000; }
+.menu a { display: flex; align-items: center; gap: 10px; color: #111827; text-decoration: none;
           padding: 7px 10px; border-radius: 6px; }
+.menu a span.name { flex: 1; white-space: nowrap; }
+.menu .logo { width: 18px; height: 18px; flex: none; display: inline-flex; align-items: center; justify-content: center; }
+.menu .logo svg { width: 18px; height: 18px; }
+.menu .logo.text { width: auto; min-width: 18px; height: 16px; padding: 0 3px; border-radius: 4px; font-size: 9px;
+                   font-weight: 700; color: #fff; background: #475569; }
 .menu a:hover { background: #eff4ff; }
 .menu small { color: #6b7280; }
 @media (max-width: 1200px) { nav { gap: 0; font-size: 13px; } nav a.page, summary { padding: 6px 7px; } }
@@ -91,12 +99,55 @@ def badge(text: str, color: str, solid: bool = True) -> str:
 
 
 # --- navigation ----------------------------------------------------------------------------------------
+LOGOS_DIR = Path(__file__).parent / "data" / "logos"  # Simple Icons (CC0), see ui/data/README.md
+# label -> (logo file in LOGOS_DIR and its brand colour) or (None, a short text badge)
+SERVICE_LOGOS: dict[str, tuple[str | None, str]] = {
+    "MLflow": ("mlflow.svg", "#0194E2"),
+    "Prometheus": ("prometheus.svg", "#E6522C"),
+    "Grafana": ("grafana.svg", "#F46800"),
+    "S3 file browser": (None, "S3"),
+    "S3 (SeaweedFS)": (None, "S3"),
+    "Broker ingress": ("knative.svg", "#0865AD"),
+    "Router metrics": ("prometheus.svg", "#E6522C"),
+    "learn-one health": ("knative.svg", "#0865AD"),
+    "predict-one health": ("knative.svg", "#0865AD"),
+    "checkpoint health": ("knative.svg", "#0865AD"),
+    "chat health": ("knative.svg", "#0865AD"),
+    "SQL tables": ("duckdb.svg", "#A38B00"),
+}
+
+
+@functools.cache
+def logo_html(label: str) -> str:
+    """A service's logo as inline SVG in its brand colour, or a small text badge when there is none.
+
+    >>> "<svg" in logo_html("MLflow") and "#0194E2" in logo_html("MLflow")
+    True
+    >>> logo_html("S3 (SeaweedFS)")
+    "<span class='logo text' aria-hidden='true'>S3</span>"
+    """
+    file, value = SERVICE_LOGOS.get(label, (None, label[:2].upper()))
+    if file is None:
+        return f"<span class='logo text' aria-hidden='true'>{html.escape(value)}</span>"
+    svg = (LOGOS_DIR / file).read_text(encoding="utf-8")
+    svg = svg.replace("<svg ", f"<svg fill='{value}' aria-hidden='true' ", 1)
+    return f"<span class='logo'>{svg}</span>"
+
+
+def grafana_url() -> str | None:
+    """Grafana's address when one serves the platform's dashboards (COELHO_GRAFANA_URL; none runs locally)."""
+    return os.environ.get("COELHO_GRAFANA_URL") or None
+
+
 def service_links(settings: Settings) -> list[tuple[str, str, str]]:
     """(label, url, note) of the services a user may open in a browser."""
     s = settings
+    grafana = grafana_url()
     return [
         ("MLflow", s.url("mlflow"), "models, runs, registry"),
         ("Prometheus", s.url("prometheus") + "/graph", "metrics and alerts"),
+        *([("Grafana", grafana, "dashboards")] if grafana else []),
+        ("S3 file browser", s.url("seaweed_filer") + "/buckets/", "browse the buckets (SeaweedFS filer)"),
         ("S3 (SeaweedFS)", s.url("s3"), "buckets, S3 API"),
         ("Broker ingress", s.url("broker"), "POST CloudEvents here"),
         ("Router metrics", s.url("router_metrics") + "/metrics", "events in/out, retries"),
@@ -114,7 +165,8 @@ def nav_html(active: str, pages: list[tuple[str, str]], settings: Settings) -> s
         for route, title in pages
     )
     services = "".join(
-        f"<a href='{html.escape(url)}' target='_blank' rel='noopener'><span>{html.escape(label)}</span><small>{html.escape(note)}</small></a>"
+        f"<a href='{html.escape(url)}' target='_blank' rel='noopener'>{logo_html(label)}"
+        f"<span class='name'>{html.escape(label)}</span><small>{html.escape(note)}</small></a>"
         for label, url, note in service_links(settings)
     )
     return f"<nav>{links}<details><summary>Services ▾</summary><div class='menu'>{services}</div></details></nav>"

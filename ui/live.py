@@ -49,6 +49,8 @@ class DomainLive:
     learning: bool = False  # events were learned in the last few seconds
     last_event_ms: int | None = None
     available: bool = False  # state could be read (Redis up and a model exists)
+    # tfd: where the latest logged transactions happened (state_reader.recent_transactions), for the fraud map.
+    transactions: list[dict[str, Any]] = field(default_factory=list)
     # Every model of the domain (learning side by side): state_reader.read_models rows, plus "learning" (bool).
     models: list[dict[str, Any]] = field(default_factory=list)
     updated: float = 0.0
@@ -70,6 +72,7 @@ class LiveData:
         self.services_checked_at = 0.0
         self._rates: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
         self._arrivals: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
+        self._map_read_at: dict[str, float] = {}
         self._model_rates: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -129,9 +132,27 @@ class LiveData:
                 previous.available = False
                 continue
             live.updated = now
+            self._add_transactions(client, live, now)
             self._add_rate(live, now)
             self._add_model_rates(live, now)
             self.domains[name] = live
+
+    MAP_DOMAINS = ("tfd",)  # domains whose page maps where their events happen
+    MAP_INTERVAL_S = 5.0
+
+    def _add_transactions(self, client: Any, live: DomainLive, now: float) -> None:
+        """The map's transactions, read again every MAP_INTERVAL_S (kept from the last reading in between)."""
+        if live.domain not in self.MAP_DOMAINS:
+            return
+        previous = self.domains[live.domain]
+        if now - self._map_read_at.get(live.domain, 0.0) < self.MAP_INTERVAL_S:
+            live.transactions = previous.transactions
+            return
+        self._map_read_at[live.domain] = now
+        try:
+            live.transactions = state_reader.recent_transactions(client, live.domain)
+        except state_reader.StateUnavailable:
+            live.transactions = previous.transactions
 
     def _add_model_rates(self, live: DomainLive, now: float) -> None:
         """Mark each model row LIVE (learning) when its events learned grew in the last 5 s."""

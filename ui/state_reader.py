@@ -63,6 +63,33 @@ def set_producer(settings: Settings, domain: str, enabled: bool | None = None, r
         raise StateUnavailable(str(err)) from err
 
 
+# --- the log's recent events ---------------------------------------------------------------------------
+def recent_transactions(client: redis.Redis, domain: str = "tfd", count: int = 300) -> list[dict[str, Any]]:
+    """Where the domain's latest logged records happened (lat, lon), with their label and amount, oldest first:
+    what the fraud page's map draws. Raises StateUnavailable when Redis is down."""
+    try:
+        entries: Any = client.xrevrange(key(domain, "log"), count=count)
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err
+    out = []
+    for _entry_id, fields in reversed(entries):
+        if fields.get(b"k") != b"record":
+            continue
+        data = _json(fields.get(b"d"))
+        location = data.get("location") if isinstance(data, dict) else None
+        if not isinstance(location, dict) or location.get("lat") is None or location.get("lon") is None:
+            continue
+        out.append(
+            {
+                "lat": float(location["lat"]),
+                "lon": float(location["lon"]),
+                "is_fraud": data.get("is_fraud"),
+                "amount": data.get("amount"),
+            }
+        )
+    return out
+
+
 # --- model state ---------------------------------------------------------------------------------------
 def model_names(client: redis.Redis, domain: str) -> list[str]:
     """Models the deployment runs for `domain`: those that published state, else the configured ones."""

@@ -9,7 +9,7 @@ import panel as pn
 
 from coelho.settings import Settings
 from eventing.domains import TFD
-from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge
+from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge, TransactionMap
 from ui.layout import card, flow, grow
 from ui.live import DomainLive
 from ui.pages.domain_page import MUTED, DomainPage, lazy
@@ -90,6 +90,8 @@ class FraudPage(DomainPage):
         self.gauge = FraudGauge()
         self.split = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self.matrix: ConfusionMatrixChart | None = None  # built with its tab, when first opened
+        self.map: TransactionMap | None = None  # built with its tab, when first opened
+        self._map_data: list[dict[str, Any]] | None = None  # the poller's list the map shows
         self.report = pn.pane.HTML("", sizing_mode="stretch_width")
         super().__init__(TFD, settings)
         self.clear_prediction(initial=True)
@@ -111,6 +113,7 @@ class FraudPage(DomainPage):
         """`data`: predict-one's reply, checked against TFD.reply_fields() by the predict client."""
         probability = float(data["fraud_probability"])
         self.gauge.update(probability)
+        self._show_on_map(probability)
         level = str(data["risk_level"]).upper()
         verdict = "FRAUD" if data["is_fraud"] else "NOT FRAUD"
         self.split.object = (
@@ -128,12 +131,51 @@ class FraudPage(DomainPage):
         if not initial:
             super().clear_prediction()
         self.gauge.update(None)
+        self._show_on_map(None)
         self.split.object = (
             f"<div style='color:{MUTED};text-align:center'>Press <b>Predict</b> to score this transaction.</div>"
         )
 
     def extra_tabs(self) -> list[tuple[str, Any]]:
-        return [("Confusion matrix & report", lazy(self._build_matrix_tab))]
+        return [("Confusion matrix & report", lazy(self._build_matrix_tab)), ("Map", lazy(self._build_map_tab))]
+
+    def _build_map_tab(self) -> Any:
+        """Where the latest transactions happened (fraud red, legit green, as labelled) and the form's one."""
+        self.map = TransactionMap()
+        self._draw_map(self.live.domains[self.domain.name])
+        self._show_on_map(float(self.last_reply.data["fraud_probability"]) if self.last_reply else None)
+
+        def dot(color: str, text: str, shape: str = "50%") -> str:
+            return (
+                f"<span style='display:inline-flex;align-items:center;gap:4px;margin-right:12px'><span style='width:10px;"
+                f"height:10px;border-radius:{shape};background:{color}'></span>{text}</span>"
+            )
+
+        zones = "".join(dot(c, f"{n.lower()}", "2px") for n, _, _, c in RISK_ZONES)
+        note = pn.pane.HTML(
+            f"<div class='map-legend' style='color:#374151;font-size:12px'>{dot(TransactionMap.FRAUD, 'fraud')}"
+            f"{dot(TransactionMap.LEGIT, 'legit')} the latest 300 transactions learned, as labelled · ◆ the Predict "
+            f"tab's transaction, by its risk: {zones}</div><div style='color:{MUTED};font-size:11px'>Countries and "
+            "cities: Natural Earth (public domain), drawn offline; set COELHO_TILE_URL for map tiles.</div>",
+            sizing_mode="stretch_width",
+            margin=(0, 10),
+        )
+        return card(
+            pn.pane.Bokeh(self.map.figure, sizing_mode="stretch_width"), note, title="Where transactions happen"
+        )
+
+    def _draw_map(self, live: DomainLive) -> None:
+        if self.map is None:
+            return
+        if live.transactions is not self._map_data:  # the poller hands over a new list when it read the log again
+            self._map_data = live.transactions
+            self.map.update(live.transactions)
+
+    def _show_on_map(self, probability: float | None) -> None:
+        if self.map is None:
+            return
+        location = self.form.payload().get("location") or {}
+        self.map.show_transaction(location.get("lat"), location.get("lon"), probability)
 
     def _build_matrix_tab(self) -> Any:
         self.matrix = ConfusionMatrixChart(labels=("legit", "fraud"))
@@ -144,6 +186,7 @@ class FraudPage(DomainPage):
         )
 
     def refresh_extra(self, live: DomainLive) -> None:
+        self._draw_map(live)
         if self.matrix is None:  # the tab was never opened
             return
         raw = live.metrics.get("ConfusionMatrix") or {}

@@ -23,6 +23,7 @@ from typing import Any
 
 from eventing.domains import DOMAINS
 from eventing.domains.ecci import PROFILE_FIELDS
+from functions.assistant.docs_search import search_docs
 from functions.assistant.redaction import PersonalDataMinimizer, SecretRedactor
 from functions.lake.tables import TABLES
 
@@ -132,6 +133,20 @@ TOOLS: dict[str, Tool] = {
             "confidence interval and a plain verdict naming the sample size; plus each served version's score on "
             "live traffic once labels arrived.",
             _schema({"domain": _DOMAIN}, ("domain",)),
+        ),
+        Tool(
+            "search_docs",
+            "Search the project's own documentation (README.md, SECURITY.md, docs/*.md and the architecture decision "
+            "records docs/adr/*.md) by keywords: the best passages with their file and section. Use it for how-to "
+            "and why questions about the platform (how to pause training, why predict-one is fast, what a metric "
+            "or alert means, who may call what) and cite the file in the answer.",
+            _schema(
+                {
+                    "query": {"type": "string", "maxLength": 300, "description": "keywords"},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 8, "description": "passages (default 4)"},
+                },
+                ("query",),
+            ),
         ),
         Tool(
             "query_lake",
@@ -258,6 +273,7 @@ class ToolBox:
             "get_platform_health": reader.platform_health,
             "describe_domain": reader.describe_domain,
             "query_lake": reader.query_lake,
+            "search_docs": search_docs,
             "compare_models": self._compare,
         }
         assert set(self._functions) == set(TOOLS), "every registered tool has exactly one implementation"

@@ -113,6 +113,7 @@ def run_all(plat: Any, harness: Any, args: Any) -> list[Any]:
             result.note = POISON_NOTE.get("note", "")
         print(name, json.dumps(result.to_json()), flush=True)
         results.append(result)
+    harness.recount(plat, results)
     return results
 
 
@@ -215,7 +216,18 @@ def _poison(load: Any) -> None:
 
 
 def print_table(results: list[Any]) -> None:
-    head = ("scenario", "produced", "once", "twice", "dead-lettered", "lost", "recover s", "model=replay", "notes")
+    head = (
+        "scenario",
+        "produced",
+        "once",
+        "twice",
+        "dead-lettered",
+        "lost",
+        "late",
+        "recover s",
+        "model=replay",
+        "notes",
+    )
     rows = [head]
     for r in results:
         reasons = "; ".join(f"{n}x {why}" for why, n in r.reasons.items())
@@ -227,6 +239,7 @@ def print_table(results: list[Any]) -> None:
                 str(r.learned_twice),
                 str(r.dead_lettered),
                 str(r.lost),
+                str(r.late),
                 "-" if r.recover_s is None else f"{r.recover_s:.1f}",
                 {True: "yes", False: "NO", None: "n/a"}[r.model_equals_replay],
                 "; ".join(

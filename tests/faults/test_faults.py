@@ -42,7 +42,9 @@ def _clean(result: Result) -> None:
 
 @pytest.mark.parametrize("service", ["learn", "router"])
 def test_kill_9_loses_nothing_and_learns_nothing_twice(supervised: Platform, service: str) -> None:
-    result = run_scenario(supervised, f"kill -9 {service}", lambda load: supervised.kill(service, signal.SIGKILL))
+    result = run_scenario(
+        supervised, f"kill -9 {service}", lambda load: supervised.kill(service, signal.SIGKILL), settle=240.0
+    )
     _clean(result)
     assert result.dead_lettered == 0, result.reasons
     assert supervised.status()[service].restarts >= 1

@@ -261,7 +261,7 @@ class Learner:
         if not appended.new:
             DUPLICATES.labels(domain.name).inc()
             return {"domain": domain.name, "seq": appended.seq, "duplicate": True, "kind": log_kind}
-        entry = LogEntry(appended.seq, log_kind, clean, appended.t_ms)
+        entry = LogEntry(appended.seq, log_kind, clean, appended.t_ms, appended.prev, appended.chain)
         models = []
         for replica in self.replicas[domain.name]:
             applied = replica.learn_committed(entry, appended.paused_at)

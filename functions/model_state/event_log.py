@@ -25,7 +25,14 @@ DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a CloudEv
 # duplicates by the high-water mark, without a time window (docs/adr/0091-dedup-windows.md).
 KAFKA_WINDOW = int(os.environ.get("COELHO_KAFKA_DEDUP_OFFSETS", "10000"))
 
-# KEYS: seq, log, paused_at, the Kafka partition's offset mark (or the seq key when none), then the dedup keys.
+# KEYS: seq, log, paused_at, the Kafka partition's offset mark (or the seq key when none), the chain, then the dedup
+# keys.
+#
+# The chain: each entry carries `p`, the chain value after the entry before it, and `h` = sha1(p|seq|kind|payload),
+# which becomes the domain's chain value. A replica keeps the `h` of the last entry it learned and checks the next
+# entry's `p` against it: when Redis loses its last writes (appendfsync everysec) and hands the same sequence numbers
+# to other events, the first of them does not continue the replica's chain, and the replica reloads the snapshot and
+# replays the log instead of carrying on diverged (functions/model_state/replica.py, ADR 0094).
 # ARGV: ttl, kind, payload, Kafka offset ('' when none), the Kafka record's time, the offset window, the position
 # the caller's models have reached (0: none).
 #
@@ -46,7 +53,7 @@ KAFKA_WINDOW = int(os.environ.get("COELHO_KAFKA_DEDUP_OFFSETS", "10000"))
 _APPEND = """
 local paused = redis.call('GET', KEYS[3]) or false
 if tonumber(ARGV[7]) > 0 and redis.call('EXISTS', KEYS[1]) == 0 then return {2, 0, 0, paused} end
-for i = 5, #KEYS do
+for i = 6, #KEYS do
   local prior = redis.call('GET', KEYS[i])
   if prior then return {0, tonumber(prior), 0, paused} end
 end
@@ -73,19 +80,22 @@ end
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local added = redis.pcall('XADD', KEYS[2], seq .. '-0', 'k', ARGV[2], 'd', ARGV[3], 't', ms)
+local prev = redis.call('GET', KEYS[5]) or ''
+local chain = redis.sha1hex(prev .. '|' .. seq .. '|' .. ARGV[2] .. '|' .. ARGV[3])
+local added = redis.pcall('XADD', KEYS[2], seq .. '-0', 'k', ARGV[2], 'd', ARGV[3], 't', ms, 'p', prev, 'h', chain)
 if type(added) == 'table' and added.err then
   return redis.error_reply('event not appended, nothing written: ' .. added.err)
 end
 redis.call('SET', KEYS[1], seq)
-for i = 5, #KEYS do redis.call('SET', KEYS[i], seq, 'EX', ARGV[1]) end
+redis.call('SET', KEYS[5], chain)
+for i = 6, #KEYS do redis.call('SET', KEYS[i], seq, 'EX', ARGV[1]) end
 if offset then
   if restart then redis.call('DEL', KEYS[4]) end
   redis.call('ZADD', KEYS[4], offset, offset .. '|' .. seq .. '|' .. rtime)
   local high = tonumber(redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2])
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (high - tonumber(ARGV[6])))
 end
-return {1, seq, ms, paused}
+return {1, seq, ms, paused, prev, chain}
 """
 
 
@@ -113,6 +123,8 @@ class Appended:
     new: bool  # False: a duplicate delivery, seq is the entry the first delivery got
     t_ms: int
     paused_at: int | None
+    prev: str | None = None  # the chain value before the entry (new entries only)
+    chain: str | None = None  # the chain value after it
 
 
 @dataclass
@@ -121,6 +133,8 @@ class LogEntry:
     kind: str
     event: dict[str, Any]
     t_ms: int
+    prev: str | None = None  # the chain value the entry continues (None: an entry written before the chain)
+    chain: str | None = None  # the chain value after it
 
 
 class EventLog:
@@ -133,6 +147,7 @@ class EventLog:
         self.seq_key = key(domain.name, "seq")
         self.log_key = key(domain.name, "log")
         self.paused_key = key(domain.name, "paused_at")
+        self.chain_key = key(domain.name, "chain")
 
     def dedup_keys(
         self,
@@ -173,14 +188,16 @@ class EventLog:
         if kafka is not None:
             args[3:5] = [kafka.offset, kafka.time]
         try:
-            new, seq, t_ms, paused = self._append(
-                keys=[self.seq_key, self.log_key, self.paused_key, mark, *dedup_keys], args=args
+            reply = self._append(
+                keys=[self.seq_key, self.log_key, self.paused_key, mark, self.chain_key, *dedup_keys], args=args
             )
         except redis.ResponseError as exc:  # out of memory, or the log's ids ahead of its seq: retryable
             raise AppendRefused(f"{self.domain.name}: {exc}") from exc
+        new, seq, t_ms, paused = reply[:4]
         if new == 2:
             raise LogLost(f"{self.domain.name}: the log has no sequence number, models are at {position}")
-        return Appended(int(seq), bool(new), int(t_ms), int(paused) if paused else None)
+        prev, chain = (_text(v) for v in reply[4:6]) if len(reply) >= 6 else (None, None)
+        return Appended(int(seq), bool(new), int(t_ms), int(paused) if paused else None, prev, chain)
 
     def read_after(self, seq: int, count: int = 2000) -> list[LogEntry]:
         return [_entry(i, f) for i, f in self.redis.xrange(self.log_key, min=f"{seq + 1}-0", count=count)]
@@ -201,6 +218,18 @@ class EventLog:
         self.redis.delete(self.paused_key)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> LogEntry:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return LogEntry(int(text.split("-")[0]), fields[b"k"].decode(), json.loads(fields[b"d"]), int(fields[b"t"]))
+    text = _text(entry_id)
+    prev, chain = fields.get(b"p"), fields.get(b"h")
+    return LogEntry(
+        int(text.split("-")[0]),
+        fields[b"k"].decode(),
+        json.loads(fields[b"d"]),
+        int(fields[b"t"]),
+        _text(prev) if prev is not None else None,
+        _text(chain) if chain is not None else None,
+    )

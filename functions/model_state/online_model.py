@@ -120,6 +120,7 @@ class OnlineModel:
     last_error: str | None = None
     clusters: dict[int, ClusterProfile] = field(default_factory=dict)
     last_event_ms: int = 0
+    chain: str | None = None  # the event log's chain value after entry `seq` (None: not known, not checked)
 
     @classmethod
     def fresh(

@@ -15,6 +15,7 @@ The Redis keys are listed in `functions.model_state.keys`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -58,15 +59,17 @@ DUPLICATES = Counter("coelho_events_duplicate_total", "Deliveries dropped as dup
 LOG_LOST = Counter(
     "coelho_model_log_lost_total",
     "Times a process found Redis holding less of a domain's log than its models learned (Redis wiped or restarted "
-    "without its data), by what it did: reseeded Redis from its models, reloaded the snapshot, kept its model, reset",
+    "without its data, or lost its last writes), by what it did: reseeded Redis from its models, reloaded the "
+    "snapshot, kept its model, reset, diverged (the log reused sequence numbers it had learned: reloaded, replayed)",
     ["domain", "outcome"],
 )
 
 _RESEED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
-for i = 2, #KEYS do
-  local at = 2 + (i - 2) * 3
+if ARGV[#ARGV - 1] ~= '' then redis.call('SET', KEYS[2], ARGV[#ARGV - 1]) end
+for i = 3, #KEYS do
+  local at = 2 + (i - 3) * 3
   redis.call('HSET', KEYS[i], 'seq', ARGV[at], 'blob', ARGV[at + 1], 'events_learned', ARGV[at + 2],
     'written_ms', ARGV[#ARGV])
 end
@@ -86,13 +89,16 @@ def reseed(client: redis.Redis, domain: Domain, replicas: list[ModelReplica]) ->
         position = max((r.state.seq for r in replicas), default=0)
         if position == 0:
             return False
-        keys = [key(domain.name, "seq")]
-        args: list[int | bytes] = [position]
+        furthest = max(replicas, key=lambda r: r.state.seq)
+        chain = furthest.state.__dict__.get("chain") or ""
+        keys = [key(domain.name, "seq"), key(domain.name, "chain")]
+        args: list[int | bytes | str] = [position]
         for replica in replicas:
             replica.state.seq = position  # the entries between are lost with the log
+            replica.state.chain = chain or None
             keys.append(replica.mkey("snapshot"))
             args += [position, replica.state.to_bytes(), replica.state.events_learned]
-        done = bool(client.register_script(_RESEED)(keys=keys, args=[*args, int(time.time() * 1000)]))
+        done = bool(client.register_script(_RESEED)(keys=keys, args=[*args, chain, int(time.time() * 1000)]))
     finally:
         for lock in reversed(locks):
             lock.release()
@@ -210,7 +216,8 @@ class ModelReplica:
     def install(self, state: OnlineModel) -> None:
         """Write `state` as this model's snapshot (compare-and-set) and adopt it if it is ahead (restore)."""
         self.write_snapshot(state)
-        self.redis.set(self.log.seq_key, state.seq, nx=True)
+        if self.redis.set(self.log.seq_key, state.seq, nx=True) and state.__dict__.get("chain"):
+            self.redis.set(self.log.chain_key, str(state.chain))
         self.load_snapshot()
 
     # --- learning the log ---------------------------------------------------------------------
@@ -243,9 +250,13 @@ class ModelReplica:
                     self._reset_to_snapshot(needed=entries[0].seq)
                     continue
                 applied = []
+                diverged = False
                 for entry in entries:
                     if paused_at is not None and entry.seq > paused_at:
                         stop = True
+                        break
+                    if self._diverged(entry):
+                        diverged = True
                         break
                     outcome = self._learn_entry(entry)
                     applied.append(outcome)
@@ -253,6 +264,9 @@ class ModelReplica:
                         on_learned(entry, outcome)
                 self._after_learning(applied)
                 done.extend(applied)
+                if diverged:
+                    self._recover_divergence(entry)
+                    continue
             if stop or len(entries) < batch:
                 break
         return done
@@ -295,6 +309,9 @@ class ModelReplica:
         with self.lock:
             if entry.seq > self.state.seq + 1 and wait > 0 and self._expecting(self.state.seq + 1, entry.seq - 1):
                 self.applied.wait_for(lambda: entry.seq <= self.state.seq + 1, timeout=wait)
+            if entry.seq == self.state.seq + 1 and self._diverged(entry):
+                self._recover_divergence(entry)
+                return self.catch_up(paused_at=paused_at, check_pause=False)
             if entry.seq == self.state.seq + 1:
                 applied = [self._learn_entry(entry)]
                 self._after_learning(applied)
@@ -355,9 +372,41 @@ class ModelReplica:
             }[outcome],
         )
 
+    def _diverged(self, entry: LogEntry) -> bool:
+        """Does the next entry not continue the chain this replica learned (Redis lost entries it had learned and
+        gave their sequence numbers to other events)? Unknown chains (older entries or states) are not checked."""
+        chain = self.state.__dict__.get("chain")
+        return chain is not None and entry.prev is not None and entry.prev != chain
+
+    def _recover_divergence(self, entry: LogEntry) -> None:
+        """Reload the snapshot (or start again from the log) so that the model equals a replay of what the log
+        holds; the entries this replica learned past `entry.seq - 1` are the ones Redis lost."""
+        learned = self.state.seq
+        LOG_LOST.labels(self.domain.name, "diverged").inc()
+        log.error(
+            "%s/%s: the log diverges at seq %d from what this replica learned up to %d: Redis lost up to %d "
+            "acknowledged entries (a crash with appendfsync everysec) and reused their numbers; reloading the "
+            "snapshot and replaying the log",
+            self.domain.name,
+            self.model_name,
+            entry.seq,
+            learned,
+            learned - entry.seq + 1,
+        )
+        self.state = OnlineModel.fresh(self.domain, self.model_name, self.params)
+        blob, seq = self.redis.hmget(self.mkey("snapshot"), ["blob", "seq"])
+        if blob is not None and int(seq or 0) < entry.seq:
+            with contextlib.suppress(StateRefused):  # reported by the codec: replay from the start of the log
+                self.state = self._verified(blob, seq)
+        if entry.seq == self.state.seq + 1 and self._diverged(entry):  # the snapshot does not chain either
+            log.warning("%s/%s: snapshot off the log's chain, chain check restarts", self.domain.name, self.model_name)
+            self.state.chain = None
+
     def _learn_entry(self, entry: LogEntry) -> Outcome:
         self._expected.pop(entry.seq, None)
         applied = self.state.learn_one(entry.seq, entry.kind, entry.event, entry.t_ms)
+        if entry.chain is not None:
+            self.state.chain = entry.chain
         if self.role == "learner":
             if entry.seq % HISTORY_EVERY == 0:
                 self._history_point(entry)

@@ -2,8 +2,10 @@
 the dashboard and the benchmarks read the same keys the functions write.
 
 Keys (prefix coelho:<domain>:):
-    seq, log (stream, entry id "<seq>-0", fields k=kind d=json t=ms), dedup:<key>, paused_at, models (set),
-    model:<name>:snapshot (hash seq, blob, events_learned, written_ms), model:<name>:summary (hash seq, json),
+    seq, log (stream, entry id "<seq>-0", fields k=kind d=json t=ms p=previous chain h=chain), chain (the hash
+    chain's value after the last entry), dedup:<key> (CloudEvent and event ids, with a TTL), kafka:<topic>:<partition>
+    (zset: the partition's offset mark), paused_at, models (set),
+    model:<name>:snapshot (hash seq, blob: signed, events_learned, written_ms), model:<name>:summary (hash seq, json),
     model:<name>:history (zset score=seq, member=json), model:<name>:drift (zset), model:<name>:checkpoint (json),
     model:<name>:restored_from (the MLflow version a model was restored from)
 

@@ -4,7 +4,8 @@ What the Knative dispatcher retries: only 5xx, 404, 408, 409, 429. So: not a Clo
 not take, bad data -> 400 with the reason (never retried, nothing lost: the Broker dead-letters it);
 a dependency that is down -> 503 (retried); anything else -> 500. Never a 2xx for work not done. What a client is
 told never holds an internal address or a stack trace: a 503 names the dependency's failure with its addresses
-scrubbed, a 500 only the kind of error and a reference to the log line that holds the rest.
+scrubbed, a 500 the kind of error and its message, scrubbed the same way, and a reference to the log line that
+holds the trace.
 
     >>> error_response("learn", UnsupportedEvent("data is not JSON"))
     (400, {'error': 'data is not JSON'})
@@ -14,8 +15,8 @@ scrubbed, a 500 only the kind of error and a reference to the log line that hold
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import uuid
 from collections.abc import Collection
 from typing import Any
 
@@ -64,6 +65,7 @@ def error_response(function: str, exc: BaseException, accepts: Collection[str] =
         return 400, body
     if is_dependency_error(exc):
         return 503, {"error": f"dependency unavailable, retry later: {scrub(str(exc))}"}
-    ref = uuid.uuid4().hex[:12]
+    what = f"{type(exc).__name__}: {scrub(str(exc))[:200]}"
+    ref = hashlib.sha256(f"{function}|{what}".encode()).hexdigest()[:12]  # the same failure, the same ref
     log.error("%s failed (ref %s)", function, ref, exc_info=exc)
-    return 500, {"error": f"internal error ({type(exc).__name__}); the function's log has it as ref {ref}"}
+    return 500, {"error": f"internal error ({what}); the function's log has the trace as ref {ref}"}

@@ -123,6 +123,8 @@ def requested_domains(data: Any) -> list[str]:
     names = data.get("domains") or ([data["domain"]] if data.get("domain") else list(DOMAINS))
     if isinstance(names, str):
         names = [names]
+    if not isinstance(names, list):
+        raise ValidationError({"domains": f"a list of domains: {', '.join(DOMAINS)}"})
     try:
         return [get_domain(str(n)).name for n in names]
     except ValueError as exc:

@@ -121,12 +121,18 @@ def requested_tables(data: Any, known: list[str]) -> list[str]:
 
     >>> requested_tables({"table": "trips"}, ["trips", "transactions"]), requested_tables(None, ["trips"])
     (['trips'], ['trips'])
+    >>> requested_tables({"tables": 5}, ["trips"])
+    Traceback (most recent call last):
+    ...
+    eventing.schema.ValidationError: invalid event: tables: a list of lake tables: trips
     """
     if not isinstance(data, Mapping):
         return list(known)
     names = data.get("tables") or ([data["table"]] if data.get("table") else list(known))
     if isinstance(names, str):
         names = [names]
+    if not isinstance(names, list) or len(names) > len(known):
+        raise ValidationError({"tables": f"a list of lake tables: {', '.join(known)}"})
     unknown = [str(n) for n in names if n not in known]
     if unknown:
         raise ValidationError({"tables": f"unknown lake tables {unknown}: one of {', '.join(known)}"})

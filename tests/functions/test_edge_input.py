@@ -230,3 +230,26 @@ def test_the_lake_answers_400(monkeypatch: pytest.MonkeyPatch) -> None:
             headers = {**CE, "ce-id": str(uuid.uuid4()), "ce-type": domain.type("record")}
             response = client.post("/", json=payload, headers=headers)
             assert response.status_code == 400 and field in response.text, (case, response.json)
+
+
+@pytest.mark.parametrize("data", [{"domains": 5}, {"domains": {"tfd": 1}}, {"domains": [[1]]}, {"domain": 3.5}])
+def test_checkpoint_requests_of_the_wrong_shape_are_400(redis_url: str, data: Any) -> None:
+    from functions import checkpoint
+
+    client = checkpoint.create().test_client()
+    headers = {**CE, "ce-type": "com.coelho.realtime.checkpoint.requested"}
+    response = client.post("/", json=data, headers=headers)
+    assert response.status_code == 400, response.json
+
+
+@pytest.mark.parametrize("data", [{"tables": 5}, {"tables": {"trips": 1}}, {"tables": [[1]]}, {"table": 3}])
+def test_lake_maintenance_requests_of_the_wrong_shape_are_400(monkeypatch: pytest.MonkeyPatch, data: Any) -> None:
+    from eventing.cloudevent_types import LAKE_MAINTENANCE_REQUESTED
+    from functions.lake.service import ACCEPTED, Lake
+    from functions.lake.writer import LakeConfig
+
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    lake = Lake(LakeConfig.from_env())
+    client = create_app("lake", lake.handle, accepts=ACCEPTED).test_client()
+    response = client.post("/", json=data, headers={**CE, "ce-type": LAKE_MAINTENANCE_REQUESTED})
+    assert response.status_code == 400, response.json

@@ -210,11 +210,14 @@ class Router:
         for source in self.manifests.kafka_sources.values():
             source_dls = source.delivery.dead_letter_sink if source.delivery else None
             sink = self.resolve_sink(source.sink, source.delivery)
+            max_inflight = 2000  # records written to Kafka, not yet acknowledged
             if self.direct_sources and source.sink.kind == "Broker":
                 broker = self.manifests.broker(str(source.sink.namespace), str(source.sink.name))
                 fanout = fanout_of.get(broker.topic)
                 if fanout is not None:
                     sink = DirectBrokerSink(fanout, sink.address)
+                    # records being delivered: a slow or failing Trigger holds them (as the shared Broker group)
+                    max_inflight = fanout.consumer.max_inflight
             self.kafka_sources.append(
                 KafkaSourceAdapter(
                     source,
@@ -222,6 +225,7 @@ class Router:
                     self.bootstrap,
                     self.metrics,
                     dead_letter_sink=self.resolve_sink(source_dls) if source_dls else None,
+                    max_inflight=max_inflight,
                 )
             )
         for ping in self.manifests.ping_sources.values():

@@ -34,6 +34,7 @@ class KafkaSourceAdapter:
         bootstrap: str,
         metrics: RouterMetrics,
         dead_letter_sink: Sink | None = None,
+        max_inflight: int = 2000,
     ):
         self.source = source
         self.sink = sink
@@ -48,6 +49,7 @@ class KafkaSourceAdapter:
             metrics=metrics,
             initial_offset=source.initial_offset,
             poison=self.poison,
+            max_inflight=max_inflight,
         )
 
     def handle(self, record: Any, done: Done) -> None:

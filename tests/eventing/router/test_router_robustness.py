@@ -475,3 +475,14 @@ def test_poison_records_are_dead_lettered_and_the_consumer_carries_on(stack: Any
     assert "not UTF-8" in base64.b64decode(dict(source_dead[0].headers)["ce_knativeerrordata"]).decode()
     assert router.ready()  # every consumer still polls
     assert all(c.restarts == 0 for c in router.consumers())
+
+
+@pytest.mark.stack
+def test_a_kafka_source_feeding_triggers_directly_has_the_broker_groups_window(stack: Any) -> None:
+    """Its records wait for their deliveries: a Trigger whose subscriber is down must not fill a small window and
+    stop the source for every Trigger (a 2,000-record window did, with the lake function not started)."""
+    router, _ = stack
+    assert router.direct_sources and router.kafka_sources and router.fanouts
+    window = router.fanouts[0].consumer.max_inflight
+    assert window >= 20000
+    assert all(source.consumer.max_inflight == window for source in router.kafka_sources)

@@ -37,11 +37,24 @@ def stack(platform: Any) -> Any:
     return platform
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def second_learner(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Another learn-one replica on its own port, as a second pod behind the same Service."""
+    """Another learn-one replica on its own port, as a second pod behind the same Service. One per test, started on
+    an empty tfd state: a learner that outlives Redis's state would re-seed Redis from its models (ADR 0092)."""
+    empty_tfd(stack)
     with function_process(stack.settings, "learn", tmp_path_factory.mktemp("learn2")) as url:
         yield url
+
+
+def empty_tfd(stack: Any) -> None:
+    """No tfd state in Redis, and no registered version either: otherwise a learner that starts restores the latest
+    one (a checkpoint that ran earlier in the session, e.g. from the router's PingSource) and the log starts after
+    it."""
+    import mlflow
+
+    client(stack).delete(*client(stack).keys("coelho:tfd:*") or ["none"])
+    with contextlib.suppress(mlflow.exceptions.MlflowException):
+        mlflow.tracking.MlflowClient(tracking_uri=stack.settings.mlflow_uri).delete_registered_model("coelho-tfd")
 
 
 def client(stack: Any) -> Any:
@@ -98,13 +111,7 @@ def test_exactly_once_with_duplicates_kill_and_two_replicas(stack: Any, second_l
     thread learns in batches, ADR 0076) end with the same model as an in-process replay of the distinct events."""
     domain = get_domain("tfd")
     quiet = bool(path)
-    client(stack).delete(*client(stack).keys("coelho:tfd:*") or ["none"])
-    # Empty means no registered version either: otherwise the restarted learner restores the latest one (a
-    # checkpoint that ran earlier in the session, e.g. from the router's PingSource) and the log starts after it.
-    import mlflow
-
-    with contextlib.suppress(mlflow.exceptions.MlflowException):
-        mlflow.tracking.MlflowClient(tracking_uri=stack.settings.mlflow_uri).delete_registered_model("coelho-tfd")
+    empty_tfd(stack)
     stack.restart("learn")  # a learner that starts from this empty state
     stream = events("tfd", 2500, seed=21)
     probes = events("tfd", 25, seed=77)

@@ -123,3 +123,68 @@ def test_the_dashboards_prediction_client_sends_the_token(monkeypatch: pytest.Mo
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     predict_client.request_prediction(Settings.load(), DOMAINS["tfd"], events("tfd", 1)[0])
     assert sent["Authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_a_served_predict_one_asks_for_the_token_and_bounds_bodies(redis_url: str, server: str) -> None:
+    """The real servers pass the Authorization header and Content-Length through; a chunked body over the limit is
+    refused too."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from coelho.settings import free_port
+    from tests.functions.streams import events
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "COELHO_SERVER": server,
+        "LOG_LEVEL": "WARNING",
+        "REDIS_URL": redis_url,
+        TOKEN_ENV: TOKEN,
+        "COELHO_MAX_BODY_BYTES": "4096",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "functions.predict"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert requests.get(url + "/health/liveness", timeout=2).status_code == 200  # open
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None, "predict-one did not start"
+                time.sleep(0.3)
+        event = events("tfd", 1)[0]
+        bare = requests.post(url + "/predict/tfd", json=event, timeout=10)
+        assert bare.status_code == 401 and bare.headers["WWW-Authenticate"].startswith("Bearer")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert requests.post(url + "/predict/tfd", json=event, headers=auth, timeout=10).status_code in (200, 503)
+        big = {**event, "padding": "x" * 5000}
+        assert requests.post(url + "/predict/tfd", json=big, headers=auth, timeout=10).status_code == 413
+
+        def chunks() -> Any:
+            for _ in range(10):
+                yield b"x" * 1000
+
+        chunked = requests.post(
+            url + "/predict/tfd", data=chunks(), headers={**auth, "Content-Type": "application/json"}, timeout=10
+        )
+        assert chunked.status_code == 413
+        assert requests.get(url + "/openapi.json", timeout=10).json()["paths"]["/predict/tfd"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -67,6 +67,7 @@ def test_a_forged_mlflow_artifact_is_refused_by_predict_and_restore(
     target = tmp_path / "pwned"
     client = mlflow.tracking.MlflowClient(tracking_uri=settings.mlflow_uri)
     experiment = client.get_experiment_by_name("coelho-tfd")
+    assert experiment is not None
     run = client.create_run(experiment.experiment_id, run_name="forged")
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "state.pkl.lz4"

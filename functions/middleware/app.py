@@ -63,7 +63,7 @@ from functions.middleware.events import (
     to_http,
 )
 from functions.middleware.limits import check_body, loads_json, max_body_bytes, scrub
-from functions.middleware.openapi import FUNCTION_PATHS, describe
+from functions.middleware.openapi import FUNCTION_EVENTS, FUNCTION_PATHS, describe
 from functions.middleware.servers import StartResponse, WSGIApp, serve
 
 __all__ = [
@@ -302,10 +302,10 @@ def create_app(
     limit = max_body if max_body is not None else max_body_bytes()
     required = name in PROTECTED if require_token is None else require_token
     gate = TokenGate.from_environ() if required else None
-    paths = FUNCTION_PATHS.get(name)
-    spec = json.dumps(describe(name, listed, required, paths() if paths else None)).encode()
+    paths, events = FUNCTION_PATHS.get(name), FUNCTION_EVENTS.get(name)
+    spec = json.dumps(describe(name, listed, required, paths() if paths else None, events() if events else None))
     function_app = FunctionApp(
-        name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app, limit, gate, spec
+        name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app, limit, gate, spec.encode()
     )
     app.wsgi_app = function_app  # type: ignore[method-assign]
     app.config["function_app"] = function_app

@@ -19,7 +19,7 @@ from typing import Any
 from eventing.domain import Domain
 from eventing.schema import json_schema
 
-__all__ = ["FUNCTION_PATHS", "describe", "error", "json_body", "predict_paths"]
+__all__ = ["FUNCTION_EVENTS", "FUNCTION_PATHS", "describe", "error", "json_body", "predict_paths"]
 
 ERROR = {
     "type": "object",
@@ -173,7 +173,12 @@ def sql_paths() -> dict[str, Any]:
                 "description": "A Delta version of every table, or per table",
             },
             "as_of": {"type": "string", "format": "date-time", "description": "Read the tables as they were then"},
-            "timeout_s": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "description": "At most the service's limit"},
+            "timeout_s": {
+                "type": "number",
+                "minimum": 0,
+                "exclusiveMinimum": True,
+                "description": "At most the service's limit",
+            },
         },
         "required": ["query"],
         "additionalProperties": False,
@@ -255,3 +260,47 @@ def _predict() -> dict[str, Any]:
 
 # The paths each function adds to the middleware's, by function name.
 FUNCTION_PATHS = {"predict": _predict, "sql": sql_paths, "chat": chat_paths}
+
+
+def _domain_events(purpose: str) -> dict[str, Any]:
+    from eventing.domains import DOMAINS
+
+    return {"oneOf": [json_schema(d.fields, purpose) for d in DOMAINS.values()]}  # type: ignore[arg-type]
+
+
+def _named_list(key: str, names: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": {key: {"type": "array", "items": {"type": "string", "enum": names}}}}
+
+
+def _lake_events() -> dict[str, Any]:
+    from functions.lake.rows import all_tables
+
+    records = _domain_events("record")["oneOf"]
+    return {"oneOf": [*records, _named_list("tables", [t.name for t in all_tables()])]}
+
+
+def _checkpoint_events() -> dict[str, Any]:
+    from eventing.domains import DOMAINS
+
+    return _named_list("domains", list(DOMAINS))
+
+
+def _chat_events() -> dict[str, Any]:
+    schema: dict[str, Any] = chat_paths()["/chat"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return schema
+
+
+def _sql_events() -> dict[str, Any]:
+    schema: dict[str, Any] = sql_paths()["/sql"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return schema
+
+
+# The data of the CloudEvents each function takes at POST /, by function name (the event types are listed apart).
+FUNCTION_EVENTS = {
+    "predict": lambda: _domain_events("prediction"),
+    "learn": lambda: _domain_events("record"),
+    "lake": _lake_events,
+    "checkpoint": _checkpoint_events,
+    "chat": _chat_events,
+    "sql": _sql_events,
+}

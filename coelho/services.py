@@ -548,6 +548,7 @@ SERVICES: list[Service] = [
         port="dashboard",
         health=Health("tcp"),
         depends_on=("redis",),
+        metrics_path="/metrics",  # the dashboard's own metrics (ui/metrics.py)
         module="ui",
         kind="ui",
         startup_timeout=120.0,

@@ -98,12 +98,18 @@ def make_page(page: Page, settings: Settings) -> Callable[[], Any]:
     nav = [(p.route, p.title) for p in PAGES]
 
     def app() -> Any:
-        try:
-            main, context = page.build(settings)
-        except Exception:  # never a traceback on screen
-            log.exception("building page %s failed", page.route)
-            main, context = _error_view(page.title), None
-        return page_template(page.title, page.route, main, settings, nav, page_context=context)
+        from ui.metrics import PAGE_LOADS, SESSIONS, timed
+
+        PAGE_LOADS.labels(page.route).inc()
+        SESSIONS.inc()
+        pn.state.on_session_destroyed(lambda _context: SESSIONS.dec())
+        with timed("page_build"):
+            try:
+                main, context = page.build(settings)
+            except Exception:  # never a traceback on screen
+                log.exception("building page %s failed", page.route)
+                main, context = _error_view(page.title), None
+            return page_template(page.title, page.route, main, settings, nav, page_context=context)
 
     return app
 
@@ -150,6 +156,34 @@ def health_handler(live: LiveData) -> type:
     return HealthHandler
 
 
+PASSWORD_ENV = "COELHO_DASHBOARD_PASSWORD"
+
+
+def auth_options(environ: Any = None) -> dict[str, Any]:
+    """pn.serve's login options: Panel's basic auth (a login page; any user name, this password) when
+    COELHO_DASHBOARD_PASSWORD is set, none otherwise (the local default: the dashboard binds 127.0.0.1).
+
+    The login cookie is signed with COELHO_DASHBOARD_COOKIE_SECRET, or a secret drawn at start (logins then last
+    until the dashboard restarts). /metrics and /api/health stay open (Prometheus scrapes the first).
+
+    >>> auth_options({})
+    {}
+    >>> sorted(auth_options({"COELHO_DASHBOARD_PASSWORD": "s3cret"}))
+    ['basic_auth', 'cookie_secret']
+    """
+    import os
+    import secrets
+
+    env = os.environ if environ is None else environ
+    password = env.get(PASSWORD_ENV)
+    if not password:
+        return {}
+    return {
+        "basic_auth": password,
+        "cookie_secret": env.get("COELHO_DASHBOARD_COOKIE_SECRET") or secrets.token_urlsafe(32),
+    }
+
+
 def _warm_samples() -> None:
     """Draw the forms' sample pools (ui.sample) in the background, before the first visitor needs one."""
     import threading
@@ -162,6 +196,9 @@ def _warm_samples() -> None:
 
 def serve(settings: Settings, port: int | None = None, show: bool = False, **kwargs: Any) -> Any:
     """Serve every page on 127.0.0.1; blocks unless threaded=True is passed."""
+    from ui.chat_panel import CLAIM_PATH, cookie_claim_handler
+    from ui.metrics import metrics_handler
+
     configure_panel()
     live = LiveData.get(settings)  # start polling before the first visitor arrives
     _warm_samples()
@@ -179,6 +216,11 @@ def serve(settings: Settings, port: int | None = None, show: bool = False, **kwa
         # on a shared 2-core machine, forgotten sessions refreshing charts slow every open page down.
         check_unused_sessions_milliseconds=2000,
         unused_session_lifetime_milliseconds=3000,
-        extra_patterns=[(r"/api/health", health_handler(live))],
+        extra_patterns=[
+            (r"/api/health", health_handler(live)),
+            (r"/metrics", metrics_handler()),
+            (CLAIM_PATH, cookie_claim_handler()),
+        ],
+        **auth_options(),
         **kwargs,
     )

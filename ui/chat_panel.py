@@ -14,10 +14,12 @@ import html
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import nh3
 import panel as pn
 import param
 import requests
@@ -56,20 +58,64 @@ PANEL_CSS = """
 """
 
 
-class SessionCookie(JSComponent):  # type: ignore[misc]
-    """Keeps the chat session id in a browser cookie: sets it when missing, reports it when present."""
+COOKIE_MAX_AGE_S = 86400
+CLAIM_PATH = "/api/chat-session"
+_claims: dict[str, tuple[str, float]] = {}  # one-time token -> (session id, when), for CookieClaimHandler
+_claims_lock = threading.Lock()
+CLAIM_TTL_S = 300.0
 
-    session_id = param.String(default="")
+
+def new_claim(session_id: str) -> str:
+    """A one-time token the browser exchanges for the session cookie (GET /api/chat-session?claim=TOKEN)."""
+    token = uuid.uuid4().hex
+    now = time.time()
+    with _claims_lock:
+        for old in [t for t, (_, at) in _claims.items() if now - at > CLAIM_TTL_S]:
+            del _claims[old]
+        _claims[token] = (session_id, now)
+    return token
+
+
+def redeem_claim(token: str) -> str | None:
+    """The session id of a token not used yet (and young enough); None otherwise."""
+    with _claims_lock:
+        found = _claims.pop(token, None)
+    if found is None or time.time() - found[1] > CLAIM_TTL_S:
+        return None
+    return found[0]
+
+
+def cookie_claim_handler() -> type:
+    """GET /api/chat-session?claim=TOKEN: sets the chat session cookie, HttpOnly, from the server.
+
+    The session id never goes through the page's JavaScript: a script injected into the page (what sanitising the
+    answers guards against) can neither read the cookie nor learn the id from this answer, which is empty."""
+    from tornado.web import RequestHandler
+
+    class CookieClaimHandler(RequestHandler):  # type: ignore[misc]
+        def get(self) -> None:
+            session_id = redeem_claim(self.get_argument("claim", ""))
+            if session_id is None:
+                self.set_status(404)
+                self.finish()
+                return
+            self.set_cookie(COOKIE, session_id, path="/", max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="Lax")
+            self.set_status(204)
+            self.finish()
+
+    return CookieClaimHandler
+
+
+class SessionCookie(JSComponent):  # type: ignore[misc]
+    """Has the server set the chat session cookie (HttpOnly) when the browser had none: exchanges `claim`, a
+    one-time token, at CLAIM_PATH. The page's scripts never see the session id."""
+
+    claim = param.String(default="")
 
     _esm = """
     export function render({ model }) {
-      const name = "coelho_chat_session";
-      const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
-      if (found) {
-        const value = decodeURIComponent(found.slice(name.length + 1));
-        if (value && value !== model.session_id) { model.session_id = value; }
-      } else if (model.session_id) {
-        document.cookie = `${name}=${encodeURIComponent(model.session_id)}; path=/; max-age=86400; SameSite=Lax`;
+      if (model.claim) {
+        fetch("/api/chat-session?claim=" + encodeURIComponent(model.claim), { credentials: "same-origin" });
       }
       const el = document.createElement("span");
       el.style.display = "none";
@@ -78,13 +124,44 @@ class SessionCookie(JSComponent):  # type: ignore[misc]
     """
 
 
-def browser_session_id() -> str:
-    """The chat session of this browser: the cookie's value, or a new id (the cookie is set by SessionCookie)."""
+def browser_session_id() -> tuple[str, bool]:
+    """The chat session of this browser (the cookie the page request carried) and whether it is new (no cookie
+    yet: SessionCookie has the server set one)."""
     cookies = getattr(pn.state, "cookies", None) or {}
     value = str(cookies.get(COOKIE, ""))
     if 8 <= len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value):
-        return value
-    return "web-" + uuid.uuid4().hex
+        return value, False
+    return "web-" + uuid.uuid4().hex, True
+
+
+# Chat answers are Markdown from a language model, which may repeat what a user, a page or a tool result holds:
+# the HTML it renders to is sanitised (an allow-list of tags and attributes, no script, no event handler).
+ALLOWED_ATTRIBUTES = {**{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}, "*": {"class"}}
+
+
+def sanitize_html(text: str) -> str:
+    """Only harmless HTML: formatting tags and links stay, scripts and event handlers go.
+
+    >>> sanitize_html("<img src=x onerror=alert(1)><b>bold</b><script>alert(2)</script>")
+    '<img src="x"><b>bold</b>'
+    """
+    return str(nh3.clean(text, attributes=ALLOWED_ATTRIBUTES))
+
+
+class SafeMarkdown(pn.pane.Markdown):  # type: ignore[misc]
+    """A Markdown pane whose rendered HTML is sanitised before it reaches the browser."""
+
+    def _transform_object(self, obj: Any) -> dict[str, Any]:
+        rendered = super()._transform_object(obj)
+        text = html.unescape(str(rendered.get("object", "")))
+        return dict(rendered, object=html.escape(sanitize_html(text)))
+
+
+def render_message(value: Any) -> Any:
+    """How the chat shows a message: text through SafeMarkdown, anything else as Panel would."""
+    if isinstance(value, str):
+        return SafeMarkdown(value, sizing_mode="stretch_width")
+    return pn.panel(value)
 
 
 def tools_footer(tools: list[str]) -> str:
@@ -182,15 +259,9 @@ def chat_panel(
 ) -> pn.viewable.Viewable:
     """The chat panel for one page view: the conversation so far, then a box to ask the next question."""
     client = ChatClient(settings.url("chat"))
-    session = {"id": browser_session_id()}
-    cookie = SessionCookie(session_id=session["id"], height=0, width=0, margin=0)
-
-    def on_cookie(event: Any) -> None:  # the browser had a session already: follow it
-        if event.new and event.new != session["id"]:
-            session["id"] = event.new
-            restore()
-
-    cookie.param.watch(on_cookie, "session_id")
+    session_id, new = browser_session_id()
+    session = {"id": session_id}
+    cookie = SessionCookie(claim=new_claim(session_id) if new else "", height=0, width=0, margin=0)
 
     async def respond(contents: Any, user: str, instance: pn.chat.ChatInterface) -> AsyncIterator[str]:
         question = str(contents)
@@ -234,6 +305,7 @@ def chat_panel(
             "show_timestamp": False,
             "default_avatars": {ASSISTANT.lower(): "A", USER.lower(): "Y"},
         },
+        renderers=[render_message],  # every message's text through SafeMarkdown: sanitised HTML
         widgets=[
             pn.chat.ChatAreaInput(
                 placeholder=f"Ask about this page, e.g. “{EXAMPLES.get(page, EXAMPLES['home'])}”",

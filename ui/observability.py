@@ -48,6 +48,7 @@ class ChartQuery:
     match: Mapping[str, str] = field(default_factory=dict)
     exclude: Mapping[str, str] = field(default_factory=dict)
     window: str = RATE_WINDOW  # range of rate(); PromQL divides by it, so a series younger than it reads low
+    scale: float = 1.0  # multiply the values (60: a per-second rate drawn per minute)
 
     def _selector(self, name: str) -> str:
         parts = [f'{k}="{v}"' for k, v in sorted(self.match.items())]
@@ -55,6 +56,13 @@ class ChartQuery:
         return name + ("{" + ",".join(parts) + "}" if parts else "")
 
     def promql(self) -> str:
+        """The PromQL of this line.
+
+        >>> ChartQuery("per min", "x_total", "rate", scale=60.0).promql()
+        '60 * sum (rate(x_total[1m]))'
+        """
+        if self.scale != 1.0:
+            return f"{self.scale:g} * {ChartQuery(**{**self.__dict__, 'scale': 1.0}).promql()}"
         grouping = f"sum by ({self.by}) " if self.by else "sum "
         if self.kind == "rate":
             return f"{grouping}(rate({self._selector(self.metric)}[{self.window}]))"
@@ -91,6 +99,10 @@ LATENCY = "coelho_function_request_seconds"
 ROUTER_LAG = "coelho_router_consumer_lag"
 DEAD_LETTERED = "coelho_router_dead_lettered_total"
 DRIFT = "coelho_drift_detected_total"
+DASHBOARD_SESSIONS = "coelho_dashboard_sessions"
+DASHBOARD_PAGES = "coelho_dashboard_page_loads_total"
+DASHBOARD_CLICKS = "coelho_dashboard_prediction_clicks_total"
+DASHBOARD_CALLBACKS = "coelho_dashboard_callback_seconds"
 LAKE_ROWS = "coelho_lake_rows_written_total"
 LAKE_LAG = "coelho_lake_lag_seconds"
 
@@ -120,6 +132,24 @@ CHARTS: tuple[Chart, ...] = (
     Chart("Consumer lag", "events", (ChartQuery("lag", ROUTER_LAG, "value", by="consumer"),)),
     Chart("Drift detections", "detections", (ChartQuery("drift", DRIFT, "value", by="domain"),)),
     Chart("Lake: rows committed per second", "rows/s", (ChartQuery("rows", LAKE_ROWS, "rate", by="domain"),)),
+    Chart(
+        "Dashboard: sessions, page loads and Predict clicks",
+        "sessions · per minute",
+        (
+            ChartQuery("sessions open", DASHBOARD_SESSIONS, "value"),
+            ChartQuery("page loads/min", DASHBOARD_PAGES, "rate", scale=60.0),
+            ChartQuery("Predict clicks/min", DASHBOARD_CLICKS, "rate", scale=60.0),
+        ),
+    ),
+    Chart(
+        "Dashboard: callback latency",
+        "seconds",
+        tuple(
+            ChartQuery(f"p{int(q * 100)} {op}", DASHBOARD_CALLBACKS, "quantile", quantile=q, match={"operation": op})
+            for op in ("page_refresh", "predict")
+            for q in (0.5, 0.95)
+        ),
+    ),
     Chart("Lake: arrival to commit", "seconds", (ChartQuery("p95", LAKE_LAG, "quantile", quantile=0.95),)),
 )
 
@@ -283,6 +313,12 @@ class ScrapeSource:
         return list(per_le.items())
 
     def series(self, query: ChartQuery, window_s: float) -> dict[str, list[Point]]:
+        lines = self._series(query, window_s)
+        if query.scale == 1.0:
+            return lines
+        return {name: [(t, v * query.scale) for t, v in points] for name, points in lines.items()}
+
+    def _series(self, query: ChartQuery, window_s: float) -> dict[str, list[Point]]:
         with self._lock:
             scrapes = [s for s in self.scrapes if s.at >= time.time() - window_s]
         out: dict[str, list[Point]] = {}
@@ -315,6 +351,8 @@ def metrics_endpoints(settings: Any) -> dict[str, str]:
     endpoints = {f"coelho-{job}": f"http://{settings.host}:{ports[job]}/metrics" for job in jobs}
     if "router_metrics" in ports:
         endpoints["coelho-router"] = f"http://{settings.host}:{ports['router_metrics']}/metrics"
+    if "dashboard" in ports:
+        endpoints["coelho-dashboard"] = f"http://{settings.host}:{ports['dashboard']}/metrics"
     for name, port in ports.items():
         if name.startswith("producer_"):
             endpoints[f"coelho-{name}"] = f"http://{settings.host}:{port}/metrics"

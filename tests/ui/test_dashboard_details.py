@@ -145,3 +145,146 @@ def test_observability_titles_follow_the_data_and_no_errors_read_zero(dashboard:
     legend = page.evaluate(LEGEND_LABELS)
     assert "none" in legend, legend  # the errors chart's line at 0
     assert not page.errors
+
+
+RENDERED_LAYERS = """() => {
+  const out = {};
+  for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    if (m.name && m.data_source) out[m.name] = Object.values(m.data_source.data)[0].length;
+  return out;
+}"""
+
+
+def test_maps_draw_the_offline_basemap_and_the_fraud_page_maps_transactions(dashboard: Any, page: Any) -> None:
+    """No tile server here: the maps draw Natural Earth's countries and cities; the fraud page's Map tab shows where
+    the latest transactions happened and the Predict form's transaction."""
+    base = dashboard.settings.url("dashboard")
+    open_at(page, base + "/tfd", 1440)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.locator(".prediction-meta").first.wait_for()
+    page.get_by_text("Map", exact=True).first.click()
+    page.locator(".map-legend").first.wait_for()
+    deadline = time.monotonic() + 30
+    while (layers := page.evaluate(RENDERED_LAYERS)).get("transactions", 0) == 0:  # the poller reads the log
+        assert time.monotonic() < deadline, f"no transactions on the map: {layers}"
+        page.wait_for_timeout(1000)
+    assert layers["basemap-countries"] > 200 and layers["basemap-cities"] > 200, layers
+    assert layers["this-transaction"] == 1, layers
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "tfd-map-1440.png"), timeout=180_000)
+    for route in ("/eta", "/ecci"):
+        open_at(page, base + route, 1440)
+        layers = page.evaluate(RENDERED_LAYERS)
+        assert layers.get("basemap-countries", 0) > 200, (route, layers)
+    assert not page.errors
+
+
+def test_services_menu_links_every_service_with_its_logo(dashboard: Any, page: Any) -> None:
+    import requests
+
+    from ui.layout import SERVICE_LOGOS, service_links
+
+    links = service_links(dashboard.settings)
+    labels = [label for label, _, _ in links]
+    assert {"MLflow", "Prometheus", "S3 file browser", "S3 (SeaweedFS)"} <= set(labels)
+    open_at(page, dashboard.settings.url("dashboard") + "/", 1440)
+    page.get_by_text("Services ▾").first.click()
+    for label, url, _ in links:
+        link = page.locator("nav .menu a", has_text=label).first
+        link.wait_for()
+        assert link.get_attribute("href") == url, label
+        logo = link.locator(".logo").first
+        if SERVICE_LOGOS[label][0] is not None:
+            assert logo.locator("svg path").count() >= 1, f"{label}: no logo drawn"
+        else:
+            assert logo.inner_text().strip() == SERVICE_LOGOS[label][1], label
+    browser_url = next(url for label, url, _ in links if label == "S3 file browser")
+    reply = requests.get(browser_url, timeout=10, headers={"Accept": "text/html"})
+    assert reply.status_code == 200 and "text/html" in reply.headers.get("Content-Type", ""), browser_url
+    assert overflows(page) == []  # the open menu stays inside the window
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "services-menu-1440.png"), timeout=180_000)
+
+
+def test_the_dashboard_exports_its_own_metrics_and_charts_them(dashboard: Any, page: Any) -> None:
+    """GET /metrics on the dashboard's server: sessions, page loads, Predict clicks, callback latency; the
+    Observability page draws them."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.ui.test_dashboard import bokeh_texts
+
+    base = dashboard.settings.url("dashboard")
+    open_at(page, base + "/eta", 1440)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.locator(".prediction-meta").first.wait_for()
+    reply = requests.get(base + "/metrics", timeout=10)
+    assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(reply.text)
+        for s in family.samples
+    }
+    assert samples[("coelho_dashboard_page_loads_total", (("endpoint", "/eta"),))] >= 1
+    assert samples[("coelho_dashboard_prediction_clicks_total", (("domain", "eta"), ("outcome", "ok")))] >= 1
+    assert samples[("coelho_dashboard_sessions", ())] >= 1
+    assert samples[("coelho_dashboard_callback_seconds_count", (("operation", "predict"),))] >= 1
+    open_at(page, base + "/observability", 1440)
+    title = "Dashboard: sessions, page loads and Predict clicks"
+    deadline = time.monotonic() + 90
+    while title not in bokeh_texts(page):  # drawn once two scrapes of the dashboard were taken
+        assert time.monotonic() < deadline, f"chart titles: {bokeh_texts(page)}"
+        page.wait_for_timeout(1000)
+
+
+ELEMENTS_WITH_HANDLERS = """() => {
+  const out = [];
+  const walk = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) walk(el.shadowRoot);
+      for (const a of el.attributes)
+        if (["onerror", "onload"].includes(a.name) || a.value.includes("stolen")) out.push(`${el.tagName} ${a.name}`);
+      if (el.tagName === "SCRIPT" && el.textContent.includes("stolen")) out.push("script");
+    }
+  };
+  walk(document);
+  return out;
+}"""
+
+
+def test_an_assistant_answer_reaches_the_page_sanitised_and_the_cookie_is_httponly(
+    dashboard: Any, browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in model answers with an <img onerror> and a <script>: neither handler nor script reaches the
+    DOM, the Markdown around them renders; the chat session cookie is HttpOnly."""
+    from tests.chat.anthropic_standin import AnthropicStandIn, text
+    from tests.chat.chat_testkit import TEST_KEY
+
+    with AnthropicStandIn() as api:
+        api.default = [text('Safe <img src=x onerror="window.stolen=1"> **answer** <script>window.stolen=2</script>')]
+        for name, value in {"ANTHROPIC_API_KEY": TEST_KEY, "ANTHROPIC_BASE_URL": api.url}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("CHAT_API_MAX_RETRIES", "0")
+        if dashboard.running("chat"):
+            dashboard.restart("chat")
+        dashboard.start(["chat"])
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(90_000)
+            open_at(page, dashboard.settings.url("dashboard") + "/", 1440)
+            box = page.locator("textarea").first
+            box.wait_for()
+            box.click()
+            box.press_sequentially("What does this page show?")
+            page.get_by_role("button", name="Send").first.click()
+            page.locator("strong", has_text="answer").first.wait_for(timeout=120_000)
+            assert page.evaluate(ELEMENTS_WITH_HANDLERS) == []
+            assert page.evaluate("() => window.stolen") is None
+            cookies = {c["name"]: c for c in context.cookies()}
+            assert "coelho_chat_session" in cookies, cookies
+            assert cookies["coelho_chat_session"]["httpOnly"] is True
+            assert "coelho_chat_session" not in page.evaluate("() => document.cookie")
+        finally:
+            context.close()
+            dashboard.stop(["chat"])

@@ -289,9 +289,15 @@ class DomainPage:
             self.clear_prediction()
 
     def _predict(self, event: Any = None) -> None:
+        from ui.metrics import PREDICTION_CLICKS, timed
+
         try:
-            self.predict()
+            with timed("predict"):
+                reply = self.predict()
+            outcome = "invalid" if reply is None else ("ok" if reply.ok else "refused")
+            PREDICTION_CLICKS.labels(self.domain.name, outcome).inc()
         except Exception:  # a bug must never put a traceback on screen
+            PREDICTION_CLICKS.labels(self.domain.name, "error").inc()
             log.exception("prediction failed")
             self.prediction_status.object = (
                 "<span style='color:#b42318'>Something went wrong while predicting; see the dashboard log.</span>"
@@ -392,8 +398,11 @@ class DomainPage:
 
     # --- live refresh --------------------------------------------------------------------------------
     def refresh(self) -> None:
+        from ui.metrics import timed
+
         try:
-            self._refresh()
+            with timed("page_refresh"):
+                self._refresh()
         except Exception:
             if not self._refresh_failed:  # once per page: a bug must not flood the log every second
                 log.exception("refreshing the %s page failed", self.domain.name)

@@ -13,6 +13,7 @@ No dependency: the line is a few characters of ANSI-free text and a carriage ret
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import time
@@ -119,12 +120,28 @@ class Progress:
             self.stream.flush()
             self._width = 0
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        """A log line on the same stream first wipes the progress line (redrawn at the next update)."""
+        self.close()
+        return True
+
+    def _log_handlers(self) -> list[logging.Handler]:
+        return [
+            h
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is self.stream
+        ]
+
     def __enter__(self) -> Progress:
         if self.enabled:
+            for handler in self._log_handlers():
+                handler.addFilter(self)
             self.update(0, force=True)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        for handler in self._log_handlers():
+            handler.removeFilter(self)
         self.close()

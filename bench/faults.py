@@ -111,6 +111,9 @@ def run_all(plat: Any, harness: Any, args: Any) -> list[Any]:
                 result.recover_s = max(result.recover_s or 0.0, healthy_again)
         if name == "poison":
             result.note = POISON_NOTE.get("note", "")
+        stuck = _unstick_ingress(plat)
+        if stuck:
+            result.note = (result.note + "; " if result.note else "") + stuck
         print(name, json.dumps(result.to_json()), flush=True)
         results.append(result)
     harness.recount(plat, results)
@@ -134,6 +137,45 @@ def _wait_recovered(plat: Any, name: str, restarts_before: int, timeout: float =
             return float(entry.get("recovered_in") or 0.0)
         time.sleep(0.5)
     return None
+
+
+def _ingress_answers(plat: Any) -> int:
+    import requests
+
+    s = plat.settings
+    headers = {
+        "ce-id": f"probe-{time.time_ns()}",
+        "ce-specversion": "1.0",
+        "ce-source": "/bench/faults",
+        "ce-type": "com.coelho.faults.probe",  # no Trigger takes it
+        "content-type": "application/json",
+    }
+    try:
+        return requests.post(
+            f"{s.broker_url}/{s.namespace}/default", data=b"{}", headers=headers, timeout=10
+        ).status_code
+    except requests.RequestException:
+        return 0
+
+
+def _unstick_ingress(plat: Any, patience: float = 30.0) -> str:
+    """After a scenario the Broker ingress must take events again within `patience` s; if it still refuses (the
+    router alive but unable to write to Kafka), restart the router so the next scenario starts clean, and say so."""
+    from coelho.supervisor import request_restart
+
+    deadline = time.monotonic() + patience
+    code = 0
+    while time.monotonic() < deadline:
+        code = _ingress_answers(plat)
+        if code == 202:
+            return ""
+        time.sleep(1)
+    before = plat.pid("router")
+    request_restart(plat, "router")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (plat.pid("router") != before and _ingress_answers(plat) == 202):
+        time.sleep(1)
+    return f"ingress answered {code} for {patience:.0f} s after the fault: router restarted"
 
 
 def _duplicates(load: Any) -> None:

@@ -226,6 +226,9 @@ class Supervisor:
             code = proc.poll()
             if code is None and is_alive(entry, proc):
                 return False
+            if code is None:  # dead, but another thread is reaping it (Platform.kill waits): take its code from there
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = proc.wait(timeout=2)
         elif is_alive(entry):
             return False
         launched = self._launched_at.get(name, float(entry.get("started_at") or now))

@@ -16,6 +16,13 @@ is a `learned` CloudEvent with its sequence number and what each model did. The 
 `/?reply=none` (ADR 0076): the event is committed, the answer is 204, and the domain's `BatchLearner` thread applies
 the log to the models in batches, so no reply is routed back into the Broker.
 
+Which domains a process learns: COELHO_DOMAINS (comma-separated domain names; unset or empty: every domain, as on
+the embedded platform). On a cluster each domain has its own Service, `coelho-learn-<domain>` with
+COELHO_DOMAINS=<domain> (docs/adr/0105), which keeps only that domain's models in memory; a record, label or Kafka
+record of another domain sent to it is answered 400 naming the Service that learns it (nothing is committed). The
+control events (`training.control`, `model.control`) change state in Redis and are taken for any domain: the
+process of that domain follows within MODEL_SET_CHECK_S.
+
 The request path, statuses and metrics are the middleware's (functions/middleware/app.py).
 Run: `python -m functions.learn`.
 """
@@ -28,6 +35,7 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -58,11 +66,47 @@ from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for
 
 log = logging.getLogger("coelho.functions.learn")
 
-ACCEPTED = sorted(
-    [d.type("record") for d in DOMAINS.values()]
-    + [d.type("label") for d in DOMAINS.values()]
-    + [KAFKA_EVENT, TRAINING_CONTROL, MODEL_CONTROL]
-)
+DOMAINS_ENV = "COELHO_DOMAINS"
+
+
+def served_domains(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The domains this process learns, from COELHO_DOMAINS (comma- or space-separated; unset or empty: all of
+    them, in the platform's order). ValueError naming the known domains for an unknown one: a misconfigured
+    process must not start learning something else.
+
+    >>> served_domains({"COELHO_DOMAINS": "eta"}), served_domains({}) == list(DOMAINS)
+    (['eta'], True)
+    >>> served_domains({"COELHO_DOMAINS": " tfd, eta tfd "})
+    ['tfd', 'eta']
+    """
+    env = os.environ if environ is None else environ
+    names = [n for n in re.split(r"[\s,]+", env.get(DOMAINS_ENV, "")) if n]
+    if not names:
+        return list(DOMAINS)
+    out: list[str] = []
+    for name in names:
+        try:
+            domain = get_domain(name).name
+        except ValueError:
+            raise ValueError(
+                f"{DOMAINS_ENV}={env.get(DOMAINS_ENV)!r}: unknown domain {name!r}, one of {', '.join(DOMAINS)}"
+            ) from None
+        if domain not in out:
+            out.append(domain)
+    return out
+
+
+def accepted_types(domains: Iterable[str]) -> list[str]:
+    """The CloudEvent types a learn-one of `domains` takes: their records and labels, Kafka records, the controls."""
+    chosen = [get_domain(n) for n in domains]
+    return sorted(
+        [d.type("record") for d in chosen]
+        + [d.type("label") for d in chosen]
+        + [KAFKA_EVENT, TRAINING_CONTROL, MODEL_CONTROL]
+    )
+
+
+ACCEPTED = accepted_types(DOMAINS)
 CONTROL_REPLY = {
     "add": "model.changed",
     "remove": "model.changed",
@@ -109,13 +153,15 @@ def _looks_like_label(domain: Domain, data: Any) -> bool:
 
 
 class Learner:
-    """The models this process learns, one `ModelReplica` per (domain, model), and the drift notifier."""
+    """The models this process learns, one `ModelReplica` per (domain, model), and the drift notifier.
+    domains: the domains it learns (default: COELHO_DOMAINS, `served_domains`)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, domains: Iterable[str] | None = None) -> None:
         self.redis = client
         self.broker_url = os.environ.get("BROKER_URL")
+        self.domains = served_domains() if domains is None else [get_domain(n).name for n in domains]
         self._drifts: queue.Queue[Event] = queue.Queue(maxsize=100)
-        self.replicas = replicas_for(client, "learner", on_drift=self._notify_drift)
+        self.replicas = replicas_for(client, "learner", self.domains, on_drift=self._notify_drift)
         self.logs = {name: EventLog(client, get_domain(name)) for name in self.replicas}
         self.batch_learners = {name: BatchLearner(name, replicas) for name, replicas in self.replicas.items()}
         self.loaded = False
@@ -183,7 +229,6 @@ class Learner:
             return self.control(event)
         if ce_type == MODEL_CONTROL:
             return self.model_control(event)
-        self.ensure_loaded()
         kafka: KafkaPosition | None = None
         if ce_type == KAFKA_EVENT:
             topic = (event.get_source() or "").rpartition("#")[2]
@@ -199,6 +244,7 @@ class Learner:
             parsed = parse_event_type(ce_type)
             assert parsed is not None  # only accepted types reach the handler
             domain, kind = get_domain(parsed[0]), parsed[1]
+        self.check_served(domain)
         quiet = not event.wants_reply
         committed = self.commit(
             domain, kind, event.get_source(), event.get_id(), event_data(event), kafka, direct=not quiet
@@ -216,6 +262,14 @@ class Learner:
             partitionkey=committed.clean.get(domain.key_field),
         )
 
+    def check_served(self, domain: Domain) -> None:
+        """UnsupportedEvent (400, nothing committed) for a domain this process does not learn (COELHO_DOMAINS)."""
+        if domain.name not in self.replicas:
+            raise UnsupportedEvent(
+                f"this learn-one learns {', '.join(self.replicas)} only ({DOMAINS_ENV}): send {domain.name} events "
+                f"to coelho-learn-{domain.name}"
+            )
+
     def commit(
         self,
         domain: Domain,
@@ -231,6 +285,7 @@ class Learner:
 
         direct: this request applies the entry itself next (`apply`); else the domain's applier thread will
         (`learn_later`)."""
+        self.check_served(domain)
         self.ensure_loaded()
         log_kind, clean = classify(domain, kind, data)
         event_log = self.logs[domain.name]
@@ -414,7 +469,7 @@ def create() -> Flask:
         learner.load()
     except Exception as exc:  # Redis or MLflow not up yet: readiness retries
         log.warning("model state not loaded yet: %s", exc)
-    app = create_app("learn", learner.handle, accepts=ACCEPTED, ready=learner.ready)
+    app = create_app("learn", learner.handle, accepts=accepted_types(learner.domains), ready=learner.ready)
     app.config["learner"] = learner
     from functions.model_state.metrics import register as export_model_metrics
 

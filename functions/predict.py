@@ -14,6 +14,9 @@ reply says which: `model`, `version` and `frozen`. A routing table per domain (l
 re-read from Redis every ROUTING_REFRESH_S and swapped in one assignment; a request reads it once, so a promotion
 never fails or mixes a request. Answers to requests that carry the event id are kept (bounded) until the event's
 label is learned, which scores each served (model, version) on live traffic.
+On a cluster predict-one's Redis user reads the model state and writes only the served answers: it never seeds a
+domain's live-model set (`ab.live_models(seed=False)`); on an empty Redis it serves the configured models
+(COELHO_MODEL_<DOMAIN>, default the domain's default model) until learn-one seeds the set.
 
 Freshness: each process keeps every model in memory and a `LogFollower` thread tails the domains' event logs
 in Redis (XREAD, blocking ~100 ms), applying new entries as they are appended (functions/model_state/replica.py).
@@ -128,7 +131,7 @@ class Predictor:
             for index, name in enumerate(names):
                 domain = get_domain(name)
                 current = self.replicas[name]
-                replicas = sync_replicas(self.redis, domain, "follower", current)
+                replicas = sync_replicas(self.redis, domain, "follower", current, seed=False)  # a read-only user
                 if len(replicas) != len(current) or any(a is not b for a, b in zip(replicas, current, strict=False)):
                     self.replicas[name] = replicas
                     changed = True

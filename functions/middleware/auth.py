@@ -10,6 +10,10 @@ learn-one, checkpoint and the lake take events only from the Broker and stay clu
 
 Clients in the repository send the token with `auth_headers()` (empty when the variable is unset).
 
+Posting to the Broker is the other direction: with OIDC on (docs/adr/0107), every sender presents a token for the
+Broker's audience, a projected ServiceAccount token mounted at COELHO_BROKER_TOKEN_FILE. `broker_headers()` reads
+it (again whenever the file changes: the kubelet rotates it) and `post_event` sends it; unset, no header.
+
     >>> gate = TokenGate.from_environ({"COELHO_API_TOKEN": "s3cret-token-of-32-characters-xx"})
     >>> gate.allows({"PATH_INFO": "/predict/tfd", "HTTP_AUTHORIZATION": "Bearer s3cret-token-of-32-characters-xx"})
     True
@@ -25,13 +29,15 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OPEN_PATHS", "PROTECTED", "TOKEN_ENV", "TokenGate", "auth_headers"]
+__all__ = ["BROKER_TOKEN_ENV", "OPEN_PATHS", "PROTECTED", "TOKEN_ENV", "TokenGate", "auth_headers", "broker_headers"]
 
 TOKEN_ENV = "COELHO_API_TOKEN"
+BROKER_TOKEN_ENV = "COELHO_BROKER_TOKEN_FILE"  # a projected ServiceAccount token for the Broker's audience
 PROTECTED = frozenset({"predict", "chat", "sql"})  # the functions that require the token when it is set
 OPEN_PATHS = ("/health/", "/metrics", "/openapi.json")  # probes, scrapes and the API's description
 CHALLENGE = 'Bearer realm="coelho"'
@@ -76,3 +82,45 @@ def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     env = os.environ if environ is None else environ
     token = env.get(TOKEN_ENV, "").strip()
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class BrokerTokenUnreadable(OSError):
+    """COELHO_BROKER_TOKEN_FILE is set but names no readable, non-empty file: the post would be refused (401)."""
+
+
+_broker_token_lock = threading.Lock()
+_broker_token: tuple[str, tuple[int, int, int], str] | None = None  # (path, (inode, mtime_ns, size), token)
+
+
+def broker_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers a post to the Broker carries: `Authorization: Bearer <token>` read from the file
+    COELHO_BROKER_TOKEN_FILE names, else none. The file is read again when its inode, mtime or size changes (the
+    kubelet replaces a projected token by swapping a symlink, well before it expires); an unchanged file costs one
+    stat. BrokerTokenUnreadable (an OSError, as a failed post is) when the file cannot be read or is empty.
+
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "token"
+        >>> _ = path.write_text("first\\n")
+        >>> broker_headers({"COELHO_BROKER_TOKEN_FILE": str(path)}), broker_headers({})
+        ({'Authorization': 'Bearer first'}, {})
+    """
+    global _broker_token
+    env = os.environ if environ is None else environ
+    path = env.get(BROKER_TOKEN_ENV, "").strip()
+    if not path:
+        return {}
+    try:
+        info = os.stat(path)
+        stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = _broker_token
+        if cached is not None and cached[0] == path and cached[1] == stamp:
+            return {"Authorization": f"Bearer {cached[2]}"}
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise BrokerTokenUnreadable(f"{BROKER_TOKEN_ENV}={path}: {exc.strerror or exc}") from None
+    if not token:
+        raise BrokerTokenUnreadable(f"{BROKER_TOKEN_ENV}={path}: the file is empty")
+    with _broker_token_lock:
+        _broker_token = (path, stamp, token)
+    return {"Authorization": f"Bearer {token}"}

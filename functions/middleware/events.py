@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, quote, unquote
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 
+from functions.middleware.auth import BrokerTokenUnreadable, broker_headers
 from functions.middleware.limits import TooDeep, loads_json
 
 _ids = random.Random()  # event ids need uniqueness, not secrecy: os.urandom per reply was ~4% of predict's CPU
@@ -275,8 +276,15 @@ def to_http(event: Event) -> tuple[list[tuple[str, str]], bytes]:
 
 
 def post_event(url: str, event: Event, session: Any = None, timeout: float = 2.0) -> None:
-    """POST `event` in binary mode to `url` (the Broker's ingress); raises requests' errors for the caller to log."""
+    """POST `event` in binary mode to `url` (the Broker's ingress), with the Broker token when
+    COELHO_BROKER_TOKEN_FILE is set (functions/middleware/auth.py); raises requests' errors for the caller to log
+    (an unreadable token file too)."""
     import requests
 
     headers, body = to_http(event)
-    (session or requests).post(url, data=body, headers=dict(headers), timeout=timeout).raise_for_status()
+    sent = dict(headers)
+    try:
+        sent.update(broker_headers())
+    except BrokerTokenUnreadable as exc:
+        raise requests.RequestException(f"no token for the Broker: {exc}") from exc
+    (session or requests).post(url, data=body, headers=sent, timeout=timeout).raise_for_status()

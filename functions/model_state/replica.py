@@ -549,12 +549,14 @@ def sync_replicas(
     current: list[ModelReplica],
     on_drift: Callable[[ModelReplica, Outcome], None] | None = None,
     catch_up: bool = True,
+    seed: bool = True,
 ) -> list[ModelReplica]:
     """The replicas of the domain's live models (functions/model_state/ab.py), in the live order: the ones of
     `current` that are still live, plus a new replica (its snapshot loaded and, with `catch_up`, the log applied)
     for each model added since. The caller swaps its list for the result: one assignment, so concurrent readers see
-    the old list or the new one."""
-    specs = ab.live_models(client, domain, models_for(domain))
+    the old list or the new one. seed False: a read-only reader (predict-one) never seeds an empty live set, it
+    follows the configured models until a learner seeds it."""
+    specs = ab.live_models(client, domain, models_for(domain), seed=seed)
     have = {r.model_name: r for r in current}
     out = []
     for spec in specs:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of a producer, served on 127.0.0.1:<metrics-port>/metrics.
+"""Prometheus metrics of a producer, served on HOST:<metrics-port>/metrics (HOST from the environment, default
+127.0.0.1; the cluster's coelho-config sets 0.0.0.0 so that the PodMonitor can scrape the pod).
 
 coelho_producer_events_total{domain}    events acknowledged by the broker (records and labels)
 coelho_producer_errors_total{domain}    events the broker did not take, and replay lines skipped as invalid
@@ -9,6 +10,8 @@ coelho_producer_enabled{domain}         1 producing, 0 paused
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -49,7 +52,9 @@ class ProducerMetrics:
         if "active_sessions" in gauges:
             self._active_sessions.labels(self.domain).set(gauges["active_sessions"])
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+    def serve(self, port: int, host: str | None = None) -> None:
+        """Serve /metrics on host:port; host None: HOST from the environment, else 127.0.0.1."""
+        host = host or os.environ.get("HOST", "").strip() or "127.0.0.1"
         started = start_http_server(port, addr=host, registry=self.registry)
         self._server = started[0] if isinstance(started, tuple) else None
 

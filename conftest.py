@@ -77,6 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("forbid_processes"):
         return
+    # Test modules that would start a process while being collected (e.g. rendering manifests to parametrize
+    # over them) read this and collect nothing to run instead.
+    os.environ["COELHO_FORBID_PROCESSES"] = "1"
     # subprocess (through the reference it took at import) and multiprocessing call _posixsubprocess.fork_exec;
     # subprocess may use os.posix_spawn instead.
     subprocess._fork_exec = _posixsubprocess.fork_exec = _refuse("fork_exec")  # type: ignore[attr-defined]

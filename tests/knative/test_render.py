@@ -38,7 +38,8 @@ from tests.knative.knative_schemas import (
     strict_schema,
 )
 
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason=NO_KUBECTL)
+# kubectl is a process: the fast lane (./dev test --fast) leaves these tests, and the render, to the full suite.
+pytestmark = [pytest.mark.skipif(KUBECTL is None, reason=NO_KUBECTL), pytest.mark.process]
 
 KUBERNETES_VERSION = "1.30.0"
 FUNCTION_IMAGE = "ghcr.io/coelho-realtime/coelho-realtime"
@@ -62,7 +63,7 @@ def _id(doc: dict[str, Any]) -> str:
     return f"{doc['kind']}/{doc['metadata']['name']}"
 
 
-DOCS = list(rendered()) if KUBECTL else []
+DOCS = list(rendered()) if KUBECTL and not os.environ.get("COELHO_FORBID_PROCESSES") else []
 
 
 def _kind(kind: str) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from functions.lake.store import DeltaStore, RawStore, object_client
 from functions.lake.tables import storage_options, table_uri
 from functions.lake.writer import LakeConfig, TableWriter
 from functions.middleware.app import DependencyUnavailable, Event, create_app, event_data, reply
+from functions.middleware.openapi import domain_events, named_list
 
 log = logging.getLogger("coelho.functions.lake")
 
@@ -139,13 +140,21 @@ def requested_tables(data: Any, known: list[str]) -> list[str]:
     return [str(n) for n in names]
 
 
+def lake_events_schema() -> dict[str, Any]:
+    """The data the lake takes, for its OpenAPI description: any domain's record, or a maintenance request."""
+    from functions.lake.rows import all_tables
+
+    records = domain_events("record")["oneOf"]
+    return {"oneOf": [*records, named_list("tables", [t.name for t in all_tables()])]}
+
+
 def create() -> Flask:
     lake = Lake(LakeConfig.from_env())
     try:
         lake.ready()
     except DependencyUnavailable as exc:  # S3 not up yet: readiness retries
         log.warning("lake tables not open yet: %s", exc)
-    app = create_app("lake", lake.handle, accepts=ACCEPTED, ready=lake.ready)
+    app = create_app("lake", lake.handle, accepts=ACCEPTED, ready=lake.ready, events_schema=lake_events_schema)
     app.config["lake"] = lake
     return app
 

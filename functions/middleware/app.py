@@ -283,6 +283,7 @@ def create_app(
     json_routes: Mapping[str, JsonRoute] | None = None,
     max_body: int | None = None,
     require_token: bool | None = None,
+    events_schema: Callable[[], dict[str, Any]] | None = None,
 ) -> Flask:
     """A Flask app whose every request first meets the function's `FunctionApp`.
 
@@ -291,6 +292,8 @@ def create_app(
     serve yet. json_routes: path prefix -> plain-JSON route (POST, same failure contract, metric type "json").
     max_body: the largest request body in bytes (default: COELHO_MAX_BODY_BYTES, else 256 KiB).
     require_token: ask for COELHO_API_TOKEN when it is set (default: the functions in `auth.PROTECTED`).
+    events_schema: the JSON schema of the CloudEvent data the function takes, for its OpenAPI description (default:
+    the one functions/middleware/openapi.py declares for `name`).
     """
     app = Flask(name)
     reseed_ids()
@@ -302,7 +305,7 @@ def create_app(
     limit = max_body if max_body is not None else max_body_bytes()
     required = name in PROTECTED if require_token is None else require_token
     gate = TokenGate.from_environ() if required else None
-    paths, events = FUNCTION_PATHS.get(name), FUNCTION_EVENTS.get(name)
+    paths, events = FUNCTION_PATHS.get(name), events_schema or FUNCTION_EVENTS.get(name)
     spec = json.dumps(describe(name, listed, required, paths() if paths else None, events() if events else None))
     function_app = FunctionApp(
         name, handler, is_accepted, listed, ready, json_routes or {}, app.wsgi_app, limit, gate, spec.encode()

@@ -19,7 +19,16 @@ from typing import Any
 from eventing.domain import Domain
 from eventing.schema import json_schema
 
-__all__ = ["FUNCTION_EVENTS", "FUNCTION_PATHS", "describe", "error", "json_body", "predict_paths"]
+__all__ = [
+    "FUNCTION_EVENTS",
+    "FUNCTION_PATHS",
+    "describe",
+    "domain_events",
+    "error",
+    "json_body",
+    "named_list",
+    "predict_paths",
+]
 
 ERROR = {
     "type": "object",
@@ -262,27 +271,22 @@ def _predict() -> dict[str, Any]:
 FUNCTION_PATHS = {"predict": _predict, "sql": sql_paths, "chat": chat_paths}
 
 
-def _domain_events(purpose: str) -> dict[str, Any]:
+def domain_events(purpose: str) -> dict[str, Any]:
+    """The data of any domain's event for `purpose` (record, prediction...): one schema per domain."""
     from eventing.domains import DOMAINS
 
     return {"oneOf": [json_schema(d.fields, purpose) for d in DOMAINS.values()]}  # type: ignore[arg-type]
 
 
-def _named_list(key: str, names: list[str]) -> dict[str, Any]:
+def named_list(key: str, names: list[str]) -> dict[str, Any]:
+    """{key: [name, ...]} with names from a closed list."""
     return {"type": "object", "properties": {key: {"type": "array", "items": {"type": "string", "enum": names}}}}
-
-
-def _lake_events() -> dict[str, Any]:
-    from functions.lake.rows import all_tables
-
-    records = _domain_events("record")["oneOf"]
-    return {"oneOf": [*records, _named_list("tables", [t.name for t in all_tables()])]}
 
 
 def _checkpoint_events() -> dict[str, Any]:
     from eventing.domains import DOMAINS
 
-    return _named_list("domains", list(DOMAINS))
+    return named_list("domains", list(DOMAINS))
 
 
 def _chat_events() -> dict[str, Any]:
@@ -297,9 +301,8 @@ def _sql_events() -> dict[str, Any]:
 
 # The data of the CloudEvents each function takes at POST /, by function name (the event types are listed apart).
 FUNCTION_EVENTS = {
-    "predict": lambda: _domain_events("prediction"),
-    "learn": lambda: _domain_events("record"),
-    "lake": _lake_events,
+    "predict": lambda: domain_events("prediction"),
+    "learn": lambda: domain_events("record"),
     "checkpoint": _checkpoint_events,
     "chat": _chat_events,
     "sql": _sql_events,

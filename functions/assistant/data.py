@@ -118,6 +118,7 @@ def _finite(value: Any, digits: int = 4) -> Any:
 
 # Where each service is when the chat function runs in a cluster: the environment (the coelho-config ConfigMap)
 # names it; on one machine the Settings' local ports do. (HTTP services by URL, the others by host:port.)
+# LEARN_URL may hold `{domain}`: on a cluster learn-one is one Service per domain (coelho-learn-<domain>).
 SERVICE_URL_ENV = {
     "learn": "LEARN_URL",
     "predict": "PREDICT_URL",
@@ -159,6 +160,14 @@ class PlatformReader:
     def service_url(self, name: str) -> str:
         """The base URL of an HTTP service: its environment variable (in a cluster), else the local port."""
         return (self.environ.get(SERVICE_URL_ENV.get(name, "")) or self.settings.url(name)).rstrip("/")
+
+    def service_urls(self, name: str) -> dict[str, str]:
+        """Where to reach every instance of an HTTP service: domain -> base URL for learn-one (LEARN_URL with
+        `{domain}` replaced; a URL without it, or the local port, serves every domain), {name: URL} otherwise."""
+        if name != "learn":
+            return {name: self.service_url(name)}
+        template = self.environ.get(SERVICE_URL_ENV["learn"]) or self.settings.url("learn")
+        return {d: template.replace("{domain}", d).rstrip("/") for d in DOMAINS}
 
     def service_address(self, name: str) -> tuple[str, int]:
         """(host, port) of a service checked by a TCP connection: from its environment variable, else local."""
@@ -425,7 +434,9 @@ class PlatformReader:
         except redis.RedisError:
             out["redis"] = "down"
         for name in ("learn", "predict", "checkpoint", "sql", "lake"):
-            out[name] = _http_status(f"{self.service_url(name)}/health/readiness")
+            out[name] = _combined(
+                {who: _http_status(f"{url}/health/readiness") for who, url in _distinct(self.service_urls(name))}
+            )
         out["mlflow"] = _http_status(f"{self.mlflow_uri}/health")
         out["prometheus"] = _http_status(f"{self.service_url('prometheus')}/-/ready")
         for name in ("broker", "kafka", "s3", "dashboard"):
@@ -463,12 +474,17 @@ class PlatformReader:
 
         out: dict[str, Any] = {}
         for name in ("learn", "predict", "checkpoint", "lake"):
-            try:
-                response = requests.get(f"{self.service_url(name)}/metrics", timeout=HTTP_TIMEOUT)
-            except requests.RequestException:
-                continue
             counts = {"requests": 0, "4xx": 0, "5xx": 0}
-            for family in text_string_to_metric_families(response.text):
+            texts = []
+            for _, url in _distinct(self.service_urls(name)):  # learn-one: the sum over its per-domain Services
+                try:
+                    texts.append(requests.get(f"{url}/metrics", timeout=HTTP_TIMEOUT).text)
+                except requests.RequestException:
+                    continue
+            if not texts:
+                continue
+            families = [f for text in texts for f in text_string_to_metric_families(text)]
+            for family in families:
                 if family.name != "coelho_function_requests":
                     continue
                 for sample in family.samples:
@@ -507,6 +523,26 @@ class PlatformReader:
         if replica.state.seq == 0:  # cold: start from the latest snapshot, then replay the log after it
             replica.load_snapshot()
         replica.catch_up(on_learned=record)
+
+
+def _distinct(urls: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(who, URL) once per URL: one learn-one serving every domain is asked once."""
+    seen: dict[str, str] = {}
+    for who, url in urls.items():
+        seen.setdefault(url, who)
+    return [(who, url) for url, who in seen.items()]
+
+
+def _combined(statuses: Mapping[str, str]) -> str:
+    """One status for a service with several instances: theirs when they agree, else who is not up.
+
+    >>> _combined({"learn": "up"}), _combined({"tfd": "up", "eta": "down", "ecci": "up"})
+    ('up', 'eta: down')
+    """
+    values = set(statuses.values())
+    if len(values) == 1:
+        return values.pop()
+    return ", ".join(f"{who}: {status}" for who, status in statuses.items() if status != "up")
 
 
 def _http_status(url: str) -> str:

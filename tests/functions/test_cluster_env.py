@@ -160,3 +160,53 @@ def test_post_event_sends_the_broker_token(
     with pytest.raises(requests.RequestException, match="token"):  # the callers' handlers log it, as a failed post
         post_event(url, event)
     assert len(seen) == 2
+
+
+# --- the assistant: learn-one per domain ------------------------------------------------------------------------
+class _PerDomainLearn(BaseHTTPRequestHandler):
+    """learn-one of tfd and ecci ready, eta's not; each counts one 4xx request in its metrics."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        domain, _, rest = self.path.lstrip("/").partition("/")
+        if rest == "metrics":
+            from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+            registry = CollectorRegistry()
+            counter = Counter("coelho_function_requests", "requests", ["function", "type", "code"], registry=registry)
+            counter.labels("learn", domain, "400").inc()
+            body = generate_latest(registry)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(503 if domain == "eta" else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_assistant_checks_each_domains_learn_one(tmp_path: Path) -> None:
+    from coelho.settings import Settings
+    from functions.assistant.data import PlatformReader
+
+    server = HTTPServer(("127.0.0.1", 0), _PerDomainLearn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings.load(environ={}, config_file=tmp_path / "none.toml").with_free_ports(tmp_path / "d")
+        template = f"http://127.0.0.1:{server.server_port}/{{domain}}"
+        reader = PlatformReader(settings, settings.redis_url, environ={"LEARN_URL": template})
+        urls = reader.service_urls("learn")
+        assert urls == {d: f"http://127.0.0.1:{server.server_port}/{d}" for d in DOMAINS}
+        assert reader._services()["learn"] == "eta: not ready (503)"
+        assert reader._errors()["learn"] == {"requests": 3, "4xx": 3, "5xx": 0}  # the sum over the three
+        plain = PlatformReader(
+            settings, settings.redis_url, environ={"LEARN_URL": f"{template}/".replace("{domain}", "tfd")}
+        )
+        assert set(plain.service_urls("learn").values()) == {f"http://127.0.0.1:{server.server_port}/tfd"}
+        assert plain._services()["learn"] == "up" and plain._errors()["learn"]["requests"] == 1  # asked once
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -34,7 +34,6 @@ import os
 import queue
 import re
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -168,6 +167,7 @@ class Learner:
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._stopped = threading.Event()
         threading.Thread(target=self._post_drifts, name="coelho-drift-poster", daemon=True).start()
         threading.Thread(target=self._watch_models, name="coelho-model-set", daemon=True).start()
 
@@ -199,9 +199,12 @@ class Learner:
                     self.batch_learners[name].replicas = updated
                     self.batch_learners[name].poke()
 
+    def stop(self) -> None:
+        """End this learner's background threads (the model-set watcher, the drift poster): it learns no more."""
+        self._stopped.set()
+
     def _watch_models(self) -> None:
-        while True:
-            time.sleep(ab.MODEL_SET_CHECK_S)
+        while not self._stopped.wait(ab.MODEL_SET_CHECK_S):
             if not self.loaded:
                 continue
             try:
@@ -394,8 +397,11 @@ class Learner:
 
     def _post_drifts(self) -> None:
         session = requests.Session()
-        while True:
-            event = self._drifts.get()
+        while not self._stopped.is_set():
+            try:
+                event = self._drifts.get(timeout=1.0)
+            except queue.Empty:
+                continue
             if not self.broker_url:
                 continue
             try:

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -60,3 +61,21 @@ def redis_url(redis_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("REDIS_URL", redis_server)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return redis_server
+
+
+@pytest.fixture(autouse=True)
+def _stop_learners(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Learners a test creates (learn.create()) stop watching Redis when it ends, so a later test's Redis is its own."""
+    from functions import learn
+
+    created: list[learn.Learner] = []
+
+    class StoppedAfterTheTest(learn.Learner):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            created.append(self)
+
+    monkeypatch.setattr(learn, "Learner", StoppedAfterTheTest)
+    yield
+    for learner in created:
+        learner.stop()

@@ -189,6 +189,12 @@ def up(detach: bool, no_producers: bool, interval: float) -> None:
     click.echo(f"COELHO RealTime: starting (data in {s.data_dir}, logs in {s.log_dir})")
     _stop_on_interrupt()
     if detach:
+        try:  # checked here too: the detached supervisor is another process, whose own errors come back as text
+            plat.plan(None, producers=not no_producers)
+        except StartError as exc:
+            click.echo(f"error: {exc}", err=True)
+            click.echo("nothing was started.", err=True)
+            sys.exit(1)
         _up_detached(plat, producers=not no_producers)
         return
     from coelho.supervisor import Supervisor

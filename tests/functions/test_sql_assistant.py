@@ -86,6 +86,7 @@ def test_a_refused_query_is_an_error_result_with_the_reason(toolbox: ToolBox) ->
     assert is_error and "columns of transactions: product_category, is_fraud" in result["error"]
 
 
+@pytest.mark.slow  # waits for a real time limit
 def test_the_tool_asks_for_the_tighter_time_limit(toolbox: ToolBox) -> None:
     result, is_error = run(toolbox, query="SELECT count(*) FROM range(100000000) a, range(100000000) b")
     assert is_error and "time limit of 5 s" in result["error"]

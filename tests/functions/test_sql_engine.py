@@ -269,6 +269,7 @@ def test_a_huge_result_is_cut_at_the_limit_and_says_so(client: Any) -> None:
     assert post_sql(client, {"query": "SELECT count(*) FROM transactions"}).json["rows"] == [[EVENTS_PER_DOMAIN]]
 
 
+@pytest.mark.slow  # waits for a real time limit
 def test_a_long_query_is_stopped_at_the_time_limit_with_a_400(client: Any, engine: SqlEngine) -> None:
     started = time.monotonic()
     response = post_sql(client, {"query": "SELECT count(*) FROM range(100000000) a, range(100000000) b"})

@@ -36,8 +36,13 @@ def manifests() -> Manifests:
     return Manifests.load(KNATIVE)
 
 
+@cache  # the manifests are parsed once per run, not once per parametrized check
+def _all_documents() -> tuple[dict[str, Any], ...]:
+    return tuple(doc for _, doc in documents())
+
+
 def _by_kind(kind: str) -> list[dict[str, Any]]:
-    return [doc for _, doc in documents() if doc["kind"] == kind]
+    return [doc for doc in _all_documents() if doc["kind"] == kind]
 
 
 def _function_name(service_name: str) -> str:

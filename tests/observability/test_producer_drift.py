@@ -16,6 +16,8 @@ from functions.model_state.drift import DriftWatch
 from functions.model_state.online_model import OnlineModel
 from producers.generators import make_generator
 
+pytestmark = pytest.mark.slow  # statistical checks over thousands of events: the full suite runs them
+
 COUNT = 3000
 DRIFT_AT = 2000
 WITHIN = 600  # records after the drift point by which a detection must have happened

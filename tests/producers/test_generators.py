@@ -17,6 +17,8 @@ from eventing.schema import Field
 from producers.generators import make_generator, sample_record
 from producers.generators.base import SEEDED_START, GeneratedEvent
 
+pytestmark = pytest.mark.slow  # statistical checks over thousands of events: the full suite runs them
+
 
 @functools.cache
 def stream(domain: str, count: int, seed: int = 1, drift_at: int | None = None) -> tuple[GeneratedEvent, ...]:

@@ -157,14 +157,19 @@ def health_handler(live: LiveData) -> type:
 
 
 PASSWORD_ENV = "COELHO_DASHBOARD_PASSWORD"
+USER_ENV = "COELHO_DASHBOARD_USER"
+# The cookie-signing secret: the documented name, then the name the cluster's Deployment sets from its Secret.
+COOKIE_SECRET_ENVS = ("COELHO_DASHBOARD_COOKIE_SECRET", "COELHO_COOKIE_SECRET")
 
 
 def auth_options(environ: Any = None) -> dict[str, Any]:
-    """pn.serve's login options: Panel's basic auth (a login page; any user name, this password) when
-    COELHO_DASHBOARD_PASSWORD is set, none otherwise (the local default: the dashboard binds 127.0.0.1).
+    """pn.serve's login options: Panel's basic auth (a login page; this password, with the user name
+    COELHO_DASHBOARD_USER when set, else any) when COELHO_DASHBOARD_PASSWORD is set, none otherwise (the local
+    default: the dashboard binds 127.0.0.1).
 
-    The login cookie is signed with COELHO_DASHBOARD_COOKIE_SECRET, or a secret drawn at start (logins then last
-    until the dashboard restarts). /metrics and /api/health stay open (Prometheus scrapes the first).
+    The login cookie is signed with COELHO_DASHBOARD_COOKIE_SECRET (on a cluster the Deployment sets
+    COELHO_COOKIE_SECRET, read too), or a secret drawn at start (logins then last until the dashboard restarts).
+    /metrics and /api/health stay open (Prometheus scrapes the first).
 
     >>> auth_options({})
     {}
@@ -178,9 +183,11 @@ def auth_options(environ: Any = None) -> dict[str, Any]:
     password = env.get(PASSWORD_ENV)
     if not password:
         return {}
+    user = env.get(USER_ENV, "").strip()
+    cookie_secret = next((env[name] for name in COOKIE_SECRET_ENVS if env.get(name)), None)
     return {
-        "basic_auth": password,
-        "cookie_secret": env.get("COELHO_DASHBOARD_COOKIE_SECRET") or secrets.token_urlsafe(32),
+        "basic_auth": {user: password} if user else password,
+        "cookie_secret": cookie_secret or secrets.token_urlsafe(32),
     }
 
 
@@ -194,8 +201,11 @@ def _warm_samples() -> None:
     threading.Thread(target=warm_samples, args=(list(DOMAINS.values()),), name="ui-warm-samples", daemon=True).start()
 
 
-def serve(settings: Settings, port: int | None = None, show: bool = False, **kwargs: Any) -> Any:
-    """Serve every page on 127.0.0.1; blocks unless threaded=True is passed."""
+def serve(
+    settings: Settings, port: int | None = None, show: bool = False, address: str | None = None, **kwargs: Any
+) -> Any:
+    """Serve every page on `address` (default the settings' host, 127.0.0.1); blocks unless threaded=True is
+    passed."""
     from ui.chat_panel import CLAIM_PATH, cookie_claim_handler
     from ui.metrics import metrics_handler
 
@@ -207,7 +217,7 @@ def serve(settings: Settings, port: int | None = None, show: bool = False, **kwa
     return pn.serve(
         routes,
         port=listen,
-        address=settings.host,
+        address=address or settings.host,
         websocket_origin=[f"{settings.host}:{listen}", f"localhost:{listen}"],
         show=show,
         title="COELHO RealTime",

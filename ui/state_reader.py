@@ -284,10 +284,11 @@ def record_preference(settings: Settings, domain: str, a: str, b: str, choice: s
 
     def announce() -> None:
         from functions.middleware.events import make_event, post_event
+        from ui.environment import broker_ingress
 
         event = make_event(d.type("preference.recorded"), d.source("dashboard"), result, domain=d.name)
         with contextlib.suppress(Exception):  # the count is kept; the event is a courtesy
-            post_event(f"{settings.broker_url}/{settings.namespace}/default", event)
+            post_event(broker_ingress(settings), event)
 
     threading.Thread(target=announce, name="coelho-preference", daemon=True).start()
     return result

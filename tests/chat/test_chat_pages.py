@@ -76,6 +76,7 @@ def test_tfd_page_what_does_this_page_show(chat_url: str, standin: AnthropicStan
         "describe_domain",
         "query_lake",
         "compare_models",
+        "search_docs",
     }
     assert first.body["stream"] is True and first.body["model"] == "claude-sonnet-4-5"
     assert [b["type"] for b in second.messages[-1]["content"]] == ["tool_result", "tool_result"]

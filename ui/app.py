@@ -158,8 +158,8 @@ def health_handler(live: LiveData) -> type:
 
 PASSWORD_ENV = "COELHO_DASHBOARD_PASSWORD"
 USER_ENV = "COELHO_DASHBOARD_USER"
-# The cookie-signing secret: the documented name, then the name the cluster's Deployment sets from its Secret.
-COOKIE_SECRET_ENVS = ("COELHO_DASHBOARD_COOKIE_SECRET", "COELHO_COOKIE_SECRET")
+# The cookie-signing secret (on a cluster the Deployment sets it from its Secret).
+COOKIE_SECRET_ENVS = ("COELHO_DASHBOARD_COOKIE_SECRET",)
 
 
 def auth_options(environ: Any = None) -> dict[str, Any]:
@@ -167,8 +167,8 @@ def auth_options(environ: Any = None) -> dict[str, Any]:
     COELHO_DASHBOARD_USER when set, else any) when COELHO_DASHBOARD_PASSWORD is set, none otherwise (the local
     default: the dashboard binds 127.0.0.1).
 
-    The login cookie is signed with COELHO_DASHBOARD_COOKIE_SECRET (on a cluster the Deployment sets
-    COELHO_COOKIE_SECRET, read too), or a secret drawn at start (logins then last until the dashboard restarts).
+    The login cookie is signed with COELHO_DASHBOARD_COOKIE_SECRET (on a cluster, from the dashboard's Secret),
+    or a secret drawn at start (logins then last until the dashboard restarts).
     /metrics and /api/health stay open (Prometheus scrapes the first).
 
     >>> auth_options({})

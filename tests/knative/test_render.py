@@ -377,7 +377,12 @@ def test_learn_checkpoint_and_lake_are_cluster_local_and_the_others_need_the_tok
             assert name in TOKEN_PROTECTED, f"{name} is reachable from outside without a token"
             assert _service_env(name).get("COELHO_API_TOKEN") == ("coelho-platform", "COELHO_API_TOKEN"), name
     dashboard = _named("Deployment", "coelho-dashboard")["spec"]["template"]["spec"]["containers"][0]
-    for name in ("COELHO_DASHBOARD_USER", "COELHO_DASHBOARD_PASSWORD", "COELHO_COOKIE_SECRET", "COELHO_API_TOKEN"):
+    for name in (
+        "COELHO_DASHBOARD_USER",
+        "COELHO_DASHBOARD_PASSWORD",
+        "COELHO_DASHBOARD_COOKIE_SECRET",
+        "COELHO_API_TOKEN",
+    ):
         assert name in _env_secrets(dashboard), name
     assert _named("Service", "coelho-dashboard")["spec"]["type"] == "ClusterIP"
 

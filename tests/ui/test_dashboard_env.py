@@ -51,10 +51,10 @@ def _dashboard_env_names() -> set[str]:
 
 def test_the_login_reads_the_names_the_deployment_sets() -> None:
     names = _dashboard_env_names()
-    user, password, cookie = "COELHO_DASHBOARD_USER", "COELHO_DASHBOARD_PASSWORD", "COELHO_COOKIE_SECRET"
+    user, password, cookie = "COELHO_DASHBOARD_USER", "COELHO_DASHBOARD_PASSWORD", "COELHO_DASHBOARD_COOKIE_SECRET"
     assert {user, password, cookie} <= names
     options = auth_options({user: "coelho", password: "s3cret", cookie: "signing-key"})
     assert options == {"basic_auth": {"coelho": "s3cret"}, "cookie_secret": "signing-key"}
-    options = auth_options({password: "s3cret", "COELHO_DASHBOARD_COOKIE_SECRET": "documented"})
+    options = auth_options({password: "s3cret", cookie: "documented"})
     assert options == {"basic_auth": "s3cret", "cookie_secret": "documented"}  # any user name, as on one machine
     assert auth_options({user: "coelho"}) == {}  # no password: no login (the local default)

@@ -70,10 +70,12 @@ def test_a_running_producer_says_so_in_redis_and_leaves_when_it_stops(redis_url:
         done.set()
         watcher.join()
     assert stats.sent == 60
-    beats = [b for snapshot in seen for b in snapshot]
+    # Only this run's heartbeats (a platform's own producer may share the Redis): a bounded run of 60.
+    beats = [b for snapshot in seen for b in snapshot if b["count"] is not None]
     assert beats, "no heartbeat while producing"
     assert {b["count"] for b in beats} == {60} and {b["rate"] for b in beats} == {20.0}
     assert max(b["sent"] for b in beats) > 0
-    assert running_producers(r.hgetall(running_key(domain))) == []  # stopped: gone at once
+    after = running_producers(r.hgetall(running_key(domain)))
+    assert [b for b in after if b["count"] is not None] == []  # stopped: gone at once
     stale = {"stale:1": json.dumps({"rate": 3.0, "enabled": True, "sent": 1, "count": None, "t": 1.0})}
     assert running_producers(stale) == []  # a producer that died without a word is not "running"

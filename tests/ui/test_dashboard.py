@@ -220,7 +220,7 @@ def test_eta_page_route_prediction_and_stale_clearing(dashboard: Any, page: Any)
     lat.fill(str(float(lat.input_value() or 29.7) + 0.01))
     lat.press("Enter")
     page.get_by_text("Inputs changed").first.wait_for()
-    assert page.locator(".eta-result").count() == 0
+    page.locator(".eta-result").wait_for(state="detached", timeout=15_000)  # the stale result is cleared
     no_traceback(page)
     assert not page.errors
 

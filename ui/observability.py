@@ -477,6 +477,19 @@ class ObservabilityData:
 # --- the Panel page ----------------------------------------------------------------------------------------
 DRIFT_CHARTS = ("Events per second", "Drift detections")  # charts that carry the drift markers
 LEGEND_COLUMNS = 3
+LEGEND_ROW_CHARS = 54  # label characters that fit one legend row of a half-width chart at 1280 px
+
+
+def legend_columns(labels: Sequence[str]) -> int:
+    """How many legend columns fit a half-width chart for these labels: three short ones, fewer long ones.
+
+    >>> legend_columns(["p50", "p95", "p99"]), legend_columns(["lag coelho-kafkasource-ecci"] * 3)
+    (3, 1)
+    """
+    longest = max((len(label) + 6 for label in labels), default=1)  # the line glyph and spacing: ~6 characters
+    return max(1, min(LEGEND_COLUMNS, LEGEND_ROW_CHARS // longest))
+
+
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 
 
@@ -546,6 +559,7 @@ class LiveChart:
                 )
                 self.figure.add_layout(self.legend, "below")
             self.legend.items = [*self.legend.items, LegendItem(label=name, renderers=[renderer])]
+            self.legend.ncols = legend_columns(list(self.sources))
         for name in set(self.sources) - set(lines):  # a series that disappeared keeps its line, emptied
             self.sources[name].data = {"x": [], "y": []}
         for at, _domain in drift:

@@ -40,7 +40,7 @@ class BatchPage:
         self.status = pn.pane.HTML("", sizing_mode="stretch_width")
         self.progress = pn.pane.HTML("", sizing_mode="stretch_width")
         self.table = pn.pane.HTML("", sizing_mode="stretch_width")
-        self.figures = pn.GridBox(ncols=2, sizing_mode="stretch_width")
+        self.figures = pn.FlexBox(flex_wrap="wrap", sizing_mode="stretch_width")  # two per row where they fit
         self.domain.param.watch(lambda _e: self._schedule(self.load_runs), "value")
         self.run.param.watch(lambda _e: self._schedule(self.show_run), "value")
         self.refresh.on_click(lambda _e: self._schedule(self.load_runs))

@@ -1,5 +1,5 @@
 """Helpers of the function tests (imported as tests.functions.function_testkit): CloudEvent messages, free ports,
-function processes with the platform's environment."""
+function processes with the platform's environment, a throwaway Redis."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 from cloudevents.core.bindings.http import HTTPMessage, to_binary_event
 from cloudevents.core.v1.event import CloudEvent
@@ -23,6 +24,38 @@ def free_port() -> int:
     from coelho.settings import free_port as pick  # below the ephemeral range: no client socket takes it meanwhile
 
     return pick()
+
+
+def wait_ready(proc: subprocess.Popen[Any], ready: Callable[[], bool], what: str, seconds: float, every: float) -> None:
+    """Returns once `ready()` is true (a refused connection counts as not yet); fails when `proc` exits first or
+    `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(redis.ConnectionError, requests.ConnectionError):
+            if ready():
+                return
+        assert proc.poll() is None and time.monotonic() < deadline, f"{what} did not become ready"
+        time.sleep(every)
+
+
+@contextlib.contextmanager
+def throwaway_redis(workdir: Path) -> Iterator[str]:
+    """A private redis-server (the platform's binary) on a free port of 127.0.0.1 that persists nothing, working in
+    `workdir`: its URL once it answers a PING; stopped on exit."""
+    from coelho.services import redis_bin
+
+    port = free_port()
+    argv = [redis_bin(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen([*argv, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        wait_ready(proc, lambda: bool(client.ping()), "redis-server", seconds=10, every=0.05)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def cloudevent(
@@ -67,15 +100,7 @@ def function_process(settings: Any, name: str, log_dir: Path, **env: str) -> Ite
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(url + "/health/readiness", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, f"{name} did not become ready"
-            time.sleep(0.3)
+        wait_ready(proc, lambda: requests.get(url + "/health/readiness", timeout=2).status_code == 200, name, 90, 0.3)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

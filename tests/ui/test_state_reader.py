@@ -4,57 +4,29 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from coelho.services import redis_bin
-from coelho.settings import Settings, free_port
+from coelho.settings import Settings
 from eventing.domains import ETA
+from tests.functions.function_testkit import throwaway_redis
 from ui import state_reader
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[tuple[redis.Redis, Settings]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            redis_bin(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 10
-    while True:
+    with throwaway_redis(tmp_path) as url:
+        client = redis.Redis.from_url(url)
+        settings = Settings.load().with_free_ports(tmp_path)
+        settings.ports["redis"] = client.connection_pool.connection_kwargs["port"]
         try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.05)
-    settings = Settings.load().with_free_ports(tmp_path)
-    settings.ports["redis"] = port
-    try:
-        yield client, settings
-    finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(tmp_path, ignore_errors=True)
+            yield client, settings
+        finally:
+            client.close()
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_reads_the_model_learn_one_publishes(redis_server: tuple[redis.Redis, Settings]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ from eventing.router.event import WireEvent
 from eventing.router.manifests import DeliverySpec, Manifests
 from eventing.router.metrics import RouterMetrics
 from eventing.router.router import Router
-from eventing.router.sinks import HttpSink, KafkaTopicSink
+from eventing.router.sinks import HttpSink, KafkaTopicSink, Sink
 from eventing.router.testing import RecordingSubscriber, always
 
 BROKER = {
@@ -47,6 +48,60 @@ def trigger_doc(name: str, delivery: dict[str, Any] | None = None, ordered: bool
     }
 
 
+class Dispatching:
+    """Trigger dispatchers of BROKER driven directly (no Kafka consumer of their own, no broker) and the subscribers
+    they deliver to, all stopped when the test ends."""
+
+    def __init__(self) -> None:
+        self.dispatchers: list[TriggerDispatcher] = []
+        self.subscribers: list[RecordingSubscriber] = []
+
+    def subscriber(self, **kwargs: Any) -> RecordingSubscriber:
+        self.subscribers.append(RecordingSubscriber(**kwargs))
+        return self.subscribers[-1]
+
+    def trigger(
+        self,
+        doc: dict[str, Any],
+        subscriber: RecordingSubscriber,
+        dead_letter_sink: Sink | None = None,
+        metrics: RouterMetrics | None = None,
+        **kwargs: Any,
+    ) -> TriggerDispatcher:
+        """A started dispatcher of the Trigger `doc` (on BROKER) delivering to `subscriber`; `kwargs` go to
+        TriggerDispatcher (workers)."""
+        trigger = Manifests.from_documents([BROKER, doc]).triggers[("t", doc["metadata"]["name"])]
+        dispatcher = TriggerDispatcher(
+            trigger,
+            subscriber.url,
+            "topic",
+            "unused:9092",
+            NO_SINK,
+            dead_letter_sink,
+            metrics or RouterMetrics(),
+            own_consumer=False,
+            **kwargs,
+        )
+        dispatcher.start()
+        self.dispatchers.append(dispatcher)
+        return dispatcher
+
+    def stop(self) -> None:
+        for dispatcher in self.dispatchers:
+            dispatcher.stop_workers(2)
+        for subscriber in self.subscribers:
+            subscriber.stop()
+
+
+@pytest.fixture
+def dispatching() -> Iterator[Dispatching]:
+    started = Dispatching()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
 def event(ce_id: str, key: str) -> WireEvent:
     return WireEvent({"specversion": "1.0", "id": ce_id, "source": "/s", "type": "t", "partitionkey": key}, b"{}")
 
@@ -68,59 +123,30 @@ def test_explicit_retry_zero_inherits_the_brokers_retries_as_in_knative() -> Non
     assert m.triggers[("t", "none")].delivery == m.brokers[("t", "default")].delivery
 
 
-def test_a_trigger_retry_zero_is_delivered_with_the_brokers_retries() -> None:
-    m = Manifests.from_documents([BROKER, trigger_doc("zero", {"retry": 0})])
-    sub = RecordingSubscriber(responder=always(503))
+def test_a_trigger_retry_zero_is_delivered_with_the_brokers_retries(dispatching: Dispatching) -> None:
+    sub = dispatching.subscriber(responder=always(503))
     done = threading.Event()
-    dispatcher = TriggerDispatcher(
-        m.triggers[("t", "zero")],
-        sub.url,
-        "topic",
-        "unused:9092",
-        NO_SINK,
-        None,
-        RouterMetrics(),
-        1,
-        own_consumer=False,
-    )
-    dispatcher.start()
-    try:
-        dispatcher.offer(event("z-1", "k"), 0, done.set)
-        assert done.wait(10)
-        assert sub.ids() == ["z-1"] * 6  # the first attempt and the Broker's 5 retries
-    finally:
-        dispatcher.stop_workers(2)
-        sub.stop()
+    dispatcher = dispatching.trigger(trigger_doc("zero", {"retry": 0}), sub, workers=1)
+    dispatcher.offer(event("z-1", "k"), 0, done.set)
+    assert done.wait(10)
+    assert sub.ids() == ["z-1"] * 6  # the first attempt and the Broker's 5 retries
 
 
 # --- matched: a failing dead-letter sink over HTTP ------------------------------------------------------------
-def test_a_failing_http_dead_letter_sink_is_logged_and_the_record_committed_as_in_knative() -> None:
+def test_a_failing_http_dead_letter_sink_is_logged_and_the_record_committed_as_in_knative(
+    dispatching: Dispatching,
+) -> None:
     """Knative's dispatcher commits a record whose dead-letter delivery failed (failedToSendToDeadLetterSink)."""
-    m = Manifests.from_documents([BROKER, trigger_doc("dls", {"retry": 1, "backoffDelay": "PT0.01S"})])
-    sub = RecordingSubscriber(responder=always(400))
-    dls = RecordingSubscriber(responder=always(500))
-    stopping = threading.Event()
+    sub = dispatching.subscriber(responder=always(400))
+    dls = dispatching.subscriber(responder=always(500))
     done = threading.Event()
-    dispatcher = TriggerDispatcher(
-        m.triggers[("t", "dls")],
-        sub.url,
-        "topic",
-        "unused:9092",
-        NO_SINK,
-        HttpSink(dls.url, DeliverySpec(retry=2, backoff_delay=0.01), stopping),
-        RouterMetrics(),
-        1,
-        own_consumer=False,
+    dead_letters = HttpSink(dls.url, DeliverySpec(retry=2, backoff_delay=0.01), threading.Event())
+    dispatcher = dispatching.trigger(
+        trigger_doc("dls", {"retry": 1, "backoffDelay": "PT0.01S"}), sub, dead_letters, workers=1
     )
-    dispatcher.start()
-    try:
-        dispatcher.offer(event("d-1", "k"), 0, done.set)
-        assert done.wait(10)  # released (committed) after the sink's own retries
-        assert dls.ids() == ["d-1"] * 3
-    finally:
-        dispatcher.stop_workers(2)
-        sub.stop()
-        dls.stop()
+    dispatcher.offer(event("d-1", "k"), 0, done.set)
+    assert done.wait(10)  # released (committed) after the sink's own retries
+    assert dls.ids() == ["d-1"] * 3
 
 
 # --- differs: a failing dead-letter sink that is a Kafka topic ------------------------------------------------
@@ -159,36 +185,21 @@ def test_a_kafka_dead_letter_sink_is_retried_until_kafka_takes_the_event(monkeyp
 
 
 # --- differs: ordered delivery is per key, not per partition ---------------------------------------------------
-def test_ordered_delivery_is_one_event_per_key_not_per_partition() -> None:
+def test_ordered_delivery_is_one_event_per_key_not_per_partition(dispatching: Dispatching) -> None:
     """Knative's ordered mode has one event in flight per partition; the router one per partition key, so keys
     that share a partition proceed in parallel. Each key still sees its events one at a time, in order."""
-    m = Manifests.from_documents([BROKER, trigger_doc("ord", ordered=True)])
-    sub = RecordingSubscriber(delay=0.05)
+    sub = dispatching.subscriber(delay=0.05)
     finished: list[str] = []
-    dispatcher = TriggerDispatcher(
-        m.triggers[("t", "ord")],
-        sub.url,
-        "topic",
-        "unused:9092",
-        NO_SINK,
-        None,
-        RouterMetrics(),
-        own_consumer=False,
-    )
-    dispatcher.start()
-    try:
-        keys = [f"key-{i}" for i in range(8)]
-        for n in range(3):
-            for key in keys:
-                dispatcher.offer(event(f"{key}-{n}", key), 0, functools.partial(finished.append, f"{key}-{n}"))
-        assert wait_until(lambda: len(finished) == 24)
-        assert sub.max_active_per_key == 1
-        assert sub.max_active > 1  # several events of partition 0 were in flight at once: not Knative's mode
+    dispatcher = dispatching.trigger(trigger_doc("ord", ordered=True), sub)
+    keys = [f"key-{i}" for i in range(8)]
+    for n in range(3):
         for key in keys:
-            assert [i for i in sub.ids() if i.startswith(key + "-")] == [f"{key}-{n}" for n in range(3)]
-    finally:
-        dispatcher.stop_workers(2)
-        sub.stop()
+            dispatcher.offer(event(f"{key}-{n}", key), 0, functools.partial(finished.append, f"{key}-{n}"))
+    assert wait_until(lambda: len(finished) == 24)
+    assert sub.max_active_per_key == 1
+    assert sub.max_active > 1  # several events of partition 0 were in flight at once: not Knative's mode
+    for key in keys:
+        assert [i for i in sub.ids() if i.startswith(key + "-")] == [f"{key}-{n}" for n in range(3)]
 
 
 # --- differs: one consumer group per Broker (opt out: one per Trigger, as Knative) -------------------------------
@@ -225,35 +236,22 @@ def test_kafka_source_delivery_is_read_from_the_manifest() -> None:
 
 
 # --- differs (internally): a KafkaSource into a Broker skips the Broker topic ---------------------------------------
-def test_a_kafka_source_hands_its_events_to_the_brokers_triggers_directly() -> None:
+def test_a_kafka_source_hands_its_events_to_the_brokers_triggers_directly(dispatching: Dispatching) -> None:
     """Knative writes the source's event to the Broker topic and the Triggers read it back; the router hands it to
     the same Triggers (filters, ordered lanes, retries) and releases the source's offset once they finished."""
     from eventing.router.dispatcher import BrokerFanout, DirectBrokerSink
 
-    m = Manifests.from_documents(
-        [
-            BROKER,
-            {
-                **trigger_doc("ord", ordered=True),
-                "spec": {**trigger_doc("ord")["spec"], "filter": {"attributes": {"type": "t"}}},
-            },
-        ]
-    )
-    sub = RecordingSubscriber()
+    ordered = trigger_doc("ord", ordered=True)
+    sub = dispatching.subscriber()
     metrics = RouterMetrics()
-    dispatcher = TriggerDispatcher(
-        m.triggers[("t", "ord")], sub.url, "topic", "unused:9092", NO_SINK, None, metrics, own_consumer=False
+    dispatcher = dispatching.trigger(
+        {**ordered, "spec": {**ordered["spec"], "filter": {"attributes": {"type": "t"}}}}, sub, metrics=metrics
     )
     fanout = BrokerFanout("knative-broker-t-default", "group", "unused:9092", [dispatcher], metrics)
     sink = DirectBrokerSink(fanout, "http://broker/t/default")
-    dispatcher.start()
-    try:
-        taken, skipped = threading.Event(), threading.Event()
-        sink.send(event("direct-1", "k"), taken.set)
-        other = WireEvent({"specversion": "1.0", "id": "x", "source": "/s", "type": "other"}, b"")
-        sink.send(other, skipped.set)
-        assert skipped.wait(1)  # no Trigger takes it: finished at once
-        assert taken.wait(10) and sub.ids() == ["direct-1"]
-    finally:
-        dispatcher.stop_workers(2)
-        sub.stop()
+    taken, skipped = threading.Event(), threading.Event()
+    sink.send(event("direct-1", "k"), taken.set)
+    other = WireEvent({"specversion": "1.0", "id": "x", "source": "/s", "type": "other"}, b"")
+    sink.send(other, skipped.set)
+    assert skipped.wait(1)  # no Trigger takes it: finished at once
+    assert taken.wait(10) and sub.ids() == ["direct-1"]

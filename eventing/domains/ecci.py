@@ -135,7 +135,7 @@ def metric_factories() -> dict[str, Any]:
 
     return {
         "Silhouette": metrics.Silhouette(),
-        "RollingSilhouette": utils.Rolling(metrics.Silhouette(), window_size=1000),
+        "RollingSilhouette": utils.Rolling(metrics.Silhouette, window_size=1000),
     }
 
 

@@ -156,8 +156,8 @@ def metric_factories() -> dict[str, Any]:
         "SMAPE": metrics.SMAPE(),
         "R2": metrics.R2(),
         "RMSLE": metrics.RMSLE(),
-        "RollingMAE": utils.Rolling(metrics.MAE(), window_size=1000),
-        "TimeRollingMAE": utils.TimeRolling(metrics.MAE(), period=dt.timedelta(hours=1)),
+        "RollingMAE": utils.Rolling(metrics.MAE, window_size=1000),
+        "TimeRollingMAE": utils.TimeRolling(metrics.MAE, period=dt.timedelta(hours=1)),
     }
 
 

@@ -290,17 +290,66 @@ class PointMap:
         fit_ranges(self.figure, [p[0] for p in xy], [p[1] for p in xy], 20000.0 if self.tiles else MIN_MAP_SPAN_DEG)
 
 
-class TransactionMap:
-    """Where transactions happen, coloured by risk: the recent transactions of the domain's log (fraud in red, legit
-    in green, as labelled) and the transaction of the Predict form in its predicted risk zone's colour."""
+def _mix(a: str, b: str, t: float) -> str:
+    """The colour a share `t` of the way from hex colour `a` to `b`."""
+    ca, cb = (tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in (a, b))
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb, strict=True))
 
-    FRAUD, LEGIT = RED, GREEN
+
+# The fraud map's colour scale of the predicted fraud probability: the gauge's zone colours, green at 0, amber at
+# 0.5 (the middle of MEDIUM), red at 1. RISK_PALETTE[i] is the colour of probabilities around i / 255.
+RISK_STOPS = ((0.0, GREEN), (0.5, AMBER), (1.0, RED))
+
+
+def _scale(stops: Sequence[tuple[float, str]], n: int = 256) -> tuple[str, ...]:
+    """`n` colours from 0 to 1 through the (position, colour) `stops`."""
+    out = []
+    for i in range(n):
+        p = i / (n - 1)
+        (p0, c0), (p1, c1) = next((a, b) for a, b in zip(stops, stops[1:], strict=False) if p <= b[0])
+        out.append(_mix(c0, c1, (p - p0) / (p1 - p0)))
+    return tuple(out)
+
+
+RISK_PALETTE = _scale(RISK_STOPS)
+
+
+def risk_color(probability: float | None) -> str:
+    """The fraud map's colour of a predicted fraud probability (grey: not scored).
+
+    >>> risk_color(0.0) == GREEN, risk_color(1.0) == RED, risk_color(0.5) == AMBER, risk_color(None) == GREY
+    (True, True, True, True)
+    """
+    if probability is None or not math.isfinite(probability):
+        return GREY
+    return RISK_PALETTE[round(min(max(probability, 0.0), 1.0) * (len(RISK_PALETTE) - 1))]
+
+
+class TransactionMap:
+    """Where transactions happen, coloured by risk: the recent transactions of the domain's log filled with the
+    colour of the fraud probability the live champion gives each (a colour bar reads it), a dark ring around those
+    labelled fraud and a white one around those labelled legit (no ring: the label has not arrived), and the
+    transaction of the Predict form as a diamond in its predicted risk zone's colour."""
+
+    FRAUD_RING, LEGIT_RING = "#111827", "#ffffff"
 
     def __init__(self, title: str = "", height: int = 400) -> None:
         self.tiles = tile_url()
         fig = map_figure(title, height, self.tiles)
-        self.recent = bm.ColumnDataSource({"x": [], "y": [], "color": [], "label": [], "amount": []})
-        dots = fig.scatter("x", "y", source=self.recent, size=7, color="color", alpha=0.75, name="transactions")
+        self.recent = bm.ColumnDataSource(
+            {"x": [], "y": [], "color": [], "ring": [], "ring_width": [], "risk": [], "label": [], "amount": []}
+        )
+        dots = fig.scatter(
+            "x",
+            "y",
+            source=self.recent,
+            size=9,
+            fill_color="color",
+            fill_alpha=0.85,
+            line_color="ring",
+            line_width="ring_width",
+            name="transactions",
+        )
         self.current = bm.ColumnDataSource({"x": [], "y": [], "color": [], "label": []})
         fig.scatter(
             "x",
@@ -313,7 +362,25 @@ class TransactionMap:
             line_width=1.5,
             name="this-transaction",
         )
-        fig.add_tools(bm.HoverTool(renderers=[dots], tooltips=[("", "@label"), ("amount", "@amount{0,0.00}")]))
+        fig.add_tools(
+            bm.HoverTool(
+                renderers=[dots],
+                tooltips=[("fraud probability", "@risk"), ("label", "@label"), ("amount", "@amount{0,0.00}")],
+            )
+        )
+        mapper = bm.LinearColorMapper(palette=list(RISK_PALETTE), low=0.0, high=1.0)
+        fig.add_layout(
+            bm.ColorBar(
+                color_mapper=mapper,
+                title="predicted fraud probability (live champion)",
+                ticker=bm.FixedTicker(ticks=[0.0, 0.3, 0.5, 0.7, 1.0]),
+                formatter=bm.NumeralTickFormatter(format="0%"),
+                orientation="horizontal",
+                height=10,
+                name="risk-colour-bar",
+            ),
+            "below",
+        )
         self.figure = fig
         self._fitted = False
 
@@ -321,14 +388,19 @@ class TransactionMap:
         return _mercator(lat, lon) if self.tiles else (lon, lat)
 
     def update(self, transactions: Sequence[Mapping[str, Any]]) -> None:
-        """`transactions`: dicts with lat, lon, is_fraud (bool or None) and amount, newest last."""
+        """`transactions`: dicts with lat, lon, risk (the predicted fraud probability, None: not scored), is_fraud
+        (the label: bool, or None before it arrives) and amount, newest last."""
         xy = [self._xy(float(t["lat"]), float(t["lon"])) for t in transactions]
-        fraud = [bool(t.get("is_fraud")) for t in transactions]
+        risks = [t.get("risk") for t in transactions]
+        labels = [t.get("is_fraud") for t in transactions]
         self.recent.data = {
             "x": [p[0] for p in xy],
             "y": [p[1] for p in xy],
-            "color": [self.FRAUD if f else self.LEGIT for f in fraud],
-            "label": ["fraud (labelled)" if f else "legit (labelled)" for f in fraud],
+            "color": [risk_color(r) for r in risks],
+            "ring": [self.LEGIT_RING if y is None else self.FRAUD_RING if y else self.LEGIT_RING for y in labels],
+            "ring_width": [0.0 if y is None else 2.5 if y else 1.0 for y in labels],
+            "risk": ["not scored" if r is None else f"{r:.1%}" for r in risks],
+            "label": ["not arrived yet" if y is None else "fraud" if y else "legit" for y in labels],
             "amount": [float(t.get("amount") or 0.0) for t in transactions],
         }
         if xy and not self._fitted:  # once: afterwards the person's pan and zoom stay

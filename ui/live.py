@@ -3,6 +3,9 @@
 Pages never talk to Redis or probe services inside a browser request: their periodic callbacks read the latest
 `LiveData` snapshot, which this thread refreshes (model state every second, service health every 2 s). A slow
 or dead service therefore delays nothing on screen; it only shows up as "down" in the banner.
+
+A third thread reads the fraud map's transactions every 5 s and scores them with the live champion (ui/risk.py),
+only while a page has the map open (`want_map`): a model that nobody looks at is not followed.
 """
 
 from __future__ import annotations
@@ -49,11 +52,25 @@ class DomainLive:
     learning: bool = False  # events were learned in the last few seconds
     last_event_ms: int | None = None
     available: bool = False  # state could be read (Redis up and a model exists)
-    # tfd: where the latest logged transactions happened (state_reader.recent_transactions), for the fraud map.
+    # tfd: where the latest logged transactions happened (state_reader.recent_transactions), for the fraud map,
+    # each with `risk`: the champion's fraud probability (None: not scored, `risk_problem` says why).
     transactions: list[dict[str, Any]] = field(default_factory=list)
+    risk_model: str | None = None  # the model that scored them, after `risk_events_learned` events
+    risk_events_learned: int = 0
+    risk_problem: str | None = None
     # Every model of the domain (learning side by side): state_reader.read_models rows, plus "learning" (bool).
     models: list[dict[str, Any]] = field(default_factory=list)
     updated: float = 0.0
+
+
+@dataclass
+class MapReading:
+    """The map thread's reading of a domain: its latest transactions, each with the champion's `risk`."""
+
+    transactions: list[dict[str, Any]] = field(default_factory=list)
+    model: str | None = None
+    events_learned: int = 0
+    problem: str | None = None
 
 
 class LiveData:
@@ -72,7 +89,10 @@ class LiveData:
         self.services_checked_at = 0.0
         self._rates: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
         self._arrivals: dict[str, deque[tuple[float, int]]] = {name: deque(maxlen=30) for name in DOMAINS}
-        self._map_read_at: dict[str, float] = {}
+        self._maps: dict[str, MapReading] = {}  # the map thread's latest reading per domain
+        self._map_wanted: dict[str, float] = {}  # domain -> when a page last showed its map (monotonic)
+        self._map_wake = threading.Event()
+        self._scorers: dict[str, Any] = {}  # domain -> ui.risk.ChampionRisk, made on first use
         self._model_rates: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -87,7 +107,11 @@ class LiveData:
             return cls._instance
 
     def start(self) -> None:
-        for target, name in ((self._model_loop, "ui-live-models"), (self._health_loop, "ui-live-health")):
+        for target, name in (
+            (self._model_loop, "ui-live-models"),
+            (self._health_loop, "ui-live-health"),
+            (self._map_loop, "ui-live-map"),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -95,6 +119,7 @@ class LiveData:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._map_wake.set()
 
     def refresh_now(self) -> None:
         """Ask the model loop to poll at once (after a button changed something)."""
@@ -139,20 +164,57 @@ class LiveData:
 
     MAP_DOMAINS = ("tfd",)  # domains whose page maps where their events happen
     MAP_INTERVAL_S = 5.0
+    MAP_WANTED_S = 60.0  # a map is read and scored while a page showed it this recently
+
+    def want_map(self, domain: str) -> None:
+        """A page shows `domain`'s map: read (and score) its transactions, at once if it was not wanted before."""
+        now = time.monotonic()
+        if now - self._map_wanted.get(domain, -1e9) > self.MAP_WANTED_S:
+            self._map_wake.set()
+        self._map_wanted[domain] = now
+
+    def _map_loop(self) -> None:
+        while not self._stop.is_set():
+            for domain in self.MAP_DOMAINS:
+                if time.monotonic() - self._map_wanted.get(domain, -1e9) > self.MAP_WANTED_S:
+                    continue
+                try:
+                    self.read_map(domain)
+                except Exception:  # never let the thread die: the map keeps its last reading
+                    log.exception("reading the %s map failed", domain)
+            self._map_wake.wait(self.MAP_INTERVAL_S)
+            self._map_wake.clear()
+
+    def read_map(self, domain: str) -> MapReading:
+        """Read the domain's latest transactions and score them with its live champion (ui/risk.py)."""
+        from ui.risk import ChampionRisk
+
+        client = state_reader.redis_client(self.settings)
+        try:
+            transactions = state_reader.recent_transactions(client, domain)
+        except state_reader.StateUnavailable:
+            return self._maps.get(domain) or MapReading()
+        scorer = self._scorers.get(domain)
+        if scorer is None:
+            scorer = self._scorers[domain] = ChampionRisk(state_reader.redis_client(self.settings, timeout=5.0), domain)
+        risks = scorer.score([t["event"] for t in transactions])
+        for row, risk in zip(transactions, risks, strict=True):
+            row["risk"] = risk
+        reading = MapReading(transactions, scorer.model, scorer.events_learned, scorer.problem)
+        self._maps[domain] = reading  # one assignment: the model loop hands over the whole reading
+        return reading
 
     def _add_transactions(self, client: Any, live: DomainLive, now: float) -> None:
-        """The map's transactions, read again every MAP_INTERVAL_S (kept from the last reading in between)."""
-        if live.domain not in self.MAP_DOMAINS:
+        """The map thread's latest reading (the same list object until it reads again)."""
+        reading = self._maps.get(live.domain)
+        if reading is None:
             return
-        previous = self.domains[live.domain]
-        if now - self._map_read_at.get(live.domain, 0.0) < self.MAP_INTERVAL_S:
-            live.transactions = previous.transactions
-            return
-        self._map_read_at[live.domain] = now
-        try:
-            live.transactions = state_reader.recent_transactions(client, live.domain)
-        except state_reader.StateUnavailable:
-            live.transactions = previous.transactions
+        live.transactions = reading.transactions
+        live.risk_model, live.risk_events_learned, live.risk_problem = (
+            reading.model,
+            reading.events_learned,
+            reading.problem,
+        )
 
     def _add_model_rates(self, live: DomainLive, now: float) -> None:
         """Mark each model row LIVE (learning) when its events learned grew in the last 5 s."""

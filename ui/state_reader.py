@@ -24,9 +24,9 @@ class StateUnavailable(RuntimeError):
     """Redis cannot be reached: the pages show their last values and the banner names Redis."""
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings, timeout: float = 0.5) -> redis.Redis:
     return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=False
+        settings.redis_url, socket_timeout=timeout, socket_connect_timeout=0.5, decode_responses=False
     )
 
 
@@ -65,28 +65,43 @@ def set_producer(settings: Settings, domain: str, enabled: bool | None = None, r
 
 # --- the log's recent events ---------------------------------------------------------------------------
 def recent_transactions(client: redis.Redis, domain: str = "tfd", count: int = 300) -> list[dict[str, Any]]:
-    """Where the domain's latest logged records happened (lat, lon), with their label and amount, oldest first:
-    what the fraud page's map draws. Raises StateUnavailable when Redis is down."""
+    """Where the domain's latest logged transactions happened (lat, lon), oldest first: what the fraud page's map
+    draws. Each has its label `is_fraud` (None while it has not arrived: a record logged without it, whose `label`
+    entry is not among the last `count` entries), `amount`, and `event`, the clean event as logged (what the
+    champion scores for the map's colours). Raises StateUnavailable when Redis is down."""
+    from eventing.domains import get_domain
+
+    spec = get_domain(domain)
     try:
         entries: Any = client.xrevrange(key(domain, "log"), count=count)
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
-    out = []
+    out: list[dict[str, Any]] = []
+    by_id: dict[str, dict[str, Any]] = {}
     for _entry_id, fields in reversed(entries):
-        if fields.get(b"k") != b"record":
-            continue
+        kind = fields.get(b"k")
         data = _json(fields.get(b"d"))
-        location = data.get("location") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            continue
+        if kind == b"label":  # a delayed label: it marks its transaction, if that is on the map
+            shown = by_id.get(str(data.get(spec.id_field)))
+            if shown is not None and spec.target is not None:
+                shown["is_fraud"] = data.get(spec.target)
+            continue
+        if kind not in (b"record", b"unlabeled"):
+            continue
+        location = data.get("location")
         if not isinstance(location, dict) or location.get("lat") is None or location.get("lon") is None:
             continue
-        out.append(
-            {
-                "lat": float(location["lat"]),
-                "lon": float(location["lon"]),
-                "is_fraud": data.get("is_fraud"),
-                "amount": data.get("amount"),
-            }
-        )
+        row = {
+            "lat": float(location["lat"]),
+            "lon": float(location["lon"]),
+            "is_fraud": data.get(spec.target) if spec.target else None,
+            "amount": data.get("amount"),
+            "event": data,
+        }
+        out.append(row)
+        by_id[str(data.get(spec.id_field))] = row
     return out
 
 

@@ -1,5 +1,5 @@
 """The maps without a tile server: Natural Earth's countries and cities under the data; with COELHO_TILE_URL set,
-tiles instead. The fraud map colours transactions by their label and the form's transaction by its risk zone."""
+tiles instead. The fraud map colours transactions by their predicted risk and the form's transaction by its risk zone."""
 
 from __future__ import annotations
 
@@ -28,16 +28,16 @@ def test_with_a_tile_url_tiles_replace_the_basemap(monkeypatch: pytest.MonkeyPat
     assert any(type(r).__name__ == "TileRenderer" for r in route.figure.renderers)
 
 
-def test_transactions_are_coloured_by_label_and_the_form_by_risk(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_transactions_are_coloured_by_risk_and_the_form_by_its_risk_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COELHO_TILE_URL", raising=False)
     fraud_map = TransactionMap()
     fraud_map.update(
         [
-            {"lat": 40.7, "lon": -74.0, "is_fraud": True, "amount": 900.0},
-            {"lat": 51.5, "lon": -0.1, "is_fraud": False, "amount": 12.0},
+            {"lat": 40.7, "lon": -74.0, "is_fraud": True, "risk": 1.0, "amount": 900.0},
+            {"lat": 51.5, "lon": -0.1, "is_fraud": False, "risk": 0.0, "amount": 12.0},
         ]
     )
-    assert fraud_map.recent.data["color"] == [TransactionMap.FRAUD, TransactionMap.LEGIT]
+    assert fraud_map.recent.data["color"] == [RED, GREEN]  # the predicted probability (tests/ui/test_fraud_map_risk.py)
     assert fraud_map.recent.data["x"] == [-74.0, -0.1]  # degrees: longitude across
     fraud_map.show_transaction(48.85, 2.35, 0.91)
     high = next(c for n, _, _, c in RISK_ZONES if n == "HIGH")

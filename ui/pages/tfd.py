@@ -9,7 +9,7 @@ import panel as pn
 
 from coelho.settings import Settings
 from eventing.domains import TFD
-from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge, TransactionMap
+from ui.charts import GREY, RISK_ZONES, ConfusionMatrixChart, FraudGauge, TransactionMap
 from ui.layout import card, flow, grow
 from ui.live import DomainLive
 from ui.pages.domain_page import MUTED, DomainPage, lazy
@@ -83,6 +83,29 @@ def report_html(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def risk_source_html(live: DomainLive) -> str:
+    """Which model coloured the map, or why it could not.
+
+    >>> from ui.live import DomainLive
+    >>> text = risk_source_html(DomainLive("tfd", risk_model="logreg_rus", risk_events_learned=1200))
+    >>> "Risk from logreg_rus, the live champion, after 1,200 events learned" in text
+    True
+    >>> "cannot be read" in risk_source_html(DomainLive("tfd", risk_problem="StateKeyMissing: no key"))
+    True
+    """
+    if live.risk_problem:
+        return (
+            f"<div style='color:#b42318;font-size:12px'>No risk colours: the champion's model state cannot be read "
+            f"here ({html.escape(live.risk_problem)}).</div>"
+        )
+    if not live.risk_model:
+        return ""
+    return (
+        f"<div style='color:{MUTED};font-size:12px'>Risk from {html.escape(live.risk_model)}, the live champion, after "
+        f"{live.risk_events_learned:,} events learned.</div>"
+    )
+
+
 class FraudPage(DomainPage):
     route = "/tfd"
 
@@ -92,6 +115,7 @@ class FraudPage(DomainPage):
         self.matrix: ConfusionMatrixChart | None = None  # built with its tab, when first opened
         self.map: TransactionMap | None = None  # built with its tab, when first opened
         self._map_data: list[dict[str, Any]] | None = None  # the poller's list the map shows
+        self.map_source = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10), css_classes=["risk-source"])
         self.report = pn.pane.HTML("", sizing_mode="stretch_width")
         super().__init__(TFD, settings)
         self.clear_prediction(initial=True)
@@ -140,36 +164,53 @@ class FraudPage(DomainPage):
         return [("Confusion matrix & report", lazy(self._build_matrix_tab)), ("Map", lazy(self._build_map_tab))]
 
     def _build_map_tab(self) -> Any:
-        """Where the latest transactions happened (fraud red, legit green, as labelled) and the form's one."""
+        """Where the latest transactions happened, each in the colour of the fraud probability the live champion
+        gives it, ringed by its label once that arrived; and the form's transaction."""
         self.map = TransactionMap()
+        self.live.want_map(self.domain.name)
         self._draw_map(self.live.domains[self.domain.name])
         self._show_on_map(float(self.last_reply.data["fraud_probability"]) if self.last_reply else None)
 
-        def dot(color: str, text: str, shape: str = "50%") -> str:
+        def dot(fill: str, text: str, ring: str = "transparent", width: int = 0, shape: str = "50%") -> str:
             return (
                 f"<span style='display:inline-flex;align-items:center;gap:4px;margin-right:12px'><span style='width:10px;"
-                f"height:10px;border-radius:{shape};background:{color}'></span>{text}</span>"
+                f"height:10px;border-radius:{shape};background:{fill};box-shadow:0 0 0 {width}px {ring}'></span>"
+                f"{text}</span>"
             )
 
-        zones = "".join(dot(c, f"{n.lower()}", "2px") for n, _, _, c in RISK_ZONES)
+        zones = "".join(dot(c, f"{n.lower()}", shape="2px") for n, _, _, c in RISK_ZONES)
         note = pn.pane.HTML(
-            f"<div class='map-legend' style='color:#374151;font-size:12px'>{dot(TransactionMap.FRAUD, 'fraud')}"
-            f"{dot(TransactionMap.LEGIT, 'legit')} the latest 300 transactions learned, as labelled · ◆ the Predict "
-            f"tab's transaction, by its risk: {zones}</div><div style='color:{MUTED};font-size:11px'>Countries and "
-            "cities: Natural Earth (public domain), drawn offline; set COELHO_TILE_URL for map tiles.</div>",
+            "<div class='map-legend' style='color:#374151;font-size:12px'>The latest 300 transactions logged, filled "
+            "with the <b>fraud probability the live champion gives each</b> (colour bar below the map; grey: not "
+            f"scored). Label, once it arrived: {dot(GREY, 'fraud (dark ring)', TransactionMap.FRAUD_RING, 2)}"
+            f"{dot(GREY, 'legit (white ring)', '#9ca3af', 1)}{dot(GREY, 'no ring: not arrived yet')}· a red dot "
+            "with a white ring is a false alarm, a green one with a dark ring a missed fraud. ◆ the Predict tab's "
+            f"transaction, by its risk: {zones}</div>",
+            sizing_mode="stretch_width",
+            margin=(0, 10),
+        )
+        foot = pn.pane.HTML(
+            f"<div style='color:{MUTED};font-size:11px'>Countries and cities: Natural Earth (public domain), drawn "
+            "offline; set COELHO_TILE_URL for map tiles.</div>",
             sizing_mode="stretch_width",
             margin=(0, 10),
         )
         return card(
-            pn.pane.Bokeh(self.map.figure, sizing_mode="stretch_width"), note, title="Where transactions happen"
+            pn.pane.Bokeh(self.map.figure, sizing_mode="stretch_width"),
+            note,
+            self.map_source,
+            foot,
+            title="Where transactions happen, by predicted risk",
         )
 
     def _draw_map(self, live: DomainLive) -> None:
         if self.map is None:
             return
-        if live.transactions is not self._map_data:  # the poller hands over a new list when it read the log again
+        self.live.want_map(self.domain.name)
+        if live.transactions is not self._map_data:  # the map thread hands over a new list when it read the log again
             self._map_data = live.transactions
             self.map.update(live.transactions)
+            self.map_source.object = risk_source_html(live)
 
     def _show_on_map(self, probability: float | None) -> None:
         if self.map is None:

@@ -98,6 +98,12 @@ class RouterMetrics:
             ["consumer"],
             registry=r,
         )
+        self.producer_replaced = Counter(
+            "coelho_router_producer_replaced_total",
+            "Times the router's Kafka producer was in a fatal state (a write the broker's store refused) and was"
+            " replaced by a new one",
+            registry=r,
+        )
         self.inflight = Gauge(
             "coelho_router_inflight_events", "Events being delivered right now, per trigger", ["trigger"], registry=r
         )

@@ -25,6 +25,7 @@ from eventing.router.httpserver import MetricsHandler, bounded_handler, limits_f
 from eventing.router.ingress import BrokerIngress
 from eventing.router.manifests import DeliverySpec, Destination, ManifestError, Manifests
 from eventing.router.metrics import RouterMetrics
+from eventing.router.producer import RecoveringProducer
 from eventing.router.sinks import HttpSink, KafkaTopicSink, Sink
 from eventing.router.sources import KafkaSourceAdapter, PingSourceRunner
 
@@ -60,7 +61,7 @@ class Router:
         self.metrics = RouterMetrics()
         self.stopping = threading.Event()
         self.bootstrap = settings.kafka_bootstrap
-        self.producer: KafkaProducer | None = None
+        self.producer: RecoveringProducer | None = None
         self.dispatchers: list[TriggerDispatcher] = []
         self.fanouts: list[BrokerFanout] = []
         # One consumer group per Broker for all its Triggers (ADR 0070); COELHO_ROUTER_SHARED_GROUP=0: one per Trigger.
@@ -126,16 +127,21 @@ class Router:
         return DeliverySpec(retry=3, backoff_delay=0.2)
 
     # --- life cycle ----------------------------------------------------------------------------------
+    def _new_kafka_producer(self) -> KafkaProducer:
+        return KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            linger_ms=LINGER_MS,
+            batch_size=BATCH_SIZE,
+            client_id="coelho-router",
+        )
+
     def _connect(self, timeout: float) -> None:
+        """The one producer of every Broker/KafkaSink write; replaced when it turns fatal (ADR 0117)."""
         deadline = time.monotonic() + timeout
+        replaced = self.metrics.producer_replaced
         while True:
             try:
-                self.producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap,
-                    linger_ms=LINGER_MS,
-                    batch_size=BATCH_SIZE,
-                    client_id="coelho-router",
-                )
+                self.producer = RecoveringProducer(self._new_kafka_producer, on_replaced=replaced.inc)
                 return
             except Exception as exc:
                 if time.monotonic() > deadline:

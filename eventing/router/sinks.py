@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Protocol
-
-from kafka import KafkaProducer
+from typing import Any, Protocol
 
 from eventing.router.delivery import HttpSender, Outcome, deliver
 from eventing.router.event import WireEvent
@@ -24,6 +22,12 @@ OnDone = Callable[[], None]
 RETRY_DELAY_S = 1.0  # a write Kafka refused is tried again after this long, until it is taken
 
 
+class Producer(Protocol):
+    """What a KafkaTopicSink needs of a producer: kafka-python's send (eventing/router/producer.py wraps one)."""
+
+    def send(self, topic: str, *, key: bytes | None, value: bytes | None, headers: Any) -> Any: ...
+
+
 class Sink(Protocol):
     address: str
 
@@ -33,7 +37,7 @@ class Sink(Protocol):
 class KafkaTopicSink:
     """Writes events in Kafka binary content mode, keyed by `partitionkey`; retries until Kafka takes them."""
 
-    def __init__(self, producer: KafkaProducer, topic: str, stopping: threading.Event, address: str | None = None):
+    def __init__(self, producer: Producer, topic: str, stopping: threading.Event, address: str | None = None):
         self.producer = producer
         self.topic = topic
         self.stopping = stopping

@@ -21,7 +21,8 @@ from eventing.router.cron import CronSchedule
 from eventing.router.filters import compile_filter
 from eventing.router.manifests import ManifestError, Manifests
 from eventing.router.sources import ping_event
-from eventing.router.testing import Received, RecordingSubscriber, RouterProcess, router_settings, unique_namespace
+from eventing.router.testing import Received, RecordingSubscriber, RouterProcess, unique_namespace
+from tests.eventing.router import harness
 
 NS = unique_namespace("ping")
 TO_BROKER = "every-minute"
@@ -31,47 +32,39 @@ SERVICE_DATA = {"to": "service"}
 PING_TYPE = "dev.knative.sources.ping"
 
 
-def manifests() -> str:
-    return f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: {NS}, annotations: {{eventing.knative.dev/broker.class: Kafka}}}}
-spec:
-  delivery: {{retry: 3, backoffPolicy: linear, backoffDelay: PT0.1S}}
----
-apiVersion: sources.knative.dev/v1
-kind: PingSource
-metadata: {{name: {TO_BROKER}, namespace: {NS}}}
-spec:
-  schedule: "* * * * *"
-  contentType: application/json
-  data: '{json.dumps(BROKER_DATA)}'
-  sink:
-    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
----
-apiVersion: sources.knative.dev/v1
-kind: PingSource
-metadata: {{name: {TO_SERVICE}, namespace: {NS}}}
-spec:
-  schedule: "* * * * *"
-  timezone: Etc/UTC
-  contentType: application/json
-  dataBase64: {base64.b64encode(json.dumps(SERVICE_DATA).encode()).decode()}
-  sink:
-    ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: ping-direct}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: pings, namespace: {NS}}}
-spec:
-  broker: default
-  filters:
-    - all:
-        - exact: {{type: {PING_TYPE}}}
-        - exact: {{source: /apis/v1/namespaces/{NS}/pingsources/{TO_BROKER}}}
-  subscriber:
-    ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: coelho-learn}}
-"""
+def ping_source(name: str, sink: dict[str, Any], **spec: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "sources.knative.dev/v1",
+        "kind": "PingSource",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"schedule": "* * * * *", **spec, "sink": sink},
+    }
+
+
+MANIFESTS = [
+    harness.broker(NS, {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT0.1S"}, kafka_class=True),
+    ping_source(TO_BROKER, harness.to_broker(), contentType="application/json", data=json.dumps(BROKER_DATA)),
+    ping_source(
+        TO_SERVICE,
+        harness.to_service("ping-direct"),
+        timezone="Etc/UTC",
+        contentType="application/json",
+        dataBase64=base64.b64encode(json.dumps(SERVICE_DATA).encode()).decode(),
+    ),
+    harness.trigger(
+        NS,
+        "pings",
+        "coelho-learn",
+        filters=[
+            {
+                "all": [
+                    {"exact": {"type": PING_TYPE}},
+                    {"exact": {"source": f"/apis/v1/namespaces/{NS}/pingsources/{TO_BROKER}"}},
+                ]
+            }
+        ],
+    ),
+]
 
 
 @pytest.fixture
@@ -92,9 +85,7 @@ def direct() -> Iterator[RecordingSubscriber]:
 def router_process(
     kafka_settings: Settings, via_broker: RecordingSubscriber, direct: RecordingSubscriber, tmp_path: Path
 ) -> Iterator[RouterProcess]:
-    (tmp_path / "manifests").mkdir()
-    (tmp_path / "manifests" / "m.yaml").write_text(manifests())
-    proc = RouterProcess(router_settings(kafka_settings, NS, tmp_path / "data"), tmp_path / "manifests", via_broker.url)
+    proc = harness.router_process(kafka_settings, NS, MANIFESTS, tmp_path, via_broker.url)
     proc.argv += ["--subscriber", f"ping-direct={direct.url}"]
     yield proc
     proc.stop()

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from kafka import KafkaProducer
 
 from coelho.settings import Settings
-from eventing.router.testing import RecordingSubscriber, RouterProcess, ce_headers, router_settings, unique_namespace
+from eventing.router.testing import RecordingSubscriber, RouterProcess, ce_headers, unique_namespace
+from tests.eventing.router import harness
+from tests.eventing.router.harness import post
 
 pytestmark = pytest.mark.stack
 
@@ -21,40 +22,17 @@ TOPIC = f"{NS}-records"
 RECORDS = 3000
 
 
-def manifests() -> str:
-    return f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: {NS}}}
-spec:
-  delivery: {{retry: 5, backoffPolicy: exponential, backoffDelay: PT0.05S}}
----
-apiVersion: sources.knative.dev/v1beta1
-kind: KafkaSource
-metadata: {{name: records, namespace: {NS}}}
-spec:
-  bootstrapServers: [unused-locally]
-  topics: [{TOPIC}]
-  consumerGroup: {NS}-records
-  initialOffset: earliest
-  sink:
-    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
-  name: learn
-  namespace: {NS}
-  annotations: {{kafka.eventing.knative.dev/delivery.order: ordered}}
-spec:
-  broker: default
-  filters:
-    - any:
-        - exact: {{type: dev.knative.kafka.event}}
-        - exact: {{type: test.crash.ingress}}
-  subscriber:
-    ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: coelho-learn}}
-"""
+MANIFESTS = [
+    harness.broker(NS, {"retry": 5, "backoffPolicy": "exponential", "backoffDelay": "PT0.05S"}),
+    harness.kafka_source(NS, "records", TOPIC),
+    harness.trigger(
+        NS,
+        "learn",
+        "coelho-learn",
+        filters=[{"any": [{"exact": {"type": "dev.knative.kafka.event"}}, {"exact": {"type": "test.crash.ingress"}}]}],
+        ordered=True,
+    ),
+]
 
 
 @pytest.fixture
@@ -68,32 +46,25 @@ def subscriber() -> Iterator[RecordingSubscriber]:
 def router_process(
     kafka_settings: Settings, subscriber: RecordingSubscriber, tmp_path: Path
 ) -> Iterator[RouterProcess]:
-    (tmp_path / "m.yaml").write_text(manifests())
-    proc = RouterProcess(router_settings(kafka_settings, NS, tmp_path / "data"), tmp_path, subscriber.url)
+    proc = harness.router_process(kafka_settings, NS, MANIFESTS, tmp_path, subscriber.url)
     yield proc
     proc.stop()
 
 
 def test_router_killed_mid_stream_and_restarted_loses_no_event(
-    kafka_settings: Settings, subscriber: RecordingSubscriber, router_process: RouterProcess
+    kafka_producer: KafkaProducer, subscriber: RecordingSubscriber, router_process: RouterProcess
 ) -> None:
-    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap)
-    futures = [producer.send(TOPIC, key=f"user-{i % 20}".encode(), value=b'{"i": %d}' % i) for i in range(RECORDS)]
-    producer.flush()
+    futures = [
+        kafka_producer.send(TOPIC, key=f"user-{i % 20}".encode(), value=b'{"i": %d}' % i) for i in range(RECORDS)
+    ]
+    kafka_producer.flush()
     expected = {f"partition:{m.partition}/offset:{m.offset}" for m in (f.get(10) for f in futures)}
-    producer.close()
 
     router_process.start()
     # Accepted by the ingress just before the crash: must survive it.
     accepted = []
     for i in range(20):
-        resp = requests.post(
-            router_process.settings.broker_url,
-            headers=ce_headers("test.crash.ingress", f"in-{i}"),
-            data=b"{}",
-            timeout=10,
-        )
-        assert resp.status_code == 202
+        assert post(router_process, ce_headers("test.crash.ingress", f"in-{i}"), b"{}").status_code == 202
         accepted.append(f"in-{i}")
     before = subscriber.wait_for(200, timeout=60)
     assert 0 < len(before) < RECORDS, "kill the router mid-stream, not before or after"

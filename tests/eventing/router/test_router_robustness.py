@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -29,7 +28,9 @@ from eventing.router.ingress import BrokerIngress
 from eventing.router.manifests import DeliverySpec, Manifests
 from eventing.router.metrics import RouterMetrics
 from eventing.router.router import Router
-from eventing.router.testing import RecordingSubscriber, read_topic, router_settings, unique_namespace
+from eventing.router.testing import RecordingSubscriber, read_topic, unique_namespace
+from tests.eventing.router import harness
+from tests.eventing.router.harness import running_router
 
 BINARY_HEADERS = [
     ("ce_specversion", b"1.0"),
@@ -376,90 +377,42 @@ NS = unique_namespace("rb")
 DEAD_TOPIC = f"{NS}-dead-letters"
 SOURCE_TOPIC = f"{NS}-source"
 SOURCE_DEAD_TOPIC = f"{NS}-source-dead-letters"
-MANIFESTS = f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: {NS}}}
-spec:
-  delivery:
-    retry: 1
-    backoffDelay: PT0.05S
-    deadLetterSink:
-      ref: {{apiVersion: eventing.knative.dev/v1alpha1, kind: KafkaSink, name: dead-letters}}
----
-apiVersion: eventing.knative.dev/v1alpha1
-kind: KafkaSink
-metadata: {{name: dead-letters, namespace: {NS}}}
-spec: {{topic: {DEAD_TOPIC}, bootstrapServers: [unused-locally]}}
----
-apiVersion: eventing.knative.dev/v1alpha1
-kind: KafkaSink
-metadata: {{name: source-dead-letters, namespace: {NS}}}
-spec: {{topic: {SOURCE_DEAD_TOPIC}, bootstrapServers: [unused-locally]}}
----
-apiVersion: sources.knative.dev/v1beta1
-kind: KafkaSource
-metadata: {{name: src, namespace: {NS}}}
-spec:
-  bootstrapServers: [unused-locally]
-  topics: [{SOURCE_TOPIC}]
-  consumerGroup: {NS}-src
-  initialOffset: earliest
-  delivery:
-    deadLetterSink:
-      ref: {{apiVersion: eventing.knative.dev/v1alpha1, kind: KafkaSink, name: source-dead-letters}}
-  sink:
-    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
-  name: ordered
-  namespace: {NS}
-  annotations: {{kafka.eventing.knative.dev/delivery.order: ordered}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: test.robust}}}}
-  subscriber: {{ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: sub}}}}
-"""
+MANIFESTS = [
+    harness.broker(NS, harness.dead_letters("dead-letters", retry=1, backoffDelay="PT0.05S")),
+    harness.kafka_sink(NS, "dead-letters", DEAD_TOPIC),
+    harness.kafka_sink(NS, "source-dead-letters", SOURCE_DEAD_TOPIC),
+    harness.kafka_source(NS, "src", SOURCE_TOPIC, delivery=harness.dead_letters("source-dead-letters")),
+    harness.trigger(NS, "ordered", "sub", attributes={"type": "test.robust"}, ordered=True),
+]
 
 
 @pytest.fixture(scope="module")
 def stack(kafka_settings: Settings, tmp_path_factory: Any) -> Iterator[tuple[Router, RecordingSubscriber]]:
-    directory: Path = tmp_path_factory.mktemp("robust-manifests")
-    (directory / "test.yaml").write_text(MANIFESTS)
     sub = RecordingSubscriber()
-    router = Router(
-        router_settings(kafka_settings, NS, directory / "data"), manifests_dir=directory, subscribers={"sub": sub.url}
-    )
-    router.start()
     try:
-        assert router.wait_ready(90)
-        yield router, sub
+        with running_router(kafka_settings, NS, MANIFESTS, tmp_path_factory.mktemp("robust"), {"sub": sub.url}) as r:
+            yield r, sub
     finally:
-        router.stop()
         sub.stop()
 
 
 @pytest.mark.stack
-def test_poison_records_are_dead_lettered_and_the_consumer_carries_on(stack: Any, kafka_settings: Settings) -> None:
+def test_poison_records_are_dead_lettered_and_the_consumer_carries_on(
+    stack: Any, kafka_settings: Settings, kafka_producer: KafkaProducer
+) -> None:
     router, sub = stack
     topic = router.manifests.broker(NS, "default").topic
-    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap)
-    try:
 
-        def record(ce_id: bytes, *extra: tuple[str, bytes]) -> None:
-            headers = [("ce_specversion", b"1.0"), ("ce_id", ce_id), ("ce_source", b"/t"), ("ce_type", b"test.robust")]
-            producer.send(topic, key=b"k1", value=b"{}", headers=headers + list(extra)).get(timeout=10)
+    def record(ce_id: bytes, *extra: tuple[str, bytes]) -> None:
+        headers = [("ce_specversion", b"1.0"), ("ce_id", ce_id), ("ce_source", b"/t"), ("ce_type", b"test.robust")]
+        kafka_producer.send(topic, key=b"k1", value=b"{}", headers=headers + list(extra)).get(timeout=10)
 
-        record(b"before")
-        record(b"not-utf8", ("ce_subject", b"\xc3\x28"))
-        record(b"crlf", ("content-type", b"text/plain\r\nX-Injected: yes"))
-        record(b"after")
-        # a plain record on the KafkaSource's topic whose content-type is not UTF-8
-        producer.send(SOURCE_TOPIC, key=b"k2", value=b"{}", headers=[("content-type", b"\xff")]).get(timeout=10)
-    finally:
-        producer.close()
+    record(b"before")
+    record(b"not-utf8", ("ce_subject", b"\xc3\x28"))
+    record(b"crlf", ("content-type", b"text/plain\r\nX-Injected: yes"))
+    record(b"after")
+    # a plain record on the KafkaSource's topic whose content-type is not UTF-8
+    kafka_producer.send(SOURCE_TOPIC, key=b"k2", value=b"{}", headers=[("content-type", b"\xff")]).get(timeout=10)
     got = sub.wait_for(2, timeout=60)
     assert [g.headers["ce-id"] for g in got] == ["before", "after"]  # the key's order kept, the bad ones skipped
     assert all("x-injected" not in g.headers for g in got)

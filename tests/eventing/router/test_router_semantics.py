@@ -12,24 +12,16 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from kafka import KafkaProducer
 
 from coelho.settings import Settings
 from eventing.router.router import Router
-from eventing.router.testing import (
-    Received,
-    RecordingSubscriber,
-    always,
-    ce_headers,
-    read_topic,
-    router_settings,
-    unique_namespace,
-)
+from eventing.router.testing import Received, RecordingSubscriber, always, ce_headers, read_topic, unique_namespace
+from tests.eventing.router import harness
+from tests.eventing.router.harness import Doc, post, running_router, send
 from tests.prometheus_text import family_names, sample_names, sample_value
 
 pytestmark = pytest.mark.stack
@@ -59,80 +51,50 @@ SUBSCRIBERS = [
 ]
 
 
-def trigger(name: str, filter_yaml: str, ordered: bool = False, delivery: str = "") -> str:
-    annotations = "\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: ordered" if ordered else ""
-    return f"""---
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
-  name: {name}
-  namespace: {NS}{annotations}
-spec:
-  broker: default
-{filter_yaml}
-  subscriber:
-    ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: sub-{name}}}
-{delivery}"""
+def trigger(name: str, ordered: bool = False, delivery: dict[str, Any] | None = None, **filtering: Any) -> Doc:
+    return harness.trigger(NS, name, f"sub-{name}", ordered=ordered, delivery=delivery, **filtering)
 
 
-def attrs(**pairs: str) -> str:
-    return "  filter:\n    attributes:\n" + "".join(f"      {k}: {v}\n" for k, v in pairs.items())
+def attrs(**pairs: str) -> dict[str, Any]:
+    return {"attributes": pairs}
 
 
-FILTERS = {
-    "exact": "  filters:\n    - exact: {type: test.filter.a}",
-    "prefix": "  filters:\n    - prefix: {type: test.filter.}",
-    "suffix": "  filters:\n    - suffix: {source: /suffix-me}",
-    "all": "  filters:\n    - all:\n        - exact: {type: test.filter.a}\n        - exact: {subject: filter-s1}",
-    "any": "  filters:\n    - any:\n        - exact: {subject: filter-s1}\n        - exact: {subject: filter-s2}",
-    "not": "  filters:\n    - prefix: {type: test.filter.}\n    - not:\n        exact: {subject: filter-s1}",
+FILTERS: dict[str, list[Doc]] = {
+    "exact": [{"exact": {"type": "test.filter.a"}}],
+    "prefix": [{"prefix": {"type": "test.filter."}}],
+    "suffix": [{"suffix": {"source": "/suffix-me"}}],
+    "all": [{"all": [{"exact": {"type": "test.filter.a"}}, {"exact": {"subject": "filter-s1"}}]}],
+    "any": [{"any": [{"exact": {"subject": "filter-s1"}}, {"exact": {"subject": "filter-s2"}}]}],
+    "not": [{"prefix": {"type": "test.filter."}}, {"not": {"exact": {"subject": "filter-s1"}}}],
 }
 TRIGGERS = [
-    trigger("convert", attrs(type="dev.knative.kafka.event")),
-    trigger("passthrough", attrs(type="test.passthrough")),
-    trigger("ingress", attrs(type="test.ingress")),
-    *[trigger(name, text) for name, text in FILTERS.items()],
-    trigger("attributes", attrs(type="test.filter.a", subject="filter-s2")),
-    trigger("retry", attrs(type="test.retry")),
-    trigger("dead", attrs(type="test.dead")),
+    trigger("convert", **attrs(type="dev.knative.kafka.event")),
+    trigger("passthrough", **attrs(type="test.passthrough")),
+    trigger("ingress", **attrs(type="test.ingress")),
+    *[trigger(name, filters=filters) for name, filters in FILTERS.items()],
+    trigger("attributes", **attrs(type="test.filter.a", subject="filter-s2")),
+    trigger("retry", **attrs(type="test.retry")),
+    trigger("dead", **attrs(type="test.dead")),
     trigger(
         "exhausted",
-        attrs(type="test.exhausted"),
-        delivery="  delivery: {retry: 2, backoffPolicy: exponential, backoffDelay: PT0.01S}",
+        delivery={"retry": 2, "backoffPolicy": "exponential", "backoffDelay": "PT0.01S"},
+        **attrs(type="test.exhausted"),
     ),
-    trigger("ordered", attrs(type="test.ordered"), ordered=True),
-    trigger("parallel", attrs(type="test.parallel")),
-    trigger("reply", attrs(type="test.reply.request")),
-    trigger("replied", attrs(type="test.reply.response")),
+    trigger("ordered", ordered=True, **attrs(type="test.ordered")),
+    trigger("parallel", **attrs(type="test.parallel")),
+    trigger("reply", **attrs(type="test.reply.request")),
+    trigger("replied", **attrs(type="test.reply.response")),
 ]
-MANIFESTS = f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: {NS}, annotations: {{eventing.knative.dev/broker.class: Kafka}}}}
-spec:
-  delivery:
-    retry: 3
-    backoffPolicy: linear
-    backoffDelay: PT0.05S
-    deadLetterSink:
-      ref: {{apiVersion: eventing.knative.dev/v1alpha1, kind: KafkaSink, name: dead-letters}}
----
-apiVersion: eventing.knative.dev/v1alpha1
-kind: KafkaSink
-metadata: {{name: dead-letters, namespace: {NS}}}
-spec: {{topic: {DEAD_TOPIC}, bootstrapServers: [unused-locally]}}
----
-apiVersion: sources.knative.dev/v1beta1
-kind: KafkaSource
-metadata: {{name: src, namespace: {NS}}}
-spec:
-  bootstrapServers: [unused-locally]
-  topics: [{SOURCE_TOPIC}]
-  consumerGroup: {NS}-src
-  initialOffset: earliest
-  sink:
-    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
-""" + "\n".join(TRIGGERS)
+MANIFESTS = [
+    harness.broker(
+        NS,
+        harness.dead_letters("dead-letters", retry=3, backoffPolicy="linear", backoffDelay="PT0.05S"),
+        kafka_class=True,
+    ),
+    harness.kafka_sink(NS, "dead-letters", DEAD_TOPIC),
+    harness.kafka_source(NS, "src", SOURCE_TOPIC),
+    *TRIGGERS,
+]
 
 
 class FailFirst:
@@ -178,37 +140,16 @@ def subscribers() -> Iterator[dict[str, RecordingSubscriber]]:
 def router(
     kafka_settings: Settings, subscribers: dict[str, RecordingSubscriber], tmp_path_factory: Any
 ) -> Iterator[Router]:
-    directory: Path = tmp_path_factory.mktemp("router-manifests")
-    (directory / "test.yaml").write_text(MANIFESTS)
-    settings = router_settings(kafka_settings, NS, directory / "data")
-    r = Router(settings, manifests_dir=directory, subscribers={f"sub-{k}": v.url for k, v in subscribers.items()})
-    r.start()
-    try:
-        assert r.wait_ready(90), "router consumers did not get their partitions"
+    urls = {f"sub-{name}": sub.url for name, sub in subscribers.items()}
+    with running_router(kafka_settings, NS, MANIFESTS, tmp_path_factory.mktemp("router"), urls) as r:
         yield r
-    finally:
-        r.stop()
-
-
-@pytest.fixture(scope="module")
-def producer(kafka_settings: Settings) -> Iterator[KafkaProducer]:
-    p = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap)
-    yield p
-    p.close()
-
-
-def post(router: Router, headers: dict[str, str], body: bytes, path: str = "/") -> requests.Response:
-    return requests.post(router.settings.broker_url + path, headers=headers, data=body, timeout=15)
-
-
-def send(router: Router, ce_type: str, ce_id: str, data: Any = None, **ext: str) -> None:
-    resp = post(router, ce_headers(ce_type, ce_id, **ext), json.dumps(data or {"n": ce_id}).encode())
-    assert resp.status_code == 202, resp.text
 
 
 # --- KafkaSource ------------------------------------------------------------------------------------------
-def test_kafka_source_converts_a_plain_record_as_knative_does(router: Router, subscribers: Any, producer: Any) -> None:
-    future = producer.send(
+def test_kafka_source_converts_a_plain_record_as_knative_does(
+    router: Router, subscribers: Any, kafka_producer: Any
+) -> None:
+    future = kafka_producer.send(
         SOURCE_TOPIC,
         key=b"user-7",
         value=b'{"amount": 12.5}',
@@ -234,7 +175,7 @@ def test_kafka_source_converts_a_plain_record_as_knative_does(router: Router, su
 
 
 def test_kafka_source_passes_a_cloudevent_record_through_unchanged(
-    router: Router, subscribers: Any, producer: Any
+    router: Router, subscribers: Any, kafka_producer: Any
 ) -> None:
     headers = [
         ("ce_specversion", b"1.0"),
@@ -246,7 +187,7 @@ def test_kafka_source_passes_a_cloudevent_record_through_unchanged(
         ("ce_partitionkey", b"user-1"),
         ("content-type", b"application/json"),
     ]
-    producer.send(SOURCE_TOPIC, key=b"user-1", value=b'{"amount": 3.0}', headers=headers).get(timeout=10)
+    kafka_producer.send(SOURCE_TOPIC, key=b"user-1", value=b'{"amount": 3.0}', headers=headers).get(timeout=10)
     got = subscribers["passthrough"].wait_for(1)
     assert got
     h = got[0].headers

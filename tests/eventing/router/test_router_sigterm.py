@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from coelho.settings import Settings
-from eventing.router.testing import RecordingSubscriber, RouterProcess, ce_headers, router_settings, unique_namespace
+from eventing.router.testing import RecordingSubscriber, ce_headers, unique_namespace
+from tests.eventing.router import harness
+from tests.eventing.router.harness import post
 
 pytestmark = pytest.mark.stack
 
@@ -19,43 +20,16 @@ NS = unique_namespace("sigterm")
 TRIGGERS = 8  # several consumer groups, as the real manifests have: they all stop in parallel
 
 
-def manifests() -> str:
-    docs = [
-        f"""
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: {NS}}}
-spec:
-  delivery: {{retry: 2, backoffPolicy: linear, backoffDelay: PT0.1S}}
----
-apiVersion: sources.knative.dev/v1beta1
-kind: KafkaSource
-metadata: {{name: records, namespace: {NS}}}
-spec:
-  bootstrapServers: [unused-locally]
-  topics: [{NS}-records]
-  consumerGroup: {NS}-records
-  initialOffset: earliest
-  sink:
-    ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
-"""
-    ]
-    for i in range(TRIGGERS):
-        docs.append(f"""
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
-  name: t{i}
-  namespace: {NS}
-  annotations: {{kafka.eventing.knative.dev/delivery.order: ordered}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: test.sigterm.t{i}}}}}
-  subscriber:
-    ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: coelho-learn}}
-  delivery: {{timeout: PT60S}}
-""")
-    return "---".join(docs)
+MANIFESTS = [
+    harness.broker(NS, {"retry": 2, "backoffPolicy": "linear", "backoffDelay": "PT0.1S"}),
+    harness.kafka_source(NS, "records", f"{NS}-records"),
+    *[
+        harness.trigger(
+            NS, f"t{i}", "coelho-learn", {"type": f"test.sigterm.t{i}"}, ordered=True, delivery={"timeout": "PT60S"}
+        )
+        for i in range(TRIGGERS)
+    ],
+]
 
 
 @pytest.fixture
@@ -75,17 +49,10 @@ def wait_received(sub: RecordingSubscriber, n: int, timeout: float) -> None:
 def test_sigterm_exits_quickly_and_leaves_the_abandoned_delivery_uncommitted(
     kafka_settings: Settings, slow_subscriber: RecordingSubscriber, tmp_path: Path
 ) -> None:
-    (tmp_path / "m.yaml").write_text(manifests())
-    settings = router_settings(kafka_settings, NS, tmp_path / "data")
-    router = RouterProcess(settings, tmp_path, slow_subscriber.url)
+    router = harness.router_process(kafka_settings, NS, MANIFESTS, tmp_path, slow_subscriber.url)
     router.start()
     try:
-        response = requests.post(
-            settings.broker_url,
-            data=b'{"n": 1}',
-            headers=ce_headers("test.sigterm.t0", "in-flight-1", partitionkey="k"),
-            timeout=10,
-        )
+        response = post(router, ce_headers("test.sigterm.t0", "in-flight-1", partitionkey="k"), b'{"n": 1}')
         assert response.status_code == 202, response.text
         wait_received(slow_subscriber, 1, 60)  # the subscriber now holds the delivery for 20 s
         seconds, code = router.terminate()

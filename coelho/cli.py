@@ -8,19 +8,23 @@ unavailable and running it fails with that reason (never a silent "no such comma
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
+import re
 import signal
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import click
 import psutil
 
 from coelho.processes import port_holder, port_in_use
+from coelho.progress import ServiceProgress
 from coelho.runtime import Platform, StartError, other_platforms
 from coelho.services import DOMAINS
 from coelho.settings import Settings
@@ -204,7 +208,8 @@ def up(detach: bool, no_producers: bool, interval: float) -> None:
     t0 = time.monotonic()
     try:
         try:
-            plat.start(None, producers=not no_producers)
+            with _start_progress(plat):
+                plat.start(None, producers=not no_producers)
         except StartError as exc:
             click.echo(f"error: {exc}", err=True)
             click.echo("nothing was left running from this attempt.", err=True)
@@ -223,6 +228,23 @@ def up(detach: bool, no_producers: bool, interval: float) -> None:
     finally:
         sup.stopping.set()
         sup.unregister()
+
+
+@contextlib.contextmanager
+def _start_progress(plat: Platform) -> Iterator[ServiceProgress]:
+    """While the platform starts: on a terminal, a progress line under its "ready in" lines (services healthy of
+    all, those still starting, the time so far); not on a terminal (a log, CI), only those lines."""
+    bar = ServiceProgress(say=click.echo)
+    echo, plat.echo, plat.progress = plat.echo, bar.echo, bar.update_services
+    try:
+        with bar:
+            yield bar
+    finally:
+        plat.echo, plat.progress = echo, None
+
+
+READY_LINE = re.compile(r"^(\S+)\s+ready in ")
+SKIPPED_LINE = re.compile(r"^(\S+)\s+not started: ")
 
 
 def _print_urls(plat: Platform) -> None:
@@ -248,10 +270,17 @@ def _up_detached(plat: Platform, producers: bool) -> None:
     """Start the detached supervisor and relay its log until every service is healthy (or the start failed)."""
     from coelho.supervisor import spawn_detached
 
+    planned = [svc.name for svc in plat.plan(None, producers=producers)]
+    ready = {name for name in planned if plat.running(name)}  # waited for, never announced as "ready in"
     proc, log, offset = spawn_detached(plat, producers)
     ok = False
+    bar = ServiceProgress()
+
+    def show() -> None:
+        bar.update_services([n for n in planned if n in ready], [n for n in planned if n not in ready])
+
     try:
-        with log.open("r", errors="replace") as fh:
+        with bar, log.open("r", errors="replace") as fh:
             fh.seek(offset)
             failing = False
             while True:
@@ -260,13 +289,18 @@ def _up_detached(plat: Platform, producers: bool) -> None:
                     if proc.poll() is not None:
                         rest = fh.read()
                         for extra in rest.splitlines():
-                            click.echo(extra, err=True)
+                            bar.echo(extra, functools.partial(click.echo, err=True))
                         break
+                    show()
                     time.sleep(0.1)
                     continue
                 text = line.rstrip("\n")
                 failing = failing or text.startswith("error:")
-                click.echo(text, err=failing)
+                bar.echo(text, functools.partial(click.echo, err=failing))
+                if match := READY_LINE.match(text):
+                    ready.add(match.group(1))
+                elif (match := SKIPPED_LINE.match(text)) and match.group(1) in planned:
+                    planned.remove(match.group(1))
                 if text.startswith("all ") and "services healthy" in text:
                     ok = True
                     break

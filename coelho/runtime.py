@@ -178,6 +178,9 @@ class Platform:
         self.services = list(services if services is not None else SERVICES)
         self.by_name = {svc.name: svc for svc in self.services}
         self.echo: Echo = echo or (lambda line: None)
+        # Told while `start` waits (about ten times a second): the services healthy so far and those still starting
+        # or waiting for a dependency, in plan order (`coelho up`'s progress line, coelho/progress.py).
+        self.progress: Callable[[list[str], list[str]], None] | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.RLock()
         self._said: set[str] = set()
@@ -426,6 +429,9 @@ class Platform:
                         watched[svc.name] = time.monotonic()
                         started_here.append(svc.name)
                 pending = [n for n in watched if n not in ready]
+                if self.progress is not None:
+                    shown = [svc.name for svc in planned if svc.name not in skipped]
+                    self.progress([n for n in shown if n in ready], [n for n in shown if n not in ready])
                 if not pending and all(svc.name in watched for svc in todo):
                     break
                 health = self.check_health(pending)

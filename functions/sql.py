@@ -13,7 +13,7 @@
 A query that is not one read-only SELECT, names a table or column that does not exist, or reaches a limit (rows
 are cut and say so; time, memory) is answered 400 with the reason; an unreachable S3 store 503. Configuration:
 S3_ENDPOINT_URL and AWS_* (the lake's store), COELHO_LAKE_BUCKET, the COELHO_SQL_* limits
-(functions.lake.sql.Limits). Run: `python -m functions.sql`.
+(functions.lake.sql_limits.Limits). Run: `python -m functions.sql`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pytest
 from flask import Flask
 
-from functions.lake.sql import LakeCatalog, SqlEngine
+from functions.lake.catalog import LakeCatalog
+from functions.lake.sql import SqlEngine
 from functions.middleware.app import create_app, reply
 from functions.middleware.auth import TOKEN_ENV, auth_headers
 

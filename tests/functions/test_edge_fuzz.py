@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 
-from functions.lake.sql import LakeCatalog, Limits, SqlEngine
+from functions.lake.catalog import LakeCatalog
+from functions.lake.sql import SqlEngine
+from functions.lake.sql_limits import Limits
 from functions.middleware.auth import TOKEN_ENV
 from functions.middleware.contract import DependencyUnavailable
 

@@ -21,7 +21,8 @@ from coelho.settings import Settings
 from functions.assistant.data import PlatformReader
 from functions.assistant.redaction import SecretRedactor
 from functions.assistant.tools import LAKE_QUERY_ROWS, TOOLS, ToolBox, ToolInputError, validate_input
-from functions.lake.sql import LakeCatalog, SqlEngine
+from functions.lake.catalog import LakeCatalog
+from functions.lake.sql import SqlEngine
 from functions.sql import create
 
 

@@ -20,8 +20,11 @@ import pytest
 
 from eventing.cloudevent_types import SQL_REQUESTED, SQL_RESULT
 from eventing.domains import DOMAINS
-from functions.lake.sql import LakeCatalog, Limits, SqlEngine, SqlError, check_query
+from functions.lake.catalog import LakeCatalog
+from functions.lake.sql import SqlEngine
+from functions.lake.sql_check import check_query
 from functions.lake.sql_examples import EXAMPLES
+from functions.lake.sql_limits import Limits, SqlError
 from functions.lake.tables import table_for
 from functions.middleware.contract import DependencyUnavailable
 from functions.sql import create

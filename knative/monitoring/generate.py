@@ -194,6 +194,30 @@ def dashboard_json(dash: Dashboard) -> dict[str, Any]:
 
 
 F = DOMAIN_FILTER
+
+
+def aggregated(
+    title: str,
+    metric: str,
+    by: str,
+    *,
+    rate: str = "",
+    increase: str = "",
+    agg: str = "sum",
+    match: str = F,
+    **options: Any,
+) -> Panel:
+    """A panel with one series per value of the labels `by` (comma-separated), named by them: `agg by (by)` of the
+    metric's rate or increase over the window given, or of the metric itself (a gauge). `match`: its label
+    matchers, the dashboard's domains unless said otherwise."""
+    selector = f"{metric}{{{match}}}" if match else metric
+    window, fn = (rate, "rate") if rate else (increase, "increase")
+    inner = f"{fn}({selector}[{window}])" if window else selector
+    legend = " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(","))
+    return Panel(title, [(f"{agg} by ({by}) ({inner})", legend)], **options)
+
+
+PODS = f'namespace="{NAMESPACE}"'
 KUBERNETES = Dashboard(
     uid="coelho-kubernetes",
     title="COELHO / Kubernetes resources",
@@ -202,57 +226,44 @@ KUBERNETES = Dashboard(
         (
             "Pods",
             [
-                Panel(
+                aggregated(
                     "CPU by pod",
-                    [
-                        (
-                            f'sum by (pod) (rate(container_cpu_usage_seconds_total{{namespace="{NAMESPACE}",container!=""}}[5m]))',
-                            "{{pod}}",
-                        )
-                    ],
+                    "container_cpu_usage_seconds_total",
+                    "pod",
+                    rate="5m",
+                    match=f'{PODS},container!=""',
                     unit="cores",
                 ),
-                Panel(
+                aggregated(
                     "Memory working set by pod",
-                    [
-                        (
-                            f'sum by (pod) (container_memory_working_set_bytes{{namespace="{NAMESPACE}",container!=""}})',
-                            "{{pod}}",
-                        )
-                    ],
+                    "container_memory_working_set_bytes",
+                    "pod",
+                    match=f'{PODS},container!=""',
                     unit="bytes",
                 ),
-                Panel(
+                aggregated(
                     "Container restarts (1h)",
-                    [
-                        (
-                            f'sum by (pod) (increase(kube_pod_container_status_restarts_total{{namespace="{NAMESPACE}"}}[1h]))',
-                            "{{pod}}",
-                        )
-                    ],
+                    "kube_pod_container_status_restarts_total",
+                    "pod",
+                    increase="1h",
+                    match=PODS,
                 ),
-                Panel(
+                aggregated(
                     "Available replicas per deployment",
-                    [
-                        (
-                            f'sum by (deployment) (kube_deployment_status_replicas_available{{namespace="{NAMESPACE}"}})',
-                            "{{deployment}}",
-                        )
-                    ],
+                    "kube_deployment_status_replicas_available",
+                    "deployment",
+                    match=PODS,
                 ),
             ],
         ),
         (
             "Scrape targets",
             [
-                Panel(
+                aggregated(
                     "Targets up",
-                    [
-                        (
-                            'sum by (job) (up{job=~"coelho-(learn|predict|checkpoint|chat|lake|sql|router|producer_.+)"})',
-                            "{{job}}",
-                        )
-                    ],
+                    "up",
+                    "job",
+                    match='job=~"coelho-(learn|predict|checkpoint|chat|lake|sql|router|producer_.+)"',
                     width=24,
                 ),
             ],
@@ -268,40 +279,43 @@ EVENTING = Dashboard(
         (
             "Producers",
             [
-                Panel(
+                aggregated(
                     "Events produced per second",
-                    [(f"sum by (domain) (rate(coelho_producer_events_total{{{F}}}[1m]))", "{{domain}}")],
+                    "coelho_producer_events_total",
+                    "domain",
+                    rate="1m",
                     unit="ops",
                     stacked=True,
                 ),
-                Panel(
-                    "Producer errors per second",
-                    [(f"sum by (domain) (rate(coelho_producer_errors_total{{{F}}}[5m]))", "{{domain}}")],
-                    unit="ops",
+                aggregated(
+                    "Producer errors per second", "coelho_producer_errors_total", "domain", rate="5m", unit="ops"
                 ),
             ],
         ),
         (
             "Broker and triggers",
             [
-                Panel(
+                aggregated(
                     "Events in per source",
-                    [("sum by (source) (rate(coelho_router_events_in_total[1m]))", "{{source}}")],
+                    "coelho_router_events_in_total",
+                    "source",
+                    rate="1m",
+                    match="",
                     unit="ops",
                 ),
-                Panel(
+                aggregated(
                     "Events delivered per trigger",
-                    [("sum by (trigger) (rate(coelho_router_events_out_total[1m]))", "{{trigger}}")],
+                    "coelho_router_events_out_total",
+                    "trigger",
+                    rate="1m",
+                    match="",
                     unit="ops",
                 ),
-                Panel(
-                    "Retries per trigger",
-                    [("sum by (trigger) (rate(coelho_router_retries_total[5m]))", "{{trigger}}")],
-                    unit="ops",
+                aggregated(
+                    "Retries per trigger", "coelho_router_retries_total", "trigger", rate="5m", match="", unit="ops"
                 ),
-                Panel(
-                    "Dead-lettered events (5m)",
-                    [("sum by (trigger) (increase(coelho_router_dead_lettered_total[5m]))", "{{trigger}}")],
+                aggregated(
+                    "Dead-lettered events (5m)", "coelho_router_dead_lettered_total", "trigger", increase="5m", match=""
                 ),
                 Panel(
                     "Delivery latency p95 per trigger",
@@ -313,14 +327,12 @@ EVENTING = Dashboard(
                     ],
                     unit="s",
                 ),
-                Panel(
+                aggregated(
                     "Events rejected by functions (4xx, dead-lettered)",
-                    [
-                        (
-                            'sum by (function, type) (rate(coelho_function_requests_total{code=~"4.."}[5m]))',
-                            "{{function}} {{type}}",
-                        )
-                    ],
+                    "coelho_function_requests_total",
+                    "function, type",
+                    rate="5m",
+                    match='code=~"4.."',
                     unit="ops",
                 ),
             ],
@@ -328,29 +340,35 @@ EVENTING = Dashboard(
         (
             "Lag",
             [
-                Panel(
+                aggregated(
                     "Consumer lag per consumer group (local router)",
-                    [("max by (consumer) (coelho_router_consumer_lag)", "{{consumer}}")],
+                    "coelho_router_consumer_lag",
+                    "consumer",
+                    agg="max",
+                    match="",
                     description="Computed by the router from what it read and committed (the embedded broker's end offsets are unreliable).",
                 ),
-                Panel(
+                aggregated(
                     "Consumer group lag (Kafka exporter, cluster)",
-                    [("sum by (consumergroup, topic) (kafka_consumergroup_lag)", "{{consumergroup}} {{topic}}")],
+                    "kafka_consumergroup_lag",
+                    "consumergroup, topic",
+                    match="",
                     description="Strimzi's Kafka exporter, in a cluster.",
                 ),
-                Panel(
+                aggregated(
                     "Dead-letter topic writes (Kafka exporter, cluster)",
-                    [
-                        (
-                            'sum by (topic) (increase(kafka_topic_partition_current_offset{topic="coelho-dead-letters"}[5m]))',
-                            "{{topic}}",
-                        )
-                    ],
+                    "kafka_topic_partition_current_offset",
+                    "topic",
+                    increase="5m",
+                    match='topic="coelho-dead-letters"',
                     description="Events the Broker's dead-letter KafkaSink wrote, in a cluster.",
                 ),
-                Panel(
+                aggregated(
                     "Records per second per topic (Kafka exporter, cluster)",
-                    [("sum by (topic) (rate(kafka_topic_partition_current_offset[1m]))", "{{topic}}")],
+                    "kafka_topic_partition_current_offset",
+                    "topic",
+                    rate="1m",
+                    match="",
                     unit="ops",
                 ),
             ],
@@ -366,9 +384,12 @@ FUNCTIONS = Dashboard(
         (
             "Traffic",
             [
-                Panel(
+                aggregated(
                     "Requests per second by function",
-                    [("sum by (function) (rate(coelho_function_requests_total[1m]))", "{{function}}")],
+                    "coelho_function_requests_total",
+                    "function",
+                    rate="1m",
+                    match="",
                     unit="reqps",
                 ),
                 Panel(
@@ -399,9 +420,12 @@ FUNCTIONS = Dashboard(
                     ],
                     unit="percentunit",
                 ),
-                Panel(
+                aggregated(
                     "Responses by status code",
-                    [("sum by (function, code) (rate(coelho_function_requests_total[5m]))", "{{function}} {{code}}")],
+                    "coelho_function_requests_total",
+                    "function, code",
+                    rate="5m",
+                    match="",
                     unit="reqps",
                 ),
             ],
@@ -426,14 +450,11 @@ FUNCTIONS = Dashboard(
         (
             "Lake",
             [
-                Panel(
+                aggregated(
                     "Rows written per second by table",
-                    [
-                        (
-                            f"sum by (domain, kind) (rate(coelho_lake_rows_written_total{{{F}}}[1m]))",
-                            "{{domain}} {{kind}}",
-                        )
-                    ],
+                    "coelho_lake_rows_written_total",
+                    "domain, kind",
+                    rate="1m",
                     unit="ops",
                     width=8,
                     description="Records and labels committed to the Delta tables (duplicates dropped are not rows).",
@@ -462,26 +483,23 @@ FUNCTIONS = Dashboard(
                     width=8,
                     description="Write a batch's Parquet files and raw snapshot, commit it to the Delta log.",
                 ),
-                Panel(
+                aggregated(
                     "Active files per table",
-                    [(f"max by (domain, kind) (coelho_lake_table_files{{{F}}})", "{{domain}} {{kind}}")],
+                    "coelho_lake_table_files",
+                    "domain, kind",
+                    agg="max",
                     width=8,
                     description="One file per micro-batch until the hourly maintenance compacts them.",
                 ),
-                Panel(
-                    "Duplicates dropped",
-                    [(f"sum by (domain, kind) (rate(coelho_lake_duplicates_total{{{F}}}[5m]))", "{{domain}} {{kind}}")],
-                    unit="ops",
-                    width=8,
+                aggregated(
+                    "Duplicates dropped", "coelho_lake_duplicates_total", "domain, kind", rate="5m", unit="ops", width=8
                 ),
-                Panel(
+                aggregated(
                     "Failed commits",
-                    [
-                        (
-                            f'sum by (domain, kind) (rate(coelho_lake_commits_total{{{F},outcome="error"}}[5m]))',
-                            "{{domain}} {{kind}}",
-                        )
-                    ],
+                    "coelho_lake_commits_total",
+                    "domain, kind",
+                    rate="5m",
+                    match=f'{F},outcome="error"',
                     unit="ops",
                     width=8,
                     description="Their requests were answered 503 and are redelivered by the Broker.",
@@ -500,11 +518,7 @@ ML = Dashboard(
         (
             "Learning",
             [
-                Panel(
-                    "Events learned per second",
-                    [(f"sum by (domain) (rate(coelho_events_learned_total{{{F}}}[1m]))", "{{domain}}")],
-                    unit="ops",
-                ),
+                aggregated("Events learned per second", "coelho_events_learned_total", "domain", rate="1m", unit="ops"),
                 Panel(
                     "Model metrics (progressive validation)",
                     [(f"coelho_model_metric{{{F}}}", "{{domain}} {{model}} v{{model_version}} {{metric}}")],
@@ -515,40 +529,35 @@ ML = Dashboard(
         (
             "Drift",
             [
-                Panel(
+                aggregated(
                     "Drift detections (1h)",
-                    [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[1h]))", "{{domain}}")],
+                    "coelho_drift_detected_total",
+                    "domain",
+                    increase="1h",
                     kind="stat",
                     width=12,
                 ),
-                Panel(
-                    "Drift detections over time",
-                    [(f"sum by (domain) (increase(coelho_drift_detected_total{{{F}}}[5m]))", "{{domain}}")],
-                    width=12,
+                aggregated(
+                    "Drift detections over time", "coelho_drift_detected_total", "domain", increase="5m", width=12
                 ),
-                Panel(
+                aggregated(
                     "Duplicate deliveries dropped",
-                    [(f"sum by (domain) (rate(coelho_events_duplicate_total{{{F}}}[5m]))", "{{domain}}")],
+                    "coelho_events_duplicate_total",
+                    "domain",
+                    rate="5m",
                     unit="ops",
                     width=12,
                     description="At-least-once delivery: redeliveries learn-one recognised and did not learn twice.",
                 ),
-                Panel(
-                    "Model snapshots written",
-                    [(f"sum by (domain) (increase(coelho_model_snapshots_total{{{F}}}[15m]))", "{{domain}}")],
-                    width=12,
+                aggregated(
+                    "Model snapshots written", "coelho_model_snapshots_total", "domain", increase="15m", width=12
                 ),
             ],
         ),
         (
             "State and checkpoints",
             [
-                Panel(
-                    "Model state size",
-                    [(f"sum by (domain) (coelho_model_state_bytes{{{F}}})", "{{domain}}")],
-                    unit="bytes",
-                    width=6,
-                ),
+                aggregated("Model state size", "coelho_model_state_bytes", "domain", unit="bytes", width=6),
                 Panel(
                     "Time since last checkpoint",
                     [
@@ -573,9 +582,11 @@ ML = Dashboard(
                     width=6,
                     description="Catch up, pickle, MLflow run and registered version of one model.",
                 ),
-                Panel(
+                aggregated(
                     "Registered model version (last checkpoint)",
-                    [(f"max by (domain, model) (coelho_checkpoint_model_version{{{F}}})", "{{domain}} {{model}}")],
+                    "coelho_checkpoint_model_version",
+                    "domain, model",
+                    agg="max",
                     width=6,
                 ),
             ],

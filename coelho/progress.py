@@ -90,6 +90,7 @@ class Progress:
         self.started = time.monotonic()
         self._drawn_at = 0.0
         self._width = 0
+        self._line = ""  # the text on screen now (when _width)
 
     @staticmethod
     def _is_terminal(stream: TextIO) -> bool:
@@ -116,8 +117,10 @@ class Progress:
     def _draw(self, now: float) -> None:
         columns = shutil.get_terminal_size((80, 24)).columns
         line = self.render(now - self.started, max(20, columns - 1))
+        if self._width and line == self._line:  # the same text again: nothing to write
+            return
         padding = " " * max(0, self._width - len(line))  # wipe what a longer previous line left
-        self._width = len(line)
+        self._width, self._line = len(line), line
         self.stream.write("\r" + line + padding)
         self.stream.flush()
 

@@ -147,3 +147,18 @@ def test_up_in_a_log_prints_only_the_ready_lines(tmp_path: Path, monkeypatch: py
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue() and sorted(line.split()[0] for line in lines) == ["fast", "slow"]
     assert all(" ready in " in line for line in lines)
+
+
+def test_the_same_line_is_not_written_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import coelho.progress
+
+    monkeypatch.setattr(coelho.progress.time, "monotonic", lambda: 1000.0)  # a frozen clock: the same elapsed time
+    screen = Terminal()
+    with ServiceProgress(stream=screen, interval=0) as bar:
+        for _ in range(10):
+            bar.update_services(["redis"], ["kafka"])
+        bar.update_services(["redis", "kafka"], [])
+    assert [f.split("  ")[0] for f in frames(screen.getvalue())] == [
+        "healthy 1/2 [##########..........]",
+        "healthy 2/2 [####################]",
+    ]

@@ -36,7 +36,8 @@ class BinaryMissing(Exception):
 
 @dataclass(frozen=True)
 class Health:
-    """How to tell a service is ready: kind is "http", "tcp", "redis" or "kafka"."""
+    """How to tell a service is ready: kind is "http", "tcp", "redis" or "kafka" ("redis-alive": Redis answers at
+    all, even with an error such as "-LOADING" while it reads its append-only file: a liveness check)."""
 
     kind: str
     path: str = "/"
@@ -52,6 +53,8 @@ class Health:
                     return True
             if self.kind == "redis":
                 return redis_ping(settings.host, port, timeout)
+            if self.kind == "redis-alive":
+                return redis_ping(settings.host, port, timeout, any_reply=True)
             if self.kind == "kafka":
                 return kafka_metadata(settings.host, port, timeout)
         except OSError:
@@ -76,11 +79,12 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
-    """RESP PING; a Redis still loading its AOF answers -LOADING and is not ready."""
+def redis_ping(host: str, port: int, timeout: float = 1.0, any_reply: bool = False) -> bool:
+    """RESP PING; a Redis still loading its AOF answers -LOADING and is not ready (but alive: `any_reply`)."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-        return sock.recv(64).startswith(b"+PONG")
+        reply = sock.recv(64)
+        return reply.startswith(b"+PONG") or (any_reply and reply[:1] in (b"+", b"-"))
 
 
 def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -174,6 +178,9 @@ class Service:
     argv: ArgvBuilder
     port: str  # name in Settings.ports of the port the service listens on
     health: Health
+    # What the supervisor's liveness check asks (default: `health`): it must answer while the process works, even
+    # when a dependency is down (a TCP accept does not count: the kernel accepts for a stopped process too).
+    liveness: Health | None = None
     env: EnvBuilder = field(default=lambda s: {})
     depends_on: tuple[str, ...] | Callable[[Settings], tuple[str, ...]] = ()
     extra_ports: Callable[[Settings], list[int]] = field(default=lambda s: [])  # other ports it binds
@@ -188,6 +195,10 @@ class Service:
     after_start: Hook | None = None  # once healthy, before dependents start (buckets)
     url_path: str = "/"  # what `status` shows as the service's URL
     scheme: str = "http"
+
+    @property
+    def liveness_check(self) -> Health:
+        return self.liveness or self.health
 
     def dependencies(self, settings: Settings) -> tuple[str, ...]:
         deps = self.depends_on
@@ -425,6 +436,7 @@ def function_row(name: str, depends_on: tuple[str, ...]) -> Service:
         env=lambda s: python_service_env(s, name),
         port=name,
         health=Health("http", "/health/readiness"),
+        liveness=Health("http", "/health/liveness"),
         depends_on=depends_on,
         metrics_path="/metrics",
         module=f"functions.{name}",
@@ -496,6 +508,7 @@ SERVICES: list[Service] = [
         argv=_redis_argv,
         port="redis",
         health=Health("redis"),
+        liveness=Health("redis-alive"),
         prepare=_redis_prepare,
         startup_timeout=30.0,
         scheme="redis",
@@ -515,6 +528,7 @@ SERVICES: list[Service] = [
         argv=_prometheus_argv,
         port="prometheus",
         health=Health("http", "/-/ready"),
+        liveness=Health("http", "/-/healthy"),
         prepare=_prometheus_prepare,
         metrics_path="/metrics",
         optional=True,
@@ -526,6 +540,7 @@ SERVICES: list[Service] = [
         env=lambda s: python_service_env(s, "broker"),
         port="broker",
         health=Health("tcp"),
+        liveness=Health("http", "/health/liveness"),
         depends_on=("kafka", "redis"),
         metrics_path="/metrics",
         metrics_port="router_metrics",

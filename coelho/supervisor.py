@@ -8,6 +8,14 @@ staying up is reported as crash-looping (CrashLoopBackOff: a log line, `coelho s
 capped delay, never in a tight loop. The same loop rotates the log files (size-bounded: `log_files` files of
 `log_bytes` each) and serves `coelho restart SERVICE` requests.
 
+A liveness check, as a Kubernetes liveness probe: a thread asks every running service its liveness check (the row's
+`liveness`, else its health check) every `probe_period` seconds. A service whose check has failed continuously for
+`unresponsive_after` seconds and at least `unresponsive_probes` times in a row (hung, stopped, deadlocked: alive
+but not answering) is killed with SIGKILL by PID and restarted like any exit, with the backoff; its last exit says
+"unresponsive". Not counted: failures before the service first answered since its launch (within its start-up
+timeout), while one of its dependencies fails its own check, or after a gap in the checker's own schedule (the
+machine, not the service, stalled).
+
 One supervisor per platform: `coelho up` runs it in its own process (a thread beside the live summary), `coelho up
 --detach` as a detached process (`python -m coelho.supervisor`). Its PID is recorded in the state file; `coelho
 down` signals it (SIGTERM) and waits: the supervisor stops supervising first, then stops every service, so a restart
@@ -16,6 +24,7 @@ in progress never races `down`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -25,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +60,12 @@ class RestartPolicy:
     log_bytes: int = 10 * 1024 * 1024  # a log file is rotated past this size ...
     log_files: int = 3  # ... keeping this many older files (SERVICE.log.1 .. SERVICE.log.N)
     interval: float = 0.25  # seconds between two looks at the processes
+    # liveness (COELHO_UNRESPONSIVE_AFTER="seconds", 0 turns it off): a service whose liveness check fails for this
+    # long, at least `unresponsive_probes` checks in a row, is killed and restarted (Kubernetes: 3 x 10 s)
+    unresponsive_after: float = 30.0
+    unresponsive_probes: int = 3
+    probe_period: float = 5.0  # seconds between two liveness checks of a service
+    probe_timeout: float = 5.0  # a check not answered within this long failed (generous: a loaded 2-core machine)
 
     def delay(self, consecutive: int) -> float:
         """Seconds to wait before restarting after the `consecutive`-th crash in a row (1-based)."""
@@ -61,13 +76,27 @@ class RestartPolicy:
         """
         >>> RestartPolicy.from_environ({"COELHO_RESTART_BACKOFF": "0.5,8"}).cap
         8.0
+        >>> RestartPolicy.from_environ({"COELHO_UNRESPONSIVE_AFTER": "0"}).unresponsive_after  # off
+        0.0
         """
         env = os.environ if environ is None else environ
+        policy = cls()
         raw = env.get("COELHO_RESTART_BACKOFF", "")
-        if not raw:
-            return cls()
-        base, _, cap = raw.partition(",")
-        return cls(base=float(base), cap=float(cap or cls.cap))
+        if raw:
+            base, _, cap = raw.partition(",")
+            policy = replace(policy, base=float(base), cap=float(cap or cls.cap))
+        if env.get("COELHO_UNRESPONSIVE_AFTER"):
+            policy = replace(policy, unresponsive_after=float(env["COELHO_UNRESPONSIVE_AFTER"]))
+        return policy
+
+    @property
+    def schedule_gap(self) -> float:
+        """A pause this long between two rounds of liveness checks means the checker itself stalled.
+
+        >>> RestartPolicy().schedule_gap
+        20.0
+        """
+        return 2 * (self.probe_period + self.probe_timeout)
 
 
 def describe_exit(code: int | None) -> dict[str, Any]:
@@ -96,9 +125,14 @@ def exit_text(last: Mapping[str, Any] | None) -> str:
     'exit code 1 at 00:00:00'
     >>> exit_text(None)
     '-'
+    >>> exit_text({"code": None, "signal": "SIGKILL", "at": 0, "reason": "unresponsive", "failing_for": 31.2})
+    'unresponsive for 31 s: killed (SIGKILL) at 00:00:00'
     """
     if not last:
         return "-"
+    if last.get("reason") == "unresponsive":
+        when = time.strftime("%H:%M:%S", time.gmtime(float(last.get("at", 0))))
+        return f"unresponsive for {float(last.get('failing_for', 0)):.0f} s: killed (SIGKILL) at {when}"
     what = (
         f"killed by {last['signal']}"
         if last.get("signal")
@@ -144,6 +178,78 @@ def request_restart(plat: Platform, name: str) -> None:
     (d / name).write_text(str(time.time()))
 
 
+@dataclass
+class Streak:
+    """Liveness checks of one process (pid) of a service: failures in a row, since when, answered once yet."""
+
+    pid: int
+    failures: int = 0
+    since: float | None = None  # when the first failure of the current run of failures was seen
+    answered: bool = False  # passed a check since this process started
+
+
+@dataclass
+class Liveness:
+    """Which services are unresponsive, from their liveness checks (no processes, no clock: the caller gives both).
+
+    >>> lv = Liveness(after=30.0, probes=3)
+    >>> lv.observe("learn", pid=7, ok=True, now=0.0, grace_until=120.0)
+    >>> for t in (5.0, 10.0, 20.0): lv.observe("learn", 7, False, t, 120.0)
+    >>> lv.unresponsive("learn", 20.0)  # 3 failures, but only for 15 s
+    False
+    >>> lv.observe("learn", 7, False, 36.0, 120.0); lv.unresponsive("learn", 36.0)
+    True
+    >>> lv.observe("learn", 7, True, 37.0, 120.0); lv.unresponsive("learn", 37.0)  # one answer ends the run
+    False
+
+    A process that never answered is not judged before its start-up time is over:
+    >>> for t in (0.0, 20.0, 40.0, 60.0): lv.observe("mlflow", 9, False, t, grace_until=90.0)
+    >>> lv.unresponsive("mlflow", 60.0), lv.streaks["mlflow"].failures
+    (False, 0)
+    """
+
+    after: float = 30.0
+    probes: int = 3
+    streaks: dict[str, Streak] = field(default_factory=dict)
+
+    def observe(self, name: str, pid: int, ok: bool, now: float, grace_until: float) -> None:
+        streak = self.streaks.get(name)
+        if streak is None or streak.pid != pid:  # a new process: nothing it did before counts
+            streak = self.streaks[name] = Streak(pid)
+        if ok:
+            streak.answered, streak.failures, streak.since = True, 0, None
+        elif streak.answered or now >= grace_until:
+            streak.failures += 1
+            if streak.since is None:
+                streak.since = now
+
+    def pause(self, name: str) -> None:
+        """Forget the current run of failures (a dependency is down, or the checker itself stalled)."""
+        streak = self.streaks.get(name)
+        if streak is not None:
+            streak.failures, streak.since = 0, None
+
+    def pause_all(self) -> None:
+        for name in list(self.streaks):
+            self.pause(name)
+
+    def forget(self, name: str) -> None:
+        self.streaks.pop(name, None)
+
+    def failing_for(self, name: str, now: float) -> float:
+        streak = self.streaks.get(name)
+        return 0.0 if streak is None or streak.since is None else now - streak.since
+
+    def unresponsive(self, name: str, now: float) -> bool:
+        streak = self.streaks.get(name)
+        return (
+            self.after > 0
+            and streak is not None
+            and streak.failures >= self.probes
+            and self.failing_for(name, now) >= self.after
+        )
+
+
 class Supervisor:
     """Watches the services of one Platform and restarts those that exit; see the module docstring."""
 
@@ -160,6 +266,11 @@ class Supervisor:
         self._launched_at: dict[str, float] = {}
         self._exit_seen_at: dict[str, float] = {}
         self._awaiting_health: set[str] = set()
+        # liveness: the checks' verdicts, and what to add to the exit record of a service killed as unresponsive
+        self.liveness = Liveness(self.policy.unresponsive_after, self.policy.unresponsive_probes)
+        self._unresponsive: dict[str, dict[str, Any]] = {}
+        self._checker: threading.Thread | None = None
+        self.unresponsive_kills: dict[str, int] = {}  # per service, since this supervisor started
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
     def register(self) -> None:
@@ -184,12 +295,17 @@ class Supervisor:
             self._thread.join(timeout)
 
     def run(self) -> None:
+        if self.policy.unresponsive_after > 0 and self._checker is None:
+            self._checker = threading.Thread(target=self._check_liveness, name="coelho-liveness", daemon=True)
+            self._checker.start()
         while not self.stopping.is_set():
             try:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 — the supervisor must outlive any one failure
                 self.echo(f"supervisor: {type(exc).__name__}: {exc}")
             self.stopping.wait(self.policy.interval)
+        if self._checker is not None:
+            self._checker.join(self.policy.probe_timeout + 1.0)
 
     # --- one look at everything ---------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -234,12 +350,14 @@ class Supervisor:
         launched = self._launched_at.get(name, float(entry.get("started_at") or now))
         ran_for = max(0.0, now - launched)
         signal_group(entry, signal.SIGKILL)  # what is left of the group (workers of a dead leader)
+        self.liveness.forget(name)
+        why = self._unresponsive.pop(name, {})
         quick = ran_for < self.policy.reset_after
         consecutive = self._consecutive.get(name, 0) + 1 if quick else 1
         self._consecutive[name] = consecutive
         delay = self.policy.delay(consecutive)
         crash_loop = consecutive >= self.policy.crash_loop_after
-        last = {**describe_exit(code), "at": now, "ran_for": round(ran_for, 2)}
+        last = {**describe_exit(code), "at": now, "ran_for": round(ran_for, 2), **why}
         entry.update(
             last_exit=last,
             phase="crash-loop" if crash_loop else "backoff",
@@ -259,6 +377,87 @@ class Supervisor:
             )
         else:
             self.echo(f"{name:<14} {exit_text(last)} after {ran_for:.1f} s: restarting in {delay:.1f} s")
+        return True
+
+    # --- liveness ---------------------------------------------------------------------------------------------
+    def _check_liveness(self) -> None:
+        """The liveness thread: a round of checks every `probe_period` s, in parallel (a hung service costs its
+        check's timeout, not the others'), then the verdicts."""
+        policy = self.policy
+        last_round: float | None = None
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="coelho-liveness") as pool:
+            while not self.stopping.wait(policy.probe_period if last_round is not None else 0.0):
+                now = time.monotonic()
+                if last_round is not None and now - last_round > policy.schedule_gap:
+                    self.liveness.pause_all()  # this process was not scheduled: its checks say nothing of others
+                last_round = now
+                try:
+                    self.check_liveness_once(pool)
+                except Exception as exc:  # noqa: BLE001 — the checker must outlive any one failure
+                    self.echo(f"supervisor: liveness: {type(exc).__name__}: {exc}")
+
+    def check_liveness_once(self, pool: concurrent.futures.Executor) -> list[str]:
+        """One round: check every running service, judge, kill the unresponsive. Returns the names killed."""
+        settings = self.plat.settings
+        entries = self.plat.entries()
+        targets: dict[str, tuple[Any, dict[str, Any]]] = {}
+        for name, entry in entries.items():
+            svc = self.plat.by_name.get(name)
+            if svc is None or name in self._due:
+                continue
+            entry.setdefault("name", name)
+            if is_alive(entry, self.plat._procs.get(name)):  # an exit is the main loop's
+                targets[name] = (svc, entry)
+        timeout = self.policy.probe_timeout
+        futures = {
+            name: pool.submit(svc.liveness_check.check, settings, svc.port, timeout)
+            for name, (svc, _entry) in targets.items()
+        }
+        answered = {name: _result(future) for name, future in futures.items()}
+        now = time.monotonic()
+        killed: list[str] = []
+        for name, (svc, entry) in targets.items():
+            deps = [d for d in svc.dependencies(settings) if d in entries]
+            if any(not answered.get(d, False) for d in deps):
+                self.liveness.pause(name)  # its dependency is down or restarting: its own failures are not its own
+                continue
+            # start-up: until it was healthy once since its launch, within its start-up timeout
+            launched = self._launched_at.get(name, float(entry.get("started_at") or time.time()))
+            started = entry.get("ready_in") is not None and name not in self._awaiting_health
+            grace_until = now if started else now + (launched + svc.startup_timeout - time.time())
+            self.liveness.observe(name, int(entry["pid"]), answered[name], now, grace_until)
+            if self.liveness.unresponsive(name, now) and self._kill_unresponsive(name, now):
+                killed.append(name)
+        return killed
+
+    def _kill_unresponsive(self, name: str, now: float) -> bool:
+        """SIGKILL the service's process by PID (the main loop then records the exit and restarts it)."""
+        streak = self.liveness.streaks.get(name)  # (the main loop forgets a service that exited meanwhile)
+        if streak is None:
+            return False
+        failing_for = self.liveness.failing_for(name, now)
+        with self.plat._lock:
+            entry = self.plat.entries().get(name)
+            if self.stopping.is_set() or entry is None or int(entry["pid"]) != streak.pid or name in self._due:
+                return False
+            entry.setdefault("name", name)
+            if not is_alive(entry, self.plat._procs.get(name)):
+                return False
+            self._unresponsive[name] = {
+                "reason": "unresponsive",
+                "failing_for": round(failing_for, 1),
+                "failed_checks": streak.failures,
+            }
+            # (if it exited meanwhile, the main loop records that exit, marked unresponsive all the same)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(streak.pid, signal.SIGKILL)
+            self.liveness.forget(name)
+            self.unresponsive_kills[name] = self.unresponsive_kills.get(name, 0) + 1
+        check = self.plat.by_name[name].liveness_check.describe(self.plat.settings, self.plat.by_name[name].port)
+        self.echo(
+            f"{name:<14} UNRESPONSIVE: {check} failed for {failing_for:.0f} s ({streak.failures} checks in a row); "
+            f"killed (SIGKILL pid {streak.pid}), restarting"
+        )
         return True
 
     def _relaunch(self, name: str, entry: dict[str, Any]) -> None:
@@ -339,6 +538,14 @@ class Supervisor:
             if rotate_log(path, self.policy.log_bytes, self.policy.log_files):
                 rotated.append(path)
         return rotated
+
+
+def _result(future: concurrent.futures.Future[bool]) -> bool:
+    """A check's verdict: an error in the check itself (not an answer) counts as a failure."""
+    try:
+        return bool(future.result())
+    except Exception:  # noqa: BLE001
+        return False
 
 
 # --- the detached supervisor (`coelho up --detach`) ---------------------------------------------------------------

@@ -65,15 +65,16 @@ def set_producer(settings: Settings, domain: str, enabled: bool | None = None, r
 
 # --- the log's recent events ---------------------------------------------------------------------------
 def recent_transactions(client: redis.Redis, domain: str = "tfd", count: int = 300) -> list[dict[str, Any]]:
-    """Where the domain's latest logged transactions happened (lat, lon), oldest first: what the fraud page's map
-    draws. Each has its label `is_fraud` (None while it has not arrived: a record logged without it, whose `label`
-    entry is not among the last `count` entries), `amount`, and `event`, the clean event as logged (what the
-    champion scores for the map's colours). Raises StateUnavailable when Redis is down."""
+    """Where the domain's latest `count` logged transactions happened (lat, lon), oldest first: what the fraud page's
+    map draws. Each has its label `is_fraud` (None while it has not arrived: a record logged without it, whose `label`
+    entry is not logged yet), `amount`, and `event`, the clean event as logged (what the champion scores for the
+    map's colours). Reads the last 2 x `count` entries: delayed labels take an entry each. Raises StateUnavailable
+    when Redis is down."""
     from eventing.domains import get_domain
 
     spec = get_domain(domain)
     try:
-        entries: Any = client.xrevrange(key(domain, "log"), count=count)
+        entries: Any = client.xrevrange(key(domain, "log"), count=2 * count)
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
     out: list[dict[str, Any]] = []
@@ -102,7 +103,7 @@ def recent_transactions(client: redis.Redis, domain: str = "tfd", count: int = 3
         }
         out.append(row)
         by_id[str(data.get(spec.id_field))] = row
-    return out
+    return out[-count:]
 
 
 # --- model state ---------------------------------------------------------------------------------------

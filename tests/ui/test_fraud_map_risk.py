@@ -103,7 +103,7 @@ def test_the_map_shows_the_probability_predict_one_answers(
     assert reading.problem is None and reading.model == TFD.default_model
     assert reading.events_learned == learner.state.events_learned
     shown = reading.transactions
-    assert len(shown) == 300 - sum(1 for e in _labels_in_window(client))  # every record; labels only mark them
+    assert len(shown) == 300 and _labels_in(client, 300)  # 300 transactions, though labels take log entries too
     assert any(t["is_fraud"] is None for t in shown) and any(t["is_fraud"] is not None for t in shown)
 
     predictor = Predictor(client)
@@ -119,10 +119,11 @@ def test_the_map_shows_the_probability_predict_one_answers(
     assert fraud_map.recent.data["color"][shown.index(riskiest)] == risk_color(riskiest["risk"])
 
 
-def _labels_in_window(client: redis.Redis) -> list[Any]:
+def _labels_in(client: redis.Redis, count: int) -> list[Any]:
+    """The label entries among the last `count` of the log."""
     from functions.model_state.keys import key
 
-    entries: Any = client.xrevrange(key("tfd", "log"), count=300)
+    entries: Any = client.xrevrange(key("tfd", "log"), count=count)
     return [f for _, f in entries if f[b"k"] == b"label"]
 
 
@@ -146,7 +147,7 @@ def test_the_page_asks_for_the_map_and_draws_the_map_threads_reading(monkeypatch
         assert "tfd" not in live._map_wanted  # nobody looks at the map: it is neither read nor scored
         page._build_map_tab()
         assert "tfd" in live._map_wanted
-        shown = [
+        shown: list[dict[str, Any]] = [
             {"lat": 40.7, "lon": -74.0, "is_fraud": True, "risk": 0.93, "amount": 900.0, "event": {}},
             {"lat": 51.5, "lon": -0.1, "is_fraud": None, "risk": 0.04, "amount": 12.0, "event": {}},
         ]

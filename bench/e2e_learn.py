@@ -37,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import function_harness  # noqa: E402  (bench/ is on sys.path when run)
 from function_harness import (  # noqa: E402  (bench/ is on sys.path when run)
     LearnedClock,
     cpu_per_event,
@@ -270,6 +271,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one phase")
     parser.add_argument("--half-peak", action="store_true", help="also a paced run at half the measured peak rate")
     parser.add_argument("--model", default=None, help="the model learn-one learns (one domain), e.g. a forest")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions of each domain topic (created here)")
     parser.add_argument(
         "--compare-with",
         default=None,
@@ -277,6 +279,7 @@ def main() -> None:
         help="first run this bench from another checkout (e.g. a git worktree of an earlier commit), same args",
     )
     args = parser.parse_args()
+    function_harness.TOPIC_PARTITIONS = args.partitions
     if args.model:
         if "," in args.domains:
             parser.error("--model takes one domain (--domains NAME)")
@@ -348,6 +351,7 @@ def main() -> None:
             result["stop_problems"] = platform.stop()
     result["load_average_end"] = load_average()
     result["model"] = args.model
+    result["partitions"] = args.partitions
     if compared is not None:
         result["compared"] = compared
         result["current_vs_compared"] = ratios(result, compared)

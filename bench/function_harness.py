@@ -25,6 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the packages, and tests.functions.streams (seeded events)
 
 
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+# A bench stopped by `kill` or `timeout` unwinds like Ctrl-C: its `finally` blocks stop the platform it started
+# (whose services run in sessions of their own, so they would outlive it).
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 @contextmanager
 def private_platform(services: list[str]) -> Iterator[Any]:
     """The real embedded services on free ports in a temporary data dir, stopped afterwards."""
@@ -326,13 +335,18 @@ class LearnedClock(threading.Thread):
         return None
 
 
+TOPIC_PARTITIONS = 6  # partitions of a domain topic the benches create (the producers' default)
+
+
 def produce_records(settings: Any, domain_name: str, events: list[Any], rate: float = 0.0) -> dict[str, float]:
-    """Send with the producers' Kafka sink (paced at `rate` ev/s, 0 = flat out); returns send time by record id."""
+    """Send with the producers' Kafka sink (paced at `rate` ev/s, 0 = flat out); returns send time by record id.
+
+    A topic that does not exist yet is created with `TOPIC_PARTITIONS` partitions."""
     from eventing.domains import get_domain
     from producers.producer import KafkaSink
 
     domain = get_domain(domain_name)
-    sink = KafkaSink(domain_name, settings.kafka_bootstrap)
+    sink = KafkaSink(domain_name, settings.kafka_bootstrap, TOPIC_PARTITIONS)
     sent: dict[str, float] = {}
     started = time.perf_counter()
     try:

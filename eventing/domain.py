@@ -12,12 +12,21 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from eventing.cloudevent_types import EVENT_KINDS, event_source, event_type
-from eventing.schema import Field, Purpose, iter_leaf_fields, validate_fields
+from eventing.schema import Field, Purpose, ValidationError, iter_leaf_fields, validate_fields
 
 Task = Literal["classification", "regression", "clustering"]
+# What an event of a domain is: a record, a record whose target comes later in a label, or that label.
+EventKind = Literal["record", "unlabeled", "label"]
+# Fields a label event carries besides the domain's id, key and target.
+LABEL_EXTRAS = frozenset({"timestamp", "kind"})
 
 # Classification: a probability of the positive class at or above it is a positive verdict (metrics and replies).
 DECISION_THRESHOLD = 0.5
+
+
+class NoLabels(ValueError):
+    """A label event for a domain that has no target."""
+
 
 # What every prediction reply carries besides the domain's own `prediction_fields` (see `Domain.reply_fields`).
 REPLY_FIELDS: tuple[Field, ...] = (
@@ -83,6 +92,32 @@ class Domain:
             fields = tuple(f for f in self.fields if f.name in wanted)
             return validate_fields(fields, payload, purpose="record", domain=self.name)
         return validate_fields(self.fields, payload, purpose=purpose, domain=self.name)
+
+    def classify(self, data: Any, kind: str = "auto") -> tuple[EventKind, dict[str, Any]]:
+        """(what the event is, the clean event). `kind` is what its CloudEvent type says, "record" or "label";
+        "auto" (a Kafka record, no type of its own) takes for a label the data that holds the target and nothing but
+        the id, the key, a timestamp and a kind. A record without its target is "unlabeled" (the label follows).
+        Raises ValidationError naming every bad field, or NoLabels for a label of a domain without a target.
+
+        >>> from eventing.domains import ETA
+        >>> ETA.classify({"trip_id": "t1", "driver_id": "d1", "simulated_actual_travel_time_seconds": 600})
+        ('label', {'trip_id': 't1', 'driver_id': 'd1', 'simulated_actual_travel_time_seconds': 600.0})
+        """
+        if kind == "label" or kind == "auto" and self._looks_like_label(data):
+            if self.target is None:
+                raise NoLabels(f"{self.name} has no target: it takes no labels")
+            return "label", self.validate(data, purpose="label")
+        try:
+            return "record", self.validate(data, purpose="record")
+        except ValidationError as err:
+            if self.target and err.errors == {self.target: "missing"}:
+                return "unlabeled", self.validate(data, purpose="unlabeled")
+            raise
+
+    def _looks_like_label(self, data: Any) -> bool:
+        if not isinstance(data, Mapping) or self.target is None:
+            return False
+        return self.target in data and set(data) <= {self.id_field, self.target, self.key_field, *LABEL_EXTRAS}
 
     def type(self, kind: str) -> str:
         """CloudEvent type of `kind` ("record", "prediction.requested", "prediction", ...) in this domain."""

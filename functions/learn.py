@@ -42,7 +42,7 @@ import requests
 from flask import Flask
 
 from eventing.cloudevent_types import KAFKA_EVENT, MODEL_CONTROL, TRAINING_CONTROL, parse_event_type
-from eventing.domain import Domain
+from eventing.domain import Domain, NoLabels
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
 from functions.middleware.app import (
@@ -123,32 +123,6 @@ class Committed(NamedTuple):
     log_kind: str
     clean: dict[str, Any]
     appended: Appended
-
-
-def classify(domain: Domain, kind: str, data: Any) -> tuple[str, dict[str, Any]]:
-    """(log kind, clean event): record (learn now), unlabeled (record awaiting its label) or label."""
-    if kind == "label" or kind == "auto" and _looks_like_label(domain, data):
-        if domain.target is None:
-            raise UnsupportedEvent(f"{domain.name} has no target: it takes no labels")
-        return "label", domain.validate(data, purpose="label")
-    try:
-        return "record", domain.validate(data, purpose="record")
-    except ValidationError as err:
-        if domain.target and err.errors == {domain.target: "missing"}:
-            return "unlabeled", domain.validate(data, purpose="unlabeled")
-        raise
-
-
-def _looks_like_label(domain: Domain, data: Any) -> bool:
-    if not isinstance(data, dict) or domain.target is None:
-        return False
-    return domain.target in data and set(data) <= {
-        domain.id_field,
-        domain.target,
-        domain.key_field,
-        "timestamp",
-        "kind",
-    }
 
 
 class Learner:
@@ -290,7 +264,10 @@ class Learner:
         (`learn_later`)."""
         self.check_served(domain)
         self.ensure_loaded()
-        log_kind, clean = classify(domain, kind, data)
+        try:
+            log_kind, clean = domain.classify(data, kind)  # record, unlabeled (awaiting its label) or label
+        except NoLabels as err:
+            raise UnsupportedEvent(str(err)) from None
         event_log = self.logs[domain.name]
         keys = event_log.dedup_keys(source, ce_id, clean, log_kind, kafka)
         replicas = self.replicas[domain.name]

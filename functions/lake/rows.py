@@ -34,9 +34,9 @@ from functools import cache
 from typing import Any, Literal
 
 from eventing.cloudevent_types import KAFKA_EVENT, parse_event_type
-from eventing.domain import Domain
+from eventing.domain import Domain, NoLabels
 from eventing.domains import DOMAINS, get_domain
-from eventing.schema import Field, FieldType, ValidationError, value_at
+from eventing.schema import Field, FieldType, value_at
 from functions.lake.tables import table_for
 from functions.middleware.events import UnsupportedEvent
 
@@ -176,29 +176,12 @@ def route(ce_type: str, source: str | None) -> tuple[Domain, str]:
 
 
 def classify(domain: Domain, kind: str, data: Any) -> tuple[Kind, dict[str, Any]]:
-    """(table kind, clean event): a record (its target may come later: null), or a label."""
-    if kind == "label" or kind == "auto" and _looks_like_label(domain, data):
-        if domain.target is None:
-            raise UnsupportedEvent(f"{domain.name} has no target: it takes no labels")
-        return "label", domain.validate(data, purpose="label")
+    """(table kind, clean event): a record (its target may come later: null), or a label (`Domain.classify`)."""
     try:
-        return "record", domain.validate(data, purpose="record")
-    except ValidationError as err:
-        if domain.target and err.errors == {domain.target: "missing"}:
-            return "record", domain.validate(data, purpose="unlabeled")
-        raise
-
-
-def _looks_like_label(domain: Domain, data: Any) -> bool:
-    if not isinstance(data, Mapping) or domain.target is None:
-        return False
-    return domain.target in data and set(data) <= {
-        domain.id_field,
-        domain.target,
-        domain.key_field,
-        "timestamp",
-        "kind",
-    }
+        event_kind, clean = domain.classify(data, kind)
+    except NoLabels as err:
+        raise UnsupportedEvent(str(err)) from None
+    return ("label" if event_kind == "label" else "record"), clean
 
 
 def _as_time(value: Any) -> datetime | None:

@@ -16,67 +16,11 @@ import pytest
 from eventing.router.delivery import HttpSender, deliver
 from eventing.router.event import WireEvent
 from eventing.router.manifests import DeliverySpec
+from tests.eventing.router.raw_subscriber import scripted
 
 EVENT = WireEvent({"specversion": "1.0", "id": "e1", "source": "/tests/router", "type": "t"}, b'{"x": 1}')
 NO_RETRY = DeliverySpec(retry=0, backoff_policy="linear", backoff_delay=0.01)
 ONE_RETRY = DeliverySpec(retry=1, backoff_policy="linear", backoff_delay=0.01)
-
-
-class ScriptedSubscriber:
-    """A TCP server that reads each HTTP request (head and Content-Length body) and answers with the next raw
-    response of its script; `close` after a response closes the connection. Counts connections and requests."""
-
-    def __init__(self, script: list[tuple[bytes, bool]]):
-        self.script = list(script)
-        self.lock = threading.Lock()
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.closed = threading.Event()  # set each time the server closed a connection after a response
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/sub?x=1"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(buffer) < length:
-                    buffer += conn.recv(65536)
-                buffer = buffer[length:]
-                with self.lock:
-                    self.requests.append(head)
-                    if not self.script:
-                        return  # nothing scripted: hang up without an answer
-                    response, close = self.script.pop(0)
-                conn.sendall(response)
-                if close:
-                    conn.shutdown(socket.SHUT_RDWR)
-                    self.closed.set()
-                    return
-
-    def stop(self) -> None:
-        self.server.close()
 
 
 @pytest.fixture
@@ -96,7 +40,7 @@ def test_a_chunked_reply_with_trailers_becomes_the_reply_event_and_the_connectio
     with_length = reply.replace(
         b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: chunked\r\nContent-Length: 999\r\n"
     )
-    sub = ScriptedSubscriber([(reply, False), (with_length, False), (reply, False)])
+    sub = scripted([(reply, False), (with_length, False), (reply, False)])
     try:
         for _ in range(3):
             outcome = deliver(EVENT, sub.url, NO_RETRY, sender, threading.Event())
@@ -114,7 +58,7 @@ def test_a_chunked_reply_with_trailers_becomes_the_reply_event_and_the_connectio
 
 def test_connection_close_then_the_next_delivery_opens_a_new_connection(sender: HttpSender) -> None:
     ok_close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
-    sub = ScriptedSubscriber([(ok_close, True), (ok_close, True)])
+    sub = scripted([(ok_close, True), (ok_close, True)])
     try:
         for _ in range(2):
             outcome = deliver(EVENT, sub.url, NO_RETRY, sender, threading.Event())
@@ -127,7 +71,7 @@ def test_connection_close_then_the_next_delivery_opens_a_new_connection(sender: 
 def test_204_no_content_and_100_continue_keep_the_connection(sender: HttpSender) -> None:
     no_content = b"HTTP/1.1 204 No Content\r\n\r\n"
     continued = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
-    sub = ScriptedSubscriber([(no_content, False), (continued, False), (no_content, False)])
+    sub = scripted([(no_content, False), (continued, False), (no_content, False)])
     try:
         statuses = []
         for _ in range(3):
@@ -144,7 +88,7 @@ def test_a_body_ended_by_close_500_is_retried_and_a_400_is_dead_lettered_with_th
     until_close_500 = b"HTTP/1.0 500 Oops\r\nContent-Type: text/plain\r\n\r\nbusy, ends at close"
     until_close_400 = b"HTTP/1.0 400 Bad\r\nContent-Type: text/plain\r\n\r\nbad event, ends at close"
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-    sub = ScriptedSubscriber([(until_close_500, True), (ok, False), (until_close_400, True)])
+    sub = scripted([(until_close_500, True), (ok, False), (until_close_400, True)])
     sender = HttpSender(5)
     try:
         outcome = deliver(EVENT, sub.url, ONE_RETRY, sender, threading.Event())
@@ -165,7 +109,7 @@ def test_a_kept_alive_connection_the_subscriber_closed_is_not_a_failed_delivery(
     # The subscriber announces keep-alive, then closes the idle connection (as servers do on their idle
     # timeout). The next delivery must go out on a new connection, with no retry from the Trigger's policy.
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-    sub = ScriptedSubscriber([(ok, True), (ok, False)])
+    sub = scripted([(ok, True), (ok, False)])
     try:
         assert deliver(EVENT, sub.url, NO_RETRY, sender, threading.Event()).delivered
         assert sub.closed.wait(5)
@@ -177,7 +121,7 @@ def test_a_kept_alive_connection_the_subscriber_closed_is_not_a_failed_delivery(
 
 
 def test_a_subscriber_that_hangs_up_or_never_answers_is_a_network_error_retried_then_given_up() -> None:
-    sub = ScriptedSubscriber([])  # reads the request, closes without an answer
+    sub = scripted([])  # reads the request, closes without an answer
     sender = HttpSender(5)
     try:
         outcome = deliver(EVENT, sub.url, ONE_RETRY, sender, threading.Event())
@@ -201,7 +145,7 @@ def test_a_subscriber_that_hangs_up_or_never_answers_is_a_network_error_retried_
 
 def test_many_deliveries_reuse_one_kept_alive_connection_per_worker(sender: HttpSender) -> None:
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    sub = ScriptedSubscriber([(ok, False)] * 20)
+    sub = scripted([(ok, False)] * 20)
     try:
         for i in range(20):
             event = WireEvent({**EVENT.attributes, "id": f"e{i}"}, EVENT.data)

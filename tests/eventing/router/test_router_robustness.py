@@ -31,6 +31,7 @@ from eventing.router.router import Router
 from eventing.router.testing import RecordingSubscriber, read_topic, unique_namespace
 from tests.eventing.router import harness
 from tests.eventing.router.harness import running_router
+from tests.eventing.router.raw_subscriber import by_event_id
 
 BINARY_HEADERS = [
     ("ce_specversion", b"1.0"),
@@ -64,73 +65,12 @@ def test_a_structured_mode_body_with_crlf_in_datacontenttype_is_refused() -> Non
         WireEvent.from_http({"Content-Type": "application/cloudevents+json"}, json.dumps(doc).encode())
 
 
-class RawServer:
-    """A TCP server that records the bytes of each request and answers with a scripted raw response."""
-
-    def __init__(self, responses: dict[str, bytes], default: bytes) -> None:
-        self.responses = responses
-        self.default = default
-        self.requests: list[bytes] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            buffer = b""
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                head, _, rest = buffer.partition(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(line.split(b":")[1])
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
-                    ),
-                    0,
-                )
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                buffer = rest[length:]
-                self.requests.append(head)
-                ce_id = next(
-                    (
-                        line.split(b":")[1].strip().decode()
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"ce-id")
-                    ),
-                    "",
-                )
-                conn.sendall(self.responses.get(ce_id, self.default))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 GARBLED_CHUNKS = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnot-hex\r\n"
 
 
 def test_deliver_never_writes_crlf_from_an_attribute_into_the_request() -> None:
-    server = RawServer({}, OK)
+    server = by_event_id({}, OK)
     try:
         event = WireEvent({**dict((k[3:], v.decode()) for k, v in BINARY_HEADERS), "datacontenttype": "a\r\nX: 1"}, b"")
         outcome = deliver(event, server.url, DeliverySpec(retry=3), HttpSender(2.0), threading.Event())
@@ -138,11 +78,11 @@ def test_deliver_never_writes_crlf_from_an_attribute_into_the_request() -> None:
         assert "datacontenttype" in (outcome.error or "")
         assert server.requests == []  # nothing was sent
     finally:
-        server.close()
+        server.stop()
 
 
 def test_a_garbled_response_is_a_retryable_failure_not_an_exception() -> None:
-    server = RawServer({}, GARBLED_CHUNKS)
+    server = by_event_id({}, GARBLED_CHUNKS)
     try:
         event = WireEvent({k[3:]: v.decode() for k, v in BINARY_HEADERS}, b"{}")
         outcome = deliver(
@@ -150,7 +90,7 @@ def test_a_garbled_response_is_a_retryable_failure_not_an_exception() -> None:
         )
         assert not outcome.delivered and outcome.attempts == 2 and "ValueError" in (outcome.error or "")
     finally:
-        server.close()
+        server.stop()
 
 
 # --- delivery workers survive errors -------------------------------------------------------------------------
@@ -190,7 +130,7 @@ def test_an_exception_in_delivery_does_not_kill_the_worker(ordered: bool) -> Non
     """A reply that cannot be written (the Broker sink raises) dead-letters that event; the worker (the only one,
     so an ordered key's only lane) goes on delivering, and every event's offset is released (done called)."""
     reply = b"HTTP/1.1 200 OK\r\nce-specversion: 1.0\r\nce-id: r\r\nce-source: /s\r\nce-type: t\r\nContent-Length: 0\r\n\r\n"
-    server = RawServer({"boom": reply}, OK)
+    server = by_event_id({"boom": reply}, OK)
     dead = ListSink()
     dispatcher = TriggerDispatcher(
         _trigger(ordered),
@@ -221,7 +161,7 @@ def test_an_exception_in_delivery_does_not_kill_the_worker(ordered: bool) -> Non
         assert all(t.is_alive() for t in dispatcher.threads)
     finally:
         dispatcher.stop_workers(2)
-        server.close()
+        server.stop()
 
 
 # --- HTTP servers: timeouts, size limit, 4xx --------------------------------------------------------------------

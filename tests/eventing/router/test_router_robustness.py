@@ -8,6 +8,7 @@ The first tests need no broker; the last module part runs a router against the r
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import socket
@@ -176,22 +177,24 @@ class FakeBrokerSink:
         self.events.append(event)
 
 
+@contextlib.contextmanager
+def started_ingress(sink: FakeBrokerSink, **limits: Any) -> Iterator[BrokerIngress]:
+    """A Broker ingress on a free port whose Broker `ns/default` writes to `sink`; `limits` go to BrokerIngress."""
+    server = BrokerIngress(
+        "127.0.0.1", 0, {("ns", "default"): cast(Any, sink)}, "ns", lambda: True, RouterMetrics(), **limits
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture()
 def ingress() -> Iterator[tuple[BrokerIngress, FakeBrokerSink]]:
     sink = FakeBrokerSink()
-    server = BrokerIngress(
-        "127.0.0.1",
-        0,
-        {("ns", "default"): cast(Any, sink)},
-        "ns",
-        lambda: True,
-        RouterMetrics(),
-        max_body_bytes=1000,
-        timeout=0.5,
-    )
-    server.start()
-    yield server, sink
-    server.stop()
+    with started_ingress(sink, max_body_bytes=1000, timeout=0.5) as server:
+        yield server, sink
 
 
 def _raw(port: int, request: bytes, timeout: float = 5.0) -> bytes:
@@ -277,21 +280,10 @@ def test_ingress_answers_4xx_to_bad_requests(ingress: Any, request_bytes: bytes,
 
 def test_ingress_503_when_kafka_refuses_names_no_internal_address() -> None:
     sink = FakeBrokerSink(error=RuntimeError("KafkaTimeoutError: 10.0.3.7:9092 unreachable"))
-    server = BrokerIngress(
-        "127.0.0.1",
-        0,
-        {("ns", "default"): cast(Any, sink)},
-        "ns",
-        lambda: True,
-        RouterMetrics(),
-    )
-    server.start()
-    try:
+    with started_ingress(sink) as server:
         answer = _raw(server.port, _event_request(b"{}"))
-        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer
-        assert b"10.0.3.7" not in answer and b"9092" not in answer
-    finally:
-        server.stop()
+    assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer
+    assert b"10.0.3.7" not in answer and b"9092" not in answer
 
 
 def test_metrics_server_is_bounded_too() -> None:

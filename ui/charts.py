@@ -389,7 +389,9 @@ class TransactionMap:
 
     def update(self, transactions: Sequence[Mapping[str, Any]]) -> None:
         """`transactions`: dicts with lat, lon, risk (the predicted fraud probability, None: not scored), is_fraud
-        (the label: bool, or None before it arrives) and amount, newest last."""
+        (the label: bool, or None before it arrives) and amount. Drawn by rising risk: where transactions overlap
+        (the same city) the riskiest is on top."""
+        transactions = sorted(transactions, key=lambda t: -1.0 if t.get("risk") is None else float(t["risk"]))
         xy = [self._xy(float(t["lat"]), float(t["lon"])) for t in transactions]
         risks = [t.get("risk") for t in transactions]
         labels = [t.get("is_fraud") for t in transactions]

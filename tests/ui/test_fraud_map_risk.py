@@ -32,13 +32,21 @@ def test_colours_follow_the_predicted_probability_and_rings_the_label(monkeypatc
         ]
     )
     data = fraud_map.recent.data
-    assert data["color"][0] == risk_color(0.97) and _near(data["color"][0], RED)
-    assert data["color"][1] == risk_color(0.02) and _near(data["color"][1], GREEN)
-    assert data["color"][2] == AMBER and data["color"][3] == GREY
-    assert data["ring"][:2] == [TransactionMap.LEGIT_RING, TransactionMap.FRAUD_RING]
-    assert data["ring_width"][2:] == [0.0, 0.0]  # no label yet: no ring
-    assert data["risk"] == ["97.0%", "2.0%", "50.0%", "not scored"]
-    assert data["label"] == ["legit", "fraud", "not arrived yet", "not arrived yet"]
+    by_amount = {
+        a: dict(zip(("color", "ring", "ring_width", "risk", "label"), row, strict=True))
+        for a, *row in zip(
+            data["amount"], data["color"], data["ring"], data["ring_width"], data["risk"], data["label"], strict=True
+        )
+    }
+    false_alarm, miss, unsure, unscored = by_amount[900.0], by_amount[12.0], by_amount[40.0], by_amount[5.0]
+    assert false_alarm["color"] == risk_color(0.97) and _near(false_alarm["color"], RED)
+    assert miss["color"] == risk_color(0.02) and _near(miss["color"], GREEN)
+    assert unsure["color"] == AMBER and unscored["color"] == GREY
+    assert (false_alarm["ring"], miss["ring"]) == (TransactionMap.LEGIT_RING, TransactionMap.FRAUD_RING)
+    assert unsure["ring_width"] == unscored["ring_width"] == 0.0  # no label yet: no ring
+    assert [r["risk"] for r in (false_alarm, miss, unsure, unscored)] == ["97.0%", "2.0%", "50.0%", "not scored"]
+    assert [r["label"] for r in (false_alarm, miss, unsure, unscored)] == ["legit", "fraud"] + ["not arrived yet"] * 2
+    assert data["amount"] == [5.0, 12.0, 40.0, 900.0]  # by rising risk: where dots overlap the riskiest is on top
     bars = [r for r in fraud_map.figure.below if type(r).__name__ == "ColorBar"]
     assert len(bars) == 1 and list(bars[0].color_mapper.palette) == list(RISK_PALETTE)
 
@@ -116,7 +124,7 @@ def test_the_map_shows_the_probability_predict_one_answers(
     riskiest = max(shown, key=lambda t: t["risk"])
     fraud_map = TransactionMap()
     fraud_map.update(shown)
-    assert fraud_map.recent.data["color"][shown.index(riskiest)] == risk_color(riskiest["risk"])
+    assert fraud_map.recent.data["color"][-1] == risk_color(riskiest["risk"])  # drawn last: on top
 
 
 def _labels_in(client: redis.Redis, count: int) -> list[Any]:
@@ -153,7 +161,7 @@ def test_the_page_asks_for_the_map_and_draws_the_map_threads_reading(monkeypatch
         ]
         snapshot = DomainLive("tfd", transactions=shown, risk_model="logreg_rus", risk_events_learned=4321)
         page.refresh_extra(snapshot)
-        assert page.map is not None and page.map.recent.data["color"] == [risk_color(0.93), risk_color(0.04)]
+        assert page.map is not None and page.map.recent.data["color"] == [risk_color(0.04), risk_color(0.93)]
         assert "logreg_rus" in page.map_source.object and "4,321" in page.map_source.object
     finally:
         LiveData._instance = previous

@@ -37,8 +37,9 @@ def test_transactions_are_coloured_by_risk_and_the_form_by_its_risk_zone(monkeyp
             {"lat": 51.5, "lon": -0.1, "is_fraud": False, "risk": 0.0, "amount": 12.0},
         ]
     )
-    assert fraud_map.recent.data["color"] == [RED, GREEN]  # the predicted probability (tests/ui/test_fraud_map_risk.py)
-    assert fraud_map.recent.data["x"] == [-74.0, -0.1]  # degrees: longitude across
+    # the predicted probability (tests/ui/test_fraud_map_risk.py), the riskiest drawn last (on top)
+    assert fraud_map.recent.data["color"] == [GREEN, RED]
+    assert fraud_map.recent.data["x"] == [-0.1, -74.0]  # degrees: longitude across
     fraud_map.show_transaction(48.85, 2.35, 0.91)
     high = next(c for n, _, _, c in RISK_ZONES if n == "HIGH")
     assert fraud_map.current.data["color"] == [high] and "HIGH" in fraud_map.current.data["label"][0]

@@ -38,7 +38,8 @@ def child(domain_name: str, rows: int, seed: int, online: bool) -> dict[str, Any
     import pandas as pd
 
     from eventing.domains import get_domain
-    from functions.batch.study import Dataset, prepared, run_study
+    from functions.batch.dataset import Dataset, prepared
+    from functions.batch.study import run_study
     from producers.generators import make_generator
 
     domain = get_domain(domain_name)

@@ -1,6 +1,7 @@
 """Batch ML studies: scikit-learn models trained on a lake table at a recorded version, compared with River.
 
-functions/batch/study.py reads the table, splits it by time, trains and scores the batch models and replays the
-domain's River model over the same events; functions/batch/diagnostics.py draws the figures; report.py reads the
-studies back from MLflow.
+functions/batch/study.py runs a study: dataset.py reads the table and splits it by time, features.py computes the
+domain's features on columns, models.py holds the batch models, online.py replays the domain's River model over the
+same events, scores.py scores both; diagnostics.py draws the figures; report.py logs the studies to MLflow and reads
+them back.
 """

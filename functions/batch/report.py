@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from functions.batch.diagnostics import FIGURES
-from functions.batch.study import GAP_METRICS, StudyResult
+from functions.batch.scores import GAP_METRICS
+from functions.batch.study import StudyResult
 
 PARTS = ("batch", "online_progressive", "online_frozen")
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from functions.batch.dataset import StudyError
 from functions.batch.diagnostics import FIGURES
 from functions.batch.report import experiment_name, log_study, reports
-from functions.batch.study import StudyError, StudyResult, run_study
+from functions.batch.study import StudyResult, run_study
 from tests.functions.batch_lake import write_lake
 
 pytestmark = pytest.mark.stack

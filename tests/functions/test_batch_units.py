@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 from eventing.domains import get_domain
-from functions.batch.study import clean_events, feature_frame, gaps, is_better, time_split
+from functions.batch.dataset import time_split
+from functions.batch.features import feature_frame
+from functions.batch.online import clean_events
+from functions.batch.scores import gaps, is_better
 from functions.lake.rows import arrow_table, lake_table
 from tests.functions.batch_lake import lake_rows
 

@@ -121,7 +121,10 @@ def test_list_and_replay_exactly_once(platform: Platform) -> None:
     assert f"dlq-a-{tag}" in table and "pending" in table
 
     learned_before = seq()
-    first = runner.invoke(dlq, ["replay", "--idle", "2"], env=env, catch_exceptions=False)
+    # A replay reads the dead-letter topic until it has been idle this long: on a loaded machine a fetch from the
+    # S3-backed broker can take seconds, and a replay that stopped early would leave letters behind.
+    replay_idle = "10"
+    first = runner.invoke(dlq, ["replay", "--idle", replay_idle], env=env, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.output.strip().splitlines()[-1])
     assert summary["replayed"] >= 3 and summary["refused"] == 0, summary
@@ -131,9 +134,9 @@ def test_list_and_replay_exactly_once(platform: Platform) -> None:
     # the invalid event failed again: a new dead letter marked as a failed replay, not re-driven by default
     again = _until(lambda: [d for d in every() if d["id"] == bad.get("id") and d["failed_replay"]])
     assert again
-    second = runner.invoke(dlq, ["replay", "--idle", "2"], env=env, catch_exceptions=False)
+    second = runner.invoke(dlq, ["replay", "--idle", replay_idle], env=env, catch_exceptions=False)
     summary2 = json.loads(second.output.strip().splitlines()[-1])
     assert summary2["replayed"] == 0 and summary2["failed_replays_left"] >= 1, (summary2, again, every())
-    assert all(listed()[i]["replayed"] for i in (f"dlq-a-{tag}", f"dlq-b-{tag}"))
+    _until(lambda: all((listed().get(i) or {}).get("replayed") for i in (f"dlq-a-{tag}", f"dlq-b-{tag}")))
     time.sleep(2)
     assert seq() == learned_before + 1

@@ -1,11 +1,12 @@
-"""What the assistant's tools read: live model state in Redis, versions in MLflow, service health. Read only.
+"""What the assistant's tools read: live model state in Redis, versions in MLflow, the lake (through the sql
+function), where the services are, and their health (functions/assistant/health.py). Read only.
 
 The model state belongs to the functions (functions/model_state/replica.py: a per-domain event log plus snapshots);
-this module only reads it, through `ReadOnlyRedis`, which refuses every command that is not a read. The live
-model the explain tool uses is a follower `ModelReplica` kept in this process: it loads the latest snapshot and
-replays the log after it, so it equals the learner's model (the state is a deterministic function of the log),
-and replaying gives back the learner's own test-then-train predictions: the "recent predictions" with their
-true outcomes.
+this module only reads it, through `ReadOnlyRedis` (functions/assistant/readonly_redis.py), which refuses every
+command that is not a read. The live model the explain tool uses is a follower `ModelReplica` kept in this
+process: it loads the latest snapshot and replays the log after it, so it equals the learner's model (the state is
+a deterministic function of the log), and replaying gives back the learner's own test-then-train predictions: the
+"recent predictions" with their true outcomes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -27,87 +26,17 @@ import requests
 from coelho.settings import Settings
 from eventing.domains import DOMAINS, get_domain
 from eventing.schema import ValidationError
+from functions.assistant import health
 from functions.assistant.explain import explain
+from functions.assistant.health import HTTP_TIMEOUT
+from functions.assistant.readonly_redis import ReadOnlyRedis, reply_text
 from functions.assistant.tools import LAKE_QUERY_ROWS, LAKE_QUERY_SECONDS
 from functions.middleware.auth import auth_headers
 from functions.model_state.keys import key, model_key
 from functions.model_state.replica import models_for
 from functions.model_state.tasks import task_of
-from producers.controls import enabled_key, rate_key
 
 RECENT_KEPT = 50
-HTTP_TIMEOUT = 1.5
-
-
-class ReadOnlyViolation(PermissionError):
-    """A tool tried a Redis command that writes: tools only read."""
-
-
-READ_COMMANDS = frozenset(
-    {
-        "get",
-        "mget",
-        "hget",
-        "hmget",
-        "hgetall",
-        "hkeys",
-        "hlen",
-        "exists",
-        "ttl",
-        "type",
-        "lrange",
-        "llen",
-        "smembers",
-        "scard",
-        "sismember",
-        "zrange",
-        "zrevrange",
-        "zrangebyscore",
-        "zrevrangebyscore",
-        "zcard",
-        "zcount",
-        "xrange",
-        "xrevrange",
-        "xlen",
-        "xinfo_stream",
-        "ping",
-        "scan_iter",
-        "info",
-        "dbsize",
-    }
-)
-
-
-class _NoScript:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise ReadOnlyViolation("scripts may write: the assistant's Redis access is read-only")
-
-
-class ReadOnlyRedis:
-    """A Redis client that only passes read commands through (`READ_COMMANDS`)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        if name in READ_COMMANDS:
-            return getattr(self._client, name)
-        raise ReadOnlyViolation(f"Redis command {name!r} is not allowed: the assistant only reads")
-
-    def register_script(self, script: str) -> _NoScript:  # ModelReplica registers scripts it only runs as a learner
-        return _NoScript("script")
-
-    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        raise ReadOnlyViolation("pipelines are not allowed: the assistant only reads")
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _finite(value: Any, digits: int = 4) -> Any:
@@ -180,7 +109,7 @@ class PlatformReader:
 
     # --- which model ----------------------------------------------------------------------------
     def model_names(self, domain: str) -> list[str]:
-        names = sorted(_text(n) or "" for n in self.redis.smembers(key(domain, "models")))
+        names = sorted(reply_text(n) or "" for n in self.redis.smembers(key(domain, "models")))
         configured = models_for(get_domain(domain))
         return [n for n in configured if n in names] + [n for n in names if n not in configured] or configured
 
@@ -202,8 +131,8 @@ class PlatformReader:
         d = get_domain(domain)
         model = self.live_model(domain)
         summary = self.summary(domain, model)
-        paused = _text(self.redis.get(key(domain, "paused_at")))
-        head = int(_text(self.redis.get(key(domain, "seq"))) or 0)
+        paused = reply_text(self.redis.get(key(domain, "paused_at")))
+        head = int(reply_text(self.redis.get(key(domain, "seq"))) or 0)
         out: dict[str, Any] = {
             "domain": domain,
             "title": d.title,
@@ -414,90 +343,8 @@ class PlatformReader:
         return {name: answer.get(name) for name in ("columns", "rows", "row_count", "truncated", "versions")}
 
     def platform_health(self) -> dict[str, Any]:
-        services = self._services()
-        domains = {}
-        for name in DOMAINS:
-            domains[name] = self._domain_health(name)
-        return {
-            "services": services,
-            "down": sorted(s for s, v in services.items() if v != "up"),
-            "domains": domains,
-            "request_errors": self._errors(),
-        }
-
-    # --- health pieces --------------------------------------------------------------------------
-    def _services(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        try:
-            self.redis.ping()
-            out["redis"] = "up"
-        except redis.RedisError:
-            out["redis"] = "down"
-        for name in ("learn", "predict", "checkpoint", "sql", "lake"):
-            out[name] = _combined(
-                {who: _http_status(f"{url}/health/readiness") for who, url in _distinct(self.service_urls(name))}
-            )
-        out["mlflow"] = _http_status(f"{self.mlflow_uri}/health")
-        out["prometheus"] = _http_status(f"{self.service_url('prometheus')}/-/ready")
-        for name in ("broker", "kafka", "s3", "dashboard"):
-            out[name] = "up" if _tcp_open(*self.service_address(name)) else "down"
-        return out
-
-    def _domain_health(self, domain: str) -> dict[str, Any]:
-        model = self.live_model(domain)
-        summary = self.summary(domain, model) or {}
-        entries = self.redis.xrevrange(key(domain, "log"), count=200)
-        rate = None
-        if len(entries) >= 2:
-            newest, oldest = int(entries[0][1][b"t"]), int(entries[-1][1][b"t"])
-            if newest > oldest:
-                rate = round((len(entries) - 1) / ((newest - oldest) / 1000), 2)
-        last_ms = int(entries[0][1][b"t"]) if entries else None
-        enabled, producer_rate = self.redis.mget(enabled_key(domain), rate_key(domain))
-        drift_last = self.redis.zrevrange(model_key(domain, model, "drift"), 0, 0)
-        head = int(_text(self.redis.get(key(domain, "seq"))) or 0)
-        return {
-            "model": model,
-            "events_in_log": head,
-            "events_learned": summary.get("events_learned"),
-            "learning_lag_events": head - int(summary.get("seq", 0)) if summary else None,
-            "events_per_s_recent": rate,
-            "seconds_since_last_event": round(time.time() - last_ms / 1000, 1) if last_ms else None,
-            "training": "paused" if self.redis.get(key(domain, "paused_at")) is not None else "live",
-            "drifts_detected": self.redis.zcard(model_key(domain, model, "drift")),
-            "last_drift": json.loads(drift_last[0]) if drift_last else None,
-            "producer": {"enabled": None if enabled is None else _text(enabled) == "1", "rate": _text(producer_rate)},
-        }
-
-    def _errors(self) -> dict[str, Any]:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        out: dict[str, Any] = {}
-        for name in ("learn", "predict", "checkpoint", "lake"):
-            counts = {"requests": 0, "4xx": 0, "5xx": 0}
-            texts = []
-            for _, url in _distinct(self.service_urls(name)):  # learn-one: the sum over its per-domain Services
-                try:
-                    texts.append(requests.get(f"{url}/metrics", timeout=HTTP_TIMEOUT).text)
-                except requests.RequestException:
-                    continue
-            if not texts:
-                continue
-            families = [f for text in texts for f in text_string_to_metric_families(text)]
-            for family in families:
-                if family.name != "coelho_function_requests":
-                    continue
-                for sample in family.samples:
-                    if not sample.name.endswith("_total"):
-                        continue
-                    code = sample.labels.get("code", "")
-                    counts["requests"] += int(sample.value)
-                    if code.startswith("4"):
-                        counts["4xx"] += int(sample.value)
-                    elif code.startswith("5"):
-                        counts["5xx"] += int(sample.value)
-            out[name] = counts
-        return out
+        """Services, domains and request errors (functions/assistant/health.py)."""
+        return health.platform_health(self)
 
     # --- the live model, followed read-only -------------------------------------------------------
     def _replica(self, domain: str, model: str) -> Any:
@@ -523,39 +370,3 @@ class PlatformReader:
         if replica.state.seq == 0:  # cold: start from the latest snapshot, then replay the log after it
             replica.load_snapshot()
         replica.catch_up(on_learned=record)
-
-
-def _distinct(urls: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(who, URL) once per URL: one learn-one serving every domain is asked once."""
-    seen: dict[str, str] = {}
-    for who, url in urls.items():
-        seen.setdefault(url, who)
-    return [(who, url) for url, who in seen.items()]
-
-
-def _combined(statuses: Mapping[str, str]) -> str:
-    """One status for a service with several instances: theirs when they agree, else who is not up.
-
-    >>> _combined({"learn": "up"}), _combined({"tfd": "up", "eta": "down", "ecci": "up"})
-    ('up', 'eta: down')
-    """
-    values = set(statuses.values())
-    if len(values) == 1:
-        return values.pop()
-    return ", ".join(f"{who}: {status}" for who, status in statuses.items() if status != "up")
-
-
-def _http_status(url: str) -> str:
-    try:
-        response = requests.get(url, timeout=HTTP_TIMEOUT)
-    except requests.RequestException:
-        return "down"
-    return "up" if response.status_code == 200 else f"not ready ({response.status_code})"
-
-
-def _tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.3):
-            return True
-    except OSError:
-        return False

@@ -9,7 +9,7 @@ import redis
 import requests
 
 from coelho.runtime import Platform
-from functions.assistant.data import ReadOnlyRedis, ReadOnlyViolation
+from functions.assistant.readonly_redis import ReadOnlyRedis, ReadOnlyViolation
 from functions.assistant.tools import MAX_RESULT_CHARS
 from tests.chat.anthropic_standin import AnthropicStandIn, text, tool_use
 from tests.chat.chat_testkit import TEST_KEY, answer_text, ask

@@ -121,6 +121,7 @@ def test_platform_health_checks_the_services_where_the_environment_says_they_are
 
     from coelho.settings import Settings
     from functions.assistant.data import PlatformReader
+    from functions.assistant.health import service_states
 
     class Ready(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -146,7 +147,7 @@ def test_platform_health_checks_the_services_where_the_environment_says_they_are
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka.getsockname()[1]},other:9092",
         }
         reader = PlatformReader(settings, settings.redis_url, environ=environ)
-        services = reader._services()
+        services = service_states(reader)
         assert services["learn"] == "up" and services["mlflow"] == "up" and services["kafka"] == "up"
         # nothing listens on the local ports of the others (free ports of an unstarted platform)
         assert services["predict"] == services["checkpoint"] == services["s3"] == services["redis"] == "down"

@@ -191,6 +191,7 @@ class _PerDomainLearn(BaseHTTPRequestHandler):
 def test_the_assistant_checks_each_domains_learn_one(tmp_path: Path) -> None:
     from coelho.settings import Settings
     from functions.assistant.data import PlatformReader
+    from functions.assistant.health import request_errors, service_states
 
     server = HTTPServer(("127.0.0.1", 0), _PerDomainLearn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -200,13 +201,13 @@ def test_the_assistant_checks_each_domains_learn_one(tmp_path: Path) -> None:
         reader = PlatformReader(settings, settings.redis_url, environ={"LEARN_URL": template})
         urls = reader.service_urls("learn")
         assert urls == {d: f"http://127.0.0.1:{server.server_port}/{d}" for d in DOMAINS}
-        assert reader._services()["learn"] == "eta: not ready (503)"
-        assert reader._errors()["learn"] == {"requests": 3, "4xx": 3, "5xx": 0}  # the sum over the three
+        assert service_states(reader)["learn"] == "eta: not ready (503)"
+        assert request_errors(reader)["learn"] == {"requests": 3, "4xx": 3, "5xx": 0}  # the sum over the three
         plain = PlatformReader(
             settings, settings.redis_url, environ={"LEARN_URL": f"{template}/".replace("{domain}", "tfd")}
         )
         assert set(plain.service_urls("learn").values()) == {f"http://127.0.0.1:{server.server_port}/tfd"}
-        assert plain._services()["learn"] == "up" and plain._errors()["learn"]["requests"] == 1  # asked once
+        assert service_states(plain)["learn"] == "up" and request_errors(plain)["learn"]["requests"] == 1  # asked once
     finally:
         server.shutdown()
         server.server_close()

@@ -136,9 +136,13 @@ def _labels_in(client: redis.Redis, count: int) -> list[Any]:
 
 
 def test_when_the_model_cannot_be_read_every_transaction_is_unscored_and_the_reason_kept() -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     from ui.risk import ChampionRisk
 
-    scorer = ChampionRisk(redis.Redis(port=1, socket_connect_timeout=0.2), "tfd")  # nothing listens on port 1
+    unreachable = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))  # nothing on port 1
+    scorer = ChampionRisk(unreachable, "tfd")
     assert scorer.score([{"amount": 1.0}, {"amount": 2.0}]) == [None, None]
     assert scorer.problem and "Connection" in scorer.problem
 

@@ -1,11 +1,12 @@
 """The fraud map's risk: the fraud probability the live champion model gives each transaction the map shows.
 
-The dashboard keeps its own read-only copy of the champion (a follower `ModelReplica`, as the assistant does:
-functions/assistant/data.py): it loads the model's latest snapshot from Redis, replays the domain's log after it,
-and answers `predict_one` in process, the same `OnlineModel.predict_one` predict-one answers the Predict button
-with (the state is a deterministic function of the log, so both copies give the same probability at the same log
-position). Scoring the map's 300 transactions this way costs a few milliseconds (bench/ui_fraud_map.py); asking
-predict-one for each would be 300 HTTP requests every refresh, counted in its request metrics as traffic.
+The dashboard keeps its own read-only copy of the champion (a follower `ModelReplica` behind the assistant's
+`ReadOnlyRedis`, functions/assistant/readonly_redis.py, as the assistant follows models): it loads the model's latest
+snapshot from Redis, replays the domain's log after it, and answers with `OnlineModel.predict_one`, what predict-one
+answers the Predict button with (the state is a deterministic function of the log, so both copies give the same
+probability at the same log position). Scoring the map's 300 transactions this way costs tens of milliseconds
+(bench/fraud_map.py); asking predict-one for each would be 300 HTTP requests every reading, counted in its request
+metrics as traffic.
 
 Only the poller's map thread calls this (ui/live.py), every few seconds while someone has the map open: never
 a page's refresh. When the model cannot be read (Redis away, no model-state key in this process: StateKeyMissing
@@ -34,7 +35,7 @@ class ChampionRisk:
     """Scores events with the domain's live champion, followed read-only in this process."""
 
     def __init__(self, client: redis.Redis, domain: str = "tfd") -> None:
-        from functions.assistant.data import ReadOnlyRedis
+        from functions.assistant.readonly_redis import ReadOnlyRedis
 
         self.redis: Any = ReadOnlyRedis(client)
         self.domain = get_domain(domain)

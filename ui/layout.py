@@ -1,4 +1,5 @@
-"""The frame every page shares: navigation bar with the Services menu, the service-down banner, cards, badges.
+"""The frame every page shares: navigation bar with the Services menu, the service-down banner, cards, badges,
+tabs built when first opened.
 
 A page builds its content and hands it to `page_template`, which places the assistant's chat panel (ui.chat_panel)
 in the sidebar.
@@ -22,6 +23,7 @@ from ui.live import LiveData
 log = logging.getLogger("coelho.ui")
 
 ACCENT = "#2563eb"
+MUTED = "#6b7280"  # secondary text
 CARD_CSS = """
 :host {
   background: #ffffff; border: 1px solid #e5e7eb; border-radius: 12px;
@@ -89,6 +91,15 @@ def grow(item: Any, basis: int, max_width: int | None = None) -> Any:
         styles["max-width"] = f"{max_width}px"
     item.styles = styles
     return item
+
+
+def lazy(build: Callable[[], Any]) -> Any:
+    """A tab body built the first time it is shown (inside pn.Tabs(dynamic=True)), not with the page (ADR 0073)."""
+
+    def view() -> Any:  # ParamFunction takes functions, not bound methods
+        return build()
+
+    return pn.param.ParamFunction(view, lazy=True, sizing_mode="stretch_width")
 
 
 def badge(text: str, color: str, solid: bool = True) -> str:

@@ -10,7 +10,7 @@ from eventing.domains import DOMAINS, ECCI, ETA, TFD
 from eventing.domains.tfd import RISK_LEVELS, risk_level
 from ui.charts import RISK_ZONES
 from ui.forms import PredictionForm, field_label
-from ui.pages.domain_page import format_metric
+from ui.pages.metric_cards import format_metric
 from ui.pages.tfd import classification_report
 from ui.sample import declared_sample, haversine_km, sample_payload
 

@@ -1,13 +1,12 @@
 """What every application page has: model status, training switch, producer controls, the prediction form,
-live metric cards with info popovers and metric charts. TFD, ETA and ECCI pages add their result views and tabs.
+live metric cards (ui/pages/metric_cards.py) and metric charts, the Compare tab (ui/pages/ab_comparison.py). TFD,
+ETA and ECCI pages add their result views and tabs.
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import logging
-import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,31 +19,15 @@ from eventing.domain import Domain
 from ui import state_reader
 from ui.charts import PALETTE, MetricChart
 from ui.forms import PredictionForm
-from ui.layout import badge, card, flow, grow
+from ui.layout import MUTED, badge, card, flow, grow, lazy
 from ui.live import DomainLive, LiveData
+from ui.pages.ab_comparison import ABComparison
+from ui.pages.metric_cards import MetricCards, format_metric
 from ui.predict_client import PredictionReply, request_prediction
 
 log = logging.getLogger("coelho.ui")
 
-MUTED = "#6b7280"
-
-
 DEFAULT_CHOICE = "champion (default)"  # the Model select's choice of predict-one's default routing
-
-
-def format_metric(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, int | float):
-        v = float(value)
-        if v.is_integer() and abs(v) >= 1:
-            return f"{int(v):,}"
-        if abs(v) >= 1000:
-            return f"{v:,.0f}"
-        if abs(v) >= 100:
-            return f"{v:,.1f}"
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
-    return str(value)
 
 
 def ago(timestamp: Any) -> str:
@@ -66,30 +49,6 @@ def ago(timestamp: Any) -> str:
     if delta < 86400:
         return f"{delta / 3600:.1f} h ago"
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def lazy(build: Callable[[], Any]) -> Any:
-    """A tab body built the first time it is shown (inside pn.Tabs(dynamic=True)), not with the page (ADR 0073)."""
-
-    def view() -> Any:  # ParamFunction takes functions, not bound methods
-        return build()
-
-    return pn.param.ParamFunction(view, lazy=True, sizing_mode="stretch_width")
-
-
-CARDS_CSS = """
-.cards { display: flex; flex-wrap: wrap; gap: 10px; }
-.metric-card { position: relative; background: #fff; border: 1px solid #e5e7eb; border-radius: 12px;
-  box-shadow: 0 1px 2px rgba(16,24,40,.05); padding: 10px 14px; min-width: 150px; }
-.metric-card .name { font-size: 13px; color: #6b7280; font-weight: 600; display: flex; gap: 6px; align-items: center; }
-.metric-card .value { font-size: 26px; font-weight: 700; color: #111827; font-variant-numeric: tabular-nums; }
-.info { display: inline-flex; width: 16px; height: 16px; border-radius: 50%; border: 1px solid #9ca3af; color: #6b7280;
-  font-size: 11px; align-items: center; justify-content: center; cursor: help; outline: none; }
-.popover { display: none; position: absolute; left: 8px; top: 34px; z-index: 50; width: 270px; background: #111827;
-  color: #f9fafb; font-size: 12px; font-weight: 400; line-height: 1.4; padding: 8px 10px; border-radius: 8px;
-  box-shadow: 0 8px 24px rgba(0,0,0,.2); }
-.info:hover + .popover, .info:focus + .popover { display: block; }
-"""
 
 
 def producer_status_html(
@@ -132,34 +91,7 @@ def producer_status_html(
     return state, f"<div class='producer-detail' style='color:{MUTED};font-size:12px'>{detail}{arriving}</div>"
 
 
-class MetricCards:
-    """Live metric cards, each with an info popover (what it measures, range, what good looks like).
-
-    One HTML pane for all cards: a card per Bokeh widget would multiply the models a page load must build.
-    """
-
-    def __init__(self, names: list[str], help_texts: dict[str, str]) -> None:
-        self.names = names
-        self.help = help_texts
-        self.pane = pn.pane.HTML("", stylesheets=[CARDS_CSS], sizing_mode="stretch_width", margin=(4, 6))
-        self.update({})
-
-    def update(self, values: dict[str, Any]) -> None:
-        cards = []
-        for name in self.names:
-            help_text = html.escape(self.help.get(name) or name)
-            cards.append(
-                f"<div class='metric-card' data-metric='{html.escape(name)}'><div class='name'>{html.escape(name)}"
-                f"<span class='info' tabindex='0' aria-label='About {html.escape(name)}'>i</span>"
-                f"<span class='popover' role='tooltip'>{help_text}</span></div>"
-                f"<div class='value'>{html.escape(format_metric(values.get(name)))}</div></div>"
-            )
-        text = "<div class='cards'>" + "".join(cards) + "</div>"
-        if self.pane.object != text:
-            self.pane.object = text
-
-
-class DomainPage:
+class DomainPage(ABComparison):
     """One application page. Subclasses fill `result_view`, `show_prediction` and optionally `extra_tabs`."""
 
     route = "/"
@@ -222,26 +154,7 @@ class DomainPage:
         self.model_select.param.watch(self._model_chosen, "value")
 
         # A/B testing: the Compare tab (built when first opened)
-        self.compare_html = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["compare-result"])
-        self.compare_button = pn.widgets.Button(name="Compare now", width=130)
-        self.compare_button.on_click(self._compare)
-        self.promote_select = pn.widgets.Select(
-            name="Model to promote", options=[], width=210, css_classes=["promote-select"]
-        )
-        self.promote_button = pn.widgets.Button(name="Promote", button_type="warning", width=110, margin=(22, 6, 6, 6))
-        self.promote_button.on_click(self._promote)
-        self.rollback_button = pn.widgets.Button(name="Roll back", width=110, margin=(22, 6, 6, 6))
-        self.rollback_button.on_click(self._rollback)
-        self.ab_message = pn.pane.HTML("", margin=(0, 10), css_classes=["ab-message"])
-        self.ask_both_button = pn.widgets.Button(name="Ask A and B", width=130, disabled=True)
-        self.ask_both_button.on_click(self._ask_both)
-        self.both_html = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["ab-answers"])
-        self.prefer_buttons = [
-            pn.widgets.Button(name=label, width=100, disabled=True) for label in ("Prefer A", "Prefer B", "Tie")
-        ]
-        for button, choice in zip(self.prefer_buttons, ("a", "b", "tie"), strict=True):
-            button.on_click(functools.partial(self._prefer_clicked, choice))
-        self._pair: tuple[str, str] | None = None
+        self._init_comparison()
 
         # metrics
         self.cards = MetricCards(self.card_metrics(), dict(domain.metric_help))
@@ -612,171 +525,6 @@ class DomainPage:
         return pn.Column(
             charts, card(self.all_metrics, title="All metrics (progressive validation)"), sizing_mode="stretch_width"
         )
-
-    # --- A/B testing ---------------------------------------------------------------------------------
-    def compare_tab(self) -> Any:
-        return lazy(self._build_compare_tab)
-
-    def _build_compare_tab(self) -> Any:
-        """Champion, challenger and split; each pair of live models compared on the same events, with its verdict;
-        Promote and Roll back; and a person's preference between two models' answers to the form's event."""
-        self._compare()
-        controls = flow(
-            self.compare_button, self.promote_select, self.promote_button, self.rollback_button, margin=(4, 6)
-        )
-        verdicts = card(
-            controls,
-            self.ab_message,
-            self.compare_html,
-            title="A/B comparison: the live models on the same events (paired tests)",
-            sizing_mode="stretch_width",
-        )
-        prefer = card(
-            flow(self.ask_both_button, *self.prefer_buttons, margin=(4, 6)),
-            self.both_html,
-            title="Which answer is better? (the event in the Predict tab's form)",
-            sizing_mode="stretch_width",
-        )
-        return pn.Column(verdicts, prefer, sizing_mode="stretch_width")
-
-    def _compare(self, event: Any = None) -> None:
-        try:
-            state = state_reader.ab_state(self.settings, self.domain.name)
-        except Exception as err:
-            log.warning("comparison failed: %s", err)
-            self.compare_html.object = (
-                f"<span style='color:#b42318'>Comparison unavailable: {html.escape(str(err))}</span>"
-            )
-            return
-        self.compare_html.object = self.compare_view(state)
-        self.promote_select.options = list(state["models"])
-        self._pair = (state["pairs"][0]["a"], state["pairs"][0]["b"]) if state["pairs"] else None
-        self.ask_both_button.disabled = self._pair is None
-
-    def compare_view(self, state: dict[str, Any]) -> str:
-        aliases = state.get("aliases") or {}
-
-        def held(alias: str) -> str:
-            value = aliases.get(alias)
-            if not value:
-                return "—" if alias != "champion" else html.escape(str(state["champion"])) + " (first model)"
-            version = f" v{value['version']}" if value.get("version") is not None else ""
-            return html.escape(f"{value.get('model')}{version}")
-
-        split = state.get("split")
-        split_text = (
-            ", ".join(f"{html.escape(str(a))} {w}" for a, w in split) if split else "none (the champion answers)"
-        )
-        parts = [
-            f"<div class='ab-aliases'><b>Champion</b> {held('champion')} · <b>Challenger</b> {held('challenger')}"
-            f" · <b>Split</b> {split_text}</div>"
-        ]
-        if not state["pairs"]:
-            parts.append(
-                f"<div style='color:{MUTED}'>One live model: add a challenger with "
-                f"<code>coelho models add {self.domain.name} MODEL</code>.</div>"
-            )
-        rows = "".join(
-            f"<tr style='border-top:1px solid #eef0f3'><td style='padding:4px 8px'><b>A</b> {html.escape(p['a'])}<br>"
-            f"<b>B</b> {html.escape(p['b'])}</td><td style='padding:4px 8px;text-align:right'>{p['n']:,}</td>"
-            f"<td style='padding:4px 8px' class='ab-verdict'>{html.escape(p['verdict'])}</td></tr>"
-            for p in state["pairs"]
-        )
-        if rows:
-            parts.append(
-                "<table style='border-collapse:collapse;width:100%;font-size:13px'><thead><tr>"
-                f"<th style='text-align:left;color:{MUTED}'>Pair</th><th style='color:{MUTED}'>Events</th>"
-                f"<th style='text-align:left;color:{MUTED}'>Verdict</th></tr></thead><tbody>{rows}</tbody></table>"
-            )
-        scores = state.get("live_scores") or []
-        if scores:
-            items = "".join(
-                f"<li>{html.escape(s['model'])} v{s['version'] if s['version'] is not None else '—'} ({s['mode']}): "
-                f"{s['scored']:,} scored"
-                + "".join(
-                    f", {k.replace('_', ' ')} {format_metric(s[k])}"
-                    for k in ("accuracy", "log_loss", "mae", "rmse")
-                    if k in s
-                )
-                + "</li>"
-                for s in scores
-            )
-            parts.append(
-                f"<div style='margin-top:6px'><b>Served on live traffic</b>, scored when labels arrived:<ul>{items}</ul></div>"
-            )
-        prefs = state.get("preferences") or {}
-        if prefs:
-            items = "".join(
-                f"<li>{html.escape(pair.replace('|', ' vs '))}: A {c['a']}, B {c['b']}, tie {c['tie']}</li>"
-                for pair, c in prefs.items()
-            )
-            parts.append(f"<div><b>People's preferences</b><ul>{items}</ul></div>")
-        return "".join(parts)
-
-    def _promote(self, event: Any = None) -> None:
-        self._control({"action": "promote", "target": self.promote_select.value})
-
-    def _rollback(self, event: Any = None) -> None:
-        self._control({"action": "rollback"})
-
-    def _control(self, data: dict[str, Any]) -> None:
-        try:
-            result = state_reader.ab_control(self.settings, self.domain.name, data)
-        except Exception as err:
-            errors = getattr(err, "errors", None)
-            text = "; ".join(errors.values()) if isinstance(errors, dict) else str(err)
-            self.ab_message.object = f"<span style='color:#b42318'>{html.escape(text)}</span>"
-            return
-        new = result["champion"]
-        version = f" v{new['version']}" if new.get("version") is not None else ""
-        self.ab_message.object = (
-            f"<span style='color:#059669'>Champion is now {html.escape(str(new['model']))}{version}: "
-            "predict-one follows within 2 s.</span>"
-        )
-        self._compare()
-
-    def _ask_both(self, event: Any = None) -> None:
-        if self._pair is None:
-            return
-        payload = self.form.payload()
-        answers = [request_prediction(self.settings, self.domain, payload, model=m) for m in self._pair]
-        fields = [f.name for f in self.domain.prediction_fields]
-        cells = []
-        for label, model, reply in zip(("A", "B"), self._pair, answers, strict=True):
-            shown = (
-                ", ".join(
-                    f"{f} {format_metric(reply.data.get(f)) if isinstance(reply.data.get(f), float) else html.escape(str(reply.data.get(f)))}"
-                    for f in fields
-                )
-                if reply.ok
-                else html.escape(reply.error or "no answer")
-            )
-            cells.append(f"<div><b>{label}</b> {html.escape(model)}: {shown}</div>")
-        self.both_html.object = "".join(cells)
-        for button in self.prefer_buttons:
-            button.disabled = not all(r.ok for r in answers)
-
-    def _prefer_clicked(self, choice: str, event: Any = None) -> None:
-        self._prefer(choice)
-
-    def _prefer(self, choice: str) -> None:
-        if self._pair is None:
-            return
-        a, b = self._pair
-        try:
-            result = state_reader.record_preference(self.settings, self.domain.name, a, b, choice)
-        except Exception as err:
-            self.ab_message.object = (
-                f"<span style='color:#b42318'>Preference not recorded: {html.escape(str(err))}</span>"
-            )
-            return
-        for button in self.prefer_buttons:
-            button.disabled = True
-        picked = {"a": a, "b": b, "tie": "a tie"}[choice]
-        self.ab_message.object = (
-            f"<span style='color:#059669'>Recorded: {html.escape(picked)} ({result['count']} so far)</span>"
-        )
-        self._compare()
 
     def layout(self) -> list[Any]:
         tabs = pn.Tabs(

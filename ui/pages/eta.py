@@ -9,8 +9,9 @@ import panel as pn
 from coelho.settings import Settings
 from eventing.domains import ETA
 from ui.charts import GREEN, RED, PointMap
+from ui.layout import MUTED
 from ui.live import DomainLive
-from ui.pages.domain_page import MUTED, DomainPage
+from ui.pages.domain_page import DomainPage
 from ui.sample import haversine_km, sample_payload
 
 COORDINATES = ("origin.lat", "origin.lon", "destination.lat", "destination.lon")

@@ -10,9 +10,9 @@ import panel as pn
 from coelho.settings import Settings
 from eventing.domains import TFD
 from ui.charts import GREY, RISK_ZONES, ConfusionMatrixChart, FraudGauge, TransactionMap
-from ui.layout import card, flow, grow
+from ui.layout import MUTED, card, flow, grow, lazy
 from ui.live import DomainLive
-from ui.pages.domain_page import MUTED, DomainPage, lazy
+from ui.pages.domain_page import DomainPage
 
 CLASS_NAMES = {"False": "legit", "True": "fraud"}
 

@@ -27,7 +27,9 @@ import requests
 
 import producers
 from coelho.settings import PROJECT_ROOT
-from ui.observability import DRIFT, ObservabilityData, parse_metrics
+from ui.metrics_sources import parse_metrics
+from ui.observability import ObservabilityData
+from ui.observability_charts import DRIFT
 
 from .conftest import prometheus_url
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ui.observability import CHARTS
+from ui.observability_charts import CHARTS
 
 from .conftest import ROOT, exported_metrics, exported_sample_names, promql_metric_names
 

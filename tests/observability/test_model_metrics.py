@@ -14,7 +14,7 @@ import producers
 from eventing.domains import get_domain
 from functions.model_state.metrics import ModelMetricsCollector
 from functions.model_state.replica import ModelReplica
-from ui.observability import parse_metrics
+from ui.metrics_sources import parse_metrics
 
 
 def scrape(client: redis.Redis) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

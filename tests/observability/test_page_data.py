@@ -16,20 +16,9 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from coelho.settings import free_port
-from ui.observability import (
-    CHARTS,
-    DRIFT,
-    LATENCY,
-    LEARNED,
-    REQUESTS,
-    ChartQuery,
-    ObservabilityData,
-    PrometheusSource,
-    ScrapeSource,
-    histogram_quantile,
-    parse_metrics,
-    snapshot_context,
-)
+from ui.metrics_sources import PrometheusSource, ScrapeSource, histogram_quantile, parse_metrics
+from ui.observability import ObservabilityData, snapshot_context
+from ui.observability_charts import CHARTS, DRIFT, LATENCY, LEARNED, REQUESTS, ChartQuery
 
 PROMETHEUS = shutil.which("prometheus")
 

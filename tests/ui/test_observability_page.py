@@ -7,7 +7,8 @@ from typing import Any
 
 import requests
 
-from ui.observability import CHARTS, NONE_SERIES, ChartQuery, LiveChart, ObservabilityData, Point
+from ui.observability import NONE_SERIES, LiveChart, ObservabilityData
+from ui.observability_charts import CHARTS, ChartQuery, Point
 
 ERRORS = next(c for c in CHARTS if c.title == "Errors per second")
 EVENTS = CHARTS[0]

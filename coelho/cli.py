@@ -23,9 +23,10 @@ from typing import Any
 import click
 import psutil
 
+from coelho.platform_registry import other_platforms
 from coelho.processes import port_holder, port_in_use
 from coelho.progress import ServiceProgress
-from coelho.runtime import Platform, StartError, other_platforms
+from coelho.runtime import Platform, StartError
 from coelho.services import DOMAINS
 from coelho.settings import Settings
 

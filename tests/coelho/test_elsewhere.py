@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from coelho.cli import main
-from coelho.runtime import Platform, other_platforms
+from coelho.platform_registry import other_platforms
+from coelho.runtime import Platform
 from coelho.services import BY_NAME
 from coelho.settings import Settings
 

@@ -42,7 +42,7 @@ def main() -> None:
     import redis
 
     from eventing.domains import get_domain
-    from functions.model_state import ab
+    from functions.model_state import ab, ab_outcomes
     from functions.model_state.event_log import LogEntry
     from functions.model_state.online_model import OnlineModel
     from functions.model_state.replica import sync_replicas
@@ -90,7 +90,7 @@ def main() -> None:
         out["models"] = list(MODELS[domain.name])
 
         started = time.perf_counter()
-        compared = ab.compare(client, domain)
+        compared = ab_outcomes.compare(client, domain)
         out["compare_ms"] = round(1000 * (time.perf_counter() - started), 1)
         out["compare_pairs"] = [
             {"a": p["a"], "b": p["b"], "n": p["n"], "verdict": p["verdict"]} for p in compared["pairs"]

@@ -154,14 +154,14 @@ def _fmt(value: Any) -> str:
 def serving_rows(client: Any) -> list[dict[str, Any]]:
     """Per domain: the split and every served (model, version) scored on live traffic against its label."""
     from eventing.domains import DOMAINS
-    from functions.model_state import ab
+    from functions.model_state import ab, ab_served
     from functions.model_state.keys import key
 
     return [
         {
             "domain": d.name,
             "split": ab.read_split(client.get(key(d.name, "split"))) or None,
-            "live_scores": ab.live_scores(client, d),
+            "live_scores": ab_served.live_scores(client, d),
         }
         for d in DOMAINS.values()
     ]
@@ -347,10 +347,10 @@ def models_compare(domain: str, as_json: bool) -> None:
     """Compare every pair of DOMAIN's live models on the same events (paired tests), with a verdict."""
     import redis
 
-    from functions.model_state import ab
+    from functions.model_state import ab_outcomes
 
     try:
-        result = ab.compare(_redis(), _domain(domain))
+        result = ab_outcomes.compare(_redis(), _domain(domain))
     except redis.ConnectionError as exc:
         raise click.ClickException(f"Redis is not reachable ({exc}): is the platform up? (coelho up)") from None
     if as_json:

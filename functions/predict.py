@@ -13,7 +13,7 @@ extension `model` or `?model=NAME` (a live model), `modelversion` (a registered 
 reply says which: `model`, `version` and `frozen`. A routing table per domain (live models, aliases, split) is
 re-read from Redis every ROUTING_REFRESH_S and swapped in one assignment; a request reads it once, so a promotion
 never fails or mixes a request. Answers to requests that carry the event id are kept (bounded) until the event's
-label is learned, which scores each served (model, version) on live traffic.
+label is learned, which scores each served (model, version) on live traffic (functions/model_state/ab_served.py).
 On a cluster predict-one's Redis user reads the model state and writes only the served answers: it never seeds a
 domain's live-model set (`ab.live_models(seed=False)`); on an empty Redis it serves the configured models
 (COELHO_MODEL_<DOMAIN>, default the domain's default model) until learn-one seeds the set.
@@ -53,10 +53,10 @@ from functions.middleware.app import (
     reply,
     serve,
 )
-from functions.model_state import ab
+from functions.model_state import ab, ab_served
 from functions.model_state.codec import StateRefused
 from functions.model_state.follower import LogFollower
-from functions.model_state.keys import connect, key
+from functions.model_state.keys import as_text, connect, key
 from functions.model_state.online_model import OnlineModel
 from functions.model_state.replica import ModelReplica, replicas_for, sync_replicas
 
@@ -136,7 +136,7 @@ class Predictor:
                     self.replicas[name] = replicas
                     changed = True
                 by_name = {r.model_name: r for r in replicas}
-                aliases = {ab._text(k): json.loads(v) for k, v in replies[2 * index].items()}
+                aliases = {as_text(k): json.loads(v) for k, v in replies[2 * index].items()}
                 held = (aliases.get("champion") or {}).get("model")
                 champion = held if held in by_name else replicas[0].model_name
                 arms = []
@@ -284,7 +284,7 @@ class Predictor:
         if event_id is None or domain.target is None:
             return
         with contextlib.suppress(queue.Full):  # monitoring only: never slow a prediction down
-            self._served.put_nowait((domain.name, str(event_id), ab.served_field(model, version, frozen), raw))
+            self._served.put_nowait((domain.name, str(event_id), ab_served.served_field(model, version, frozen), raw))
 
     def _write_served(self) -> None:
         while True:
@@ -300,7 +300,7 @@ class Predictor:
                 by_domain.setdefault(domain_name, []).append((event_id, served, raw))
             for domain_name, served_list in by_domain.items():
                 try:
-                    ab.record_served(self.redis, domain_name, served_list)
+                    ab_served.record_served(self.redis, domain_name, served_list)
                 except Exception as exc:  # Redis away: these answers go unscored
                     log.warning("served answers not kept: %s", exc)
 

@@ -252,20 +252,20 @@ def set_training(settings: Settings, domain: str, paused: bool) -> dict[str, Any
         raise StateUnavailable(str(err)) from err
 
 
-# --- A/B testing (functions/model_state/ab.py) -----------------------------------------------------------
+# --- A/B testing (functions/model_state/ab.py, ab_outcomes.py, ab_served.py, ab_preferences.py) ---------
 def ab_state(settings: Settings, domain: str) -> dict[str, Any]:
     """The comparison of the domain's live models, their aliases, the split, live-traffic scores and preferences."""
     from eventing.domains import get_domain
-    from functions.model_state import ab
+    from functions.model_state import ab, ab_outcomes, ab_preferences, ab_served
 
     d = get_domain(domain)
     client = redis_client(settings)
     try:
-        out = ab.compare(client, d)
+        out = ab_outcomes.compare(client, d)
         out["aliases"] = ab.aliases(client, d)
         out["split"] = ab.read_split(client.get(key(domain, "split"))) or None
-        out["live_scores"] = ab.live_scores(client, d)
-        out["preferences"] = ab.preferences(client, d)
+        out["live_scores"] = ab_served.live_scores(client, d)
+        out["preferences"] = ab_preferences.preferences(client, d)
         return out
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
@@ -290,11 +290,11 @@ def record_preference(settings: Settings, domain: str, a: str, b: str, choice: s
     import threading
 
     from eventing.domains import get_domain
-    from functions.model_state import ab
+    from functions.model_state import ab_preferences
 
     d = get_domain(domain)
     try:
-        result = ab.record_preference(redis_client(settings), d, a, b, choice)
+        result = ab_preferences.record_preference(redis_client(settings), d, a, b, choice)
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
 

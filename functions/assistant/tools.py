@@ -289,15 +289,15 @@ class ToolBox:
 
     def _compare(self, domain: str) -> Any:
         from eventing.domains import get_domain
-        from functions.model_state import ab
+        from functions.model_state import ab, ab_outcomes, ab_served
         from functions.model_state.keys import key
 
         d = get_domain(domain)
         redis = self.reader.redis  # read-only: every command below is a read
-        result = ab.compare(redis, d, seed=False)
+        result = ab_outcomes.compare(redis, d, seed=False)
         result["aliases"] = ab.aliases(redis, d)
         result["split"] = ab.read_split(redis.get(key(d.name, "split"))) or None
-        result["live_scores"] = ab.live_scores(redis, d)
+        result["live_scores"] = ab_served.live_scores(redis, d)
         return result
 
     def run(self, tool_name: str, tool_input: Any) -> tuple[str, bool]:

@@ -12,4 +12,8 @@
 - `drift`: the drift watch on each model's error stream.
 - `metrics`: Prometheus metrics of the models, read from Redis at scrape time.
 - `registry`: checkpoints as MLflow model versions, and restoring from them.
+- `ab`: A/B testing's live models, champion and challenger aliases, traffic split, and the control actions.
+- `ab_outcomes`: each live model's paired test-then-train outcomes, and `compare` over them (with `comparison`).
+- `ab_served`: predict-one's served answers, scored against their label on live traffic (`live_scores`).
+- `ab_preferences`: the dashboard's prefer-A/B counts.
 """

@@ -1,5 +1,7 @@
-"""A/B testing of a domain's models: which models are live, which one is the champion, how traffic is split, and
-what each model and each served version scored (docs/adr/0082-ab-testing.md).
+"""A/B testing of a domain's models: which models are live, which one is the champion, and how traffic is split
+(docs/adr/0082-ab-testing.md). What each model and each served version scored is kept beside it:
+functions/model_state/ab_outcomes.py (paired outcomes and `compare`), functions/model_state/ab_served.py (served
+answers and `live_scores`), functions/model_state/ab_preferences.py (the dashboard's prefer-A/B counts).
 
 Everything lives in Redis beside the event log (keys in functions/model_state/keys.py), so learn-one, predict-one,
 checkpoint, the `coelho models` command and the dashboard read and change the same state:
@@ -13,10 +15,7 @@ checkpoint, the `coelho models` command and the dashboard read and change the sa
   `mlflow.pyfunc.load_model("models:/coelho-<domain>@champion")`; Redis is what predict-one reads. `promote` and
   `rollback` replace the champion with one HSET: a request reads the routing once, so it sees the old or the new.
 - **Split** (`split`): weights per arm (an alias or a model), sticky per entity key (`pick_arm`).
-- **Outcomes** (`model:<name>:outcomes`): each learner's test-then-train answer and the truth per scored event,
-  by log position, so two models are compared on the same events (functions/model_state/comparison.py).
-- **Served answers** (`served:<id>`): what predict-one answered for a request carrying an event id; when the
-  event's label is learned, each served (model, version) is scored on that live traffic (`live_scores`).
+- **Control** (`control`): one entry point for the `coelho models` command and the model.control CloudEvent.
 
     >>> pick_arm([("champion", 90), ("challenger", 10)], "user-1") in ("champion", "challenger")
     True
@@ -29,7 +28,6 @@ checkpoint, the `coelho models` command and the dashboard read and change the sa
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import zlib
@@ -37,20 +35,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventing.domain import DECISION_THRESHOLD, Domain
+from eventing.domain import Domain
 from eventing.schema import ValidationError
-from functions.model_state.keys import key, model_key
+from functions.model_state.keys import as_text, key, model_key
 
 ALIASES = ("champion", "challenger")
 MODEL_SET_CHECK_S = 1.0  # how often learn-one and checkpoint re-read the live models
-OUTCOMES_KEEP = 5000  # paired outcomes kept per model
-SERVED_KEEP = 20_000  # served answers awaiting a label, per domain
-SERVED_TTL_S = 86_400  # and for at most a day
-LOG_LOSS_CLIP = 1e-12
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # --- live models ----------------------------------------------------------------------------------------------------
@@ -74,7 +64,7 @@ def live_models(client: Any, domain: Domain, configured: Sequence[str] = (), see
     an empty Redis seeds the set with `configured` (COELHO_MODEL_<DOMAIN>, default the domain's default model);
     with seed False (a read-only reader) it only answers with them."""
     live_key = key(domain.name, "live")
-    names = [_text(n) for n in client.smembers(live_key)]
+    names = [as_text(n) for n in client.smembers(live_key)]
     if not names and not seed:
         return [ModelSpec(name, added_ms=index) for index, name in enumerate(configured or [domain.default_model])]
     if not names:
@@ -85,7 +75,7 @@ def live_models(client: Any, domain: Domain, configured: Sequence[str] = (), see
         pipe.sadd(live_key, *initial)
         pipe.sadd(key(domain.name, "models"), *initial)
         pipe.execute()
-        names = [_text(n) for n in client.smembers(live_key)]
+        names = [as_text(n) for n in client.smembers(live_key)]
     raw = client.hmget(key(domain.name, "specs"), names)
     specs = []
     for name, value in zip(names, raw, strict=True):
@@ -125,7 +115,7 @@ def add_model(client: Any, domain: Domain, name: str, params: Mapping[str, Any] 
         raise ValidationError({"params": f"not accepted by {name}: {exc}"}) from None
     first = client.xrange(key(domain.name, "log"), count=1)
     head = int(client.get(key(domain.name, "seq")) or 0)
-    first_seq = int(_text(first[0][0]).split("-")[0]) if first else head + 1
+    first_seq = int(as_text(first[0][0]).split("-")[0]) if first else head + 1
     if first_seq <= 1:  # the log holds every entry since the first: replay it all
         start, start_seq = "start of the log", 0
     else:  # trimmed: the earlier events are gone, learn from now on
@@ -182,7 +172,7 @@ def remove_model(client: Any, domain: Domain, name: str) -> dict[str, Any]:
 # --- aliases: champion and challenger -------------------------------------------------------------------------------
 def aliases(client: Any, domain: Domain) -> dict[str, dict[str, Any]]:
     """alias -> {model, version (None before a checkpoint), seq}."""
-    return {_text(k): json.loads(v) for k, v in client.hgetall(key(domain.name, "aliases")).items()}
+    return {as_text(k): json.loads(v) for k, v in client.hgetall(key(domain.name, "aliases")).items()}
 
 
 def champion(client: Any, domain: Domain, live: Sequence[str] | None = None) -> dict[str, Any]:
@@ -354,203 +344,6 @@ def pick_arm(arms: Sequence[tuple[str, int]], entity: str) -> str:
             return arm
         point -= weight
     return arms[-1][0]
-
-
-# --- paired outcomes (written by learners, read by `compare`) ---------------------------------------------------------
-def outcome_member(domain: Domain, seq: int, event: Mapping[str, Any], prediction: Any) -> str | None:
-    """One scored event of one model, as stored: [seq, truth, answer] (classification: truth 0/1, answer the
-    probability; regression: seconds), clustering [seq, cluster, features]."""
-    if domain.target is None:
-        if prediction is None:
-            return None
-        return json.dumps([seq, prediction, [round(float(v), 6) for v in domain.features(event).values()]])
-    y = event.get(domain.target)
-    if y is None or prediction is None:
-        return None
-    truth = int(bool(y)) if domain.task == "classification" else float(y)
-    return json.dumps([seq, truth, round(float(prediction), 9)])
-
-
-def record_outcomes(client: Any, domain: Domain, model: str, members: Sequence[tuple[int, str]]) -> None:
-    """Keep the last OUTCOMES_KEEP (idempotent: every learner replica writes the same members)."""
-    if not members:
-        return
-    name = model_key(domain.name, model, "outcomes")
-    pipe = client.pipeline(transaction=False)
-    pipe.zadd(name, {m: s for s, m in members})
-    pipe.zremrangebyrank(name, 0, -(OUTCOMES_KEEP + 1))
-    pipe.execute()
-
-
-def outcomes(client: Any, domain: Domain, model: str, count: int = OUTCOMES_KEEP) -> dict[int, list[Any]]:
-    """seq -> [truth or cluster, answer or features] of the model's last `count` scored events."""
-    raw = client.zrange(model_key(domain.name, model, "outcomes"), -count, -1)
-    out = {}
-    for member in raw:
-        seq, a, b = json.loads(member)
-        out[int(seq)] = [a, b]
-    return out
-
-
-def compare(client: Any, domain: Domain, count: int = OUTCOMES_KEEP, seed: bool = True) -> dict[str, Any]:
-    """Every pair of the domain's live models compared on the same log positions (the last `count` each holds),
-    champion first: functions/model_state/comparison.py. Only reads with seed False."""
-    from functions.model_state.comparison import compare_outcomes
-    from functions.model_state.replica import models_for
-
-    names = [s.name for s in live_models(client, domain, models_for(domain), seed=seed)]
-    first = champion(client, domain, names)["model"]
-    names = sorted(names, key=lambda n: n != first)
-    held = {n: outcomes(client, domain, n, count) for n in names}
-    pairs = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            result = compare_outcomes(domain.task, held[a], held[b])
-            pairs.append({"a": a, "b": b, **result})
-    report: dict[str, Any] = _finite(
-        {"domain": domain.name, "task": domain.task, "champion": first, "models": names, "pairs": pairs}
-    )
-    return report
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN and infinities (an interval from too few events) become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-# --- served answers and their live scores ------------------------------------------------------------------------------
-_TAKE = """
-local out = {}
-for i = 1, #KEYS do
-  local found = redis.call('HGETALL', KEYS[i])
-  if #found > 0 then
-    redis.call('DEL', KEYS[i])
-    table.insert(out, i)
-    table.insert(out, found)
-  end
-end
-return out
-"""
-
-
-def served_field(model: str, version: int | None, frozen: bool) -> str:
-    return f"{model}|{'-' if version is None else version}|{'frozen' if frozen else 'live'}"
-
-
-def record_served(client: Any, domain_name: str, served: Sequence[tuple[str, str, Any]]) -> None:
-    """Keep predict-one's answers [(event id, served_field, raw answer)] until their label (bounded, expiring)."""
-    if not served:
-        return
-    pipe = client.pipeline(transaction=False)
-    ids_key = key(domain_name, "served_ids")
-    for event_id, fieldname, raw in served:
-        name = key(domain_name, "served", event_id)
-        pipe.hset(name, fieldname, json.dumps(raw))
-        pipe.expire(name, SERVED_TTL_S)
-        pipe.rpush(ids_key, event_id)
-    pipe.llen(ids_key)
-    length = pipe.execute()[-1]
-    excess = int(length) - SERVED_KEEP
-    if excess > 0:
-        old = client.lpop(ids_key, excess) or []
-        if old:
-            client.delete(*[key(domain_name, "served", _text(i)) for i in old])
-
-
-class ServedScorer:
-    """Scores served answers when their label is learned: takes each event id's served answers atomically (so
-    several learner replicas score each once) and adds to `live_scores` per (model, version, live|frozen)."""
-
-    def __init__(self, client: Any) -> None:
-        self.redis = client
-        self._take = client.register_script(_TAKE)
-
-    def score(self, domain: Domain, labelled: Sequence[tuple[str, Any]]) -> int:
-        """labelled: [(event id, truth)]; returns how many served answers were scored."""
-        if not labelled or domain.target is None:
-            return 0
-        keys = [key(domain.name, "served", str(i)) for i, _ in labelled]
-        found = self._take(keys=keys)
-        if not found:
-            return 0
-        sums: dict[str, float] = {}
-        scored = 0
-        for index, pairs in zip(found[0::2], found[1::2], strict=True):
-            truth = labelled[int(index) - 1][1]
-            for fieldname, raw in zip(pairs[0::2], pairs[1::2], strict=True):
-                answer = json.loads(raw)
-                prefix = _text(fieldname)
-                for stat, value in _served_stats(domain, truth, answer).items():
-                    sums[f"{prefix}|{stat}"] = sums.get(f"{prefix}|{stat}", 0.0) + value
-                scored += 1
-        pipe = self.redis.pipeline(transaction=False)
-        for name, value in sums.items():
-            pipe.hincrbyfloat(key(domain.name, "live_scores"), name, value)
-        pipe.execute()
-        return scored
-
-
-def _served_stats(domain: Domain, truth: Any, answer: Any) -> dict[str, float]:
-    if answer is None:
-        return {}
-    if domain.task == "classification":
-        y, p = bool(truth), float(answer)
-        p_true = p if y else 1.0 - p
-        return {
-            "n": 1.0,
-            "correct": float((p >= DECISION_THRESHOLD) == y),
-            "log_loss": -math.log(max(p_true, LOG_LOSS_CLIP)),
-        }
-    error = float(answer) - float(truth)
-    return {"n": 1.0, "abs_error": abs(error), "sq_error": error * error}
-
-
-def live_scores(client: Any, domain: Domain) -> list[dict[str, Any]]:
-    """Per served (model, version, mode): answers scored against their label, with accuracy and log loss
-    (classification) or MAE and RMSE (regression)."""
-    rows: dict[tuple[str, str, str], dict[str, float]] = {}
-    for name, value in client.hgetall(key(domain.name, "live_scores")).items():
-        model, version, mode, stat = _text(name).split("|")
-        rows.setdefault((model, version, mode), {})[stat] = float(value)
-    out = []
-    for (model, version, mode), stats in sorted(rows.items()):
-        n = stats.get("n", 0.0)
-        row: dict[str, Any] = {
-            "model": model,
-            "version": None if version == "-" else int(version),
-            "mode": mode,
-            "scored": int(n),
-        }
-        if n and domain.task == "classification":
-            row.update(accuracy=stats.get("correct", 0.0) / n, log_loss=stats.get("log_loss", 0.0) / n)
-        elif n:
-            row.update(mae=stats.get("abs_error", 0.0) / n, rmse=math.sqrt(stats.get("sq_error", 0.0) / n))
-        out.append(row)
-    return out
-
-
-# --- preferences (the dashboard's prefer-A/B buttons) -----------------------------------------------------------------
-def record_preference(client: Any, domain: Domain, a: str, b: str, choice: str) -> dict[str, Any]:
-    """Count one person's preference between the answers of models `a` and `b` (choice: a, b or tie)."""
-    if choice not in ("a", "b", "tie"):
-        raise ValidationError({"choice": "expected a, b or tie"})
-    total = client.hincrby(key(domain.name, "preferences"), f"{a}|{b}|{choice}", 1)
-    return {"domain": domain.name, "a": a, "b": b, "choice": choice, "count": int(total)}
-
-
-def preferences(client: Any, domain: Domain) -> dict[str, dict[str, int]]:
-    """Counts per pair of models "a|b": {a, b, tie}."""
-    out: dict[str, dict[str, int]] = {}
-    for name, value in client.hgetall(key(domain.name, "preferences")).items():
-        a, b, choice = _text(name).split("|")
-        out.setdefault(f"{a}|{b}", {"a": 0, "b": 0, "tie": 0})[choice] = int(value)
-    return out
 
 
 # --- one entry point for the CLI and the model.control CloudEvent ------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Both models learn the same log (docs/adr/0031), test-then-train, so at every log position each made its answer
 before learning that event, from the same past. Their learners keep each scored answer by log position
-(`model:<name>:outcomes`, functions/model_state/ab.py); a comparison takes the positions both hold and tests the
-paired differences, which removes the event-to-event variation two unpaired metrics would carry:
+(`model:<name>:outcomes`, functions/model_state/ab_outcomes.py); a comparison takes the positions both hold and
+tests the paired differences, which removes the event-to-event variation two unpaired metrics would carry:
 
 - classification (tfd): McNemar's test on correct/incorrect at the 0.5 threshold (exact binomial below 25
   discordant pairs, chi-square with continuity correction above), the accuracy difference with a paired Wald

@@ -9,7 +9,8 @@ Keys (prefix coelho:<domain>:):
     model:<name>:history (zset score=seq, member=json), model:<name>:drift (zset), model:<name>:checkpoint (json),
     model:<name>:restored_from (the MLflow version a model was restored from)
 
-A/B testing (functions/model_state/ab.py, docs/adr/0082-ab-testing.md), same prefix:
+A/B testing (functions/model_state/ab.py, ab_outcomes.py, ab_served.py, ab_preferences.py;
+docs/adr/0082-ab-testing.md), same prefix:
     live (set: the models learn-one and predict-one run; seeded once from COELHO_MODEL_<DOMAIN>),
     specs (hash model -> json {params, start_seq, added_ms}), aliases (hash champion|challenger -> json
     {model, version, seq}), champions (list: earlier champions, newest first, for rollback), split (json
@@ -24,6 +25,8 @@ A/B testing (functions/model_state/ab.py, docs/adr/0082-ab-testing.md), same pre
     'coelho:tfd:model:logistic_regression:summary'
     >>> log_behind(b"120", "100"), log_behind(None, 5)
     (20, 0)
+    >>> as_text(b"champion"), as_text("logreg")
+    ('champion', 'logreg')
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ def key(domain: str, *parts: str) -> str:
 def model_key(domain: str, model: str, part: str) -> str:
     """A key of one model of a domain."""
     return key(domain, "model", model, part)
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes from a client without decode_responses, or str) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def log_behind(head: Any, applied: Any) -> int:

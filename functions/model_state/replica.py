@@ -29,7 +29,7 @@ from prometheus_client import Counter, Gauge
 
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
-from functions.model_state import ab
+from functions.model_state import ab, ab_outcomes, ab_served
 from functions.model_state.codec import StateRefused
 from functions.model_state.event_log import EventLog, LogEntry
 from functions.model_state.keys import key, model_key
@@ -148,8 +148,9 @@ class ModelReplica:
     """One process's in-memory copy of a domain model, kept equal to the log. Thread-safe (one lock).
 
     role "learner" also writes snapshots, history points, drift markers, the live summary and the paired outcomes
-    of A/B comparisons (functions/model_state/ab.py) to Redis; with `score_served`, it also scores the answers
-    predict-one served for the labelled events it learns. params: the model's hyper-parameters (a challenger's).
+    of A/B comparisons (functions/model_state/ab_outcomes.py) to Redis; with `score_served`, it also scores the
+    answers predict-one served for the labelled events it learns (functions/model_state/ab_served.py). params: the
+    model's hyper-parameters (a challenger's).
     """
 
     def __init__(
@@ -169,7 +170,7 @@ class ModelReplica:
         self.score_served = False
         self._outcomes: list[tuple[int, str]] = []  # paired outcomes not written yet (learners)
         self._labelled: list[tuple[str, Any]] = []  # (event id, truth) of labelled entries (score_served)
-        self._served_scorer = ab.ServedScorer(client) if role == "learner" else None
+        self._served_scorer = ab_served.ServedScorer(client) if role == "learner" else None
         self.log = EventLog(client, domain)
         self.lock = threading.RLock()
         self.applied = threading.Condition(self.lock)  # notified whenever the local position moves
@@ -423,7 +424,7 @@ class ModelReplica:
     def _keep_outcome(self, entry: LogEntry, applied: Outcome) -> None:
         """Buffer this model's scored answer for the A/B comparison and, with `score_served`, the event's label
         for the answers predict-one served (written with the summary, `_flush_ab`)."""
-        member = ab.outcome_member(self.domain, entry.seq, entry.event, applied.prediction)
+        member = ab_outcomes.outcome_member(self.domain, entry.seq, entry.event, applied.prediction)
         if member is not None:
             self._outcomes.append((entry.seq, member))
         target = self.domain.target
@@ -436,7 +437,9 @@ class ModelReplica:
         outcomes, self._outcomes = self._outcomes, []
         labelled, self._labelled = self._labelled, []
         try:
-            ab.record_outcomes(self.redis, self.domain, self.model_name, outcomes[-ab.OUTCOMES_KEEP :])
+            ab_outcomes.record_outcomes(
+                self.redis, self.domain, self.model_name, outcomes[-ab_outcomes.OUTCOMES_KEEP :]
+            )
             if self._served_scorer is not None:
                 self._served_scorer.score(self.domain, labelled)
         except (redis.RedisError, OSError) as exc:  # monitoring only: the model itself is unaffected

@@ -15,7 +15,7 @@ import redis
 
 from eventing.cloudevent_types import MODEL_CONTROL
 from eventing.domains import get_domain
-from functions.model_state import ab
+from functions.model_state import ab, ab_outcomes, ab_served
 from functions.model_state.event_log import EventLog, LogEntry
 from functions.model_state.online_model import OnlineModel
 from functions.model_state.replica import ModelReplica, sync_replicas
@@ -64,10 +64,10 @@ def test_several_models_learn_the_same_events_exactly_once(redis_url: str, model
             replica.write_summary()  # flushes the paired outcomes
             assert_same_model(replica.state, replay("tfd", [("record", e) for e in stream], replica.model_name), probes)
     # The paired outcomes: every model scored the same log positions, each once.
-    held = {m: ab.outcomes(client, domain, m) for m in models}
+    held = {m: ab_outcomes.outcomes(client, domain, m) for m in models}
     assert all(list(h) == list(range(1, len(stream) + 1)) for h in held.values())
     assert len({tuple(v[0] for v in h.values()) for h in held.values()}) == 1  # the same truths
-    result = ab.compare(client, domain)
+    result = ab_outcomes.compare(client, domain)
     assert len(result["pairs"]) == len(models) * (len(models) - 1) // 2
     assert all(p["n"] == len(stream) and p["verdict"] for p in result["pairs"])
 
@@ -102,7 +102,9 @@ def test_a_challenger_starts_from_the_log_start_or_from_now(redis_url: str) -> N
         reference.learn_one(seq, "record", event, 0)
     assert_same_model(process[2].state, reference, stream[:10])
     # Paired outcomes overlap on the positions both learned: the third model's only.
-    pair = next(p for p in ab.compare(client, domain)["pairs"] if {p["a"], p["b"]} == {domain.default_model, third})
+    pair = next(
+        p for p in ab_outcomes.compare(client, domain)["pairs"] if {p["a"], p["b"]} == {domain.default_model, third}
+    )
     assert pair["n"] == 200 and pair["first_seq"] == 201
     # Removing: not the champion, then the challenger goes.
     with pytest.raises(Exception, match="champion"):
@@ -154,7 +156,7 @@ def test_predict_routes_by_alias_and_split_and_scores_served_answers(redis_url: 
             deliver(learners, event, f"r-{i}")
         for replica in learners:
             replica.write_summary()
-        scores = ab.live_scores(client, domain)
+        scores = ab_served.live_scores(client, domain)
         assert sum(s["scored"] for s in scores) >= 30 and {s["mode"] for s in scores} == {"live"}
         assert all(0 <= s["accuracy"] <= 1 for s in scores)
     finally:

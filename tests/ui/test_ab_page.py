@@ -9,7 +9,7 @@ import redis
 
 from coelho.settings import Settings
 from eventing.domains import TFD
-from functions.model_state import ab
+from functions.model_state import ab, ab_preferences
 from functions.model_state.event_log import LogEntry
 from functions.model_state.replica import sync_replicas
 from tests.functions.streams import events
@@ -47,5 +47,5 @@ def test_compare_tab_shows_the_verdict_and_promotes(
     page._rollback()  # nothing left to roll back to: said, not raised
     assert "no earlier champion" in page.ab_message.object
     page._prefer("b")
-    assert ab.preferences(client, TFD) == {"logreg_rus|logreg": {"a": 0, "b": 1, "tie": 0}}
+    assert ab_preferences.preferences(client, TFD) == {"logreg_rus|logreg": {"a": 0, "b": 1, "tie": 0}}
     assert "People's preferences" in page.compare_html.object

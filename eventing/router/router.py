@@ -128,11 +128,18 @@ class Router:
 
     # --- life cycle ----------------------------------------------------------------------------------
     def _new_kafka_producer(self) -> KafkaProducer:
+        # Not idempotent (kafka-python's default): across a broker restart the S3-backed broker acknowledged a retried
+        # write as a duplicate of one it had not kept, so an acknowledged event was lost (ADR 0117). A plain producer
+        # writes the retry again (a duplicate at worst, which the functions drop); one request in flight per
+        # connection keeps each partition's order through retries.
         return KafkaProducer(
             bootstrap_servers=self.bootstrap,
             linger_ms=LINGER_MS,
             batch_size=BATCH_SIZE,
             client_id="coelho-router",
+            enable_idempotence=False,
+            acks="all",
+            max_in_flight_requests_per_connection=1,
         )
 
     def _connect(self, timeout: float) -> None:

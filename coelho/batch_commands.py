@@ -52,8 +52,9 @@ def train(
     as_json: bool,
 ) -> None:
     """Train DOMAIN's batch models on its lake table, compare them with River, log the study to MLflow."""
+    from functions.batch.dataset import StudyError
     from functions.batch.report import dumps, log_study
-    from functions.batch.study import StudyError, run_study
+    from functions.batch.study import run_study
 
     env = _environ()
     started = time.perf_counter()

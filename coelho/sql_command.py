@@ -59,7 +59,9 @@ def _error_text(answer: Mapping[str, Any], status: int) -> str:
 
 def _in_process(settings: Any, call: str, **kwargs: Any) -> dict[str, Any]:
     """The same engine in this process, against the platform's S3 store."""
-    from functions.lake.sql import LakeCatalog, Limits, SqlEngine
+    from functions.lake.catalog import LakeCatalog
+    from functions.lake.sql import SqlEngine
+    from functions.lake.sql_limits import Limits
     from functions.middleware.contract import error_response
 
     environ = settings.function_env()

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge, PointMap, _mercator
+from ui.charts import RISK_ZONES, ConfusionMatrixChart, FraudGauge
+from ui.maps import PointMap, _mercator
 
 
 def _polar(x: float, y: float) -> tuple[float, float]:

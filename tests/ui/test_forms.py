@@ -112,7 +112,7 @@ def test_formatting() -> None:
 def test_maps_need_no_tiles_unless_a_tile_server_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     from bokeh.models import TileRenderer
 
-    from ui.charts import PointMap
+    from ui.maps import PointMap
 
     monkeypatch.delenv("COELHO_TILE_URL", raising=False)
     plain = PointMap("route", route=True)

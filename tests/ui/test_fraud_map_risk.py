@@ -3,8 +3,6 @@ answers the Predict button with), rings it by its label once that arrived, and s
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +11,10 @@ import redis
 
 from coelho.settings import Settings
 from eventing.domains import TFD
-from tests.functions.function_testkit import throwaway_redis
-from ui.charts import AMBER, GREEN, GREY, RED, RISK_PALETTE, TransactionMap, risk_color
+from tests.ui.test_state_reader import redis_server  # noqa: F401  (the fixture)
+from ui.charts import AMBER, GREEN, GREY, RED
 from ui.live import LiveData
+from ui.maps import RISK_PALETTE, TransactionMap, risk_color
 
 
 def test_colours_follow_the_predicted_probability_and_rings_the_label(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,19 +59,6 @@ def _near(a: str, b: str, tolerance: int = 12) -> bool:
     return all(abs(int(a[i : i + 2], 16) - int(b[i : i + 2], 16)) <= tolerance for i in (1, 3, 5))
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[tuple[redis.Redis, Settings]]:
-    with throwaway_redis(tmp_path) as url:
-        client = redis.Redis.from_url(url)
-        settings = Settings.load().with_free_ports(tmp_path)
-        settings.ports["redis"] = client.connection_pool.connection_kwargs["port"]
-        try:
-            yield client, settings
-        finally:
-            client.close()
-    shutil.rmtree(tmp_path, ignore_errors=True)
-
-
 def _log_transactions(client: redis.Redis, count: int, seed: int, delayed: bool = False) -> list[Any]:
     """Log `count` generated transactions; `delayed`: their labels come as label events, the last 20 not yet."""
     from functions.model_state.event_log import EventLog
@@ -92,7 +78,8 @@ def _log_transactions(client: redis.Redis, count: int, seed: int, delayed: bool 
 
 
 def test_the_map_shows_the_probability_predict_one_answers(
-    redis_server: tuple[redis.Redis, Settings], monkeypatch: pytest.MonkeyPatch
+    redis_server: tuple[redis.Redis, Settings],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from functions.model_state.replica import ModelReplica
     from functions.predict import Predictor

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ui.charts import GREEN, RED, RISK_ZONES, PointMap, TransactionMap, basemap
+from ui.charts import GREEN, RED, RISK_ZONES
+from ui.maps import PointMap, TransactionMap, basemap
 
 
 def names(fig: object) -> set[str]:

@@ -12,9 +12,10 @@ import panel as pn
 from coelho.settings import Settings
 from eventing.domains import ECCI
 from eventing.domains.ecci import PROFILE_FIELDS
-from ui.charts import BLUE, PALETTE, BarChart, HtmlBars, PointMap, StackedBarChart
+from ui.charts import BLUE, PALETTE, BarChart, HtmlBars, StackedBarChart
 from ui.layout import MUTED, card, flow, grow, lazy
 from ui.live import DomainLive
+from ui.maps import PointMap
 from ui.pages.domain_page import DomainPage
 
 FEATURE_LABELS = {path: path.split(".")[-1].replace("_", " ") for path in PROFILE_FIELDS}

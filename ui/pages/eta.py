@@ -8,9 +8,10 @@ import panel as pn
 
 from coelho.settings import Settings
 from eventing.domains import ETA
-from ui.charts import GREEN, RED, PointMap
+from ui.charts import GREEN, RED
 from ui.layout import MUTED
 from ui.live import DomainLive
+from ui.maps import PointMap
 from ui.pages.domain_page import DomainPage
 from ui.sample import haversine_km, sample_payload
 

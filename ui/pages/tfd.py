@@ -9,9 +9,10 @@ import panel as pn
 
 from coelho.settings import Settings
 from eventing.domains import TFD
-from ui.charts import GREY, RISK_ZONES, ConfusionMatrixChart, FraudGauge, TransactionMap
+from ui.charts import GREY, RISK_ZONES, ConfusionMatrixChart, FraudGauge
 from ui.layout import MUTED, card, flow, grow, lazy
 from ui.live import DomainLive
+from ui.maps import TransactionMap
 from ui.pages.domain_page import DomainPage
 
 CLASS_NAMES = {"False": "legit", "True": "fraud"}

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,8 @@ def measure_refresh(refreshes: int, transactions: list[dict[str, Any]]) -> dict[
     LiveData._instance = live
     page = FraudPage(live.settings)
     page._build_map_tab()
-    new_map, same_map = [], []
+    new_map: list[float] = []
+    same_map: list[float] = []
     for i in range(refreshes):
         fresh = i % 5 == 0
         rows = [dict(t) for t in transactions] if fresh else live.domains["tfd"].transactions
@@ -58,69 +58,55 @@ def measure_refresh(refreshes: int, transactions: list[dict[str, Any]]) -> dict[
 def measure_scoring(new: int, rounds: int) -> dict[str, Any]:
     import redis
 
-    from coelho.services import redis_bin
-    from coelho.settings import free_port
     from eventing.domains import TFD
     from functions.model_state.event_log import EventLog
     from functions.model_state.replica import ModelReplica
     from producers.generators import make_generator
+    from tests.functions.function_testkit import throwaway_redis
     from ui import state_reader
     from ui.risk import ChampionRisk
 
     workdir = Path(tempfile.mkdtemp(prefix="fraud-map-bench-"))
     os.environ["COELHO_DATA_DIR"] = str(workdir)  # a model-state key of its own
-    port = free_port()
-    proc = subprocess.Popen(
-        [redis_bin(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        log = EventLog(client, TFD)
-        events = make_generator("tfd", seed=11).take(None)
+        with throwaway_redis(workdir) as url:
+            client = redis.Redis.from_url(url)
+            log = EventLog(client, TFD)
+            events = make_generator("tfd", seed=11).take(None)
 
-        def append(count: int) -> None:
-            for _ in range(count):
-                event = next(events)
-                clean = TFD.validate(event.data)
-                log.append("record", clean, log.dedup_keys("/bench", event.id, clean, "record"))
+            def append(count: int) -> None:
+                for _ in range(count):
+                    event = next(events)
+                    clean = TFD.validate(event.data)
+                    log.append("record", clean, log.dedup_keys("/bench", event.id, clean, "record"))
 
-        learner = ModelReplica(client, TFD, role="learner")
-        append(1999)  # a snapshot at 1000, then 999 entries to replay
-        learner.catch_up()
-        scorer = ChampionRisk(client)
-        shown = state_reader.recent_transactions(client, "tfd")
-        t0 = time.perf_counter()
-        risks = scorer.score([t["event"] for t in shown])
-        cold = (time.perf_counter() - t0) * 1000
-        warm = []
-        for _ in range(rounds):
-            append(new)
+            learner = ModelReplica(client, TFD, role="learner")
+            append(1999)  # a snapshot at 1000, then 999 entries to replay
+            learner.catch_up()
+            scorer = ChampionRisk(client)
             shown = state_reader.recent_transactions(client, "tfd")
             t0 = time.perf_counter()
             risks = scorer.score([t["event"] for t in shown])
-            warm.append((time.perf_counter() - t0) * 1000)
-        for row, risk in zip(shown, risks, strict=True):
-            row["risk"] = risk
-        return {
-            "cold_start_ms": round(cold, 1),
-            "score_warm_ms": round(statistics.median(warm), 2),
-            "new_entries_per_scoring": new,
-            "scored": len(shown),
-            "model": scorer.model,
-            "transactions": shown,
-        }
+            cold = (time.perf_counter() - t0) * 1000
+            warm = []
+            for _ in range(rounds):
+                append(new)
+                shown = state_reader.recent_transactions(client, "tfd")
+                t0 = time.perf_counter()
+                risks = scorer.score([t["event"] for t in shown])
+                warm.append((time.perf_counter() - t0) * 1000)
+            for row, risk in zip(shown, risks, strict=True):
+                row["risk"] = risk
+            client.close()
+            return {
+                "cold_start_ms": round(cold, 1),
+                "score_warm_ms": round(statistics.median(warm), 2),
+                "new_entries_per_scoring": new,
+                "scored": len(shown),
+                "model": scorer.model,
+                "transactions": shown,
+            }
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

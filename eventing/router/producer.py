@@ -4,7 +4,8 @@ kafka-python 3.x makes every producer idempotent by default, and its idempotent 
 treats any non-retriable error in a produce response as FATAL: from then on it aborts every batch, for good,
 with that same error. The S3-backed broker answers a produce with such an error (UNKNOWN_SERVER_ERROR, -1) when
 it cannot write to its store, e.g. while the S3 server restarts. The producer then refused everything after the
-store was back, so the Broker ingress answered 503 until the router was restarted (ADR 0117).
+store was back, so the Broker ingress answered 503 until the router was restarted (ADR 0117). The router now makes
+a plain producer (eventing/router/router.py), which has no such state; this wrapper is the guard for one that has.
 
 A Java client must close such a producer and create a new one; so does this wrapper. `send()` notices the fatal
 state and starts a replacement in the background (at most one at a time, at most once per `min_interval`):

@@ -1,9 +1,9 @@
 """An S3 restart under load: the Broker ingress takes events again by itself, and nothing is lost.
 
-The broker keeps its log on S3: while the S3 server is down it refuses writes, and the router's Kafka producer
-(idempotent, kafka-python) turns fatal on the first refused write. The router replaces it (ADR 0117), so once S3
-is back the ingress answers 202 again within seconds, without a router restart, and the events it takes from then
-on are learned. Before that fix the ingress answered 503 until the router was restarted.
+The broker keeps its log on S3: while the S3 server is down it refuses writes. kafka-python's default, idempotent
+producer turned fatal on the first refused write and the ingress answered 503 until the router was restarted; the
+router's producer is now a plain one, and one that turns fatal anyway is replaced (ADR 0117). So once S3 is back
+the ingress answers 202 again within seconds, without a router restart, and the events it takes are learned.
 """
 
 from __future__ import annotations

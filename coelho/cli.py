@@ -33,7 +33,7 @@ from coelho.settings import Settings
 LAZY_COMMANDS: dict[str, str] = {
     "produce": "producers.cli:produce",
     "invoke": "coelho.platform_commands:invoke",
-    "models": "coelho.platform_commands:models",
+    "models": "coelho.models_command:models",
     "training": "coelho.platform_commands:training",
     "checkpoint": "coelho.platform_commands:checkpoint",
     "lake": "coelho.lake_command:lake",

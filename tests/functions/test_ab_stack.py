@@ -17,7 +17,7 @@ import redis
 import requests
 from click.testing import CliRunner
 
-from coelho.platform_commands import models
+from coelho.models_command import models
 from eventing.domains import get_domain
 from functions.model_state import ab
 from tests.functions.function_testkit import cloudevent, function_env, post

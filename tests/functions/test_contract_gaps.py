@@ -172,7 +172,7 @@ def check_metric_set(domain: str, summary: dict[str, Any]) -> None:
 def test_live_metrics_are_exactly_the_expected_set(stack: Any) -> None:
     from click.testing import CliRunner
 
-    from coelho.platform_commands import models
+    from coelho.models_command import models
 
     client = redis.Redis.from_url(stack.settings.redis_url)
     learn = stack.settings.url("learn")

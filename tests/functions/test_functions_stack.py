@@ -202,7 +202,8 @@ def test_prediction_right_after_learning_reflects_it(stack: Any) -> None:
 def test_pause_and_resume_lose_nothing(stack: Any) -> None:
     from click.testing import CliRunner
 
-    from coelho.platform_commands import models, training
+    from coelho.models_command import models
+    from coelho.platform_commands import training
 
     domain = get_domain("ecci")
     learn = stack.settings.url("learn")

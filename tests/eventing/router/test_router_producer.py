@@ -22,6 +22,7 @@ from kafka.errors import KafkaError, UnknownError
 from coelho.settings import Settings
 from eventing.router.event import WireEvent
 from eventing.router.producer import RecoveringProducer, kafka_producer_is_fatal
+from eventing.router.router import Router
 from eventing.router.sinks import KafkaTopicSink
 
 pytestmark = pytest.mark.stack
@@ -127,3 +128,18 @@ def test_a_broker_sink_writes_every_event_through_a_fatal_producer(
     finally:
         consumer.close()
     assert set(ids) <= written, sorted(set(ids) - written)
+
+
+def test_the_router_writes_with_a_plain_producer_one_request_in_flight(kafka_settings: Settings) -> None:
+    """Idempotent retries across a broker restart were acknowledged without being kept (ADR 0117): the router's
+    producer is plain, and one request in flight keeps a partition's order through retries."""
+    router = Router.__new__(Router)
+    router.bootstrap = kafka_settings.kafka_bootstrap
+    producer = router._new_kafka_producer()
+    try:
+        assert producer.config["enable_idempotence"] is False
+        assert producer.config["acks"] == -1  # "all"
+        assert producer.config["max_in_flight_requests_per_connection"] == 1
+        assert not kafka_producer_is_fatal(producer)
+    finally:
+        producer.close(0.5)

@@ -5,7 +5,9 @@ would, with a short backoff. Per scenario, tests/faults/harness.py posts tfd rec
 events/s, injects the fault at a random instant, keeps the load on, then accounts for every acknowledged event:
 learned exactly once, learned twice, dead-lettered (with the reason), lost; the time from the fault until an event
 sent after it is learned (or until the faulted service is healthy again, if later); and whether learn-one's model
-snapshot equals a fresh in-process replay of the log it learned.
+snapshot equals a fresh in-process replay of the log it learned. `hung-learn` stops learn-one (SIGSTOP, alive but
+silent) and leaves it so: the supervisor's liveness check must kill and restart it (default limit, 30 s). The JSON
+also says which services the liveness check killed (`unresponsive_kills`): only the hung one should be there.
 
     .venv/bin/python bench/faults.py [--rate 20] [--only kill-learn,duplicates] [--repeat 2]
 """
@@ -13,6 +15,7 @@ snapshot equals a fresh in-process replay of the log it learned.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -39,7 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=20.0, help="records/s of the load")
     parser.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
-    parser.add_argument("--repeat", type=int, default=1, help="kill -9 scenarios: how many times each")
+    parser.add_argument("--repeat", type=int, default=1, help="kill -9 and restart scenarios: how many times each")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the platform's data directory and logs (path printed)"
+    )
     parser.add_argument(
         "--no-full-disk", action="store_true", help="skip the full-disk scenario (it mounts a 64 MB tmpfs: root)"
     )
@@ -51,7 +57,12 @@ def main() -> None:
     from tests.faults import harness
 
     os.environ.setdefault("COELHO_PRODUCER_RATE", "2")
-    with tempfile.TemporaryDirectory(prefix="coelho-faults-") as tmp:
+    with contextlib.ExitStack() as scope:
+        if args.keep:
+            tmp = tempfile.mkdtemp(prefix="coelho-faults-")
+            print(f"data directory and logs kept in {tmp}", flush=True)
+        else:
+            tmp = scope.enter_context(tempfile.TemporaryDirectory(prefix="coelho-faults-"))
         plat = Platform(Settings.load().with_free_ports(Path(tmp)), echo=lambda _line: None)
         sup = Supervisor(plat, RestartPolicy(base=0.5, cap=4.0, interval=0.1))
         redis_dir = plat.settings.data_dir / "redis"
@@ -77,6 +88,8 @@ def main() -> None:
                 "rate": args.rate,
                 "platform_start_s": round(started_in, 1),
                 "load_average": load_average(),
+                "unresponsive_after_s": sup.policy.unresponsive_after,
+                "unresponsive_kills": sup.unresponsive_kills,
                 "scenarios": [r.to_json() for r in results],
             }
         )
@@ -90,7 +103,11 @@ def run_all(plat: Any, harness: Any, args: Any) -> list[Any]:
         for i in range(args.repeat):
             scenarios.append((f"kill-{name}" + (f"#{i + 1}" if args.repeat > 1 else ""), _kill(plat, name), name))
     for name in RESTARTED:
-        scenarios.append((f"restart-{name}", _kill(plat, name, signal.SIGTERM), name))
+        for i in range(args.repeat):
+            scenarios.append(
+                (f"restart-{name}" + (f"#{i + 1}" if args.repeat > 1 else ""), _kill(plat, name, signal.SIGTERM), name)
+            )
+    scenarios.append(("hung-learn", _hang(plat, "learn"), "learn"))
     scenarios += [
         ("duplicates", _duplicates, None),
         ("reordered", _reordered, None),
@@ -111,6 +128,11 @@ def run_all(plat: Any, harness: Any, args: Any) -> list[Any]:
                 result.recover_s = max(result.recover_s or 0.0, healthy_again)
         if name == "poison":
             result.note = POISON_NOTE.get("note", "")
+        if name.startswith("hung-") and service is not None:
+            result.note = _hung_note(plat, service)
+            hung_for = _hung_recovery(plat, service)
+            if hung_for is not None:
+                result.recover_s = max(result.recover_s or 0.0, hung_for)
         stuck = _unstick_ingress(plat)
         if stuck:
             result.note = (result.note + "; " if result.note else "") + stuck
@@ -126,6 +148,41 @@ def _kill(plat: Any, name: str, sig: int = signal.SIGKILL) -> Callable[[Any], ob
         plat.kill(name, sig)
 
     return fault
+
+
+def _hang(plat: Any, name: str) -> Callable[[Any], object]:
+    """The service's processes stop (SIGSTOP) and stay stopped: alive, holding their ports, answering nothing."""
+
+    def fault(load: Any) -> None:
+        HUNG_AT[name] = time.time()
+        for p in plat.processes(name):
+            p.suspend()
+
+    return fault
+
+
+HUNG_AT: dict[str, float] = {}
+
+
+def _hung_recovery(plat: Any, name: str) -> float | None:
+    """Seconds from the hang until the service was healthy again (the liveness limit + the restart)."""
+    entry = plat.entries().get(name, {})
+    last, recovered = entry.get("last_exit") or {}, entry.get("recovered_in")
+    if name not in HUNG_AT or "at" not in last or recovered is None:
+        return None
+    return round(float(last["at"]) + float(recovered) - HUNG_AT[name], 2)
+
+
+def _hung_note(plat: Any, name: str) -> str:
+    """How the supervisor ended the hang (its last exit of the service); a process still stopped is resumed."""
+    from coelho.supervisor import exit_text
+
+    stopped = [p for p in plat.processes(name) if p.status() == "stopped"]
+    for p in stopped:
+        p.resume()
+    last = plat.entries().get(name, {}).get("last_exit")
+    note = f"supervisor: {exit_text(last).split(' at ')[0]}" if last else "supervisor: no restart"
+    return note + (f"; {len(stopped)} processes were still stopped (resumed)" if stopped else "")
 
 
 def _wait_recovered(plat: Any, name: str, restarts_before: int, timeout: float = 240.0) -> float | None:

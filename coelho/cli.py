@@ -313,7 +313,7 @@ def _up_detached(plat: Platform, producers: bool) -> None:
         sys.exit(proc.poll() or 1)
     _print_urls(plat)
     click.echo(
-        f"running in the background, supervised by pid {proc.pid} (restarts a service that exits): "
+        f"running in the background, supervised by pid {proc.pid} (restarts a service that exits or stops answering): "
         "`coelho status`, `coelho logs SERVICE`, `coelho down`"
     )
 
@@ -446,7 +446,7 @@ def status(as_json: bool) -> None:
             click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         sup = plat.supervisor()
         click.echo(
-            f"supervisor: pid {sup['pid']} (restarts a service that exits)"
+            f"supervisor: pid {sup['pid']} (restarts a service that exits or stops answering)"
             if sup
             else "supervisor: none (a service that exits stays down: `coelho up` brings it back)"
         )

@@ -562,6 +562,7 @@ SERVICES: list[Service] = [
         env=lambda s: python_service_env(s, "dashboard"),
         port="dashboard",
         health=Health("tcp"),
+        liveness=Health("http", "/metrics"),  # answered by its Tornado loop: a hung server fails it
         depends_on=("redis",),
         metrics_path="/metrics",  # the dashboard's own metrics (ui/metrics.py)
         module="ui",

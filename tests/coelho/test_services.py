@@ -26,6 +26,14 @@ def test_rows_reference_known_ports_and_services(tmp_path: Path) -> None:
         assert svc.url(s).startswith(("http://127.0.0.1:", "redis://127.0.0.1:", "kafka://127.0.0.1:")), svc.name
 
 
+def test_every_liveness_check_asks_the_process_itself() -> None:
+    """The supervisor restarts a service whose liveness check keeps failing: a TCP connect would pass for a stopped
+    process (the kernel accepts for it), so every row's liveness is a request its own code must answer."""
+    kinds = {s.name: s.liveness_check.kind for s in SERVICES}
+    assert "tcp" not in kinds.values(), kinds
+    assert BY_NAME["dashboard"].liveness_check.path == "/metrics"
+
+
 def test_every_row_runs_a_module_that_exists() -> None:
     """The table holds no placeholder: the runtime refuses to start a row whose module is missing."""
     missing = {svc.name: svc.module for svc in SERVICES if not svc.available()}

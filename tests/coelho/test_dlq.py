@@ -8,7 +8,6 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ import producers
 from coelho.dlq_command import DEAD_LETTER_TOPIC, decode_reason, dlq, parse_dead_letter
 from coelho.runtime import Platform
 from eventing.router.event import WireEvent
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -42,16 +42,6 @@ def test_parse_dead_letter_reads_the_knative_extensions() -> None:
     assert (d.id, d.type, d.code, d.ref) == ("e-1", "com.coelho.realtime.tfd.record", "400", "0:7")
     assert d.reason == '{"error": "amount: not a number"}' and d.replayable() and not d.failed_replay
     assert decode_reason("not base64!") == "not base64!"
-
-
-def _until(cond: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"not true within {timeout} s")
 
 
 def _record(ce_id: str, data: dict[str, Any]) -> WireEvent:
@@ -104,7 +94,7 @@ def test_list_and_replay_exactly_once(platform: Platform) -> None:
     # B is learned normally first; A is not (as if both had been dead-lettered while learn-one was down)
     before = seq()
     post(_record(f"dlq-b-{tag}", good_b))
-    _until(lambda: seq() == before + 1)
+    until(lambda: seq() == before + 1, timeout=90)
     kafka = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
     for ce_id, data in ((f"dlq-a-{tag}", good_a), (f"dlq-b-{tag}", good_b)):
         letter = _record(ce_id, data).with_extensions(
@@ -113,7 +103,9 @@ def test_list_and_replay_exactly_once(platform: Platform) -> None:
         kafka.send(DEAD_LETTER_TOPIC, key=b"k", value=letter.data, headers=letter.kafka_headers()).get(timeout=30)
     kafka.close()
 
-    letters = _until(lambda: (got := listed()) and {bad.get("id"), f"dlq-a-{tag}", f"dlq-b-{tag}"} <= set(got) and got)
+    letters = until(
+        lambda: (got := listed()) and {bad.get("id"), f"dlq-a-{tag}", f"dlq-b-{tag}"} <= set(got) and got, timeout=90
+    )
     assert letters[bad.get("id")]["code"] == "400" and letters[bad.get("id")]["reason"], letters[bad.get("id")]
     assert letters[f"dlq-a-{tag}"]["reason"] == "learn-one unavailable"
     assert all(letters[i]["replayed"] is None for i in (f"dlq-a-{tag}", f"dlq-b-{tag}"))
@@ -128,15 +120,15 @@ def test_list_and_replay_exactly_once(platform: Platform) -> None:
     assert first.exit_code == 0, first.output
     summary = json.loads(first.output.strip().splitlines()[-1])
     assert summary["replayed"] >= 3 and summary["refused"] == 0, summary
-    _until(lambda: seq() >= learned_before + 1)
+    until(lambda: seq() >= learned_before + 1, timeout=90)
     time.sleep(3)  # B (already learned) and the still-invalid event must not add anything
     assert seq() == learned_before + 1
     # the invalid event failed again: a new dead letter marked as a failed replay, not re-driven by default
-    again = _until(lambda: [d for d in every() if d["id"] == bad.get("id") and d["failed_replay"]])
+    again = until(lambda: [d for d in every() if d["id"] == bad.get("id") and d["failed_replay"]], timeout=90)
     assert again
     second = runner.invoke(dlq, ["replay", "--idle", replay_idle], env=env, catch_exceptions=False)
     summary2 = json.loads(second.output.strip().splitlines()[-1])
     assert summary2["replayed"] == 0 and summary2["failed_replays_left"] >= 1, (summary2, again, every())
-    _until(lambda: all((listed().get(i) or {}).get("replayed") for i in (f"dlq-a-{tag}", f"dlq-b-{tag}")))
+    until(lambda: all((listed().get(i) or {}).get("replayed") for i in (f"dlq-a-{tag}", f"dlq-b-{tag}")), timeout=90)
     time.sleep(2)
     assert seq() == learned_before + 1

@@ -11,9 +11,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -23,6 +22,7 @@ from coelho.runtime import Platform
 from coelho.services import Health, Service
 from coelho.settings import Settings
 from coelho.supervisor import RestartPolicy, Supervisor, request_restart, rotate_log
+from tests.waiting import until
 
 FAST = RestartPolicy(base=0.2, cap=1.6, reset_after=30.0, crash_loop_after=3, interval=0.05)
 
@@ -52,16 +52,6 @@ def _listener() -> Service:
         health=Health("tcp"),
         startup_timeout=30.0,
     )
-
-
-def _until(cond: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout} s: {cond}")
 
 
 def _serves(port: int) -> bool:
@@ -100,13 +90,13 @@ def test_kill_9_comes_back_and_serves(supervised: tuple[Platform, Supervisor, li
     first = plat.pid("echo")
     assert first is not None
     os.killpg(first, signal.SIGKILL)
-    _until(lambda: plat.pid("echo") != first and plat.status()["echo"].healthy)
+    until(lambda: plat.pid("echo") != first and plat.status()["echo"].healthy)
     assert _serves(port)
     st = plat.status()["echo"]
     assert st.restarts == 1 and st.phase in ("running", "starting")
     assert st.last_exit is not None and st.last_exit["signal"] == "SIGKILL" and st.last_exit["code"] is None
     assert any("killed by SIGKILL" in line and "restarting" in line for line in lines), lines
-    _until(lambda: plat.entries()["echo"].get("phase") == "running")
+    until(lambda: plat.entries()["echo"].get("phase") == "running")
     assert plat.entries()["echo"]["recovered_in"] > 0
 
 
@@ -117,7 +107,7 @@ def test_a_service_that_always_exits_is_reported_crash_looping_with_bounded_rest
     plat, sup, lines = supervised
     plat._launch(plat.by_name["crasher"], plat.by_name["crasher"].argv(plat.settings))  # as if it had started
     sup.start_thread()
-    _until(lambda: plat.entries()["crasher"].get("phase") == "crash-loop")
+    until(lambda: plat.entries()["crasher"].get("phase") == "crash-loop")
     begin = time.monotonic()
     time.sleep(3.0)
     elapsed = time.monotonic() - begin + 0.4  # + the delays before the crash loop was declared (0.2 + 0.4 s)
@@ -139,7 +129,7 @@ def test_stop_wins_over_a_pending_restart(supervised: tuple[Platform, Supervisor
     pid = plat.pid("echo")
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)
-    _until(lambda: plat.entries()["echo"].get("phase") in ("backoff", "starting", "running") and plat.pid("echo"))
+    until(lambda: plat.entries()["echo"].get("phase") in ("backoff", "starting", "running") and plat.pid("echo"))
     sup.stop()
     assert plat.stop() == []
     time.sleep(FAST.cap + 0.5)  # longer than any pending backoff
@@ -154,7 +144,7 @@ def test_restart_request_replaces_the_process(supervised: tuple[Platform, Superv
     sup.start_thread()
     pid = plat.pid("echo")
     request_restart(plat, "echo")
-    _until(lambda: plat.pid("echo") != pid and plat.entries()["echo"].get("phase") == "running")
+    until(lambda: plat.pid("echo") != pid and plat.entries()["echo"].get("phase") == "running")
     assert not psutil.pid_exists(pid or 0) or psutil.Process(pid or 0).status() == psutil.STATUS_ZOMBIE
     assert _serves(plat.settings.ports["chat"])
     assert any("restart requested" in line for line in lines)
@@ -183,7 +173,7 @@ def test_kill_9_of_a_function_comes_back_and_serves(platform: Platform) -> None:
         pid = platform.pid("predict")
         assert pid is not None
         platform.kill("predict")
-        _until(lambda: platform.pid("predict") != pid and platform.healthy("predict"), timeout=180)
+        until(lambda: platform.pid("predict") != pid and platform.healthy("predict"), timeout=180)
         st = platform.status()["predict"]
         assert st.restarts >= 1 and st.last_exit is not None and st.last_exit["signal"] == "SIGKILL"
         r = requests.get(platform.settings.url("predict") + "/health/readiness", timeout=10)

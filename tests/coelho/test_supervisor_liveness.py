@@ -11,9 +11,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -23,6 +22,7 @@ from coelho.runtime import Platform
 from coelho.services import Health, Service
 from coelho.settings import Settings
 from coelho.supervisor import Liveness, RestartPolicy, Supervisor, exit_text
+from tests.waiting import until
 
 # liveness in seconds instead of tens of seconds; the ratios are the defaults' (checks every 1/6 of the limit)
 LIVE = RestartPolicy(
@@ -70,16 +70,6 @@ def _row(name: str, port: str, files: Path, depends_on: tuple[str, ...] = ()) ->
     )
 
 
-def _until(cond: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout} s: {cond}")
-
-
 @pytest.fixture
 def stand_ins(tmp_path: Path) -> Iterator[tuple[Platform, Supervisor, list[str], Path]]:
     settings = Settings.load(environ={}, config_file=tmp_path / "none.toml").with_free_ports(tmp_path / "data")
@@ -112,7 +102,7 @@ def test_a_stopped_service_is_killed_and_restarted(stand_ins: tuple[Platform, Su
     plat.start(["web"])
     sup.start_thread()
     stopped = _stop(plat, "web")
-    _until(lambda: plat.pid("web") != stopped and plat.status()["web"].healthy)
+    until(lambda: plat.pid("web") != stopped and plat.status()["web"].healthy, timeout=60)
     assert not psutil.pid_exists(stopped) or psutil.Process(stopped).status() == psutil.STATUS_ZOMBIE
     st = plat.status()["web"]
     assert st.restarts == 1, st
@@ -149,7 +139,7 @@ def test_a_slow_start_up_is_not_taken_for_a_hang(stand_ins: tuple[Platform, Supe
     (files / "web.delay").write_text(str(2 * LIVE.unresponsive_after))
     first = plat.pid("web")
     os.killpg(first or 0, signal.SIGKILL)
-    _until(lambda: plat.pid("web") != first and plat.status()["web"].healthy)
+    until(lambda: plat.pid("web") != first and plat.status()["web"].healthy, timeout=60)
     st = plat.status()["web"]
     assert st.restarts == 1 and st.last_exit is not None and st.last_exit.get("reason") is None, st
 
@@ -162,11 +152,11 @@ def test_a_service_is_not_killed_for_its_dependency(stand_ins: tuple[Platform, S
     sup.start_thread()
     web = plat.pid("web")
     (files / "fail").write_text("")
-    _until(lambda: plat.status()["dep"].restarts >= 1)
+    until(lambda: plat.status()["dep"].restarts >= 1, timeout=60)
     time.sleep(2 * LIVE.unresponsive_after)
     assert plat.pid("web") == web and plat.status()["web"].restarts == 0
     (files / "fail").unlink()
-    _until(lambda: all(st.healthy for st in plat.status().values()))
+    until(lambda: all(st.healthy for st in plat.status().values()), timeout=60)
     assert plat.pid("web") == web
 
 
@@ -204,7 +194,7 @@ def test_a_stopped_function_is_killed_restarted_and_serves(platform: Platform) -
         restarts = platform.status()["predict"].restarts
         for p in platform.processes("predict"):  # the server and its workers: hung, yet alive
             p.suspend()
-        _until(lambda: platform.pid("predict") != pid and platform.healthy("predict"), timeout=240)
+        until(lambda: platform.pid("predict") != pid and platform.healthy("predict"), timeout=240)
         st = platform.status()["predict"]
         assert st.restarts == restarts + 1 and st.last_exit is not None, st
         assert st.last_exit["reason"] == "unresponsive", st.last_exit

@@ -22,6 +22,7 @@ from eventing.domains import get_domain
 from functions.model_state import ab
 from tests.functions.function_testkit import cloudevent, function_env, post
 from tests.functions.streams import events
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -39,15 +40,6 @@ def cli(stack: Any, *args: str) -> str:
     result = CliRunner().invoke(models, list(args), env=function_env(stack.settings, "learn"))
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def wait_for(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +60,11 @@ def versions(stack: Any) -> dict[str, int]:
         assert response.status_code == 200, response.text
         return {m["model"] for m in response.json()["models"]} if len(response.json()["models"]) > 1 else set()
 
-    assert wait_for(learned_by, 10) == {domain.default_model, CHALLENGER}  # learn-one picked it up
+    assert until(learned_by, 10) == {domain.default_model, CHALLENGER}  # learn-one picked it up
     for _ in range(80):
         learned_by()
     # predict-one serves it too, within its routing refresh
-    answer = wait_for(
+    answer = until(
         lambda: (
             session.post(
                 f"{settings.url('predict')}/predict/{DOMAIN}?model={CHALLENGER}",

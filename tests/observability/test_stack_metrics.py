@@ -13,6 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from coelho.services import SERVICES
+from tests.waiting import until
 
 from .conftest import ROOT, prometheus_url, promql_metric_names
 
@@ -123,17 +124,6 @@ def test_every_queried_platform_metric_is_served(stack: Any) -> None:
     assert not {w: m for w, m in missing.items() if m}, missing
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last})")
-
-
 def test_prometheus_scrapes_every_component_as_up(stack: Any) -> None:
     url = prometheus_url(stack)
     wanted = {f"coelho-{name}" for name in started(stack)}
@@ -142,7 +132,7 @@ def test_prometheus_scrapes_every_component_as_up(stack: Any) -> None:
         targets = requests.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
         return {t["labels"]["job"]: t["health"] for t in targets}
 
-    wait_for(lambda: all(health().get(job) == "up" for job in wanted), 60, f"targets {sorted(wanted)} up")
+    until(lambda: all(health().get(job) == "up" for job in wanted), 60, f"targets {sorted(wanted)} up")
     # ... and the samples are queryable: up == 1 for every component.
     result = requests.get(f"{url}/api/v1/query", params={"query": 'up{job=~"coelho-.+"} == 1'}, timeout=5).json()
     assert wanted <= {r["metric"]["job"] for r in result["data"]["result"]}
@@ -161,7 +151,7 @@ def test_prometheus_evaluates_the_alert_rules(stack: Any) -> None:
             else []
         )
 
-    rules = wait_for(evaluated, 30, "rules evaluated")
+    rules = until(evaluated, 30, "rules evaluated")
     assert {r["name"] for r in rules} == {r["alert"] for g in local for r in g["rules"]}
     assert all(r["health"] == "ok" for r in rules), [
         (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"

@@ -20,6 +20,7 @@ from cloudevents.core.bindings import kafka as kafka_binding
 import producers
 from eventing.domains import DOMAINS, ECCI, ETA, TFD
 from tests.prometheus_text import sample_value
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -195,16 +196,6 @@ def _metric(port: int, name: str, domain: str) -> float | None:
     return sample_value(text, name, domain=domain)
 
 
-def _wait_for(condition: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
 def private_kafka(tmp_path: Path) -> Iterator[str]:
     """A broker of its own: at the end of a full test session the shared broker is busy with every other stack,
@@ -248,14 +239,14 @@ def test_metrics_and_redis_controls_while_running(
         text=True,
     )
     started_processes.append(proc)
-    _wait_for(lambda: (_metric(port, "coelho_producer_events_total", "ecci") or 0) >= 3, 60)
+    until(lambda: (_metric(port, "coelho_producer_events_total", "ecci") or 0) >= 3, 60)
     assert _metric(port, "coelho_producer_rate", "ecci") == 5
-    _wait_for(lambda: (_metric(port, "coelho_producer_active_sessions", "ecci") or 0) >= 1)
+    until(lambda: (_metric(port, "coelho_producer_active_sessions", "ecci") or 0) >= 1)
     assert _metric(port, "coelho_producer_errors_total", "ecci") == 0
     assert _metric(port, "coelho_producer_fraud_ratio", "ecci") is None  # a tfd figure
 
     r.set("coelho:producer:ecci:enabled", "0")
-    _wait_for(lambda: _metric(port, "coelho_producer_enabled", "ecci") == 0)
+    until(lambda: _metric(port, "coelho_producer_enabled", "ecci") == 0)
 
     def settled() -> float | None:
         """The delivered count once it stops moving: events in flight land and counts are published each second."""
@@ -264,13 +255,13 @@ def test_metrics_and_redis_controls_while_running(
         after = _metric(port, "coelho_producer_events_total", "ecci")
         return after if after == before else None
 
-    paused_at = _wait_for(settled, 15)
+    paused_at = until(settled, 15)
     time.sleep(2.5)
     assert _metric(port, "coelho_producer_events_total", "ecci") == paused_at
 
     r.set("coelho:producer:ecci:rate", "100")
     r.set("coelho:producer:ecci:enabled", "1")
-    _wait_for(lambda: _metric(port, "coelho_producer_rate", "ecci") == 100)
+    until(lambda: _metric(port, "coelho_producer_rate", "ecci") == 100)
     start_count, started = _metric(port, "coelho_producer_events_total", "ecci") or 0, time.monotonic()
     time.sleep(3)
     rate = ((_metric(port, "coelho_producer_events_total", "ecci") or 0) - start_count) / (time.monotonic() - started)
@@ -310,7 +301,7 @@ def test_tfd_metrics_show_the_fraud_ratio(
         text=True,
     )
     started_processes.append(proc)
-    ratio = _wait_for(
+    ratio = until(
         lambda: (
             (_metric(port, "coelho_producer_events_total", "tfd") or 0) > 1000
             and _metric(port, "coelho_producer_fraud_ratio", "tfd")

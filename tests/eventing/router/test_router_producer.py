@@ -9,7 +9,6 @@ must end up writing every event it was given.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from eventing.router.event import WireEvent
 from eventing.router.producer import RecoveringProducer, kafka_producer_is_fatal
 from eventing.router.router import Router
 from eventing.router.sinks import KafkaTopicSink
+from tests.waiting import until
 
 pytestmark = pytest.mark.stack
 
@@ -61,16 +61,6 @@ def _turn_fatal(producer: Any) -> None:
     producer._transaction_manager.transition_to_fatal_error(UnknownError("the broker's store is away"))
 
 
-def _until(cond: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout} s")
-
-
 def test_a_fatal_kafka_producer_is_seen_and_fails_every_send(kafka_settings: Settings, topic: str) -> None:
     producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap)
     try:
@@ -88,7 +78,7 @@ def test_the_router_replaces_a_fatal_producer_and_sends_again(recovering: Recove
     recovering.send(topic, key=None, value=b"1", headers=[]).get(timeout=30)
     first = recovering.current
     _turn_fatal(first)
-    _until(lambda: recovering.send(topic, key=None, value=b"2", headers=[]) and recovering.replaced == 1)
+    until(lambda: recovering.send(topic, key=None, value=b"2", headers=[]) and recovering.replaced == 1)
     assert recovering.current is not first
     recovering.send(topic, key=None, value=b"3", headers=[]).get(timeout=30)
     assert not kafka_producer_is_fatal(recovering.current)
@@ -118,7 +108,7 @@ def test_a_broker_sink_writes_every_event_through_a_fatal_producer(
             {"specversion": "1.0", "id": ident, "source": "/tests", "type": "t", "partitionkey": ident}, b"{}"
         )
         sink.send(event, on_done(ident))
-    _until(lambda: len(done) == len(ids))
+    until(lambda: len(done) == len(ids))
     assert recovering.replaced >= 1
     consumer = KafkaConsumer(
         topic, bootstrap_servers=kafka_settings.kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000

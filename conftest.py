@@ -80,6 +80,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Test modules that would start a process while being collected (e.g. rendering manifests to parametrize
     # over them) read this and collect nothing to run instead.
     os.environ["COELHO_FORBID_PROCESSES"] = "1"
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # pytest-xdist's controller starts the workers; each worker (which runs the tests) installs the guard
     # subprocess (through the reference it took at import) and multiprocessing call _posixsubprocess.fork_exec;
     # subprocess may use os.posix_spawn instead.
     subprocess._fork_exec = _posixsubprocess.fork_exec = _refuse("fork_exec")  # type: ignore[attr-defined]

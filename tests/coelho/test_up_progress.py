@@ -18,6 +18,7 @@ from coelho.progress import ServiceProgress
 from coelho.runtime import Platform
 from coelho.services import Health, Service
 from coelho.settings import Settings
+from tests.coelho.test_runtime import LISTENER  # a listener that waits for a file before it binds
 
 
 class Terminal(io.StringIO):
@@ -67,18 +68,6 @@ def test_many_services_starting_fit_the_terminal(monkeypatch: pytest.MonkeyPatch
         bar.update_services(["redis"], [f"service{i}" for i in range(12)])
     (line,) = frames(screen.getvalue())
     assert len(line) <= 49 and line.startswith("healthy 1/13") and "+" in line
-
-
-LISTENER = """
-import os, socket, sys, time
-while len(sys.argv) > 2 and not os.path.exists(sys.argv[2]):
-    time.sleep(0.05)
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen()
-time.sleep(300)
-"""
 
 
 def _listener(name: str, port: str, *flag: Path) -> Service:

@@ -3,7 +3,9 @@ types, for every domain and model, before and after learning; the per-task objec
 
 from __future__ import annotations
 
+import math
 import typing
+from typing import Any
 
 import pytest
 import redis
@@ -112,6 +114,17 @@ def test_predict_one_answers_the_declared_reply(redis_url: str) -> None:
             for event in events(name, 3, seed=13):
                 reply = predictor.predict(d, event)
                 assert check_values(d.reply_fields(), reply) == {}, reply
-                assert reply == reply_to(learners[name].state, event), name
+                assert _same_reply(reply, reply_to(learners[name].state, event)), (name, reply)
     finally:
         predictor.follower.stop()
+
+
+def _same_reply(got: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Equal replies; a float may differ in its last bits (a model reloaded from a snapshot and replayed adds in
+    another order than the one that learned each event in turn)."""
+    if got.keys() != want.keys():
+        return False
+    return all(
+        math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) if isinstance(a, float) and isinstance(b, float) else a == b
+        for a, b in ((got[k], want[k]) for k in got)
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from eventing.domain import Domain
-from functions.model_state.keys import key
+from functions.model_state.keys import as_text, key
 
 DEDUP_TTL = int(os.environ.get("COELHO_DEDUP_TTL", "3600"))  # seconds a CloudEvent id or event id is remembered
 # Offsets of a Kafka partition remembered exactly below its highest (reordered deliveries); older ones are
@@ -196,7 +196,7 @@ class EventLog:
         new, seq, t_ms, paused = reply[:4]
         if new == 2:
             raise LogLost(f"{self.domain.name}: the log has no sequence number, models are at {position}")
-        prev, chain = (_text(v) for v in reply[4:6]) if len(reply) >= 6 else (None, None)
+        prev, chain = (as_text(v) for v in reply[4:6]) if len(reply) >= 6 else (None, None)
         return Appended(int(seq), bool(new), int(t_ms), int(paused) if paused else None, prev, chain)
 
     def read_after(self, seq: int, count: int = 2000) -> list[LogEntry]:
@@ -218,18 +218,14 @@ class EventLog:
         self.redis.delete(self.paused_key)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> LogEntry:
-    text = _text(entry_id)
+    text = as_text(entry_id)
     prev, chain = fields.get(b"p"), fields.get(b"h")
     return LogEntry(
         int(text.split("-")[0]),
         fields[b"k"].decode(),
         json.loads(fields[b"d"]),
         int(fields[b"t"]),
-        _text(prev) if prev is not None else None,
-        _text(chain) if chain is not None else None,
+        as_text(prev) if prev is not None else None,
+        as_text(chain) if chain is not None else None,
     )

@@ -37,9 +37,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kafka.errors import KafkaError
+
 log = logging.getLogger(__name__)
 
 MIN_REPLACE_INTERVAL_S = 1.0  # while the broker still fails, a new producer turns fatal again: not more often
+
+
+class ProducerReplacing(KafkaError):  # type: ignore[misc]  # (kafka-python ships no type hints)
+    """A send refused at once: the producer is fatal and its replacement is not ready yet (retryable)."""
+
+    retriable = True
 
 
 def kafka_producer_is_fatal(producer: Any) -> bool:
@@ -80,11 +88,16 @@ class RecoveringProducer:
         return self._current
 
     def send(self, topic: str, **kwargs: Any) -> Any:
-        """KafkaProducer.send on the current producer (replacing it first when it is fatal)."""
+        """KafkaProducer.send on the current producer (replacing it first when it is fatal).
+
+        While the replacement is being made the send fails at once with ProducerReplacing: a fatal producer's
+        `send` would otherwise wait up to `max_block_ms` (60 s) for metadata it never fetches again."""
         producer = self._current
         if self._is_fatal(producer):
             self._replace(producer)
             producer = self._current
+            if self._is_fatal(producer):
+                raise ProducerReplacing("the Kafka producer failed for good and is being replaced; try again")
         return producer.send(topic, **kwargs)
 
     def flush(self, timeout: float | None = None) -> None:

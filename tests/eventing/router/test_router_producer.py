@@ -8,6 +8,7 @@ must end up writing every event it was given.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from kafka.errors import KafkaError, UnknownError
 
 from coelho.settings import Settings
 from eventing.router.event import WireEvent
-from eventing.router.producer import RecoveringProducer, kafka_producer_is_fatal
+from eventing.router.producer import ProducerReplacing, RecoveringProducer, kafka_producer_is_fatal
 from eventing.router.router import Router
 from eventing.router.sinks import KafkaTopicSink
 from tests.waiting import until
@@ -78,7 +79,9 @@ def test_the_router_replaces_a_fatal_producer_and_sends_again(recovering: Recove
     recovering.send(topic, key=None, value=b"1", headers=[]).get(timeout=30)
     first = recovering.current
     _turn_fatal(first)
-    until(lambda: recovering.send(topic, key=None, value=b"2", headers=[]) and recovering.replaced == 1)
+    with contextlib.suppress(ProducerReplacing):  # refused at once while the new producer is being made
+        recovering.send(topic, key=None, value=b"2", headers=[])
+    until(lambda: recovering.replaced == 1)
     assert recovering.current is not first
     recovering.send(topic, key=None, value=b"3", headers=[]).get(timeout=30)
     assert not kafka_producer_is_fatal(recovering.current)

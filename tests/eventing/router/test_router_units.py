@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import threading
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,9 +23,11 @@ from eventing.router.delivery import HttpSender, deliver, is_retryable
 from eventing.router.event import InvalidEvent, WireEvent, from_kafka_record
 from eventing.router.filters import compile_dialect, compile_filter
 from eventing.router.manifests import DeliverySpec, ManifestError, Manifests, parse_duration
+from eventing.router.producer import ProducerReplacing, RecoveringProducer
 from eventing.router.router import Router
 from eventing.router.sources import ping_event
 from eventing.router.testing import RecordingSubscriber
+from tests.waiting import until
 
 
 @pytest.mark.parametrize(
@@ -335,3 +338,38 @@ def test_a_ping_source_fires_at_its_schedule_in_its_own_timezone(zone: str, expe
     finally:
         runner.stop()
     assert [e.attributes["time"] for e in sink.sent] == [expected]
+
+
+def test_a_send_while_the_replacement_is_made_fails_at_once() -> None:
+    """A fatal kafka-python producer's send waits up to max_block_ms (60 s) for metadata it never gets: while the
+    new producer is being made, a send is refused at once (the ingress answers 503, a sink retries)."""
+    release = threading.Event()
+
+    class Fake:
+        def __init__(self) -> None:
+            self.fatal, self.sent = False, 0
+
+        def send(self, topic: str, **kwargs: Any) -> str:
+            assert not self.fatal, "a send reached the fatal producer"
+            self.sent += 1
+            return "future"
+
+        def close(self, timeout: float | None = None) -> None:
+            pass
+
+    made: list[Fake] = []
+
+    def factory() -> Fake:
+        if made:
+            release.wait(10)  # the broker is slow to answer the new producer
+        made.append(Fake())
+        return made[-1]
+
+    producer = RecoveringProducer(factory, is_fatal=lambda p: p.fatal, min_interval=0.0)
+    made[0].fatal = True
+    with pytest.raises(ProducerReplacing) as refused:
+        producer.send("t", key=None, value=b"1", headers=[])
+    assert refused.value.retriable
+    release.set()
+    until(lambda: producer.replaced == 1)
+    assert producer.send("t", key=None, value=b"2", headers=[]) == "future" and made[1].sent == 1

@@ -170,8 +170,11 @@ def unique_namespace(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30.0) -> list[Any]:
-    """Records of `topic` from the beginning, until `want` of them arrived or the timeout."""
+def read_topic(
+    bootstrap: str, topic: str, want: int, timeout: float = 30.0, match: Callable[[Any], bool] | None = None
+) -> list[Any]:
+    """Records of `topic` from the beginning (those `match` accepts, if given), until `want` of them arrived or the
+    timeout."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
@@ -188,7 +191,7 @@ def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30.0) -> 
     try:
         while len(records) < want and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
+                records.extend(r for r in batch if match is None or match(r))
     finally:
         consumer.close()
     return records

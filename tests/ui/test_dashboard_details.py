@@ -92,6 +92,37 @@ def settle(page: Any) -> None:
     page.wait_for_function(INTERACTIVE)
 
 
+# Where every element is (inside Bokeh's shadow roots too), summed up: unchanged between two looks, the layout
+# has settled.
+LAYOUT = """() => {
+  let n = 0, sum = 0;
+  const walk = (root) => {
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) walk(el.shadowRoot);
+      const r = el.getBoundingClientRect();
+      n += 1;
+      sum += Math.round(r.left) + 3 * Math.round(r.right) + 7 * Math.round(r.top) + 11 * Math.round(r.bottom);
+    }
+  };
+  walk(document);
+  return `${n}:${sum}`;
+}"""
+
+
+def relayout(page: Any, timeout_s: float = 10.0) -> None:
+    """After a resize: wait until Bokeh has laid the page out again (the same layout in two looks 300 ms apart)."""
+    deadline = time.monotonic() + timeout_s
+    page.wait_for_function(INTERACTIVE)
+    last = page.evaluate(LAYOUT)
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(300)
+        now = page.evaluate(LAYOUT)
+        if now == last:
+            break
+        last = now
+    page.wait_for_function(INTERACTIVE)
+
+
 def test_every_page_fits_the_window_at_laptop_and_desktop_widths(dashboard: Any, page: Any) -> None:
     from ui.app import PAGES
 
@@ -106,7 +137,7 @@ def test_every_page_fits_the_window_at_laptop_and_desktop_widths(dashboard: Any,
         for width in WIDTHS:
             # The template scrolls inside its main area: a tall window shows the whole page in the screenshot.
             page.set_viewport_size({"width": width, "height": 1800 if width == SCREENSHOT_WIDTH else 900})
-            settle(page)
+            relayout(page)
             problems = overflows(page)
             if problems:
                 found[f"{p.route} at {width} px"] = problems[:8]
@@ -126,7 +157,7 @@ def test_a_narrow_window_stacks_the_prediction_under_the_form(dashboard: Any, pa
     assert result["y"] > form["y"] + 100, (form, result)  # below the form, not beside it
     wide = page.get_by_text("Prediction", exact=True).first
     page.set_viewport_size({"width": 1920, "height": 900})
-    settle(page)
+    relayout(page)
     form, result = page.get_by_text("Prediction request").first.bounding_box(), wide.bounding_box()
     assert abs(result["y"] - form["y"]) < 20 and result["x"] > form["x"], (form, result)  # side by side
     assert overflows(page) == []

@@ -149,7 +149,7 @@ def test_predict_routes_by_alias_and_split_and_scores_served_answers(redis_url: 
         # A served answer is scored when the event's label is learned, per served (model, version, mode).
         for event in stream[200:230]:
             predictor.predict(domain, {k: v for k, v in event.items() if k != "is_fraud"})
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not client.exists(f"coelho:tfd:served:{stream[229]['transaction_id']}"):
             time.sleep(0.05)
         for i, event in enumerate(stream[200:230], start=200):

@@ -181,13 +181,13 @@ def test_training_switch_pauses_and_resumes_learning(dashboard: Any, page: Any) 
     switch = page.locator(".training-switch").first
     switch.click()
     page.get_by_text("PAUSED").first.wait_for()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while client.get("coelho:tfd:paused_at") is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.get("coelho:tfd:paused_at") is not None, "learn-one was not paused"
     switch.click()
     page.get_by_text("LEARNING").first.wait_for()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while client.get("coelho:tfd:paused_at") is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.get("coelho:tfd:paused_at") is None, "learn-one was not resumed"
@@ -370,7 +370,7 @@ def test_producer_rate_is_set_from_the_page(dashboard: Any, page: Any) -> None:
     rate = page.locator(".producer-rate input").first
     rate.fill("7.5")
     rate.press("Enter")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while client.get("coelho:producer:eta:rate") not in (b"7.5",):
         assert time.monotonic() < deadline, f"rate in Redis: {client.get('coelho:producer:eta:rate')!r}"
         time.sleep(0.2)
@@ -399,12 +399,12 @@ def test_ecci_cluster_behaviour_and_feature_across_clusters(dashboard: Any, page
     page.get_by_text("Cluster Analytics").first.click()
     page.get_by_text("Samples per cluster").first.wait_for()
     page.locator(".analytics-feature select").first.select_option(label="device type")
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while not any("Device type: share of each cluster's events" in t for t in bokeh_texts(page)):
         assert time.monotonic() < deadline, f"no distribution chart for device type: {bokeh_texts(page)}"
         page.wait_for_timeout(300)
     page.locator(".analytics-feature select").first.select_option(label="time on page seconds")
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while not any("Mean time on page seconds per cluster" in t for t in bokeh_texts(page)):
         assert time.monotonic() < deadline, f"no per-cluster means for time on page: {bokeh_texts(page)}"
         page.wait_for_timeout(300)

@@ -51,6 +51,16 @@ BEHIND_MS = int(os.environ.get("COELHO_ROUTER_BEHIND_MS") or 250)
 FETCH_PAUSE_S = 0.004
 CLOSE_TIMEOUT_MS = 1000  # leaving the group on stop: bounded, the broker times a silent member out anyway
 RESTART_DELAY_S = 1.0  # after the polling loop failed: a new KafkaConsumer, from the committed offsets
+# A group (re)join that has not ended in an assignment after this long is stuck: after the S3-backed broker's store
+# came back, kafka-python was seen waiting for good on a SyncGroup answer that never came, the consumer polling
+# nothing while its records piled up. A new consumer joins afresh (ADR 0119).
+REJOIN_STALL_S = float(os.environ.get("COELHO_ROUTER_REJOIN_STALL_S") or 60.0)
+
+
+class GroupJoinStalled(RuntimeError):
+    """The consumer has been (re)joining its group for longer than REJOIN_STALL_S."""
+
+
 Handler = Callable[[Any, Done], None]
 # What to do with a record the handler could not take (it raised): (record, reason, done). Dead-letter it.
 Poison = Callable[[Any, str, Done], None]
@@ -126,6 +136,7 @@ class CommittingConsumer:
         self._poisoned = metrics.poisoned
         self.restarts = 0
         self._restarts = metrics.consumer_restarts.labels(group)
+        self._joining_since: float | None = None  # set while the group has not (re)assigned partitions to us
 
     # --- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -162,6 +173,7 @@ class CommittingConsumer:
         if self._seeds is not None:
             self._pending_seeds = self._seeds(self.group)
         consumer.subscribe(self.topics, listener=_Listener(self))
+        self._joining_since = time.monotonic()
         return consumer
 
     def _run(self) -> None:
@@ -206,6 +218,7 @@ class CommittingConsumer:
                 batches = consumer.poll(timeout_ms=50 if self.inflight else 500)
                 if consumer.assignment():
                     self.assigned.set()
+                self._check_join()
                 newest = max((records[-1].timestamp or 0 for records in batches.values()), default=0)
                 self._adapt_fetch_wait(consumer, bool(batches), newest)
                 now_ms = time.time() * 1000
@@ -345,10 +358,22 @@ class CommittingConsumer:
 
     def on_revoked(self) -> None:
         """Eager rebalancing takes every partition away: commit what is finished and forget the rest."""
+        self._joining_since = time.monotonic()
         if self._consumer is not None:
             self._drain_completions()
             self._commit(self._consumer)
         self._forget_work()
+
+    def on_assigned(self) -> None:
+        """The (re)join ended: the group gave this member its partitions (possibly none)."""
+        self._joining_since = None
+
+    def _check_join(self) -> None:
+        """Raise GroupJoinStalled when a (re)join has not ended after REJOIN_STALL_S: the loop then starts a new
+        consumer from the committed offsets. Nothing is in flight while no partition is assigned."""
+        since = self._joining_since
+        if since is not None and time.monotonic() - since > REJOIN_STALL_S:
+            raise GroupJoinStalled(f"{self.group}: no partition assignment after {REJOIN_STALL_S:.0f} s of joining")
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python has no type hints: Any
@@ -359,6 +384,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-pytho
         self.owner.on_revoked()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self.owner.on_assigned()
         consumer = self.owner._consumer
         for tp in assigned or ():
             seed = self.owner._pending_seeds.get(tp)

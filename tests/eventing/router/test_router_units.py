@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import threading
+import time
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -373,3 +374,52 @@ def test_a_send_while_the_replacement_is_made_fails_at_once() -> None:
     release.set()
     until(lambda: producer.replaced == 1)
     assert producer.send("t", key=None, value=b"2", headers=[]) == "future" and made[1].sent == 1
+
+
+def test_a_group_join_that_never_ends_is_given_up_and_a_new_consumer_joins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-python was seen waiting for good on a SyncGroup answer after the broker's store came back: the consumer
+    polled nothing while records piled up. A (re)join without an assignment after REJOIN_STALL_S starts a new
+    consumer from the committed offsets."""
+    import eventing.router.consumer as consumer_module
+    from eventing.router.consumer import CommittingConsumer
+    from eventing.router.metrics import RouterMetrics
+
+    made: list[Any] = []
+
+    class StuckThenFine:
+        """The first one never finishes joining; the next one is assigned its partitions at its first poll."""
+
+        def __init__(self, **config: Any) -> None:
+            self.joins, self.closed, self.listener = len(made) > 0, False, None
+            made.append(self)
+
+        def subscribe(self, topics: list[str], listener: Any) -> None:
+            self.listener = listener
+
+        def poll(self, timeout_ms: int = 0) -> dict[Any, Any]:
+            if self.joins and self.listener is not None:
+                self.listener.on_partitions_assigned(set())  # (a member may be given no partition)
+                self.joins = False
+            time.sleep(0.01)
+            return {}
+
+        def assignment(self) -> set[Any]:
+            return set()
+
+        def commit(self, offsets: Any) -> None:
+            pass
+
+        def close(self, autocommit: bool = False, timeout_ms: int = 0) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(consumer_module, "KafkaConsumer", StuckThenFine)
+    monkeypatch.setattr(consumer_module, "REJOIN_STALL_S", 0.3)
+    monkeypatch.setattr(consumer_module, "RESTART_DELAY_S", 0.01)
+    consumer = CommittingConsumer("t", "127.0.0.1:1", "g", ["topic"], lambda record, done: done(), RouterMetrics())
+    consumer.start()
+    try:
+        until(lambda: len(made) >= 2 and made[1].listener is not None and not made[1].joins, timeout=10)
+        time.sleep(0.6)  # the second consumer joined: it is kept, however long it stays idle
+        assert consumer.restarts == 1 and made[0].closed and not made[1].closed and len(made) == 2
+    finally:
+        consumer.stop(5)

@@ -73,6 +73,20 @@ def cloudevent(
     return to_binary_event(CloudEvent(attributes, data))
 
 
+def empty_domain(settings: Any, domain: str) -> None:
+    """No state of `domain` in Redis and no registered version in MLflow: otherwise a learner that starts restores
+    the latest one (a checkpoint that ran earlier in the session, e.g. from the router's PingSource) and the log
+    starts after it."""
+    import mlflow
+
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = client.keys(f"coelho:{domain}:*")
+    if keys:
+        client.delete(*keys)
+    with contextlib.suppress(mlflow.exceptions.RestException):  # none registered yet
+        mlflow.tracking.MlflowClient(tracking_uri=settings.mlflow_uri).delete_registered_model(f"coelho-{domain}")
+
+
 def function_env(settings: Any, port_name: str, port: int | None = None) -> dict[str, str]:
     from coelho.services import python_service_env
 

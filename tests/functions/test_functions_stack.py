@@ -7,7 +7,6 @@ must equal an in-process replay of the distinct events.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import threading
@@ -23,7 +22,7 @@ from eventing.domains import get_domain
 from functions.model_state.keys import model_key
 from functions.model_state.online_model import OnlineModel
 from functions.model_state.replica import ModelReplica
-from tests.functions.function_testkit import cloudevent, function_env, function_process, post
+from tests.functions.function_testkit import cloudevent, empty_domain, function_env, function_process, post
 from tests.functions.streams import events
 from tests.functions.test_model_state import assert_same_model, replay
 from tests.prometheus_text import family_names
@@ -41,20 +40,9 @@ def stack(platform: Any) -> Any:
 def second_learner(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Another learn-one replica on its own port, as a second pod behind the same Service. One per test, started on
     an empty tfd state: a learner that outlives Redis's state would re-seed Redis from its models (ADR 0092)."""
-    empty_tfd(stack)
+    empty_domain(stack.settings, "tfd")
     with function_process(stack.settings, "learn", tmp_path_factory.mktemp("learn2")) as url:
         yield url
-
-
-def empty_tfd(stack: Any) -> None:
-    """No tfd state in Redis, and no registered version either: otherwise a learner that starts restores the latest
-    one (a checkpoint that ran earlier in the session, e.g. from the router's PingSource) and the log starts after
-    it."""
-    import mlflow
-
-    client(stack).delete(*client(stack).keys("coelho:tfd:*") or ["none"])
-    with contextlib.suppress(mlflow.exceptions.MlflowException):
-        mlflow.tracking.MlflowClient(tracking_uri=stack.settings.mlflow_uri).delete_registered_model("coelho-tfd")
 
 
 def client(stack: Any) -> Any:
@@ -111,7 +99,7 @@ def test_exactly_once_with_duplicates_kill_and_two_replicas(stack: Any, second_l
     thread learns in batches, ADR 0076) end with the same model as an in-process replay of the distinct events."""
     domain = get_domain("tfd")
     quiet = bool(path)
-    empty_tfd(stack)
+    empty_domain(stack.settings, "tfd")
     stack.restart("learn")  # a learner that starts from this empty state
     stream = events("tfd", 2500, seed=21)
     probes = events("tfd", 25, seed=77)

@@ -23,7 +23,7 @@ import requests
 
 from eventing.domains import get_domain
 from functions.model_state.online_model import OnlineModel
-from tests.functions.function_testkit import cloudevent, function_process, post
+from tests.functions.function_testkit import cloudevent, empty_domain, function_process, post
 from tests.functions.streams import events
 from tests.functions.test_model_state import replay
 
@@ -49,17 +49,9 @@ def replicas(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     in Kafka, and its PingSource triggering checkpoints), producers, and learn-one holding the domain's models in
     memory (it re-seeds an emptied Redis from them). All of those stop before the state is emptied, so the stream
     below is the only one this domain sees and no registered version comes back to restore from."""
-    import mlflow
-
     feeders = ["router", *(name for name in stack.entries() if name.startswith("producer_"))]
     stack.stop([*feeders, "learn", "predict", "checkpoint"])
-    client = redis.Redis.from_url(stack.settings.redis_url)
-    keys = client.keys(f"coelho:{DOMAIN}:*")
-    if keys:
-        client.delete(*keys)
-    registry = mlflow.tracking.MlflowClient(tracking_uri=stack.settings.mlflow_uri)
-    with contextlib.suppress(mlflow.exceptions.RestException):  # none registered yet
-        registry.delete_registered_model(f"coelho-{DOMAIN}")
+    empty_domain(stack.settings, DOMAIN)
     stack.start(["redis", "learn", "predict", "checkpoint"], producers=False)
     logs = tmp_path_factory.mktemp("replicas")
     with contextlib.ExitStack() as extra:

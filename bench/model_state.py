@@ -31,6 +31,7 @@ def main() -> None:
 
     from eventing.domains import DOMAINS
     from functions.model_state.event_log import EventLog, LogEntry
+    from functions.model_state.keys import key as state_key
     from functions.model_state.online_model import OnlineModel
     from functions.model_state.replica import ModelReplica
     from tests.functions.streams import events
@@ -51,7 +52,7 @@ def main() -> None:
                     log.dedup_keys("/bench", f"a{i}", dict(event, **{domain.id_field: f"a{i}"}), "record"),
                 )
                 times.append(time.perf_counter() - t0)
-            client.delete(*client.keys(f"coelho:{name}:*"))
+            client.delete(*client.keys(state_key(name, "*")))
             times.sort()
             # learn path: append + direct apply
             replica = ModelReplica(client, domain, role="learner")
@@ -72,7 +73,7 @@ def main() -> None:
             cold.load_snapshot()
             load_ms = (time.perf_counter() - t0) * 1000
             # naive write-through per event
-            key = f"coelho:bench:{name}:blob"
+            key = state_key("bench", name, "blob")
             state = OnlineModel.fresh(domain)
             client.set(key, pickle.dumps(state))
             started = time.perf_counter()

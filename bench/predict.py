@@ -75,8 +75,10 @@ def main() -> None:
             if tree is not None:  # another version may not read this one's snapshots: let it replay the log
                 import redis
 
+                from functions.model_state.keys import model_key
+
                 client = redis.Redis.from_url(platform.settings.redis_url)
-                for key in client.scan_iter(match="coelho:*:model:*:snapshot"):
+                for key in client.scan_iter(match=model_key("*", "*", "snapshot")):
                     client.delete(key)
             with function_process(platform.settings, "predict", server=server, threads=args.threads, tree=tree) as url:
                 load(url, requests_, 4, 1.0)  # warm-up

@@ -57,6 +57,7 @@ def main() -> None:
     from coelho.settings import Settings
     from coelho.supervisor import Supervisor
     from eventing.domains import DOMAINS
+    from functions.model_state.keys import as_text, key, log_behind, model_key
 
     services = ["router", "learn", "predict", "checkpoint", *(f"producer_{d}" for d in DOMAINS)]
     samples: list[dict[str, Any]] = []
@@ -73,12 +74,12 @@ def main() -> None:
                 lag = 0
                 log_len = 0
                 for d in DOMAINS:
-                    head = int(client.get(f"coelho:{d}:seq") or 0)
-                    log_len += int(client.xlen(f"coelho:{d}:log"))
-                    for model in client.smembers(f"coelho:{d}:models"):
-                        raw = client.hget(f"coelho:{d}:model:{model.decode()}:summary", "json")
+                    head = client.get(key(d, "seq"))
+                    log_len += int(client.xlen(key(d, "log")))
+                    for model in client.smembers(key(d, "models")):
+                        raw = client.hget(model_key(d, as_text(model), "summary"), "json")
                         applied = json.loads(raw).get("seq", 0) if raw else 0
-                        lag = max(lag, head - int(applied or 0))
+                        lag = max(lag, log_behind(head, applied))
                 sample = {
                     "t": round(time.monotonic() - begin, 1),
                     "rss_total_bytes": sum(rss.values()),

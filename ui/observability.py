@@ -45,11 +45,13 @@ def redis_drift_markers(redis_url: str, window_s: float, timeout: float = 0.5) -
 
     import redis
 
+    from functions.model_state.keys import model_key
+
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         since_ms = (time.time() - window_s) * 1000
         markers: list[tuple[float, str]] = []
-        for key in client.scan_iter(match="coelho:*:model:*:drift", count=100):
+        for key in client.scan_iter(match=model_key("*", "*", "drift"), count=100):
             domain = key.decode().split(":")[1]
             for member in client.zrange(key, -200, -1):
                 marker = json.loads(member)  # type: ignore[arg-type]

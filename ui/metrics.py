@@ -39,7 +39,7 @@ def timed(operation: str) -> Iterator[None]:
 
     >>> with timed("doctest"):
     ...     pass
-    >>> CALLBACK_SECONDS.labels("doctest")._sum.get() >= 0
+    >>> REGISTRY.get_sample_value("coelho_dashboard_callback_seconds_count", {"operation": "doctest"}) >= 1
     True
     """
     started = time.perf_counter()

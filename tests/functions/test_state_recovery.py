@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from eventing.domains import get_domain
 from functions.learn import Learner
-from functions.model_state.replica import LOG_LOST, ModelReplica
+from functions.model_state.replica import ModelReplica
 from tests.functions.streams import events
 from tests.functions.test_model_state import assert_same_model, replay
 
 
 def lost(outcome: str) -> float:
-    return LOG_LOST.labels("tfd", outcome)._value.get()
+    return REGISTRY.get_sample_value("coelho_model_log_lost_total", {"domain": "tfd", "outcome": outcome}) or 0.0
 
 
 def learn(learner: Learner, batch: list[dict], prefix: str) -> None:

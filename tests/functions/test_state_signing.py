@@ -11,10 +11,11 @@ from typing import Any
 import lz4.frame
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from eventing.domains import get_domain
 from functions.model_state import codec, signing
-from functions.model_state.codec import REFUSED, StateRefused, decode, encode
+from functions.model_state.codec import StateRefused, decode, encode
 from functions.model_state.keys import model_key
 from functions.model_state.online_model import OnlineModel
 from functions.model_state.replica import ModelReplica
@@ -23,7 +24,8 @@ from tests.functions.test_model_state import send
 
 
 def refused(domain: str, model: str, where: str, reason: str) -> float:
-    return REFUSED.labels(domain, model, where, reason)._value.get()
+    labels = {"domain": domain, "model": model, "source": where, "reason": reason}
+    return REGISTRY.get_sample_value("coelho_model_state_refused_total", labels) or 0.0
 
 
 def trained(domain_name: str = "tfd", n: int = 50) -> OnlineModel:

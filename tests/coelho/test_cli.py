@@ -26,8 +26,9 @@ import psutil
 import pytest
 import requests
 
+from coelho.engines import BinaryMissing
 from coelho.processes import port_in_use
-from coelho.services import BY_NAME, DOMAINS, SERVICES, BinaryMissing, Service, s3_client
+from coelho.services import BY_NAME, DOMAINS, SERVICES, Service, s3_client
 from coelho.settings import Settings
 
 pytestmark = pytest.mark.stack

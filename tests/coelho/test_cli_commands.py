@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 import coelho.cli as cli
 import coelho.runtime as runtime
-from coelho.services import Health, Service
+from coelho.health import Health
+from coelho.services import Service
 from coelho.settings import Settings
 
 

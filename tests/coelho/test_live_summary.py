@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from coelho.cli import summary_line
+from coelho.health import Health
 from coelho.runtime import Platform
-from coelho.services import Health, Service
+from coelho.services import Service
 from coelho.settings import Settings
 
 # A TCP listener on port sys.argv[1].

@@ -11,9 +11,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from coelho.engines import BinaryMissing
+from coelho.health import Health
 from coelho.processes import port_in_use
 from coelho.runtime import Platform, StartError
-from coelho.services import BY_NAME, SERVICES, BinaryMissing, Health, Service
+from coelho.services import BY_NAME, SERVICES, Service
 from coelho.settings import Settings
 
 

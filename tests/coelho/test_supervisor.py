@@ -18,8 +18,9 @@ import psutil
 import pytest
 import requests
 
+from coelho.health import Health
 from coelho.runtime import Platform
-from coelho.services import Health, Service
+from coelho.services import Service
 from coelho.settings import Settings
 from coelho.supervisor import RestartPolicy, Supervisor, request_restart, rotate_log
 from tests.waiting import until

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from coelho.cli import _start_progress
+from coelho.health import Health
 from coelho.progress import ServiceProgress
 from coelho.runtime import Platform
-from coelho.services import Health, Service
+from coelho.services import Service
 from coelho.settings import Settings
 from tests.coelho.test_runtime import LISTENER  # a listener that waits for a file before it binds
 

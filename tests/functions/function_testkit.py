@@ -42,7 +42,7 @@ def wait_ready(proc: subprocess.Popen[Any], ready: Callable[[], bool], what: str
 def throwaway_redis(workdir: Path) -> Iterator[str]:
     """A private redis-server (the platform's binary) on a free port of 127.0.0.1 that persists nothing, working in
     `workdir`: its URL once it answers a PING; stopped on exit."""
-    from coelho.services import redis_bin
+    from coelho.engines import redis_bin
 
     port = free_port()
     argv = [redis_bin(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from coelho.services import BinaryMissing, prometheus_bin
+from coelho.engines import BinaryMissing, prometheus_bin
 from tests.functions.function_testkit import throwaway_redis
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ table, version or target leaves no run behind (`StudyError` says what is wrong):
 3. features (features.py): the domain's `features(event)` computed on columns (`COLUMNAR_FEATURES`, checked equal
    to the per-event function by tests/functions/test_batch_units.py), then a ColumnTransformer: one-hot categories,
    numbers as they are (standardised for the linear models and k-means).
-4. batch models per task (`BATCH_MODELS`, models.py): tfd HistGradientBoostingClassifier and LogisticRegression
-   (class_weight balanced); eta HistGradientBoostingRegressor and Ridge; ecci KMeans whose k (2-8) has the best
+4. batch models per task (`BATCH_MODELS`, models.py): tfd HistGradientBoostingClassifier (frauds weighted by the
+   square root of the training part's class ratio) and LogisticRegression (class_weight balanced); eta HistGradientBoostingRegressor and Ridge; ecci KMeans whose k (2-8) has the best
    silhouette on a sample of the training part. The first model of the task (or `model`) is the study's model:
    the one registered, compared and drawn.
 5. River on the same events (online.py; `OnlineModel.fresh(domain)`, the domain's default model): replayed
@@ -246,7 +246,7 @@ def _run_study(
         for name, factory in candidates.items():
             started = time.perf_counter()
             say(f"training {name} on {len(x_train)} rows")
-            pipeline = factory(categorical, numeric)
+            pipeline = factory(categorical, numeric, y=y_train)
             pipeline.fit(x_train, y_train)
             fit_s = time.perf_counter() - started
             if domain.task == "classification":

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from eventing.domain import Domain
 from functions.model_state.ab import champion, live_models
 from functions.model_state.keys import model_key
+from functions.model_state.task_scores import scores_of
 
 OUTCOMES_KEEP = 5000  # paired outcomes kept per model
 
@@ -30,15 +31,11 @@ OUTCOMES_KEEP = 5000  # paired outcomes kept per model
 def outcome_member(domain: Domain, seq: int, event: Mapping[str, Any], prediction: Any) -> str | None:
     """One scored event of one model, as stored: [seq, truth, answer] (classification: truth 0/1, answer the
     probability; regression: seconds), clustering [seq, cluster, features]."""
-    if domain.target is None:
-        if prediction is None:
-            return None
-        return json.dumps([seq, prediction, [round(float(v), 6) for v in domain.features(event).values()]])
-    y = event.get(domain.target)
-    if y is None or prediction is None:
-        return None
-    truth = int(bool(y)) if domain.task == "classification" else float(y)
-    return json.dumps([seq, truth, round(float(prediction), 9)])
+    scores = scores_of(domain.task)
+    truth = event.get(domain.target) if domain.target else None
+    features = list(domain.features(event).values()) if domain.target is None and prediction is not None else []
+    member = scores.outcome(seq, truth, prediction, features)
+    return None if member is None else json.dumps(member)
 
 
 def record_outcomes(client: Any, domain: Domain, model: str, members: Sequence[tuple[int, str]]) -> None:
@@ -62,9 +59,17 @@ def outcomes(client: Any, domain: Domain, model: str, count: int = OUTCOMES_KEEP
     return out
 
 
-def compare(client: Any, domain: Domain, count: int = OUTCOMES_KEEP, seed: bool = True) -> dict[str, Any]:
+def compare(
+    client: Any,
+    domain: Domain,
+    count: int = OUTCOMES_KEEP,
+    seed: bool = True,
+    frozen: Mapping[str, Callable[[Mapping[int, Sequence[Any]]], dict[int, list[Any]]]] | None = None,
+) -> dict[str, Any]:
     """Every pair of the domain's live models compared on the same log positions (the last `count` each holds),
-    champion first: functions/model_state/comparison.py. Only reads with seed False."""
+    champion first: functions/model_state/comparison.py. Only reads with seed False. `frozen`: name -> a function
+    giving a frozen model's outcomes on the champion's positions (a batch study's model,
+    functions/batch/serving.py), compared with every live model after the live pairs."""
     from functions.model_state.comparison import compare_outcomes
     from functions.model_state.replica import models_for
 
@@ -77,8 +82,21 @@ def compare(client: Any, domain: Domain, count: int = OUTCOMES_KEEP, seed: bool 
         for b in names[i + 1 :]:
             result = compare_outcomes(domain.task, held[a], held[b])
             pairs.append({"a": a, "b": b, **result})
+    frozen_names = []
+    for name, answer in (frozen or {}).items():
+        found = answer(held[first]) if names else {}
+        frozen_names.append(name)
+        for a in names:
+            pairs.append({"a": a, "b": name, "frozen": True, **compare_outcomes(domain.task, held[a], found)})
     report: dict[str, Any] = _finite(
-        {"domain": domain.name, "task": domain.task, "champion": first, "models": names, "pairs": pairs}
+        {
+            "domain": domain.name,
+            "task": domain.task,
+            "champion": first,
+            "models": names,
+            "frozen": frozen_names,
+            "pairs": pairs,
+        }
     )
     return report
 

@@ -11,12 +11,12 @@ scored on that live traffic (`live_scores`).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from eventing.domain import DECISION_THRESHOLD, Domain
+from eventing.domain import Domain
 from functions.model_state.keys import as_text, key
+from functions.model_state.task_scores import scores_of
 
 SERVED_KEEP = 20_000  # served answers awaiting a label, per domain
 SERVED_TTL_S = 86_400  # and for at most a day
@@ -83,7 +83,7 @@ class ServedScorer:
             for fieldname, raw in zip(pairs[0::2], pairs[1::2], strict=True):
                 answer = json.loads(raw)
                 prefix = as_text(fieldname)
-                for stat, value in _served_stats(domain, truth, answer).items():
+                for stat, value in scores_of(domain.task).served_stats(truth, answer).items():
                     sums[f"{prefix}|{stat}"] = sums.get(f"{prefix}|{stat}", 0.0) + value
                 scored += 1
         pipe = self.redis.pipeline(transaction=False)
@@ -91,21 +91,6 @@ class ServedScorer:
             pipe.hincrbyfloat(key(domain.name, "live_scores"), name, value)
         pipe.execute()
         return scored
-
-
-def _served_stats(domain: Domain, truth: Any, answer: Any) -> dict[str, float]:
-    if answer is None:
-        return {}
-    if domain.task == "classification":
-        y, p = bool(truth), float(answer)
-        p_true = p if y else 1.0 - p
-        return {
-            "n": 1.0,
-            "correct": float((p >= DECISION_THRESHOLD) == y),
-            "log_loss": -math.log(max(p_true, LOG_LOSS_CLIP)),
-        }
-    error = float(answer) - float(truth)
-    return {"n": 1.0, "abs_error": abs(error), "sq_error": error * error}
 
 
 def live_scores(client: Any, domain: Domain) -> list[dict[str, Any]]:
@@ -124,9 +109,7 @@ def live_scores(client: Any, domain: Domain) -> list[dict[str, Any]]:
             "mode": mode,
             "scored": int(n),
         }
-        if n and domain.task == "classification":
-            row.update(accuracy=stats.get("correct", 0.0) / n, log_loss=stats.get("log_loss", 0.0) / n)
-        elif n:
-            row.update(mae=stats.get("abs_error", 0.0) / n, rmse=math.sqrt(stats.get("sq_error", 0.0) / n))
+        if n:
+            row.update(scores_of(domain.task).live_row(stats, n))
         out.append(row)
     return out

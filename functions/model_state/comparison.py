@@ -304,18 +304,10 @@ def _num(x: float | None) -> str:
 def compare_outcomes(task: str, a: Mapping[int, Sequence[Any]], b: Mapping[int, Sequence[Any]]) -> dict[str, Any]:
     """Compare two models' stored outcomes (seq -> [truth, answer] or [cluster, features]) on the log positions
     both hold."""
+    from functions.model_state.task_scores import scores_of  # it builds on this module's tests
+
     common = sorted(set(a) & set(b))
-    out: dict[str, Any]
-    if task == "classification":
-        out = compare_classification(
-            [int(a[s][0]) for s in common], [float(a[s][1]) for s in common], [float(b[s][1]) for s in common]
-        )
-    elif task == "regression":
-        out = compare_regression(
-            [float(a[s][0]) for s in common], [float(a[s][1]) for s in common], [float(b[s][1]) for s in common]
-        )
-    else:
-        out = compare_clustering([a[s][0] for s in common], [b[s][0] for s in common], [a[s][1] for s in common])
+    out = scores_of(task).compare(a, b, common)
     out["first_seq"] = common[0] if common else None
     out["last_seq"] = common[-1] if common else None
     return out

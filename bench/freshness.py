@@ -28,6 +28,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from eventing.domains import get_domain
+    from functions.middleware.auth import auth_headers
     from tests.functions.streams import events
 
     domain = get_domain(args.domain)
@@ -57,7 +58,7 @@ def main() -> None:
         feeder.start()
         learn = Client(learn_url)
         predict = Client(predict_url)
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **auth_headers()}  # predict-one's token, when set
         probe_body = json.dumps(probes[0]).encode()
         for record in stream[: args.samples]:
             status, body = learn.post("/", *ce_request(domain.type("record"), record))

@@ -56,13 +56,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from eventing.domains import DOMAINS
+    from functions.middleware.auth import auth_headers
     from tests.functions.streams import events
 
     domains = list(DOMAINS) if args.domain == "mixed" else [args.domain]
     requests_ = []
     for name in domains:
         for event in events(name, 200, seed=9):
-            requests_.append(ce_request(DOMAINS[name].type("prediction.requested"), event, domain=name))
+            headers, body = ce_request(DOMAINS[name].type("prediction.requested"), event, domain=name)
+            requests_.append(({**headers, **auth_headers()}, body))  # predict-one's token, when set
     if args.domain == "mixed":
         requests_ = [requests_[i // len(domains) + (i % len(domains)) * 200] for i in range(len(requests_))]
     results: dict[str, list[dict[str, Any]]] = {}

@@ -103,7 +103,10 @@ def write_table(settings: object, rows: int, files: int, seed: int = 7) -> tuple
 def measure(url: str, queries: list[str], warmup: int = 3) -> dict[str, float]:
     import requests
 
+    from functions.middleware.auth import auth_headers
+
     session = requests.Session()
+    session.headers.update(auth_headers())  # the sql function asks for COELHO_API_TOKEN when it is set
     client, server = [], []
     for i, query in enumerate(queries):
         started = time.perf_counter()

@@ -19,7 +19,7 @@ import click
 
 DEFAULT_TYPE = "boson.fn"  # what `kn func invoke` sends by default
 DEFAULT_DATA = '{"message": "Hello World"}'
-FUNCTIONS = ("learn", "predict", "checkpoint", "chat", "lake")
+FUNCTIONS = ("learn", "predict", "checkpoint", "chat", "lake", "sql")
 
 
 def _settings() -> Any:
@@ -55,10 +55,13 @@ def invoke(
     structured: bool,
     url: str | None,
 ) -> None:
-    """Send a CloudEvent to FUNCTION the way `kn func invoke` does and print the reply."""
+    """Send a CloudEvent to FUNCTION the way `kn func invoke` does and print the reply (with the bearer token
+    COELHO_API_TOKEN to predict, chat and sql when it is set)."""
     import requests
     from cloudevents.core.bindings.http import to_binary_event, to_structured_event
     from cloudevents.core.v1.event import CloudEvent
+
+    from functions.middleware.auth import function_auth_headers
 
     raw = data_file.read() if data_file else (data if data is not None else DEFAULT_DATA)
     try:
@@ -81,7 +84,8 @@ def invoke(
     message = to_structured_event(event) if structured else to_binary_event(event)
     target = url or _settings().url(function)
     try:
-        response = requests.post(target, data=message.body, headers=dict(message.headers), timeout=30)
+        headers = {**message.headers, **function_auth_headers(function)}
+        response = requests.post(target, data=message.body, headers=headers, timeout=30)
     except requests.ConnectionError:
         raise click.ClickException(f"{function} is not reachable at {target}: is it running? (coelho up)") from None
     click.echo(f"HTTP {response.status_code}")

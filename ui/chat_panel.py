@@ -4,7 +4,8 @@ It asks the chat function (POST /chat, an NDJSON stream) and streams the answer 
 arrives, with the tools the assistant used under each answer. One chat session per browser: its id lives in
 a cookie (`coelho_chat_session`), so the conversation, kept by the chat function in Redis, is shown again
 when the user moves to another page. Each question carries the page's context (`context()`: the form's
-values, the last prediction), read at the moment the question is asked.
+values, the last prediction), read at the moment the question is asked. Every request carries the bearer token
+when COELHO_API_TOKEN is set (`auth_headers()`): the chat function asks for it then.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import requests
 from panel.custom import JSComponent
 
 from coelho.settings import Settings
+from functions.middleware.auth import auth_headers
 
 log = logging.getLogger("coelho.ui.chat")
 
@@ -180,7 +182,12 @@ class ChatClient:
 
     def history(self, session_id: str) -> list[dict[str, Any]]:
         try:
-            response = requests.get(f"{self.base_url}/chat/history", params={"session_id": session_id}, timeout=1.5)
+            response = requests.get(
+                f"{self.base_url}/chat/history",
+                params={"session_id": session_id},
+                headers=auth_headers(),
+                timeout=1.5,
+            )
             if response.status_code == 200:
                 return list(response.json().get("messages", []))
         except (requests.RequestException, ValueError):
@@ -189,7 +196,9 @@ class ChatClient:
 
     def _read(self, body: dict[str, Any], put: Callable[[dict[str, Any] | None], None]) -> None:
         try:
-            with requests.post(f"{self.base_url}/chat", json=body, stream=True, timeout=(3, self.timeout)) as response:
+            with requests.post(
+                f"{self.base_url}/chat", json=body, headers=auth_headers(), stream=True, timeout=(3, self.timeout)
+            ) as response:
                 if response.status_code != 200:
                     try:
                         put(dict(response.json(), type="error"))

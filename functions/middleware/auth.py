@@ -8,7 +8,10 @@ The token is compared in constant time; a request without it, or with another, i
 open (`OPEN_PATHS`): the kubelet and Prometheus scrape without a token, and they reveal no data.
 learn-one, checkpoint and the lake take events only from the Broker and stay cluster-local: no token.
 
-Clients in the repository send the token with `auth_headers()` (empty when the variable is unset).
+Clients in the repository send the token with `auth_headers()` (empty when the variable is unset): the dashboard's
+predictions, assistant panel and SQL page, `coelho sql`, the assistant's lake queries and the benches. A client that
+may call any function (`coelho invoke`) uses `function_auth_headers(name)`, which sends it to `PROTECTED` only: the
+cluster-local functions never see it.
 
 Posting to the Broker is the other direction: with OIDC on (docs/adr/0107), every sender presents a token for the
 Broker's audience, a projected ServiceAccount token mounted at COELHO_BROKER_TOKEN_FILE. `broker_headers()` reads
@@ -23,6 +26,9 @@ it (again whenever the file changes: the kubelet rotates it) and `post_event` se
     (True, True)
     >>> TokenGate.from_environ({}) is None, auth_headers({}), auth_headers({"COELHO_API_TOKEN": "t"})
     (True, {}, {'Authorization': 'Bearer t'})
+    >>> token_set = {"COELHO_API_TOKEN": "t"}
+    >>> function_auth_headers("sql", token_set), function_auth_headers("learn", token_set)
+    ({'Authorization': 'Bearer t'}, {})
 """
 
 from __future__ import annotations
@@ -34,7 +40,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BROKER_TOKEN_ENV", "OPEN_PATHS", "PROTECTED", "TOKEN_ENV", "TokenGate", "auth_headers", "broker_headers"]
+__all__ = [
+    "BROKER_TOKEN_ENV",
+    "OPEN_PATHS",
+    "PROTECTED",
+    "TOKEN_ENV",
+    "TokenGate",
+    "auth_headers",
+    "broker_headers",
+    "function_auth_headers",
+]
 
 TOKEN_ENV = "COELHO_API_TOKEN"
 BROKER_TOKEN_ENV = "COELHO_BROKER_TOKEN_FILE"  # a projected ServiceAccount token for the Broker's audience
@@ -82,6 +97,12 @@ def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     env = os.environ if environ is None else environ
     token = env.get(TOKEN_ENV, "").strip()
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def function_auth_headers(function: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`auth_headers()` for a function that asks for the token (`PROTECTED`), none for the others: a client that
+    may call any function sends the token only where it is checked."""
+    return auth_headers(environ) if function in PROTECTED else {}
 
 
 class BrokerTokenUnreadable(OSError):

@@ -1,9 +1,11 @@
 """Who may call what: with COELHO_API_TOKEN set, predict-one, the assistant and SQL answer 401 (with a Bearer
 challenge) to a request without the token, in constant time; probes and /metrics stay open; learn-one, checkpoint
-and the lake take no token. Unset (the embedded default), nothing is asked. The repository's clients send it."""
+and the lake take no token. Unset (the embedded default), nothing is asked. The repository's clients send it
+(`coelho invoke` only to the functions that ask for it; the dashboard's own: tests/ui/test_dashboard_token.py)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +107,36 @@ def test_coelho_sql_and_the_assistant_send_the_token(sql_url: str, monkeypatch: 
     with pytest.raises(click.ClickException, match="bearer token is not valid"):
         _http("POST", sql_url + "/sql", query)
     assert "error" in reader.query_lake(query["query"])
+
+
+def test_coelho_invoke_sends_the_token_to_the_functions_that_ask_for_it(
+    sql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import requests
+    from click.testing import CliRunner
+
+    from coelho.platform_commands import invoke
+    from eventing.cloudevent_types import SQL_REQUESTED
+
+    query = '{"query": "SELECT count(*) AS n FROM trips"}'
+    result = CliRunner().invoke(invoke, ["sql", "--type", SQL_REQUESTED, "--data", query, "--url", sql_url])
+    assert result.exit_code == 0 and result.output.startswith("HTTP 200"), result.output
+    assert json.loads(result.output[result.output.index("{") :])["rows"] == [[1]]
+
+    sent: list[dict[str, str]] = []
+
+    class Answer:
+        status_code, headers, text = 200, {}, "{}"
+
+    def recorded(url: str, data: bytes, headers: dict[str, str], timeout: float) -> Answer:
+        sent.append(headers)
+        return Answer()
+
+    monkeypatch.setattr(requests, "post", recorded)
+    for function in ("predict", "chat", "learn", "checkpoint", "lake"):
+        assert CliRunner().invoke(invoke, [function, "--url", "http://127.0.0.1:9"]).exit_code == 0
+    # the cluster-local functions do not check it, so they never see it
+    assert [h.get("Authorization") for h in sent] == [f"Bearer {TOKEN}"] * 2 + [None] * 3
 
 
 def test_the_dashboards_prediction_client_sends_the_token(monkeypatch: pytest.MonkeyPatch) -> None:

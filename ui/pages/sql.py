@@ -4,7 +4,8 @@ A table browser (every table with its columns, types, rows, Delta version and re
 example queries per domain (functions/lake/sql_examples.py), the result in a paginated table with its row count and
 time, a CSV download, the error inline when the query is refused, and a quick bar chart of one category column and
 one number column. The page calls the sql function only when asked (loading the page, Run, Refresh), from a
-worker thread: a long query never holds the dashboard's event loop.
+worker thread: a long query never holds the dashboard's event loop; with the bearer token when COELHO_API_TOKEN is
+set (`auth_headers()`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import requests
 from coelho.settings import Settings
 from eventing.domains import DOMAINS
 from functions.lake.sql_examples import EXAMPLES
+from functions.middleware.auth import auth_headers
 from ui.charts import BarChart
 from ui.layout import card, flow, grow
 
@@ -180,7 +182,7 @@ class SqlPage:
     # --- the sql function -----------------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         try:
-            response = requests.request(method, self.url + path, json=body, timeout=60)
+            response = requests.request(method, self.url + path, json=body, headers=auth_headers(), timeout=60)
         except requests.RequestException:
             return 0, {"error": f"the sql function is not reachable at {self.url}: is it running? (coelho up)"}
         try:

@@ -296,6 +296,13 @@ def test_every_record_and_label_lands_once_despite_duplicates_and_redeliveries(
     assert response.status_code == 200 and response.headers["ce-type"] == LAKE_MAINTENANCE_COMPLETED, response.text
     done = {t["table"]: t for t in response.json()["tables"]}
     assert done["transactions"]["files_after"] <= 1 < done["transactions"]["files_before"]
+    # ... and checkpoints each table's log on S3 at the version it left (readers start there, not at JSON 0)
+    for name in ("transactions", "trips"):
+        log = _objects(s3, bucket, f"{name}/_delta_log/")
+        assert f"{name}/_delta_log/{done[name]['version']:020d}.checkpoint.parquet" in log, log
+        assert f"{name}/_delta_log/_last_checkpoint" in log
+    # the files compaction removed from the log stay for time travel (vacuum deletes only what is past the retention)
+    assert done["transactions"]["files_vacuumed"] == 0
 
     tables = read_back(s3, bucket)  # a fresh process, after compaction
     assert_once(tables["transactions"], {r["transaction_id"] for r in records})

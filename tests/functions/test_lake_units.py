@@ -1,12 +1,17 @@
 """The lake function without processes: events as rows (columns from the domain declarations), the micro-batcher
 against an in-memory store (shared commits, limits, duplicates, failed and ambiguous commits, the crash hooks,
-SIGTERM's flush), and the function's answers to events it cannot take."""
+SIGTERM's flush), maintenance on a Delta table in a local directory (compaction, vacuum of old orphans only, the
+log checkpoint), and the function's answers to events it cannot take."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -300,6 +305,63 @@ def test_seen_ids_check_the_day_before_for_rows_dated_by_their_arrival() -> None
 
     label = Row(lake_table("tfd", "label"), {}, "2026-03-01", False, ("id:t1",), 0.0)
     assert seen.known(label.identities, dedup_dates(label)) and loaded == ["2026-03-01", "2026-02-28"]
+
+
+# --- maintenance ------------------------------------------------------------------------------------------------
+class LocalObjects:
+    """The object client of a DeltaStore whose table is a local directory: a PUT is a file (its key the path)."""
+
+    def put_object(self, bucket: str, key: str, data: io.BytesIO, size: int, content_type: str = "") -> None:
+        path = Path("/" + key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.read())
+
+
+def test_maintenance_compacts_deletes_only_old_orphans_and_checkpoints_the_log(tmp_path: Path) -> None:
+    from deltalake import DeltaTable
+
+    from functions.lake.maintenance import maintain
+    from functions.lake.store import DeltaStore
+
+    root = tmp_path / "transactions"
+    store = DeltaStore(lake_table("tfd", "record"), str(root), {}, objects=LocalObjects())
+    store.open()
+    events = stream(32)
+    for batch in range(3):  # three micro-batches: three small files in one event_date partition
+        rows = [record_row("tfd", e, f"c{batch}-{i}") for i, e in enumerate(events[batch * 10 : batch * 10 + 10])]
+        actions = store.write_files(rows, f"b{batch}")
+        store.refresh()
+        store.commit(actions, "writer-1", batch + 1, f"b{batch}")
+    # Parquet files no commit refers to: one left by a crash three hours ago, one of a batch being committed now
+    (old,) = store.write_files([record_row("tfd", events[30], "crashed")], "crashed")
+    (fresh,) = store.write_files([record_row("tfd", events[31], "committing")], "committing")
+    three_hours_ago = time.time() - 3 * 3600
+    os.utime(root / old.path, (three_hours_ago, three_hours_ago))
+    batch_files = sorted(root.glob("event_date=*/part-b*.parquet"))
+
+    done = maintain(store, retention_hours=1)
+    assert (done["files_before"], done["files_after"], done["files_compacted"]) == (3, 1, 3), done
+    # vacuum: the orphan older than the retention is deleted, the young one (a commit may still add it) is not, nor
+    # are the files the compaction just removed from the log (older versions still read them)
+    assert done["files_vacuumed"] == 1 and not (root / old.path).exists() and (root / fresh.path).exists()
+    assert len(batch_files) == 3 and all(f.exists() for f in batch_files)
+    assert DeltaTable(str(root), version=3).to_pyarrow_table().num_rows == 30
+    # the log checkpoint: a Parquet file at the version maintenance left, named in _last_checkpoint, from which a
+    # fresh reader gets the compacted table (one file, the 30 rows)
+    version = done["version"]
+    checkpoint = root / "_delta_log" / f"{version:020d}.checkpoint.parquet"
+    assert checkpoint.exists(), sorted(p.name for p in (root / "_delta_log").iterdir())
+    assert json.loads((root / "_delta_log" / "_last_checkpoint").read_text())["version"] == version
+    import pyarrow.parquet as pq
+
+    adds = [a for a in pq.read_table(checkpoint, columns=["add"]).column("add").to_pylist() if a]
+    assert len(adds) == 1 and "part-b" not in adds[0]["path"]
+    reread = DeltaTable(str(root))
+    assert reread.version() == version and len(reread.file_uris()) == 1
+    assert reread.to_pyarrow_table().num_rows == 30
+
+    # a retention below an hour is taken as one: the young orphan survives a run asked for 0 hours
+    assert maintain(store, retention_hours=0)["files_vacuumed"] == 0 and (root / fresh.path).exists()
 
 
 # --- the function's answers -----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Every refusal is a 400 that says why; a query that runs too long is stopped at the time limit (400); a huge
 result is cut at the limit and says so; time travel reads a table as it was; the example queries of the SQL page
-run on tables shaped like the lake's (the domains' fields, flattened, from the producers' generators).
+run on tables shaped like the lake's (the domains' fields, flattened, from the producers' generators); a table read
+on the store gets the query's filters and projection (files never opened, bytes never read).
 """
 
 from __future__ import annotations
@@ -358,6 +359,32 @@ def test_a_table_larger_than_the_cache_is_read_on_the_store(lake: Path) -> None:
 
 
 # --- the tables, the CloudEvent, the store being down ---------------------------------------------------------
+def test_filters_and_projection_reach_the_scan_of_a_table_on_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from tests.functions.store_reads import assert_pushed_down
+
+    for start in (0, 5_000):  # two commits, each with a file per event_date: four files
+        ids = range(start, start + 5_000)
+        deltalake.write_deltalake(
+            str(tmp_path / "transactions"),
+            pa.table(
+                {
+                    "transaction_id": [f"tx-{i}" for i in ids],
+                    "amount": [float(i % 977) for i in ids],
+                    "note": [hashlib.sha256(str(i).encode()).hexdigest() for i in ids],  # wide, incompressible
+                    "event_date": ["2026-03-01" if i % 2 else "2026-03-02" for i in ids],
+                }
+            ),
+            mode="append",
+            partition_by=["event_date"],
+        )
+    # cache_bytes=0: the table is the Arrow dataset on the store, as a table too large for memory is
+    assert_pushed_down(lambda: SqlEngine(LakeCatalog(root=str(tmp_path), cache_bytes=0)), monkeypatch, 10_000, 4)
+
+
 def test_get_tables_lists_columns_types_rows_and_versions(client: Any) -> None:
     response = client.get("/tables")
     assert response.status_code == 200

@@ -157,6 +157,18 @@ def test_partition_filters_and_point_lookups(service: str) -> None:
     assert body["rows"] == [[ROWS // 2]]
 
 
+def test_filters_and_projection_reach_the_scan_of_the_s3_dataset(
+    bucket_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transactions table read on S3 (no cache), not in memory: a partition filter opens half of its four
+    files, one column reads a fraction of the bytes of all columns (delta-rs's S3 reads counted)."""
+    from functions.lake.catalog import LakeCatalog
+    from functions.lake.sql import SqlEngine
+    from tests.functions.store_reads import assert_pushed_down
+
+    assert_pushed_down(lambda: SqlEngine(LakeCatalog(environ=bucket_env, cache_bytes=0)), monkeypatch, ROWS, 4)
+
+
 def test_refusals_and_limits_are_400s_never_5xx(service: str) -> None:
     cases = {
         "DROP VIEW transactions": "DROP is not allowed",

@@ -266,6 +266,8 @@ def ab_state(settings: Settings, domain: str) -> dict[str, Any]:
         out["split"] = ab.read_split(client.get(key(domain, "split"))) or None
         out["live_scores"] = ab_served.live_scores(client, d)
         out["preferences"] = ab_preferences.preferences(client, d)
+        previous = client.lindex(key(domain, "champions"), 0)
+        out["previous_champion"] = json.loads(previous) if previous else None
         return out
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
@@ -283,9 +285,33 @@ def ab_control(settings: Settings, domain: str, data: dict[str, Any]) -> dict[st
         raise StateUnavailable(str(err)) from err
 
 
-def record_preference(settings: Settings, domain: str, a: str, b: str, choice: str) -> dict[str, Any]:
-    """Count a person's preference between two models' answers, and announce it (`preference.recorded`, best
-    effort, in the background)."""
+def ab_curves(settings: Settings, domain: str, models: list[str], metric: str) -> dict[str, list[tuple[float, float]]]:
+    """`metric` of each of `models` over the domain's log position (seq): the same event axis for models that
+    started at different times (model:<name>:history, points every ~100 events)."""
+    client = redis_client(settings)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for name in models:
+            pipe.zrange(key(domain, "model", name, "history"), 0, -1, withscores=True)
+        raw = pipe.execute()
+    except redis.RedisError as err:
+        raise StateUnavailable(str(err)) from err
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for name, points in zip(models, raw, strict=True):
+        line = []
+        for member, score in points:
+            point = _json(member)
+            if isinstance(point, dict) and isinstance(point.get(metric), int | float):
+                line.append((float(point.get("seq", score)), float(point[metric])))
+        curves[name] = line
+    return curves
+
+
+def record_preference(
+    settings: Settings, domain: str, a: str, b: str, choice: str, page: str | None = None
+) -> dict[str, Any]:
+    """Count a person's preference between two answers (a and b: model@live or model@vN) on dashboard page `page`,
+    and announce it (`preference.recorded`, best effort, in the background)."""
     import contextlib
     import threading
 
@@ -294,7 +320,7 @@ def record_preference(settings: Settings, domain: str, a: str, b: str, choice: s
 
     d = get_domain(domain)
     try:
-        result = ab_preferences.record_preference(redis_client(settings), d, a, b, choice)
+        result = ab_preferences.record_preference(redis_client(settings), d, a, b, choice, page)
     except redis.RedisError as err:
         raise StateUnavailable(str(err)) from err
 

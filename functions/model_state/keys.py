@@ -17,7 +17,8 @@ docs/adr/0082-ab-testing.md), same prefix:
     {"arms": [[arm, weight], ...]}), model:<name>:outcomes (zset score=seq: the model's test-then-train answer and
     the truth per scored event, the last OUTCOMES_KEEP), served:<event id> (hash "model|version|mode" -> the
     answer predict-one served), served_ids (list bounding them), live_scores (hash "model|version|mode|stat" ->
-    sum: served answers scored against their label), preferences (hash "a|b|choice" -> count)
+    sum: served answers scored against their label), preferences (hash "page|a|b|choice" -> count; a and b are
+    "model@live" or "model@vN")
 
     >>> key("tfd", "seq")
     'coelho:tfd:seq'

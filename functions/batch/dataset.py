@@ -82,7 +82,7 @@ def needed_columns(domain: Domain) -> list[str]:
 def prepared(domain: Domain, frame: pd.DataFrame, rows: int | None = None) -> pd.DataFrame:
     """`frame` sorted by event time (column `_time`), one row per event id, the most recent `rows` only."""
     time_column = flat_name(event_time_path(domain) or "")
-    frame = frame.assign(_time=pd.to_datetime(frame[time_column], utc=True))
+    frame = frame.assign(_time=pd.to_datetime(frame[time_column], utc=True, format="ISO8601"))
     frame = frame.sort_values(["_time", flat_name(domain.id_field)], kind="stable")
     frame = frame.drop_duplicates(flat_name(domain.id_field), keep="first")
     if rows is not None:

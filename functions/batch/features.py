@@ -15,7 +15,7 @@ from eventing.domain import Domain
 
 
 def _tfd_features(frame: pd.DataFrame) -> pd.DataFrame:
-    when = pd.to_datetime(frame["timestamp"], utc=True)
+    when = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     hour = when.dt.hour
     amount = frame["amount"].astype(float)
     age = frame["account_age_days"].astype(float)
@@ -41,10 +41,23 @@ def _tfd_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _eta_features(frame: pd.DataFrame) -> pd.DataFrame:
+    from eventing.domains.eta import CITY_CENTER, DOWNTOWN_KM, KM_PER_DEG_LAT, KM_PER_DEG_LON
+
     hour = frame["hour_of_day"].astype(int)
     day = frame["day_of_week"].astype(str)
     weekday = ~day.isin(["Saturday", "Sunday"])
     rush = weekday & (hour.between(7, 9) | hour.between(16, 19))
+    center_km = np.maximum(
+        *(
+            np.hypot(
+                (frame[f"{end}_lat"].astype(float) - CITY_CENTER[0]) * KM_PER_DEG_LAT,
+                (frame[f"{end}_lon"].astype(float) - CITY_CENTER[1]) * KM_PER_DEG_LON,
+            )
+            for end in ("origin", "destination")
+        )
+    )
+    downtown = center_km < DOWNTOWN_KM
+    day_hour = weekday.map({True: "wd", False: "we"}) + hour.map("{:02d}".format)
     return pd.DataFrame(
         {
             "estimated_distance_km": frame["estimated_distance_km"].astype(float),
@@ -62,6 +75,12 @@ def _eta_features(frame: pd.DataFrame) -> pd.DataFrame:
             "vehicle_type": frame["vehicle_type"].astype(str),
             "day_of_week": day,
             "hour_bucket": "h" + hour.map("{:02d}".format),
+            "log_distance_km": np.log(np.maximum(frame["estimated_distance_km"].astype(float), 0.1)),
+            "center_km": center_km,
+            "downtown": downtown.astype(float),
+            "day_hour": day_hour,
+            "motorbike_day_hour": day_hour.where(frame["vehicle_type"].astype(str) == "motorbike", "other"),
+            "downtown_day_hour": day_hour.where(downtown, "outside"),
         },
         index=frame.index,
     )

@@ -270,15 +270,34 @@ def models_split(domain: str, weights: tuple[str, ...]) -> None:
 
 @models.command("compare")
 @click.argument("domain")
+@click.option(
+    "--batch",
+    "batch_version",
+    is_flag=False,
+    flag_value="latest",
+    default=None,
+    help="also compare a batch study's model (coelho-DOMAIN-batch), frozen: --batch for the latest version, "
+    "--batch N for version N",
+)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def models_compare(domain: str, as_json: bool) -> None:
+def models_compare(domain: str, batch_version: str | None, as_json: bool) -> None:
     """Compare every pair of DOMAIN's live models on the same events (paired tests), with a verdict."""
     import redis
 
     from functions.model_state import ab_outcomes
 
+    client = _redis()
+    frozen = {}
+    if batch_version is not None:
+        from functions.batch.serving import frozen_answers
+
+        try:
+            name, answer = frozen_answers(client, _domain(domain), batch_version, _settings().function_env())
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+        frozen[name] = answer
     try:
-        result = ab_outcomes.compare(_redis(), _domain(domain))
+        result = ab_outcomes.compare(client, _domain(domain), frozen=frozen)
     except redis.ConnectionError as exc:
         raise click.ClickException(f"Redis is not reachable ({exc}): is the platform up? (coelho up)") from None
     if as_json:

@@ -9,8 +9,10 @@ Which model answers (functions/model_state/ab.py, docs/adr/0082-ab-testing.md): 
 model the `champion` alias points to, or the domain's first live model before any checkpoint), or the arm of the
 domain's weighted split the request's entity key hashes to (sticky). A request may choose: the CloudEvent
 extension `model` or `?model=NAME` (a live model), `modelversion` (a registered version number or an alias) or
-`?version=N` / `?alias=NAME`: that registered version, frozen (loaded once from MLflow, learning nothing). The
-reply says which: `model`, `version` and `frozen`. A routing table per domain (live models, aliases, split) is
+`?version=N` / `?alias=NAME`: that registered version, frozen (loaded once from MLflow, learning nothing). The model
+name `batch` (`?model=batch`, optionally with `?version=N`) serves a batch study's scikit-learn model, registered as
+`coelho-<domain>-batch`, frozen: the latest version or version N (functions/batch/serving.py). The reply says which:
+`model`, `version` and `frozen`. A routing table per domain (live models, aliases, split) is
 re-read from Redis every ROUTING_REFRESH_S and swapped in one assignment; a request reads it once, so a promotion
 never fails or mixes a request. Answers to requests that carry the event id are kept (bounded) until the event's
 label is learned, which scores each served (model, version) on live traffic (functions/model_state/ab_served.py).
@@ -44,6 +46,7 @@ from flask import Flask
 
 from eventing.domain import Domain
 from eventing.domains import DOMAINS, get_domain
+from functions.batch.serving import BATCH_MODEL, BatchModel
 from functions.middleware.app import (
     DependencyUnavailable,
     Event,
@@ -67,6 +70,7 @@ STALE_AFTER_S = float(os.environ.get("COELHO_STALE_AFTER_S", "5"))
 VERSION_REFRESH_S = 2.0
 ROUTING_REFRESH_S = 0.5  # live models, aliases and split re-read: a promotion shows within 2 s
 FROZEN_KEEP = 8  # registered versions kept loaded per process
+BATCH_LATEST_REFRESH_S = 10.0  # how often the latest version of coelho-<domain>-batch is looked up again
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class Predictor:
         self._version_lock = threading.Lock()
         self._frozen: OrderedDict[tuple[str, int], tuple[OnlineModel, threading.Lock]] = OrderedDict()
         self._frozen_lock = threading.Lock()
+        self._batch: OrderedDict[tuple[str, int], BatchModel] = OrderedDict()
+        self._batch_latest: dict[str, tuple[float, int | None]] = {}
         self._served: queue.Queue[tuple[str, str, str, Any]] = queue.Queue(maxsize=10_000)
         self._refresh_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -241,6 +247,49 @@ class Predictor:
                 self._frozen.popitem(last=False)
             return found
 
+    def batch_model(self, domain: Domain, selector: str | None) -> BatchModel:
+        """A version of `coelho-<domain>-batch` (the latest when `selector` is empty), loaded once (the last
+        FROZEN_KEEP kept); UnsupportedEvent when there is none, DependencyUnavailable when MLflow cannot answer."""
+        from functions.batch import serving
+
+        text = str(selector or "").strip().removeprefix("v")
+        if text and not text.isdigit():
+            raise UnsupportedEvent(f"{domain.name}: the batch model takes a version number, not {selector!r}")
+        with self._frozen_lock:  # one MLflow call at a time per process: seconds, then cached
+            if not os.environ.get("MLFLOW_TRACKING_URI"):
+                raise DependencyUnavailable("MLFLOW_TRACKING_URI is not set: batch models cannot be loaded")
+            try:
+                if text:
+                    number: int | None = int(text)
+                else:
+                    now = time.monotonic()
+                    cached = self._batch_latest.get(domain.name)
+                    if cached and cached[1] is not None and now - cached[0] < BATCH_LATEST_REFRESH_S:
+                        number = cached[1]
+                    else:
+                        number = serving.latest_version(domain.name)
+                        self._batch_latest[domain.name] = (now, number)
+                if number is None:
+                    raise UnsupportedEvent(
+                        f"{serving.registered_name(domain.name)} has no registered version: "
+                        f"`coelho batch train {domain.name}` trains one"
+                    )
+                found = self._batch.get((domain.name, number))
+                if found is not None:
+                    self._batch.move_to_end((domain.name, number))
+                    return found
+                loaded = serving.load(domain, number)
+            except UnsupportedEvent:
+                raise
+            except Exception as exc:  # MLflow or its store away: the Broker retries
+                raise DependencyUnavailable(f"batch model not loaded from MLflow: {exc}") from exc
+            if loaded is None:
+                raise UnsupportedEvent(f"{serving.registered_name(domain.name)} has no version {number}")
+            self._batch[(domain.name, number)] = loaded
+            while len(self._batch) > FROZEN_KEEP:
+                self._batch.popitem(last=False)
+            return loaded
+
     # --- one prediction -------------------------------------------------------------------------------
     def predict(
         self,
@@ -251,13 +300,19 @@ class Predictor:
         entity: str | None = None,
     ) -> dict[str, Any]:
         """The reply to a prediction request. model: a live model; version: a registered version number or an
-        alias (frozen); neither: the split's arm for `entity` (the entity key) or the champion."""
+        alias (frozen); model `batch`: the batch study's model (version: its registered version, default the latest);
+        neither: the split's arm for `entity` (the entity key) or the champion."""
         if not self.loaded:
             self.load()
         self.check_fresh()
         clean = domain.validate(payload, purpose="prediction")
         routing = self.routing[domain.name]  # read once: a promotion swaps the whole table
         x = domain.features(clean)
+        if model == BATCH_MODEL and BATCH_MODEL not in routing.replicas:
+            batch = self.batch_model(domain, version)
+            raw = batch.predict_one(x)
+            self._keep(domain, clean, BATCH_MODEL, batch.version, True, raw)
+            return batch.reply(raw, clean)
         if version is not None and str(version) != "":
             number = self.resolve_version(domain, version, routing)
             state, lock = self.frozen(domain, number)
@@ -305,8 +360,8 @@ class Predictor:
                     log.warning("served answers not kept: %s", exc)
 
     def predict_json(self, domain_name: str, payload: Any, query: Mapping[str, str]) -> dict[str, Any]:
-        """POST /predict/<domain>[?model=NAME | ?version=N | ?alias=NAME] with the features as JSON: the
-        prediction's data."""
+        """POST /predict/<domain>[?model=NAME | ?version=N | ?alias=NAME | ?model=batch[&version=N]] with the
+        features as JSON: the prediction's data."""
         try:
             domain = get_domain(domain_name)
         except ValueError as exc:

@@ -1,7 +1,7 @@
 """Property-based fuzzing of every function's HTTP API from its own OpenAPI description (GET /openapi.json):
 Schemathesis generates valid and invalid requests for every operation (bodies, query strings, headers) and the
 property is that no input gets a 5xx. A 503 counts only where the test keeps a dependency down on purpose (the
-lake's S3 store), and then it must say "retry". The embedded router's Broker ingress is fuzzed the same way.
+lake's S3 store, checkpoint's MLflow), and then it must say "retry". The embedded router's Broker ingress is fuzzed the same way.
 
 The apps run in process through their WSGI callables; those that need Redis use the private redis-server (marked
 `process`)."""
@@ -169,6 +169,26 @@ def chat_schema(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
 def test_the_assistant_never_answers_5xx(chat_schema: Any) -> None:
     """With the token switched on, and sent."""
     assert fuzz(chat_schema, headers={"Authorization": "Bearer fuzz-token-0123456789"}) == 7
+
+
+@pytest.fixture()
+def checkpoint_schema(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """checkpoint over a log of 200 events per domain, its MLflow down (nothing listens at the address, and no
+    retries): a valid request is a 503 to retry; what is fuzzed is the way in."""
+    import redis
+
+    from functions import checkpoint
+    from tests.functions.streams import teach
+
+    teach(redis.Redis.from_url(redis_url), 200, "/fuzz")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    return schemathesis.openapi.from_wsgi("/openapi.json", checkpoint.create())
+
+
+def test_checkpoint_never_answers_5xx_to_input(checkpoint_schema: Any) -> None:
+    assert fuzz(checkpoint_schema, allow_retry=True) == 4
 
 
 def test_every_function_serves_its_description(sql_app: Flask) -> None:

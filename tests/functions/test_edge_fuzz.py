@@ -1,7 +1,8 @@
 """Property-based fuzzing of every function's HTTP API from its own OpenAPI description (GET /openapi.json):
 Schemathesis generates valid and invalid requests for every operation (bodies, query strings, headers) and the
 property is that no input gets a 5xx. A 503 counts only where the test keeps a dependency down on purpose (the
-lake's S3 store, checkpoint's MLflow), and then it must say "retry". The embedded router's Broker ingress is fuzzed the same way.
+lake's S3 store, checkpoint's MLflow), and then it must say "retry". The embedded router's Broker ingress is fuzzed
+the same way.
 
 The apps run in process through their WSGI callables; those that need Redis use the private redis-server (marked
 `process`)."""

@@ -110,7 +110,7 @@ def _control(action: str, domain: str) -> None:
     import redis
 
     from eventing.domains import get_domain
-    from functions.learn import set_training
+    from functions.model_state.event_log import set_training
 
     try:
         name = get_domain(domain).name

@@ -58,9 +58,10 @@ from functions.middleware.app import (
 from functions.middleware.events import post_event
 from functions.model_state import ab
 from functions.model_state.batch_learner import BatchLearner
-from functions.model_state.event_log import Appended, EventLog, KafkaPosition, LogEntry, LogLost
-from functions.model_state.keys import connect, key
+from functions.model_state.event_log import Appended, EventLog, KafkaPosition, LogEntry, LogLost, set_training
+from functions.model_state.keys import connect
 from functions.model_state.online_model import Outcome
+from functions.model_state.registry import restore_if_empty
 from functions.model_state.replica import DUPLICATES, ModelReplica, replicas_for, reseed, sync_replicas
 
 log = logging.getLogger("coelho.functions.learn")
@@ -405,44 +406,6 @@ def kafka_position(event: Event, topic: str) -> KafkaPosition | None:
             when = None
     stamp = f"{int(when.timestamp() * 1000):015d}" if when is not None and when.tzinfo is not None else ""
     return KafkaPosition(topic, str(partition), int(offset), stamp)
-
-
-def set_training(client: Any, domain: str, action: str) -> dict[str, Any]:
-    """Pause (batch_learners stop at the current end of the log) or resume (everyone catches up) a domain."""
-    event_log = EventLog(client, get_domain(domain))
-    if action == "pause":
-        at = event_log.pause()
-        return {"domain": domain, "training": "paused", "paused_at": at}
-    event_log.resume()
-    return {"domain": domain, "training": "live", "head": event_log.head()}
-
-
-def restore_if_empty(client: Any, replica: ModelReplica) -> bool:
-    """Redis knows nothing of this model (no log, no snapshot): restore its latest MLflow version."""
-    domain = replica.domain.name
-    if client.exists(key(domain, "seq")) or client.exists(replica.mkey("snapshot")):
-        return False
-    if not os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("COELHO_RESTORE", "1") == "0":
-        return False
-    from functions.model_state.registry import restore_latest
-
-    try:
-        restored = restore_latest(domain, replica.model_name)
-    except DependencyUnavailable:
-        raise
-    except Exception as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc):  # no registered model yet: nothing to restore
-            return False
-        # Any other failure (a slow or failing registry, an artifact that cannot be read yet) must not start the
-        # model from scratch while a checkpoint exists: readiness fails and the restore is tried again.
-        log.warning("%s/%s: restore from MLflow failed, will retry: %s", domain, replica.model_name, exc)
-        raise DependencyUnavailable(f"restoring {domain}/{replica.model_name} from MLflow: {exc}") from exc
-    if restored is None:
-        return False
-    state, version = restored
-    replica.install(state)
-    client.set(replica.mkey("restored_from"), str(version))
-    return True
 
 
 def create() -> Flask:

@@ -229,3 +229,15 @@ def _entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> LogEntry:
         as_text(prev) if prev is not None else None,
         as_text(chain) if chain is not None else None,
     )
+
+
+def set_training(client: Any, domain: str, action: str) -> dict[str, Any]:
+    """Pause (batch_learners stop at the current end of the log) or resume (everyone catches up) a domain."""
+    from eventing.domains import get_domain
+
+    event_log = EventLog(client, get_domain(domain))
+    if action == "pause":
+        at = event_log.pause()
+        return {"domain": domain, "training": "paused", "paused_at": at}
+    event_log.resume()
+    return {"domain": domain, "training": "live", "head": event_log.head()}

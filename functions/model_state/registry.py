@@ -18,11 +18,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.middleware.app import DependencyUnavailable
 from functions.model_state.codec import StateRefused
+from functions.model_state.keys import key
 from functions.model_state.online_model import OnlineModel
+
+if TYPE_CHECKING:
+    from functions.model_state.replica import ModelReplica
 
 log = logging.getLogger("coelho.functions.model_state.registry")
 
@@ -233,3 +237,29 @@ def load_version(domain: str, version: int) -> OnlineModel | None:
             return None
         return _mlflow_call("get model version", _raise, exc)  # type: ignore[no-any-return]
     return _read_state(domain, found, "frozen")  # StateRefused: not signed by this platform
+
+
+def restore_if_empty(client: Any, replica: ModelReplica) -> bool:
+    """Redis knows nothing of this model (no log, no snapshot): restore its latest MLflow version."""
+    domain = replica.domain.name
+    if client.exists(key(domain, "seq")) or client.exists(replica.mkey("snapshot")):
+        return False
+    if not os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("COELHO_RESTORE", "1") == "0":
+        return False
+    try:
+        restored = restore_latest(domain, replica.model_name)
+    except DependencyUnavailable:
+        raise
+    except Exception as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc):  # no registered model yet: nothing to restore
+            return False
+        # Any other failure (a slow or failing registry, an artifact that cannot be read yet) must not start the
+        # model from scratch while a checkpoint exists: readiness fails and the restore is tried again.
+        log.warning("%s/%s: restore from MLflow failed, will retry: %s", domain, replica.model_name, exc)
+        raise DependencyUnavailable(f"restoring {domain}/{replica.model_name} from MLflow: {exc}") from exc
+    if restored is None:
+        return False
+    state, version = restored
+    replica.install(state)
+    client.set(replica.mkey("restored_from"), str(version))
+    return True

@@ -1,7 +1,7 @@
 """`kubectl kustomize knative/` renders the whole tree, and what it renders is what a cluster would accept and run:
 
 - every object validates: Knative kinds against the official schemas made strict, built-in kinds with
-  kubernetes-validate, Strimzi's KafkaTopic against its vendored schema, the other operator kinds structurally;
+  kubernetes-validate, the Strimzi and Prometheus operator kinds against their vendored CRD schemas made strict;
 - credentials come only from git-ignored env files (a missing one stops the render: no placeholder is applied),
   each pod reads only Secret keys that exist, the Anthropic key only in the assistant's pod;
 - every image is pinned by tag and digest (placeholders refused when COELHO_RELEASE=1), the functions all run one
@@ -180,10 +180,15 @@ OPERATOR_DOCS = [d for d in DOCS if not is_knative(d) and _vendored(d).exists()]
 
 
 def test_every_rendered_object_is_validated_by_something() -> None:
-    structural = {"Kafka", "KafkaNodePool", "PodMonitor"}  # their CRDs are not vendored (schemas/SOURCES.md)
     for doc in DOCS:
-        assert doc in KNATIVE_DOCS or doc in BUILTIN_DOCS or doc in OPERATOR_DOCS or doc["kind"] in structural, _id(doc)
-    assert {d["kind"] for d in OPERATOR_DOCS} == {"KafkaTopic", "PrometheusRule"}
+        assert doc in KNATIVE_DOCS or doc in BUILTIN_DOCS or doc in OPERATOR_DOCS, _id(doc)
+    assert {d["kind"] for d in OPERATOR_DOCS} == {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaTopic",
+        "PodMonitor",
+        "PrometheusRule",
+    }
 
 
 @pytest.mark.parametrize("doc", OPERATOR_DOCS, ids=_id)
@@ -193,13 +198,49 @@ def test_rendered_operator_object_matches_its_vendored_schema_made_strict(doc: d
     assert not errors, errors
 
 
+def _rejected(doc: dict[str, Any]) -> bool:
+    return not jsonschema.Draft202012Validator(strict_schema(_vendored(doc).name, str(doc["kind"]))).is_valid(doc)
+
+
 def test_the_operator_schemas_reject_a_misspelled_field() -> None:
-    topic = json.loads(json.dumps(_kind("KafkaTopic")[0]))
+    """Each vendored operator schema, made strict, refuses a misspelled field where the manifests write one, down
+    to the Kafka listener's peers and the securityContext of the pods Strimzi creates."""
+
+    def copy(kind: str) -> dict[str, Any]:
+        return json.loads(json.dumps(_kind(kind)[0]))
+
+    topic = copy("KafkaTopic")
     topic["spec"]["partition"] = topic["spec"].pop("partitions")
-    assert not jsonschema.Draft202012Validator(strict_schema(_vendored(topic).name, "KafkaTopic")).is_valid(topic)
-    rule = json.loads(json.dumps(_kind("PrometheusRule")[0]))
+    assert _rejected(topic)
+    rule = copy("PrometheusRule")
     rule["spec"]["groups"][0]["rules"][0]["expresion"] = rule["spec"]["groups"][0]["rules"][0].pop("expr")
-    assert not jsonschema.Draft202012Validator(strict_schema(_vendored(rule).name, "PrometheusRule")).is_valid(rule)
+    assert _rejected(rule)
+    monitor = copy("PodMonitor")
+    monitor["spec"]["podMetricsEndpoints"][0]["intervall"] = monitor["spec"]["podMetricsEndpoints"][0].pop("interval")
+    assert _rejected(monitor)
+    monitor = copy("PodMonitor")
+    monitor["spec"]["selector"]["matchLabel"] = {"app": "x"}
+    assert _rejected(monitor)
+    pool = copy("KafkaNodePool")
+    pool["spec"]["roles"] = ["broker", "zookeeper"]
+    assert _rejected(pool)
+    pool = copy("KafkaNodePool")
+    pool["spec"]["template"]["kafkaContainer"]["securityContext"]["readOnlyRootFileSystem"] = True
+    assert _rejected(pool)
+    kafka = copy("Kafka")
+    kafka["spec"]["kafka"]["listeners"][0]["networkPolicyPeer"] = kafka["spec"]["kafka"]["listeners"][0].pop(
+        "networkPolicyPeers"
+    )
+    assert _rejected(kafka)
+    kafka = copy("Kafka")
+    kafka["spec"]["kafka"]["listeners"][0]["networkPolicyPeers"][0]["podSelector"]["matchLabel"] = {"a": "b"}
+    assert _rejected(kafka)
+    kafka = copy("Kafka")
+    kafka["spec"]["kafkaExporter"]["template"]["container"]["securityContext"]["runAsNonroot"] = True
+    assert _rejected(kafka)
+    kafka = copy("Kafka")
+    kafka["spec"]["entityOperator"]["topicOperators"] = kafka["spec"]["entityOperator"].pop("topicOperator")
+    assert _rejected(kafka)
 
 
 def test_kafka_is_a_version_the_pinned_strimzi_supports() -> None:
@@ -212,7 +253,7 @@ def test_kafka_is_a_version_the_pinned_strimzi_supports() -> None:
     assert not {"strimzi.io/kraft", "strimzi.io/node-pools"} & set(annotations), "ignored since Strimzi 0.48"
     pool = _named("KafkaNodePool", "dual-role")
     assert pool["metadata"]["labels"]["strimzi.io/cluster"] == "coelho-kafka"
-    assert set(pool["spec"]["roles"]) == {"controller", "broker"} and pool["spec"]["storage"]["type"]
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
 
 
 def test_topics_are_sized_for_the_learn_triggers() -> None:

@@ -72,12 +72,43 @@ def query_reads(
     return answer, reads
 
 
-def assert_pushed_down(make_engine: Any, monkeypatch: pytest.MonkeyPatch, rows: int, files: int) -> None:
-    """Over a `transactions` table of `rows` rows in `files` files, half of them in partition event_date =
-    '2026-03-01': a filter on the partition opens only that half of the files, and a query of one column reads a
-    fraction of the bytes all columns take."""
-    everything, all_reads = query_reads(make_engine, monkeypatch, "SELECT * FROM transactions", limit=rows)
-    assert everything["row_count"] == rows and len(all_reads.files) == files, all_reads.files
+ROWS = 20_000  # of the table write_transactions writes, in FILES files
+FILES = 4
+
+
+def write_transactions(uri: str, storage_options: dict[str, str] | None = None) -> None:
+    """A `transactions` table of ROWS rows in FILES files: two commits, each with a file per event_date (half of
+    the rows in 2026-03-01). A wide column of incompressible text makes one column a small part of every file, as
+    in the lake, where a table has tens of columns."""
+    import hashlib
+
+    import deltalake
+    import pyarrow as pa
+
+    half = ROWS // 2
+    for start in (0, half):
+        ids = range(start, start + half)
+        deltalake.write_deltalake(
+            uri,
+            pa.table(
+                {
+                    "transaction_id": [f"tx-{i}" for i in ids],
+                    "amount": [float(i % 977) for i in ids],
+                    "note": [hashlib.sha256(str(i).encode()).hexdigest() for i in ids],
+                    "event_date": ["2026-03-01" if i % 2 else "2026-03-02" for i in ids],
+                }
+            ),
+            mode="append",
+            partition_by=["event_date"],
+            storage_options=storage_options,
+        )
+
+
+def assert_pushed_down(make_engine: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Over the table of `write_transactions`: a filter on the partition opens only that half of the files, and a
+    query of one column reads a fraction of the bytes all columns take. What each query read, in bytes."""
+    everything, all_reads = query_reads(make_engine, monkeypatch, "SELECT * FROM transactions", limit=ROWS)
+    assert everything["row_count"] == ROWS and len(all_reads.files) == FILES, all_reads.files
     day, day_reads = query_reads(
         make_engine,
         monkeypatch,
@@ -87,8 +118,9 @@ def assert_pushed_down(make_engine: Any, monkeypatch: pytest.MonkeyPatch, rows: 
     amount, date = column["amount"], column["event_date"]
     in_day = [r for r in everything["rows"] if r[date] == "2026-03-01"]
     assert day["rows"] == [[len(in_day), pytest.approx(sum(r[amount] for r in in_day))]]
-    assert len(day_reads.files) == files // 2, day_reads.files  # the other partition's files are never opened
+    assert len(day_reads.files) == FILES // 2, day_reads.files  # the other partition's files are never opened
     assert all("event_date=2026-03-01" in f for f in day_reads.files)
     one, one_reads = query_reads(make_engine, monkeypatch, "SELECT sum(amount) FROM transactions")
     assert one["rows"] == [[pytest.approx(sum(r[amount] for r in everything["rows"]))]]
-    assert len(one_reads.files) == files and one_reads.bytes * 3 < all_reads.bytes, (one_reads, all_reads)
+    assert len(one_reads.files) == FILES and one_reads.bytes * 3 < all_reads.bytes, (one_reads, all_reads)
+    return {"all_columns": all_reads.bytes, "one_day": day_reads.bytes, "one_column": one_reads.bytes}

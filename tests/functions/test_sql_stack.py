@@ -158,15 +158,21 @@ def test_partition_filters_and_point_lookups(service: str) -> None:
 
 
 def test_filters_and_projection_reach_the_scan_of_the_s3_dataset(
-    bucket_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    sql_platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The transactions table read on S3 (no cache), not in memory: a partition filter opens half of its four
-    files, one column reads a fraction of the bytes of all columns (delta-rs's S3 reads counted)."""
+    """A transactions table on S3 (a bucket of its own) read on the store, not in memory: a partition filter opens
+    half of its four files, one column reads a fraction of the bytes of all columns (delta-rs's S3 reads counted)."""
+    from coelho.services import s3_client
     from functions.lake.catalog import LakeCatalog
     from functions.lake.sql import SqlEngine
-    from tests.functions.store_reads import assert_pushed_down
+    from functions.lake.tables import storage_options, table_uri
+    from tests.functions.store_reads import assert_pushed_down, write_transactions
 
-    assert_pushed_down(lambda: SqlEngine(LakeCatalog(environ=bucket_env, cache_bytes=0)), monkeypatch, ROWS, 4)
+    bucket = f"sql-pushdown-{uuid.uuid4().hex[:8]}"
+    s3_client(sql_platform.settings).make_bucket(bucket)
+    env = {**_lake_env(sql_platform), "COELHO_LAKE_BUCKET": bucket}
+    write_transactions(table_uri("transactions", environ=env), storage_options(env))
+    assert_pushed_down(lambda: SqlEngine(LakeCatalog(environ=env, cache_bytes=0)), monkeypatch)
 
 
 def test_refusals_and_limits_are_400s_never_5xx(service: str) -> None:

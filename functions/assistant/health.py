@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from functions.assistant.data import PlatformReader
 
 HTTP_TIMEOUT = 1.5  # every HTTP read of the assistant's tools
+# A PromQL query whose sample above 0 means Kafka is up, used instead of a TCP connection when set (a cluster,
+# where Kafka's NetworkPolicy admits only the pods that produce and consume: knative/infrastructure/kafka.yaml).
+KAFKA_HEALTH_QUERY_ENV = "COELHO_KAFKA_HEALTH_QUERY"
 
 
 def platform_health(reader: PlatformReader) -> dict[str, Any]:
@@ -58,7 +61,27 @@ def service_states(reader: PlatformReader) -> dict[str, str]:
     out["prometheus"] = _http_status(f"{reader.service_url('prometheus')}/-/ready")
     for name in ("broker", "kafka", "s3", "dashboard"):
         out[name] = "up" if _tcp_open(*reader.service_address(name)) else "down"
+    query = reader.environ.get(KAFKA_HEALTH_QUERY_ENV, "").strip()
+    if query:  # a cluster: the assistant's pod may not connect to Kafka (its NetworkPolicy), Prometheus tells
+        out["kafka"] = _prometheus_says_up(reader.service_url("prometheus"), query)
     return out
+
+
+def _prometheus_says_up(prometheus_url: str, query: str) -> str:
+    """ "up" when the PromQL query returns a sample above 0 (e.g. the Kafka exporter's broker count), "down" when it
+    returns none or 0, "unknown (Prometheus unreachable)" when Prometheus does not answer."""
+    try:
+        resp = requests.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=HTTP_TIMEOUT)
+        result = resp.json()["data"]["result"]
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return "unknown (Prometheus unreachable)"
+    values = []
+    for sample in result:
+        try:
+            values.append(float(sample["value"][1]))
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+    return "up" if any(v > 0 for v in values) else "down"
 
 
 def domain_health(reader: PlatformReader, domain: str) -> dict[str, Any]:

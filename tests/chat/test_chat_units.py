@@ -168,3 +168,56 @@ def test_platform_health_checks_the_services_where_the_environment_says_they_are
     finally:
         server.shutdown()
         kafka.close()
+
+
+def test_on_a_cluster_kafka_health_comes_from_prometheus(tmp_path: object) -> None:
+    """Kafka's NetworkPolicy keeps the assistant's pod off the brokers: with COELHO_KAFKA_HEALTH_QUERY set (the
+    cluster's ConfigMap), get_platform_health asks Prometheus instead of connecting, and says when it cannot."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from pathlib import Path
+    from urllib.parse import parse_qs, urlsplit
+
+    from coelho.settings import Settings
+    from functions.assistant.data import PlatformReader
+    from functions.assistant.health import service_states
+
+    brokers = {"value": "3"}
+    asked: list[str] = []
+
+    class Prometheus(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            parts = urlsplit(self.path)
+            asked.extend(parse_qs(parts.query).get("query", []))
+            result = [{"metric": {}, "value": [0, brokers["value"]]}] if brokers["value"] else []
+            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+            self.send_response(200 if parts.path == "/api/v1/query" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Prometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings.load(environ={}, config_file=Path(str(tmp_path)) / "none.toml").with_free_ports(
+            Path(str(tmp_path)) / "d"
+        )
+        environ = {
+            "PROMETHEUS_URL": f"http://127.0.0.1:{server.server_address[1]}",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing listens: a TCP check would say down
+            "COELHO_KAFKA_HEALTH_QUERY": "max(kafka_brokers)",
+        }
+        reader = PlatformReader(settings, settings.redis_url, environ=environ)
+        assert service_states(reader)["kafka"] == "up"
+        assert asked[-1] == "max(kafka_brokers)"
+        brokers["value"] = "0"
+        assert service_states(reader)["kafka"] == "down"
+        brokers["value"] = ""
+        assert service_states(reader)["kafka"] == "down"
+    finally:
+        server.shutdown()
+    gone = PlatformReader(settings, settings.redis_url, environ=dict(environ, PROMETHEUS_URL="http://127.0.0.1:1"))
+    assert service_states(gone)["kafka"] == "unknown (Prometheus unreachable)"

@@ -93,7 +93,7 @@ class Load:
     def start(self) -> None:
         def run() -> None:
             session = requests.Session()
-            pool = self.events(int(self.rate * 180) + 50)  # enough for three minutes
+            pool = self.events(int(self.rate * 300) + 50)  # enough for five minutes (three kills of a slow start)
             i = 0
             period = 1.0 / self.rate
             next_at = time.monotonic()
@@ -174,11 +174,15 @@ class Result:
     note: str = ""
     duplicates_sent: int = 0
     late: int = 0  # missing when the scenario was counted, learned later (the final recount)
+    faults: int = 1  # how many times the fault was injected during the load (kill -9 and restarts: --repeat)
+    recover_each_s: list[float] = field(default_factory=list)  # the supervisor's recovery after each of them
     missing_ids: list[str] = field(default_factory=list)
+    acknowledged_ids: list[str] = field(default_factory=list)  # what the Broker took (other stores are checked too)
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.pop("missing_ids")
+        doc.pop("acknowledged_ids")
         return doc
 
 
@@ -227,7 +231,7 @@ def account(
         time.sleep(1)
     if not dlq:
         dlq = dead_letters(platform, load.tag) if wanted - set(counts) else {}
-    result = Result(scenario=scenario, produced=len(wanted))
+    result = Result(scenario=scenario, produced=len(wanted), acknowledged_ids=sorted(wanted))
     for ident in wanted:
         n = counts.get(ident, 0)
         if n == 1:

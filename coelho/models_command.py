@@ -289,7 +289,7 @@ def models_compare(domain: str, batch_version: str | None, as_json: bool) -> Non
     client = _redis()
     frozen = {}
     if batch_version is not None:
-        from functions.batch.serving import frozen_answers
+        from functions.batch.compare import frozen_answers
 
         try:
             name, answer = frozen_answers(client, _domain(domain), batch_version, _settings().function_env())

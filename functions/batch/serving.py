@@ -6,8 +6,8 @@ predict-one serves it when a request names the model `batch` (`?model=batch`, or
 answers with the same reply fields as a River model (`Domain.reply_fields()`): `model` is `batch`, `version` the
 registered version, `frozen` true, `events_learned` the rows it was trained on and `seq` 0 (it follows no log).
 
-`coelho models compare DOMAIN --batch [N]` puts the same version in the paired comparison: its answers are computed
-on the log positions the live models were scored on (`batch_outcomes`), from the events of the domain's log, so the
+`coelho models compare DOMAIN --batch [N]` puts the same version in the paired comparison (functions/batch/compare.py):
+its answers are computed on the log positions the live models were scored on (`batch_outcomes`), from the events of the domain's log, so the
 pairs are on the very same events.
 
 The input of the pipeline is the domain's `features(event)` (the study computes the same columns,
@@ -17,7 +17,7 @@ functions/batch/features.py), one row per request in the pipeline's own column o
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,24 +161,3 @@ def batch_outcomes(client: Any, model: BatchModel, reference: Mapping[int, Seque
     if domain.task == "clustering":
         return {s: [a, reference[s][1]] for s, a in zip(seqs, answers, strict=True)}
     return {s: [reference[s][0], a] for s, a in zip(seqs, answers, strict=True)}
-
-
-def frozen_answers(
-    client: Any, domain: Domain, version: str, environ: Mapping[str, str] | None = None
-) -> tuple[str, Callable[[Mapping[int, Sequence[Any]]], dict[int, list[Any]]]]:
-    """For `coelho models compare --batch`: the name of batch `version` ("latest" or a number) in the comparison
-    (`batch v<N>`) and the function giving its outcomes on a live model's positions. LookupError when there is no
-    such version."""
-    from functions.batch.report import _mlflow
-
-    _mlflow(environ)  # the tracking URI and the artifact store's keys, from the platform's settings
-    text = version.strip().removeprefix("v")
-    if version != "latest" and not text.isdigit():
-        raise LookupError(f"--batch takes a version number or nothing (the latest), not {version!r}")
-    number = latest_version(domain.name) if version == "latest" else int(text)
-    if number is None:
-        raise LookupError(f"{registered_name(domain.name)} has no registered version: `coelho batch train` trains one")
-    model = load(domain, number)
-    if model is None:
-        raise LookupError(f"{registered_name(domain.name)} has no version {number}")
-    return f"{BATCH_MODEL} v{number}", lambda reference: batch_outcomes(client, model, reference)

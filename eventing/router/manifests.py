@@ -1,7 +1,7 @@
 """The Knative manifests in knative/, read as the routing table of the local router.
 
-Only the kinds the router executes are interpreted (Broker, Trigger, KafkaSource, PingSource, KafkaSink, Knative
-Service, ConfigMap); every other document (Deployments, Strimzi resources, Helm values, kustomizations) is skipped.
+Only the kinds the router executes are interpreted (Broker, Trigger, KafkaSource, PingSource, KafkaSink, JobSink,
+Knative Service, ConfigMap); every other document (Deployments, Strimzi resources, Helm values, kustomizations) is skipped.
 
 >>> m = Manifests.from_documents([{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
 ...     "metadata": {"name": "default", "namespace": "coelho"}}])
@@ -20,9 +20,11 @@ from typing import Any
 
 import yaml
 
+from eventing.router.jobsink import JobSink
+
 log = logging.getLogger(__name__)
 
-ROUTED_KINDS = {"Broker", "Trigger", "KafkaSource", "PingSource", "KafkaSink", "Service", "ConfigMap"}
+ROUTED_KINDS = {"Broker", "Trigger", "KafkaSource", "PingSource", "KafkaSink", "JobSink", "Service", "ConfigMap"}
 ORDERED_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
 
 
@@ -209,6 +211,7 @@ class Manifests:
     kafka_sources: dict[tuple[str, str], KafkaSource] = field(default_factory=dict)
     ping_sources: dict[tuple[str, str], PingSource] = field(default_factory=dict)
     kafka_sinks: dict[tuple[str, str], KafkaSink] = field(default_factory=dict)
+    job_sinks: dict[tuple[str, str], JobSink] = field(default_factory=dict)
     services: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     config_maps: dict[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
 
@@ -260,6 +263,8 @@ class Manifests:
                 m.kafka_sinks[(ns, name)] = KafkaSink(
                     ns, name, str(spec["topic"]), str(spec.get("contentMode", "binary"))
                 )
+            elif kind == "JobSink" and api.startswith("sinks.knative.dev/"):
+                m.job_sinks[(ns, name)] = JobSink.parse(ns, name, spec)
             elif kind == "KafkaSource" and api.startswith("sources.knative.dev/"):
                 m.kafka_sources[(ns, name)] = KafkaSource(
                     namespace=ns,

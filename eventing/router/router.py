@@ -23,6 +23,7 @@ from eventing.router.consumer import CommittingConsumer
 from eventing.router.dispatcher import BrokerFanout, DirectBrokerSink, TriggerDispatcher
 from eventing.router.httpserver import MetricsHandler, bounded_handler, limits_from_env, serve
 from eventing.router.ingress import BrokerIngress
+from eventing.router.jobsink import LocalJobSink
 from eventing.router.manifests import DeliverySpec, Destination, ManifestError, Manifests
 from eventing.router.metrics import RouterMetrics
 from eventing.router.producer import RecoveringProducer
@@ -76,6 +77,7 @@ class Router:
         self.kafka_sources: list[KafkaSourceAdapter] = []
         self.ping_sources: list[PingSourceRunner] = []
         self.ingress: BrokerIngress | None = None
+        self.job_sinks: dict[tuple[str, str], LocalJobSink] = {}
         self._metrics_server: object = None
         # Limits of the router's HTTP servers: arguments, else COELHO_ROUTER_MAX_BODY_BYTES / _HTTP_TIMEOUT_S.
         env_body, env_timeout = limits_from_env()
@@ -104,6 +106,8 @@ class Router:
         if dest.kind == "Service":
             base = self.service_url(str(dest.name))
             return base.rstrip("/") + dest.uri if dest.uri else base
+        if dest.kind == "JobSink":
+            return self._job_sink(str(dest.namespace), str(dest.name)).url
         raise ManifestError(f"cannot resolve {dest.describe()} to a URL")
 
     def resolve_sink(self, dest: Destination, spec: DeliverySpec | None = None) -> Sink:
@@ -119,6 +123,25 @@ class Router:
                 raise ManifestError(f"no KafkaSink {dest.namespace}/{dest.name} in the manifests")
             return KafkaTopicSink(self.producer, sink.topic, self.stopping)
         return HttpSink(self.resolve_url(dest), spec or self._default_delivery(), self.stopping)
+
+    def _job_sink(self, namespace: str, name: str) -> LocalJobSink:
+        """The JobSink's local server (eventing/router/jobsink.py), started when first referenced."""
+        found = self.job_sinks.get((namespace, name))
+        if found is None:
+            manifest = self.manifests.job_sinks.get((namespace, name))
+            if manifest is None:
+                raise ManifestError(f"no JobSink {namespace}/{name} in the manifests")
+            found = LocalJobSink(
+                manifest,
+                self.settings.host,
+                self.settings.run_dir / "jobsinks",
+                self.settings.function_env(),
+                max_body_bytes=self.max_body_bytes,
+                timeout=self.http_timeout,
+            )
+            found.start()
+            self.job_sinks[(namespace, name)] = found
+        return found
 
     def _broker_address(self, namespace: str, name: str) -> str:
         return f"{self.settings.url('broker')}/{namespace}/{name}"
@@ -314,6 +337,8 @@ class Router:
         workers_deadline = deadline - 0.4 * timeout  # leave time to flush replies, commit and leave the groups
         if self.ingress is not None:
             self.ingress.stop()
+        for job_sink in self.job_sinks.values():
+            job_sink.stop()
         for ping in self.ping_sources:
             ping.stopping.set()
         for dispatcher in self.dispatchers:

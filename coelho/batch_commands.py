@@ -2,11 +2,13 @@
 
 coelho batch train tfd --version 12          # train, compare with River, log a run, register coelho-tfd-batch
 coelho batch train ecci --truth-seed 42      # ARI against the latent segments of the producer of seed 42
+coelho batch train eta --via-broker          # a batch.study.requested event: the JobSink runs the study as a Job
 coelho batch report tfd [--json] [--runs 3]  # the latest studies: batch vs River per metric, the figures
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -42,6 +44,12 @@ def batch() -> None:
 )
 @click.option("--no-online", is_flag=True, help="skip the River replay (no online-vs-batch gap)")
 @click.option("--json", "as_json", is_flag=True, help="print the study's summary as JSON at the end")
+@click.option(
+    "--via-broker",
+    is_flag=True,
+    help="post a batch.study.requested event instead: the batch-study Trigger's JobSink runs the study as a Job",
+)
+@click.option("--broker", default=None, help="with --via-broker: the Broker ingress URL (default: the local router's)")
 def train(
     domain: str,
     version: int | None,
@@ -50,12 +58,17 @@ def train(
     truth_seed: int | None,
     no_online: bool,
     as_json: bool,
+    via_broker: bool,
+    broker: str | None,
 ) -> None:
     """Train DOMAIN's batch models on its lake table, compare them with River, log the study to MLflow."""
     from functions.batch.dataset import StudyError
     from functions.batch.report import dumps, log_study
     from functions.batch.study import run_study
 
+    if via_broker:
+        _request(domain, version, model, rows, truth_seed, no_online, broker)
+        return
     env = _environ()
     started = time.perf_counter()
 
@@ -78,7 +91,9 @@ def train(
         raise click.ClickException(str(exc)) from None
     progress("logging the run and registering the model in MLflow")
     try:
-        log_study(result, env)
+        # MLflow prints where to view the run on stdout: with --json, stdout holds the summary only
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            log_study(result, env)
     except Exception as exc:
         raise click.ClickException(
             f"MLflow did not take the study: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
@@ -93,6 +108,42 @@ def train(
         progress(f"note: {note}")
     if as_json:
         click.echo(dumps(result.summary()))
+
+
+def _request(
+    domain: str,
+    version: int | None,
+    model: str | None,
+    rows: int | None,
+    truth_seed: int | None,
+    no_online: bool,
+    broker: str | None,
+) -> None:
+    """`train --via-broker`: the study's options as a BATCH_STUDY_REQUESTED event to the Broker."""
+    import requests
+
+    from coelho.settings import Settings
+    from eventing.cloudevent_types import BATCH_STUDY_REQUESTED
+    from functions.batch.job import post_request
+
+    settings = Settings.load()
+    target = broker or f"{settings.broker_url}/{settings.namespace}/default"
+    options = {"version": version, "model": model, "rows": rows, "truth_seed": truth_seed}
+    data = {"domain": domain, **{k: v for k, v in options.items() if v is not None}}
+    if no_online:
+        data["online"] = False
+    try:
+        event_id = post_request(target, data)
+    except requests.ConnectionError:
+        raise click.ClickException(
+            f"the Broker ingress is not reachable at {target}: is the platform running?"
+        ) from None
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{BATCH_STUDY_REQUESTED} {event_id} taken by the Broker: the study runs as a Job; "
+        f"`coelho batch report {domain}` shows it once logged"
+    )
 
 
 @batch.command()

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from eventing.cloudevent_types import (
+    BATCH_STUDY_REQUESTED,
     CHECKPOINT_REQUESTED,
     EVENT_KINDS,
     KAFKA_EVENT,
@@ -74,12 +75,20 @@ def test_every_trigger_names_an_existing_broker_and_subscriber_service(manifests
         assert "broker" in spec, f"Trigger {name} names no broker (Knative's webhook requires one)"
         assert ("coelho", spec["broker"]) in manifests.brokers, f"Trigger {name}: no Broker {spec['broker']}"
         ref = spec["subscriber"]["ref"]
+        if ref["kind"] == "JobSink":  # a Job per event (knative/eventing/batch-jobsink.yaml)
+            assert ref["apiVersion"] == "sinks.knative.dev/v1alpha1", name
+            assert ("coelho", ref["name"]) in manifests.job_sinks, f"Trigger {name}: no JobSink {ref['name']}"
+            continue
         assert ref["apiVersion"] == "serving.knative.dev/v1" and ref["kind"] == "Service", name
         assert ("coelho", ref["name"]) in manifests.services, f"Trigger {name}: no Knative Service {ref['name']}"
 
 
 def test_every_subscribed_service_runs_an_existing_function(manifests: Manifests) -> None:
     for trigger in manifests.triggers.values():
+        if trigger.subscriber.kind == "JobSink":  # its Job runs `python -m <module>`
+            job = manifests.job_sinks[("coelho", str(trigger.subscriber.name))]
+            assert (ROOT / (job.command[-1].replace(".", "/") + ".py")).exists(), job.command
+            continue
         module = _function_module(str(trigger.subscriber.name))
         assert module.exists(), (
             f"Trigger {trigger.name} routes to {trigger.subscriber.name}, but {module} does not exist"
@@ -168,6 +177,7 @@ def _file_emitted_types(path: Path) -> frozenset[str]:
         "CHECKPOINT_REQUESTED": CHECKPOINT_REQUESTED,
         "TRAINING_CONTROL": TRAINING_CONTROL,
         "LAKE_MAINTENANCE_REQUESTED": LAKE_MAINTENANCE_REQUESTED,
+        "BATCH_STUDY_REQUESTED": BATCH_STUDY_REQUESTED,
     }
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
@@ -187,7 +197,14 @@ def _file_emitted_types(path: Path) -> frozenset[str]:
 def test_every_trigger_type_is_a_declared_event_type() -> None:
     for doc in _by_kind("Trigger"):
         for ce_type in trigger_types(doc):
-            if ce_type in (KAFKA_EVENT, PING_TYPE, CHECKPOINT_REQUESTED, TRAINING_CONTROL, LAKE_MAINTENANCE_REQUESTED):
+            if ce_type in (
+                KAFKA_EVENT,
+                PING_TYPE,
+                CHECKPOINT_REQUESTED,
+                TRAINING_CONTROL,
+                LAKE_MAINTENANCE_REQUESTED,
+                BATCH_STUDY_REQUESTED,
+            ):
                 continue
             parsed = parse_event_type(ce_type)
             assert parsed, f"{doc['metadata']['name']}: {ce_type} is outside com.coelho.realtime.<domain>.<kind>"

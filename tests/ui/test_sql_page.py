@@ -205,3 +205,48 @@ def test_the_sql_page_runs_an_example_charts_it_downloads_it_and_shows_a_refusal
     assert not page.locator(".tabulator").first.is_visible()
     _screenshot(page, "sql-page-refused")
     assert not page.errors  # type: ignore[attr-defined]
+
+
+@pytest.mark.stack
+@pytest.mark.browser
+def test_the_result_table_turns_its_pages(sql_dashboard: Any, page: Any) -> None:
+    """45 rows in pages of 20: the first page, then the second and the last from the pager's buttons."""
+    from ui.pages.sql import PAGE_SIZE
+
+    page.goto(sql_dashboard.settings.url("dashboard") + "/sql")
+    page.get_by_text("Run query").first.wait_for()
+    editor = page.locator(".sql-editor textarea").first
+    editor.fill("SELECT range AS n, range * range AS square FROM range(45) ORDER BY n")
+    editor.blur()
+    time.sleep(0.3)
+    page.get_by_role("button", name="Run query").click()
+    page.locator(".sql-meta").first.wait_for()
+    assert "45 row(s)" in page.locator(".sql-meta").first.inner_text()
+    rows = page.locator(".tabulator .tabulator-row")
+
+    def first_cells() -> list[str]:
+        """The n column of the rows on show (a row's text is its visible cells, one a line: the hidden index
+        column's is not in it)."""
+        return [text.split("\n")[0].strip() for text in rows.all_inner_texts()]
+
+    def shows(first: int, count: int) -> bool:
+        cells = first_cells()
+        return len(cells) == count and cells[0] == str(first)
+
+    def wait_for(first: int, count: int) -> None:
+        deadline = time.monotonic() + 30
+        while not shows(first, count):
+            assert time.monotonic() < deadline, first_cells()
+            time.sleep(0.2)
+
+    wait_for(0, PAGE_SIZE)
+    assert first_cells() == [str(n) for n in range(PAGE_SIZE)]
+    pager = page.locator(".tabulator-paginator")
+    pager.locator("button[data-page='next']").click()
+    wait_for(PAGE_SIZE, PAGE_SIZE)
+    assert first_cells() == [str(n) for n in range(PAGE_SIZE, 2 * PAGE_SIZE)]
+    pager.locator("button[data-page='last']").click()
+    wait_for(2 * PAGE_SIZE, 45 - 2 * PAGE_SIZE)
+    assert pager.locator("button.tabulator-page.active").inner_text().strip() == "3"
+    _screenshot(page, "sql-page-paged")
+    assert not page.errors  # type: ignore[attr-defined]

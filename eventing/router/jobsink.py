@@ -99,6 +99,7 @@ class LocalJobSink:
         self.workdir = workdir / f"{sink.namespace}-{sink.name}"
         self.environ = dict(environ)
         self.jobs: dict[str, subprocess.Popen[bytes]] = {}
+        self.started = 0  # processes started: one per distinct event
         self._lock = threading.Lock()
         self.server = serve(host, 0, bounded_handler(self._handler_class(), max_body_bytes, timeout))
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"jobsink-{sink.name}", daemon=True)
@@ -140,6 +141,7 @@ class LocalJobSink:
             with (folder / "job.log").open("wb") as output:
                 proc = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=os.getcwd())
             self.jobs[name] = proc
+            self.started += 1
         threading.Thread(target=self._await, args=(name, proc, folder), name=f"job-{name}", daemon=True).start()
         log.info("JobSink %s: job %s started for event %s (pid %d)", self.sink.name, name, event.get("id"), proc.pid)
         return name, True

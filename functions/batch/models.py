@@ -47,7 +47,7 @@ def _ordinal(categorical: list[str], numeric: list[str]) -> Any:
 def positive_weight(y: Any) -> float:
     """The weight of the rare positive class (a fraud) for the gradient boosting trees: the square root of the
     negative-to-positive ratio of `y` (1 when a class is absent). Full balance (the ratio itself, class_weight
-    'balanced') ranked no better and tripled the log loss at 100,000 rows: its probabilities are no longer
+    'balanced') ranked no better and quadrupled the log loss at 100,000 rows: its probabilities are no longer
     calibrated (docs/adr/0083-batch-studies.md).
 
     >>> positive_weight([True] + [False] * 49)

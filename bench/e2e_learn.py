@@ -20,7 +20,8 @@ earlier commit) and adds `current_vs_compared` ratios: compare within one run, t
     .venv/bin/python bench/e2e_learn.py [--domains tfd,eta,ecci] [--events 2000] [--rate 100] [--half-peak]
         [--model NAME] [--concurrent] [--compare-with DIR]
 
-Prints progress lines, then ONE JSON object on the last line.
+Prints progress lines, then ONE JSON object on the last line; on a terminal each phase also shows a progress line on
+stderr (records committed to the log so far, the rate), as the `coelho` commands do.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from function_harness import (  # noqa: E402  (bench/ is on sys.path when run)
     service_cpu,
     wait_learned,
 )
+from phase import phase  # noqa: E402  (bench/ is on sys.path when run)
 
 from functions.model_state.keys import key  # noqa: E402
 
@@ -136,14 +138,21 @@ def peak(settings: Any, client: Any, names: list[str], n: int, timeout: float) -
         for name in names
     ]
     started = time.time()
-    for t in threads:
-        t.start()
-    done = {name: wait_head(client, name, heads[name] + len(streams[name]), timeout) for name in names}
-    learned_at = {
-        name: wait_learned(settings.url("learn"), name, heads[name] + len(streams[name]), timeout) for name in names
-    }
-    for t in threads:
-        t.join()
+    total = sum(len(s) for s in streams.values())
+    with phase(
+        f"peak {','.join(names)}",
+        total=total,
+        unit="committed",
+        count=lambda: sum(min(head(client, n) - heads[n], len(streams[n])) for n in names),
+    ):
+        for t in threads:
+            t.start()
+        done = {name: wait_head(client, name, heads[name] + len(streams[name]), timeout) for name in names}
+        learned_at = {
+            name: wait_learned(settings.url("learn"), name, heads[name] + len(streams[name]), timeout) for name in names
+        }
+        for t in threads:
+            t.join()
     out = {}
     for name in names:
         time.sleep(0.3)  # a duplicate would append after the head reached the target
@@ -218,9 +227,11 @@ def paced(
     clock.start()
     cpu_before = dict(service_cpu(platform), **{"bench producer": time.process_time()}) if platform else {}
     sums_before = router_sums(settings)
-    sent = produce_records(settings, name, events, rate=rate)
-    wait_head(client, name, start_head + len(events), timeout)
-    clock.wait_for(start_head + len(events), timeout)
+    label = f"paced {name} {rate:,.0f}/s"
+    with phase(label, total=len(events), unit="committed", count=lambda: head(client, name) - start_head):
+        sent = produce_records(settings, name, events, rate=rate)
+        wait_head(client, name, start_head + len(events), timeout)
+        clock.wait_for(start_head + len(events), timeout)
     cpu_after = dict(service_cpu(platform), **{"bench producer": time.process_time()}) if platform else {}
     sums_after = router_sums(settings)
     clock.stop()

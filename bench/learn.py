@@ -25,6 +25,9 @@ test-then-train rate of the same events (target >= 0.8 for forests).
 a `git worktree` of an earlier commit) in the same run. Redis is emptied before each so both learn the same events
 from scratch. learn_cpu_us_per_event is the
 function process's CPU time per event (load-independent); compare rates only within one run.
+
+On a terminal each phase shows a progress line on stderr (events committed or sent so far, the rate), as the
+`coelho` commands do; stdout keeps its lines and the JSON object on the last one.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from function_harness import (
     service_cpu,
     wait_learned,
 )
+from phase import phase
 
 from functions.model_state.keys import key
 
@@ -126,10 +130,12 @@ def http_only(url: str, domain_name: str, records: list[dict[str, Any]], concurr
 
     started = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    label = f"HTTP {domain_name} x{concurrency}"
+    with phase(label, total=len(bodies), unit="events", count=lambda: min(position[0], len(bodies))):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     return len(bodies) / (time.perf_counter() - started)
 
 
@@ -156,16 +162,18 @@ def http_only_domain(
     rate = row["http_per_s"] / 2
     paced = [dict(r, **{domain.id_field: f"paced-{i}"}) for i, r in enumerate(clean[: int(rate * latency_seconds)])]
     client = Client(url)
-    latencies = []
+    latencies: list[float] = []
     started = time.perf_counter()
-    for i, record in enumerate(paced):
-        delay = started + i / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        t0 = time.perf_counter()
-        status, body = client.post("/", *ce_request(domain.type("record"), record))
-        assert status == 200, body
-        latencies.append((time.perf_counter() - t0) * 1000)
+    with phase(f"paced {name} {rate:,.0f}/s", total=len(paced), unit="events") as bar:
+        for i, record in enumerate(paced):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            t0 = time.perf_counter()
+            status, body = client.post("/", *ce_request(domain.type("record"), record))
+            assert status == 200, body
+            latencies.append((time.perf_counter() - t0) * 1000)
+            bar.update(i + 1)
     latencies.sort()
     row["latency_at_half_peak"] = {
         "rate_per_s": round(rate, 1),
@@ -272,10 +280,15 @@ def main() -> None:
             )
             cpu_before = dict(service_cpu(platform), **{"bench producer": time.process_time()})
             started = time.time()
-            sender.start()
-            done = wait_committed(client, name, head + len(stream), timeout=600)
-            learned_at = wait_learned(settings.url("learn"), name, head + len(stream), timeout=600)
-            sender.join()
+
+            def committed(n: str = name, h: int = head) -> int:
+                return int(client.get(key(n, "seq")) or 0) - h
+
+            with phase(f"peak {name}", total=len(stream), unit="committed", count=committed):
+                sender.start()
+                done = wait_committed(client, name, head + len(stream), timeout=600)
+                learned_at = wait_learned(settings.url("learn"), name, head + len(stream), timeout=600)
+                sender.join()
             cpu_after = dict(service_cpu(platform), **{"bench producer": time.process_time()})
             # CPU per event per service (/proc/<pid>/stat of each process) over the peak phase
             row["cpu_us_per_event"] = cpu_per_event(cpu_before, cpu_after, len(stream))
@@ -295,9 +308,14 @@ def main() -> None:
             head = int(client.get(key(name, "seq")) or 0)
             clock = LearnedClock(settings.url("learn"), name)
             clock.start()
-            sent = produce_records(settings, name, paced, rate=rate)
-            wait_committed(client, name, head + len(paced), timeout=120)
-            clock.wait_for(head + len(paced), timeout=120)  # the clock polls learn-one already
+
+            def committed_paced(n: str = name, h: int = head) -> int:
+                return int(client.get(key(n, "seq")) or 0) - h
+
+            with phase(f"paced {name} {rate:,.0f}/s", total=len(paced), unit="committed", count=committed_paced):
+                sent = produce_records(settings, name, paced, rate=rate)
+                wait_committed(client, name, head + len(paced), timeout=120)
+                clock.wait_for(head + len(paced), timeout=120)  # the clock polls learn-one already
             clock.stop()
             commits = commit_times(client, name, head, domain.id_field)
             seqs = commit_seqs(client, name, head, domain.id_field)

@@ -1,5 +1,6 @@
-"""Against the running platform: every component exports its metrics on /metrics, Prometheus scrapes each one as
-up and has loaded the alert rules, and every coelho_* metric the alerts and dashboards query is really served."""
+"""Against the running platform: every component (the functions, the router, the producers and the dashboard)
+exports its metrics on /metrics, Prometheus scrapes each one as up and has loaded the alert rules, and every
+coelho_* metric the alerts and dashboards query is really served."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ COMPONENTS = [
     "producer_tfd",
     "producer_eta",
     "producer_ecci",
+    "dashboard",  # its own registry (ui/metrics.py), on its HTTP port; Prometheus has a job for it too
 ]
 FUNCTION_METRICS = {"coelho_function_requests_total", "coelho_function_request_seconds"}
 EXPECTED: dict[str, set[str]] = {
@@ -50,6 +52,12 @@ EXPECTED: dict[str, set[str]] = {
     **{
         f"producer_{d}": {"coelho_producer_events_total", "coelho_producer_errors_total"}
         for d in ("tfd", "eta", "ecci")
+    },
+    "dashboard": {
+        "coelho_dashboard_sessions",
+        "coelho_dashboard_page_loads_total",
+        "coelho_dashboard_prediction_clicks_total",
+        "coelho_dashboard_callback_seconds",
     },
 }
 
@@ -82,7 +90,8 @@ def metrics_url(stack: Any, name: str) -> str:
 
 
 def test_the_core_components_run(stack: Any) -> None:
-    # The functions, the router and the producers are the platform: each must be running for this suite to mean anything.
+    # The functions, the router, the producers and the dashboard are the platform: each must be running for this
+    # suite to mean anything.
     assert set(started(stack)) == set(COMPONENTS)
 
 

@@ -124,6 +124,7 @@ def test_the_cli_report_and_the_model_in_a_fresh_process(studies: dict[str, Stud
 def test_bad_inputs_are_refused_before_any_run(lake: dict[str, Any], studies: dict[str, StudyResult]) -> None:
     env = lake["env"]
     before = finished_runs(env, "eta")
+    before_tfd = finished_runs(env, "tfd")
     with pytest.raises(StudyError, match="has no version 99: its versions are 0 to 3"):
         run_study("eta", version=99, environ=env)
     with pytest.raises(StudyError, match="is empty at version 0"):
@@ -141,4 +142,135 @@ def test_bad_inputs_are_refused_before_any_run(lake: dict[str, Any], studies: di
     write_lake("tfd", 400, SEED, small, commits=1, delayed_labels=True, kinds=("record",))  # labels never came
     with pytest.raises(StudyError, match="no row with its target"):
         run_study("tfd", environ=small)
+    with pytest.raises(StudyError, match="has no version 7"):
+        run_study("tfd", version=7, environ=env)
+    untargeted = {**env, "COELHO_LAKE_BUCKET": _bucket(lake["settings"])}
+    _write_without_target("tfd", untargeted)
+    with pytest.raises(StudyError, match="has no target column 'is_fraud'"):
+        run_study("tfd", environ=untargeted)
     assert finished_runs(env, "eta") == before
+    assert finished_runs(env, "tfd") == before_tfd
+
+
+def _write_without_target(domain: str, environ: dict[str, str]) -> None:
+    """A records table of the domain whose schema lacks the target column (written by another tool)."""
+    from deltalake import write_deltalake
+
+    from functions.lake.rows import arrow_table, lake_table
+    from functions.lake.service import uri_of
+    from functions.lake.tables import storage_options
+    from tests.functions.batch_lake import lake_rows
+
+    table = lake_table(domain, "record")
+    rows = [r for r in lake_rows(domain, 400, SEED) if r.table.kind == "record"]
+    arrow = arrow_table(table, rows)
+    arrow = arrow.drop_columns(["is_fraud"])
+    write_deltalake(uri_of(table, environ), arrow, storage_options=storage_options(environ))
+
+
+def _cli(lake: dict[str, Any], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **lake["settings"].to_environ(), **lake["env"]}
+    return subprocess.run(
+        [sys.executable, "-c", "from coelho.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=check,
+    )
+
+
+def test_coelho_batch_train_through_the_cli(lake: dict[str, Any], studies: dict[str, StudyResult]) -> None:
+    before = finished_runs(lake["env"], "eta")
+    out = _cli(lake, "batch", "train", "eta", "--version", "2", "--no-online", "--json")
+    summary = json.loads(out.stdout)
+    assert summary["params"]["table_version"] == 2 and summary["run_id"] and summary["model_version"] >= 2
+    assert "online comparison skipped" in summary["notes"] and summary["metrics"]["batch"]["mae"] > 0
+    assert "registered coelho-eta-batch version" in out.stderr  # the progress lines, on stderr with --json
+    assert finished_runs(lake["env"], "eta") == before + 1
+    refused = _cli(lake, "batch", "train", "eta", "--version", "99", check=False)
+    assert refused.returncode == 1 and "has no version 99: its versions are 0 to 3" in refused.stderr
+    assert finished_runs(lake["env"], "eta") == before + 1
+
+
+@pytest.fixture(scope="module")
+def served(platform: Any, lake: dict[str, Any], studies: dict[str, StudyResult]) -> str:
+    """predict-one on an empty tfd state: whatever earlier tests left running that feeds or holds tfd's models (the
+    router, producers, learn-one, checkpoint) is stopped first, so the log below is the only one tfd sees."""
+    from tests.functions.function_testkit import empty_domain
+
+    feeders = ["router", *(name for name in platform.entries() if name.startswith("producer_"))]
+    platform.stop([*feeders, "learn", "predict", "checkpoint"])
+    platform.start(["redis"], producers=False)
+    empty_domain(platform.settings, "tfd")
+    platform.start(["predict"], producers=False)
+    return str(platform.settings.url("predict"))
+
+
+def test_predict_one_serves_the_batch_model_frozen(
+    served: str, studies: dict[str, StudyResult], lake: dict[str, Any]
+) -> None:
+    import pandas as pd
+    import requests
+
+    from eventing.domains import get_domain
+    from tests.functions.function_testkit import cloudevent, post
+    from tests.functions.streams import events
+
+    domain = get_domain("tfd")
+    study = studies["tfd"]
+    probes = events("tfd", 5, seed=123)
+    columns = list(study.pipeline.feature_names_in_)
+    expected = study.pipeline.predict_proba(pd.DataFrame([domain.features(p) for p in probes])[columns])[:, 1]
+    for probe, probability in zip(probes, expected, strict=True):
+        answer = requests.post(f"{served}/predict/tfd?model=batch", json=probe, timeout=120).json()
+        assert (answer["model"], answer["frozen"], answer["seq"]) == ("batch", True, 0), answer
+        assert answer["version"] >= study.model_version
+        assert answer["events_learned"] == study.params["train_rows"] or answer["version"] > study.model_version
+        pinned = requests.post(
+            f"{served}/predict/tfd?model=batch&version={study.model_version}", json=probe, timeout=120
+        ).json()
+        assert pinned["version"] == study.model_version and pinned["events_learned"] == study.params["train_rows"]
+        assert pinned["fraud_probability"] == pytest.approx(float(probability), rel=1e-9)
+    # the CloudEvent extensions choose the same way
+    message = cloudevent(
+        domain.type("prediction.requested"), probes[0], model="batch", modelversion=str(study.model_version)
+    )
+    reply = post(served, message, timeout=120)
+    assert reply.status_code == 200 and reply.json()["version"] == study.model_version
+    missing = requests.post(f"{served}/predict/tfd?model=batch&version=999", json=probes[0], timeout=120)
+    assert missing.status_code == 400 and "coelho-tfd-batch has no version 999" in missing.text
+
+
+def test_the_batch_model_is_compared_with_the_live_models(
+    served: str, studies: dict[str, StudyResult], lake: dict[str, Any], platform: Any
+) -> None:
+    import redis
+
+    from eventing.domains import get_domain
+    from functions.model_state import ab
+    from functions.model_state.event_log import LogEntry
+    from functions.model_state.replica import sync_replicas
+    from tests.functions.streams import events
+
+    domain = get_domain("tfd")
+    client: Any = redis.Redis.from_url(platform.settings.redis_url)
+    ab.live_models(client, domain, ["logreg_rus"])
+    process = sync_replicas(client, domain, "learner", [])
+    stream = events("tfd", 400, seed=55)
+    for i, event in enumerate(stream):
+        log = process[0].log
+        appended = log.append("record", event, log.dedup_keys("/coelho/tests", f"batch-ab-{i}", event, "record"))
+        for replica in process:
+            replica.learn_committed(LogEntry(appended.seq, "record", event, appended.t_ms), appended.paused_at)
+    for replica in process:
+        replica.write_summary()  # flushes the paired outcomes
+    version = studies["tfd"].model_version
+    out = _cli(lake, "models", "compare", "tfd", "--batch", str(version), "--json")
+    result = json.loads(out.stdout)
+    assert result["frozen"] == [f"batch v{version}"]
+    (pair,) = [p for p in result["pairs"] if p.get("frozen")]
+    assert pair["a"] == "logreg_rus" and pair["b"] == f"batch v{version}"
+    assert pair["n"] == len(stream) and pair["verdict"]  # every event the live model was scored on
+    text = _cli(lake, "models", "compare", "tfd", "--batch").stdout
+    assert "B=batch v" in text

@@ -3,6 +3,9 @@
 Parallel Triggers hand matching events to a pool of workers sharing one queue (many deliveries in flight).
 Ordered Triggers (annotation kafka.eventing.knative.dev/delivery.order: ordered) hash the event's partition key
 onto one worker each, so events of one key reach the subscriber one at a time, in offset order, retries included.
+A Trigger has the router's `workers` (16) unless it declares its own with the annotation
+coelho-realtime/delivery.max-in-flight: a subscriber that answers only once a batch is done (the lake) needs
+hundreds of deliveries in flight to fill one (ADR 0080).
 
 The Triggers of one Broker share ONE consumer group on its topic (`BrokerFanout`, ADR 0070): each record is read
 and decoded once and handed to every Trigger whose filter matches; its offset is committed only after every one
@@ -74,6 +77,7 @@ class TriggerDispatcher:
         self._inflight = metrics.inflight.labels(name)
         self._dead = metrics.dead_lettered
         self._errors = metrics.worker_errors.labels(name)
+        workers = trigger.max_in_flight or workers
         self.queues: list[queue.SimpleQueue[WorkItem]] = [
             queue.SimpleQueue() for _ in range(workers if trigger.ordered else 1)
         ]

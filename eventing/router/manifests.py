@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 ROUTED_KINDS = {"Broker", "Trigger", "KafkaSource", "PingSource", "KafkaSink", "JobSink", "Service", "ConfigMap"}
 ORDERED_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
+# The router's own: how many deliveries a Trigger keeps in flight (ordered: how many key lanes). Knative's Kafka broker
+# has no per-Trigger setting; its dispatcher bounds an unordered Trigger's in-flight deliveries by the consumer's
+# `max.poll.records`, one value for every Trigger (docs/router-and-knative.md).
+MAX_IN_FLIGHT_ANNOTATION = "coelho-realtime/delivery.max-in-flight"
 
 
 class ManifestError(ValueError):
@@ -163,6 +167,7 @@ class Trigger:
     filters: tuple[Mapping[str, Any], ...]
     delivery: DeliverySpec
     ordered: bool
+    max_in_flight: int | None = None  # MAX_IN_FLIGHT_ANNOTATION; None: the router's default (16)
 
     @property
     def consumer_group(self) -> str:
@@ -319,8 +324,27 @@ class Manifests:
                 filters=tuple(spec.get("filters") or ()),
                 delivery=DeliverySpec.for_trigger(spec.get("delivery"), ns, broker.delivery),
                 ordered=annotations.get(ORDERED_ANNOTATION) == "ordered",
+                max_in_flight=parse_max_in_flight(annotations.get(MAX_IN_FLIGHT_ANNOTATION), f"Trigger {ns}/{name}"),
             )
         return m
+
+
+def parse_max_in_flight(value: Any, what: str) -> int | None:
+    """The value of a Trigger's MAX_IN_FLIGHT_ANNOTATION: a whole number from 1 to 10,000 (None when absent).
+
+    >>> parse_max_in_flight("500", "t"), parse_max_in_flight(None, "t")
+    (500, None)
+    >>> parse_max_in_flight("0", "t")
+    Traceback (most recent call last):
+    ...
+    eventing.router.manifests.ManifestError: t: coelho-realtime/delivery.max-in-flight must be 1 to 10000, not '0'
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise ManifestError(f"{what}: {MAX_IN_FLIGHT_ANNOTATION} must be 1 to 10000, not {text!r}")
+    return int(text)
 
 
 def _required_destination(raw: Mapping[str, Any] | None, namespace: str, what: str) -> Destination:

@@ -79,6 +79,7 @@ def serve(
             threads=threads,
             ident=None,
             connection_limit=max(100, threads),
+            asyncore_use_poll=True,  # select() cannot watch a descriptor above 1024 (the lake's thousands of waits)
             max_request_body_size=max_body_bytes(),
         )
     else:  # gunicorn

@@ -3,7 +3,8 @@
 - Linear models (logistic or linear regression, inside pipelines, under-samplers and target scalers):
   each feature's contribution = weight x the feature's value as the model sees it (after scaling and one-hot
   encoding); the contributions plus the intercept are the model's raw output (log-odds for a classifier,
-  scaled target for a regressor, converted back to seconds when a TargetStandardScaler wraps it).
+  scaled target for a regressor, converted back to seconds when a TargetStandardScaler wraps it; for a log target,
+  eta's default, the prediction is expm1 of it and each contribution a factor exp(contribution)).
 - Hoeffding trees: the decision path from the root to the leaf the event falls in.
 - DBSTREAM (and other clusterers with centres): distances to the nearest cluster centres, and the features
   that differ most from the chosen centre.
@@ -82,6 +83,21 @@ def _target_scaler(model: Any) -> Any:
         model = inner
 
 
+def _target_transform(model: Any, raw: float) -> tuple[str, str, float] | None:
+    """(its function's name, its inverse's name, the prediction) when a TargetTransformRegressor other than a
+    TargetStandardScaler wraps the estimator (eta's log target): the raw output clipped as a PredClipper inside it
+    clips, then inverted."""
+    while isinstance(model, compose.Pipeline):
+        model = list(model.steps.values())[-1]
+    if not isinstance(model, compose.TargetTransformRegressor) or type(model).__name__ == "TargetStandardScaler":
+        return None
+    inner = model.regressor
+    if hasattr(inner, "y_min") and hasattr(inner, "y_max"):  # PredClipper
+        raw = min(max(raw, inner.y_min), inner.y_max)
+    names = (getattr(model.func, "__name__", "func"), getattr(model.inverse_func, "__name__", "inverse_func"))
+    return *names, float(model.inverse_func(raw))
+
+
 def explain_linear(model: Any, estimator: Any, xt: Mapping[str, Any], features: Mapping[str, Any]) -> dict[str, Any]:
     weights: Mapping[str, float] = estimator.weights
     intercept = float(getattr(estimator, "intercept", 0.0))
@@ -128,6 +144,17 @@ def explain_linear(model: Any, estimator: Any, xt: Mapping[str, Any], features: 
         result["prediction"] = _round(mean + std * raw)
         for c in shown:
             c["contribution_in_target_units"] = _round(std * float(c["contribution"]))
+    elif (transformed := _target_transform(model, raw)) is not None:
+        name, inverse, prediction = transformed
+        result["raw_output_meaning"] = f"the target as learned, {name}(target): prediction = {inverse}(raw_output)"
+        result["prediction"] = _round(prediction)
+        if name in ("log", "log1p"):  # a sum in logs is a product: each contribution multiplies the time
+            result["how_in_target_units"] = (
+                f"{'1 + ' if name == 'log1p' else ''}prediction = exp(intercept) x the product of each factor "
+                "(factor = exp(contribution))"
+            )
+            for c in shown:
+                c["factor"] = _round(math.exp(min(float(c["contribution"]), 700.0)))
     elif not hasattr(estimator, "predict_proba_one"):
         result["prediction"] = _round(raw)
     return result

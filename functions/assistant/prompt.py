@@ -30,10 +30,10 @@ PAGES: dict[str, str] = {
         "confusion matrix and the classification report, and charts of the main metrics over events."
     ),
     "eta": (
-        "Estimated Time of Arrival: a regressor (default: Hoeffding adaptive tree) predicts a trip's travel time "
-        "in seconds from distance, time of day, weather, driver and vehicle. The page shows a map with origin, "
-        "destination and route, the trip form, the ETA in seconds and minutes, error metrics (MAE, RMSE, R2, "
-        "MAPE, rolling MAE) and their history."
+        "Estimated Time of Arrival: a regressor (default: linear regression of log travel time) predicts a trip's "
+        "travel time in seconds from distance, time of day, weather, driver and vehicle. The page shows a map "
+        "with origin, destination and route, the trip form, the ETA in seconds and minutes, error metrics (MAE, "
+        "RMSE, R2, MAPE, rolling MAE) and their history."
     ),
     "ecci": (
         "E-Commerce Customer Interactions: DBSTREAM clusters clickstream events into behaviour segments with no "
@@ -92,9 +92,10 @@ Assistant: calls explain_prediction(domain="tfd") (it uses the form on the page)
 and cvv_provided=0 (+0.9); billing_address_match pulls down (-0.4). Contribution = weight x scaled value."
 
 User (page eta): What drove this ETA?
-Assistant: calls explain_prediction(domain="eta"), then answers: "The model predicts 1,140 s (19 min). The trip's
-path in the tree splits first on estimated_distance_km <= 12.4, then on rush_hour = 1: short trips in rush hour
-average 1,100 s in that leaf." (for a linear model, list the largest contributions in seconds instead)
+Assistant: calls explain_prediction(domain="eta"), then answers: "The model predicts 1,140 s (19 min). It works in
+logs, so each feature multiplies the time: the distance (x2.4 over a typical trip), weekday 8 am downtown traffic
+(x1.6) and heavy rain (x1.4) weigh most; a highly rated driver takes it down a little (x0.97)." (for a tree, follow
+its decision path instead)
 """
 
 

@@ -23,7 +23,7 @@ Snapshots written before the model state became a package (class `functions.mode
     >>> decode(blob[:-1] + bytes([blob[-1] ^ 1]), "eta", ETA.default_model, where="test")
     Traceback (most recent call last):
     ...
-    functions.model_state.codec.StateRefused: eta/hoeffding_adaptive_tree (test): refused, bad_signature: the HMAC does not match
+    functions.model_state.codec.StateRefused: eta/log_linear_regression (test): refused, bad_signature: the HMAC does not match
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import io
 import logging
+import math
 import os
 import pickle
 import random
@@ -312,6 +313,8 @@ _STDLIB: dict[tuple[str, str], Any] = {
     ("datetime", "timedelta"): datetime.timedelta,
     ("datetime", "timezone"): datetime.timezone,
     ("functools", "partial"): functools.partial,
+    ("math", "expm1"): math.expm1,  # eta's log-target regression (TargetTransformRegressor's func and inverse)
+    ("math", "log1p"): math.log1p,
     ("random", "Random"): random.Random,
     ("statistics", "NormalDist"): statistics.NormalDist,
     ("functions.model_state.codec", "_restore_distribution"): _restore_distribution,

@@ -119,28 +119,29 @@ def test_why_was_this_transaction_flagged_linear_contributions(
     assert sizes == sorted(sizes, reverse=True) and len(sizes) <= 12
 
 
-def test_what_drove_this_eta_decision_path(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
+def test_what_drove_this_eta_factors(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:
     form = sample_event(ETA, random.Random(5), datetime(2026, 11, 27, 8, 15, tzinfo=UTC))
     form.pop(ETA.target)
 
     def answer(body: dict[str, Any]) -> Any:
         result = tool_result_json(body)
-        path = result["explanation"]["decision_path"]
-        return [text(f"The model predicts {result['eta_seconds']} s. Its path: {path[0]}.")]
+        top = result["explanation"]["contributions"][0]
+        return [text(f"The model predicts {result['eta_seconds']} s. Most: {top['feature']} x{top['factor']}.")]
 
     result, said = _explain_through_chat(chat_url, standin, ETA, form, "What drove this ETA?", answer)
-    assert (
-        said == f"The model predicts {result['eta_seconds']} s. Its path: {result['explanation']['decision_path'][0]}."
-    )
+    explanation = result["explanation"]
+    top = explanation["contributions"][0]
+    assert said == f"The model predicts {result['eta_seconds']} s. Most: {top['feature']} x{top['factor']}."
     replica = _replica(live_platform, ETA, result["log_position"])
     x = ETA.features(ETA.validate(form, purpose="prediction"))
     assert result["eta_seconds"] == pytest.approx(replica.state.predict_one(x), abs=1e-3)
-    explanation = result["explanation"]
-    assert explanation["kind"] == "tree" and explanation["estimator"] == "HoeffdingAdaptiveTreeRegressor"
-    tree = list(replica.state.model.steps.values())[-1]
-    xt = list(replica.state.model.steps.values())[0].transform_one(x)
-    expected = [line.strip() for line in tree.debug_one(xt).splitlines() if line.strip()]
-    assert explanation["decision_path"] == expected[:25]
+    # The default learns log(1 + seconds): intercept + contributions = raw output, and expm1 of it the prediction.
+    assert explanation["kind"] == "linear" and explanation["estimator"] == "LinearRegression"
+    total = explanation["intercept"] + sum(c["contribution"] for c in explanation["contributions"])
+    total += explanation["other_features"]["contribution"]
+    assert total == pytest.approx(explanation["raw_output"], abs=1e-4)
+    assert explanation["prediction"] == pytest.approx(result["eta_seconds"], rel=1e-5)
+    assert top["factor"] == pytest.approx(math.exp(top["contribution"]), rel=1e-5)
 
 
 def test_which_cluster_nearest_centres(chat_url: str, standin: AnthropicStandIn, live_platform: Platform) -> None:

@@ -21,11 +21,19 @@ The run is repeatable: the stream is seeded (--seed) and the script re-runs itse
 because tfd's Hoeffding adaptive tree learns differently with the hash seed of strings (its exact ROC AUC ranged
 .73-.83 over hash seeds 0-5 on 20,000 records of the default stream).
 
+The batch reference (tfd and eta): the task's first batch model of a batch study (functions/batch/models.py,
+HistGradientBoosting) fitted on the first 1 - --test-fraction of the same records' features (`Domain.features`) and
+scored on the rest, the test window; every model's progressive answers on that window are scored the same way
+(functions/batch/scores.py) and `gap` is how much worse than batch each is on the task's headline metric, in %
+(`test_window`). --candidates also runs models measured as alternatives (`CANDIDATES`) that the domain does not
+declare.
+
 Forests learn at several hundred events/s and take most of the run: --forest-events N stops models whose name
 contains "forest" after N events for a quicker run; every other model of that domain then also reports its quality
 at N events (`quality_at_forest_events`).
 
     .venv/bin/python bench/models.py [--events 30000] [--domains tfd,eta,ecci] [--seed 42] [--forest-events N]
+                                     [--test-fraction 0.3] [--candidates]
 
 Prints one line per model, then ONE JSON object on the last line (docs/models.md).
 """
@@ -42,6 +50,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +62,56 @@ from eventing.domains import DOMAINS
 from producers.generators import make_generator
 
 HOLDOUT = 2000
+
+
+def _eta_candidates() -> dict[str, Callable[[], Any]]:
+    """eta's alternatives to its declared models, measured for docs/models.md and
+    docs/adr/0124-eta-online-features.md."""
+    from river import compose, ensemble, forest, preprocessing, tree
+
+    from eventing.domains import eta
+
+    physics_numeric = (*eta.NUMERIC, "log_distance_km", "center_km", "downtown")
+    physics_categorical = (*eta.CATEGORICAL, "day_hour", "motorbike_day_hour", "downtown_day_hour")
+
+    def physics() -> Any:
+        return (compose.Select(*physics_numeric) | preprocessing.StandardScaler()) + (
+            compose.Select(*physics_categorical) | preprocessing.OneHotEncoder()
+        )
+
+    def log_encoded() -> Any:
+        return (compose.Select(*eta.LOG_NUMERIC) | preprocessing.StandardScaler()) + (
+            compose.Select(*eta.LOG_CATEGORICAL) | preprocessing.OneHotEncoder()
+        )
+
+    def log_target(regressor: Any) -> Any:
+        return compose.TargetTransformRegressor(regressor, func=math.log1p, inverse_func=math.expm1)
+
+    crosses = ("motorbike_day_hour", "downtown_day_hour")
+    return {
+        "log_linear_regression_sgd_0.01": lambda: eta.log_linear_regression(learning_rate=0.01),
+        "log_linear_regression_sgd_0.002": lambda: eta.log_linear_regression(learning_rate=0.002),
+        "log_linear_regression_fields_only": lambda: eta.log_linear_regression(
+            categorical=("weather", "vehicle_type", "day_of_week", "hour_bucket")
+        ),
+        "log_linear_regression_no_crosses": lambda: eta.log_linear_regression(
+            categorical=tuple(c for c in eta.LOG_CATEGORICAL if c not in crosses)
+        ),
+        "log_linear_regression_no_downtown": lambda: eta.log_linear_regression(
+            categorical=tuple(c for c in eta.LOG_CATEGORICAL if c != "downtown_day_hour")
+        ),
+        "hoeffding_adaptive_tree_physics": lambda: physics() | tree.HoeffdingAdaptiveTreeRegressor(seed=42),
+        "hoeffding_adaptive_tree_physics_log_target": lambda: (
+            physics() | log_target(tree.HoeffdingAdaptiveTreeRegressor(seed=42))
+        ),
+        "bagging_5_hoeffding_trees_log_target": lambda: (
+            log_encoded() | log_target(ensemble.BaggingRegressor(tree.HoeffdingTreeRegressor(), n_models=5, seed=42))
+        ),
+        "adaptive_random_forest_physics": lambda: physics() | forest.ARFRegressor(n_models=10, seed=42),
+    }
+
+
+CANDIDATES: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {"eta": _eta_candidates}
 
 
 def stream(domain: Domain, seed: int, count: int) -> list[tuple[dict[str, Any], Any, dict[str, Any], dict[str, Any]]]:
@@ -212,10 +271,19 @@ def _restore(cls: Any, state: dict[str, Any]) -> Any:
 
 
 def run_model(
-    domain: Domain, name: str, events: list[Any], holdout: list[Any], limit: int, checkpoint: int | None
+    domain: Domain,
+    name: str,
+    events: list[Any],
+    holdout: list[Any],
+    limit: int,
+    checkpoint: int | None,
+    factory: Callable[[], Any] | None = None,
+    window: Callable[[list[Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Progressive validation of one model over the first `limit` events; quality also after `checkpoint`."""
-    model = domain.make_model(name)
+    """Progressive validation of one model over the first `limit` events; quality also after `checkpoint`.
+    factory: the model when it is not one the domain declares; window: scores the progressive answers on the
+    batch reference's test window."""
+    model = factory() if factory is not None else domain.make_model(name)
     metrics = domain.metric_factories()
     learn_us: list[float] = []
     predict_us: list[float] = []
@@ -274,7 +342,89 @@ def run_model(
     }
     if at_checkpoint is not None:
         row["quality_at_forest_events"] = at_checkpoint
+    if window is not None and limit == len(events):
+        row["test_window"] = window(predictions)
     return row
+
+
+def batch_reference(domain: Domain, events: list[Any], test_fraction: float) -> dict[str, Any] | None:
+    """The batch study's first model for the task fitted on the first 1 - test_fraction of `events`' features,
+    scored on the rest (None for clustering); `cut` is where the test window starts."""
+    if domain.task not in ("classification", "regression"):
+        return None
+    import numpy as np
+    import pandas as pd
+
+    from functions.batch.features import categorical_columns
+    from functions.batch.models import BATCH_MODELS
+    from functions.batch.scores import GAP_METRICS
+
+    cut = len(events) - max(1, round(len(events) * test_fraction))
+    frame = pd.DataFrame([x for x, _y, _c, _t in events])
+    categorical = categorical_columns(frame)
+    numeric = [c for c in frame.columns if c not in categorical]
+    frame = frame[categorical + numeric]
+    ys = [y for _x, y, _c, _t in events]
+    name, make = next(iter(BATCH_MODELS[domain.task].items()))
+    model = make(categorical, numeric, y=ys[:cut])
+    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime: threadpoolctl limits loaded libraries only)
+    from threadpoolctl import threadpool_limits
+
+    from functions.batch.study import threads
+
+    with threadpool_limits(limits=threads()):  # as a study: one native thread unless COELHO_BATCH_THREADS
+        started = time.perf_counter()
+        model.fit(frame.iloc[:cut], ys[:cut])
+        fit_s = time.perf_counter() - started
+        if domain.task == "classification":
+            answers = model.predict_proba(frame.iloc[cut:])[:, list(model.classes_).index(True)]
+        else:
+            answers = model.predict(frame.iloc[cut:])
+    truth = np.asarray(ys[cut:])
+    return {
+        "model": name,
+        "train_events": cut,
+        "test_events": len(events) - cut,
+        "fit_s": round(fit_s, 1),
+        "metrics": window_metrics(domain, truth, np.asarray(answers, dtype=float)),
+        "gap_metrics": list(GAP_METRICS[domain.task]),
+        "cut": cut,
+    }
+
+
+def window_metrics(domain: Domain, truth: Any, answers: Any) -> dict[str, float | None]:
+    from functions.batch.scores import classification_metrics, regression_metrics
+
+    scores = classification_metrics if domain.task == "classification" else regression_metrics
+    return {k: round(v, 4) if v is not None else None for k, v in scores(truth, answers).items()}
+
+
+def window_scorer(
+    domain: Domain, events: list[Any], reference: dict[str, Any]
+) -> Callable[[list[Any]], dict[str, Any]]:
+    """Scores a model's progressive answers on the reference's test window, with the gap to batch in %: how much
+    worse online is (positive: batch is better) on each of the task's headline metrics."""
+    import numpy as np
+
+    from functions.batch.scores import LOWER_IS_BETTER
+
+    cut = reference["cut"]
+    truth = np.asarray([y for _x, y, _c, _t in events[cut:]])
+
+    def score_window(predictions: list[Any]) -> dict[str, Any]:
+        answers = np.asarray([float(p) for p in predictions[cut:]], dtype=float)
+        metrics = window_metrics(domain, truth, answers)
+        gap: dict[str, float | None] = {}
+        for name in reference["gap_metrics"]:
+            batch, online = reference["metrics"].get(name), metrics.get(name)
+            if batch is None or online is None or batch == 0:
+                gap[name] = None
+            else:
+                worse = online - batch if name in LOWER_IS_BETTER else batch - online
+                gap[name] = round(100 * worse / abs(batch), 1)
+        return {**metrics, "gap_pct": gap}
+
+    return score_window
 
 
 def baseline(domain: Domain, events: list[Any]) -> dict[str, Any]:
@@ -299,6 +449,8 @@ def main() -> None:
     parser.add_argument("--forest-events", type=int, default=0, help="records a forest learns (0: all of --events)")
     parser.add_argument("--holdout", type=int, default=HOLDOUT, help="ecci: records after the stream for the ARI")
     parser.add_argument("--hash-seed", type=int, default=0, help="PYTHONHASHSEED the models run under")
+    parser.add_argument("--test-fraction", type=float, default=0.3, help="the batch reference's test window")
+    parser.add_argument("--candidates", action="store_true", help="also the models in CANDIDATES")
     args = parser.parse_args()
     if os.environ.get("PYTHONHASHSEED") != str(args.hash_seed):  # string hashing orders sets: see the docstring
         env = {**os.environ, "PYTHONHASHSEED": str(args.hash_seed)}
@@ -324,11 +476,20 @@ def main() -> None:
             f"{short(out['baseline'])}",
             flush=True,
         )
-        forests = [name for name in domain.model_factories if "forest" in name]
+        reference = batch_reference(domain, events, args.test_fraction)
+        window = None
+        if reference is not None:
+            window = window_scorer(domain, events, reference)
+            out["batch"] = {k: v for k, v in reference.items() if k != "cut"}
+            print(f"  batch {reference['model']}: {short(reference['metrics'])}", flush=True)
+        factories: dict[str, Callable[[], Any] | None] = dict.fromkeys(domain.model_factories)
+        if args.candidates and domain_name in CANDIDATES:
+            factories.update(CANDIDATES[domain_name]())
+        forests = [name for name in factories if "forest" in name]
         checkpoint = cap if forests and cap and cap < len(events) else None
         if checkpoint:
             out["forest_events"] = checkpoint
-        for name in domain.model_factories:
+        for name, factory in factories.items():
             forest = name in forests
             row = run_model(
                 domain,
@@ -337,14 +498,18 @@ def main() -> None:
                 holdout,
                 checkpoint if forest and checkpoint else len(events),
                 None if forest else checkpoint,
+                factory,
+                window,
             )
+            if factory is not None:
+                row["candidate"] = True
             out["models"][name] = row
             mark = " (default)" if name == domain.default_model else ""
             print(
                 f"  {name}{mark}: {row['events']} events, {short(row['quality'])}; learn p50 {row['learn_us_p50']} µs, "
                 f"predict p50 {row['predict_us_p50']} µs, {row['events_per_s']} events/s, "
                 f"state {row['state_bytes']:,} B ({row['state_slim_lz4_bytes']:,} B slim+lz4); "
-                f"{row['seconds']} s",
+                f"{row['seconds']} s" + (f"; test window {short(row['test_window'])}" if "test_window" in row else ""),
                 flush=True,
             )
         results[domain_name] = out
@@ -355,6 +520,8 @@ def main() -> None:
                 "events": args.events,
                 "seed": args.seed,
                 "forest_events": cap,
+                "test_fraction": args.test_fraction,
+                "candidates": args.candidates,
                 "python": platform.python_version(),
                 "python_hash_seed": args.hash_seed,
                 "river": river.__version__,

@@ -247,16 +247,32 @@ def account(
     return result
 
 
-def model_equals_replay(platform: Platform, wait: float = 60.0) -> bool | None:
+def live_models(platform: Platform) -> list[str]:
+    """The domain's live models, oldest first (the champion's model before any promotion first)."""
+    import redis
+
+    from eventing.domains import get_domain
+    from functions.model_state import ab
+
+    client: Any = redis.Redis.from_url(platform.settings.redis_url, socket_timeout=10)
+    try:
+        return [s.name for s in ab.live_models(client, get_domain(DOMAIN), seed=False)]
+    finally:
+        client.close()
+
+
+def model_equals_replay(platform: Platform, wait: float = 60.0, model: str | None = None) -> bool | None:
     """learn-one's model equals a fresh in-process model that replays the domain's log: once learn-one has applied
     the whole log, its summary (events learned and every progressive-validation metric, which depend on each event
-    learned, once, in order) equals the replay's at the same position. None when the log no longer holds its first
-    entry (trimmed) or learn-one never catches up within `wait` s."""
+    learned, once, in order) equals the replay's at the same position. `model`: a live model (the replay starts
+    where it was added, with its hyper-parameters); by default the first by name. None when the log no longer holds
+    the model's first entry (trimmed) or learn-one never catches up within `wait` s."""
     import math
 
     import redis
 
     from eventing.domains import get_domain
+    from functions.model_state import ab
     from functions.model_state.event_log import EventLog
     from functions.model_state.keys import key, model_key
     from functions.model_state.online_model import OnlineModel
@@ -266,8 +282,12 @@ def model_equals_replay(platform: Platform, wait: float = 60.0) -> bool | None:
     summary: dict[str, Any] = {}
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        models = sorted(
-            m.decode() for m in client.smembers(key(DOMAIN, "live")) or client.smembers(key(DOMAIN, "models"))
+        models = (
+            [model]
+            if model
+            else sorted(
+                m.decode() for m in client.smembers(key(DOMAIN, "live")) or client.smembers(key(DOMAIN, "models"))
+            )
         )
         raw = client.hget(model_key(DOMAIN, models[0], "summary"), "json") if models else None
         summary = json.loads(raw) if raw else {}
@@ -276,10 +296,12 @@ def model_equals_replay(platform: Platform, wait: float = 60.0) -> bool | None:
         time.sleep(0.5)
     else:
         return None
-    entries = EventLog(client, domain).read_after(0, count=1_000_000)
-    if not entries or entries[0].seq != 1:
+    spec = next((s for s in ab.live_models(client, domain, seed=False) if s.name == summary["model"]), None)
+    params, start_seq = (spec.params, spec.start_seq) if spec is not None else ({}, 0)
+    entries = EventLog(client, domain).read_after(start_seq, count=1_000_000)
+    if not entries or entries[0].seq != start_seq + 1:
         return None
-    fresh = OnlineModel.fresh(domain, summary["model"])
+    fresh = OnlineModel.fresh(domain, summary["model"], params, seq=start_seq)
     for e in entries:
         if e.seq > int(summary["seq"]):
             break

@@ -32,15 +32,22 @@ class BatchPage:
         self.env = settings.function_env()
         self.reports: list[dict[str, Any]] = []
         self.process: subprocess.Popen[bytes] | None = None
+        self.outcome = ""  # how the last study started here ended, kept in the status once the list is read again
         self.log_path = Path(tempfile.mkdtemp(prefix="coelho-batch-")) / "study.log"
-        self.domain = pn.widgets.Select(name="Domain", options=list(DOMAINS), value="tfd", width=140)
-        self.run = pn.widgets.Select(name="Study", options={}, width=420)
+        self.domain = pn.widgets.Select(
+            name="Domain", options=list(DOMAINS), value="tfd", width=140, css_classes=["batch-domain"]
+        )
+        self.run = pn.widgets.Select(name="Study", options={}, width=420, css_classes=["batch-run"])
         self.refresh = pn.widgets.Button(name="Refresh", width=90)
-        self.start = pn.widgets.Button(name="Start a study", button_type="primary", width=130)
-        self.status = pn.pane.HTML("", sizing_mode="stretch_width")
-        self.progress = pn.pane.HTML("", sizing_mode="stretch_width")
-        self.table = pn.pane.HTML("", sizing_mode="stretch_width")
-        self.figures = pn.FlexBox(flex_wrap="wrap", sizing_mode="stretch_width")  # two per row where they fit
+        self.start = pn.widgets.Button(
+            name="Start a study", button_type="primary", width=130, css_classes=["batch-start"]
+        )
+        self.status = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["batch-status"])
+        self.progress = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["batch-progress"])
+        self.table = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["batch-table"])
+        self.figures = pn.FlexBox(
+            flex_wrap="wrap", sizing_mode="stretch_width", css_classes=["batch-figures"]
+        )  # two per row where they fit
         self.domain.param.watch(lambda _e: self._schedule(self.load_runs), "value")
         self.run.param.watch(lambda _e: self._schedule(self.show_run), "value")
         self.refresh.on_click(lambda _e: self._schedule(self.load_runs))
@@ -66,11 +73,12 @@ class BatchPage:
         options = {
             f"{r['run_name']} · {_when(r['started'])} · v{r['model_version']}": r["run_id"] for r in self.reports
         }
-        self.status.object = (
+        listed = (
             f"{len(self.reports)} studies of {self.domain.value}"
             if self.reports
             else f"no study of {self.domain.value} yet: start one"
         )
+        self.status.object = f"{self.outcome} · {listed}" if self.outcome else listed
         self.run.options = options
         self.run.value = next(iter(options.values()), None)
         await self.show_run()
@@ -104,6 +112,7 @@ class BatchPage:
         command = [sys.executable, "-c", "from coelho.cli import main; main()", "batch", "train", self.domain.value]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        self.outcome = ""
         self.status.object = f"study of {self.domain.value} started (pid {self.process.pid})"
         pn.state.add_periodic_callback(self._poll, period=1000, count=3600)
 
@@ -114,7 +123,8 @@ class BatchPage:
         self.progress.object = "<pre style='font-size:12px'>" + html.escape("\n".join(lines)) + "</pre>"
         if self.process is not None and self.process.poll() is not None:
             code = self.process.returncode
-            self.status.object = "study finished" if code == 0 else f"study failed (exit {code}): see its output"
+            self.outcome = "study finished" if code == 0 else f"study failed (exit {code}): see its output"
+            self.status.object = self.outcome
             self.process = None
             self._schedule(self.load_runs)
 

@@ -82,9 +82,12 @@ def child(domain_name: str, rows: int, seed: int, online: bool) -> dict[str, Any
 
 
 def main() -> None:
+    sys.path.insert(0, ROOT)
+    from eventing.domains import DOMAINS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="100000", help="comma-separated row counts")
-    parser.add_argument("--domains", default="tfd,eta,ecci")
+    parser.add_argument("--domains", default=",".join(DOMAINS))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--online-max", type=int, default=100_000)
     parser.add_argument("--child", help=argparse.SUPPRESS)

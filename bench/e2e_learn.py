@@ -50,6 +50,7 @@ from function_harness import (  # noqa: E402  (bench/ is on sys.path when run)
 )
 from phase import phase  # noqa: E402  (bench/ is on sys.path when run)
 
+from eventing.domains import DOMAINS  # noqa: E402
 from functions.model_state.keys import key  # noqa: E402
 
 
@@ -274,7 +275,7 @@ def _r(x: float | None) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--domains", default="tfd,eta,ecci")
+    parser.add_argument("--domains", default=",".join(DOMAINS))
     parser.add_argument("--events", type=int, default=2000, help="records per domain for the peak run")
     parser.add_argument("--rate", type=float, default=100.0, help="ev/s of the latency run (0: skip it)")
     parser.add_argument("--latency-seconds", type=float, default=5.0)

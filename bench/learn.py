@@ -53,6 +53,7 @@ from function_harness import (
 )
 from phase import phase
 
+from eventing.domains import DOMAINS
 from functions.model_state.keys import key
 
 
@@ -231,7 +232,7 @@ def http_only_run(args: Any) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--domains", default="tfd,eta,ecci")
+    parser.add_argument("--domains", default=",".join(DOMAINS))
     parser.add_argument("--events", type=int, default=3000, help="records per domain for the peak run")
     parser.add_argument("--latency-seconds", type=float, default=6.0)
     parser.add_argument(

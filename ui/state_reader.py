@@ -243,7 +243,7 @@ def read_models(client: redis.Redis, domain: str, names: list[str] | None = None
 
 def set_training(settings: Settings, domain: str, paused: bool) -> dict[str, Any]:
     """Pause or resume learning for `domain` through learn-one's own API (no event is lost)."""
-    from functions.learn import set_training as functions_set_training
+    from functions.model_state.event_log import set_training as functions_set_training
 
     client = redis_client(settings)
     try:

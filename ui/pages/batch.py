@@ -19,9 +19,10 @@ from typing import Any
 import panel as pn
 
 from coelho.settings import Settings
+from eventing.domains import DOMAINS as DECLARED
 from ui.layout import card, flow
 
-DOMAINS = ("tfd", "eta", "ecci")
+DOMAINS = tuple(DECLARED)  # every declared domain: a study is chosen by the domain's task
 RUNS = 10
 PROGRESS_LINES = 12
 

@@ -1,4 +1,5 @@
-"""The dashboard's only uses of private Panel names, one function each (called by ui.app.configure_panel).
+"""The dashboard's only uses of private Panel names, one function each (the first two called by
+ui.app.configure_panel; `tabulator_stylesheet` by the SQL page).
 
 Neither has a public switch in Panel: no config option, template or `pn.extension` parameter removes the Fast
 design's web font or Panel's "an HTML pane may hold LaTeX" MathJax check (a template's `font_url` does not; the
@@ -68,3 +69,19 @@ def skip_mathjax_for_html_panes() -> bool:
         return False
     resources._panel_use_mathjax = _no_mathjax_for_html
     return True
+
+
+BUNDLED_STATIC = "/static/extensions/panel/bundled"  # where a served Panel app finds its bundled `dist/bundled`
+
+
+def tabulator_stylesheet() -> str:
+    """The table widget's theme as the dashboard serves it from Panel's bundle: Panel links it from its CDN, which
+    is not reachable offline. THEME_PATH and the bundle's layout are Panel internals (checked by
+    tests/ui/test_library_adapters.py).
+
+    >>> tabulator_stylesheet().endswith("tabulator_simple.min.css")
+    True
+    """
+    from panel.models.tabulator import THEME_PATH
+
+    return f"{BUNDLED_STATIC}/datatabulator/{THEME_PATH}tabulator_simple.min.css"

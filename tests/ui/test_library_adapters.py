@@ -134,3 +134,13 @@ def test_configure_panel_applies_both_adapters(pristine_panel: None, monkeypatch
     app.configure_panel()
     assert Fast._resources["font"] == {}
     assert resources._panel_use_mathjax([pn.pane.HTML("<b>x</b>").get_root()]) is False
+
+
+def test_the_tabulator_theme_is_in_panels_bundle() -> None:
+    """The SQL page links the table theme from Panel's bundled files; if Panel moves them, this fails."""
+    from pathlib import Path
+
+    from ui.panel_adapters import BUNDLED_STATIC, tabulator_stylesheet
+
+    relative = tabulator_stylesheet().removeprefix(BUNDLED_STATIC + "/")
+    assert (Path(pn.__file__).parent / "dist" / "bundled" / relative).is_file(), relative

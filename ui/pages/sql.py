@@ -28,6 +28,7 @@ from functions.lake.sql_examples import EXAMPLES
 from functions.middleware.auth import auth_headers
 from ui.charts import BarChart
 from ui.layout import card, flow, grow
+from ui.panel_adapters import tabulator_stylesheet
 
 log = logging.getLogger("coelho.ui.sql")
 
@@ -58,13 +59,6 @@ TABLES_CSS = """
 .lake-table .cols { columns: 2; font-size: 12px; color: #374151; margin: 4px 0 0 14px; }
 .lake-table .versions { font-size: 12px; color: #6b7280; margin: 4px 0 0 14px; }
 """
-
-
-def tabulator_stylesheet() -> str:
-    """The table widget's theme as the dashboard serves it: Panel links it from its CDN, which is not reachable."""
-    from panel.models.tabulator import THEME_PATH
-
-    return f"/static/extensions/panel/bundled/datatabulator/{THEME_PATH}tabulator_simple.min.css"
 
 
 def is_number(duckdb_type: str) -> bool:

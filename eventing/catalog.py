@@ -122,7 +122,7 @@ def render() -> str:
         f"| all | | | lake maintenance completed | `{LAKE_MAINTENANCE_COMPLETED}` | `/coelho/functions/lake` | "
         "what maintenance did to each table (files compacted and vacuumed, version) |",
         f"| all | | | batch study requested | `{BATCH_STUDY_REQUESTED}` | `/coelho/cli` or any client | run "
-        "`coelho batch train` as a Job (JobSink): data domain, optional version, model, rows |",
+        "`coelho batch train` as a Job (JobSink): data domain, optional version, model, rows, truth_seed, online |",
         f"| all | | | Kafka record | `{KAFKA_EVENT}` | `/apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>` | "
         "what a KafkaSource emits for a record that is not a CloudEvent |",
         "",

@@ -102,7 +102,9 @@ def test_its_snapshot_answers_the_same() -> None:
     restored = decode(encode(state), "eta", ETA.default_model, 300)
     for event in stream[:20]:
         x = ETA.features(event)
-        assert restored.predict_one(x) == state.predict_one(x)
+        # equal to the last bits: a restored model may sum the same terms in another order (its dicts and sets
+        # are rebuilt by unpickling), as every model-state comparison allows (tests/functions/test_model_state.py)
+        assert restored.predict_one(x) == pytest.approx(state.predict_one(x), rel=1e-9, abs=1e-12)
 
 
 def test_its_explanation_converts_back_to_seconds() -> None:

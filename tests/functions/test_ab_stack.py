@@ -180,8 +180,17 @@ def test_promotion_under_load_fails_no_request(stack: Any, versions: dict[str, i
             t.join()
     assert not failures, failures[:5]
     assert len(replies) > 300
-    assert {v for _, v in replies} <= {old, new}
-    assert {v for t, v in replies if t > promoted_at + 2.0} == {new}
+    # A scheduled checkpoint (the router's PingSource, when an earlier test left the router running) may register
+    # newer versions meanwhile, and each alias follows its model's newest version: a reply is the old or the new
+    # champion's model at the version the test started from or a later checkpoint of it.
+    assert {v for _, v in replies} <= {old, new} or all(
+        (model, version) in (old, new) or (model in (old[0], new[0]) and version > max(old[1], new[1]))
+        for _, (model, version) in replies
+    ), sorted({v for _, v in replies})
+    assert {model for t, (model, _) in replies if t > promoted_at + 2.0} == {new[0]}
+    assert {version for t, (_, version) in replies if t > promoted_at + 2.0} <= {new[1]} | {
+        version for _, (model, version) in replies if model == new[0] and version > max(old[1], new[1])
+    }
     # `coelho models` says who is champion, and the comparison runs on the same events.
     rows = json.loads(cli(stack, "--json"))
     assert "champion" in next(r for r in rows if r["domain"] == DOMAIN and r["model"] == CHALLENGER)["aliases"]

@@ -16,12 +16,12 @@ functions/batch/features.py), one row per request in the pipeline's own column o
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eventing.domain import Domain
+from functions.model_state.registry import mlflow_client
 
 BATCH_MODEL = "batch"  # the model name that selects a batch study's registered version
 LOOKBACK = 20_000  # log entries read before the first compared position, to find a label's record
@@ -80,22 +80,9 @@ def registered_name(domain_name: str) -> str:
     return f"coelho-{domain_name}-batch"
 
 
-def _client() -> Any:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        raise RuntimeError("MLFLOW_TRACKING_URI is not set")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
-
-
 def latest_version(domain_name: str) -> int | None:
     """The newest registered version of `coelho-<domain>-batch`, None when no study registered one."""
-    client = _client()
+    client = mlflow_client()
     try:
         found = client.search_model_versions(f"name='{registered_name(domain_name)}'")
     except Exception as exc:
@@ -108,7 +95,7 @@ def latest_version(domain_name: str) -> int | None:
 
 def load(domain: Domain, version: int) -> BatchModel | None:
     """Registered `version` of the domain's batch model, None when there is no such version."""
-    client = _client()
+    client = mlflow_client()
     try:
         found = client.get_model_version(registered_name(domain.name), str(version))
     except Exception as exc:

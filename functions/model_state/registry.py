@@ -37,7 +37,8 @@ def registered_name(domain: str) -> str:
     return f"coelho-{domain}"
 
 
-def _client() -> Any:
+def mlflow_client() -> Any:
+    """An MLflow client of MLFLOW_TRACKING_URI that fails in seconds (DependencyUnavailable when it is unset)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise DependencyUnavailable("MLFLOW_TRACKING_URI is not set")
@@ -73,7 +74,7 @@ def _mlflow_call(what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
 
 def log_checkpoint(state: OnlineModel, blob: bytes, summary: dict[str, Any]) -> dict[str, Any]:
     """Log one checkpoint run and register a new model version. Returns what was registered."""
-    client = _client()
+    client = mlflow_client()
     domain, model = state.domain_name, state.model_name
     experiment_name = f"coelho-{domain}"
     experiment = _mlflow_call("get experiment", client.get_experiment_by_name, experiment_name)
@@ -163,7 +164,7 @@ def latest_version(domain: str, model: str) -> Any | None:
 
 def model_versions(domain: str, model: str) -> list[Any]:
     """The registered versions of `model` in its domain's registered model, newest first."""
-    client = _client()
+    client = mlflow_client()
     versions = _mlflow_call("search model versions", client.search_model_versions, f"name='{registered_name(domain)}'")
     mine = [v for v in versions if (v.tags or {}).get("model") == model]
     return sorted(mine, key=lambda v: int(v.version), reverse=True)
@@ -192,7 +193,7 @@ def restore_latest(domain: str, model: str) -> tuple[OnlineModel, int] | None:
 
 def _read_state(domain: str, version: Any, where: str) -> OnlineModel:
     """The replay state of a registered version, verified against the version's own model and seq tags."""
-    client = _client()
+    client = mlflow_client()
     tags = version.tags or {}
     seq = tags.get("seq")
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +206,7 @@ def _read_state(domain: str, version: Any, where: str) -> OnlineModel:
 
 def version_info(domain: str, version: int) -> dict[str, Any] | None:
     """{model, version, seq, events_learned} of a registered version, or None when there is no such version."""
-    client = _client()
+    client = mlflow_client()
     try:
         found = client.get_model_version(registered_name(domain), str(version))
     except Exception as exc:
@@ -223,13 +224,13 @@ def version_info(domain: str, version: int) -> dict[str, Any] | None:
 
 def set_alias(domain: str, alias: str, version: int) -> None:
     """Point `alias` (champion, challenger) of the domain's registered model at `version`."""
-    client = _client()
+    client = mlflow_client()
     _mlflow_call("set alias", client.set_registered_model_alias, registered_name(domain), alias, str(version))
 
 
 def load_version(domain: str, version: int) -> OnlineModel | None:
     """The state registered as `version` (its replay state artifact), frozen; None when there is no such version."""
-    client = _client()
+    client = mlflow_client()
     try:
         found = client.get_model_version(registered_name(domain), str(version))
     except Exception as exc:
